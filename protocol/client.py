@@ -1,0 +1,149 @@
+"""A small asyncio client for protocol v1 (tests, the load test, integrators).
+
+    async with await Client.connect("ws://127.0.0.1:8700/ws", token) as c:
+        reply = await c.send_gift("bob", "note.do", 1)
+        event = await c.next_event("gift.received")
+
+Every frame from the server is decoded strictly; a frame the schema does not
+declare raises `ProtocolViolation` from the next call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections import deque
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from protocol.messages import DecodeError, decode_server
+
+EVENTS_MAX = 100_000
+
+
+class ProtocolViolation(Exception):
+    """The server sent a frame that protocol v1 does not declare."""
+
+
+class Client:
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.welcome: dict[str, Any] = {}
+        self._ids = itertools.count(1)
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._events: deque[dict[str, Any]] = deque(maxlen=EVENTS_MAX)
+        self._arrived = asyncio.Event()
+        self._error: BaseException | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, url: str, token: str, *, token_in_query: bool = True,
+                      timeout_s: float = 10.0) -> Client:
+        """Connect and authenticate; raises ConnectionClosed when refused."""
+        target = f"{url}?token={quote(token)}" if token_in_query else url
+        ws = await connect(target, max_size=1 << 20, compression=None, open_timeout=timeout_s)
+        client = cls(ws)
+        if not token_in_query:
+            await ws.send(orjson.dumps({"type": "auth", "id": "auth", "token": token}).decode())
+        first = orjson.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+        if first.get("type") != "welcome":
+            await ws.close()
+            raise ProtocolViolation(f"expected welcome, got {first}")
+        client.welcome = first
+        client._reader = asyncio.create_task(client._read())
+        return client
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.ws.close()
+        if self._reader:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                decoded = decode_server(frame)
+                if isinstance(decoded, DecodeError):
+                    raise ProtocolViolation(f"{decoded.code}: {decoded.detail}: {frame!r}")
+                msg = {"type": decoded.type, **decoded.data}
+                fut = self._waiting.pop(msg.get("id", ""), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+                else:
+                    self._events.append(msg)
+                    self._arrived.set()
+        except ConnectionClosed as exc:
+            self._error = exc
+        except ProtocolViolation as exc:
+            self._error = exc
+        finally:
+            self._arrived.set()
+            for fut in self._waiting.values():
+                if not fut.done():
+                    fut.set_exception(self._error or ConnectionError("closed"))
+
+    def _check(self) -> None:
+        if isinstance(self._error, ProtocolViolation):
+            raise self._error
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def request(self, type_: str, timeout_s: float = 10.0, **fields: Any) -> dict[str, Any]:
+        """Send a request and wait for the reply that echoes its id."""
+        self._check()
+        request_id = f"r{next(self._ids)}"
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = fut
+        body = {"type": type_, "id": request_id, **{k: v for k, v in fields.items() if v is not None}}
+        await self.ws.send(orjson.dumps(body).decode())
+        try:
+            return await asyncio.wait_for(fut, timeout_s)
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def send_gift(self, to: str, asset: str, count: int, gift_id: str | None = None,
+                        room: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
+        return await self.request("gift.send", timeout_s, gift_id=gift_id or uuid.uuid4().hex,
+                                  to=to, asset=asset, count=count, room=room)
+
+    async def balances(self) -> dict[str, int]:
+        return dict((await self.request("balance.get"))["balances"])
+
+    async def next_event(self, *types: str, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The oldest unread event (of one of `types`, if given); others stay queued."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            self._check()
+            for i, msg in enumerate(self._events):
+                if not types or msg["type"] in types:
+                    del self._events[i]
+                    return msg
+            if self._error is not None:
+                raise ConnectionError(f"connection closed: {self._error}")
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError(f"no {types or 'event'} within {timeout_s}s")
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    def events(self) -> list[dict[str, Any]]:
+        """Unread events, oldest first (they stay unread)."""
+        return list(self._events)

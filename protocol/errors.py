@@ -1,0 +1,87 @@
+"""Stable error codes and WebSocket close codes of protocol v1.
+
+Error replies (`{"type": "error", "code": ..., "message": ..., "temporary": ...}`)
+keep the connection open. Close codes end it; each says whether a client should
+reconnect. Codes are part of the protocol: never renumber or reuse one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    code: str
+    message: str
+    temporary: bool = False
+
+
+def _codes(*items: ErrorCode) -> dict[str, ErrorCode]:
+    return {item.code: item for item in items}
+
+
+# Replies to a malformed or refused request; the connection stays open.
+ERRORS = _codes(
+    ErrorCode("bad_json", "frame is not a JSON object"),
+    ErrorCode("binary_frame", "binary frames are not accepted; send JSON text"),
+    ErrorCode("frame_too_large", "frame exceeds the maximum frame size"),
+    ErrorCode("unknown_type", "unknown message type"),
+    ErrorCode("missing_field", "a required field is missing"),
+    ErrorCode("unknown_field", "the message has a field its type does not declare"),
+    ErrorCode("bad_field", "a field has the wrong type or is out of range"),
+    ErrorCode("already_authenticated", "this connection is already authenticated"),
+    ErrorCode("not_authenticated", "authenticate first"),
+    ErrorCode("too_many_pending", "too many requests awaiting a reply", temporary=True),
+    ErrorCode("overloaded", "the settlement queue is full; retry later", temporary=True),
+    ErrorCode("unavailable", "storage is unavailable; retry later", temporary=True),
+    ErrorCode("internal", "internal error", temporary=True),
+)
+
+# Reasons a gift (or an offer action) is refused: `gift.rejected.code`.
+REJECTIONS = _codes(
+    ErrorCode("self_gift", "you cannot gift yourself"),
+    ErrorCode("unknown_asset", "no such asset"),
+    ErrorCode("not_transferable", "this asset cannot be gifted"),
+    ErrorCode("sender_unknown", "your account is not registered with giftwire"),
+    ErrorCode("recipient_unknown", "the recipient is not registered with giftwire"),
+    ErrorCode("sender_banned", "your account is banned"),
+    ErrorCode("recipient_banned", "the recipient's account is banned"),
+    ErrorCode("real_name_required", "complete real-name verification to send gifts"),
+    ErrorCode("not_following", "you must follow the recipient to gift them"),
+    ErrorCode("follow_too_recent", "you must have followed the recipient long enough"),
+    ErrorCode("blocked", "one of you has blocked the other"),
+    ErrorCode("daily_limit", "you have used today's gift quota", temporary=True),
+    ErrorCode("pair_limit", "the recipient has taken today's gifts from you", temporary=True),
+    ErrorCode("insufficient_balance", "not enough cards"),
+    ErrorCode("amount_too_large", "the amount exceeds the account bound"),
+    ErrorCode("offers_full", "the recipient has too many pending offers", temporary=True),
+    ErrorCode("gift_id_conflict", "this gift id was used with different parameters"),
+    ErrorCode("offer_not_found", "no such pending offer"),
+)
+
+
+@dataclass(frozen=True)
+class CloseCode:
+    code: int
+    reason: str
+    reconnect: bool
+
+
+CLOSE_CODES = {
+    c.reason: c
+    for c in (
+        CloseCode(4000, "shutdown", reconnect=True),
+        CloseCode(4001, "auth_required", reconnect=False),
+        CloseCode(4002, "auth_invalid", reconnect=False),
+        CloseCode(4003, "auth_expired", reconnect=False),
+        CloseCode(4004, "auth_timeout", reconnect=True),
+        CloseCode(4008, "slow_consumer", reconnect=True),
+        CloseCode(4009, "abuse", reconnect=False),
+        CloseCode(4010, "internal", reconnect=True),
+    )
+}
+
+
+def close_code(reason: str) -> CloseCode:
+    return CLOSE_CODES[reason]

@@ -1,0 +1,1 @@
+"""giftwire server: gateway, settlement worker, admin API, Redis plumbing."""

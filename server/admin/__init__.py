@@ -1,0 +1,1 @@
+"""The platform backend's HTTP admin API."""

@@ -1,0 +1,159 @@
+"""The platform backend's HTTP API, under `/admin/v1`, behind a bearer admin key.
+
+JSON in and out; every error is `{"error": {"code": ..., "message": ...}}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.admin.ops import AdminOps
+from server.admin.validate import AdminError
+
+BODY_MAX_BYTES = 8 << 20
+BULK_CONCURRENCY = 64
+BULK_ERRORS_MAX = 100
+_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+Handler = Callable[[Request], Awaitable[Any]]
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+async def read_json(request: Request) -> Any:
+    body = await request.body()
+    if len(body) > BODY_MAX_BYTES:
+        raise AdminError(413, "body_too_large", f"the body exceeds {BODY_MAX_BYTES} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise AdminError(400, "bad_json", "the body is not valid JSON") from None
+
+
+def routes(ops: AdminOps, admin_key: str) -> list[Route]:
+    def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            auth = request.headers.get("authorization", "")
+            if not hmac.compare_digest(auth.encode(), f"Bearer {admin_key}".encode()):
+                return error_response(401, "unauthorized", "a valid admin key is required")
+            try:
+                return json_response(await handler(request), status)
+            except AdminError as exc:
+                return error_response(exc.status, exc.code, exc.message)
+            except RedisError:
+                return error_response(503, "unavailable", "storage is unavailable; retry later")
+        return run
+
+    async def put_user(r: Request) -> Any:
+        return await ops.put_user(r.path_params["user"], await read_json(r))
+
+    async def get_user(r: Request) -> Any:
+        return await ops.get_user(r.path_params["user"])
+
+    async def balances(r: Request) -> Any:
+        return {"user": r.path_params["user"], "balances": await ops.balances(r.path_params["user"])}
+
+    async def ledger(r: Request) -> Any:
+        cursor = r.query_params.get("cursor")
+        if cursor is not None and not _CURSOR.match(cursor):
+            raise AdminError(400, "bad_cursor", "cursor must be a next_cursor from a page")
+        try:
+            limit = int(r.query_params.get("limit", "50"))
+        except ValueError:
+            raise AdminError(400, "bad_field", "limit must be an integer") from None
+        return await ops.ledger(r.path_params["user"], cursor, limit)
+
+    async def mentor(r: Request) -> Any:
+        return await ops.bind_mentor(r.path_params["user"], await read_json(r))
+
+    async def follow(r: Request) -> Any:
+        return await ops.follow(await read_json(r), r.method == "PUT")
+
+    async def block(r: Request) -> Any:
+        return await ops.block(await read_json(r), r.method == "PUT")
+
+    async def grant(r: Request) -> Any:
+        return await ops.move(await read_json(r), revoke=False)
+
+    async def revoke(r: Request) -> Any:
+        return await ops.move(await read_json(r), revoke=True)
+
+    async def festivals(r: Request) -> Any:
+        if r.method == "GET":
+            return await ops.get_festivals()
+        return await ops.set_festivals(await read_json(r))
+
+    async def bulk(r: Request) -> Any:
+        return await run_bulk(ops, await read_json(r))
+
+    return [
+        Route("/admin/v1/users/{user}", endpoint(put_user), methods=["PUT"]),
+        Route("/admin/v1/users/{user}", endpoint(get_user), methods=["GET"]),
+        Route("/admin/v1/users/{user}/balances", endpoint(balances), methods=["GET"]),
+        Route("/admin/v1/users/{user}/ledger", endpoint(ledger), methods=["GET"]),
+        Route("/admin/v1/users/{user}/mentor", endpoint(mentor), methods=["PUT"]),
+        Route("/admin/v1/follows", endpoint(follow), methods=["PUT", "DELETE"]),
+        Route("/admin/v1/blocks", endpoint(block), methods=["PUT", "DELETE"]),
+        Route("/admin/v1/grants", endpoint(grant), methods=["POST"]),
+        Route("/admin/v1/revocations", endpoint(revoke), methods=["POST"]),
+        Route("/admin/v1/festivals", endpoint(festivals), methods=["GET", "PUT"]),
+        Route("/admin/v1/bulk", endpoint(bulk), methods=["POST"]),
+    ]
+
+
+async def run_bulk(ops: AdminOps, body: Any) -> dict[str, Any]:
+    """Apply users, then follows and blocks, then grants; report per-kind counts and
+    the first errors with their index. Each item is idempotent, so a retry is safe."""
+    if not isinstance(body, dict) or set(body) - {"users", "follows", "blocks", "grants"}:
+        raise AdminError(400, "bad_body", "bulk takes users, follows, blocks and grants lists")
+    lists = {k: body.get(k, []) for k in ("users", "follows", "blocks", "grants")}
+    if not all(isinstance(x, list) for x in lists.values()):
+        raise AdminError(400, "bad_field", "users, follows, blocks and grants must be lists")
+    total = sum(len(x) for x in lists.values())
+    if total > ops.s.bulk_items_max:
+        raise AdminError(413, "too_many_items", f"at most {ops.s.bulk_items_max} items")
+
+    def user_op(item: Any) -> Awaitable[Any]:
+        uid = item.get("id") if isinstance(item, dict) else None
+        return ops.put_user(uid if isinstance(uid, str) else "", item)
+
+    actions: dict[str, Callable[[Any], Awaitable[Any]]] = {
+        "users": user_op,
+        "follows": ops.follow,
+        "blocks": ops.block,
+        "grants": lambda item: ops.move(item, revoke=False),
+    }
+    result: dict[str, Any] = {"errors": []}
+    sem = asyncio.Semaphore(BULK_CONCURRENCY)
+
+    async def one(kind: str, index: int, item: Any) -> bool:
+        async with sem:
+            try:
+                await actions[kind](item)
+                return True
+            except AdminError as exc:
+                if len(result["errors"]) < BULK_ERRORS_MAX:
+                    result["errors"].append({"kind": kind, "index": index, "code": exc.code,
+                                             "message": exc.message})
+                return False
+
+    for kind, items in lists.items():
+        oks = await asyncio.gather(*(one(kind, i, item) for i, item in enumerate(items)))
+        result[kind] = sum(oks)
+    return result

@@ -1,0 +1,83 @@
+"""Validation of admin API bodies. Pure: returns values or raises AdminError."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from server.gifting.rules import is_valid_id
+
+
+class AdminError(Exception):
+    """A refused admin request: HTTP status, stable code, human message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def obj(body: Any, allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise AdminError(400, "bad_body", "the body must be a JSON object")
+    unknown = set(body) - allowed
+    if unknown:
+        raise AdminError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    missing = required - set(body)
+    if missing:
+        raise AdminError(400, "missing_field", f"missing field(s): {', '.join(sorted(missing))}")
+    return body
+
+
+def user_id(value: Any, name: str = "user") -> str:
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise AdminError(400, "bad_field", f"{name} must match [A-Za-z0-9_-]{{1,64}}")
+    return value
+
+
+def integer(value: Any, name: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise AdminError(400, "bad_field", f"{name} must be an integer in [{lo}, {hi}]")
+    return value
+
+
+def boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise AdminError(400, "bad_field", f"{name} must be true or false")
+    return value
+
+
+def asset(value: Any, assets: tuple[str, ...]) -> str:
+    if value not in assets:
+        raise AdminError(400, "unknown_asset", f"asset must be one of {', '.join(assets)}")
+    return str(value)
+
+
+def day(value: Any) -> str:
+    """`YYYY-MM-DD` → the `yyyymmdd` day key."""
+    try:
+        return date.fromisoformat(value).strftime("%Y%m%d")
+    except (TypeError, ValueError):
+        raise AdminError(400, "bad_field", f"{value!r} is not a YYYY-MM-DD date") from None
+
+
+PROFILE_FIELDS = {
+    "registered_at_ms": "registered_at_ms",
+    "real_name_verified": "real_name",
+    "vip": "vip",
+    "banned": "banned",
+    "confirm_gifts": "confirm",
+}
+
+
+def profile(body: Any, now_ms: int) -> dict[str, str]:
+    """A user body → profile hash fields (Redis strings)."""
+    d = obj(body, set(PROFILE_FIELDS) | {"id"})
+    out: dict[str, str] = {}
+    for name, field in PROFILE_FIELDS.items():
+        if name not in d:
+            continue
+        if name == "registered_at_ms":
+            out[field] = str(integer(d[name], name, 0, now_ms + 86400_000))
+        else:
+            out[field] = "1" if boolean(d[name], name) else "0"
+    return out

@@ -1,0 +1,84 @@
+"""Builds the Starlette app: the WebSocket gateway, the admin API, /health, and
+(optionally) the settlement worker in the same process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from server.admin.ops import AdminOps
+from server.admin.routes import json_response, routes
+from server.config import Settings
+from server.gateway.endpoint import Gateway
+from server.gateway.hub import Hub
+from server.gifting.service import GiftService
+from server.secrets import Secrets
+from server.settlement.worker import Worker
+from server.store.scripts import register
+
+log = logging.getLogger("giftwire")
+
+REDIS_POOL_MAX = 64
+
+
+def connect(url: str) -> Any:
+    """A client whose pool waits (bounded) instead of failing when all connections are busy."""
+    pool = aredis.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_POOL_MAX, timeout=10, decode_responses=True,
+        health_check_interval=30,
+    )
+    return aredis.Redis(connection_pool=pool)
+
+
+def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starlette:
+    redis = connect(settings.redis_url)
+    scripts = register(redis)
+    service = GiftService(redis, scripts, settings)
+    hub = Hub(redis)
+    gateway = Gateway(redis, hub, settings, secrets.token_secret)
+    worker = Worker(redis, service, settings) if with_worker else None
+
+    async def health(_: Request) -> Response:
+        try:
+            await redis.ping()
+        except (RedisError, OSError):
+            return json_response({"status": "unavailable", "redis": False}, 503)
+        return json_response({"status": "ok", "redis": True, "connections": len(hub.by_id)})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await hub.start()
+        tasks = [asyncio.create_task(gateway.sample_backlog(), name="backlog")]
+        worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
+        try:
+            yield
+        finally:
+            if worker and worker_task:
+                worker.stop()  # finish and acknowledge the batch in hand
+                await asyncio.gather(worker_task, return_exceptions=True)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await hub.stop()
+            await redis.aclose()
+
+    app = Starlette(
+        routes=[
+            WebSocketRoute("/ws", gateway.serve),
+            Route("/health", health),
+            *routes(AdminOps(redis, service, settings), secrets.admin_key),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.worker = worker
+    return app

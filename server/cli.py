@@ -1,0 +1,199 @@
+"""`giftwire serve | gateway | worker | token | audit`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import uvloop
+
+from server import config
+from server.config import Settings
+from server.gateway.auth import make_token
+from server.secrets import Secrets, load_or_create
+from server.store.embedded import EmbeddedValkey
+
+log = logging.getLogger("giftwire")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: giftwire stops its parts in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return config.from_env(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+    )
+
+
+def _secrets(s: Settings) -> Secrets:
+    sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
+    if sec.created:
+        print(f"giftwire: generated development secrets in {s.data_dir / 'secrets.json'}")
+        print(f"giftwire: admin key: {sec.admin_key}", flush=True)
+    return sec
+
+
+def _stop_event() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _serve_http(s: Settings, with_worker: bool) -> None:
+    from server.app import build_app
+
+    app = build_app(s, _secrets(s), with_worker)
+    server = _Server(uvicorn.Config(
+        app, host=s.host, port=s.port, log_level="warning", access_log=False, lifespan="on",
+        ws="websockets-sansio", ws_max_size=s.ws_max_bytes, ws_per_message_deflate=False,
+        ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
+    ))
+    stop = _stop_event()
+    task = asyncio.create_task(server.serve())
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
+        await asyncio.sleep(0.01)
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(f"giftwire: listening on http://{s.host}:{port}", flush=True)
+    await asyncio.wait({task, asyncio.create_task(stop.wait())},
+                       return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    await task
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    embedded = None
+    if not s.redis_url:
+        embedded = EmbeddedValkey(s.data_dir)
+        embedded.start()
+        s = s.replace(redis_url=embedded.url)
+        print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
+    try:
+        uvloop.run(_serve_http(s, with_worker=True))
+    finally:
+        if embedded:
+            embedded.stop()
+    print("giftwire: stopped", flush=True)
+    return 0
+
+
+def _require_redis(s: Settings) -> None:
+    if not s.redis_url:
+        sys.exit("giftwire: set REDIS_URL to the Redis that `giftwire serve` or your ops run")
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    _require_redis(s)
+    uvloop.run(_serve_http(s, with_worker=False))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from server.app import connect
+    from server.gifting.service import GiftService
+    from server.settlement.worker import Worker
+    from server.store.scripts import register
+
+    s = _settings(args)
+    _require_redis(s)
+
+    async def main() -> None:
+        redis = connect(s.redis_url)
+        worker = Worker(redis, GiftService(redis, register(redis), s), s)
+        stop = _stop_event()
+        task = asyncio.create_task(worker.run(burst=args.burst))
+        print(f"giftwire: worker {worker.name} started", flush=True)
+        await asyncio.wait({task, asyncio.create_task(stop.wait())},
+                           return_when=asyncio.FIRST_COMPLETED)
+        worker.stop()
+        await task
+        await redis.aclose()
+
+    uvloop.run(main())
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    s = _settings(args)
+    sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
+    print(make_token(sec.token_secret, args.user, int(time.time()) + args.ttl))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from server.app import connect
+    from server.ledger.audit import audit, report
+
+    s = _settings(args)
+    url = s.redis_url or EmbeddedValkey(s.data_dir).url
+
+    async def main() -> int:
+        redis = connect(url)
+        try:
+            result = await audit(redis)
+        finally:
+            await redis.aclose()
+        print(report(result))
+        return 0 if result.ok else 1
+
+    return uvloop.run(main())
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="giftwire", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, helptext: str, http: bool = False) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("--data-dir", help="secrets and the embedded server's files")
+        if http:
+            sp.add_argument("--host")
+            sp.add_argument("--port", type=int)
+        return sp
+
+    add("serve", "gateway + worker (+ embedded Valkey without REDIS_URL)", http=True)
+    add("gateway", "the WebSocket gateway and admin API alone", http=True)
+    add("worker", "the settlement worker alone").add_argument(
+        "--burst", action="store_true", help="exit when there is nothing left to settle")
+    tok = add("token", "print a development token for USER")
+    tok.add_argument("user")
+    tok.add_argument("--ttl", type=int, default=Settings().token_ttl_s, help="seconds")
+    add("audit", "check the ledger invariants; exit 1 naming any that broke")
+    return p
+
+
+COMMANDS: dict[str, Any] = {
+    "serve": cmd_serve, "gateway": cmd_gateway, "worker": cmd_worker,
+    "token": cmd_token, "audit": cmd_audit,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return int(COMMANDS[args.command](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

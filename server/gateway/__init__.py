@@ -1,0 +1,1 @@
+"""WebSocket gateway: endpoint, auth, per-connection send queue, hub."""

