@@ -1,0 +1,104 @@
+"""Generates the AsyncAPI 3 document of protocol v1 from `protocol.messages`.
+
+    python -m protocol.asyncapi > protocol/asyncapi.json
+
+A test fails when the committed document drifts from the types.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import orjson
+
+from protocol import PROTOCOL_VERSION
+from protocol.errors import CLOSE_CODES, ERRORS, REJECTIONS
+from protocol.messages import CLIENT_TYPES, SERVER_TYPES, Field, MessageType
+
+
+def _schema(f: Field) -> dict[str, Any]:
+    s: dict[str, Any] = {"description": f.doc}
+    if f.kind == "str":
+        s["type"] = "string"
+        s["maxLength"] = f.max_length
+        if f.pattern:
+            s["pattern"] = f.pattern
+        if f.enum:
+            s["enum"] = list(f.enum)
+    elif f.kind == "int":
+        s["type"] = "integer"
+        if f.minimum is not None:
+            s["minimum"] = f.minimum
+        if f.maximum is not None:
+            s["maximum"] = f.maximum
+    elif f.kind == "bool":
+        s["type"] = "boolean"
+    else:
+        s["type"] = "object"
+        s["additionalProperties"] = {"type": "integer"}
+    return s
+
+
+def _message(t: MessageType) -> dict[str, Any]:
+    props = {"type": {"const": t.name}} | {f.name: _schema(f) for f in t.fields}
+    return {
+        "name": t.name,
+        "summary": t.doc,
+        "payload": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["type"] + [f.name for f in t.fields if f.required],
+            "properties": props,
+        },
+    }
+
+
+def _key(name: str) -> str:
+    return name.replace(".", "_")
+
+
+def generate() -> dict[str, Any]:
+    messages = {_key(t.name): _message(t) for t in CLIENT_TYPES + SERVER_TYPES}
+
+    def refs(types: tuple[MessageType, ...]) -> list[dict[str, str]]:
+        return [{"$ref": f"#/channels/gifting/messages/{_key(t.name)}"} for t in types]
+
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "giftwire",
+            "version": str(PROTOCOL_VERSION),
+            "description": "Real-time gifting over WebSocket: JSON text frames, one object each.",
+        },
+        "servers": {"local": {"host": "127.0.0.1:8700", "protocol": "ws", "pathname": "/ws"}},
+        "channels": {
+            "gifting": {
+                "address": "/ws",
+                "messages": {k: {"$ref": f"#/components/messages/{k}"} for k in messages},
+            }
+        },
+        "operations": {
+            "request": {"action": "receive", "channel": {"$ref": "#/channels/gifting"},
+                        "summary": "client → server", "messages": refs(CLIENT_TYPES)},
+            "push": {"action": "send", "channel": {"$ref": "#/channels/gifting"},
+                     "summary": "server → client", "messages": refs(SERVER_TYPES)},
+        },
+        "components": {
+            "messages": messages,
+            "x-error-codes": {c.code: {"message": c.message, "temporary": c.temporary}
+                              for c in ERRORS.values()},
+            "x-rejection-codes": {c.code: {"message": c.message, "temporary": c.temporary}
+                                  for c in REJECTIONS.values()},
+            "x-close-codes": {str(c.code): {"reason": c.reason, "reconnect": c.reconnect}
+                              for c in CLOSE_CODES.values()},
+        },
+    }
+
+
+def render() -> bytes:
+    return orjson.dumps(generate(), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.buffer.write(render())

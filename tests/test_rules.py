@@ -1,0 +1,52 @@
+"""Pure rules: calendar days, festival pricing, tokens (the clock is passed in)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from server.gateway.auth import TokenError, make_token, verify_token
+from server.gifting import rules
+
+
+def ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_day_rolls_over_at_local_midnight() -> None:
+    """At UTC+8, 15:59:59 UTC is still today and 16:00 UTC is tomorrow."""
+    tz = rules.parse_timezone("+08:00")
+    assert rules.local_day(ms(2026, 2, 16, 15, 59, 59), tz) == date(2026, 2, 16)
+    assert rules.local_day(ms(2026, 2, 16, 16, 0, 0), tz) == date(2026, 2, 17)
+
+
+def test_iana_zone_and_offsets_with_seconds() -> None:
+    """IANA names and ±HH:MM:SS offsets both parse."""
+    assert rules.local_day(ms(2026, 1, 1, 16, 0), rules.parse_timezone("Asia/Shanghai")) == date(2026, 1, 2)
+    tz = rules.parse_timezone("-00:00:30")
+    assert rules.local_day(ms(2026, 1, 1, 0, 0, 20), tz) == date(2025, 12, 31)
+
+
+def test_seconds_to_midnight() -> None:
+    """The time left in the local day."""
+    tz = rules.parse_timezone("+08:00")
+    assert rules.seconds_to_midnight(ms(2026, 2, 16, 15, 59, 0), tz) == 60
+
+
+def test_festival_cost_is_ceiling_of_1_2x() -> None:
+    """Sender pays ceil(count × 1.2) in integer arithmetic."""
+    assert [rules.festival_cost(n, 6, 5) for n in (1, 4, 5, 6, 10, 999)] == [2, 5, 6, 8, 12, 1199]
+
+
+def test_token_roundtrip_forgery_and_expiry() -> None:
+    """A signed token proves its user until it expires; a changed one proves nothing."""
+    tok = make_token("s3cret", "alice", 2000)
+    assert verify_token("s3cret", tok, 1999) == "alice"
+    expired = verify_token("s3cret", tok, 2000)
+    assert isinstance(expired, TokenError) and expired.reason == "auth_expired"
+    forged = tok.replace("alice", "mallory")
+    bad = verify_token("s3cret", forged, 1000)
+    assert isinstance(bad, TokenError) and bad.reason == "auth_invalid"
+    wrong_key = verify_token("other", tok, 1000)
+    assert isinstance(wrong_key, TokenError) and wrong_key.reason == "auth_invalid"
+    garbage = verify_token("s3cret", "v1.x", 1000)
+    assert isinstance(garbage, TokenError) and garbage.reason == "auth_invalid"
