@@ -56,3 +56,23 @@ async def admin(server: Proc) -> AsyncIterator[Admin]:
     client = Admin(server)
     yield client
     await client.close()
+
+
+@pytest.fixture
+def own_server(start: Callable[..., Proc]) -> Iterator[Callable[..., tuple[Proc, EmbeddedValkey]]]:
+    """A giftwire with its own settings on its own Valkey (servers sharing a Redis share
+    the settlement stream, so settings must not differ between them)."""
+    made: list[EmbeddedValkey] = []
+
+    def make(env: dict[str, str] | None = None, workers: int = 0) -> tuple[Proc, EmbeddedValkey]:
+        vk = EmbeddedValkey(short_tmpdir())
+        vk.start()
+        made.append(vk)
+        srv = start("serve", vk.url, None, env or {})
+        for _ in range(workers):
+            start("worker", vk.url, srv.data_dir, env or {})
+        return srv, vk
+
+    yield make
+    for vk in made:
+        vk.stop()

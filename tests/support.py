@@ -162,3 +162,15 @@ class Admin:
         if cards:
             await self.grant(s, cards)
         return s, r
+
+
+async def run_audit(redis_url: str) -> tuple[int, str]:
+    """`giftwire audit` against a Redis, as an operator runs it."""
+    import asyncio
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "server.cli", "audit", env={**os.environ, "REDIS_URL": redis_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()

@@ -1,0 +1,74 @@
+"""Daily counters roll over at local midnight; festival days cost 1.2× with the surplus burned."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from protocol.client import Client
+from server.gifting import rules
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, run_audit, uid
+
+OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
+
+
+def offset_with_midnight_in(seconds: int) -> str:
+    """A fixed UTC offset under which local midnight comes `seconds` from now."""
+    off = -(int(time.time()) + seconds) % 86400
+    if off > 43200:
+        off -= 86400
+    sign = "-" if off < 0 else "+"
+    off = abs(off)
+    return f"{sign}{off // 3600:02d}:{off % 3600 // 60:02d}:{off % 60:02d}"
+
+
+async def test_daily_quota_rolls_over_at_local_midnight(own_server: OwnServer) -> None:
+    """The 6th gift is refused before local midnight and accepted just after it."""
+    tz_name = offset_with_midnight_in(5)
+    srv, _ = own_server({"GIFTWIRE_TIMEZONE": tz_name})
+    admin = Admin(srv)
+    try:
+        s = uid("s")
+        await admin.user(s, real_name_verified=True)
+        await admin.grant(s, 20)
+        rs = [uid("r") for _ in range(3)]
+        for r in rs:
+            await admin.user(r)
+            await admin.follow(s, r)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            for i in range(5):
+                assert (await a.send_gift(rs[i % 2], "note.do", 1))["type"] == "gift.confirmed"
+            refused = await a.send_gift(rs[2], "note.do", 1)
+            assert refused["code"] == "daily_limit"
+            left = rules.seconds_to_midnight(int(time.time() * 1000), rules.parse_timezone(tz_name))
+            assert left > 0.5, "the test ran too slowly to observe the old day"
+            await asyncio.sleep(left + 0.3)
+            after = await a.send_gift(rs[2], "note.do", 1)
+        assert (after["type"], after["quota_left"]) == ("gift.confirmed", 4)
+    finally:
+        await admin.close()
+
+
+async def test_festival_costs_1_2x_and_burns_the_surplus(own_server: OwnServer) -> None:
+    """On a festival day the sender pays ceil(1.2 × count); the recipient gets count."""
+    srv, vk = own_server()
+    admin = Admin(srv)
+    try:
+        s, r = await admin.pair(20)
+        today = rules.local_day(int(time.time() * 1000), rules.parse_timezone("+08:00"))
+        await admin.call("PUT", "/festivals", {"days": [today.isoformat(), "2027-02-06"]})
+        assert (await admin.call("GET", "/festivals"))["days"] == [today.isoformat(), "2027-02-06"]
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            reply = await a.send_gift(r, "note.do", 5)
+            assert (reply["cost"], reply["balance"]) == (6, 14)
+            await admin.call("PUT", "/festivals", {"days": []})
+            plain = await a.send_gift(r, "note.do", 5)
+            assert (plain["cost"], plain["balance"]) == (5, 9)
+        assert await admin.balances(r) == {"note.do": 10}
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
+    finally:
+        await admin.close()
+

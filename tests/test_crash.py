@@ -1,0 +1,62 @@
+"""A worker killed between the two sides of a transfer: the next worker finishes it, once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, run_audit, short_tmpdir
+
+
+@pytest.fixture
+def valkey_only() -> Iterator[EmbeddedValkey]:
+    vk = EmbeddedValkey(short_tmpdir())
+    vk.start()
+    yield vk
+    vk.stop()
+
+
+async def test_sigkill_between_steps_completes_once(
+        valkey_only: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+    """SIGKILL after the escrow step: cards wait in escrow, then the next worker delivers each gift once."""
+    url = valkey_only.url
+    gateway = start("gateway", url)
+    admin = Admin(gateway)
+    try:
+        pairs = [await admin.pair(10) for _ in range(3)]
+        senders = [await Client.connect(gateway.ws, gateway.token(s)) for s, _ in pairs]
+        recipients = [await Client.connect(gateway.ws, gateway.token(r)) for _, r in pairs]
+        sends = [asyncio.create_task(c.send_gift(r, "note.do", 4, timeout_s=60))
+                 for c, (_, r) in zip(senders, pairs, strict=True)]
+        await asyncio.sleep(0.2)
+
+        doomed = start("worker", url, gateway.data_dir, {"GIFTWIRE_FAULT": "kill_after_escrow"})
+        assert doomed.wait() == -signal.SIGKILL
+        # the kill came after at least one escrow step and before any credit
+        escrowed = sum([await admin.balances(s) == {"note.do": 6} for s, _ in pairs])
+        assert escrowed >= 1
+        assert [await admin.balances(r) for _, r in pairs] == [{}, {}, {}]
+        code, out = await run_audit(url)
+        assert code == 0 and f"({escrowed} in flight)" in out, out
+
+        start("worker", url, gateway.data_dir, {"GIFTWIRE_CLAIM_IDLE_MS": "300"})
+        replies = await asyncio.gather(*sends)
+        assert [x["type"] for x in replies] == ["gift.confirmed"] * 3
+        for c in recipients:
+            await c.next_event("gift.received")
+        await asyncio.sleep(0.5)
+        for c in senders + recipients:
+            assert [e for e in c.events() if e["type"] in ("gift.received", "gift.confirmed")] == []
+            await c.close()
+        for s, r in pairs:
+            assert await admin.balances(s) == {"note.do": 6}
+            assert await admin.balances(r) == {"note.do": 4}
+        code, out = await run_audit(url)
+        assert code == 0 and "(0 in flight)" in out, out
+    finally:
+        await admin.close()

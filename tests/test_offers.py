@@ -1,0 +1,111 @@
+"""Confirmation-required delivery: offers, accept, decline, timeout, and their races."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc
+
+CONFIRM = {"confirm_gifts": True}
+
+
+async def connect(server: Proc, user: str) -> Client:
+    return await Client.connect(server.ws, server.token(user))
+
+
+async def test_offer_accept_posts(server: Proc, admin: Admin) -> None:
+    """Cards wait in escrow until the recipient accepts; both sides are told."""
+    s, r = await admin.pair(10, recipient=CONFIRM)
+    async with await connect(server, s) as a, await connect(server, r) as b:
+        reply = await a.send_gift(r, "note.do", 4)
+        assert (reply["type"], reply["delivery"], reply["balance"]) == ("gift.confirmed", "pending", 6)
+        offer = await b.next_event("gift.offer")
+        assert (offer["from"], offer["count"]) == (s, 4)
+        assert await admin.balances(r) == {}
+        got = await b.request("gift.accept", offer_id=offer["transfer_id"])
+        assert (got["type"], got["balance"]) == ("gift.received", 4)
+        told = await a.next_event("gift.accepted")
+        assert told["transfer_id"] == offer["transfer_id"]
+        again = await b.request("gift.accept", offer_id=offer["transfer_id"])
+        assert again == {**got, "id": again["id"]}  # a retried accept gets the same answer
+    assert await admin.balances(r) == {"note.do": 4}
+    assert await admin.balances(s) == {"note.do": 6}
+
+
+async def test_offer_decline_returns_cards_and_quota(server: Proc, admin: Admin) -> None:
+    """Declining voids the gift: the sender gets the cards and the daily quota back."""
+    s, r = await admin.pair(10, recipient=CONFIRM)
+    async with await connect(server, s) as a, await connect(server, r) as b:
+        sent = await a.send_gift(r, "note.do", 4)
+        offer = await b.next_event("gift.offer")
+        voided = await b.request("gift.decline", offer_id=offer["transfer_id"])
+        assert (voided["type"], voided["reason"]) == ("gift.voided", "declined")
+        told = await a.next_event("gift.voided")
+        assert (told["balance"], told["quota_left"]) == (10, sent["quota_left"] + 1)
+        late = await b.request("gift.accept", offer_id=offer["transfer_id"])
+        assert late["type"] == "gift.voided"  # the offer is gone; the answer says why
+    assert await admin.balances(s) == {"note.do": 10}
+    assert await admin.balances(r) == {}
+
+
+async def test_offer_waits_for_next_connect(server: Proc, admin: Admin) -> None:
+    """An offer made while the recipient was away arrives when they connect."""
+    s, r = await admin.pair(10, recipient=CONFIRM)
+    async with await connect(server, s) as a:
+        reply = await a.send_gift(r, "note.do", 2)
+    async with await connect(server, r) as b:
+        offer = await b.next_event("gift.offer")
+        assert offer["transfer_id"] == reply["transfer_id"]
+        assert (await b.request("gift.accept", offer_id=offer["transfer_id"]))["type"] == "gift.received"
+
+
+async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """An offer nobody answers is voided after the timeout, and both sides are told."""
+    srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "100"})
+    admin = Admin(srv)
+    try:
+        s, r = await admin.pair(10, recipient=CONFIRM)
+        async with await connect(srv, s) as a, await connect(srv, r) as b:
+            await a.send_gift(r, "note.do", 3)
+            await b.next_event("gift.offer")
+            void_r = await b.next_event("gift.voided", timeout_s=5)
+            void_s = await a.next_event("gift.voided", timeout_s=5)
+        assert void_r["reason"] == void_s["reason"] == "timeout"
+        assert void_s["balance"] == 10
+        assert await admin.balances(s) == {"note.do": 10}
+    finally:
+        await admin.close()
+
+
+async def test_accept_racing_timeout_has_one_outcome(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Accepts sent right at the timeout: each gift ends accepted or voided, never both."""
+    srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "20"},
+                        workers=1)
+    admin = Admin(srv)
+    try:
+        senders = [await admin.pair(10, recipient=CONFIRM) for _ in range(12)]
+        outcomes = []
+        for i, (s, r) in enumerate(senders):
+            async with await connect(srv, s) as a, await connect(srv, r) as b:
+                await a.send_gift(r, "note.do", 5)
+                offer = await b.next_event("gift.offer")
+                await asyncio.sleep(0.9 + 0.02 * i)  # straddle the 1 s timeout
+                answer = await b.request("gift.accept", offer_id=offer["transfer_id"])
+                final = await a.next_event("gift.accepted", "gift.voided", timeout_s=5)
+                await asyncio.sleep(0.1)
+                assert [e for e in a.events() if e["type"] in ("gift.accepted", "gift.voided")] == []
+            bal_s, bal_r = await admin.balances(s), await admin.balances(r)
+            if answer["type"] == "gift.received":
+                assert final["type"] == "gift.accepted"
+                assert (bal_s, bal_r) == ({"note.do": 5}, {"note.do": 5})
+            else:
+                assert (answer["type"], final["type"]) == ("gift.voided", "gift.voided")
+                assert (bal_s, bal_r) == ({"note.do": 10}, {})
+            outcomes.append(answer["type"])
+        assert set(outcomes) == {"gift.received", "gift.voided"}, outcomes
+    finally:
+        await admin.close()
