@@ -73,7 +73,7 @@ async def test_blocks_either_way(server: Proc, admin: Admin) -> None:
 
 async def test_follow_for_three_days(server: Proc, admin: Admin) -> None:
     """No follow edge, or one younger than 3 days, refuses the gift."""
-    s, r = await admin.pair(5)
+    s, _ = await admin.pair(5)
     stranger = uid("x")
     await admin.user(stranger)
     await rejected(server, s, stranger, "not_following")

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from server.config import Settings
 from server.gifting import rules
@@ -26,6 +26,7 @@ from server.store import keys
 log = logging.getLogger("giftwire.worker")
 
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
+RETRY_MAX_S = 2.0  # longest wait between attempts while Redis is down
 
 
 def consumer_name() -> str:
@@ -70,11 +71,20 @@ class Worker:
         """Serve until stopped; in burst mode return once nothing is left to do."""
         await ensure_groups(self.redis, self.s.partitions)
         log.info("worker %s reading %d partition(s)", self.name, len(self.streams))
+        backoff_s = 0.0
         while not self._stopping.is_set():
-            entries = await self._claim() + await self._read(block=not burst)
-            if entries:
-                await self.apply(entries)
-            swept = await self._sweep()
+            try:
+                entries = await self._claim() + await self._read(block=not burst)
+                if entries:
+                    await self.apply(entries)
+                swept = await self._sweep()
+                backoff_s = 0.0
+            except (RedisError, OSError) as exc:
+                # unacknowledged entries stay pending and are re-run once Redis is back
+                backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
+                log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
+                await asyncio.sleep(backoff_s)
+                continue
             if burst and not entries and not swept:
                 return
 

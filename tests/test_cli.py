@@ -1,0 +1,81 @@
+"""The commands as an operator runs them: serve on the embedded Valkey, stop, restart, token, health."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import httpx
+
+from protocol.client import Client
+from server.gateway.auth import verify_token
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, short_tmpdir
+
+OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
+
+
+async def test_serve_embedded_survives_restart() -> None:
+    """`giftwire serve` with no REDIS_URL keeps every balance across SIGTERM and restart."""
+    data = short_tmpdir()
+    first = Proc("serve", data, {"REDIS_URL": ""}).start()
+    try:
+        admin = Admin(first)
+        s, r = await admin.pair(10)
+        async with await Client.connect(first.ws, first.token(s)) as a:
+            assert (await a.send_gift(r, "note.do", 3))["type"] == "gift.confirmed"
+        await admin.close()
+    finally:
+        assert first.stop() == 0
+    assert (data / "secrets.json").stat().st_mode & 0o077 == 0  # generated, private
+    second = Proc("serve", data, {"REDIS_URL": ""}).start()
+    try:
+        admin = Admin(second)
+        assert await admin.balances(s) == {"note.do": 7}
+        assert await admin.balances(r) == {"note.do": 3}
+        await admin.close()
+    finally:
+        assert second.stop() == 0
+
+
+def test_token_command_prints_a_valid_token() -> None:
+    """`giftwire token USER` prints a token the server accepts for USER."""
+    data = short_tmpdir()
+    out = subprocess.run([sys.executable, "-m", "server.cli", "token", "alice", "--ttl", "60",
+                          "--data-dir", str(data)], capture_output=True, text=True, check=True)
+    secret = Proc("token", data, {}).secrets["token_secret"]
+    assert verify_token(secret, out.stdout.strip(), time.time()) == "alice"
+
+
+async def test_health_follows_redis(own_server: OwnServer) -> None:
+    """/health is 200 while Redis answers and 503 once it is gone."""
+    srv, vk = own_server()
+    async with httpx.AsyncClient(base_url=srv.http) as c:
+        assert (await c.get("/health")).status_code == 200
+        vk.kill()
+        await asyncio.sleep(0.1)
+        r = await c.get("/health")
+    assert r.status_code == 503 and r.json()["status"] == "unavailable"
+
+
+async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
+    """Redis killed and restarted on the same data dir: the server keeps settling gifts afterwards."""
+    srv, vk = own_server()
+    admin = Admin(srv)
+    try:
+        s, r = await admin.pair(10)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
+        await asyncio.sleep(1.2)  # appendfsync everysec
+        vk.kill()
+        await asyncio.sleep(0.5)
+        vk.start()
+        await asyncio.sleep(0.5)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            reply = await a.send_gift(r, "note.do", 1, timeout_s=15)
+        assert (reply["type"], reply["balance"]) == ("gift.confirmed", 8)
+    finally:
+        await admin.close()
