@@ -78,7 +78,6 @@ CLOSE_CODES = {
         CloseCode(4004, "auth_timeout", reconnect=True),
         CloseCode(4008, "slow_consumer", reconnect=True),
         CloseCode(4009, "abuse", reconnect=False),
-        CloseCode(4010, "internal", reconnect=True),
     )
 }
 

@@ -81,4 +81,5 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
         lifespan=lifespan,
     )
     app.state.worker = worker
+    app.state.gateway = gateway
     return app

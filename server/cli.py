@@ -75,6 +75,7 @@ async def _serve_http(s: Settings, with_worker: bool) -> None:
         print(f"giftwire: listening on http://{s.host}:{port}", flush=True)
     await asyncio.wait({task, asyncio.create_task(stop.wait())},
                        return_when=asyncio.FIRST_COMPLETED)
+    await app.state.gateway.drain()
     server.should_exit = True
     await task
 

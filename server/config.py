@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,6 @@ class Settings:
     # right after the first sender-side step it applies.
     fault: str = ""
 
-    extra: dict[str, Any] = field(default_factory=dict)
-
     @property
     def note_assets(self) -> tuple[str, ...]:
         return tuple(f"note.{k}" for k in self.note_kinds)
@@ -109,8 +107,6 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
     base = Settings()
     values: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
-        if f.name == "extra":
-            continue
         raw = env.get(f"GIFTWIRE_{f.name.upper()}")
         if raw is not None:
             values[f.name] = _parse(raw, getattr(base, f.name))
@@ -118,3 +114,66 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
         values["redis_url"] = env["REDIS_URL"]
     values.update({k: v for k, v in overrides.items() if v is not None})
     return dataclasses.replace(base, **values)
+
+
+# One line per setting: the README's configuration table is generated from this
+# (`python -m server.config`) and a test keeps the two in step.
+DOCS: dict[str, str] = {
+    "host": "address the gateway binds",
+    "port": "port the gateway binds (0: any free port, printed at start)",
+    "data_dir": "secrets.json and the embedded server's append-only file",
+    "redis_url": "`REDIS_URL` also works; empty: start the embedded Valkey",
+    "token_secret": "HMAC secret shared with the platform; empty: generated in data_dir",
+    "admin_key": "bearer key of the admin API; empty: generated in data_dir",
+    "log_level": "log level",
+    "note_kinds": "note-card kinds, comma-separated; each is the asset `note.<kind>`",
+    "other_assets": "non-giftable assets, comma-separated",
+    "timezone": "the platform's day: IANA name or ±HH:MM[:SS]; counters reset at its midnight",
+    "gifts_per_day": "gifts a sender may send per day",
+    "vip_bonus_gifts": "extra gifts per day for VIP senders",
+    "pair_gifts_per_day": "gifts one recipient may take per day from one sender",
+    "follow_min_s": "how long the sender must have followed the recipient",
+    "count_max": "cards in one gift",
+    "amount_max": "bound on any balance or amount (far below 2^53)",
+    "festival_cost_num": "festival price numerator (price = ceil(count × num / den))",
+    "festival_cost_den": "festival price denominator",
+    "newcomer_window_s": "how long after registration a user is a newcomer",
+    "newcomer_free_cards": "cards a newcomer may gift free, paid by the promotion account",
+    "mentor_reward_asset": "asset of the mentor reward",
+    "mentor_reward_cards": "cards the newcomer and the mentor each get on the first gift",
+    "offer_timeout_s": "how long a confirmation-required gift waits before it is voided",
+    "offers_per_user_max": "pending offers one recipient may hold",
+    "frame_max_bytes": "largest client frame; larger ones get `frame_too_large`",
+    "ws_max_bytes": "largest WebSocket message at all; larger ones close with 1009",
+    "auth_timeout_s": "time to authenticate before the connection is closed (4004)",
+    "pending_requests_max": "requests one connection may have awaiting replies",
+    "send_queue_max_bytes": "bytes queued for one connection before it is cut off (4008)",
+    "bad_frames_max": "bad frames allowed per window before the connection closes (4009)",
+    "bad_frames_window_s": "the window of `bad_frames_max`",
+    "partitions": "settlement stream partitions (by acting user)",
+    "stream_backlog_max": "settlement backlog above which gift.send gets `overloaded`",
+    "worker_batch_max": "stream entries a worker reads and applies at once",
+    "worker_block_ms": "how long a worker's read waits for new entries",
+    "claim_idle_ms": "idle time after which another worker takes over a pending entry",
+    "sweep_interval_ms": "how often a worker times out due offers",
+    "sweep_batch_max": "offers timed out per sweep",
+    "token_ttl_s": "default lifetime of `giftwire token` tokens",
+    "events_per_user_max": "events kept in each user's event log",
+    "ledger_page_max": "largest ledger page of the admin API",
+    "bulk_items_max": "items in one bulk admin request",
+    "fault": "fault injection for crash tests (`kill_after_escrow`); leave empty",
+}
+
+
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    base = Settings()
+    for f in dataclasses.fields(Settings):
+        value = getattr(base, f.name)
+        shown = ",".join(value) if isinstance(value, tuple) else str(value)
+        rows.append(f"| `GIFTWIRE_{f.name.upper()}` | `{shown}` | {DOCS[f.name]} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

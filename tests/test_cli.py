@@ -79,3 +79,21 @@ async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
         assert (reply["type"], reply["balance"]) == ("gift.confirmed", 8)
     finally:
         await admin.close()
+
+
+async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None:
+    """SIGTERM closes every client with 4000 (reconnect elsewhere) and the server exits 0."""
+    from websockets.exceptions import ConnectionClosed
+
+    from protocol.errors import close_code
+
+    srv, _ = own_server()
+    async with await Client.connect(srv.ws, srv.token("leaver")) as c:
+        srv.signal(15)
+        try:
+            await c.next_event(timeout_s=10)
+        except ConnectionError:
+            pass
+        assert isinstance(c._error, ConnectionClosed) and c._error.rcvd is not None
+        assert c._error.rcvd.code == close_code("shutdown").code
+    assert srv.wait() == 0

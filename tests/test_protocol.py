@@ -80,3 +80,19 @@ def test_asyncapi_document_matches_types() -> None:
     assert committed == asyncapi.render(), "run: python -m protocol.asyncapi > protocol/asyncapi.json"
     doc = orjson.loads(committed)
     assert set(doc["components"]["messages"]) == {n.replace(".", "_") for n in {*CLIENT, *SERVER}}
+
+
+def test_readme_configuration_table_is_current() -> None:
+    """The README lists every setting exactly as `python -m server.config` prints it."""
+    from server.config import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert markdown_table() in readme
+
+
+def test_protocol_readme_lists_every_type_and_code() -> None:
+    """protocol/README.md documents every message type, error, rejection and close code."""
+    doc = (Path(asyncapi.__file__).parent / "README.md").read_text()
+    names = [*CLIENT, *SERVER, *ERRORS, *REJECTIONS] + [str(c.code) for c in CLOSE_CODES.values()]
+    missing = [n for n in names if f"`{n}`" not in doc and f"| {n} |" not in doc]
+    assert missing == []

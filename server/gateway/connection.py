@@ -26,7 +26,7 @@ REPLY_TYPES = {
 
 class Connection:
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
-                 queue_max_bytes: int, on_overflow: Callable[[], None]) -> None:
+                 queue_max_bytes: int) -> None:
         self.id = conn_id
         self.user = user
         self._send_text = send_text
@@ -34,8 +34,9 @@ class Connection:
         self._queued_bytes = 0
         self._queue_max_bytes = queue_max_bytes
         self._wakeup = asyncio.Event()
-        self._on_overflow = on_overflow
         self.closed = False
+        self.kicked = asyncio.Event()  # set when the server must close this connection
+        self.kick_reason = ""
         self.pending: dict[str, deque[tuple[str, str]]] = {}
         self.pending_count = 0
 
@@ -45,8 +46,7 @@ class Connection:
         if self.closed:
             return
         if self._queued_bytes + len(text) > self._queue_max_bytes:
-            self.closed = True
-            self._on_overflow()
+            self.kick("slow_consumer")
             return
         self._queue.append(text)
         self._queued_bytes += len(text)
@@ -61,6 +61,14 @@ class Connection:
                 text = self._queue.popleft()
                 self._queued_bytes -= len(text)
                 await self._send_text(text)
+
+    def kick(self, reason: str) -> None:
+        """Ask the endpoint to close with `reason` (a close reason of protocol.errors)."""
+        if not self.kicked.is_set():
+            self.closed = True
+            self.kick_reason = reason
+            self.kicked.set()
+            self._wakeup.set()
 
     def close(self) -> None:
         self.closed = True

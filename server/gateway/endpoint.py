@@ -83,13 +83,11 @@ class Gateway:
         user = await self._authenticate(ws)
         if user is None:
             return
-        overflow = asyncio.Event()
-        conn = Connection(self.hub.new_conn_id(), user, ws.send_text,
-                          self.s.send_queue_max_bytes, overflow.set)
+        conn = Connection(self.hub.new_conn_id(), user, ws.send_text, self.s.send_queue_max_bytes)
         await self.hub.add(conn)
         writer = asyncio.create_task(conn.writer())
         reader = asyncio.create_task(self._read_loop(ws, conn))
-        watchdog = asyncio.create_task(overflow.wait())
+        watchdog = asyncio.create_task(conn.kicked.wait())
         try:
             conn.push(encode("welcome", user=user, protocol=PROTOCOL_VERSION,
                              server_time_ms=int(time.time() * 1000)).decode())
@@ -98,7 +96,7 @@ class Gateway:
             done, _ = await asyncio.wait({writer, reader, watchdog},
                                          return_when=asyncio.FIRST_COMPLETED)
             if watchdog in done:
-                await self._close(ws, "slow_consumer")
+                await self._close(ws, conn.kick_reason)
             elif reader in done and (reason := reader.result()) is not None:
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError, RedisError):
@@ -109,6 +107,14 @@ class Gateway:
                 task.cancel()
             await asyncio.gather(writer, reader, watchdog, return_exceptions=True)
             await self.hub.remove(conn)
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Graceful shutdown: close every client with `shutdown` (4000: reconnect elsewhere)."""
+        for conn in list(self.hub.by_id.values()):
+            conn.kick("shutdown")
+        deadline = time.monotonic() + timeout_s
+        while self.hub.by_id and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
+            await asyncio.sleep(0.02)
 
     async def _close(self, ws: WebSocket, reason: str) -> None:
         if ws.application_state == WebSocketState.CONNECTED:
