@@ -35,9 +35,10 @@ def _socket_path(data_dir: Path) -> Path:
 
 
 class EmbeddedValkey:
-    def __init__(self, data_dir: Path, appendfsync: str = "everysec") -> None:
+    def __init__(self, data_dir: Path, appendfsync: str = "everysec", cluster: bool = False) -> None:
         self.data_dir = data_dir.resolve()
         self.appendfsync = appendfsync
+        self.cluster = cluster  # one node owning every slot: refuses cross-slot calls
         self.socket = _socket_path(self.data_dir)
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -61,6 +62,8 @@ class EmbeddedValkey:
             "--daemonize", "no",
             "--logfile", str(self.data_dir / "valkey.log"),
         ]
+        if self.cluster:
+            args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         # its own session: a Ctrl-C to our process group must not reach it before we
         # have stopped the gateway and the worker; we stop it last, with SHUTDOWN
         self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -69,10 +72,27 @@ class EmbeddedValkey:
             if self.process.poll() is not None:
                 raise EmbeddedError(f"valkey-server exited; see {self.data_dir / 'valkey.log'}")
             if self._answers():
+                if self.cluster:
+                    self._own_all_slots(deadline)
                 return
             time.sleep(0.02)
         self.stop()
         raise EmbeddedError("valkey-server did not answer in time")
+
+    def _command(self, command: bytes) -> bytes:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(str(self.socket))
+            s.sendall(command)
+            return s.recv(4096)
+
+    def _own_all_slots(self, deadline: float) -> None:
+        self._command(b"CLUSTER ADDSLOTSRANGE 0 16383\r\n")  # an error once already assigned
+        while time.monotonic() < deadline:
+            if b"cluster_state:ok" in self._command(b"CLUSTER INFO\r\n"):
+                return
+            time.sleep(0.05)
+        raise EmbeddedError("the one-node cluster did not reach state ok")
 
     def _answers(self) -> bool:
         if not self.socket.exists():
