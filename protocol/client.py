@@ -14,6 +14,7 @@ import asyncio
 import itertools
 import uuid
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -31,9 +32,13 @@ class ProtocolViolation(Exception):
     """The server sent a frame that protocol v1 does not declare."""
 
 
+EventHandler = Callable[[dict[str, Any]], None]
+
+
 class Client:
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, on_event: EventHandler | None = None) -> None:
         self.ws = ws
+        self.on_event = on_event  # when set, events go here instead of the unread queue
         self.welcome: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -44,11 +49,11 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, token: str, *, token_in_query: bool = True,
-                      timeout_s: float = 10.0) -> Client:
+                      timeout_s: float = 10.0, on_event: EventHandler | None = None) -> Client:
         """Connect and authenticate; raises ConnectionClosed when refused."""
         target = f"{url}?token={quote(token)}" if token_in_query else url
         ws = await connect(target, max_size=1 << 20, compression=None, open_timeout=timeout_s)
-        client = cls(ws)
+        client = cls(ws, on_event)
         if not token_in_query:
             await ws.send(orjson.dumps({"type": "auth", "id": "auth", "token": token}).decode())
         first = orjson.loads(await asyncio.wait_for(ws.recv(), timeout_s))
@@ -82,6 +87,8 @@ class Client:
                 fut = self._waiting.pop(msg.get("id", ""), None)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
+                elif self.on_event is not None:
+                    self.on_event(msg)
                 else:
                     self._events.append(msg)
                     self._arrived.set()

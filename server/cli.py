@@ -23,6 +23,7 @@ from server.secrets import Secrets, load_or_create
 from server.store.embedded import EmbeddedValkey
 
 log = logging.getLogger("giftwire")
+WS_IMPL = "websockets-sansio"
 
 
 class _Server(uvicorn.Server):
@@ -57,15 +58,22 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
+def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536) -> uvicorn.Config:
+    """The gateway's uvicorn settings (the load test's echo ceiling uses the same).
+    Per-message-deflate is off (CPU for tiny JSON frames); the message limit is ours,
+    not uvicorn's 16 MiB."""
+    return uvicorn.Config(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        ws=WS_IMPL, ws_max_size=ws_max_bytes, ws_per_message_deflate=False,
+        ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
+    )
+
+
 async def _serve_http(s: Settings, with_worker: bool) -> None:
     from server.app import build_app
 
     app = build_app(s, _secrets(s), with_worker)
-    server = _Server(uvicorn.Config(
-        app, host=s.host, port=s.port, log_level="warning", access_log=False, lifespan="on",
-        ws="websockets-sansio", ws_max_size=s.ws_max_bytes, ws_per_message_deflate=False,
-        ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
-    ))
+    server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes))
     stop = _stop_event()
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event

@@ -56,6 +56,10 @@ class Today:
     festival: bool
 
 
+Call = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call
+DAY_COUNTER_TTL_S = 2 * 86400  # a day's counters outlive the day, for late refunds
+
+
 def reply_payload(conn: str, event_json: str) -> str:
     return f"{keys.REPLY_PREFIX}{conn} {event_json}"
 
@@ -79,62 +83,89 @@ class GiftService:
         if conn:
             await self.redis.publish(keys.user(user).channel, reply_payload(conn, event_json))
 
-    # -- send -------------------------------------------------------------
-    async def send(self, req: SendRequest, today: Today) -> None:
+    # -- the calls of each step (also pipelined by the worker and the load test) --
+    def debit_call(self, req: SendRequest, today: Today) -> Call:
         s, sk = self.s, keys.user(req.sender)
         num, den = (s.festival_cost_num, s.festival_cost_den) if today.festival else (1, 1)
-        status, payload = await self.scripts.send_debit(
-            keys=[sk.profile, sk.balances, sk.system, sk.transfers, sk.follows, sk.blocks,
-                  sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel],
-            args=[req.tid, req.to, req.asset, req.count, req.room, today.now_ms,
-                  req.fingerprint, today.day, s.gifts_per_day, s.vip_bonus_gifts,
-                  s.pair_gifts_per_day, s.follow_min_s * 1000, num, den,
-                  s.newcomer_window_s * 1000, s.newcomer_free_cards, s.amount_max,
-                  2 * 86400, s.events_per_user_max, req.gift_id],
+        return (
+            [sk.profile, sk.balances, sk.system, sk.transfers, sk.follows, sk.blocks,
+             sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel],
+            [req.tid, req.to, req.asset, req.count, req.room, today.now_ms, req.fingerprint,
+             today.day, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
+             s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_per_user_max, req.gift_id],
         )
+
+    def credit_call(self, sender: str, tid: str, rec: dict[str, Any], today: Today) -> Call:
+        s, rk = self.s, keys.user(rec["to"])
+        return (
+            [rk.profile, rk.balances, rk.system, rk.transfers, rk.blocks, rk.offers, rk.ledger,
+             rk.events, rk.channel],
+            [tid, sender, rec["asset"], rec["count"], rec["room"], today.now_ms, rec["gift_id"],
+             s.offer_timeout_s * 1000, s.offers_per_user_max, s.amount_max,
+             s.events_per_user_max, rec["day"]],
+        )
+
+    def finalize_call(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,
+                      today: Today) -> Call:
+        s, sk = self.s, keys.user(sender)
+        return (
+            [sk.profile, sk.balances, sk.system, sk.transfers, sk.day(gift_day),
+             sk.day(today.day), sk.ledger, sk.events, sk.channel],
+            [tid, outcome, detail, today.now_ms, s.events_per_user_max, s.mentor_reward_asset,
+             s.mentor_reward_cards],
+        )
+
+    # -- send -------------------------------------------------------------
+    async def send(self, req: SendRequest, today: Today) -> None:
+        k, a = self.debit_call(req, today)
+        status, payload = await self.scripts.send_debit(keys=k, args=a)
+        rec = await self.after_debit(req, status, payload)
+        if rec is not None:
+            await self._deliver(req.sender, req.tid, rec, today, req.conn)
+
+    async def after_debit(self, req: SendRequest, status: str, payload: str) -> dict[str, Any] | None:
+        """Handle step 1's answer; the record when the gift goes on to the recipient."""
         if status == "rejected":
-            return  # the script published the rejection
+            return None  # the script published the rejection
         if status == "conflict":
             await self.reply(req.sender, req.conn, _rejection(req.tid, req.gift_id, "gift_id_conflict"))
-            return
-        rec = orjson.loads(payload)
+            return None
+        rec: dict[str, Any] = orjson.loads(payload)
         if status == "exists" and rec["st"] != "escrowed":
             await self.reply(req.sender, req.conn, rec["ev"])
-            return
+            return None
         if self._fault == "kill_after_escrow":
             log.warning("fault injection: SIGKILL after escrow of %s", req.tid)
             os.kill(os.getpid(), signal.SIGKILL)
-        await self._deliver(req.sender, req.tid, rec, today, req.conn)
+        return rec
 
     async def _deliver(self, sender: str, tid: str, rec: dict[str, Any], today: Today,
                        conn: str) -> None:
-        s, rk = self.s, keys.user(rec["to"])
-        outcome, detail = await self.scripts.recv_credit(
-            keys=[rk.profile, rk.balances, rk.system, rk.transfers, rk.blocks, rk.offers,
-                  rk.ledger, rk.events, rk.channel],
-            args=[tid, sender, rec["asset"], rec["count"], rec["room"], today.now_ms,
-                  rec["gift_id"], s.offer_timeout_s * 1000, s.offers_per_user_max,
-                  s.amount_max, s.events_per_user_max, rec["day"]],
-        )
-        if outcome == "offered":
-            await self.redis.zadd(keys.OFFERS_DUE, {f"{rec['to']} {tid}": int(detail)})
+        k, a = self.credit_call(sender, tid, rec, today)
+        outcome, detail = await self.scripts.recv_credit(keys=k, args=a)
+        await self.after_credit(rec["to"], tid, outcome, detail)
         await self._finalize(sender, tid, outcome, detail, rec["day"], today, conn)
+
+    async def after_credit(self, recipient: str, tid: str, outcome: str, detail: str) -> None:
+        if outcome == "offered":
+            await self.redis.zadd(keys.OFFERS_DUE, {f"{recipient} {tid}": int(detail)})
 
     async def _finalize(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,
                         today: Today, conn: str) -> None:
-        s, sk = self.s, keys.user(sender)
-        status, event_json, mentor = await self.scripts.send_finalize(
-            keys=[sk.profile, sk.balances, sk.system, sk.transfers, sk.day(gift_day),
-                  sk.day(today.day), sk.ledger, sk.events, sk.channel],
-            args=[tid, outcome, detail, today.now_ms, s.events_per_user_max,
-                  s.mentor_reward_asset, s.mentor_reward_cards],
-        )
+        k, a = self.finalize_call(sender, tid, outcome, detail, gift_day, today)
+        status, event_json, mentor = await self.scripts.send_finalize(keys=k, args=a)
+        await self.after_finalize(sender, tid, outcome, status, event_json, mentor, today, conn)
+
+    async def after_finalize(self, sender: str, tid: str, outcome: str, status: str,
+                             event_json: str, mentor: str, today: Today, conn: str) -> None:
         if status == "stale":
             log.error("transfer %s: %s after state %s", tid, outcome, event_json)
             return
         if status == "exists" and outcome in ("delivered", "offered", "rejected"):
             await self.reply(sender, conn, event_json)
         if mentor:
+            s = self.s
             await self.grant(mentor, f"$mentor:{tid}", s.mentor_reward_asset,
                              s.mentor_reward_cards, "promo", "mentor_reward", today.now_ms)
 

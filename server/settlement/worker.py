@@ -12,7 +12,6 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from server.config import Settings
 from server.gifting import rules
-from server.gifting.service import GiftService, SendRequest, Today
+from server.gifting.service import Call, GiftService, SendRequest, Today
 from server.store import keys
 
 log = logging.getLogger("giftwire.worker")
@@ -113,12 +112,26 @@ class Worker:
         return await self.service.sweep(await self.today())
 
     async def apply(self, entries: list[Entry]) -> None:
-        """Apply a batch: one actor's entries in order, different actors concurrently."""
+        """Apply a batch in rounds holding at most one entry per acting user (so each user's
+        requests keep their order); the sends of a round go through the three steps as three
+        pipelined round trips."""
         today = await self.today()
-        by_actor: dict[str, list[Entry]] = defaultdict(list)
-        for entry in entries:
-            by_actor[entry[2].get("u", "")].append(entry)
-        await asyncio.gather(*(self._apply_in_order(group, today) for group in by_actor.values()))
+        for round_ in rounds(entries):
+            sends: list[SendRequest] = []
+            actions = []
+            for _, eid, fields in round_:
+                try:
+                    parsed = parse_entry(fields)
+                except (ValueError, KeyError) as exc:
+                    # a malformed entry is dropped (and logged), never retried forever
+                    log.error("dropping malformed entry %s: %r (%s)", eid, fields, exc)
+                    continue
+                if isinstance(parsed, SendRequest):
+                    sends.append(parsed)
+                else:
+                    recipient, tid, action, conn = parsed
+                    actions.append(self.service.resolve_offer(recipient, tid, action, today, conn))
+            await asyncio.gather(self.pipelined_sends(sends, today), *actions)
         pipe = self.redis.pipeline(transaction=False)
         for stream, eid, _ in entries:
             pipe.xack(stream, keys.SETTLE_GROUP, eid)
@@ -126,21 +139,68 @@ class Worker:
         await pipe.execute()
         self.applied += len(entries)
 
-    async def _apply_in_order(self, group: list[Entry], today: Today) -> None:
-        for _, eid, fields in group:
-            try:
-                await self._apply_one(fields, today)
-            except (ValueError, KeyError) as exc:
-                # a malformed entry is dropped (and logged), never retried forever
-                log.error("dropping malformed entry %s: %r (%s)", eid, fields, exc)
+    async def pipelined_sends(self, reqs: list[SendRequest], today: Today) -> None:
+        """Step 1 for all, then step 2 for those that went on, then step 3."""
+        svc, sc = self.service, self.service.scripts
+        debits = await self._pipeline(sc.send_debit, [svc.debit_call(r, today) for r in reqs])
+        going: list[tuple[SendRequest, dict[str, Any]]] = []
+        for req, res in zip(reqs, debits, strict=True):
+            if isinstance(res, Exception):
+                log.error("send_debit %s failed: %s", req.tid, res)
+                continue
+            status, payload = res
+            rec = await svc.after_debit(req, status, payload)
+            if rec is not None:
+                going.append((req, rec))
+        credits = await self._pipeline(
+            sc.recv_credit, [svc.credit_call(req.sender, req.tid, rec, today) for req, rec in going])
+        finals: list[tuple[SendRequest, str, Call]] = []
+        for (req, rec), res in zip(going, credits, strict=True):
+            if isinstance(res, Exception):
+                log.error("recv_credit %s failed: %s", req.tid, res)
+                continue
+            outcome, detail = res
+            await svc.after_credit(rec["to"], req.tid, outcome, detail)
+            finals.append((req, outcome, svc.finalize_call(req.sender, req.tid, outcome, detail,
+                                                           rec["day"], today)))
+        results = await self._pipeline(sc.send_finalize, [call for _, _, call in finals])
+        for (req, outcome, _), res in zip(finals, results, strict=True):
+            if isinstance(res, Exception):
+                log.error("send_finalize %s failed: %s", req.tid, res)
+                continue
+            status, event_json, mentor = res
+            await svc.after_finalize(req.sender, req.tid, outcome, status, event_json, mentor,
+                                     today, req.conn)
 
-    async def _apply_one(self, f: dict[str, str], today: Today) -> None:
-        kind = f["k"]
-        if kind == "send":
-            req = SendRequest(sender=f["u"], gift_id=f["g"], to=f["to"], asset=f["a"],
-                              count=int(f["n"]), room=f.get("rm", ""), conn=f.get("c", ""))
-            await self.service.send(req, today)
-        elif kind in ("accept", "decline"):
-            await self.service.resolve_offer(f["u"], f["t"], kind, today, f.get("c", ""))
-        else:
-            raise ValueError(f"unknown entry kind {kind!r}")
+    async def _pipeline(self, script: Any, calls: list[Call]) -> list[Any]:
+        if not calls:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for k, a in calls:
+            await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
+        return list(await pipe.execute(raise_on_error=False))
+
+
+def rounds(entries: list[Entry]) -> list[list[Entry]]:
+    """Split a batch so no round holds two entries of the same acting user, keeping order."""
+    out: list[list[Entry]] = []
+    depth: dict[str, int] = {}
+    for entry in entries:
+        actor = entry[2].get("u", "")
+        i = depth.get(actor, 0)
+        depth[actor] = i + 1
+        if i == len(out):
+            out.append([])
+        out[i].append(entry)
+    return out
+
+
+def parse_entry(f: dict[str, str]) -> SendRequest | tuple[str, str, str, str]:
+    """A stream entry → a send request, or (recipient, transfer id, action, conn)."""
+    kind = f["k"]
+    if kind == "send":
+        return SendRequest(sender=f["u"], gift_id=f["g"], to=f["to"], asset=f["a"],
+                           count=int(f["n"]), room=f.get("rm", ""), conn=f.get("c", ""))
+    if kind in ("accept", "decline"):
+        return (f["u"], f["t"], kind, f.get("c", ""))
+    raise ValueError(f"unknown entry kind {kind!r}")

@@ -1,0 +1,1 @@
+"""giftwire-loadtest: scenarios, ceilings measured in the same run, reports."""

@@ -1,0 +1,113 @@
+"""The giftwire under test: one the harness starts on the embedded Valkey, or one
+given by `--url`. Seeding goes through the bulk admin API, like a platform does."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import orjson
+
+from loadtest.procs import GiftwireProcess
+from server.gateway.auth import make_token
+from server.store.embedded import EmbeddedValkey
+
+# The harness's own target lifts the per-user daily limits so that one sender can
+# carry a sustained load; an external target must be configured the same way
+# (or it answers most sends with daily_limit, which the report counts).
+LOAD_PROFILE = {
+    "GIFTWIRE_GIFTS_PER_DAY": "1000000000",
+    "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000000000",
+    "GIFTWIRE_PENDING_REQUESTS_MAX": "1024",
+    "GIFTWIRE_LOG_LEVEL": "warning",
+}
+BULK_CHUNK = 5000
+DAY_MS = 86_400_000
+
+
+@dataclass
+class Target:
+    http: str
+    admin_key: str
+    token_secret: str
+    redis_url: str
+    pid: int | None = None
+    owned: list[Any] = field(default_factory=list)
+
+    @property
+    def ws(self) -> str:
+        u = urlparse(self.http)
+        return f"ws://{u.netloc}/ws"
+
+    def token(self, user: str, ttl_s: int = 6 * 3600) -> str:
+        import time
+
+        return make_token(self.token_secret, user, int(time.time()) + ttl_s)
+
+    def stop(self) -> None:
+        for part in reversed(self.owned):
+            part.stop()
+
+
+def start_own(env: dict[str, str] | None = None) -> Target:
+    """giftwire serve (gateway + worker) on a private embedded Valkey."""
+    data = Path(tempfile.mkdtemp(prefix="gwlt-"))
+    vk = EmbeddedValkey(data / "valkey")
+    vk.start()
+    proc = GiftwireProcess("serve", data, {"REDIS_URL": vk.url, **LOAD_PROFILE, **(env or {})})
+    try:
+        proc.start()
+    except Exception:
+        vk.stop()
+        raise
+    sec = proc.secrets
+    return Target(proc.http, sec["admin_key"], sec["token_secret"], vk.url, proc.pid, [vk, proc])
+
+
+def _post(url: str, key: str, body: Any) -> Any:
+    req = urllib.request.Request(url, data=orjson.dumps(body), method="POST", headers={
+        "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return orjson.loads(resp.read())
+
+
+async def seed(target: Target, senders: list[str], recipients: list[str], cards: int) -> None:
+    """Users, follow edges (sender i → recipients) and grants, in bulk requests."""
+    now_ms = int(__import__("time").time() * 1000)
+    old = now_ms - 30 * DAY_MS
+    users = [{"id": u, "real_name_verified": True, "registered_at_ms": old} for u in senders]
+    users += [{"id": u, "registered_at_ms": old} for u in recipients]
+    follows = [{"follower": s, "followee": r, "since_ms": old} for s in senders for r in recipients
+               ] if len(senders) * len(recipients) <= 200_000 else [
+        {"follower": s, "followee": recipients[i % len(recipients)], "since_ms": old}
+        for i, s in enumerate(senders)]
+    grants = [{"id": f"lt-{s}", "user": s, "asset": "note.do", "amount": cards} for s in senders if cards]
+    url = f"{target.http}/admin/v1/bulk"
+    for kind, items in (("users", users), ("follows", follows), ("grants", grants)):
+        for i in range(0, len(items), BULK_CHUNK):
+            out = await asyncio.to_thread(_post, url, target.admin_key, {kind: items[i:i + BULK_CHUNK]})
+            if out["errors"]:
+                raise RuntimeError(f"seeding {kind} failed: {out['errors'][:3]}")
+
+
+def raise_nofile(want: int) -> int:
+    """Raise the soft open-files limit towards `want` (bounded by the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = min(max(soft, want), hard)
+    if new != soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return new
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
