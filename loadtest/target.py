@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,8 +47,6 @@ class Target:
         return f"ws://{u.netloc}/ws"
 
     def token(self, user: str, ttl_s: int = 6 * 3600) -> str:
-        import time
-
         return make_token(self.token_secret, user, int(time.time()) + ttl_s)
 
     def stop(self) -> None:
@@ -77,16 +76,13 @@ def _post(url: str, key: str, body: Any) -> Any:
         return orjson.loads(resp.read())
 
 
-async def seed(target: Target, senders: list[str], recipients: list[str], cards: int) -> None:
-    """Users, follow edges (sender i → recipients) and grants, in bulk requests."""
-    now_ms = int(__import__("time").time() * 1000)
-    old = now_ms - 30 * DAY_MS
+async def seed(target: Target, senders: list[str], recipients: list[str],
+               edges: list[tuple[str, str]], cards: int) -> None:
+    """Users, follow edges (follower, followee) and grants, in bulk requests."""
+    old = int(time.time() * 1000) - 30 * DAY_MS
     users = [{"id": u, "real_name_verified": True, "registered_at_ms": old} for u in senders]
     users += [{"id": u, "registered_at_ms": old} for u in recipients]
-    follows = [{"follower": s, "followee": r, "since_ms": old} for s in senders for r in recipients
-               ] if len(senders) * len(recipients) <= 200_000 else [
-        {"follower": s, "followee": recipients[i % len(recipients)], "since_ms": old}
-        for i, s in enumerate(senders)]
+    follows = [{"follower": s, "followee": r, "since_ms": old} for s, r in edges]
     grants = [{"id": f"lt-{s}", "user": s, "asset": "note.do", "amount": cards} for s in senders if cards]
     url = f"{target.http}/admin/v1/bulk"
     for kind, items in (("users", users), ("follows", follows), ("grants", grants)):

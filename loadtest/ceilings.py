@@ -1,0 +1,224 @@
+"""What the hardware and the stack can do, measured in the same run as a scenario:
+
+(a) the Lua steps one gift needs, pipelined straight into Redis from several processes;
+(b) the settlement worker alone, fed from a pre-filled stream;
+(c) a plain WebSocket echo on the gateway's Starlette/uvicorn stack and settings;
+(d) a plain broadcast of one pre-encoded frame to V connections on that stack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import connect
+
+from loadtest.shards import CONNECT_CONCURRENCY_DEFAULT, Shards, split
+from server.app import connect as redis_connect
+from server.config import Settings
+from server.gifting.service import GiftService, SendRequest
+from server.settlement.worker import Worker, ensure_groups
+from server.store import keys
+from server.store.embedded import EmbeddedValkey
+from server.store.scripts import register
+
+# the harness's settings for Redis-side ceilings: limits lifted, as in LOAD_PROFILE
+BENCH = Settings(gifts_per_day=10**9, pair_gifts_per_day=10**9)
+ECHO_FRAME = orjson.dumps({"type": "gift.send", "id": "r123456", "gift_id": "g-1795376853-42",
+                           "to": "u0000042", "asset": "note.do", "count": 1}).decode()
+CONNECT_CONCURRENCY = CONNECT_CONCURRENCY_DEFAULT
+
+
+async def seed_direct(redis: Any, service: GiftService, senders: list[str], recipients: list[str]) -> None:
+    """Users for the Redis-side ceilings, written straight into Redis (no gateway)."""
+    old = int(time.time() * 1000) - 30 * 86_400_000
+    pipe = redis.pipeline(transaction=False)
+    for u in senders + recipients:
+        pipe.hset(keys.user(u).profile, mapping={"registered_at_ms": old, "real_name": 1})
+    for i, s in enumerate(senders):
+        pipe.hset(keys.user(s).follows, recipients[i % len(recipients)], old)
+    await pipe.execute()
+    for s in senders:
+        await service.grant(s, f"$grant:bench-{s}", "note.do", 10**11, "mint", "grant", old)
+
+
+# -- (a) --------------------------------------------------------------------
+async def lua_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    redis = redis_connect(cfg["redis_url"])
+    service = GiftService(redis, register(redis), BENCH)
+    worker = Worker(redis, service, BENCH)
+    tag, batch = cfg["tag"], cfg["batch"]
+    senders = [f"{tag}s{i}" for i in range(batch)]
+    recipients = [f"{tag}r{i}" for i in range(batch)]
+    await seed_direct(redis, service, senders, recipients)
+    await ctl.sync()
+    started, done, k = time.perf_counter(), 0, 0
+    while time.perf_counter() - started < cfg["seconds"]:
+        today = await worker.today()
+        reqs = [SendRequest(s, f"{k}", recipients[i], "note.do", 1, "", "")
+                for i, s in enumerate(senders)]
+        await worker.pipelined_sends(reqs, today)
+        done, k = done + len(reqs), k + 1
+        ctl.tick(len(reqs))
+    elapsed = time.perf_counter() - started
+    await redis.aclose()
+    return {"gifts": done, "seconds": elapsed}
+
+
+async def lua_ceiling(redis_url: str, procs: int, seconds: float, batch: int, run_id: str) -> float:
+    cfgs = [{"redis_url": redis_url, "tag": f"ltA{run_id}p{i}", "batch": batch, "seconds": seconds}
+            for i in range(procs)]
+    with Shards("loadtest.ceilings:lua_shard", cfgs, timeout_s=seconds + 120) as sh:
+        await sh.sync()
+        outs = await sh.results()
+    return float(sum(o["gifts"] for o in outs) / max(o["seconds"] for o in outs))
+
+
+# -- (b) --------------------------------------------------------------------
+async def worker_ceiling(gifts: int, batch_max: int, run_id: str) -> float:
+    """The worker alone on a private Valkey: pre-fill the stream, time one burst run."""
+    vk = EmbeddedValkey(Path(tempfile.mkdtemp(prefix="gwlt-b-")))
+    vk.start()
+    try:
+        redis = redis_connect(vk.url)
+        settings = BENCH.replace(worker_batch_max=batch_max)
+        service = GiftService(redis, register(redis), settings)
+        senders = [f"ltB{run_id}s{i}" for i in range(200)]
+        recipients = [f"ltB{run_id}r{i}" for i in range(200)]
+        await seed_direct(redis, service, senders, recipients)
+        await ensure_groups(redis, 1)
+        stream = keys.settle_stream(0)
+        for start in range(0, gifts, 1000):
+            pipe = redis.pipeline(transaction=False)
+            for k in range(start, min(gifts, start + 1000)):
+                i = k % len(senders)
+                pipe.xadd(stream, {"k": "send", "u": senders[i], "c": "", "g": f"b{k}",
+                                   "to": recipients[i], "a": "note.do", "n": 1, "rm": ""})
+            await pipe.execute()
+        worker = Worker(redis, service, settings)
+        started = time.perf_counter()
+        await worker.run(burst=True)
+        elapsed = time.perf_counter() - started
+        assert worker.applied == gifts, (worker.applied, gifts)
+        await redis.aclose()
+        return gifts / elapsed
+    finally:
+        vk.stop()
+
+
+# -- (c) and (d): the plain stack ------------------------------------------
+class EchoServer:
+    """`python -m loadtest.echo_server` as a child process, stopped by its PID."""
+
+    def __enter__(self) -> EchoServer:
+        self.proc = subprocess.Popen([sys.executable, "-m", "loadtest.echo_server"],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            self.proc.kill()
+            raise RuntimeError(f"echo server did not start: {line!r}")
+        self.http = line.strip().rsplit(" ", 1)[1]
+        self.ws = self.http.replace("http://", "ws://")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def post(self, path: str) -> dict[str, Any]:
+        req = urllib.request.Request(f"{self.http}{path}", method="POST")
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            out: dict[str, Any] = orjson.loads(resp.read())
+            return out
+
+
+async def echo_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    conns = [await connect(f"{cfg['ws']}/echo", compression=None) for _ in range(cfg["conns"])]
+    await ctl.sync()
+    deadline = time.perf_counter() + cfg["seconds"]
+    started = time.perf_counter()
+
+    async def pump(ws: Any) -> int:
+        n = 0
+        for _ in range(cfg["window"]):
+            await ws.send(ECHO_FRAME)
+        while time.perf_counter() < deadline:
+            await ws.recv()
+            n += 1
+            await ws.send(ECHO_FRAME)
+        for _ in range(cfg["window"]):
+            await ws.recv()
+        return n
+
+    counts = await asyncio.gather(*(pump(ws) for ws in conns))
+    elapsed = time.perf_counter() - started
+    for ws in conns:
+        await ws.close()
+    return {"messages": sum(counts), "seconds": elapsed}
+
+
+async def echo_ceiling(procs: int, conns: int, window: int, seconds: float) -> float:
+    with EchoServer() as srv:
+        cfgs = [{"ws": srv.ws, "conns": max(1, conns // procs), "window": window, "seconds": seconds}
+                for _ in range(procs)]
+        with Shards("loadtest.ceilings:echo_shard", cfgs, timeout_s=seconds + 120) as sh:
+            await sh.sync()
+            outs = await sh.results()
+    return float(sum(o["messages"] for o in outs) / max(o["seconds"] for o in outs))
+
+
+async def open_many(url: str, n: int) -> list[Any]:
+    """n WebSocket connections, at most CONNECT_CONCURRENCY handshakes at a time."""
+    sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def one() -> Any:
+        async with sem:
+            return await connect(url, compression=None, open_timeout=60, ping_interval=None)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def broadcast_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    conns = await open_many(f"{cfg['ws']}/sub", cfg["viewers"])
+    ctl.tick(len(conns))
+    await ctl.sync()  # all connected: phase 1, one frame each
+
+    async def receive(ws: Any, n: int) -> float:
+        for _ in range(n):
+            await asyncio.wait_for(ws.recv(), 60)
+        return time.time()
+
+    first = max(await asyncio.gather(*(receive(ws, 1) for ws in conns)))
+    await ctl.sync()  # phase 2: `rounds` frames each
+    second = max(await asyncio.gather(*(receive(ws, cfg["rounds"]) for ws in conns)))
+    for ws in conns:
+        await ws.close()
+    return {"first": first, "second": second, "viewers": len(conns)}
+
+
+async def broadcast_ceiling(procs: int, viewers: int, rounds: int) -> dict[str, float]:
+    """Frames/s of a plain broadcast, and the time one frame takes to reach everyone."""
+    with EchoServer() as srv:
+        cfgs = [{"ws": srv.ws, "viewers": len(part), "rounds": rounds}
+                for part in split(list(range(viewers)), procs)]
+        with Shards("loadtest.ceilings:broadcast_shard", cfgs, timeout_s=300) as sh:
+            await sh.sync()
+            one = await asyncio.to_thread(srv.post, "/blast?rounds=1")
+            await sh.sync()
+            many = await asyncio.to_thread(srv.post, f"/blast?rounds={rounds}")
+            outs = await sh.results()
+    reach_ms = (max(o["first"] for o in outs) - one["started"]) * 1000
+    frames = many["sent"] / (max(o["second"] for o in outs) - many["started"])
+    return {"frames_per_s": frames, "reach_all_ms": reach_ms, "viewers": float(viewers)}

@@ -1,0 +1,158 @@
+"""giftwire-loadtest SCENARIO [options] — gifts, room or idle, with ceilings measured
+in the same run, a table, a JSON file and a plot. Traffic goes only to the target
+(by default one the harness starts on loopback); every loop is bounded in count and time."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+from loadtest import ceilings, report, scenarios
+from loadtest.stats import ratio
+from loadtest.target import Target, raise_nofile, start_own
+from server.app import connect as redis_connect
+from server.ledger.audit import audit
+from server.store import keys
+
+FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 200.0,
+        "room_s": 10.0, "connections": 20_000, "hold_s": 3.0, "a_s": 3.0, "a_batch": 128,
+        "b_gifts": 20_000, "c_conns": 64, "c_s": 3.0, "d_rounds": 5}
+SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.0, "room_s": 1.0,
+         "connections": 40, "hold_s": 0.5, "a_s": 0.5, "a_batch": 16, "b_gifts": 300,
+         "c_conns": 4, "c_s": 0.5, "d_rounds": 2}
+SETTLE_S = 30.0
+RSS_TARGET_BYTES = 15 * 1024
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="giftwire-loadtest", description=__doc__)
+    p.add_argument("scenario", choices=["gifts", "room", "idle"])
+    p.add_argument("--smoke", action="store_true", help="a size that finishes in seconds")
+    p.add_argument("--procs", type=int, default=2, help="load-generating processes")
+    p.add_argument("--json", type=Path, help="write the result here")
+    p.add_argument("--plot", type=Path, help="write a PNG: latency over time and a histogram")
+    p.add_argument("--url", help="a running giftwire (default: start one on the embedded Valkey)")
+    p.add_argument("--admin-key")
+    p.add_argument("--token-secret")
+    p.add_argument("--redis-url", help="the target's Redis, for the audit and ceiling (a)")
+    p.add_argument("--server-pid", type=int, help="the target gateway's PID (idle reads its RSS)")
+    p.add_argument("--rate", type=float,
+                   help="gifts: the set rate of the second phase (default: half the max)")
+    p.add_argument("--senders", type=int)
+    p.add_argument("--gifts", type=int)
+    p.add_argument("--window", type=int, help="gifts in flight per sender at max rate")
+    p.add_argument("--viewers", type=int, help="room receivers, and the connections of ceiling (d)")
+    p.add_argument("--connections", type=int, help="idle connections")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="bound on each phase")
+    return p
+
+
+def sizes(args: argparse.Namespace) -> dict[str, Any]:
+    out = dict(SMOKE if args.smoke else FULL)
+    for name in ("senders", "gifts", "window", "viewers", "connections"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
+def target_from(args: argparse.Namespace) -> Target:
+    if not args.url:
+        return start_own()
+    missing = [f for f in ("admin_key", "token_secret", "redis_url") if not getattr(args, f)]
+    if missing:
+        raise SystemExit(f"with --url also give {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    return Target(args.url.rstrip("/"), args.admin_key, args.token_secret, args.redis_url,
+                  args.server_pid)
+
+
+async def settle_and_audit(target: Target) -> tuple[bool, str]:
+    """Wait (bounded) until the stream is drained and nothing is in flight, then audit."""
+    redis = redis_connect(target.redis_url)
+    try:
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            backlog = await redis.xlen(keys.settle_stream(0))
+            result = await audit(redis)
+            if (backlog == 0 and result.in_flight == 0) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()
+    from server.ledger.audit import report as audit_report
+
+    return result.ok and result.in_flight == 0 and backlog == 0, audit_report(result)
+
+
+async def measure_ceilings(target: Target, args: argparse.Namespace, z: dict[str, Any],
+                           run_id: str) -> dict[str, float]:
+    a = await ceilings.lua_ceiling(target.redis_url, args.procs, z["a_s"], z["a_batch"], run_id)
+    b = await ceilings.worker_ceiling(z["b_gifts"], 256, run_id)
+    c = await ceilings.echo_ceiling(args.procs, z["c_conns"], z["window"], z["c_s"])
+    d = await ceilings.broadcast_ceiling(args.procs, z["viewers"], z["d_rounds"])
+    return {"a_lua_per_s": round(a, 1), "b_worker_per_s": round(b, 1), "c_echo_per_s": round(c, 1),
+            "d_broadcast_per_s": round(d["frames_per_s"], 1),
+            "d_reach_all_ms": round(d["reach_all_ms"], 2), "d_viewers": d["viewers"]}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    z = sizes(args)
+    raise_nofile(2 * max(z["connections"], z["viewers"]) + 1024)
+    run_id = uuid.uuid4().hex[:6]
+    target = target_from(args)
+    try:
+        if args.scenario == "gifts":
+            result = await scenarios.run_gifts(target, run_id + "m", args.procs, z["senders"], z["gifts"],
+                                               z["window"], 0.0, args.max_seconds)
+            rate = args.rate or max(1.0, result["throughput_per_s"] / 2)
+            result["at_rate"] = await scenarios.run_gifts(
+                target, run_id + "h", args.procs, z["senders"],
+                min(z["gifts"], int(rate * min(args.max_seconds, 20))), z["window"], rate, args.max_seconds)
+        elif args.scenario == "room":
+            result = await scenarios.run_room(target, run_id, args.procs, z["viewers"], 20 if not args.smoke
+                                              else 2, z["room_rate"], z["room_s"])
+        else:
+            result = await scenarios.run_idle(target, run_id, args.procs, z["connections"], z["hold_s"])
+        cs = await measure_ceilings(target, args, z, run_id)
+        ok, audit_text = await settle_and_audit(target)
+    finally:
+        target.stop()
+    thr = result["throughput_per_s"]
+    ratios = {"gifts": {"a": ratio(thr, cs["a_lua_per_s"]), "c": ratio(thr, cs["c_echo_per_s"])},
+              "room": {"d": ratio(thr, cs["d_broadcast_per_s"])}, "idle": {}}[args.scenario]
+    result.update({
+        "scenario": args.scenario, "smoke": args.smoke, "machine": report.machine(),
+        "ceilings": cs, "ratio_to_ceiling": ratios,
+        "invariants_ok": (ok and result["exactly_once"]
+                          and result.get("at_rate", {}).get("exactly_once", True)),
+        "audit": audit_text, "command": "giftwire-loadtest " + " ".join(sys.argv[1:]),
+    })
+    if args.scenario == "room":
+        result["lag_target_ms"] = round(2 * cs["d_reach_all_ms"], 2)
+    if args.scenario == "idle":
+        result["rss_target_bytes"] = RSS_TARGET_BYTES
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    result = uvloop.run(run(args))
+    print(report.table(result))
+    if args.json:
+        report.write_json(args.json, result)
+    if args.plot:
+        report.plot(args.plot, result)
+    if not result["invariants_ok"]:
+        print("\nINVARIANTS BROKEN — see the audit below\n" + result["audit"], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The terminal table, the JSON file and the PNG plot of a run."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1),
+            "python": sys.version.split()[0], "platform": platform.platform()}
+
+
+def table(result: dict[str, Any]) -> str:
+    c, r, lat = result["ceilings"], result["ratio_to_ceiling"], result["latency_ms"]
+    unit = {"gifts": "gifts/s", "room": "frames/s", "idle": "connects/s"}[result["scenario"]]
+    rows = [
+        (f"{result['scenario']} throughput", f"{result['throughput_per_s']:,.0f} {unit}"),
+        ("latency p50 / p90 / p99 / max",
+         f"{lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} / {lat['max']:.2f} ms"),
+    ]
+    if "at_rate" in result:
+        ar = result["at_rate"]
+        rows.append((f"at {ar['params']['rate']:.0f}/s: p99 confirm",
+                     f"{ar['latency_ms']['p99']:.2f} ms (p50 {ar['latency_ms']['p50']:.2f})"))
+    if "received_latency_ms" in result:
+        rl = result["received_latency_ms"]
+        rows.append(("send → received p50 / p99", f"{rl['p50']:.2f} / {rl['p99']:.2f} ms"))
+    if "rss_per_connection_bytes" in result:
+        rows.append(("server RSS per connection", f"{result['rss_per_connection_bytes'] / 1024:.1f} KiB"))
+    rows += [
+        ("(a) Lua steps ceiling", f"{c['a_lua_per_s']:,.0f} gifts/s"),
+        ("(b) worker alone", f"{c['b_worker_per_s']:,.0f} gifts/s"),
+        ("(c) WebSocket echo ceiling", f"{c['c_echo_per_s']:,.0f} msgs/s"),
+        ("(d) broadcast ceiling", f"{c['d_broadcast_per_s']:,.0f} frames/s "
+                                  f"(reach {c['d_reach_all_ms']:.0f} ms at {c['d_viewers']:.0f})"),
+    ]
+    rows += [(f"ratio to {k}", f"{v:.3f}") for k, v in r.items()]
+    rows.append(("invariants (audit + exactly once)", "ok" if result["invariants_ok"] else "BROKEN"))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    slim = {k: v for k, v in result.items() if k not in ("timeline", "samples_ms")}
+    if "at_rate" in slim:
+        slim["at_rate"] = {k: v for k, v in slim["at_rate"].items() if k not in ("timeline", "samples_ms")}
+    path.write_bytes(orjson.dumps(slim, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+
+
+def plot(path: Path, result: dict[str, Any]) -> None:
+    """Latency over time and a latency histogram (needs matplotlib: pip install 'giftwire[loadtest]')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    timeline = result.get("timeline") or list(enumerate(result["samples_ms"]))
+    if timeline:
+        xs, ys = zip(*timeline, strict=True)
+        ax1.scatter(xs, ys, s=2, alpha=0.4)
+    ax1.set_xlabel("seconds into the run" if result.get("timeline") else "sample")
+    ax1.set_ylabel("latency (ms)")
+    ax1.set_title(f"{result['scenario']}: latency over time")
+    ax2.hist(result["samples_ms"], bins=80)
+    ax2.set_yscale("log")
+    ax2.set_xlabel("latency (ms)")
+    ax2.set_title(f"histogram (p99 {result['latency_ms']['p99']:.2f} ms)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,272 @@
+"""The scenarios' load generators (one per process) and their drivers in the parent.
+
+gifts: senders gifting followed recipients; send→confirmed at the sender and
+       send→received at the recipient (both in the same process, one clock).
+room:  V receivers on the per-user push path (live rooms will switch it to the room
+       broadcast); the parent sends gifts at a rate; lag is measured at the receivers.
+idle:  C idle authenticated connections; server RSS per connection from /proc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from typing import Any
+
+from loadtest.shards import CONNECT_CONCURRENCY_DEFAULT, Shards, progress_bar, split
+from loadtest.stats import summary
+from loadtest.target import Target, rss_bytes, seed
+from protocol.client import Client
+
+TIMELINE_MAX = 20_000  # points kept for the plot, per shard
+
+
+async def connect_all(ws: str, tokens: dict[str, str], on_event: Any = None) -> dict[str, Client]:
+    sem = asyncio.Semaphore(CONNECT_CONCURRENCY_DEFAULT)
+
+    async def one(user: str, token: str) -> tuple[str, Client]:
+        async with sem:
+            return user, await Client.connect(ws, token, timeout_s=60, on_event=on_event)
+
+    return dict(await asyncio.gather(*(one(u, t) for u, t in tokens.items())))
+
+
+# -- gifts ------------------------------------------------------------------
+async def gifts_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    sent_at: dict[str, float] = {}
+    received: Counter[str] = Counter()
+    recv_ms: list[float] = []
+
+    def on_received(msg: dict[str, Any]) -> None:
+        if msg["type"] == "gift.received":
+            received[msg["transfer_id"]] += 1
+            t = sent_at.get(msg["gift_id"])
+            if t is not None:
+                recv_ms.append((time.perf_counter() - t) * 1000)
+
+    recipients = await connect_all(cfg["ws"], cfg["recipient_tokens"], on_received)
+    senders = await connect_all(cfg["ws"], cfg["sender_tokens"], lambda m: None)
+    await ctl.sync()
+    t0 = time.perf_counter()
+    deadline = t0 + cfg["max_s"]
+    confirm_ms: list[float] = []
+    timeline: list[tuple[float, float]] = []
+    outcomes: Counter[str] = Counter()
+    confirmed: list[str] = []
+
+    async def run_sender(user: str, client: Client, to: str) -> None:
+        window = asyncio.Semaphore(cfg["window"])
+        tasks = []
+
+        async def one(k: int) -> None:
+            gift_id = f"{cfg['tag']}-{k}"
+            t = sent_at[gift_id] = time.perf_counter()
+            try:
+                reply = await client.send_gift(to, "note.do", 1, gift_id=gift_id, timeout_s=60)
+            except TimeoutError:
+                outcomes["timeout"] += 1
+                return
+            finally:
+                window.release()
+            ms = (time.perf_counter() - t) * 1000
+            outcomes[str(reply.get("code", reply["type"]))] += 1
+            if reply["type"] == "gift.confirmed":
+                confirm_ms.append(ms)
+                confirmed.append(reply["transfer_id"])
+                if len(timeline) < TIMELINE_MAX:
+                    timeline.append((t - t0, ms))
+            ctl.tick()
+
+        for k in range(cfg["per_sender"]):
+            if time.perf_counter() > deadline:
+                break
+            if cfg["rate_per_sender"]:
+                await asyncio.sleep(max(0.0, t0 + k / cfg["rate_per_sender"] - time.perf_counter()))
+            await window.acquire()
+            tasks.append(asyncio.create_task(one(k)))
+        await asyncio.gather(*tasks)
+
+    await asyncio.gather(*(run_sender(u, c, cfg["pairs"][u]) for u, c in senders.items()))
+    elapsed = time.perf_counter() - t0
+    settle_by = time.perf_counter() + 15
+    while sum(received[t] > 0 for t in confirmed) < len(confirmed) and time.perf_counter() < settle_by:  # noqa: ASYNC110 - bounded wait
+        await asyncio.sleep(0.05)
+    for c in [*senders.values(), *recipients.values()]:
+        await c.close()
+    return {"confirm_ms": confirm_ms, "recv_ms": recv_ms, "timeline": timeline, "seconds": elapsed,
+            "outcomes": dict(outcomes), "confirmed": len(confirmed),
+            "received_once": sum(received[t] == 1 for t in confirmed),
+            "received_twice": sum(n > 1 for n in received.values())}
+
+
+async def run_gifts(target: Target, run_id: str, procs: int, senders: int, gifts: int,
+                    window: int, rate: float, max_s: float) -> dict[str, Any]:
+    """One phase of the gifts scenario; rate 0 means as fast as the window allows."""
+    users = [f"lt{run_id}s{i}" for i in range(senders)]
+    recips = [f"lt{run_id}r{i}" for i in range(senders)]
+    pairs = dict(zip(users, recips, strict=True))
+    await seed(target, users, recips, [(s, pairs[s]) for s in users], cards=gifts + 10)
+    per_sender = max(1, gifts // senders)
+    cfgs = []
+    for i, part in enumerate(split(users, procs)):
+        cfgs.append({
+            "ws": target.ws, "tag": f"{run_id}p{i}", "window": window, "max_s": max_s,
+            "per_sender": per_sender, "rate_per_sender": rate / senders if rate else 0.0,
+            "pairs": {s: pairs[s] for s in part},
+            "sender_tokens": {s: target.token(s) for s in part},
+            "recipient_tokens": {pairs[s]: target.token(pairs[s]) for s in part},
+        })
+    stop = asyncio.Event()
+    with Shards("loadtest.scenarios:gifts_shard", cfgs, timeout_s=max_s + 300) as sh:
+        await sh.sync()
+        bar = asyncio.create_task(progress_bar("gifts", per_sender * senders,
+                                               lambda: int(sh.progress.value), stop))
+        outs = await sh.results()
+        stop.set()
+        await bar
+    confirm = [x for o in outs for x in o["confirm_ms"]]
+    outcomes: Counter[str] = Counter()
+    for o in outs:
+        outcomes.update(o["outcomes"])
+    seconds = max(o["seconds"] for o in outs)
+    return {
+        "throughput_per_s": round(len(confirm) / seconds, 1),
+        "latency_ms": summary(confirm),
+        "received_latency_ms": summary([x for o in outs for x in o["recv_ms"]]),
+        "confirmed": len(confirm),
+        "outcomes": dict(outcomes),
+        "exactly_once": all(o["received_once"] == o["confirmed"] and not o["received_twice"]
+                            for o in outs),
+        "seconds": round(seconds, 3),
+        "timeline": [p for o in outs for p in o["timeline"]],
+        "samples_ms": confirm,
+        "params": {"senders": senders, "gifts": per_sender * senders, "window": window,
+                   "rate": rate or "max", "procs": len(cfgs)},
+    }
+
+
+# -- room -------------------------------------------------------------------
+async def room_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    lag_ms: list[float] = []
+    counts: Counter[str] = Counter()
+
+    def on_event(msg: dict[str, Any]) -> None:
+        if msg["type"] == "gift.received":
+            counts[msg["transfer_id"]] += 1
+            sent_us = int(msg["gift_id"].split("-")[1])
+            lag_ms.append(time.time() * 1000 - sent_us / 1000)
+            ctl.tick()
+
+    clients = await connect_all(cfg["ws"], cfg["tokens"], on_event)
+    await ctl.sync()  # everyone is listening
+    await ctl.sync()  # the parent has sent everything and waited for delivery
+    for c in clients.values():
+        await c.close()
+    return {"lag_ms": lag_ms, "frames": sum(counts.values()),
+            "duplicates": sum(n > 1 for n in counts.values())}
+
+
+async def run_room(target: Target, run_id: str, procs: int, viewers: int, senders: int,
+                   rate: float, seconds: float) -> dict[str, Any]:
+    receivers = [f"lt{run_id}v{i}" for i in range(viewers)]
+    users = [f"lt{run_id}g{i}" for i in range(senders)]
+    edges = [(users[i % senders], r) for i, r in enumerate(receivers)]
+    total = int(rate * seconds)
+    await seed(target, users, receivers, edges, cards=total + 10)
+    cfgs = [{"ws": target.ws, "tokens": {r: target.token(r) for r in part}}
+            for part in split(receivers, procs)]
+    stop = asyncio.Event()
+    with Shards("loadtest.scenarios:room_shard", cfgs, timeout_s=seconds + 600) as sh:
+        await sh.sync()
+        gifters = await connect_all(target.ws, {u: target.token(u) for u in users})
+        bar = asyncio.create_task(progress_bar("room", total, lambda: int(sh.progress.value), stop))
+        t0 = time.perf_counter()
+        sends = []
+        for k in range(total):
+            await asyncio.sleep(max(0.0, t0 + k / rate - time.perf_counter()))
+            r = receivers[k % viewers]
+            sender = users[(k % viewers) % senders]
+            gift_id = f"{run_id}-{int(time.time() * 1e6)}-{k}"
+            sends.append(asyncio.create_task(
+                gifters[sender].send_gift(r, "note.do", 1, gift_id=gift_id, timeout_s=60)))
+        replies = await asyncio.gather(*sends, return_exceptions=True)
+        sent_s = time.perf_counter() - t0
+        ok = sum(isinstance(x, dict) and x["type"] == "gift.confirmed" for x in replies)
+        by = time.perf_counter() + 15
+        while int(sh.progress.value) < ok and time.perf_counter() < by:  # noqa: ASYNC110 - polls another process
+            await asyncio.sleep(0.05)
+        delivered_s = time.perf_counter() - t0
+        await sh.sync()
+        outs = await sh.results()
+        stop.set()
+        await bar
+        for c in gifters.values():
+            await c.close()
+    lags = [x for o in outs for x in o["lag_ms"]]
+    frames = sum(o["frames"] for o in outs)
+    return {
+        "throughput_per_s": round(frames / delivered_s, 1),
+        "latency_ms": summary(lags),
+        "confirmed": ok, "frames": frames, "seconds": round(sent_s, 3),
+        "exactly_once": frames == ok and not any(o["duplicates"] for o in outs),
+        "samples_ms": lags,
+        "params": {"viewers": viewers, "gift_rate": rate, "seconds": seconds, "procs": len(cfgs),
+                   "path": "per-user push (live rooms not built yet)"},
+    }
+
+
+# -- idle -------------------------------------------------------------------
+async def idle_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    sem = asyncio.Semaphore(CONNECT_CONCURRENCY_DEFAULT)
+    connect_ms: list[float] = []
+
+    async def one(user: str, token: str) -> Client:
+        async with sem:
+            t = time.perf_counter()
+            c = await Client.connect(cfg["ws"], token, timeout_s=120, on_event=lambda m: None)
+            connect_ms.append((time.perf_counter() - t) * 1000)
+            ctl.tick()
+            return c
+
+    t0 = time.perf_counter()
+    clients = await asyncio.gather(*(one(u, t) for u, t in cfg["tokens"].items()))
+    seconds = time.perf_counter() - t0
+    await ctl.sync()  # all connected; the parent reads the server's RSS
+    await ctl.sync()
+    alive = sum(c._error is None for c in clients)
+    for c in clients:
+        await c.close()
+    return {"connect_ms": connect_ms, "seconds": seconds, "alive": alive}
+
+
+async def run_idle(target: Target, run_id: str, procs: int, connections: int,
+                   hold_s: float) -> dict[str, Any]:
+    if target.pid is None:
+        raise SystemExit("idle needs the server's PID to read its RSS: pass --server-pid")
+    users = [f"lt{run_id}i{i}" for i in range(connections)]
+    before = rss_bytes(target.pid)
+    cfgs = [{"ws": target.ws, "tokens": {u: target.token(u) for u in part}}
+            for part in split(users, procs)]
+    stop = asyncio.Event()
+    with Shards("loadtest.scenarios:idle_shard", cfgs, timeout_s=900) as sh:
+        bar = asyncio.create_task(progress_bar("idle", connections, lambda: int(sh.progress.value), stop))
+        await sh.sync()
+        await asyncio.sleep(hold_s)
+        after = rss_bytes(target.pid)
+        await sh.sync()
+        outs = await sh.results()
+        stop.set()
+        await bar
+    connect_ms = [x for o in outs for x in o["connect_ms"]]
+    alive = sum(o["alive"] for o in outs)
+    return {
+        "throughput_per_s": round(len(connect_ms) / max(o["seconds"] for o in outs), 1),
+        "latency_ms": summary(connect_ms),
+        "connections": alive,
+        "rss_before_bytes": before, "rss_after_bytes": after,
+        "rss_per_connection_bytes": round((after - before) / max(alive, 1)),
+        "exactly_once": alive == connections,
+        "samples_ms": connect_ms,
+        "params": {"connections": connections, "hold_s": hold_s, "procs": len(cfgs)},
+    }
