@@ -59,6 +59,7 @@ class Settings:
     # settlement
     partitions: int = 1  # settlement stream partitions (by acting user)
     stream_backlog_max: int = 100_000  # gift.send is refused with `overloaded` above it
+    xadd_batch_max: int = 256  # gift requests the gateway appends in one round trip
     worker_batch_max: int = 256
     worker_block_ms: int = 200
     claim_idle_ms: int = 15_000  # a pending entry idle this long is taken over
@@ -152,6 +153,7 @@ DOCS: dict[str, str] = {
     "bad_frames_window_s": "the window of `bad_frames_max`",
     "partitions": "settlement stream partitions (by acting user)",
     "stream_backlog_max": "settlement backlog above which gift.send gets `overloaded`",
+    "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_batch_max": "stream entries a worker reads and applies at once",
     "worker_block_ms": "how long a worker's read waits for new entries",
     "claim_idle_ms": "idle time after which another worker takes over a pending entry",

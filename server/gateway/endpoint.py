@@ -24,6 +24,7 @@ from server.gateway.auth import TokenError, verify_token
 from server.gateway.connection import Connection
 from server.gateway.hub import Hub
 from server.gifting import rules
+from server.settlement.producer import StreamProducer
 from server.store import keys
 
 log = logging.getLogger("giftwire.gateway")
@@ -64,6 +65,7 @@ class Gateway:
         self.s = settings
         self.secret = token_secret
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
+        self.producer = StreamProducer(redis, settings.xadd_batch_max)
 
     async def sample_backlog(self) -> None:
         """Refresh the settlement backlog every 250 ms; gift.send is refused above the bound."""
@@ -228,7 +230,7 @@ class Gateway:
             return
         conn.expect(tid, rid, kind)
         try:
-            await self.redis.xadd(keys.settle_stream_for(conn.user, self.s.partitions), fields)
+            await self.producer.add(keys.settle_stream_for(conn.user, self.s.partitions), fields)
         except BaseException:
             conn.forget(tid)
             raise
