@@ -56,6 +56,8 @@ async def gifts_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
     confirmed: list[str] = []
 
     async def run_sender(user: str, client: Client, to: str) -> None:
+        # each sender has its own phase, so a set rate arrives evenly, not in bursts
+        phase = cfg["phase"][user]
         window = asyncio.Semaphore(cfg["window"])
         tasks = []
 
@@ -82,7 +84,8 @@ async def gifts_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
             if time.perf_counter() > deadline:
                 break
             if cfg["rate_per_sender"]:
-                await asyncio.sleep(max(0.0, t0 + k / cfg["rate_per_sender"] - time.perf_counter()))
+                due = t0 + (k + phase) / cfg["rate_per_sender"]
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
             await window.acquire()
             tasks.append(asyncio.create_task(one(k)))
         await asyncio.gather(*tasks)
@@ -114,6 +117,7 @@ async def run_gifts(target: Target, run_id: str, procs: int, senders: int, gifts
             "ws": target.ws, "tag": f"{run_id}p{i}", "window": window, "max_s": max_s,
             "per_sender": per_sender, "rate_per_sender": rate / senders if rate else 0.0,
             "pairs": {s: pairs[s] for s in part},
+            "phase": {s: users.index(s) / senders for s in part},
             "sender_tokens": {s: target.token(s) for s in part},
             "recipient_tokens": {pairs[s]: target.token(pairs[s]) for s in part},
         })

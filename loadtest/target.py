@@ -4,6 +4,7 @@ given by `--url`. Seeding goes through the bulk admin API, like a platform does.
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import tempfile
 import time
@@ -26,7 +27,7 @@ LOAD_PROFILE = {
     "GIFTWIRE_GIFTS_PER_DAY": "1000000000",
     "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000000000",
     "GIFTWIRE_PENDING_REQUESTS_MAX": "1024",
-    "GIFTWIRE_LOG_LEVEL": "warning",
+    "GIFTWIRE_LOG_LEVEL": os.environ.get("GIFTWIRE_LOG_LEVEL", "warning"),
 }
 BULK_CHUNK = 5000
 DAY_MS = 86_400_000

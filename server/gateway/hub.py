@@ -84,7 +84,8 @@ class Hub:
     async def _listen(self) -> None:
         while True:
             try:
-                msg = await self._pubsub.get_message(timeout=1.0)
+                # block without a timeout: redis-py's per-call timeout costs more than a message
+                msg = await self._pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis went away: redis-py reconnects and resubscribes

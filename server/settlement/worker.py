@@ -26,6 +26,7 @@ log = logging.getLogger("giftwire.worker")
 
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
 RETRY_MAX_S = 2.0  # longest wait between attempts while Redis is down
+FESTIVAL_CACHE_MS = 1000  # a calendar change reaches the workers within a second
 
 
 def consumer_name() -> str:
@@ -54,6 +55,8 @@ class Worker:
         self.streams = [keys.settle_stream(p) for p in range(settings.partitions)]
         self._stopping = asyncio.Event()
         self._next_sweep_ms = 0
+        self._next_claim_ms = 0
+        self._festival: tuple[str, int, bool] = ("", 0, False)  # (day, checked at ms, answer)
         self.applied = 0
 
     def stop(self) -> None:
@@ -61,9 +64,13 @@ class Worker:
         self._stopping.set()
 
     async def today(self) -> Today:
+        """The clock for a batch; the festival calendar is re-read at most once a second."""
         now = self.clock_ms()
         day = rules.day_key(rules.local_day(now, self.tz))
-        festival = bool(await self.redis.sismember(keys.FESTIVALS, day))
+        cached_day, checked_ms, festival = self._festival
+        if day != cached_day or now - checked_ms >= FESTIVAL_CACHE_MS:
+            festival = bool(await self.redis.sismember(keys.FESTIVALS, day))
+            self._festival = (day, now, festival)
         return Today(now, day, festival)
 
     async def run(self, burst: bool = False) -> None:
@@ -95,6 +102,11 @@ class Worker:
         return [(stream, eid, fields) for stream, items in reply or [] for eid, fields in items]
 
     async def _claim(self) -> list[Entry]:
+        """Take over entries another worker left pending; looked for a few times per idle period."""
+        now = self.clock_ms()
+        if now < self._next_claim_ms:
+            return []
+        self._next_claim_ms = now + max(1, self.s.claim_idle_ms // 4)
         out: list[Entry] = []
         for stream in self.streams:
             _, items, _ = await self.redis.xautoclaim(
@@ -115,6 +127,7 @@ class Worker:
         """Apply a batch in rounds holding at most one entry per acting user (so each user's
         requests keep their order); the sends of a round go through the three steps as three
         pipelined round trips."""
+        started = time.perf_counter()
         today = await self.today()
         for round_ in rounds(entries):
             sends: list[SendRequest] = []
@@ -138,6 +151,7 @@ class Worker:
             pipe.xdel(stream, eid)
         await pipe.execute()
         self.applied += len(entries)
+        log.debug("applied %d entries in %.2f ms", len(entries), (time.perf_counter() - started) * 1000)
 
     async def pipelined_sends(self, reqs: list[SendRequest], today: Today) -> None:
         """Step 1 for all, then step 2 for those that went on, then step 3."""
