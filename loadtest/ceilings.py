@@ -117,8 +117,11 @@ async def worker_ceiling(gifts: int, batch_max: int, run_id: str) -> float:
 class EchoServer:
     """`python -m loadtest.echo_server` as a child process, stopped by its PID."""
 
+    def __init__(self, *args: str) -> None:
+        self.args = args
+
     def __enter__(self) -> EchoServer:
-        self.proc = subprocess.Popen([sys.executable, "-m", "loadtest.echo_server"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "loadtest.echo_server", *self.args],
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -145,7 +148,8 @@ class EchoServer:
 
 
 async def echo_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
-    conns = [await connect(f"{cfg['ws']}/echo", compression=None) for _ in range(cfg["conns"])]
+    conns = [await connect(f"{cfg['ws']}/echo", compression=cfg.get("compression"))
+             for _ in range(cfg["conns"])]
     await ctl.sync()
     deadline = time.perf_counter() + cfg["seconds"]
     started = time.perf_counter()
@@ -169,9 +173,11 @@ async def echo_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
     return {"messages": sum(counts), "seconds": elapsed}
 
 
-async def echo_ceiling(procs: int, conns: int, window: int, seconds: float) -> float:
-    with EchoServer() as srv:
-        cfgs = [{"ws": srv.ws, "conns": max(1, conns // procs), "window": window, "seconds": seconds}
+async def echo_ceiling(procs: int, conns: int, window: int, seconds: float,
+                       server_args: tuple[str, ...] = ()) -> float:
+    with EchoServer(*server_args) as srv:
+        cfgs = [{"ws": srv.ws, "conns": max(1, conns // procs), "window": window, "seconds": seconds,
+                 "compression": "deflate" if "--deflate" in server_args else None}
                 for _ in range(procs)]
         with Shards("loadtest.ceilings:echo_shard", cfgs, timeout_s=seconds + 120) as sh:
             await sh.sync()

@@ -6,6 +6,7 @@ pre-encoded frame, on the same Starlette/uvicorn stack and settings as the gatew
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import time
@@ -65,8 +66,12 @@ app = Starlette(routes=[WebSocketRoute("/echo", echo), WebSocketRoute("/sub", su
                         Route("/blast", blast, methods=["POST"]), Route("/count", count)])
 
 
-async def main() -> None:
-    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
+async def main(ws_impl: str | None, deflate: bool) -> None:
+    config = uvicorn_config(app, "127.0.0.1", 0)
+    if ws_impl:  # for comparing implementations; the default is the gateway's
+        config.ws = ws_impl
+    config.ws_per_message_deflate = deflate
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
         await asyncio.sleep(0.01)
@@ -76,5 +81,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    uvloop.run(main())
+    p = argparse.ArgumentParser()
+    p.add_argument("--ws", help="uvicorn WebSocket implementation (default: the gateway's)")
+    p.add_argument("--deflate", action="store_true", help="turn per-message-deflate on")
+    args = p.parse_args()
+    uvloop.run(main(args.ws, args.deflate))
     sys.exit(0)
