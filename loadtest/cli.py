@@ -101,9 +101,16 @@ async def measure_ceilings(target: Target, args: argparse.Namespace, z: dict[str
             "d_reach_all_ms": round(d["reach_all_ms"], 2), "d_viewers": d["viewers"]}
 
 
+FD_HEADROOM = 256  # the server's own descriptors besides connections: Redis, listeners, logs
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     z = sizes(args)
-    raise_nofile(2 * max(z["connections"], z["viewers"]) + 1024)
+    limit = raise_nofile(2 * max(z["connections"], z["viewers"]) + 1024)
+    if args.scenario == "idle" and not args.url and z["connections"] > limit - FD_HEADROOM:
+        raise SystemExit(
+            f"the open-files limit here is {limit} per process, so one gateway can hold at most "
+            f"{limit - FD_HEADROOM} connections: pass --connections {limit - FD_HEADROOM} or less")
     run_id = uuid.uuid4().hex[:6]
     target = target_from(args)
     try:

@@ -3,6 +3,9 @@
 Events for the user arrive from the hub. When an event answers a request this
 connection made (same transfer id, a reply type for that request), the
 request's `id` is attached, so the client can match it.
+
+An idle connection costs no task: the writer task exists only while frames are
+queued, and the queue and the pending map are created on first use.
 """
 
 from __future__ import annotations
@@ -25,17 +28,20 @@ REPLY_TYPES = {
 
 
 class Connection:
+    __slots__ = ("_close", "_queue", "_queue_max_bytes", "_queued_bytes", "_send_text", "_tasks",
+                 "closed", "id", "kick_reason", "pending", "pending_count", "user")
+
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
-                 queue_max_bytes: int) -> None:
+                 close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
         self.id = conn_id
         self.user = user
         self._send_text = send_text
-        self._queue: deque[str] = deque()
+        self._close = close
+        self._queue: deque[str] | None = None
         self._queued_bytes = 0
         self._queue_max_bytes = queue_max_bytes
-        self._wakeup = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
-        self.kicked = asyncio.Event()  # set when the server must close this connection
         self.kick_reason = ""
         self.pending: dict[str, deque[tuple[str, str]]] = {}
         self.pending_count = 0
@@ -48,31 +54,39 @@ class Connection:
         if self._queued_bytes + len(text) > self._queue_max_bytes:
             self.kick("slow_consumer")
             return
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(text)
         self._queued_bytes += len(text)
-        self._wakeup.set()
+        if not self._tasks:
+            self._spawn(self._drain())
 
-    async def writer(self) -> None:
-        """Drain the queue into the socket until the connection closes."""
-        while not self.closed:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue and not self.closed:
-                text = self._queue.popleft()
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        try:
+            while queue and not self.closed:
+                text = queue.popleft()
                 self._queued_bytes -= len(text)
                 await self._send_text(text)
+        except Exception:  # the socket went away; the endpoint notices and cleans up
+            self.closed = True
 
     def kick(self, reason: str) -> None:
-        """Ask the endpoint to close with `reason` (a close reason of protocol.errors)."""
-        if not self.kicked.is_set():
+        """Close the connection with `reason` (a close reason of protocol.errors)."""
+        if not self.closed:
             self.closed = True
             self.kick_reason = reason
-            self.kicked.set()
-            self._wakeup.set()
+            self._spawn(self._close(reason))
 
     def close(self) -> None:
         self.closed = True
-        self._wakeup.set()
+        for task in list(self._tasks):
+            task.cancel()
 
     # -- request matching -------------------------------------------------
     def expect(self, tid: str, request_id: str, kind: str) -> None:

@@ -85,35 +85,31 @@ class Gateway:
         user = await self._authenticate(ws)
         if user is None:
             return
-        conn = Connection(self.hub.new_conn_id(), user, ws.send_text, self.s.send_queue_max_bytes)
+
+        async def close(reason: str) -> None:
+            await self._close(ws, reason)
+
+        conn = Connection(self.hub.new_conn_id(), user, ws.send_text, close,
+                          self.s.send_queue_max_bytes)
         await self.hub.add(conn)
-        writer = asyncio.create_task(conn.writer())
-        reader = asyncio.create_task(self._read_loop(ws, conn))
-        watchdog = asyncio.create_task(conn.kicked.wait())
         try:
             conn.push(encode("welcome", user=user, protocol=PROTOCOL_VERSION,
                              server_time_ms=int(time.time() * 1000)).decode())
             for offer in await self.redis.hvals(keys.user(user).offers):
                 conn.push(offer)
-            done, _ = await asyncio.wait({writer, reader, watchdog},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if watchdog in done:
-                await self._close(ws, conn.kick_reason)
-            elif reader in done and (reason := reader.result()) is not None:
+            reason = await self._read_loop(ws, conn)  # this coroutine is the reader
+            if reason is not None:
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError, RedisError):
             pass
         finally:
             conn.close()
-            for task in (writer, reader, watchdog):
-                task.cancel()
-            await asyncio.gather(writer, reader, watchdog, return_exceptions=True)
             await self.hub.remove(conn)
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Graceful shutdown: close every client with `shutdown` (4000: reconnect elsewhere)."""
         for conn in list(self.hub.by_id.values()):
-            conn.kick("shutdown")
+            conn.kick("shutdown")  # the close ends the connection's read loop
         deadline = time.monotonic() + timeout_s
         while self.hub.by_id and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.02)
