@@ -9,6 +9,7 @@ that fails breaks the barrier, so nobody waits for it; its traceback is reported
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import multiprocessing as mp
 import sys
@@ -45,6 +46,8 @@ def _entry(fn_name: str, cfg: dict[str, Any], barrier: Any, progress: Any, resul
            timeout_s: float) -> None:
     module, name = fn_name.split(":")
     fn = getattr(importlib.import_module(module), name)
+    gc.collect()
+    gc.freeze()  # the generator's own GC pauses would show up as server latency
     try:
         out = uvloop.run(fn(cfg, Ctl(barrier, progress, timeout_s)))
     except BaseException:

@@ -127,8 +127,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _require_redis(s)
 
     async def main() -> None:
+        from server.app import quiet_gc
+
         redis = connect(s.redis_url)
         worker = Worker(redis, GiftService(redis, register(redis), s), s)
+        quiet_gc()
         stop = _stop_event()
         task = asyncio.create_task(worker.run(burst=args.burst))
         print(f"giftwire: worker {worker.name} started", flush=True)
