@@ -29,7 +29,7 @@ REPLY_TYPES = {
 
 class Connection:
     __slots__ = ("_close", "_queue", "_queue_max_bytes", "_queued_bytes", "_send_text", "_tasks",
-                 "closed", "id", "kick_reason", "pending", "pending_count", "user")
+                 "_writing", "closed", "id", "kick_reason", "pending", "pending_count", "user")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -41,6 +41,9 @@ class Connection:
         self._queued_bytes = 0
         self._queue_max_bytes = queue_max_bytes
         self._tasks: set[asyncio.Task[None]] = set()
+        # True from the moment a writer is spawned until it has seen the queue empty; a task's
+        # own done-callback runs a loop iteration later, too late to tell a push to start one
+        self._writing = False
         self.closed = False
         self.kick_reason = ""
         self.pending: dict[str, deque[tuple[str, str]]] = {}
@@ -58,7 +61,8 @@ class Connection:
             self._queue = deque()
         self._queue.append(text)
         self._queued_bytes += len(text)
-        if not self._tasks:
+        if not self._writing:
+            self._writing = True
             self._spawn(self._drain())
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -75,6 +79,8 @@ class Connection:
                 await self._send_text(text)
         except Exception:  # the socket went away; the endpoint notices and cleans up
             self.closed = True
+        finally:
+            self._writing = False
 
     def kick(self, reason: str) -> None:
         """Close the connection with `reason` (a close reason of protocol.errors)."""
