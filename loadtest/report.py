@@ -67,24 +67,30 @@ def write_json(path: Path, result: dict[str, Any]) -> None:
 
 
 def plot(path: Path, result: dict[str, Any]) -> None:
-    """Latency over time and a latency histogram (needs matplotlib: pip install 'giftwire[loadtest]')."""
+    """Latency over time and a latency histogram, per phase (needs matplotlib:
+    pip install 'giftwire[loadtest]')."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    timeline = result.get("timeline") or list(enumerate(result["samples_ms"]))
-    if timeline:
-        xs, ys = zip(*timeline, strict=True)
-        ax1.scatter(xs, ys, s=2, alpha=0.4)
-    ax1.set_xlabel("seconds into the run" if result.get("timeline") else "sample")
-    ax1.set_ylabel("latency (ms)")
-    ax1.set_title(f"{result['scenario']}: latency over time")
-    ax2.hist(result["samples_ms"], bins=80)
-    ax2.set_yscale("log")
-    ax2.set_xlabel("latency (ms)")
-    ax2.set_title(f"histogram (p99 {result['latency_ms']['p99']:.2f} ms)")
+    phases = [("max rate" if result["scenario"] == "gifts" else result["scenario"], result)]
+    if "at_rate" in result:
+        phases.append((f"{result['at_rate']['params']['rate']:.0f}/s", result["at_rate"]))
+    fig, axes = plt.subplots(len(phases), 2, figsize=(12, 4.2 * len(phases)), squeeze=False)
+    for (label, phase), (ax1, ax2) in zip(phases, axes, strict=True):
+        timeline = phase.get("timeline") or list(enumerate(phase["samples_ms"]))
+        if timeline:
+            xs, ys = zip(*timeline, strict=True)
+            ax1.scatter(xs, ys, s=2, alpha=0.4)
+        ax1.set_xlabel("seconds into the phase" if phase.get("timeline") else "sample")
+        ax1.set_ylabel("latency (ms)")
+        ax1.set_title(f"{result['scenario']} at {label}: latency over time")
+        ax2.hist(phase["samples_ms"], bins=80)
+        ax2.set_yscale("log")
+        ax2.set_xlabel("latency (ms)")
+        lat = phase["latency_ms"]
+        ax2.set_title(f"histogram: p50 {lat['p50']:.1f}, p99 {lat['p99']:.1f} ms")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
