@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from websockets.exceptions import ConnectionClosed
 from protocol.messages import DecodeError, decode_server
 
 EVENTS_MAX = 100_000
+RECONNECT_ATTEMPTS = 8
+RECONNECT_BASE_S = 0.1
+RECONNECT_MAX_S = 5.0
 
 
 class ProtocolViolation(Exception):
@@ -36,9 +40,15 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 
 class Client:
+    """One connection. `last_seq` is the newest event sequence number seen; `reconnect()`
+    opens a new connection that resumes from it, so no event is missed or seen twice."""
+
     def __init__(self, ws: ClientConnection, on_event: EventHandler | None = None) -> None:
         self.ws = ws
         self.on_event = on_event  # when set, events go here instead of the unread queue
+        self.last_seq = 0
+        self.url = ""
+        self.token = ""
         self.welcome: dict[str, Any] = {}
         self._ids = itertools.count(1)
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -49,20 +59,49 @@ class Client:
 
     @classmethod
     async def connect(cls, url: str, token: str, *, token_in_query: bool = True,
-                      timeout_s: float = 10.0, on_event: EventHandler | None = None) -> Client:
-        """Connect and authenticate; raises ConnectionClosed when refused."""
-        target = f"{url}?token={quote(token)}" if token_in_query else url
-        ws = await connect(target, max_size=1 << 20, compression=None, open_timeout=timeout_s)
+                      timeout_s: float = 10.0, on_event: EventHandler | None = None,
+                      since: int | None = None) -> Client:
+        """Connect and authenticate (resuming after event `since` if given); raises
+        ConnectionClosed when refused."""
+        query = f"?token={quote(token)}" if token_in_query else ""
+        if since is not None and token_in_query:
+            query += f"&since={since}"
+        ws = await connect(url + query, max_size=1 << 20, compression=None, open_timeout=timeout_s)
         client = cls(ws, on_event)
+        client.url, client.token = url, token
         if not token_in_query:
-            await ws.send(orjson.dumps({"type": "auth", "id": "auth", "token": token}).decode())
+            auth: dict[str, Any] = {"type": "auth", "id": "auth", "token": token}
+            if since is not None:
+                auth["since"] = since
+            await ws.send(orjson.dumps(auth).decode())
         first = orjson.loads(await asyncio.wait_for(ws.recv(), timeout_s))
         if first.get("type") != "welcome":
             await ws.close()
             raise ProtocolViolation(f"expected welcome, got {first}")
         client.welcome = first
+        # resumed: events continue after `since`; otherwise after the server's latest
+        client.last_seq = since if since is not None and first.get("recovered") else int(first["seq"])
         client._reader = asyncio.create_task(client._read())
         return client
+
+    async def reconnect(self, attempts: int = RECONNECT_ATTEMPTS) -> Client:
+        """A new connection resuming after `last_seq`, retried with jittered exponential
+        backoff; unread events carry over. Check `welcome["recovered"]` on the result."""
+        await self.close()
+        delay = RECONNECT_BASE_S
+        for attempt in range(attempts):
+            try:
+                fresh = await Client.connect(self.url, self.token, on_event=self.on_event,
+                                             since=self.last_seq)
+            except (OSError, ConnectionClosed, TimeoutError, ProtocolViolation):
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                continue
+            fresh._events.extendleft(reversed(self._events))
+            return fresh
+        raise ConnectionError("unreachable")
 
     async def __aenter__(self) -> Client:
         return self
@@ -85,6 +124,14 @@ class Client:
                     raise ProtocolViolation(f"{decoded.code}: {decoded.detail}: {frame!r}")
                 msg = {"type": decoded.type, **decoded.data}
                 fut = self._waiting.pop(msg.get("id", ""), None)
+                seq = msg.get("seq")
+                # pending offers are state: a fresh connection gets them again, with their seq
+                if fut is None and isinstance(seq, int) and msg["type"] != "gift.offer":
+                    if seq <= self.last_seq:
+                        continue  # already seen (the server never sends one twice; belt and braces)
+                    self.last_seq = seq
+                elif isinstance(seq, int) and seq > self.last_seq:
+                    self.last_seq = seq
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
                 elif self.on_event is not None:

@@ -72,7 +72,11 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
         "auth",
         "client",
         "Authenticate (first message) unless the token was in the query string.",
-        (_req_id(), Field("token", "str", "platform-signed token", max_length=512)),
+        (
+            _req_id(),
+            Field("token", "str", "platform-signed token", max_length=512),
+            Field("since", "int", "resume: the last event `seq` you saw", False, minimum=0),
+        ),
     ),
     MessageType("ping", "client", "Liveness probe; answered by `pong`.", (_req_id(),)),
     MessageType(
@@ -106,6 +110,9 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             _user("user", "the authenticated user"),
             Field("protocol", "int", "protocol version", minimum=1),
             Field("server_time_ms", "int", "server clock, Unix ms", minimum=0),
+            Field("seq", "int", "your latest event `seq`: live events continue from it", minimum=0),
+            Field("recovered", "bool", "when resuming: true if every missed event follows, "
+                  "false if the log no longer holds them (re-read your balances)", False),
         ),
     ),
     MessageType("pong", "server", "Reply to `ping`.", (_req_id(),)),

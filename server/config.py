@@ -69,6 +69,8 @@ class Settings:
 
     # history bounds
     events_per_user_max: int = 1000
+    events_max_age_s: int = 7 * 86400  # a user's log disappears this long after its newest event
+    resume_page_max: int = 500  # events read per round trip when a client resumes
     ledger_page_max: int = 200
     bulk_items_max: int = 10_000
 
@@ -79,6 +81,11 @@ class Settings:
     @property
     def note_assets(self) -> tuple[str, ...]:
         return tuple(f"note.{k}" for k in self.note_kinds)
+
+    @property
+    def events_bound(self) -> str:
+        """The event log's bounds as the Lua steps take them."""
+        return f"{self.events_per_user_max}:{self.events_max_age_s}"
 
     @property
     def assets(self) -> tuple[str, ...]:
@@ -160,7 +167,9 @@ DOCS: dict[str, str] = {
     "sweep_interval_ms": "how often a worker times out due offers",
     "sweep_batch_max": "offers timed out per sweep",
     "token_ttl_s": "default lifetime of `giftwire token` tokens",
-    "events_per_user_max": "events kept in each user's event log",
+    "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
+    "events_max_age_s": "a user's event log disappears this long after its newest event",
+    "resume_page_max": "events read per round trip when a client resumes",
     "ledger_page_max": "largest ledger page of the admin API",
     "bulk_items_max": "items in one bulk admin request",
     "fault": "fault injection for crash tests (`kill_after_escrow`); leave empty",

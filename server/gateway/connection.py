@@ -29,7 +29,8 @@ REPLY_TYPES = {
 
 class Connection:
     __slots__ = ("_close", "_queue", "_queue_max_bytes", "_queued_bytes", "_send_text", "_tasks",
-                 "_writing", "closed", "id", "kick_reason", "pending", "pending_count", "user")
+                 "_writing", "buffer", "closed", "id", "kick_reason", "pending", "pending_count",
+                 "user")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -48,6 +49,9 @@ class Connection:
         self.kick_reason = ""
         self.pending: dict[str, deque[tuple[str, str]]] = {}
         self.pending_count = 0
+        # while the connection catches up from the log, live events wait here (bounded by
+        # the send queue's byte limit, like any frame)
+        self.buffer: list[str] | None = None
 
     # -- sending ----------------------------------------------------------
     def push(self, text: str) -> None:
@@ -107,8 +111,25 @@ class Connection:
             if not waiting:
                 del self.pending[tid]
 
+    def start_buffering(self) -> None:
+        self.buffer = []
+
+    def go_live(self, after_seq: int) -> None:
+        """Deliver what arrived while catching up, minus events at or before `after_seq`
+        (the log already gave them, or they predate what the client asked for)."""
+        buffered, self.buffer = self.buffer or [], None
+        for event_json in buffered:
+            seq = orjson.loads(event_json).get("seq")
+            if seq is None or seq > after_seq:
+                self.deliver(event_json)
+
     def deliver(self, event_json: str) -> None:
         """An event or reply for this user; attach the request id if it answers one."""
+        if self.buffer is not None:
+            self.buffer.append(event_json)
+            if len(self.buffer) * 256 > self._queue_max_bytes:
+                self.kick("slow_consumer")
+            return
         if self.pending:
             event = orjson.loads(event_json)
             waiting = self.pending.get(event.get("transfer_id", ""))

@@ -82,21 +82,20 @@ class Gateway:
 
     async def serve(self, ws: WebSocket) -> None:
         await ws.accept()
-        user = await self._authenticate(ws)
-        if user is None:
+        auth = await self._authenticate(ws)
+        if auth is None:
             return
+        user, request_id, since = auth
 
         async def close(reason: str) -> None:
             await self._close(ws, reason)
 
         conn = Connection(self.hub.new_conn_id(), user, ws.send_text, close,
                           self.s.send_queue_max_bytes)
+        conn.start_buffering()  # subscribe first, then read the log: no gap
         await self.hub.add(conn)
         try:
-            conn.push(encode("welcome", user=user, protocol=PROTOCOL_VERSION,
-                             server_time_ms=int(time.time() * 1000)).decode())
-            for offer in await self.redis.hvals(keys.user(user).offers):
-                conn.push(offer)
+            await self._catch_up(conn, request_id, since)
             reason = await self._read_loop(ws, conn)  # this coroutine is the reader
             if reason is not None:
                 await self._close(ws, reason)
@@ -105,6 +104,42 @@ class Gateway:
         finally:
             conn.close()
             await self.hub.remove(conn)
+
+    async def _catch_up(self, conn: Connection, request_id: str | None, since: int | None) -> None:
+        """Welcome, then the missed events (or pending offers), then the live ones."""
+        current, missed = await self._read_log(conn.user, since)
+        recovered = None if since is None else missed is not None
+        conn.push(encode("welcome", id=request_id, user=conn.user, protocol=PROTOCOL_VERSION,
+                         server_time_ms=int(time.time() * 1000), seq=current,
+                         recovered=recovered).decode())
+        if missed is not None:
+            for event_json in missed:
+                conn.push(event_json)
+        else:  # a fresh start: offers still waiting for an answer come again
+            for offer in await self.redis.hvals(keys.user(conn.user).offers):
+                conn.push(offer)
+        conn.go_live(current)
+
+    async def _read_log(self, user: str, since: int | None) -> tuple[int, list[str] | None]:
+        """The user's latest seq and the events after `since`, or None when they are not
+        all in the log any more (or no resume was asked for)."""
+        uk = keys.user(user)
+        current = int(await self.redis.hget(uk.profile, "seq") or 0)
+        if since is None or since > current or current - since > self.s.events_per_user_max * 2:
+            return current, None
+        events: list[str] = []
+        expected = since + 1
+        while expected <= current:  # bounded: at most current - since events, in pages
+            page = await self.redis.xrange(uk.events, min=f"{expected}-0", max=f"{current}-0",
+                                           count=self.s.resume_page_max)
+            for eid, fields in page:
+                if int(eid.partition("-")[0]) != expected:
+                    return current, None  # trimmed or expired: a gap
+                events.append(fields["e"])
+                expected += 1
+            if not page:
+                return current, None
+        return current, events
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Graceful shutdown: close every client with `shutdown` (4000: reconnect elsewhere)."""
@@ -121,10 +156,13 @@ class Gateway:
             except RuntimeError:
                 pass
 
-    async def _authenticate(self, ws: WebSocket) -> str | None:
-        """The token from the query string or a first `auth` message; closes on failure."""
+    async def _authenticate(self, ws: WebSocket) -> tuple[str, str | None, int | None] | None:
+        """(user, auth request id, resume point) from the query string or a first `auth`
+        message; closes the connection on failure."""
         token = ws.query_params.get("token")
         request_id: str | None = None
+        raw_since = ws.query_params.get("since")
+        since = int(raw_since) if raw_since and raw_since.isdigit() and len(raw_since) < 19 else None
         if token is None:
             try:
                 msg = await asyncio.wait_for(ws.receive(), self.s.auth_timeout_s)
@@ -137,15 +175,12 @@ class Gateway:
                 await self._close(ws, "auth_required")
                 return None
             token, request_id = decoded.data["token"], decoded.data["id"]
+            since = decoded.data.get("since")
         result = verify_token(self.secret, token, time.time())
         if isinstance(result, TokenError):
             await self._close(ws, result.reason)
             return None
-        if request_id is not None:
-            await ws.send_text(encode("welcome", id=request_id, user=result,
-                                      protocol=PROTOCOL_VERSION,
-                                      server_time_ms=int(time.time() * 1000)).decode())
-        return result
+        return result, request_id, since
 
     async def _read_loop(self, ws: WebSocket, conn: Connection) -> str | None:
         """Serve requests until the client leaves (None) or must be closed (a reason)."""

@@ -93,7 +93,7 @@ class GiftService:
             [req.tid, req.to, req.asset, req.count, req.room, today.now_ms, req.fingerprint,
              today.day, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
-             s.amount_max, DAY_COUNTER_TTL_S, s.events_per_user_max, req.gift_id],
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, req.gift_id],
         )
 
     def credit_call(self, sender: str, tid: str, rec: dict[str, Any], today: Today) -> Call:
@@ -103,7 +103,7 @@ class GiftService:
              rk.events, rk.channel],
             [tid, sender, rec["asset"], rec["count"], rec["room"], today.now_ms, rec["gift_id"],
              s.offer_timeout_s * 1000, s.offers_per_user_max, s.amount_max,
-             s.events_per_user_max, rec["day"]],
+             s.events_bound, rec["day"]],
         )
 
     def finalize_call(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,
@@ -112,7 +112,7 @@ class GiftService:
         return (
             [sk.profile, sk.balances, sk.system, sk.transfers, sk.day(gift_day),
              sk.day(today.day), sk.ledger, sk.events, sk.channel],
-            [tid, outcome, detail, today.now_ms, s.events_per_user_max, s.mentor_reward_asset,
+            [tid, outcome, detail, today.now_ms, s.events_bound, s.mentor_reward_asset,
              s.mentor_reward_cards],
         )
 
@@ -177,7 +177,7 @@ class GiftService:
         outcome, payload, fresh = await self.scripts.offer_resolve(
             keys=[rk.profile, rk.balances, rk.system, rk.transfers, rk.offers, rk.ledger,
                   rk.events, rk.channel],
-            args=[tid, action, today.now_ms, self.s.amount_max, self.s.events_per_user_max],
+            args=[tid, action, today.now_ms, self.s.amount_max, self.s.events_bound],
         )
         if outcome == "not_due":
             return False
@@ -212,6 +212,6 @@ class GiftService:
             keys=[uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events,
                   uk.channel],
             args=[tid, asset, delta, account, reason, now_ms, self.s.amount_max,
-                  self.s.events_per_user_max],
+                  self.s.events_bound],
         )
         return str(status), str(detail)

@@ -3,13 +3,15 @@
 -- Scripts check everything first and write last: Redis does not roll back a
 -- script that fails after its first write.
 
+-- Argument helpers raise (a returned error reply would not stop the script); every
+-- script calls them before its first write.
 -- Lua numbers are doubles and print as 1e+12: always format integers with %d.
 local function I(n) return string.format('%d', n) end
 
 local function int_arg(v, name)
   local n = tonumber(v)
   if n == nil or n ~= math.floor(n) or math.abs(n) > 4503599627370496 then
-    return redis.error_reply('ERR giftwire: bad integer argument ' .. name)
+    error(redis.error_reply('ERR giftwire: bad integer argument ' .. name))
   end
   return n
 end
@@ -18,13 +20,23 @@ local function hget_int(key, field)
   return tonumber(redis.call('HGET', key, field) or '0')
 end
 
+-- The event log's bounds, `<count>:<age s>`, parsed before any write.
+local function events_bound(v)
+  local count, age = string.match(v or '', '^(%d+):(%d+)$')
+  if not count then error(redis.error_reply('ERR giftwire: bad event log bound ' .. tostring(v))) end
+  return {count = tonumber(count), age = tonumber(age)}
+end
+
 -- Append an event to the user's bounded log and publish it, with the next
--- per-user sequence number taken in this same atomic call.
-local function emit(kprofile, kevents, kchannel, event, events_max)
+-- per-user sequence number taken in this same atomic call. The stream id is the
+-- sequence number, so a client resumes with XRANGE from its last one; the log keeps
+-- about `count` events and disappears `age` seconds after its newest.
+local function emit(kprofile, kevents, kchannel, event, bound)
   local seq = redis.call('HINCRBY', kprofile, 'seq', 1)
   event['seq'] = seq
   local json = cjson.encode(event)
-  redis.call('XADD', kevents, 'MAXLEN', '~', I(events_max), I(seq) .. '-0', 'e', json)
+  redis.call('XADD', kevents, 'MAXLEN', '~', I(bound.count), I(seq) .. '-0', 'e', json)
+  redis.call('EXPIRE', kevents, I(bound.age))
   redis.call('PUBLISH', kchannel, json)
   return json
 end

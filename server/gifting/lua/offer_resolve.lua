@@ -12,7 +12,7 @@
 -- `ev`, the recipient's event), or {'not_found', '', ''} | {'not_due', '', ''}
 local tid, action = ARGV[1], ARGV[2]
 local now = int_arg(ARGV[3], 'now')
-local events_max = int_arg(ARGV[5], 'events_max')
+local events_max = events_bound(ARGV[5])
 
 local stored = redis.call('HGET', KEYS[4], tid)
 if not stored then return {'not_found', '', ''} end

@@ -14,7 +14,7 @@
 local tid, from, asset, gift_id = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local count = int_arg(ARGV[4], 'count')
 local now = int_arg(ARGV[6], 'now')
-local events_max = int_arg(ARGV[11], 'events_max')
+local events_max = events_bound(ARGV[11])
 
 local stored = redis.call('HGET', KEYS[4], tid)
 if stored then

@@ -20,6 +20,7 @@
 local tid, to, asset, fp, gift_id = ARGV[1], ARGV[2], ARGV[3], ARGV[7], ARGV[20]
 local count = int_arg(ARGV[4], 'count')
 local now = int_arg(ARGV[6], 'now')
+local events = events_bound(ARGV[19])
 
 local stored = redis.call('HGET', KEYS[4], tid)
 if stored then
@@ -30,7 +31,7 @@ end
 
 local function reject(code)
   local ev = reject_event(tid, gift_id, code, {asset = asset})
-  local json = emit(KEYS[1], KEYS[10], KEYS[11], ev, int_arg(ARGV[19], 'events_max'))
+  local json = emit(KEYS[1], KEYS[10], KEYS[11], ev, events)
   redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'rejected', fp = fp, code = code, ev = json}))
   return {'rejected', json}
 end

@@ -12,7 +12,7 @@
 -- Returns {'applied' | 'exists', reply event json, mentor to reward or ''} | {'stale', state, ''}
 local tid, outcome, detail = ARGV[1], ARGV[2], ARGV[3]
 local now = int_arg(ARGV[4], 'now')
-local events_max = int_arg(ARGV[5], 'events_max')
+local events_max = events_bound(ARGV[5])
 local r_asset, r_cards = ARGV[6], int_arg(ARGV[7], 'reward')
 
 local stored = redis.call('HGET', KEYS[4], tid)

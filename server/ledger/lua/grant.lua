@@ -11,7 +11,7 @@ local tid, asset, account, reason = ARGV[1], ARGV[2], ARGV[4], ARGV[5]
 local delta = int_arg(ARGV[3], 'delta')
 local now = int_arg(ARGV[6], 'now')
 local bound = int_arg(ARGV[7], 'amount_max')
-local events_max = int_arg(ARGV[8], 'events_max')
+local events_max = events_bound(ARGV[8])
 local fp = asset .. '|' .. I(delta) .. '|' .. account
 
 local stored = redis.call('HGET', KEYS[4], tid)

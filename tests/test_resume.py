@@ -1,0 +1,106 @@
+"""The per-user event log: a reconnecting client gets exactly the events it missed, in
+order, then live ones; when the log no longer holds them the server says so."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, uid
+
+OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
+
+
+async def test_resume_gets_exactly_the_missed_events(server: Proc, admin: Admin) -> None:
+    """Events sent while a client was away arrive on reconnect, in order, then live ones."""
+    s, r = await admin.pair(20)
+    b = await Client.connect(server.ws, server.token(r))
+    async with await Client.connect(server.ws, server.token(s)) as a:
+        await a.send_gift(r, "note.do", 1)
+        first = await b.next_event("gift.received")
+        await b.close()
+        for _ in range(2):
+            await a.send_gift(r, "note.do", 1)
+        await admin.grant(r, 5, asset="note.mi")
+        b = await b.reconnect()
+        assert b.welcome["recovered"] is True
+        missed = [await b.next_event() for _ in range(3)]
+        assert [e["seq"] for e in missed] == [first["seq"] + 1, first["seq"] + 2, first["seq"] + 3]
+        assert [e["type"] for e in missed] == ["gift.received", "gift.received", "balance.changed"]
+        await admin.grant(r, 1)
+        assert (await b.next_event())["seq"] == first["seq"] + 4
+        await asyncio.sleep(0.2)
+        assert b.events() == []
+    await b.close()
+
+
+async def test_resume_racing_live_gifts_has_no_gap_or_duplicate(server: Proc, admin: Admin) -> None:
+    """A recipient reconnecting repeatedly while gifts keep arriving sees every event once, in order."""
+    r = uid("r")
+    await admin.user(r)
+    senders = []
+    for _ in range(4):
+        s = uid("s")
+        await admin.user(s, real_name_verified=True, vip=True)
+        await admin.grant(s, 50)
+        await admin.follow(s, r)
+        senders.append(s)
+    seen: list[int] = []
+    b = await Client.connect(server.ws, server.token(r), on_event=lambda m: seen.append(m["seq"]))
+    clients = [await Client.connect(server.ws, server.token(s)) for s in senders]
+
+    async def gifts() -> None:
+        rnd = random.Random(3)
+        for k in range(12):  # 4 senders × 3 gifts: within the per-pair daily limit
+            await clients[k % 4].send_gift(r, "note.do", 1)
+            await asyncio.sleep(rnd.uniform(0, 0.03))
+
+    sending = asyncio.create_task(gifts())
+    for _ in range(4):
+        await asyncio.sleep(0.05)
+        b = await b.reconnect()
+        assert b.welcome["recovered"] is True
+    await sending
+    await asyncio.sleep(0.5)
+    assert seen == list(range(seen[0], seen[0] + 12)), seen
+    for c in [*clients, b]:
+        await c.close()
+
+
+async def test_trimmed_log_is_not_recovered(own_server: OwnServer) -> None:
+    """Past the log's bound, reconnecting says recovered: false and live events still flow."""
+    srv, _ = own_server({"GIFTWIRE_EVENTS_PER_USER_MAX": "10"})
+    admin = Admin(srv)
+    try:
+        u = uid("u")
+        await admin.user(u)
+        b = await Client.connect(srv.ws, srv.token(u))
+        await admin.grant(u, 1)
+        await b.next_event("balance.changed")
+        await b.close()
+        await admin.call("POST", "/bulk", {"grants": [
+            {"id": f"many-{i}", "user": u, "asset": "note.do", "amount": 1} for i in range(300)]})
+        b = await b.reconnect()
+        assert b.welcome["recovered"] is False and b.welcome["seq"] == 301
+        await admin.grant(u, 1)
+        assert (await b.next_event("balance.changed"))["seq"] == 302
+        await b.close()
+    finally:
+        await admin.close()
+
+
+async def test_gift_through_one_gateway_reaches_another(
+        valkey: EmbeddedValkey, server: Proc, admin: Admin, start: Callable[..., Proc]) -> None:
+    """A recipient on gateway B, and on both gateways at once, gets a gift sent through gateway A."""
+    other = start("gateway", valkey.url, server.data_dir)
+    s, r = await admin.pair(5)
+    async with await Client.connect(server.ws, server.token(s)) as a, \
+            await Client.connect(other.ws, other.token(r)) as b_other, \
+            await Client.connect(server.ws, server.token(r)) as b_same:
+        reply = await a.send_gift(r, "note.do", 2)
+        for b in (b_other, b_same):
+            got = await b.next_event("gift.received")
+            assert got["transfer_id"] == reply["transfer_id"]
