@@ -33,6 +33,7 @@ ERRORS = _codes(
     ErrorCode("already_authenticated", "this connection is already authenticated"),
     ErrorCode("not_authenticated", "authenticate first"),
     ErrorCode("too_many_pending", "too many requests awaiting a reply", temporary=True),
+    ErrorCode("rate_limited", "too many requests on this connection; slow down", temporary=True),
     ErrorCode("overloaded", "the settlement queue is full; retry later", temporary=True),
     ErrorCode("unavailable", "storage is unavailable; retry later", temporary=True),
     ErrorCode("internal", "internal error", temporary=True),
@@ -76,6 +77,7 @@ CLOSE_CODES = {
         CloseCode(4002, "auth_invalid", reconnect=False),
         CloseCode(4003, "auth_expired", reconnect=False),
         CloseCode(4004, "auth_timeout", reconnect=True),
+        CloseCode(4005, "too_many_connections", reconnect=False),
         CloseCode(4008, "slow_consumer", reconnect=True),
         CloseCode(4009, "abuse", reconnect=False),
     )

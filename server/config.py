@@ -52,6 +52,9 @@ class Settings:
     ws_max_bytes: int = 65536  # transport limit: larger messages close with 1009
     auth_timeout_s: float = 10.0
     pending_requests_max: int = 64  # per connection, gift requests awaiting a reply
+    requests_per_s: float = 50.0  # per connection, sustained (token bucket)
+    request_burst: float = 100.0  # per connection, burst
+    connections_per_user_max: int = 8  # per gateway process
     send_queue_max_bytes: int = 1 << 20  # per connection; a client over it is cut off
     bad_frames_max: int = 1000  # per connection within bad_frames_window_s → close 4009
     bad_frames_window_s: float = 10.0
@@ -155,6 +158,9 @@ DOCS: dict[str, str] = {
     "ws_max_bytes": "largest WebSocket message at all; larger ones close with 1009",
     "auth_timeout_s": "time to authenticate before the connection is closed (4004)",
     "pending_requests_max": "requests one connection may have awaiting replies",
+    "requests_per_s": "requests per second one connection may sustain (`rate_limited` above)",
+    "request_burst": "requests one connection may send in a burst",
+    "connections_per_user_max": "connections of one user on one gateway (4005 above)",
     "send_queue_max_bytes": "bytes queued for one connection before it is cut off (4008)",
     "bad_frames_max": "bad frames allowed per window before the connection closes (4009)",
     "bad_frames_window_s": "the window of `bad_frames_max`",

@@ -89,6 +89,7 @@ class Connection:
     def kick(self, reason: str) -> None:
         """Close the connection with `reason` (a close reason of protocol.errors)."""
         if not self.closed:
+            log.info("closing connection %s of %s: %s", self.id, self.user, reason)
             self.closed = True
             self.kick_reason = reason
             self._spawn(self._close(reason))

@@ -58,6 +58,29 @@ class BadFrames:
         return self.count > self.limit
 
 
+@dataclass
+class TokenBucket:
+    """Requests per connection: `rate_per_s` sustained, bursts up to `burst`."""
+
+    rate_per_s: float
+    burst: float
+    tokens: float = -1.0
+    at: float = 0.0
+
+    def take(self, now: float) -> bool:
+        if self.tokens < 0:
+            self.tokens, self.at = self.burst, now
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate_per_s)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+CLOSE_TIMEOUT_S = 2.0  # how long a close frame may wait behind a client that stopped reading
+
+
 class Gateway:
     def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str) -> None:
         self.redis = redis
@@ -86,9 +109,19 @@ class Gateway:
         if auth is None:
             return
         user, request_id, since = auth
+        if len(self.hub.users.get(user, ())) >= self.s.connections_per_user_max:
+            await self._close(ws, "too_many_connections")
+            return
+        endpoint_task = asyncio.current_task()
 
         async def close(reason: str) -> None:
-            await self._close(ws, reason)
+            try:
+                await asyncio.wait_for(self._close(ws, reason), CLOSE_TIMEOUT_S)
+            except TimeoutError:
+                # the client is not reading, so not even a close frame gets out: stop
+                # waiting for it (the endpoint returns and uvicorn drops the transport)
+                if endpoint_task is not None:
+                    endpoint_task.cancel()
 
         conn = Connection(self.hub.new_conn_id(), user, ws.send_text, close,
                           self.s.send_queue_max_bytes)
@@ -101,6 +134,9 @@ class Gateway:
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError, RedisError):
             pass
+        except asyncio.CancelledError:
+            if not conn.kick_reason:
+                raise  # not ours: the server is stopping
         finally:
             conn.close()
             await self.hub.remove(conn)
@@ -185,6 +221,7 @@ class Gateway:
     async def _read_loop(self, ws: WebSocket, conn: Connection) -> str | None:
         """Serve requests until the client leaves (None) or must be closed (a reason)."""
         bad = BadFrames(self.s.bad_frames_max, self.s.bad_frames_window_s)
+        bucket = TokenBucket(self.s.requests_per_s, self.s.request_burst)
         while True:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
@@ -199,6 +236,9 @@ class Gateway:
                 conn.push(error_frame(decoded.code, decoded.request_id, decoded.detail))
                 if bad.hit(time.monotonic()):
                     return "abuse"
+                continue
+            if not bucket.take(time.monotonic()):
+                conn.push(error_frame("rate_limited", decoded.data.get("id")))
                 continue
             try:
                 await self._handle(conn, decoded)

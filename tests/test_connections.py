@@ -1,0 +1,67 @@
+"""Connections that behave: a rate limit per connection, a connection limit per user, and a
+client that stops reading is cut off (4008) without costing anyone else."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from protocol.client import Client
+from protocol.errors import close_code
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, uid
+
+OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
+
+
+async def test_rate_limit_and_connection_limit(own_server: OwnServer) -> None:
+    """Past its burst a connection gets `rate_limited` replies and stays open; a user's
+    third connection is refused with 4005."""
+    srv, _ = own_server({"GIFTWIRE_REQUESTS_PER_S": "5", "GIFTWIRE_REQUEST_BURST": "5",
+                         "GIFTWIRE_CONNECTIONS_PER_USER_MAX": "2"})
+    u = uid("u")
+    async with await Client.connect(srv.ws, srv.token(u)) as c, \
+            await Client.connect(srv.ws, srv.token(u)):
+        replies = await asyncio.gather(*(c.request("ping") for _ in range(20)))
+        kinds = [r.get("code", r["type"]) for r in replies]
+        assert kinds.count("pong") in range(5, 8) and kinds.count("rate_limited") >= 13, kinds
+        assert all(r["temporary"] for r in replies if r["type"] == "error")
+        await asyncio.sleep(0.5)
+        assert (await c.request("ping"))["type"] == "pong"  # tokens come back
+        with pytest.raises(ConnectionClosed) as info:
+            await Client.connect(srv.ws, srv.token(u))
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == close_code("too_many_connections").code
+
+
+async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
+    """A client that stops reading while events pile up is closed with 4008; others are served."""
+    srv, _ = own_server({"GIFTWIRE_SEND_QUEUE_MAX_BYTES": "20000"})
+    admin = Admin(srv)
+    try:
+        slow, other = uid("slow"), uid("ok")
+        await admin.user(slow)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no autotuned window
+        sock.connect(("127.0.0.1", srv.port))
+        async with connect(f"{srv.ws}?token={srv.token(slow)}", sock=sock, max_queue=1) as ws:
+            await ws.recv()  # welcome; from now on this client reads nothing
+            for batch in range(7):  # ~6 MB: more than the kernel send buffer (<= 4 MiB)
+                await admin.call("POST", "/bulk", {"grants": [
+                    {"id": f"flood-{batch}-{i}", "user": slow, "asset": "note.do", "amount": 1}
+                    for i in range(5000)]})
+            async with await Client.connect(srv.ws, srv.token(other)) as c:
+                assert (await c.request("ping"))["type"] == "pong"
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 20)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == close_code("slow_consumer").code
+        assert await admin.balances(slow) == {"note.do": 35000}  # nothing lost but the frames
+    finally:
+        await admin.close()
