@@ -24,6 +24,7 @@ from server.store.embedded import EmbeddedValkey
 
 log = logging.getLogger("giftwire")
 WS_IMPL = "websockets-sansio"
+DURABILITY = {"normal": "everysec", "strict": "always"}  # mode → the AOF's appendfsync
 
 
 class _Server(uvicorn.Server):
@@ -35,11 +36,35 @@ class _Server(uvicorn.Server):
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return config.from_env(
+    s = config.from_env(
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        durability=getattr(args, "durability", None),
     )
+    if s.durability not in DURABILITY:
+        sys.exit(f"giftwire: durability must be one of {', '.join(DURABILITY)}")
+    return s
+
+
+def check_durability(s: Settings) -> None:
+    """In strict mode the Redis must fsync every write before it answers (and before it
+    delivers the events the Lua steps publish): refuse to run otherwise."""
+    if s.durability != "strict":
+        return
+    import redis
+
+    client = redis.Redis.from_url(s.redis_url, decode_responses=True)
+    try:
+        mode = client.config_get("appendfsync").get("appendfsync")
+        aof = client.config_get("appendonly").get("appendonly")
+    except redis.RedisError as exc:
+        sys.exit(f"giftwire: strict durability needs to read the Redis config ({exc})")
+    finally:
+        client.close()
+    if (aof, mode) != ("yes", "always"):
+        sys.exit("giftwire: strict durability needs the Redis to run with appendonly yes and "
+                 f"appendfsync always (it has appendonly {aof}, appendfsync {mode})")
 
 
 def _secrets(s: Settings) -> Secrets:
@@ -92,11 +117,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     s = _settings(args)
     embedded = None
     if not s.redis_url:
-        embedded = EmbeddedValkey(s.data_dir)
+        embedded = EmbeddedValkey(s.data_dir, DURABILITY[s.durability])
         embedded.start()
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
     try:
+        check_durability(s)
         uvloop.run(_serve_http(s, with_worker=True))
     finally:
         if embedded:
@@ -113,6 +139,7 @@ def _require_redis(s: Settings) -> None:
 def cmd_gateway(args: argparse.Namespace) -> int:
     s = _settings(args)
     _require_redis(s)
+    check_durability(s)
     uvloop.run(_serve_http(s, with_worker=False))
     return 0
 
@@ -125,6 +152,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     s = _settings(args)
     _require_redis(s)
+    check_durability(s)
 
     async def main() -> None:
         from server.app import quiet_gc
@@ -183,10 +211,13 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--port", type=int)
         return sp
 
-    add("serve", "gateway + worker (+ embedded Valkey without REDIS_URL)", http=True)
-    add("gateway", "the WebSocket gateway and admin API alone", http=True)
-    add("worker", "the settlement worker alone").add_argument(
-        "--burst", action="store_true", help="exit when there is nothing left to settle")
+    for sp in (add("serve", "gateway + worker (+ embedded Valkey without REDIS_URL)", http=True),
+               add("gateway", "the WebSocket gateway and admin API alone", http=True)):
+        sp.add_argument("--durability", choices=list(DURABILITY),
+                        help="strict: a gift is confirmed only once it is on disk")
+    wk = add("worker", "the settlement worker alone")
+    wk.add_argument("--burst", action="store_true", help="exit when there is nothing left to settle")
+    wk.add_argument("--durability", choices=list(DURABILITY))
     tok = add("token", "print a development token for USER")
     tok.add_argument("user")
     tok.add_argument("--ttl", type=int, default=Settings().token_ttl_s, help="seconds")
