@@ -23,6 +23,7 @@ from server.config import Settings
 from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
 from server.gifting.service import GiftService
+from server.metrics import CONNECTIONS, REGISTRY
 from server.secrets import Secrets
 from server.settlement.worker import Worker
 from server.store.scripts import register
@@ -30,6 +31,7 @@ from server.store.scripts import register
 log = logging.getLogger("giftwire")
 
 REDIS_POOL_MAX = 64
+HEALTH_PROBE_S = 1.0  # a published probe must come back through pub/sub within this
 
 
 def connect(url: str) -> Any:
@@ -61,8 +63,16 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
         try:
             await redis.ping()
         except (RedisError, OSError):
-            return json_response({"status": "unavailable", "redis": False}, 503)
-        return json_response({"status": "ok", "redis": True, "connections": len(hub.by_id)})
+            return json_response({"status": "unavailable", "redis": False, "pubsub": False}, 503)
+        if not await hub.probe(HEALTH_PROBE_S):
+            return json_response({"status": "unavailable", "redis": True, "pubsub": False}, 503)
+        return json_response({"status": "ok", "redis": True, "pubsub": True,
+                              "connections": len(hub.by_id)})
+
+    async def metrics(_: Request) -> Response:
+        return Response(REGISTRY.render(), media_type="text/plain; version=0.0.4")
+
+    CONNECTIONS.read = lambda: {(): float(len(hub.by_id))}
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -86,6 +96,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
         routes=[
             WebSocketRoute("/ws", gateway.serve),
             Route("/health", health),
+            Route("/metrics", metrics),
             *routes(AdminOps(redis, service, settings), secrets.admin_key),
         ],
         lifespan=lifespan,

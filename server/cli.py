@@ -19,6 +19,7 @@ import uvloop
 from server import config
 from server.config import Settings
 from server.gateway.auth import make_token
+from server.logs import configure as configure_logs
 from server.secrets import Secrets, load_or_create
 from server.store.embedded import EmbeddedValkey
 
@@ -233,9 +234,8 @@ COMMANDS: dict[str, Any] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    level = config.from_env().log_level.upper()
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    env = config.from_env()
+    configure_logs(env.log_level, env.log_format)
     return int(COMMANDS[args.command](args))
 
 

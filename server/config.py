@@ -25,6 +25,7 @@ class Settings:
     token_secret: str = ""  # empty: generated into data_dir on first start
     admin_key: str = ""  # empty: generated into data_dir on first start
     log_level: str = "info"
+    log_format: str = "json"  # json (one object per line) or text
     durability: str = "normal"  # normal: AOF fsync every second; strict: fsync before confirming
 
     # assets: one note-card asset per kind (`note.<kind>`), all giftable
@@ -138,6 +139,7 @@ DOCS: dict[str, str] = {
     "token_secret": "HMAC secret shared with the platform; empty: generated in data_dir",
     "admin_key": "bearer key of the admin API; empty: generated in data_dir",
     "log_level": "log level",
+    "log_format": "`json` (one object per line, with the transfer id on gift lines) or `text`",
     "durability": "`normal` (AOF fsync every second) or `strict` (a gift is confirmed only once on disk)",
     "note_kinds": "note-card kinds, comma-separated; each is the asset `note.<kind>`",
     "other_assets": "non-giftable assets, comma-separated",

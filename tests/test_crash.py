@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Callable, Iterator
 
+import orjson
 import pytest
 
 from protocol.client import Client
@@ -37,6 +38,11 @@ async def test_sigkill_between_steps_completes_once(
 
         doomed = start("worker", url, gateway.data_dir, {"GIFTWIRE_FAULT": "kill_after_escrow"})
         assert doomed.wait() == -signal.SIGKILL
+        # its log: one JSON object per line, and the line about the gift names the transfer
+        lines = [orjson.loads(x) for x in doomed.log_path.read_text().splitlines() if x.strip()]
+        assert all({"ts", "level", "logger", "msg"} <= set(x) for x in lines)
+        fault = [x for x in lines if "fault injection" in x["msg"]]
+        assert fault and fault[0]["transfer_id"].split(":")[0] in {s for s, _ in pairs}
         # the kill came after at least one escrow step and before any credit
         escrowed = sum([await admin.balances(s) == {"note.do": 6} for s, _ in pairs])
         assert escrowed >= 1

@@ -17,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from server.metrics import FRAMES_OUT
+
 log = logging.getLogger("giftwire.gateway")
 
 # which event types answer which request kind
@@ -81,6 +83,7 @@ class Connection:
                 text = queue.popleft()
                 self._queued_bytes -= len(text)
                 await self._send_text(text)
+                FRAMES_OUT.inc()
         except Exception:  # the socket went away; the endpoint notices and cleans up
             self.closed = True
         finally:

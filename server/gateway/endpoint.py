@@ -24,6 +24,7 @@ from server.gateway.auth import TokenError, verify_token
 from server.gateway.connection import Connection
 from server.gateway.hub import Hub
 from server.gifting import rules
+from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, REJECTED
 from server.settlement.producer import StreamProducer
 from server.store import keys
 
@@ -98,7 +99,10 @@ class Gateway:
                 pipe = self.redis.pipeline(transaction=False)
                 for stream in streams:
                     pipe.xlen(stream)
-                self.backlog = max(await pipe.execute())
+                lengths = await pipe.execute()
+                for partition, length in enumerate(lengths):
+                    BACKLOG.set(length, partition=str(partition))
+                self.backlog = max(lengths)
             except RedisError:
                 log.warning("backlog sample failed")
             await asyncio.sleep(0.25)
@@ -131,6 +135,7 @@ class Gateway:
             await self._catch_up(conn, request_id, since)
             reason = await self._read_loop(ws, conn)  # this coroutine is the reader
             if reason is not None:
+                conn.kick_reason = reason
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError, RedisError):
             pass
@@ -138,6 +143,7 @@ class Gateway:
             if not conn.kick_reason:
                 raise  # not ours: the server is stopping
         finally:
+            DISCONNECTS.inc(reason=conn.kick_reason or "client")
             conn.close()
             await self.hub.remove(conn)
 
@@ -203,17 +209,20 @@ class Gateway:
             try:
                 msg = await asyncio.wait_for(ws.receive(), self.s.auth_timeout_s)
             except TimeoutError:
+                DISCONNECTS.inc(reason="auth_timeout")
                 await self._close(ws, "auth_timeout")
                 return None
             text = msg.get("text")
             decoded = decode_client(text, self.s.frame_max_bytes) if text else None
             if not isinstance(decoded, Decoded) or decoded.type != "auth":
+                DISCONNECTS.inc(reason="auth_required")
                 await self._close(ws, "auth_required")
                 return None
             token, request_id = decoded.data["token"], decoded.data["id"]
             since = decoded.data.get("since")
         result = verify_token(self.secret, token, time.time())
         if isinstance(result, TokenError):
+            DISCONNECTS.inc(reason=result.reason)
             await self._close(ws, result.reason)
             return None
         return result, request_id, since
@@ -226,6 +235,7 @@ class Gateway:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 return None
+            FRAMES_IN.inc()
             text = msg.get("text")
             decoded: Decoded | DecodeError
             if text is None:
@@ -265,6 +275,7 @@ class Gateway:
         tid = rules.transfer_id(conn.user, d["gift_id"])
         code = self._precheck(conn.user, d)
         if code:
+            REJECTED.inc(reason=code)
             conn.push(rejection_frame(rid, tid, d["gift_id"], code))
             return
         fields = {"k": "send", "u": conn.user, "c": conn.id, "g": d["gift_id"], "to": d["to"],

@@ -12,10 +12,13 @@ import logging
 import uuid
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from server.gateway.connection import Connection
 from server.store import keys
 
 log = logging.getLogger("giftwire.hub")
+PROBE_PREFIX = "P"  # health probes on the gateway's own channel
 
 
 class Hub:
@@ -28,6 +31,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._next = 0
+        self._probes: dict[str, asyncio.Future[None]] = {}
 
     def new_conn_id(self) -> str:
         self._next += 1
@@ -69,7 +73,28 @@ class Hub:
                 del self.users[conn.user]
                 await self._pubsub.unsubscribe(keys.user(conn.user).channel)
 
+    async def probe(self, timeout_s: float) -> bool:
+        """True when a message published now comes back through our subscription: the
+        whole pub/sub path works, not just a PING (Centrifugo lost events for hours after a
+        failover while its health stayed green)."""
+        token = uuid.uuid4().hex
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._probes[token] = fut
+        try:
+            await self.redis.publish(keys.gateway_channel(self.gateway_id), PROBE_PREFIX + token)
+            await asyncio.wait_for(fut, timeout_s)
+            return True
+        except (TimeoutError, OSError, RedisError):
+            return False
+        finally:
+            self._probes.pop(token, None)
+
     def dispatch(self, channel: str, data: str) -> None:
+        if data.startswith(PROBE_PREFIX):
+            fut = self._probes.get(data[len(PROBE_PREFIX):])
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            return
         if data.startswith(keys.REPLY_PREFIX):
             conn_id, _, body = data[len(keys.REPLY_PREFIX):].partition(" ")
             conn = self.by_id.get(conn_id)

@@ -136,7 +136,8 @@ class GiftService:
             await self.reply(req.sender, req.conn, rec["ev"])
             return None
         if self._fault == "kill_after_escrow":
-            log.warning("fault injection: SIGKILL after escrow of %s", req.tid)
+            log.warning("fault injection: SIGKILL after escrow of %s", req.tid,
+                        extra={"transfer_id": req.tid})
             os.kill(os.getpid(), signal.SIGKILL)
         return rec
 
@@ -160,7 +161,8 @@ class GiftService:
     async def after_finalize(self, sender: str, tid: str, outcome: str, status: str,
                              event_json: str, mentor: str, today: Today, conn: str) -> None:
         if status == "stale":
-            log.error("transfer %s: %s after state %s", tid, outcome, event_json)
+            log.error("transfer %s: %s after state %s", tid, outcome, event_json,
+                      extra={"transfer_id": tid})
             return
         if status == "exists" and outcome in ("delivered", "offered", "rejected"):
             await self.reply(sender, conn, event_json)

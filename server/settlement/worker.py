@@ -15,11 +15,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from redis.exceptions import RedisError, ResponseError
 
 from server.config import Settings
 from server.gifting import rules
 from server.gifting.service import Call, GiftService, SendRequest, Today
+from server.metrics import CLAIMED, REJECTED, SETTLE_SECONDS, SETTLED
 from server.store import keys
 
 log = logging.getLogger("giftwire.worker")
@@ -114,6 +116,9 @@ class Worker:
                 start_id="0-0", count=self.s.worker_batch_max,
             )
             out.extend((stream, eid, fields) for eid, fields in items if fields)
+        if out:
+            CLAIMED.inc(len(out))
+            log.warning("took over %d entries left pending by another worker", len(out))
         return out
 
     async def _sweep(self) -> int:
@@ -151,6 +156,9 @@ class Worker:
             pipe.xdel(stream, eid)
         await pipe.execute()
         self.applied += len(entries)
+        now_ms = self.clock_ms()
+        for _, eid, _ in entries:  # a stream id starts with the ms it was appended at
+            SETTLE_SECONDS.observe(max(0, now_ms - int(eid.partition("-")[0])) / 1000)
         log.debug("applied %d entries in %.2f ms", len(entries), (time.perf_counter() - started) * 1000)
 
     async def pipelined_sends(self, reqs: list[SendRequest], today: Today) -> None:
@@ -160,9 +168,11 @@ class Worker:
         going: list[tuple[SendRequest, dict[str, Any]]] = []
         for req, res in zip(reqs, debits, strict=True):
             if isinstance(res, Exception):
-                log.error("send_debit %s failed: %s", req.tid, res)
+                log.error("send_debit %s failed: %s", req.tid, res, extra={"transfer_id": req.tid})
                 continue
             status, payload = res
+            if status == "rejected":
+                REJECTED.inc(reason=orjson.loads(payload)["code"])
             rec = await svc.after_debit(req, status, payload)
             if rec is not None:
                 going.append((req, rec))
@@ -171,18 +181,22 @@ class Worker:
         finals: list[tuple[SendRequest, str, Call]] = []
         for (req, rec), res in zip(going, credits, strict=True):
             if isinstance(res, Exception):
-                log.error("recv_credit %s failed: %s", req.tid, res)
+                log.error("recv_credit %s failed: %s", req.tid, res, extra={"transfer_id": req.tid})
                 continue
             outcome, detail = res
+            if outcome == "rejected":
+                REJECTED.inc(reason=detail)
             await svc.after_credit(rec["to"], req.tid, outcome, detail)
             finals.append((req, outcome, svc.finalize_call(req.sender, req.tid, outcome, detail,
                                                            rec["day"], today)))
         results = await self._pipeline(sc.send_finalize, [call for _, _, call in finals])
         for (req, outcome, _), res in zip(finals, results, strict=True):
             if isinstance(res, Exception):
-                log.error("send_finalize %s failed: %s", req.tid, res)
+                log.error("send_finalize %s failed: %s", req.tid, res, extra={"transfer_id": req.tid})
                 continue
             status, event_json, mentor = res
+            if status == "applied":
+                SETTLED.inc(outcome=outcome)
             await svc.after_finalize(req.sender, req.tid, outcome, status, event_json, mentor,
                                      today, req.conn)
 

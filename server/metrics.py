@@ -1,0 +1,103 @@
+"""A small Prometheus registry: counters, gauges and histograms with labels, rendered
+in the text exposition format at `/metrics`. One per process."""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TypeVar
+
+Labels = tuple[tuple[str, str], ...]
+LABEL_SETS_MAX = 256  # per metric: label values come from bounded sets (codes, partitions)
+
+
+def _fmt(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
+    pairs = labels + extra
+    if not pairs:
+        return ""
+    return "{" + ",".join(f'{k}="{v}"' for k, v in pairs) + "}"
+
+
+class Counter:
+    def __init__(self, name: str, doc: str) -> None:
+        self.name, self.doc = name, doc
+        self.values: dict[Labels, float] = defaultdict(float)
+
+    def inc(self, n: float = 1.0, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        if key in self.values or len(self.values) < LABEL_SETS_MAX:
+            self.values[key] += n
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} counter"]
+        out += [f"{self.name}{_fmt(k)} {v:g}" for k, v in sorted(self.values.items())]
+        return out
+
+
+class Gauge:
+    def __init__(self, name: str, doc: str, read: Callable[[], dict[Labels, float]] | None = None) -> None:
+        self.name, self.doc, self.read = name, doc, read
+        self.values: dict[Labels, float] = {}
+
+    def set(self, value: float, **labels: str) -> None:
+        self.values[tuple(sorted(labels.items()))] = value
+
+    def render(self) -> list[str]:
+        values = self.read() if self.read else self.values
+        out = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} gauge"]
+        out += [f"{self.name}{_fmt(k)} {v:g}" for k, v in sorted(values.items())]
+        return out
+
+
+class Histogram:
+    def __init__(self, name: str, doc: str, buckets: tuple[float, ...]) -> None:
+        self.name, self.doc, self.buckets = name, doc, buckets
+        self.counts = [0] * (len(buckets) + 1)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.n += 1
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} histogram"]
+        running = 0
+        for bound, count in zip(self.buckets, self.counts, strict=False):
+            running += count
+            out.append(f'{self.name}_bucket{{le="{bound:g}"}} {running}')
+        out.append(f'{self.name}_bucket{{le="+Inf"}} {self.n}')
+        out += [f"{self.name}_sum {self.total:g}", f"{self.name}_count {self.n}"]
+        return out
+
+
+M = TypeVar("M", Counter, Gauge, Histogram)
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.metrics: list[Counter | Gauge | Histogram] = []
+
+    def add(self, metric: M) -> M:
+        self.metrics.append(metric)
+        return metric
+
+    def render(self) -> str:
+        return "\n".join(line for m in self.metrics for line in m.render()) + "\n"
+
+
+REGISTRY = Registry()
+CONNECTIONS = REGISTRY.add(Gauge("giftwire_connections", "open WebSocket connections"))
+FRAMES_IN = REGISTRY.add(Counter("giftwire_frames_in_total", "WebSocket frames received"))
+FRAMES_OUT = REGISTRY.add(Counter("giftwire_frames_out_total", "WebSocket frames sent"))
+DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections ended, by reason"))
+REJECTED = REGISTRY.add(Counter("giftwire_gifts_rejected_total", "gifts refused, by reason"))
+SETTLED = REGISTRY.add(Counter("giftwire_gifts_settled_total", "gifts settled, by outcome"))
+CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
+                               "stream entries taken over from a dead worker"))
+BACKLOG = REGISTRY.add(Gauge("giftwire_stream_backlog", "settlement stream length, by partition"))
+SETTLE_SECONDS = REGISTRY.add(Histogram(
+    "giftwire_settlement_seconds", "gift request queued → settled",
+    (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)))
