@@ -43,9 +43,11 @@ class Client:
     """One connection. `last_seq` is the newest event sequence number seen; `reconnect()`
     opens a new connection that resumes from it, so no event is missed or seen twice."""
 
-    def __init__(self, ws: ClientConnection, on_event: EventHandler | None = None) -> None:
+    def __init__(self, ws: ClientConnection, on_event: EventHandler | None = None,
+                 on_seq: Callable[[int], None] | None = None) -> None:
         self.ws = ws
         self.on_event = on_event  # when set, events go here instead of the unread queue
+        self.on_seq = on_seq  # called with each new event seq, in arrival order, replies too
         self.last_seq = 0
         self.url = ""
         self.token = ""
@@ -60,14 +62,15 @@ class Client:
     @classmethod
     async def connect(cls, url: str, token: str, *, token_in_query: bool = True,
                       timeout_s: float = 10.0, on_event: EventHandler | None = None,
-                      since: int | None = None) -> Client:
+                      since: int | None = None,
+                      on_seq: Callable[[int], None] | None = None) -> Client:
         """Connect and authenticate (resuming after event `since` if given); raises
         ConnectionClosed when refused."""
         query = f"?token={quote(token)}" if token_in_query else ""
         if since is not None and token_in_query:
             query += f"&since={since}"
         ws = await connect(url + query, max_size=1 << 20, compression=None, open_timeout=timeout_s)
-        client = cls(ws, on_event)
+        client = cls(ws, on_event, on_seq)
         client.url, client.token = url, token
         if not token_in_query:
             auth: dict[str, Any] = {"type": "auth", "id": "auth", "token": token}
@@ -84,15 +87,18 @@ class Client:
         client._reader = asyncio.create_task(client._read())
         return client
 
-    async def reconnect(self, attempts: int = RECONNECT_ATTEMPTS) -> Client:
+    async def reconnect(self, attempts: int = RECONNECT_ATTEMPTS,
+                        urls: Callable[[], str] | None = None) -> Client:
         """A new connection resuming after `last_seq`, retried with jittered exponential
-        backoff; unread events carry over. Check `welcome["recovered"]` on the result."""
+        backoff; unread events carry over. `urls` picks the gateway for each attempt (to
+        move elsewhere when one is gone). Check `welcome["recovered"]` on the result."""
         await self.close()
         delay = RECONNECT_BASE_S
         for attempt in range(attempts):
             try:
-                fresh = await Client.connect(self.url, self.token, on_event=self.on_event,
-                                             since=self.last_seq)
+                fresh = await Client.connect(urls() if urls else self.url, self.token,
+                                             on_event=self.on_event, since=self.last_seq,
+                                             on_seq=self.on_seq)
             except (OSError, ConnectionClosed, TimeoutError, ProtocolViolation):
                 if attempt == attempts - 1:
                     raise
@@ -129,9 +135,9 @@ class Client:
                 if fut is None and isinstance(seq, int) and msg["type"] != "gift.offer":
                     if seq <= self.last_seq:
                         continue  # already seen (the server never sends one twice; belt and braces)
-                    self.last_seq = seq
+                    self._advance(seq)
                 elif isinstance(seq, int) and seq > self.last_seq:
-                    self.last_seq = seq
+                    self._advance(seq)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
                 elif self.on_event is not None:
@@ -145,9 +151,16 @@ class Client:
             self._error = exc
         finally:
             self._arrived.set()
+            lost = ConnectionError(f"connection closed: {self._error}")
             for fut in self._waiting.values():
                 if not fut.done():
-                    fut.set_exception(self._error or ConnectionError("closed"))
+                    fut.set_exception(self._error if isinstance(self._error, ProtocolViolation)
+                                      else lost)
+
+    def _advance(self, seq: int) -> None:
+        self.last_seq = seq
+        if self.on_seq is not None:
+            self.on_seq(seq)
 
     def _check(self) -> None:
         if isinstance(self._error, ProtocolViolation):
@@ -157,13 +170,19 @@ class Client:
         await self.ws.send(frame)
 
     async def request(self, type_: str, timeout_s: float = 10.0, **fields: Any) -> dict[str, Any]:
-        """Send a request and wait for the reply that echoes its id."""
+        """Send a request and wait for the reply that echoes its id. Raises ConnectionError
+        when the connection is lost first (then `reconnect()` and send it again: gift ids
+        make that safe)."""
         self._check()
         request_id = f"r{next(self._ids)}"
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         body = {"type": type_, "id": request_id, **{k: v for k, v in fields.items() if v is not None}}
-        await self.ws.send(orjson.dumps(body).decode())
+        try:
+            await self.ws.send(orjson.dumps(body).decode())
+        except ConnectionClosed as exc:
+            self._waiting.pop(request_id, None)
+            raise ConnectionError(f"connection closed: {exc}") from exc
         try:
             return await asyncio.wait_for(fut, timeout_s)
         finally:

@@ -1,0 +1,152 @@
+"""Chaos, bounded: gifts through 2 gateways and 2 workers while one gateway and one worker are
+SIGKILLed and restarted. Clients reconnect with resume and retry unanswered sends with the
+same gift id. Every accepted gift resolves exactly once, every client sees each of its events
+exactly once and in order, and the audit passes."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, run_audit, short_tmpdir, uid
+
+FAST_CLAIM = {"GIFTWIRE_CLAIM_IDLE_MS": "800", "GIFTWIRE_GIFTS_PER_DAY": "30",
+              "GIFTWIRE_VIP_BONUS_GIFTS": "0", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "10"}
+SENDS = 32  # per sender: 30 allowed a day, 2 refused
+
+
+@pytest.fixture
+def chaos_valkey() -> Iterator[EmbeddedValkey]:
+    vk = EmbeddedValkey(short_tmpdir())
+    vk.start()
+    yield vk
+    vk.stop()
+
+
+class User:
+    """One user's client, which survives gateway deaths by reconnecting with resume."""
+
+    def __init__(self, name: str, gateways: list[Proc]) -> None:
+        self.name = name
+        self.gateways = gateways
+        self.seqs: list[int] = []
+        self.received: list[str] = []
+        self.client: Client | None = None
+        self.reconnects = 0
+
+    def url(self) -> str:
+        alive = [g for g in self.gateways if g.proc and g.proc.poll() is None]
+        return random.choice(alive or self.gateways).ws
+
+    def on_event(self, msg: dict[str, object]) -> None:
+        if msg["type"] == "gift.received":
+            self.received.append(str(msg["transfer_id"]))
+
+    async def connect(self) -> None:
+        g = self.gateways[0]
+        self.client = await Client.connect(self.url(), g.token(self.name), on_event=self.on_event,
+                                           on_seq=self.seqs.append, since=0)
+
+    async def ensure(self) -> Client:
+        assert self.client is not None
+        if self.client._error is not None:
+            self.client = await self.client.reconnect(attempts=20, urls=self.url)
+            self.reconnects += 1
+            assert self.client.welcome["recovered"] is True
+        return self.client
+
+    async def send_until_answered(self, to: str, gift_id: str, deadline: float) -> dict[str, object]:
+        while time.monotonic() < deadline:
+            client = await self.ensure()
+            try:
+                return await client.send_gift(to, "note.do", 1, gift_id=gift_id, timeout_s=3)
+            except (ConnectionError, TimeoutError, OSError):
+                await asyncio.sleep(0.1)  # the gateway died or the worker is being replaced
+        raise AssertionError(f"{self.name}:{gift_id} never answered")
+
+
+async def test_chaos_kills_and_restarts(chaos_valkey: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+    """SIGKILL a gateway and a worker mid-workload; nothing is lost, doubled or reordered."""
+    url = chaos_valkey.url
+    g1 = start("gateway", url, None, FAST_CLAIM)
+    g2 = start("gateway", url, g1.data_dir, FAST_CLAIM)
+    w1 = start("worker", url, g1.data_dir, FAST_CLAIM)
+    start("worker", url, g1.data_dir, FAST_CLAIM)
+    gateways = [g1, g2]
+    admin = Admin(g2)
+    rnd = random.Random(11)
+    senders = [uid("cs") for _ in range(8)]
+    recipients = [uid("cr") for _ in range(6)]
+    try:
+        for s in senders:
+            await admin.user(s, real_name_verified=True)
+            await admin.grant(s, 100)
+        for r in recipients:
+            await admin.user(r)
+        await admin.call("POST", "/bulk", {"follows": [
+            {"follower": s, "followee": r, "since_ms": 0} for s in senders for r in recipients]})
+        users = {n: User(n, gateways) for n in senders + recipients}
+        for u in users.values():
+            await u.connect()
+
+        deadline = time.monotonic() + 60
+        replies: dict[str, dict[str, object]] = {}
+
+        async def sender(name: str) -> None:
+            for k in range(SENDS):
+                to = recipients[(senders.index(name) + k) % len(recipients)]
+                replies[f"{name}:g{k}"] = await users[name].send_until_answered(to, f"g{k}", deadline)
+                await asyncio.sleep(rnd.uniform(0.01, 0.05))
+
+        doomed: list[Proc] = []
+
+        async def chaos() -> None:
+            await asyncio.sleep(0.2)
+            # this one SIGKILLs itself right after the escrow step of the first gift it takes
+            doomed.append(start("worker", url, g1.data_dir, {**FAST_CLAIM,
+                                                            "GIFTWIRE_FAULT": "kill_after_escrow"}))
+            await asyncio.sleep(0.3)
+            w1.signal(signal.SIGKILL)
+            g1.signal(signal.SIGKILL)
+            await asyncio.sleep(1.0)
+            gateways[0] = start("gateway", url, g1.data_dir, FAST_CLAIM)
+            start("worker", url, g1.data_dir, FAST_CLAIM)
+
+        await asyncio.gather(chaos(), *(sender(s) for s in senders))
+
+        confirmed = {t for t, x in replies.items() if x["type"] == "gift.confirmed"}
+        assert len(confirmed) == 8 * 30, {t: x.get("code") for t, x in replies.items()}
+        assert {x["code"] for x in replies.values() if x["type"] == "gift.rejected"} == {"daily_limit"}
+        assert sum(u.reconnects for u in users.values()) > 0, "the chaos missed every client"
+
+        settle_by = time.monotonic() + 20
+        while time.monotonic() < settle_by:
+            got = [t for r in recipients for t in users[r].received]
+            if len(got) >= len(confirmed):
+                break
+            for r in recipients:
+                await users[r].ensure()
+            await asyncio.sleep(0.2)
+        got = [t for r in recipients for t in users[r].received]
+        assert sorted(got) == sorted(confirmed)  # each accepted gift delivered exactly once
+        for u in users.values():
+            assert u.seqs == list(range(1, len(u.seqs) + 1)), (u.name, u.seqs)
+        for s in senders:
+            assert await admin.balances(s) == {"note.do": 70}
+        code, out = await run_audit(url)
+        assert code == 0 and "(0 in flight)" in out, out
+        if doomed[0].proc and doomed[0].proc.poll() == -signal.SIGKILL:  # it died mid-transfer
+            logs = "".join(p.read_text() for p in g1.data_dir.glob("worker-*.log"))
+            assert "took over" in logs, "nobody finished the transfer the dead worker began"
+    finally:
+        for u in users.values():
+            if u.client:
+                await u.client.close()
+        await admin.close()
