@@ -1,7 +1,8 @@
-"""Chaos, bounded: gifts through 2 gateways and 2 workers while one gateway and one worker are
-SIGKILLed and restarted. Clients reconnect with resume and retry unanswered sends with the
-same gift id. Every accepted gift resolves exactly once, every client sees each of its events
-exactly once and in order, and the audit passes."""
+"""Chaos, bounded: gifts through 2 gateways and 3 workers on a 3-partition settlement stream
+while a gateway and two workers (one mid-transfer) are SIGKILLed and replaced. Clients
+reconnect with resume and retry unanswered sends with the same gift id. Every accepted gift
+resolves exactly once, every client sees each of its events exactly once and in order, and
+the audit passes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, run_audit, short_tmpdir, uid
 
-FAST_CLAIM = {"GIFTWIRE_CLAIM_IDLE_MS": "800", "GIFTWIRE_GIFTS_PER_DAY": "30",
+FAST_CLAIM = {"GIFTWIRE_CLAIM_IDLE_MS": "800", "GIFTWIRE_GIFTS_PER_DAY": "30", "GIFTWIRE_PARTITIONS": "3",
               "GIFTWIRE_VIP_BONUS_GIFTS": "0", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "10"}
 SENDS = 32  # per sender: 30 allowed a day, 2 refused
 
