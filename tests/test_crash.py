@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
+import redis
 
 from protocol.client import Client
+from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, run_audit, short_tmpdir
 
@@ -64,5 +66,39 @@ async def test_sigkill_between_steps_completes_once(
             assert await admin.balances(r) == {"note.do": 4}
         code, out = await run_audit(url)
         assert code == 0 and "(0 in flight)" in out, out
+    finally:
+        await admin.close()
+
+
+async def test_worker_sigterm_finishes_its_batch(
+        valkey_only: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+    """SIGTERM mid-burst: the worker acknowledges what it took, exits 0, leaves nothing pending;
+    the next worker settles the rest and every gift is confirmed once."""
+    url = valkey_only.url
+    gateway = start("gateway", url, None, {"GIFTWIRE_GIFTS_PER_DAY": "100",
+                                           "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
+    admin = Admin(gateway)
+    try:
+        pairs = [await admin.pair(50) for _ in range(4)]
+        clients = [await Client.connect(gateway.ws, gateway.token(s)) for s, _ in pairs]
+        sends = [asyncio.create_task(c.send_gift(r, "note.do", 1, timeout_s=60))
+                 for _ in range(25) for c, (_, r) in zip(clients, pairs, strict=True)]
+        worker = start("worker", url, gateway.data_dir, {"GIFTWIRE_WORKER_BATCH_MAX": "8",
+                                                        "GIFTWIRE_GIFTS_PER_DAY": "100",
+                                                        "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
+        await asyncio.sleep(0.05)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+        raw = redis.Redis(unix_socket_path=str(valkey_only.socket), decode_responses=True)
+        assert raw.xpending(keys.settle_stream(0), keys.SETTLE_GROUP)["pending"] == 0
+        raw.close()
+        start("worker", url, gateway.data_dir, {"GIFTWIRE_GIFTS_PER_DAY": "100",
+                                                 "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
+        replies = await asyncio.gather(*sends)
+        assert [x["type"] for x in replies] == ["gift.confirmed"] * 100
+        for _, r in pairs:
+            assert await admin.balances(r) == {"note.do": 25}
+        for c in clients:
+            await c.close()
     finally:
         await admin.close()
