@@ -22,8 +22,9 @@ from urllib.parse import quote
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from protocol.errors import CLOSE_CODES
 from protocol.messages import DecodeError, decode_server
 
 EVENTS_MAX = 100_000
@@ -58,20 +59,37 @@ class Client:
         self._arrived = asyncio.Event()
         self._error: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.token_in_query = True
+        self.auto_reconnect = False
+        self.urls: Callable[[], str] | None = None
+        self.reconnects = 0
+        self._closing = False
+        self._auto: asyncio.Task[Client] | None = None
 
     @classmethod
     async def connect(cls, url: str, token: str, *, token_in_query: bool = True,
                       timeout_s: float = 10.0, on_event: EventHandler | None = None,
-                      since: int | None = None,
-                      on_seq: Callable[[int], None] | None = None) -> Client:
+                      since: int | None = None, on_seq: Callable[[int], None] | None = None,
+                      auto_reconnect: bool = False,
+                      urls: Callable[[], str] | None = None) -> Client:
         """Connect and authenticate (resuming after event `since` if given); raises
-        ConnectionClosed when refused."""
+        ConnectionClosed when refused. With `auto_reconnect`, a lost connection is
+        re-established by itself (when its close code says to), resuming after `last_seq`;
+        `urls` picks the gateway for each attempt."""
+        ws, welcome = await cls._open(url, token, since, token_in_query, timeout_s)
+        client = cls(ws, on_event, on_seq)
+        client.url, client.token, client.token_in_query = url, token, token_in_query
+        client.auto_reconnect, client.urls = auto_reconnect, urls
+        client._start(welcome, since)
+        return client
+
+    @staticmethod
+    async def _open(url: str, token: str, since: int | None, token_in_query: bool,
+                    timeout_s: float) -> tuple[ClientConnection, dict[str, Any]]:
         query = f"?token={quote(token)}" if token_in_query else ""
         if since is not None and token_in_query:
             query += f"&since={since}"
         ws = await connect(url + query, max_size=1 << 20, compression=None, open_timeout=timeout_s)
-        client = cls(ws, on_event, on_seq)
-        client.url, client.token = url, token
         if not token_in_query:
             auth: dict[str, Any] = {"type": "auth", "id": "auth", "token": token}
             if since is not None:
@@ -81,33 +99,53 @@ class Client:
         if first.get("type") != "welcome":
             await ws.close()
             raise ProtocolViolation(f"expected welcome, got {first}")
-        client.welcome = first
+        return ws, first
+
+    def _start(self, welcome: dict[str, Any], since: int | None) -> None:
+        self.welcome = welcome
         # resumed: events continue after `since`; otherwise after the server's latest
-        client.last_seq = since if since is not None and first.get("recovered") else int(first["seq"])
-        client._reader = asyncio.create_task(client._read())
-        return client
+        self.last_seq = since if since is not None and welcome.get("recovered") else int(welcome["seq"])
+        self._error = None
+        self._reader = asyncio.create_task(self._read())
 
     async def reconnect(self, attempts: int = RECONNECT_ATTEMPTS,
                         urls: Callable[[], str] | None = None) -> Client:
-        """A new connection resuming after `last_seq`, retried with jittered exponential
-        backoff; unread events carry over. `urls` picks the gateway for each attempt (to
-        move elsewhere when one is gone). Check `welcome["recovered"]` on the result."""
-        await self.close()
+        """Reconnect in place, resuming after `last_seq`, retried with jittered exponential
+        backoff; unread events stay. `urls` picks the gateway for each attempt (to move
+        elsewhere when one is gone). Check `welcome["recovered"]` afterwards."""
+        await self._stop_reader()
+        pick = urls or self.urls
         delay = RECONNECT_BASE_S
         for attempt in range(attempts):
             try:
-                fresh = await Client.connect(urls() if urls else self.url, self.token,
-                                             on_event=self.on_event, since=self.last_seq,
-                                             on_seq=self.on_seq)
-            except (OSError, ConnectionClosed, TimeoutError, ProtocolViolation):
+                ws, welcome = await self._open(pick() if pick else self.url, self.token,
+                                               self.last_seq, self.token_in_query, 10.0)
+            except (OSError, WebSocketException, TimeoutError, ProtocolViolation):
                 if attempt == attempts - 1:
                     raise
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(delay * 2, RECONNECT_MAX_S)
                 continue
-            fresh._events.extendleft(reversed(self._events))
-            return fresh
+            self.ws = ws
+            self.reconnects += 1
+            self._start(welcome, self.last_seq)
+            self._arrived.set()
+            return self
         raise ConnectionError("unreachable")
+
+    def _should_reconnect(self) -> bool:
+        """After a lost connection: reconnect unless the close code says not to."""
+        if not self.auto_reconnect or self._closing:
+            return False
+        rcvd = getattr(self._error, "rcvd", None)
+        code = rcvd.code if rcvd is not None else 1006
+        advice = {c.code: c.reconnect for c in CLOSE_CODES.values()}
+        return advice.get(code, code not in (1002, 1003, 1007, 1008, 1009, 1010))
+
+    async def connected(self, timeout_s: float = 30.0) -> None:
+        """Wait until an automatic reconnection (if one is under way) has finished."""
+        if self._auto is not None:
+            await asyncio.wait_for(asyncio.shield(self._auto), timeout_s)
 
     async def __aenter__(self) -> Client:
         return self
@@ -117,8 +155,15 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        self._closing = True
+        if self._auto is not None:
+            self._auto.cancel()
+            await asyncio.gather(self._auto, return_exceptions=True)
+        await self._stop_reader()
+
+    async def _stop_reader(self) -> None:
         await self.ws.close()
-        if self._reader:
+        if self._reader and self._reader is not asyncio.current_task():
             self._reader.cancel()
             await asyncio.gather(self._reader, return_exceptions=True)
 
@@ -156,6 +201,8 @@ class Client:
                 if not fut.done():
                     fut.set_exception(self._error if isinstance(self._error, ProtocolViolation)
                                       else lost)
+            if isinstance(self._error, ConnectionClosed) and self._should_reconnect():
+                self._auto = asyncio.get_running_loop().create_task(self.reconnect())
 
     def _advance(self, seq: int) -> None:
         self.last_seq = seq
@@ -206,7 +253,8 @@ class Client:
                 if not types or msg["type"] in types:
                     del self._events[i]
                     return msg
-            if self._error is not None:
+            reconnecting = self._auto is not None and not self._auto.done()
+            if self._error is not None and not reconnecting:
                 raise ConnectionError(f"connection closed: {self._error}")
             remaining = deadline - loop.time()
             if remaining <= 0:

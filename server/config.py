@@ -58,6 +58,7 @@ class Settings:
     request_burst: float = 100.0  # per connection, burst
     connections_per_user_max: int = 8  # per gateway process
     send_queue_max_bytes: int = 1 << 20  # per connection; a client over it is cut off
+    close_timeout_s: float = 10.0  # a close frame may wait this long behind unread data
     bad_frames_max: int = 1000  # per connection within bad_frames_window_s → close 4009
     bad_frames_window_s: float = 10.0
 
@@ -166,6 +167,7 @@ DOCS: dict[str, str] = {
     "request_burst": "requests one connection may send in a burst",
     "connections_per_user_max": "connections of one user on one gateway (4005 above)",
     "send_queue_max_bytes": "bytes queued for one connection before it is cut off (4008)",
+    "close_timeout_s": "how long a close frame may wait behind unread data before the socket is dropped",
     "bad_frames_max": "bad frames allowed per window before the connection closes (4009)",
     "bad_frames_window_s": "the window of `bad_frames_max`",
     "partitions": "settlement stream partitions (by acting user)",

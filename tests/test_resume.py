@@ -7,6 +7,8 @@ import asyncio
 import random
 from collections.abc import Callable
 
+import pytest
+
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, uid
@@ -104,3 +106,35 @@ async def test_gift_through_one_gateway_reaches_another(
         for b in (b_other, b_same):
             got = await b.next_event("gift.received")
             assert got["transfer_id"] == reply["transfer_id"]
+
+
+async def test_client_reconnects_by_itself_only_when_told(
+        valkey: EmbeddedValkey, server: Proc, admin: Admin, start: Callable[..., Proc]) -> None:
+    """Closed with 4000 (gateway shutting down) the client moves to another gateway by itself and
+    resumes; closed with 4009 (abuse) it stays closed."""
+    leaving = start("gateway", valkey.url, server.data_dir, {"GIFTWIRE_BAD_FRAMES_MAX": "3"})
+    s, r = await admin.pair(5)
+    targets = iter([server.ws] * 20)
+    b = await Client.connect(leaving.ws, leaving.token(r), auto_reconnect=True,
+                             urls=lambda: next(targets))
+    leaving.signal(15)
+    for _ in range(200):  # the gateway drains, closes with 4000, the client moves on
+        if b.reconnects:
+            break
+        await asyncio.sleep(0.05)
+    await b.connected()
+    assert b.reconnects == 1 and b.welcome["recovered"] is True
+    async with await Client.connect(server.ws, server.token(s)) as a:
+        reply = await a.send_gift(r, "note.do", 1)
+    assert (await b.next_event("gift.received"))["transfer_id"] == reply["transfer_id"]
+    await b.close()
+
+    abuser = start("gateway", valkey.url, server.data_dir, {"GIFTWIRE_BAD_FRAMES_MAX": "3"})
+    c = await Client.connect(abuser.ws, abuser.token(uid("x")), auto_reconnect=True)
+    for _ in range(5):
+        await c.send_raw("{")
+    with pytest.raises(ConnectionError):
+        while True:
+            await c.next_event(timeout_s=5)
+    assert c.reconnects == 0
+    await c.close()

@@ -79,9 +79,6 @@ class TokenBucket:
         return True
 
 
-CLOSE_TIMEOUT_S = 2.0  # how long a close frame may wait behind a client that stopped reading
-
-
 class Gateway:
     def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str) -> None:
         self.redis = redis
@@ -120,7 +117,7 @@ class Gateway:
 
         async def close(reason: str) -> None:
             try:
-                await asyncio.wait_for(self._close(ws, reason), CLOSE_TIMEOUT_S)
+                await asyncio.wait_for(self._close(ws, reason), self.s.close_timeout_s)
             except TimeoutError:
                 # the client is not reading, so not even a close frame gets out: stop
                 # waiting for it (the endpoint returns and uvicorn drops the transport)
