@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,20 +60,32 @@ async def admin(server: Proc) -> AsyncIterator[Admin]:
 
 
 @pytest.fixture
-def own_server(start: Callable[..., Proc]) -> Iterator[Callable[..., tuple[Proc, EmbeddedValkey]]]:
-    """A giftwire with its own settings on its own Valkey (servers sharing a Redis share
-    the settlement stream, so settings must not differ between them)."""
+def fresh_valkey() -> Iterator[Callable[..., EmbeddedValkey]]:
+    """A private Valkey for one test (options: appendfsync, cluster), each stopped by its PID."""
     made: list[EmbeddedValkey] = []
 
-    def make(env: dict[str, str] | None = None, workers: int = 0) -> tuple[Proc, EmbeddedValkey]:
-        vk = EmbeddedValkey(short_tmpdir())
+    def make(**options: Any) -> EmbeddedValkey:
+        vk = EmbeddedValkey(short_tmpdir(), **options)
         vk.start()
         made.append(vk)
+        return vk
+
+    yield make
+    for vk in made:
+        vk.stop()
+
+
+@pytest.fixture
+def own_server(start: Callable[..., Proc], fresh_valkey: Callable[..., EmbeddedValkey]
+               ) -> Callable[..., tuple[Proc, EmbeddedValkey]]:
+    """A giftwire with its own settings on its own Valkey (servers sharing a Redis share
+    the settlement stream, so settings must not differ between them)."""
+
+    def make(env: dict[str, str] | None = None, workers: int = 0) -> tuple[Proc, EmbeddedValkey]:
+        vk = fresh_valkey()
         srv = start("serve", vk.url, None, env or {})
         for _ in range(workers):
             start("worker", vk.url, srv.data_dir, env or {})
         return srv, vk
 
-    yield make
-    for vk in made:
-        vk.stop()
+    return make

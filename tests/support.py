@@ -46,6 +46,12 @@ class Admin:
     async def close(self) -> None:
         await self.client.aclose()
 
+    async def __aenter__(self) -> Admin:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     async def call(self, method: str, path: str, body: Any = None, ok: bool = True) -> Any:
         r = await self.client.request(method, path, json=body)
         if ok:

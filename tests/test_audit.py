@@ -73,8 +73,7 @@ async def test_random_workload_then_audit(server: Proc, admin: Admin, valkey: Em
 async def test_audit_names_broken_invariants(own_server: OwnServer) -> None:
     """Cards created outside a transfer, or a negative balance, fail the audit by name."""
     srv, vk = own_server()
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s, r = await admin.pair(10)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             await a.send_gift(r, "note.do", 2)
@@ -92,5 +91,3 @@ async def test_audit_names_broken_invariants(own_server: OwnServer) -> None:
         code, out = await run_audit(vk.url)
         assert code == 1 and "FAIL settled_once" in out, out
         raw.close()
-    finally:
-        await admin.close()

@@ -28,8 +28,7 @@ async def test_daily_quota_rolls_over_at_local_midnight(own_server: OwnServer) -
     """The 6th gift is refused before local midnight and accepted just after it."""
     tz_name = offset_with_midnight_in(5)
     srv, _ = own_server({"GIFTWIRE_TIMEZONE": tz_name})
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s = uid("s")
         await admin.user(s, real_name_verified=True)
         await admin.grant(s, 20)
@@ -47,15 +46,12 @@ async def test_daily_quota_rolls_over_at_local_midnight(own_server: OwnServer) -
             await asyncio.sleep(left + 0.3)
             after = await a.send_gift(rs[2], "note.do", 1)
         assert (after["type"], after["quota_left"]) == ("gift.confirmed", 4)
-    finally:
-        await admin.close()
 
 
 async def test_festival_costs_1_2x_and_burns_the_surplus(own_server: OwnServer) -> None:
     """On a festival day the sender pays ceil(1.2 × count); the recipient gets count."""
     srv, vk = own_server()
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s, r = await admin.pair(20)
         today = rules.local_day(int(time.time() * 1000), rules.parse_timezone("+08:00"))
         await admin.call("PUT", "/festivals", {"days": [today.isoformat(), "2027-02-06"]})
@@ -71,6 +67,4 @@ async def test_festival_costs_1_2x_and_burns_the_surplus(own_server: OwnServer) 
         assert await admin.balances(r) == {"note.do": 10}
         code, out = await run_audit(vk.url)
         assert code == 0, out
-    finally:
-        await admin.close()
 

@@ -10,25 +10,16 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
-
-import pytest
+from collections.abc import Callable
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit, short_tmpdir, uid
+from tests.support import Admin, Proc, run_audit, uid
 
 FAST_CLAIM = {"GIFTWIRE_CLAIM_IDLE_MS": "800", "GIFTWIRE_GIFTS_PER_DAY": "30", "GIFTWIRE_PARTITIONS": "3",
               "GIFTWIRE_VIP_BONUS_GIFTS": "0", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "10"}
 SENDS = 32  # per sender: 30 allowed a day, 2 refused
 
-
-@pytest.fixture
-def chaos_valkey() -> Iterator[EmbeddedValkey]:
-    vk = EmbeddedValkey(short_tmpdir())
-    vk.start()
-    yield vk
-    vk.stop()
 
 
 class User:
@@ -72,8 +63,10 @@ class User:
         raise AssertionError(f"{self.name}:{gift_id} never answered")
 
 
-async def test_chaos_kills_and_restarts(chaos_valkey: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+async def test_chaos_kills_and_restarts(fresh_valkey: Callable[..., EmbeddedValkey],
+                                        start: Callable[..., Proc]) -> None:
     """SIGKILL a gateway and a worker mid-workload; nothing is lost, doubled or reordered."""
+    chaos_valkey = fresh_valkey()
     url = chaos_valkey.url
     g1 = start("gateway", url, None, FAST_CLAIM)
     g2 = start("gateway", url, g1.data_dir, FAST_CLAIM)

@@ -64,8 +64,7 @@ async def test_health_follows_redis(own_server: OwnServer) -> None:
 async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
     """Redis killed and restarted on the same data dir: the server keeps settling gifts afterwards."""
     srv, vk = own_server()
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s, r = await admin.pair(10)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
@@ -77,8 +76,6 @@ async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             reply = await a.send_gift(r, "note.do", 1, timeout_s=15)
         assert (reply["type"], reply["balance"]) == ("gift.confirmed", 8)
-    finally:
-        await admin.close()
 
 
 async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None:

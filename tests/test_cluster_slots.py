@@ -4,7 +4,7 @@ any script or command whose keys span slots (CROSSSLOT)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -12,19 +12,12 @@ import redis
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import DAY_MS, Admin, Proc, run_audit, short_tmpdir, uid
+from tests.support import DAY_MS, Admin, Proc, run_audit, uid
 
 
-@pytest.fixture
-def cluster_node() -> Iterator[EmbeddedValkey]:
-    vk = EmbeddedValkey(short_tmpdir(), cluster=True)
-    vk.start()
-    yield vk
-    vk.stop()
-
-
-def test_cluster_node_refuses_cross_slot_scripts(cluster_node: EmbeddedValkey) -> None:
+def test_cluster_node_refuses_cross_slot_scripts(fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
     """The guard the next test relies on: a script over two users' keys is refused."""
+    cluster_node = fresh_valkey(cluster=True)
     raw = redis.Redis(unix_socket_path=str(cluster_node.socket))
     with pytest.raises(redis.ResponseError, match=r"CROSSSLOT|same slot"):
         raw.eval("return redis.call('GET', KEYS[1])", 2, keys.user("a").balances,
@@ -33,12 +26,12 @@ def test_cluster_node_refuses_cross_slot_scripts(cluster_node: EmbeddedValkey) -
 
 
 async def test_every_step_runs_on_a_cluster_node(
-        cluster_node: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """Grants, instant and offered gifts, accept, decline, refunds, mentor rewards and the audit
     all run on a cluster-mode node: no call spans two slots."""
+    cluster_node = fresh_valkey(cluster=True)
     srv = start("serve", cluster_node.url)
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         now = int(time.time() * 1000)
         s, r = await admin.pair(20, sender={"registered_at_ms": now - DAY_MS})
         mentor, picky, banned = uid("m"), uid("p"), uid("b")
@@ -65,5 +58,3 @@ async def test_every_step_runs_on_a_cluster_node(
         code, out = await run_audit(cluster_node.url)
         assert code == 0, out
         assert "CROSSSLOT" not in srv.log_path.read_text()
-    finally:
-        await admin.close()

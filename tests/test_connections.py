@@ -42,8 +42,7 @@ async def test_rate_limit_and_connection_limit(own_server: OwnServer) -> None:
 async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
     """A client that stops reading while events pile up is closed with 4008; others are served."""
     srv, _ = own_server({"GIFTWIRE_SEND_QUEUE_MAX_BYTES": "20000"})
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         slow, other = uid("slow"), uid("ok")
         await admin.user(slow)
         sock = socket.socket()
@@ -63,5 +62,3 @@ async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == close_code("slow_consumer").code
         assert await admin.balances(slow) == {"note.do": 35000}  # nothing lost but the frames
-    finally:
-        await admin.close()

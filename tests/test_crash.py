@@ -4,33 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import orjson
-import pytest
 import redis
 
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit, short_tmpdir
-
-
-@pytest.fixture
-def valkey_only() -> Iterator[EmbeddedValkey]:
-    vk = EmbeddedValkey(short_tmpdir())
-    vk.start()
-    yield vk
-    vk.stop()
+from tests.support import Admin, Proc, run_audit
 
 
 async def test_sigkill_between_steps_completes_once(
-        valkey_only: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """SIGKILL after the escrow step: cards wait in escrow, then the next worker delivers each gift once."""
+    valkey_only = fresh_valkey()
     url = valkey_only.url
     gateway = start("gateway", url)
-    admin = Admin(gateway)
-    try:
+    async with Admin(gateway) as admin:
         pairs = [await admin.pair(10) for _ in range(3)]
         senders = [await Client.connect(gateway.ws, gateway.token(s)) for s, _ in pairs]
         recipients = [await Client.connect(gateway.ws, gateway.token(r)) for _, r in pairs]
@@ -66,19 +57,17 @@ async def test_sigkill_between_steps_completes_once(
             assert await admin.balances(r) == {"note.do": 4}
         code, out = await run_audit(url)
         assert code == 0 and "(0 in flight)" in out, out
-    finally:
-        await admin.close()
 
 
 async def test_worker_sigterm_finishes_its_batch(
-        valkey_only: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """SIGTERM mid-burst: the worker acknowledges what it took, exits 0, leaves nothing pending;
     the next worker settles the rest and every gift is confirmed once."""
+    valkey_only = fresh_valkey()
     url = valkey_only.url
     gateway = start("gateway", url, None, {"GIFTWIRE_GIFTS_PER_DAY": "100",
                                            "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
-    admin = Admin(gateway)
-    try:
+    async with Admin(gateway) as admin:
         pairs = [await admin.pair(50) for _ in range(4)]
         clients = [await Client.connect(gateway.ws, gateway.token(s)) for s, _ in pairs]
         sends = [asyncio.create_task(c.send_gift(r, "note.do", 1, timeout_s=60))
@@ -100,5 +89,3 @@ async def test_worker_sigterm_finishes_its_batch(
             assert await admin.balances(r) == {"note.do": 25}
         for c in clients:
             await c.close()
-    finally:
-        await admin.close()

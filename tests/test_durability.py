@@ -7,23 +7,14 @@ import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import redis
 
 from loadtest.procs import GiftwireProcess
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, run_audit, short_tmpdir
-
-
-@pytest.fixture
-def fsync_always() -> Iterator[EmbeddedValkey]:
-    vk = EmbeddedValkey(short_tmpdir(), appendfsync="always")
-    vk.start()
-    yield vk
-    vk.stop()
 
 
 def test_strict_refuses_a_lax_redis(valkey: EmbeddedValkey) -> None:
@@ -47,14 +38,14 @@ def test_strict_embedded_server_fsyncs_always() -> None:
 
 
 async def test_confirmed_gifts_survive_a_redis_kill_under_load(
-        fsync_always: EmbeddedValkey, start: Callable[..., Proc]) -> None:
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """Valkey SIGKILLed while gifts are in flight and restarted: every gift confirmed to a
     client is in the balances afterwards, and the ledger is whole."""
+    fsync_always = fresh_valkey(appendfsync="always")
     env = {"GIFTWIRE_DURABILITY": "strict", "GIFTWIRE_GIFTS_PER_DAY": "100",
            "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"}
     srv = start("serve", fsync_always.url, None, env)
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         pairs = [await admin.pair(100) for _ in range(6)]
         clients = [await Client.connect(srv.ws, srv.token(s)) for s, _ in pairs]
         confirmed = [0] * len(pairs)
@@ -95,5 +86,3 @@ async def test_confirmed_gifts_survive_a_redis_kill_under_load(
         assert code == 0 and "(0 in flight)" in out, out
         for c in clients:
             await c.close()
-    finally:
-        await admin.close()

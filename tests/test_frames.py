@@ -84,8 +84,7 @@ async def test_forged_expired_and_missing_tokens(server: Proc) -> None:
 async def test_abuse_closes_and_silence_times_out(own_server: OwnServer) -> None:
     """Past the bad-frame budget the connection closes with 4009; no auth in time closes with 4004."""
     srv, _ = own_server({"GIFTWIRE_BAD_FRAMES_MAX": "20", "GIFTWIRE_AUTH_TIMEOUT_S": "0.5"})
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         await admin.user("abuser")
         async with connect(f"{srv.ws}?token={srv.token('abuser')}") as ws:
             await ws.recv()  # welcome
@@ -96,8 +95,6 @@ async def test_abuse_closes_and_silence_times_out(own_server: OwnServer) -> None
                     await asyncio.wait_for(ws.recv(), 5)
         assert info.value.rcvd is not None and info.value.rcvd.code == close_code("abuse").code
         assert await expect_close(srv.ws) == close_code("auth_timeout").code
-    finally:
-        await admin.close()
 
 
 async def test_transport_limit_closes_with_1009(server: Proc) -> None:

@@ -25,8 +25,7 @@ def metric(text: str, name: str) -> float:
 async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
     """/metrics reports connections, frames, settled and rejected gifts, latency, backlog."""
     srv, _ = own_server()
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s, r = await admin.pair(2)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
@@ -47,16 +46,13 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
         assert metric(text, 'giftwire_stream_backlog{partition="0"}') >= 0
         assert metric(after, "giftwire_connections") == 0
         assert metric(after, 'giftwire_disconnects_total{reason="client"}') == 1
-    finally:
-        await admin.close()
 
 
 async def test_health_proves_pubsub_and_recovers(own_server: OwnServer) -> None:
     """/health checks a round trip through pub/sub; after Valkey drops the subscriber
     connection, giftwire resubscribes, health is green again and gifts are delivered live."""
     srv, vk = own_server()
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s, r = await admin.pair(5)
         async with httpx.AsyncClient(base_url=srv.http) as http:
             body = (await http.get("/health")).json()
@@ -73,5 +69,3 @@ async def test_health_proves_pubsub_and_recovers(own_server: OwnServer) -> None:
                 async with await Client.connect(srv.ws, srv.token(s)) as a:
                     reply = await a.send_gift(r, "note.do", 1)
                 assert (await b.next_event("gift.received"))["transfer_id"] == reply["transfer_id"]
-    finally:
-        await admin.close()

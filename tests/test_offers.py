@@ -65,8 +65,7 @@ async def test_offer_waits_for_next_connect(server: Proc, admin: Admin) -> None:
 async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """An offer nobody answers is voided after the timeout, and both sides are told."""
     srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "100"})
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient=CONFIRM)
         async with await connect(srv, s) as a, await connect(srv, r) as b:
             await a.send_gift(r, "note.do", 3)
@@ -76,8 +75,6 @@ async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedVal
         assert void_r["reason"] == void_s["reason"] == "timeout"
         assert void_s["balance"] == 10
         assert await admin.balances(s) == {"note.do": 10}
-    finally:
-        await admin.close()
 
 
 async def test_accept_racing_timeout_has_one_outcome(
@@ -85,8 +82,7 @@ async def test_accept_racing_timeout_has_one_outcome(
     """Accepts sent right at the timeout: each gift ends accepted or voided, never both."""
     srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "20"},
                         workers=1)
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         senders = [await admin.pair(10, recipient=CONFIRM) for _ in range(12)]
         outcomes = []
         for i, (s, r) in enumerate(senders):
@@ -107,5 +103,3 @@ async def test_accept_racing_timeout_has_one_outcome(
                 assert (bal_s, bal_r) == ({"note.do": 10}, {})
             outcomes.append(answer["type"])
         assert set(outcomes) == {"gift.received", "gift.voided"}, outcomes
-    finally:
-        await admin.close()

@@ -75,8 +75,7 @@ async def test_resume_racing_live_gifts_has_no_gap_or_duplicate(server: Proc, ad
 async def test_trimmed_log_is_not_recovered(own_server: OwnServer) -> None:
     """Past the log's bound, reconnecting says recovered: false and live events still flow."""
     srv, _ = own_server({"GIFTWIRE_EVENTS_PER_USER_MAX": "10"})
-    admin = Admin(srv)
-    try:
+    async with Admin(srv) as admin:
         u = uid("u")
         await admin.user(u)
         b = await Client.connect(srv.ws, srv.token(u))
@@ -90,8 +89,6 @@ async def test_trimmed_log_is_not_recovered(own_server: OwnServer) -> None:
         await admin.grant(u, 1)
         assert (await b.next_event("balance.changed"))["seq"] == 302
         await b.close()
-    finally:
-        await admin.close()
 
 
 async def test_gift_through_one_gateway_reaches_another(
