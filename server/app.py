@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,8 +35,11 @@ REDIS_POOL_MAX = 64
 HEALTH_PROBE_S = 1.0  # a published probe must come back through pub/sub within this
 
 
-def connect(url: str) -> Any:
-    """A client whose pool waits (bounded) instead of failing when all connections are busy."""
+def connect(url: str, cluster: bool = False) -> Any:
+    """A client whose pool waits (bounded) instead of failing when all connections are busy;
+    on a cluster, redis-py's cluster client (one bounded pool per node)."""
+    if cluster:
+        return RedisCluster.from_url(url, decode_responses=True, max_connections=REDIS_POOL_MAX)
     pool = aredis.BlockingConnectionPool.from_url(
         url, max_connections=REDIS_POOL_MAX, timeout=10, decode_responses=True,
         health_check_interval=30,
@@ -52,10 +56,10 @@ def quiet_gc() -> None:
 
 
 def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starlette:
-    redis = connect(settings.redis_url)
+    redis = connect(settings.redis_url, settings.redis_cluster)
     scripts = register(redis)
     service = GiftService(redis, scripts, settings)
-    hub = Hub(redis)
+    hub = Hub(redis, settings.redis_cluster)
     gateway = Gateway(redis, hub, settings, secrets.token_secret)
     worker = Worker(redis, service, settings) if with_worker else None
 

@@ -42,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         port=getattr(args, "port", None),
         data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
         durability=getattr(args, "durability", None),
+        redis_cluster=True if getattr(args, "redis_cluster", False) else None,
     )
     if s.durability not in DURABILITY:
         sys.exit(f"giftwire: durability must be one of {', '.join(DURABILITY)}")
@@ -158,7 +159,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     async def main() -> None:
         from server.app import quiet_gc
 
-        redis = connect(s.redis_url)
+        redis = connect(s.redis_url, s.redis_cluster)
         worker = Worker(redis, GiftService(redis, register(redis), s), s)
         quiet_gc()
         stop = _stop_event()
@@ -189,7 +190,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     url = s.redis_url or EmbeddedValkey(s.data_dir).url
 
     async def main() -> int:
-        redis = connect(url)
+        redis = connect(url, s.redis_cluster)
         try:
             result = await audit(redis)
         finally:
@@ -207,6 +208,8 @@ def parser() -> argparse.ArgumentParser:
     def add(name: str, helptext: str, http: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("--data-dir", help="secrets and the embedded server's files")
+        sp.add_argument("--redis-cluster", action="store_true",
+                        help="REDIS_URL names a node of a Redis/Valkey Cluster")
         if http:
             sp.add_argument("--host")
             sp.add_argument("--port", type=int)

@@ -22,6 +22,7 @@ class Settings:
     port: int = 8700
     data_dir: Path = Path("giftwire-data")
     redis_url: str = ""  # empty: start the embedded Valkey server in data_dir
+    redis_cluster: bool = False  # REDIS_URL names a node of a Redis Cluster
     token_secret: str = ""  # empty: generated into data_dir on first start
     admin_key: str = ""  # empty: generated into data_dir on first start
     log_level: str = "info"
@@ -90,8 +91,8 @@ class Settings:
 
     @property
     def events_bound(self) -> str:
-        """The event log's bounds as the Lua steps take them."""
-        return f"{self.events_per_user_max}:{self.events_max_age_s}"
+        """The event log's bounds, and how events are published, as the Lua steps take them."""
+        return f"{self.events_per_user_max}:{self.events_max_age_s}:{'s' if self.redis_cluster else 'p'}"
 
     @property
     def assets(self) -> tuple[str, ...]:
@@ -137,6 +138,7 @@ DOCS: dict[str, str] = {
     "port": "port the gateway binds (0: any free port, printed at start)",
     "data_dir": "secrets.json and the embedded server's append-only file",
     "redis_url": "`REDIS_URL` also works; empty: start the embedded Valkey",
+    "redis_cluster": "`REDIS_URL` names a node of a Redis/Valkey Cluster (sharded pub/sub, per-slot calls)",
     "token_secret": "HMAC secret shared with the platform; empty: generated in data_dir",
     "admin_key": "bearer key of the admin API; empty: generated in data_dir",
     "log_level": "log level",

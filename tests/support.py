@@ -87,12 +87,13 @@ class Admin:
         return s, r
 
 
-async def run_audit(redis_url: str) -> tuple[int, str]:
-    """`giftwire audit` against a Redis, as an operator runs it."""
+async def run_audit(redis_url: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    """`giftwire audit` against a Redis (or a cluster, with GIFTWIRE_REDIS_CLUSTER in env)."""
     import asyncio
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "server.cli", "audit", env={**os.environ, "REDIS_URL": redis_url},
+        sys.executable, "-m", "server.cli", "audit",
+        env={**os.environ, "REDIS_URL": redis_url, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await proc.communicate()
     assert proc.returncode is not None

@@ -10,11 +10,13 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import pytest
 
 from protocol.client import Client
-from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit, uid
+from server.store.embedded import EmbeddedValkey, start_cluster
+from tests.support import Admin, Proc, run_audit, short_tmpdir, uid
 
 FAST_CLAIM = {"GIFTWIRE_CLAIM_IDLE_MS": "800", "GIFTWIRE_GIFTS_PER_DAY": "30", "GIFTWIRE_PARTITIONS": "3",
               "GIFTWIRE_VIP_BONUS_GIFTS": "0", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "10"}
@@ -63,15 +65,28 @@ class User:
         raise AssertionError(f"{self.name}:{gift_id} never answered")
 
 
-async def test_chaos_kills_and_restarts(fresh_valkey: Callable[..., EmbeddedValkey],
+@pytest.fixture(params=["one-server", "3-master-cluster"])
+def backend(request: pytest.FixtureRequest, fresh_valkey: Callable[..., EmbeddedValkey]
+            ) -> Iterator[tuple[str, dict[str, str]]]:
+    """The Redis under test and the settings that go with it."""
+    if request.param == "one-server":
+        yield fresh_valkey().url, {}
+        return
+    nodes = start_cluster(3, short_tmpdir())
+    yield nodes[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"}
+    for node in nodes:
+        node.stop()
+
+
+async def test_chaos_kills_and_restarts(backend: tuple[str, dict[str, str]],
                                         start: Callable[..., Proc]) -> None:
     """SIGKILL a gateway and a worker mid-workload; nothing is lost, doubled or reordered."""
-    chaos_valkey = fresh_valkey()
-    url = chaos_valkey.url
-    g1 = start("gateway", url, None, FAST_CLAIM)
-    g2 = start("gateway", url, g1.data_dir, FAST_CLAIM)
-    w1 = start("worker", url, g1.data_dir, FAST_CLAIM)
-    start("worker", url, g1.data_dir, FAST_CLAIM)
+    url, extra = backend
+    FAST = {**FAST_CLAIM, **extra}
+    g1 = start("gateway", url, None, FAST)
+    g2 = start("gateway", url, g1.data_dir, FAST)
+    w1 = start("worker", url, g1.data_dir, FAST)
+    start("worker", url, g1.data_dir, FAST)
     gateways = [g1, g2]
     admin = Admin(g2)
     rnd = random.Random(11)
@@ -103,14 +118,14 @@ async def test_chaos_kills_and_restarts(fresh_valkey: Callable[..., EmbeddedValk
         async def chaos() -> None:
             await asyncio.sleep(0.2)
             # this one SIGKILLs itself right after the escrow step of the first gift it takes
-            doomed.append(start("worker", url, g1.data_dir, {**FAST_CLAIM,
+            doomed.append(start("worker", url, g1.data_dir, {**FAST,
                                                             "GIFTWIRE_FAULT": "kill_after_escrow"}))
             await asyncio.sleep(0.3)
             w1.signal(signal.SIGKILL)
             g1.signal(signal.SIGKILL)
             await asyncio.sleep(1.0)
-            gateways[0] = start("gateway", url, g1.data_dir, FAST_CLAIM)
-            start("worker", url, g1.data_dir, FAST_CLAIM)
+            gateways[0] = start("gateway", url, g1.data_dir, FAST)
+            start("worker", url, g1.data_dir, FAST)
 
         await asyncio.gather(chaos(), *(sender(s) for s in senders))
 
@@ -134,7 +149,7 @@ async def test_chaos_kills_and_restarts(fresh_valkey: Callable[..., EmbeddedValk
             assert u.seqs == list(range(1, len(u.seqs) + 1)), (u.name, u.seqs)
         for s in senders:
             assert await admin.balances(s) == {"note.do": 70}
-        code, out = await run_audit(url)
+        code, out = await run_audit(url, extra)
         assert code == 0 and "(0 in flight)" in out, out
         if doomed[0].proc and doomed[0].proc.poll() == -signal.SIGKILL:  # it died mid-transfer
             logs = "".join(p.read_text() for p in g1.data_dir.glob("worker-*.log"))

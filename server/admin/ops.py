@@ -122,11 +122,12 @@ class AdminOps:
         if not isinstance(d["days"], list) or len(d["days"]) > 366 * 5:
             raise AdminError(400, "bad_field", "days must be a list of at most 1830 dates")
         days = sorted({v.day(x) for x in d["days"]})
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(keys.FESTIVALS)
-        if days:
-            pipe.sadd(keys.FESTIVALS, *days)
-        await pipe.execute()
+        if days:  # built aside, then swapped in atomically (RENAME: same slot, works on a cluster)
+            await self.redis.delete(keys.FESTIVALS_NEXT)
+            await self.redis.sadd(keys.FESTIVALS_NEXT, *days)
+            await self.redis.rename(keys.FESTIVALS_NEXT, keys.FESTIVALS)
+        else:
+            await self.redis.delete(keys.FESTIVALS)
         return await self.get_festivals()
 
     async def get_festivals(self) -> dict[str, Any]:

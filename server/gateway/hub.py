@@ -16,14 +16,18 @@ from redis.exceptions import RedisError
 
 from server.gateway.connection import Connection
 from server.store import keys
+from server.store.channels import publish
 
 log = logging.getLogger("giftwire.hub")
 PROBE_PREFIX = "P"  # health probes on the gateway's own channel
 
 
 class Hub:
-    def __init__(self, redis: Any) -> None:
+    def __init__(self, redis: Any, sharded: bool = False) -> None:
         self.redis = redis
+        # on a cluster: SSUBSCRIBE, one connection per shard, each with its own listener
+        self.sharded = sharded
+        self._listeners: dict[str, asyncio.Task[None]] = {}
         self.gateway_id = uuid.uuid4().hex[:10]
         self.users: dict[str, set[Connection]] = {}
         self.by_id: dict[str, Connection] = {}
@@ -38,18 +42,35 @@ class Hub:
         return f"{self.gateway_id}-{self._next}"
 
     async def start(self) -> None:
+        if self.sharded:
+            await self.redis.initialize()  # the slot map, before the first SSUBSCRIBE routes
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         # a channel of our own keeps the subscriber connection open when no user is here
-        await self._pubsub.subscribe(keys.gateway_channel(self.gateway_id))
-        self._task = asyncio.create_task(self._listen(), name="hub-listener")
+        await self._subscribe(keys.gateway_channel(self.gateway_id))
+        if not self.sharded:
+            self._task = asyncio.create_task(self._listen(self._pubsub), name="hub-listener")
+
+    async def _subscribe(self, channel: str) -> None:
+        if not self.sharded:
+            await self._pubsub.subscribe(channel)
+            return
+        await self._pubsub.ssubscribe(channel)
+        for name, node_pubsub in list(self._pubsub.node_pubsub_mapping.items()):
+            if name not in self._listeners or self._listeners[name].done():
+                self._listeners[name] = asyncio.create_task(self._listen(node_pubsub),
+                                                            name=f"hub-listener-{name}")
+
+    async def _unsubscribe(self, channel: str) -> None:
+        if self.sharded:
+            await self._pubsub.sunsubscribe(channel)
+        else:
+            await self._pubsub.unsubscribe(channel)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        tasks = [t for t in (self._task, *self._listeners.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._pubsub is not None:
             await self._pubsub.aclose()
 
@@ -57,7 +78,7 @@ class Hub:
         async with self._lock:
             conns = self.users.get(conn.user)
             if conns is None:
-                await self._pubsub.subscribe(keys.user(conn.user).channel)
+                await self._subscribe(keys.user(conn.user).channel)
                 conns = self.users[conn.user] = set()
             conns.add(conn)
             self.by_id[conn.id] = conn
@@ -71,7 +92,7 @@ class Hub:
             conns.discard(conn)
             if not conns:
                 del self.users[conn.user]
-                await self._pubsub.unsubscribe(keys.user(conn.user).channel)
+                await self._unsubscribe(keys.user(conn.user).channel)
 
     async def probe(self, timeout_s: float) -> bool:
         """True when a message published now comes back through our subscription: the
@@ -81,7 +102,8 @@ class Hub:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._probes[token] = fut
         try:
-            await self.redis.publish(keys.gateway_channel(self.gateway_id), PROBE_PREFIX + token)
+            await publish(self.redis, self.sharded, keys.gateway_channel(self.gateway_id),
+                          PROBE_PREFIX + token)
             await asyncio.wait_for(fut, timeout_s)
             return True
         except (TimeoutError, OSError, RedisError):
@@ -106,16 +128,16 @@ class Hub:
         for conn in self.users.get(keys.owner_of(channel), ()):
             conn.deliver(data)
 
-    async def _listen(self) -> None:
+    async def _listen(self, pubsub: Any) -> None:
         while True:
             try:
                 # block without a timeout: redis-py's per-call timeout costs more than a message
-                msg = await self._pubsub.get_message(timeout=None)
+                msg = await pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis went away: redis-py reconnects and resubscribes
                 log.exception("pub/sub read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if msg and msg.get("type") == "message":
+            if msg and msg.get("type") in ("message", "smessage"):
                 self.dispatch(msg["channel"], msg["data"])

@@ -23,6 +23,7 @@ from protocol.errors import REJECTIONS
 from server.config import Settings
 from server.gifting import rules
 from server.store import keys
+from server.store.channels import publish
 from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.gifting")
@@ -81,7 +82,8 @@ class GiftService:
 
     async def reply(self, user: str, conn: str, event_json: str) -> None:
         if conn:
-            await self.redis.publish(keys.user(user).channel, reply_payload(conn, event_json))
+            await publish(self.redis, self.s.redis_cluster, keys.user(user).channel,
+                          reply_payload(conn, event_json))
 
     # -- the calls of each step (also pipelined by the worker and the load test) --
     def debit_call(self, req: SendRequest, today: Today) -> Call:

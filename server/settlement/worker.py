@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from server.config import Settings
 from server.gifting import rules
@@ -58,6 +58,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._next_sweep_ms = 0
         self._next_claim_ms = 0
+        self._turn = 0  # the partition a cluster worker blocks on next
         self._festival: tuple[str, int, bool] = ("", 0, False)  # (day, checked at ms, answer)
         self.applied = 0
 
@@ -93,15 +94,42 @@ class Worker:
                 log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
+            except Exception:
+                # never die silently: what was not acknowledged is re-run (every step is
+                # idempotent), by this worker or, after claim_idle_ms, by another
+                backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
+                log.exception("settlement loop failed; retrying in %.2fs", backoff_s)
+                await asyncio.sleep(backoff_s)
+                continue
             if burst and not entries and not swept:
                 return
 
     async def _read(self, block: bool) -> list[Entry]:
+        if self.s.redis_cluster and len(self.streams) > 1:
+            return await self._read_each(block)
         reply = await self.redis.xreadgroup(
             keys.SETTLE_GROUP, self.name, dict.fromkeys(self.streams, ">"),
             count=self.s.worker_batch_max, block=self.s.worker_block_ms if block else None,
         )
         return [(stream, eid, fields) for stream, items in reply or [] for eid, fields in items]
+
+    async def _read_each(self, block: bool) -> list[Entry]:
+        """On a cluster the partitions live in different slots, so one XREADGROUP cannot name
+        them all: read each without blocking, and when all are empty block briefly on one of
+        them in turn (bounded: `worker_block_ms` over a round of partitions)."""
+        out: list[Entry] = []
+        for stream in self.streams:
+            reply = await self.redis.xreadgroup(keys.SETTLE_GROUP, self.name, {stream: ">"},
+                                                count=self.s.worker_batch_max)
+            out.extend((stream, eid, fields) for _, items in reply or [] for eid, fields in items)
+        if out or not block:
+            return out
+        self._turn = (self._turn + 1) % len(self.streams)
+        stream = self.streams[self._turn]
+        reply = await self.redis.xreadgroup(
+            keys.SETTLE_GROUP, self.name, {stream: ">"}, count=self.s.worker_batch_max,
+            block=max(1, self.s.worker_block_ms // len(self.streams)))
+        return [(stream, eid, fields) for _, items in reply or [] for eid, fields in items]
 
     async def _claim(self) -> list[Entry]:
         """Take over entries another worker left pending; looked for a few times per idle period."""
@@ -203,10 +231,25 @@ class Worker:
     async def _pipeline(self, script: Any, calls: list[Call]) -> list[Any]:
         if not calls:
             return []
+        if self.s.redis_cluster:
+            # redis-py refuses scripts in a cluster pipeline: concurrent calls instead, each
+            # routed to its slot's node (and each loads its script on NOSCRIPT)
+            return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls),
+                                             return_exceptions=True))
         pipe = self.redis.pipeline(transaction=False)
         for k, a in calls:
             await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
-        return list(await pipe.execute(raise_on_error=False))
+        results = list(await pipe.execute(raise_on_error=False))
+        # a cluster pipeline does not load scripts first: a node that lacks one (new, or
+        # restarted) answers NOSCRIPT, and the plain call loads it and runs it once
+        for i, res in enumerate(results):
+            if isinstance(res, NoScriptError):
+                k, a = calls[i]
+                try:
+                    results[i] = await script(keys=k, args=a)
+                except RedisError as exc:
+                    results[i] = exc
+        return results
 
 
 def rounds(entries: list[Entry]) -> list[list[Entry]]:

@@ -35,16 +35,19 @@ def _socket_path(data_dir: Path) -> Path:
 
 
 class EmbeddedValkey:
-    def __init__(self, data_dir: Path, appendfsync: str = "everysec", cluster: bool = False) -> None:
+    def __init__(self, data_dir: Path, appendfsync: str = "everysec", cluster: bool = False,
+                 port: int = 0, own_all_slots: bool = True) -> None:
         self.data_dir = data_dir.resolve()
         self.appendfsync = appendfsync
-        self.cluster = cluster  # one node owning every slot: refuses cross-slot calls
+        self.cluster = cluster  # alone, one node owning every slot: refuses cross-slot calls
+        self.port = port  # 0: unix socket only; a cluster of several nodes needs TCP
+        self.own_all_slots = own_all_slots
         self.socket = _socket_path(self.data_dir)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        return f"redis://127.0.0.1:{self.port}" if self.port else f"unix://{self.socket}"
 
     def start(self, timeout_s: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,8 @@ class EmbeddedValkey:
             self.socket.unlink()
         args = [
             str(binary()),
-            "--port", "0",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
             "--unixsocket", str(self.socket),
             "--unixsocketperm", "700",
             "--dir", str(self.data_dir),
@@ -72,7 +76,7 @@ class EmbeddedValkey:
             if self.process.poll() is not None:
                 raise EmbeddedError(f"valkey-server exited; see {self.data_dir / 'valkey.log'}")
             if self._answers():
-                if self.cluster:
+                if self.cluster and self.own_all_slots:
                     self._own_all_slots(deadline)
                 return
             time.sleep(0.02)
@@ -88,11 +92,14 @@ class EmbeddedValkey:
 
     def _own_all_slots(self, deadline: float) -> None:
         self._command(b"CLUSTER ADDSLOTSRANGE 0 16383\r\n")  # an error once already assigned
+        self.wait_cluster_ok(deadline)
+
+    def wait_cluster_ok(self, deadline: float) -> None:
         while time.monotonic() < deadline:
             if b"cluster_state:ok" in self._command(b"CLUSTER INFO\r\n"):
                 return
             time.sleep(0.05)
-        raise EmbeddedError("the one-node cluster did not reach state ok")
+        raise EmbeddedError("the cluster did not reach state ok")
 
     def _answers(self) -> bool:
         if not self.socket.exists():
@@ -136,3 +143,47 @@ class EmbeddedValkey:
         return self.process.pid if self.process else None
 
 
+
+
+SLOTS = 16384
+
+
+def free_cluster_port() -> int:
+    """A loopback port p with p + 10000 (its cluster bus port) free as well."""
+    for _ in range(200):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = int(a.getsockname()[1])
+        if port + 10000 > 65535:
+            continue
+        try:
+            with socket.socket() as b:
+                b.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+    raise EmbeddedError("no free port pair for a cluster node")
+
+
+def start_cluster(masters: int, base: Path, timeout_s: float = 20.0) -> list[EmbeddedValkey]:
+    """`masters` Valkey nodes on loopback forming one cluster, slots split evenly."""
+    nodes: list[EmbeddedValkey] = []
+    try:
+        for i in range(masters):
+            node = EmbeddedValkey(base / f"node{i}", cluster=True, port=free_cluster_port(),
+                                  own_all_slots=False)
+            node.start()
+            nodes.append(node)
+        for node in nodes[1:]:
+            nodes[0]._command(f"CLUSTER MEET 127.0.0.1 {node.port}\r\n".encode())
+        for i, node in enumerate(nodes):
+            first, last = i * SLOTS // masters, (i + 1) * SLOTS // masters - 1
+            node._command(f"CLUSTER ADDSLOTSRANGE {first} {last}\r\n".encode())
+        deadline = time.monotonic() + timeout_s
+        for node in nodes:
+            node.wait_cluster_ok(deadline)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return nodes

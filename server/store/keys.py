@@ -98,6 +98,7 @@ def settle_stream(partition: int) -> str:
 SETTLE_GROUP = "settlers"
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
+FESTIVALS_NEXT = f"{PREFIX}:{{cfg}}:festivals:next"  # a new calendar, before it is swapped in
 REPLY_PREFIX = "R"  # pub/sub payload `R<conn> <json>`: a reply for one connection only
 
 # SCAN patterns the auditor walks.

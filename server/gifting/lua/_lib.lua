@@ -20,11 +20,14 @@ local function hget_int(key, field)
   return tonumber(redis.call('HGET', key, field) or '0')
 end
 
--- The event log's bounds, `<count>:<age s>`, parsed before any write.
+-- The event log's bounds and how to publish, `<count>:<age s>:<p|s>` (s: SPUBLISH, on a
+-- cluster, where the user's channel lives in the user's slot), parsed before any write.
 local function events_bound(v)
-  local count, age = string.match(v or '', '^(%d+):(%d+)$')
+  local count, age, how = string.match(v or '', '^(%d+):(%d+):([ps])$')
   if not count then error(redis.error_reply('ERR giftwire: bad event log bound ' .. tostring(v))) end
-  return {count = tonumber(count), age = tonumber(age)}
+  local publish = 'PUBLISH'
+  if how == 's' then publish = 'SPUBLISH' end
+  return {count = tonumber(count), age = tonumber(age), publish = publish}
 end
 
 -- Append an event to the user's bounded log and publish it, with the next
@@ -37,7 +40,7 @@ local function emit(kprofile, kevents, kchannel, event, bound)
   local json = cjson.encode(event)
   redis.call('XADD', kevents, 'MAXLEN', '~', I(bound.count), I(seq) .. '-0', 'e', json)
   redis.call('EXPIRE', kevents, I(bound.age))
-  redis.call('PUBLISH', kchannel, json)
+  redis.call(bound.publish, kchannel, json)
   return json
 end
 
