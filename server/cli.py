@@ -46,7 +46,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
     if s.durability not in DURABILITY:
         sys.exit(f"giftwire: durability must be one of {', '.join(DURABILITY)}")
+    if not s.redis_cluster and is_cluster_node(s.redis_url):
+        s = s.replace(redis_cluster=True)
     return s
+
+
+def is_cluster_node(url: str) -> bool:
+    """REDIS_URL names a node of a cluster (a cluster's bus needs TCP, so only redis[s]://)."""
+    if not url.startswith(("redis://", "rediss://")):
+        return False
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis.RedisError:
+        return False  # unreachable now: the commands report it with their own retries
+    finally:
+        client.close()
 
 
 def check_durability(s: Settings) -> None:
