@@ -16,7 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.config import Settings
 from server.gifting import rules
@@ -29,6 +31,8 @@ log = logging.getLogger("giftwire.worker")
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
 RETRY_MAX_S = 2.0  # longest wait between attempts while Redis is down
 FESTIVAL_CACHE_MS = 1000  # a calendar change reaches the workers within a second
+# errors that say nothing about the transfer, only about the connection: retry the batch
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 def consumer_name() -> str:
@@ -234,8 +238,8 @@ class Worker:
         if self.s.redis_cluster:
             # redis-py refuses scripts in a cluster pipeline: concurrent calls instead, each
             # routed to its slot's node (and each loads its script on NOSCRIPT)
-            return list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls),
-                                             return_exceptions=True))
+            return raise_transient(list(await asyncio.gather(
+                *(script(keys=k, args=a) for k, a in calls), return_exceptions=True)))
         pipe = self.redis.pipeline(transaction=False)
         for k, a in calls:
             await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
@@ -249,7 +253,17 @@ class Worker:
                     results[i] = await script(keys=k, args=a)
                 except RedisError as exc:
                     results[i] = exc
-        return results
+        return raise_transient(results)
+
+
+def raise_transient(results: list[Any]) -> list[Any]:
+    """A connection lost mid-batch says nothing about the transfers: raise, so the batch stays
+    unacknowledged and is re-run (every step is idempotent) instead of stranding cards in
+    escrow. A script's own error is returned, logged by the caller, and skipped."""
+    for res in results:
+        if isinstance(res, TRANSIENT):
+            raise res
+    return results
 
 
 def rounds(entries: list[Entry]) -> list[list[Entry]]:
