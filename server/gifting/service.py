@@ -118,14 +118,7 @@ class GiftService:
              s.mentor_reward_cards],
         )
 
-    # -- send -------------------------------------------------------------
-    async def send(self, req: SendRequest, today: Today) -> None:
-        k, a = self.debit_call(req, today)
-        status, payload = await self.scripts.send_debit(keys=k, args=a)
-        rec = await self.after_debit(req, status, payload)
-        if rec is not None:
-            await self._deliver(req.sender, req.tid, rec, today, req.conn)
-
+    # -- what happens after each step ----------------------------------------
     async def after_debit(self, req: SendRequest, status: str, payload: str) -> dict[str, Any] | None:
         """Handle step 1's answer; the record when the gift goes on to the recipient."""
         if status == "rejected":
@@ -142,13 +135,6 @@ class GiftService:
                         extra={"transfer_id": req.tid})
             os.kill(os.getpid(), signal.SIGKILL)
         return rec
-
-    async def _deliver(self, sender: str, tid: str, rec: dict[str, Any], today: Today,
-                       conn: str) -> None:
-        k, a = self.credit_call(sender, tid, rec, today)
-        outcome, detail = await self.scripts.recv_credit(keys=k, args=a)
-        await self.after_credit(rec["to"], tid, outcome, detail)
-        await self._finalize(sender, tid, outcome, detail, rec["day"], today, conn)
 
     async def after_credit(self, recipient: str, tid: str, outcome: str, detail: str) -> None:
         if outcome == "offered":

@@ -138,10 +138,6 @@ class EmbeddedValkey:
             self.process.wait()
             self.process = None
 
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process else None
-
 
 
 
