@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import orjson
 
+from protocol.errors import REJECTIONS
+
 Kind = Literal["str", "int", "bool", "balances"]
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -317,3 +319,11 @@ def encode(type_: str, **fields: Any) -> bytes:
     body: dict[str, Any] = {"type": type_}
     body.update((k, v) for k, v in fields.items() if v is not None)
     return orjson.dumps(body)
+
+
+def rejection(tid: str, gift_id: str, code: str, request_id: str | None = None) -> str:
+    """A `gift.rejected` reply that no Lua step emitted (checked at the gateway, or a replay
+    conflict): the code's message and temporary flag come from `protocol.errors`."""
+    r = REJECTIONS[code]
+    return encode("gift.rejected", id=request_id, transfer_id=tid, gift_id=gift_id, code=code,
+                  message=r.message, temporary=r.temporary).decode()

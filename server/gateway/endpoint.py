@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol import PROTOCOL_VERSION
-from protocol.errors import ERRORS, REJECTIONS, close_code
-from protocol.messages import Decoded, DecodeError, decode_client, encode
+from protocol.errors import ERRORS, close_code
+from protocol.messages import Decoded, DecodeError, decode_client, encode, rejection
 from server.config import Settings
 from server.gateway.auth import TokenError, verify_token
 from server.gateway.connection import Connection
@@ -35,12 +35,6 @@ def error_frame(code: str, request_id: str | None = None, detail: str | None = N
     e = ERRORS[code]
     return encode("error", id=request_id, code=code, message=detail or e.message,
                   temporary=e.temporary).decode()
-
-
-def rejection_frame(request_id: str, tid: str, gift_id: str, code: str) -> str:
-    r = REJECTIONS[code]
-    return encode("gift.rejected", id=request_id, transfer_id=tid, gift_id=gift_id, code=code,
-                  message=r.message, temporary=r.temporary).decode()
 
 
 @dataclass
@@ -273,7 +267,7 @@ class Gateway:
         code = self._precheck(conn.user, d)
         if code:
             REJECTED.inc(reason=code)
-            conn.push(rejection_frame(rid, tid, d["gift_id"], code))
+            conn.push(rejection(tid, d["gift_id"], code, rid))
             return
         fields = {"k": "send", "u": conn.user, "c": conn.id, "g": d["gift_id"], "to": d["to"],
                   "a": d["asset"], "n": d["count"], "rm": d.get("room", "")}
@@ -294,7 +288,7 @@ class Gateway:
     async def _offer_action(self, conn: Connection, rid: str, action: str, tid: str) -> None:
         sender, gift_id = rules.split_transfer_id(tid)
         if sender == conn.user:
-            conn.push(rejection_frame(rid, tid, gift_id, "offer_not_found"))
+            conn.push(rejection(tid, gift_id, "offer_not_found", rid))
             return
         fields = {"k": action, "u": conn.user, "c": conn.id, "t": tid}
         await self._enqueue(conn, rid, tid, action, fields)

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from protocol.errors import REJECTIONS
+from protocol.messages import rejection
 from server.config import Settings
 from server.gifting import rules
 from server.store import keys
@@ -63,14 +63,6 @@ DAY_COUNTER_TTL_S = 2 * 86400  # a day's counters outlive the day, for late refu
 
 def reply_payload(conn: str, event_json: str) -> str:
     return f"{keys.REPLY_PREFIX}{conn} {event_json}"
-
-
-def _rejection(tid: str, gift_id: str, code: str) -> str:
-    r = REJECTIONS[code]
-    return orjson.dumps(
-        {"type": "gift.rejected", "transfer_id": tid, "gift_id": gift_id, "code": code,
-         "message": r.message, "temporary": r.temporary}
-    ).decode()
 
 
 class GiftService:
@@ -124,7 +116,7 @@ class GiftService:
         if status == "rejected":
             return None  # the script published the rejection
         if status == "conflict":
-            await self.reply(req.sender, req.conn, _rejection(req.tid, req.gift_id, "gift_id_conflict"))
+            await self.reply(req.sender, req.conn, rejection(req.tid, req.gift_id, "gift_id_conflict"))
             return None
         rec: dict[str, Any] = orjson.loads(payload)
         if status == "exists" and rec["st"] != "escrowed":
@@ -173,7 +165,7 @@ class GiftService:
             return False
         sender, gift_id = rules.split_transfer_id(tid)
         if outcome == "not_found":
-            await self.reply(recipient, conn, _rejection(tid, gift_id, "offer_not_found"))
+            await self.reply(recipient, conn, rejection(tid, gift_id, "offer_not_found"))
             return True
         rec = orjson.loads(payload)
         if fresh != "new":

@@ -56,3 +56,12 @@ local function ledger(kledger, tid, asset, delta, account, kind, now_ms)
   redis.call('XADD', kledger, '*', 'tid', tid, 'asset', asset, 'delta', I(delta),
              'account', account, 'kind', kind, 'ts', I(now_ms))
 end
+
+-- The recipient's side of a transfer: the cards leave this slot's escrow for the balance.
+-- Returns the new balance.
+local function credit_from_escrow(kbalances, ksystem, kledger, tid, asset, count, now_ms)
+  local balance = redis.call('HINCRBY', kbalances, asset, I(count))
+  redis.call('HINCRBY', ksystem, 'escrow:' .. asset, I(-count))
+  ledger(kledger, tid, asset, count, 'escrow', 'gift_in', now_ms)
+  return balance
+end

@@ -31,12 +31,10 @@ if action == 'accept' then
 end
 redis.call('HDEL', KEYS[5], tid)
 if action == 'accept' then
-  redis.call('HINCRBY', KEYS[2], rec.asset, I(rec.count))
-  redis.call('HINCRBY', KEYS[3], 'escrow:' .. rec.asset, I(-rec.count))
-  ledger(KEYS[6], tid, rec.asset, rec.count, 'escrow', 'gift_in', now)
+  local after = credit_from_escrow(KEYS[2], KEYS[3], KEYS[6], tid, rec.asset, rec.count, now)
   rec.ev = emit(KEYS[1], KEYS[7], KEYS[8], {type = 'gift.received', transfer_id = tid,
        gift_id = rec.gift_id, from = rec.from, asset = rec.asset, count = rec.count,
-       balance = balance + rec.count}, events_max)
+       balance = after}, events_max)
   rec.st = 'accepted'
 else
   rec.st = 'voided'

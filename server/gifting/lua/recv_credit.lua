@@ -53,11 +53,8 @@ if p[3] == '1' then
   return {'offered', I(exp)}
 end
 
-redis.call('HINCRBY', KEYS[2], asset, I(count))
-redis.call('HINCRBY', KEYS[3], 'escrow:' .. asset, I(-count))
-ledger(KEYS[7], tid, asset, count, 'escrow', 'gift_in', now)
+local after = credit_from_escrow(KEYS[2], KEYS[3], KEYS[7], tid, asset, count, now)
 emit(KEYS[1], KEYS[8], KEYS[9], {type = 'gift.received', transfer_id = tid, gift_id = gift_id,
-     from = from, asset = asset, count = count, room = room, balance = balance + count},
-     events_max)
+     from = from, asset = asset, count = count, room = room, balance = after}, events_max)
 redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'delivered', from = from}))
 return {'delivered', ''}
