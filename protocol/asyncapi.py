@@ -90,15 +90,43 @@ def generate() -> dict[str, Any]:
                               for c in ERRORS.values()},
             "x-rejection-codes": {c.code: {"message": c.message, "temporary": c.temporary}
                                   for c in REJECTIONS.values()},
-            "x-close-codes": {str(c.code): {"reason": c.reason, "reconnect": c.reconnect}
+            "x-close-codes": {str(c.code): {"reason": c.reason, "reconnect": c.reconnect,
+                                            "message": c.message}
                               for c in CLOSE_CODES.values()},
         },
     }
+
+
+def code_tables() -> str:
+    """The error, rejection and close code tables of protocol/README.md (a test keeps the
+    README equal to this)."""
+
+    def yes(flag: bool) -> str:
+        return "yes" if flag else "no"
+
+    out = ["### Error codes (`error.code`; the connection stays open)", "",
+           "| code | temporary | message |", "| --- | --- | --- |"]
+    out += [f"| `{c.code}` | {yes(c.temporary)} | {c.message} |" for c in ERRORS.values()]
+    out += ["", "### Rejection codes (`gift.rejected.code`)", "",
+            "| code | temporary | message |", "| --- | --- | --- |"]
+    out += [f"| `{c.code}` | {yes(c.temporary)} | {c.message} |" for c in REJECTIONS.values()]
+    out += ["", "### Close codes", "",
+            "Every code the server can close with (and 1006, which clients see when a "
+            "connection drops). Clients should follow the reconnect advice (`protocol/client.py` "
+            "does) and treat a code not "
+            "listed here as final.", "",
+            "| code | reason | reconnect? | when |", "| --- | --- | --- | --- |"]
+    out += [f"| {c.code} | `{c.reason}` | {yes(c.reconnect)} | {c.message} |"
+            for c in sorted(CLOSE_CODES.values(), key=lambda c: c.code)]
+    return "\n".join(out) + "\n"
 
 
 def render() -> bytes:
     return orjson.dumps(generate(), option=orjson.OPT_INDENT_2) + b"\n"
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `--tables`: the README's code tables instead
+    if sys.argv[1:] == ["--tables"]:
+        sys.stdout.write(code_tables())
+        raise SystemExit(0)
     sys.stdout.buffer.write(render())

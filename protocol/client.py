@@ -24,7 +24,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from protocol.errors import CLOSE_CODES
+from protocol.errors import should_reconnect
 from protocol.messages import DecodeError, decode_server
 
 EVENTS_MAX = 100_000
@@ -138,9 +138,7 @@ class Client:
         if not self.auto_reconnect or self._closing:
             return False
         rcvd = getattr(self._error, "rcvd", None)
-        code = rcvd.code if rcvd is not None else 1006
-        advice = {c.code: c.reconnect for c in CLOSE_CODES.values()}
-        return advice.get(code, code not in (1002, 1003, 1007, 1008, 1009, 1010))
+        return should_reconnect(rcvd.code if rcvd is not None else 1006)
 
     async def connected(self, timeout_s: float = 30.0) -> None:
         """Wait until an automatic reconnection (if one is under way) has finished."""

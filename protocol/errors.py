@@ -37,6 +37,8 @@ ERRORS = _codes(
     ErrorCode("overloaded", "the settlement queue is full; retry later", temporary=True),
     ErrorCode("unavailable", "storage is unavailable; retry later", temporary=True),
     ErrorCode("internal", "internal error", temporary=True),
+    ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "
+              "operator; send it again with the same gift id to learn its outcome", temporary=True),
 )
 
 # Reasons a gift (or an offer action) is refused: `gift.rejected.code`.
@@ -59,6 +61,9 @@ REJECTIONS = _codes(
     ErrorCode("offers_full", "the recipient has too many pending offers", temporary=True),
     ErrorCode("gift_id_conflict", "this gift id was used with different parameters"),
     ErrorCode("offer_not_found", "no such pending offer"),
+    ErrorCode("offer_accepted", "this offer was already accepted"),
+    ErrorCode("offer_declined", "this offer was already declined; the cards went back to the sender"),
+    ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),
 )
 
 
@@ -67,22 +72,42 @@ class CloseCode:
     code: int
     reason: str
     reconnect: bool
+    message: str
 
 
+# Every close code a client can see, RFC 6455 ones included, with the advice both clients
+# follow. A code not listed here is final (a client must not hammer a server it does not
+# understand).
 CLOSE_CODES = {
     c.reason: c
     for c in (
-        CloseCode(4000, "shutdown", reconnect=True),
-        CloseCode(4001, "auth_required", reconnect=False),
-        CloseCode(4002, "auth_invalid", reconnect=False),
-        CloseCode(4003, "auth_expired", reconnect=False),
-        CloseCode(4004, "auth_timeout", reconnect=True),
-        CloseCode(4005, "too_many_connections", reconnect=False),
-        CloseCode(4008, "slow_consumer", reconnect=True),
-        CloseCode(4009, "abuse", reconnect=False),
+        CloseCode(1000, "normal", False, "closed as asked (the client closed first)"),
+        CloseCode(1002, "protocol_error", False, "the client broke the WebSocket protocol"),
+        CloseCode(1006, "abnormal", True,
+                  "never sent: the connection dropped without a close frame (seen by clients)"),
+        CloseCode(1007, "invalid_utf8", False, "a text frame was not valid UTF-8"),
+        CloseCode(1009, "message_too_big", False,
+                  "a message over GIFTWIRE_WS_MAX_BYTES (the transport limit)"),
+        CloseCode(1011, "internal_error", True,
+                  "an unexpected server error, or no pong to the server's ping in time"),
+        CloseCode(1012, "service_restart", True, "the server is restarting"),
+        CloseCode(4000, "shutdown", True, "the gateway is shutting down: reconnect (elsewhere)"),
+        CloseCode(4001, "auth_required", False, "the first message was not `auth`"),
+        CloseCode(4002, "auth_invalid", False, "the token is forged or malformed"),
+        CloseCode(4003, "auth_expired", False, "the token expired: get a new one"),
+        CloseCode(4004, "auth_timeout", True, "no `auth` in time"),
+        CloseCode(4005, "too_many_connections", False, "the user has too many connections here"),
+        CloseCode(4008, "slow_consumer", True, "the client did not read its events fast enough"),
+        CloseCode(4009, "abuse", False, "too many bad frames"),
     )
 }
+RECONNECT = {c.code: c.reconnect for c in CLOSE_CODES.values()}
 
 
 def close_code(reason: str) -> CloseCode:
     return CLOSE_CODES[reason]
+
+
+def should_reconnect(code: int) -> bool:
+    """The advice for a close code; unknown codes are final."""
+    return RECONNECT.get(code, False)

@@ -90,13 +90,15 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType(
         "gift.accept",
         "client",
-        "Accept a pending offer. Replied by `gift.received` or `gift.rejected`.",
+        "Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. "
+        "`offer_expired` after the timeout, `offer_declined` after a decline).",
         (_req_id(), Field("offer_id", "str", "`transfer_id` of the offer", pattern=TRANSFER_ID_PATTERN)),
     ),
     MessageType(
         "gift.decline",
         "client",
-        "Decline a pending offer. Replied by `gift.voided` or `gift.rejected`.",
+        "Decline a pending offer. Replied by `gift.voided` or `gift.rejected` (e.g. "
+        "`offer_accepted` when it was accepted first).",
         (_req_id(), Field("offer_id", "str", "`transfer_id` of the offer", pattern=TRANSFER_ID_PATTERN)),
     ),
     MessageType("balance.get", "client", "Read your balances. Replied by `balance`.", (_req_id(),)),

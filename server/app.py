@@ -14,12 +14,13 @@ import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from server.admin.ops import AdminOps
-from server.admin.routes import json_response, routes
+from server.admin.routes import error_response, json_response, routes
 from server.config import Settings
 from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
@@ -53,6 +54,19 @@ def quiet_gc() -> None:
     threshold was tried too: it made each young collection longer and p50 worse.)"""
     gc.collect()
     gc.freeze()
+
+
+async def not_found(_: Request, __: Exception) -> Response:
+    """No route matches: the admin API's JSON error shape, not Starlette's plain text."""
+    return error_response(404, "not_found", "no such endpoint")
+
+
+async def method_not_allowed(_: Request, exc: Exception) -> Response:
+    allow = (exc.headers or {}).get("Allow", "") if isinstance(exc, HTTPException) else ""
+    response = error_response(405, "method_not_allowed", f"this endpoint takes {allow}")
+    if allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starlette:
@@ -104,6 +118,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
             *routes(AdminOps(redis, service, settings), secrets.admin_key),
         ],
         lifespan=lifespan,
+        exception_handlers={404: not_found, 405: method_not_allowed},
     )
     app.state.worker = worker
     app.state.gateway = gateway

@@ -92,6 +92,9 @@ REGISTRY = Registry()
 CONNECTIONS = REGISTRY.add(Gauge("giftwire_connections", "open WebSocket connections"))
 FRAMES_IN = REGISTRY.add(Counter("giftwire_frames_in_total", "WebSocket frames received"))
 FRAMES_OUT = REGISTRY.add(Counter("giftwire_frames_out_total", "WebSocket frames sent"))
+DUPLICATES_DROPPED = REGISTRY.add(Counter(
+    "giftwire_duplicates_dropped_total",
+    "events or replies a connection had already passed on (replays after crashes, claims)"))
 DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections ended, by reason"))
 REJECTED = REGISTRY.add(Counter("giftwire_gifts_rejected_total", "gifts refused, by reason"))
 SETTLED = REGISTRY.add(Counter("giftwire_gifts_settled_total", "gifts settled, by outcome"))

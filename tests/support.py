@@ -5,6 +5,7 @@ Every process a test starts is stopped by its own PID; nothing is mocked.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -98,3 +99,65 @@ async def run_audit(redis_url: str, env: dict[str, str] | None = None) -> tuple[
     out, _ = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
+
+
+class RawConn:
+    """A WebSocket that records every frame exactly as the server sent it: no dedupe, no
+    request matching (the Python client hides duplicates; a widget would not)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.frames: list[dict[str, Any]] = []
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, server: Proc, user: str) -> RawConn:
+        from websockets.asyncio.client import connect
+
+        ws = await connect(f"{server.ws}?token={server.token(user)}", compression=None,
+                           open_timeout=10)
+        conn = cls(ws)
+        await conn.wait_for(lambda f: f["type"] == "welcome")
+        return conn
+
+    async def _read(self) -> None:
+        import orjson
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for frame in self.ws:
+                self.frames.append(orjson.loads(frame))
+        except ConnectionClosed:
+            pass
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        import orjson
+
+        await self.ws.send(orjson.dumps({"type": type_, **fields}).decode())
+
+    async def wait_for(self, pred: Any, count: int = 1, timeout_s: float = 15.0) -> list[dict[str, Any]]:
+        """The first `count` frames matching `pred`, waiting (bounded) until they are there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            hits = [f for f in self.frames if pred(f)]
+            if len(hits) >= count:
+                return hits
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(hits)}/{count} matching frames in {self.frames}")
+            await asyncio.sleep(0.02)
+
+    def replies(self, request_id: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f.get("id") == request_id]
+
+    def seqs_once(self) -> bool:
+        """No event seq came twice, except as the reply to a request (a retried request is
+        answered with the stored event, its seq included)."""
+        framed = [f for f in self.frames if "seq" in f and f["type"] != "welcome"]
+        as_events = [f["seq"] for f in framed if "id" not in f]
+        as_replies = {f["seq"] for f in framed if "id" in f}
+        return len(as_events) == len(set(as_events)) and not set(as_events) & as_replies
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()
+        await asyncio.gather(self._reader, return_exceptions=True)

@@ -46,7 +46,7 @@ async def test_offer_decline_returns_cards_and_quota(server: Proc, admin: Admin)
         told = await a.next_event("gift.voided")
         assert (told["balance"], told["quota_left"]) == (10, sent["quota_left"] + 1)
         late = await b.request("gift.accept", offer_id=offer["transfer_id"])
-        assert late["type"] == "gift.voided"  # the offer is gone; the answer says why
+        assert (late["type"], late["code"]) == ("gift.rejected", "offer_declined")  # says why
     assert await admin.balances(s) == {"note.do": 10}
     assert await admin.balances(r) == {}
 
@@ -99,7 +99,8 @@ async def test_accept_racing_timeout_has_one_outcome(
                 assert final["type"] == "gift.accepted"
                 assert (bal_s, bal_r) == ({"note.do": 5}, {"note.do": 5})
             else:
-                assert (answer["type"], final["type"]) == ("gift.voided", "gift.voided")
+                assert (answer["type"], answer["code"]) == ("gift.rejected", "offer_expired")
+                assert final["type"] == "gift.voided"
                 assert (bal_s, bal_r) == ({"note.do": 10}, {})
             outcomes.append(answer["type"])
-        assert set(outcomes) == {"gift.received", "gift.voided"}, outcomes
+        assert set(outcomes) == {"gift.received", "gift.rejected"}, outcomes

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from protocol import asyncapi
-from protocol.errors import CLOSE_CODES, ERRORS, REJECTIONS
+from protocol.errors import CLOSE_CODES, ERRORS, REJECTIONS, should_reconnect
 from protocol.messages import CLIENT, SERVER, Decoded, DecodeError, decode_client, decode_server
 
 MAX = 4096
@@ -71,7 +71,14 @@ def test_codes_are_unique_and_documented() -> None:
     assert not set(ERRORS) & set(REJECTIONS)
     codes = [c.code for c in CLOSE_CODES.values()]
     assert len(codes) == len(set(codes))
-    assert all(4000 <= c < 5000 for c in codes)
+    assert all(1000 <= c < 1016 or 4000 <= c < 5000 for c in codes)  # RFC 6455 or ours
+    assert should_reconnect(4000) and not should_reconnect(1007) and not should_reconnect(4999)
+
+
+def test_protocol_readme_code_tables_are_generated() -> None:
+    """protocol/README.md's error, rejection and close code tables are what errors.py says."""
+    doc = (Path(asyncapi.__file__).parent / "README.md").read_text()
+    assert asyncapi.code_tables() in doc, "run: python -m protocol.asyncapi --tables"
 
 
 def test_asyncapi_document_matches_types() -> None:

@@ -4,6 +4,7 @@ single-owner writes."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -19,6 +20,7 @@ GRANT_ERRORS = {
     "amount_too_large": (400, "the balance would exceed the account bound"),
     "conflict": (409, "this id was used with different parameters"),
 }
+LEDGER_PAGE_DEFAULT = 50
 
 
 def now_ms() -> int:
@@ -79,7 +81,18 @@ class AdminOps:
             raise AdminError(409, "mentor_already_bound", "this user already has a mentor")
         return {"id": uid, "mentor": mentor}
 
+    async def require_users(self, **users: str) -> None:
+        """404 `user_unknown` unless every named user has a profile (one call per key:
+        the profiles sit in different cluster slots)."""
+        found = await asyncio.gather(*(self.redis.exists(keys.user(u).profile)
+                                       for u in users.values()))
+        missing = [f"{role} {u}" for (role, u), n in zip(users.items(), found, strict=True) if not n]
+        if missing:
+            raise AdminError(404, "user_unknown", f"no such user: {', '.join(missing)}")
+
     async def follow(self, body: Any, on: bool = True) -> dict[str, Any]:
+        """PUT checks the edge (no self-follow, both users known); DELETE removes whatever
+        is there, so it stays idempotent and can clear edges written before those checks."""
         d = v.obj(body, {"follower", "followee", "since_ms"}, frozenset({"follower", "followee"}))
         follower, followee = v.user_id(d["follower"], "follower"), v.user_id(d["followee"], "followee")
         fk = keys.user(follower).follows
@@ -87,12 +100,20 @@ class AdminOps:
             await self.redis.hdel(fk, followee)
             return {"follower": follower, "followee": followee, "following": False}
         since = v.integer(d.get("since_ms", now_ms()), "since_ms", 0, now_ms() + 86400_000)
+        if follower == followee:
+            raise AdminError(400, "self_relation", "a user cannot follow themselves")
+        await self.require_users(follower=follower, followee=followee)
         await self.redis.hset(fk, followee, since)
         return {"follower": follower, "followee": followee, "since_ms": since}
 
     async def block(self, body: Any, on: bool = True) -> dict[str, Any]:
+        """Checked like `follow` on PUT; DELETE is unchecked and idempotent."""
         d = v.obj(body, {"blocker", "blocked"}, frozenset({"blocker", "blocked"}))
         blocker, blocked = v.user_id(d["blocker"], "blocker"), v.user_id(d["blocked"], "blocked")
+        if on:
+            if blocker == blocked:
+                raise AdminError(400, "self_relation", "a user cannot block themselves")
+            await self.require_users(blocker=blocker, blocked=blocked)
         # mirrored on both owners, so each side's Lua step checks its own slot only
         op = "sadd" if on else "srem"
         await getattr(self.redis, op)(keys.user(blocker).blocks, blocked)
@@ -134,16 +155,21 @@ class AdminOps:
         days = sorted(await self.redis.smembers(keys.FESTIVALS))
         return {"days": [f"{d[:4]}-{d[4:6]}-{d[6:]}" for d in days]}
 
-    async def ledger(self, uid: str, cursor: str | None, limit: int) -> dict[str, Any]:
-        """Newest first; `next_cursor` pages back in time."""
+    async def ledger(self, uid: str, cursor: str | None, limit: str | None) -> dict[str, Any]:
+        """Newest first; `next_cursor` pages back in time. `cursor` and `limit` are the raw
+        query strings: both are validated here, before Redis sees them, and never clamped."""
         lk = keys.user(v.user_id(uid)).ledger
-        limit = max(1, min(limit, self.s.ledger_page_max))
-        top = f"({cursor}" if cursor else "+"
-        rows = await self.redis.xrevrange(lk, max=top, min="-", count=limit)
+        hi = self.s.ledger_page_max
+        count = min(LEDGER_PAGE_DEFAULT, hi) if limit is None else v.query_int(limit, "limit", 1, hi)
+        before = None if cursor is None else v.cursor(cursor)
+        if before == (0, 0):  # the smallest stream id: nothing is older (Redis refuses "(0-0")
+            return {"entries": [], "next_cursor": None}
+        top = "+" if before is None else f"({before[0]}-{before[1]}"
+        rows = await self.redis.xrevrange(lk, max=top, min="-", count=count)
         entries = [
             {"cursor": eid, "transfer_id": f["tid"], "asset": f["asset"], "delta": int(f["delta"]),
              "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"])}
             for eid, f in rows
         ]
-        nxt = entries[-1]["cursor"] if len(entries) == limit else None
+        nxt = entries[-1]["cursor"] if len(entries) == count else None
         return {"entries": entries, "next_cursor": nxt}

@@ -7,23 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import re
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import DataError, RedisError, ResponseError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.admin import validate as v
 from server.admin.ops import AdminOps
 from server.admin.validate import AdminError
+
+log = logging.getLogger("giftwire")
 
 BODY_MAX_BYTES = 8 << 20
 BULK_CONCURRENCY = 64
 BULK_ERRORS_MAX = 100
-_CURSOR = re.compile(r"^\d{1,20}-\d{1,20}$")
+# plain ResponseErrors that report the server's state, not a refused command: retryable
+_TRANSIENT_REPLIES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
 
 Handler = Callable[[Request], Awaitable[Any]]
 
@@ -46,6 +50,23 @@ async def read_json(request: Request) -> Any:
         raise AdminError(400, "bad_json", "the body is not valid JSON") from None
 
 
+def storage_error(exc: RedisError) -> Response:
+    """Storage trouble is 503 `unavailable` (retry later). A command Redis refused
+    outright (a plain ResponseError: bad argument, wrong type, script error) or one the
+    client could not encode can't succeed on retry: it is a bug (input that validation
+    should have stopped), so it is a logged 500 `internal`."""
+    refused = type(exc) is ResponseError and not str(exc).startswith(_TRANSIENT_REPLIES)
+    if refused or isinstance(exc, DataError):
+        log.error("admin request refused by storage: %s", exc, exc_info=exc)
+        return error_response(500, "internal", "the server failed on this request; "
+                              "retrying will not help")
+    return error_response(503, "unavailable", "storage is unavailable; retry later")
+
+
+def path_user(request: Request) -> str:
+    return v.user_id(request.path_params["user"])
+
+
 def routes(ops: AdminOps, admin_key: str) -> list[Route]:
     def endpoint(handler: Handler, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
@@ -53,34 +74,31 @@ def routes(ops: AdminOps, admin_key: str) -> list[Route]:
             if not hmac.compare_digest(auth.encode(), f"Bearer {admin_key}".encode()):
                 return error_response(401, "unauthorized", "a valid admin key is required")
             try:
+                if b"%2f" in request.scope.get("raw_path", b"").lower():
+                    # decoded before routing, so `a%2Fmentor` would address another resource
+                    raise AdminError(400, "bad_field", "a path segment cannot hold an encoded /")
                 return json_response(await handler(request), status)
             except AdminError as exc:
                 return error_response(exc.status, exc.code, exc.message)
-            except RedisError:
-                return error_response(503, "unavailable", "storage is unavailable; retry later")
+            except RedisError as exc:
+                return storage_error(exc)
         return run
 
-    async def put_user(r: Request) -> Any:
-        return await ops.put_user(r.path_params["user"], await read_json(r))
-
-    async def get_user(r: Request) -> Any:
-        return await ops.get_user(r.path_params["user"])
+    async def user(r: Request) -> Any:
+        if r.method == "PUT":
+            return await ops.put_user(path_user(r), await read_json(r))
+        return await ops.get_user(path_user(r))
 
     async def balances(r: Request) -> Any:
-        return {"user": r.path_params["user"], "balances": await ops.balances(r.path_params["user"])}
+        u = path_user(r)
+        return {"user": u, "balances": await ops.balances(u)}
 
     async def ledger(r: Request) -> Any:
-        cursor = r.query_params.get("cursor")
-        if cursor is not None and not _CURSOR.match(cursor):
-            raise AdminError(400, "bad_cursor", "cursor must be a next_cursor from a page")
-        try:
-            limit = int(r.query_params.get("limit", "50"))
-        except ValueError:
-            raise AdminError(400, "bad_field", "limit must be an integer") from None
-        return await ops.ledger(r.path_params["user"], cursor, limit)
+        return await ops.ledger(path_user(r), r.query_params.get("cursor"),
+                                r.query_params.get("limit"))
 
     async def mentor(r: Request) -> Any:
-        return await ops.bind_mentor(r.path_params["user"], await read_json(r))
+        return await ops.bind_mentor(path_user(r), await read_json(r))
 
     async def follow(r: Request) -> Any:
         return await ops.follow(await read_json(r), r.method == "PUT")
@@ -103,8 +121,8 @@ def routes(ops: AdminOps, admin_key: str) -> list[Route]:
         return await run_bulk(ops, await read_json(r))
 
     return [
-        Route("/admin/v1/users/{user}", endpoint(put_user), methods=["PUT"]),
-        Route("/admin/v1/users/{user}", endpoint(get_user), methods=["GET"]),
+        # one Route per path, so a wrong method's 405 lists every allowed one
+        Route("/admin/v1/users/{user}", endpoint(user), methods=["GET", "PUT"]),
         Route("/admin/v1/users/{user}/balances", endpoint(balances), methods=["GET"]),
         Route("/admin/v1/users/{user}/ledger", endpoint(ledger), methods=["GET"]),
         Route("/admin/v1/users/{user}/mentor", endpoint(mentor), methods=["PUT"]),

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Any
 
-from server.gifting.rules import is_valid_id
+from protocol.messages import ID_PATTERN
+
+# fullmatch: `$` in ID_PATTERN would also accept a trailing newline under re.match
+_ID = re.compile(ID_PATTERN)
+_DIGITS = re.compile(r"[0-9]{1,20}")  # ASCII only: `\d` and int() also take other scripts' digits
+STREAM_ID_PART_MAX = (1 << 64) - 1  # Redis stream ids are two unsigned 64-bit integers
 
 
 class AdminError(Exception):
@@ -29,7 +35,7 @@ def obj(body: Any, allowed: set[str], required: frozenset[str] = frozenset()) ->
 
 
 def user_id(value: Any, name: str = "user") -> str:
-    if not isinstance(value, str) or not is_valid_id(value):
+    if not isinstance(value, str) or _ID.fullmatch(value) is None:
         raise AdminError(400, "bad_field", f"{name} must match [A-Za-z0-9_-]{{1,64}}")
     return value
 
@@ -38,6 +44,23 @@ def integer(value: Any, name: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise AdminError(400, "bad_field", f"{name} must be an integer in [{lo}, {hi}]")
     return value
+
+
+def query_int(value: str, name: str, lo: int, hi: int) -> int:
+    """A query-string integer: ASCII digits only, in [lo, hi]; never clamped."""
+    if _DIGITS.fullmatch(value) is None or not lo <= int(value) <= hi:
+        raise AdminError(400, "bad_field", f"{name} must be an integer in [{lo}, {hi}]")
+    return int(value)
+
+
+def cursor(value: str) -> tuple[int, int]:
+    """A ledger cursor `<ms>-<seq>` (a stream id) → its two parts, each in [0, 2^64)."""
+    parts = value.split("-")
+    if len(parts) != 2 or not all(_DIGITS.fullmatch(p) and int(p) <= STREAM_ID_PART_MAX
+                                  for p in parts):
+        raise AdminError(400, "bad_cursor", "cursor must be a next_cursor from a page: "
+                         "<ms>-<seq>, each an integer in [0, 2^64)")
+    return int(parts[0]), int(parts[1])
 
 
 def boolean(value: Any, name: str) -> bool:

@@ -1,11 +1,14 @@
 """One authenticated WebSocket: a bounded send queue and the requests awaiting replies.
 
-Events for the user arrive from the hub. When an event answers a request this
-connection made (same transfer id, a reply type for that request), the
-request's `id` is attached, so the client can match it.
+Each request that goes to settlement gets a number on this connection; its stream
+entry carries `<conn>/<n>` (the route), and the reply comes back addressed to it,
+so a reply always describes the request it answers, whatever the interleaving.
+Events carry the user's `seq`: a connection passes each seq on at most once (a
+replay after a worker crash, a claim or a resume race is dropped here), and the
+reply to a request is the event itself, with the request's `id`, not a copy.
 
 An idle connection costs no task: the writer task exists only while frames are
-queued, and the queue and the pending map are created on first use.
+queued, and the queue is created on first use.
 """
 
 from __future__ import annotations
@@ -17,22 +20,18 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from server.metrics import FRAMES_OUT
+from server.metrics import DUPLICATES_DROPPED, FRAMES_OUT
 
 log = logging.getLogger("giftwire.gateway")
 
-# which event types answer which request kind
-REPLY_TYPES = {
-    "send": frozenset({"gift.confirmed", "gift.rejected"}),
-    "accept": frozenset({"gift.received", "gift.voided", "gift.rejected"}),
-    "decline": frozenset({"gift.voided", "gift.rejected"}),
-}
+Buffered = tuple[int, int, str]  # (seq, request no or 0, event json) held while catching up
+BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buffer by bytes
 
 
 class Connection:
-    __slots__ = ("_close", "_queue", "_queue_max_bytes", "_queued_bytes", "_send_text", "_tasks",
-                 "_writing", "buffer", "closed", "id", "kick_reason", "pending", "pending_count",
-                 "user")
+    __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
+                 "_send_text", "_tasks", "_writing", "buffer", "closed", "id", "kick_reason",
+                 "last_seq", "pending", "user")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -49,11 +48,14 @@ class Connection:
         self._writing = False
         self.closed = False
         self.kick_reason = ""
-        self.pending: dict[str, deque[tuple[str, str]]] = {}
-        self.pending_count = 0
+        # request no → the client's request id; numbers are ours, so two requests that share
+        # a client id (or a gift id) still get one reply each
+        self.pending: dict[int, str] = {}
+        self._next_request = 0
+        self.last_seq = 0  # newest event seq passed on; older ones are never sent again
         # while the connection catches up from the log, live events wait here (bounded by
         # the send queue's byte limit, like any frame)
-        self.buffer: list[str] | None = None
+        self.buffer: list[Buffered] | None = None
 
     # -- sending ----------------------------------------------------------
     def push(self, text: str) -> None:
@@ -103,17 +105,18 @@ class Connection:
             task.cancel()
 
     # -- request matching -------------------------------------------------
-    def expect(self, tid: str, request_id: str, kind: str) -> None:
-        self.pending.setdefault(tid, deque()).append((request_id, kind))
-        self.pending_count += 1
+    @property
+    def pending_count(self) -> int:
+        return len(self.pending)
 
-    def forget(self, tid: str) -> None:
-        waiting = self.pending.get(tid)
-        if waiting:
-            waiting.pop()
-            self.pending_count -= 1
-            if not waiting:
-                del self.pending[tid]
+    def expect(self, request_id: str) -> int:
+        """Number a request whose reply comes through the hub; its route is `<conn id>/<n>`."""
+        self._next_request += 1
+        self.pending[self._next_request] = request_id
+        return self._next_request
+
+    def forget(self, request_no: int) -> None:
+        self.pending.pop(request_no, None)
 
     def start_buffering(self) -> None:
         self.buffer = []
@@ -122,26 +125,39 @@ class Connection:
         """Deliver what arrived while catching up, minus events at or before `after_seq`
         (the log already gave them, or they predate what the client asked for)."""
         buffered, self.buffer = self.buffer or [], None
-        for event_json in buffered:
-            seq = orjson.loads(event_json).get("seq")
-            if seq is None or seq > after_seq:
-                self.deliver(event_json)
+        self.last_seq = max(self.last_seq, after_seq)
+        for seq, request_no, event_json in buffered:
+            self.event(seq, request_no, event_json)
 
-    def deliver(self, event_json: str) -> None:
-        """An event or reply for this user; attach the request id if it answers one."""
+    def event(self, seq: int, request_no: int, event_json: str) -> None:
+        """An event of this user; when `request_no` names a request of ours still waiting,
+        the event is that request's reply."""
         if self.buffer is not None:
-            self.buffer.append(event_json)
-            if len(self.buffer) * 256 > self._queue_max_bytes:
+            self.buffer.append((seq, request_no, event_json))
+            if len(self.buffer) * BUFFERED_EVENT_BYTES > self._queue_max_bytes:
                 self.kick("slow_consumer")
             return
-        if self.pending:
-            event = orjson.loads(event_json)
-            waiting = self.pending.get(event.get("transfer_id", ""))
-            if waiting and event.get("type") in REPLY_TYPES[waiting[0][1]]:
-                request_id, _ = waiting.popleft()
-                self.pending_count -= 1
-                if not waiting:
-                    del self.pending[event["transfer_id"]]
-                event["id"] = request_id
-                event_json = orjson.dumps(event).decode()
+        if request_no and request_no in self.pending:
+            self.last_seq = max(self.last_seq, seq)
+            self._answer(request_no, event_json)
+            return
+        if seq <= self.last_seq:
+            DUPLICATES_DROPPED.inc()  # already passed on (a replay, or the log gave it)
+            return
+        self.last_seq = seq
         self.push(event_json)
+
+    def reply(self, request_no: int, frame_json: str) -> None:
+        """A reply addressed to one request only; dropped when it was answered already
+        (a step re-run after a crash answers again, and the first answer stands)."""
+        if self.buffer is None and request_no in self.pending:
+            self._answer(request_no, frame_json)
+        else:
+            DUPLICATES_DROPPED.inc()
+
+    def _answer(self, request_no: int, frame_json: str) -> None:
+        request_id = self.pending.pop(request_no)
+        # every frame is a JSON object without an `id`, and request ids match
+        # [A-Za-z0-9_.:-]: splice the id in rather than decode and encode the frame
+        assert frame_json.startswith("{"), frame_json[:40]
+        self.push('{"id":' + orjson.dumps(request_id).decode() + "," + frame_json[1:])

@@ -269,9 +269,9 @@ class Gateway:
             REJECTED.inc(reason=code)
             conn.push(rejection(tid, d["gift_id"], code, rid))
             return
-        fields = {"k": "send", "u": conn.user, "c": conn.id, "g": d["gift_id"], "to": d["to"],
+        fields = {"k": "send", "u": conn.user, "g": d["gift_id"], "to": d["to"],
                   "a": d["asset"], "n": d["count"], "rm": d.get("room", "")}
-        await self._enqueue(conn, rid, tid, "send", fields)
+        await self._enqueue(conn, rid, fields)
 
     def _precheck(self, user: str, d: dict[str, Any]) -> str | None:
         """Rules that need no storage, checked before anything is queued."""
@@ -290,20 +290,21 @@ class Gateway:
         if sender == conn.user:
             conn.push(rejection(tid, gift_id, "offer_not_found", rid))
             return
-        fields = {"k": action, "u": conn.user, "c": conn.id, "t": tid}
-        await self._enqueue(conn, rid, tid, action, fields)
+        fields = {"k": action, "u": conn.user, "t": tid}
+        await self._enqueue(conn, rid, fields)
 
-    async def _enqueue(self, conn: Connection, rid: str, tid: str, kind: str,
-                       fields: dict[str, Any]) -> None:
+    async def _enqueue(self, conn: Connection, rid: str, fields: dict[str, Any]) -> None:
+        """Queue a request for settlement; its reply comes back addressed to `<conn>/<n>`."""
         if conn.pending_count >= self.s.pending_requests_max:
             conn.push(error_frame("too_many_pending", rid))
             return
         if self.backlog >= self.s.stream_backlog_max:
             conn.push(error_frame("overloaded", rid))
             return
-        conn.expect(tid, rid, kind)
+        request_no = conn.expect(rid)
+        fields["c"], fields["r"] = conn.id, request_no
         try:
             await self.producer.add(keys.settle_stream_for(conn.user, self.s.partitions), fields)
         except BaseException:
-            conn.forget(tid)
+            conn.forget(request_no)
             raise

@@ -1,8 +1,9 @@
 """The connections of this gateway process, fed from Redis pub/sub.
 
 The hub subscribes to a user's channel while the user has at least one
-connection here. A payload `R<conn> <json>` is a reply for one connection;
-anything else is an event for every connection of the user.
+connection here. Payloads are events for every connection of the user (one of
+which may be a request's reply) or replies for one request; `server.store.keys`
+describes their format.
 """
 
 from __future__ import annotations
@@ -117,16 +118,20 @@ class Hub:
             if fut is not None and not fut.done():
                 fut.set_result(None)
             return
-        if data.startswith(keys.REPLY_PREFIX):
-            conn_id, _, body = data[len(keys.REPLY_PREFIX):].partition(" ")
-            conn = self.by_id.get(conn_id)
-            if conn is not None:
-                conn.deliver(body)
-            return
-        if "{u:" not in channel:
-            return
-        for conn in self.users.get(keys.owner_of(channel), ()):
-            conn.deliver(data)
+        head, _, body = data.partition(" ")
+        if head.startswith(keys.EVENT_PREFIX) and "{u:" in channel:  # `E<seq> <route> <json>`
+            route, _, event_json = body.partition(" ")
+            target, _, no = route.partition("/")
+            owner = keys.owner_of(channel)
+            for conn in self.users.get(owner, ()):
+                conn.event(int(head[1:]), int(no) if conn.id == target else 0, event_json)
+        elif head.startswith(keys.REPLY_PREFIX):  # `R<conn>/<n> <json>`: one request's reply
+            target, _, no = head[1:].partition("/")
+            one = self.by_id.get(target)
+            if one is not None:
+                one.reply(int(no), body)
+        else:
+            log.error("unknown payload on %s: %.80s", channel, data)
 
     async def _listen(self, pubsub: Any) -> None:
         while True:

@@ -37,7 +37,7 @@ class SendRequest:
     asset: str
     count: int
     room: str
-    conn: str
+    route: str  # `<conn>/<n>` of the request, or '' (no one waits for the reply)
 
     @property
     def tid(self) -> str:
@@ -59,10 +59,11 @@ class Today:
 
 Call = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call
 DAY_COUNTER_TTL_S = 2 * 86400  # a day's counters outlive the day, for late refunds
+OFFER_STATUSES = frozenset({"applied", "exists", "lost", "rejected", "not_found", "not_due"})
 
 
-def reply_payload(conn: str, event_json: str) -> str:
-    return f"{keys.REPLY_PREFIX}{conn} {event_json}"
+def reply_payload(route: str, frame_json: str) -> str:
+    return f"{keys.REPLY_PREFIX}{route} {frame_json}"
 
 
 class GiftService:
@@ -72,10 +73,12 @@ class GiftService:
         self.s = settings
         self._fault = settings.fault
 
-    async def reply(self, user: str, conn: str, event_json: str) -> None:
-        if conn:
+    async def reply(self, user: str, route: str, frame_json: str) -> None:
+        """Answer one request only (a replay or a conflict): the hub hands it to that request
+        if it still waits, and to nobody else; a request already answered drops it."""
+        if route:
             await publish(self.redis, self.s.redis_cluster, keys.user(user).channel,
-                          reply_payload(conn, event_json))
+                          reply_payload(route, frame_json))
 
     # -- the calls of each step (also pipelined by the worker and the load test) --
     def debit_call(self, req: SendRequest, today: Today) -> Call:
@@ -87,7 +90,7 @@ class GiftService:
             [req.tid, req.to, req.asset, req.count, req.room, today.now_ms, req.fingerprint,
              today.day, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
-             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, req.gift_id],
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, req.gift_id, req.route],
         )
 
     def credit_call(self, sender: str, tid: str, rec: dict[str, Any], today: Today) -> Call:
@@ -101,13 +104,13 @@ class GiftService:
         )
 
     def finalize_call(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,
-                      today: Today) -> Call:
+                      today: Today, route: str = "") -> Call:
         s, sk = self.s, keys.user(sender)
         return (
             [sk.profile, sk.balances, sk.system, sk.transfers, sk.day(gift_day),
              sk.day(today.day), sk.ledger, sk.events, sk.channel],
             [tid, outcome, detail, today.now_ms, s.events_bound, s.mentor_reward_asset,
-             s.mentor_reward_cards],
+             s.mentor_reward_cards, route],
         )
 
     # -- what happens after each step ----------------------------------------
@@ -116,11 +119,11 @@ class GiftService:
         if status == "rejected":
             return None  # the script published the rejection
         if status == "conflict":
-            await self.reply(req.sender, req.conn, rejection(req.tid, req.gift_id, "gift_id_conflict"))
+            await self.reply(req.sender, req.route, rejection(req.tid, req.gift_id, "gift_id_conflict"))
             return None
         rec: dict[str, Any] = orjson.loads(payload)
         if status == "exists" and rec["st"] != "escrowed":
-            await self.reply(req.sender, req.conn, rec["ev"])
+            await self.reply(req.sender, req.route, rec["ev"])
             return None
         if self._fault == "kill_after_escrow":
             log.warning("fault injection: SIGKILL after escrow of %s", req.tid,
@@ -133,19 +136,24 @@ class GiftService:
             await self.redis.zadd(keys.OFFERS_DUE, {f"{recipient} {tid}": int(detail)})
 
     async def _finalize(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,
-                        today: Today, conn: str) -> None:
+                        today: Today) -> None:
+        """Step 3 after an offer's outcome: nobody on the sender's side waits for a reply."""
         k, a = self.finalize_call(sender, tid, outcome, detail, gift_day, today)
         status, event_json, mentor = await self.scripts.send_finalize(keys=k, args=a)
-        await self.after_finalize(sender, tid, outcome, status, event_json, mentor, today, conn)
+        await self.after_finalize(sender, tid, outcome, status, event_json, mentor, today, "")
 
     async def after_finalize(self, sender: str, tid: str, outcome: str, status: str,
-                             event_json: str, mentor: str, today: Today, conn: str) -> None:
+                             event_json: str, mentor: str, today: Today, route: str) -> None:
         if status == "stale":
             log.error("transfer %s: %s after state %s", tid, outcome, event_json,
                       extra={"transfer_id": tid})
             return
         if status == "exists" and outcome in ("delivered", "offered", "rejected"):
-            await self.reply(sender, conn, event_json)
+            await self.reply(sender, route, event_json)
+        if status == "applied" and self._fault == "kill_after_finalize":
+            log.warning("fault injection: SIGKILL after finalize of %s", tid,
+                        extra={"transfer_id": tid})
+            os.kill(os.getpid(), signal.SIGKILL)
         if mentor:
             s = self.s
             await self.grant(mentor, f"$mentor:{tid}", s.mentor_reward_asset,
@@ -153,24 +161,34 @@ class GiftService:
 
     # -- offers -----------------------------------------------------------
     async def resolve_offer(self, recipient: str, tid: str, action: str, today: Today,
-                            conn: str) -> bool:
-        """Accept, decline or time out an offer; False when it is not due yet."""
+                            route: str) -> bool:
+        """Accept, decline or time out an offer; False when it is not due yet. The request
+        (if any) gets exactly one reply: the new event (routed by the script), or the stored
+        event of a repeated action, or a rejection saying how the offer already ended."""
         rk = keys.user(recipient)
-        outcome, payload, fresh = await self.scripts.offer_resolve(
+        status, outcome, payload, code = await self.scripts.offer_resolve(
             keys=[rk.profile, rk.balances, rk.system, rk.transfers, rk.offers, rk.ledger,
                   rk.events, rk.channel],
-            args=[tid, action, today.now_ms, self.s.amount_max, self.s.events_bound],
+            args=[tid, action, today.now_ms, self.s.amount_max, self.s.events_bound, route],
         )
-        if outcome == "not_due":
+        if status not in OFFER_STATUSES:
+            raise ValueError(f"offer_resolve answered {status!r} for {tid}")
+        if status == "not_due":
             return False
         sender, gift_id = rules.split_transfer_id(tid)
-        if outcome == "not_found":
-            await self.reply(recipient, conn, rejection(tid, gift_id, "offer_not_found"))
+        if status in ("not_found", "rejected"):  # nothing changed
+            if action == "timeout":  # a due entry without its offer: never sweep it again
+                await self.redis.zrem(keys.OFFERS_DUE, f"{recipient} {tid}")
+            await self.reply(recipient, route, rejection(tid, gift_id, code or "offer_not_found"))
             return True
         rec = orjson.loads(payload)
-        if fresh != "new":
-            await self.reply(recipient, conn, rec["ev"])
-        await self._finalize(sender, tid, outcome, rec.get("reason", ""), rec["day"], today, "")
+        if status == "exists":
+            await self.reply(recipient, route, rec["ev"])
+        elif code:  # 'lost', or 'applied' by a late accept that timed the offer out
+            await self.reply(recipient, route, rejection(tid, gift_id, code))
+        # the sender's step runs again on every path: it is idempotent, and a crash may have
+        # come between the two steps
+        await self._finalize(sender, tid, outcome, rec.get("reason", ""), rec["day"], today)
         await self.redis.zrem(keys.OFFERS_DUE, f"{recipient} {tid}")
         return True
 

@@ -179,8 +179,8 @@ class Worker:
                 if isinstance(parsed, SendRequest):
                     sends.append(parsed)
                 else:
-                    recipient, tid, action, conn = parsed
-                    actions.append(self.service.resolve_offer(recipient, tid, action, today, conn))
+                    recipient, tid, action, route = parsed
+                    actions.append(self.service.resolve_offer(recipient, tid, action, today, route))
             await asyncio.gather(self.pipelined_sends(sends, today), *actions)
         pipe = self.redis.pipeline(transaction=False)
         for stream, eid, _ in entries:
@@ -220,7 +220,7 @@ class Worker:
                 REJECTED.inc(reason=detail)
             await svc.after_credit(rec["to"], req.tid, outcome, detail)
             finals.append((req, outcome, svc.finalize_call(req.sender, req.tid, outcome, detail,
-                                                           rec["day"], today)))
+                                                           rec["day"], today, req.route)))
         results = await self._pipeline(sc.send_finalize, [call for _, _, call in finals])
         for (req, outcome, _), res in zip(finals, results, strict=True):
             if isinstance(res, Exception):
@@ -230,7 +230,7 @@ class Worker:
             if status == "applied":
                 SETTLED.inc(outcome=outcome)
             await svc.after_finalize(req.sender, req.tid, outcome, status, event_json, mentor,
-                                     today, req.conn)
+                                     today, req.route)
 
     async def _pipeline(self, script: Any, calls: list[Call]) -> list[Any]:
         if not calls:
@@ -280,12 +280,18 @@ def rounds(entries: list[Entry]) -> list[list[Entry]]:
     return out
 
 
+def entry_route(f: dict[str, str]) -> str:
+    """The reply route of the request behind an entry: connection id `c`, request no `r`."""
+    conn, no = f.get("c", ""), f.get("r", "")
+    return keys.route(conn, int(no)) if conn and no else ""
+
+
 def parse_entry(f: dict[str, str]) -> SendRequest | tuple[str, str, str, str]:
-    """A stream entry → a send request, or (recipient, transfer id, action, conn)."""
+    """A stream entry → a send request, or (recipient, transfer id, action, route)."""
     kind = f["k"]
     if kind == "send":
         return SendRequest(sender=f["u"], gift_id=f["g"], to=f["to"], asset=f["a"],
-                           count=int(f["n"]), room=f.get("rm", ""), conn=f.get("c", ""))
+                           count=int(f["n"]), room=f.get("rm", ""), route=entry_route(f))
     if kind in ("accept", "decline"):
-        return (f["u"], f["t"], kind, f.get("c", ""))
+        return (f["u"], f["t"], kind, entry_route(f))
     raise ValueError(f"unknown entry kind {kind!r}")

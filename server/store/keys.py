@@ -99,7 +99,19 @@ SETTLE_GROUP = "settlers"
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
 FESTIVALS_NEXT = f"{PREFIX}:{{cfg}}:festivals:next"  # a new calendar, before it is swapped in
-REPLY_PREFIX = "R"  # pub/sub payload `R<conn> <json>`: a reply for one connection only
+# Payloads on a user's channel (parsed by the gateway's hub):
+#   `E<seq> <route> <json>` an event from a Lua step, for every connection of the user;
+#                           when `route` is `<conn>/<n>` (not `-`) it is also the reply to
+#                           request number n of that connection
+#   `R<route> <json>`       a reply to one request only (a replay, a conflict): never an event
+EVENT_PREFIX = "E"
+REPLY_PREFIX = "R"
+NO_ROUTE = "-"
+
+
+def route(conn_id: str, request_no: int) -> str:
+    """Where a request's reply goes: `<conn>/<n>` (conn ids hold no `/` or space)."""
+    return f"{conn_id}/{request_no}"
 
 # SCAN patterns the auditor walks.
 SCAN_BALANCES = f"{PREFIX}:{{u:*}}:b"

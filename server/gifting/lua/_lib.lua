@@ -34,13 +34,17 @@ end
 -- per-user sequence number taken in this same atomic call. The stream id is the
 -- sequence number, so a client resumes with XRANGE from its last one; the log keeps
 -- about `count` events and disappears `age` seconds after its newest.
-local function emit(kprofile, kevents, kchannel, event, bound)
+-- `route` is `<conn>/<request no>` when the event answers a request ('' otherwise): the
+-- published payload `E<seq> <route or -> <json>` lets the hub hand this one copy to the
+-- requesting connection as its reply and to the user's other connections as an event.
+local function emit(kprofile, kevents, kchannel, event, bound, route)
   local seq = redis.call('HINCRBY', kprofile, 'seq', 1)
   event['seq'] = seq
   local json = cjson.encode(event)
   redis.call('XADD', kevents, 'MAXLEN', '~', I(bound.count), I(seq) .. '-0', 'e', json)
   redis.call('EXPIRE', kevents, I(bound.age))
-  redis.call(bound.publish, kchannel, json)
+  if route == nil or route == '' then route = '-' end
+  redis.call(bound.publish, kchannel, 'E' .. I(seq) .. ' ' .. route .. ' ' .. json)
   return json
 end
 

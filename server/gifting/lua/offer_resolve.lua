@@ -1,48 +1,78 @@
 -- Accept, decline or time out a pending offer, on the recipient's slot. The
--- first action to find the offer wins; later ones get the stored outcome, so
--- accept racing timeout has exactly one result.
+-- first action to find the offer wins; every later one is answered from the
+-- stored outcome, so accept racing decline or timeout has exactly one result and
+-- each request still gets exactly one reply.
 -- KEYS[1] - recipient profile   KEYS[2] - recipient balances
 -- KEYS[3] - recipient system accounts  KEYS[4] - recipient transfer records
 -- KEYS[5] - recipient pending offers   KEYS[6] - recipient ledger
 -- KEYS[7] - recipient event stream     KEYS[8] - recipient channel
 -- ARGV[1] - transfer id  ARGV[2] - 'accept' | 'decline' | 'timeout'  ARGV[3] - now ms
 -- ARGV[4] - amount bound ARGV[5] - event log bound
--- Returns {outcome, record, 'new' | 'old'} with outcome 'accepted' | 'voided'
--- (record = the transfer record: `from`, `asset`, `count`, `day`, `reason`, and
--- `ev`, the recipient's event), or {'not_found', '', ''} | {'not_due', '', ''}
-local tid, action = ARGV[1], ARGV[2]
+-- ARGV[6] - route of the request (`<conn>/<n>` or ''): the new event is its reply
+-- Returns {status, outcome, record, code}:
+--   'applied'   this call resolved the offer (outcome 'accepted' | 'voided'); when `code`
+--               is set (an accept that came after the deadline: 'offer_expired') the
+--               event went out unrouted and the request is answered with that rejection
+--   'exists'    resolved before by the same action: the stored event is the reply
+--   'lost'      resolved before by another action: `code` says how (offer_accepted,
+--               offer_declined, offer_expired)
+--   'rejected'  not resolved (the offer stays): `code`, e.g. amount_too_large
+--   'not_found' no offer with this id for this user;  'not_due' a timeout too early
+-- `record` is the transfer record (`from`, `asset`, `count`, `day`, `reason`, `ev`).
+local tid, action, route = ARGV[1], ARGV[2], ARGV[6]
 local now = int_arg(ARGV[3], 'now')
+local amount_max = int_arg(ARGV[4], 'amount_max')
 local events_max = events_bound(ARGV[5])
+if action ~= 'accept' and action ~= 'decline' and action ~= 'timeout' then
+  return redis.error_reply('ERR giftwire: unknown offer action ' .. tostring(action))
+end
 
 local stored = redis.call('HGET', KEYS[4], tid)
-if not stored then return {'not_found', '', ''} end
+if not stored then return {'not_found', '', '', ''} end
 local rec = cjson.decode(stored)
-if rec.st == 'accepted' or rec.st == 'voided' then return {rec.st, stored, 'old'} end
+
+-- how the offer ended, in the words of a rejection code
+local function ended_by()
+  if rec.st == 'accepted' then return 'offer_accepted' end
+  if rec.reason == 'timeout' then return 'offer_expired' end
+  return 'offer_declined'
+end
+
+if rec.st == 'accepted' or rec.st == 'voided' then
+  local same = (action == 'accept' and rec.st == 'accepted')
+      or (action == 'decline' and rec.st == 'voided' and rec.reason == 'declined')
+  if same then return {'exists', rec.st, stored, ''} end
+  return {'lost', rec.st, stored, ended_by()}
+end
 -- only a held offer can be resolved (a sender's own record is never in KEYS[5])
 if rec.st ~= 'offered' or redis.call('HEXISTS', KEYS[5], tid) == 0 then
-  return {'not_found', '', ''}
+  return {'not_found', '', '', ''}
 end
-if action == 'timeout' and now < rec.exp then return {'not_due', '', ''} end
-if action == 'accept' and now >= rec.exp then action = 'timeout' end
+if action == 'timeout' and now < rec.exp then return {'not_due', '', '', ''} end
 
-local balance = hget_int(KEYS[2], rec.asset)
-if action == 'accept' then
-  if balance + rec.count > int_arg(ARGV[4], 'amount_max') then action = 'decline' end
+local code = ''
+if action == 'accept' and now >= rec.exp then
+  -- too late: the offer times out now, and the accept is told so
+  action, code, route = 'timeout', 'offer_expired', ''
 end
+if action == 'accept' and hget_int(KEYS[2], rec.asset) + rec.count > amount_max then
+  return {'rejected', '', '', 'amount_too_large'}
+end
+
 redis.call('HDEL', KEYS[5], tid)
 if action == 'accept' then
   local after = credit_from_escrow(KEYS[2], KEYS[3], KEYS[6], tid, rec.asset, rec.count, now)
   rec.ev = emit(KEYS[1], KEYS[7], KEYS[8], {type = 'gift.received', transfer_id = tid,
        gift_id = rec.gift_id, from = rec.from, asset = rec.asset, count = rec.count,
-       balance = after}, events_max)
+       balance = after}, events_max, route)
   rec.st = 'accepted'
 else
   rec.st = 'voided'
   if action == 'timeout' then rec.reason = 'timeout' else rec.reason = 'declined' end
   rec.ev = emit(KEYS[1], KEYS[7], KEYS[8], {type = 'gift.voided', transfer_id = tid,
        gift_id = rec.gift_id, asset = rec.asset, count = rec.count, reason = rec.reason},
-       events_max)
+       events_max, route)
 end
 local json = cjson.encode(rec)
 redis.call('HSET', KEYS[4], tid, json)
-return {rec.st, json, 'new'}
+return {'applied', rec.st, json, code}

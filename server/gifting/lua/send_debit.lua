@@ -16,6 +16,7 @@
 -- ARGV[15] - newcomer window ms   ARGV[16] - newcomer free cards
 -- ARGV[17] - amount bound         ARGV[18] - day-counter TTL s
 -- ARGV[19] - event log bound      ARGV[20] - gift id
+-- ARGV[21] - route of the request (`<conn>/<n>` or ''): who gets a rejection as the reply
 -- Returns {'new', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local tid, to, asset, fp, gift_id = ARGV[1], ARGV[2], ARGV[3], ARGV[7], ARGV[20]
 local count = int_arg(ARGV[4], 'count')
@@ -31,7 +32,7 @@ end
 
 local function reject(code)
   local ev = reject_event(tid, gift_id, code, {asset = asset})
-  local json = emit(KEYS[1], KEYS[10], KEYS[11], ev, events)
+  local json = emit(KEYS[1], KEYS[10], KEYS[11], ev, events, ARGV[21])
   redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'rejected', fp = fp, code = code, ev = json}))
   return {'rejected', json}
 end

@@ -9,6 +9,7 @@
 -- ARGV[1] - transfer id  ARGV[2] - outcome: delivered | offered | rejected | accepted | voided
 -- ARGV[3] - rejection code or void reason  ARGV[4] - now ms  ARGV[5] - event log bound
 -- ARGV[6] - mentor reward asset  ARGV[7] - mentor reward cards
+-- ARGV[8] - route of the sender's request (`<conn>/<n>` or ''): the reply it answers
 -- Returns {'applied' | 'exists', reply event json, mentor to reward or ''} | {'stale', state, ''}
 local tid, outcome, detail = ARGV[1], ARGV[2], ARGV[3]
 local now = int_arg(ARGV[4], 'now')
@@ -85,7 +86,7 @@ else
         balance = hget_int(KEYS[2], asset), quota_left = quota_left(), room = room}
 end
 if outcome == 'delivered' or outcome == 'accepted' then reward_mentor() end
-local json = emit(KEYS[1], KEYS[8], KEYS[9], ev, events_max)
+local json = emit(KEYS[1], KEYS[8], KEYS[9], ev, events_max, ARGV[8])
 if outcome == 'accepted' or outcome == 'voided' then rec.ev2 = json else rec.ev = json end
 rec.st = target[outcome]
 redis.call('HSET', KEYS[4], tid, cjson.encode(rec))

@@ -1,0 +1,146 @@
+"""Bad admin input gets a 4xx with a stable code, never a 5xx or a plain-text page (issue 8)."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support import Admin, Proc, uid
+
+LEDGER_PAGE_MAX = 200  # the default GIFTWIRE_LEDGER_PAGE_MAX the shared server runs with
+
+
+def code(r: httpx.Response) -> tuple[int, str]:
+    assert r.headers["content-type"] == "application/json", (r.status_code, r.text)
+    return r.status_code, r.json()["error"]["code"]
+
+
+async def test_cursor_out_of_stream_id_range_is_bad_cursor(admin: Admin) -> None:
+    """A cursor part past 2^64 (or not ASCII digits) is a 400 bad_cursor, not a 503 "retry later"."""
+    u = uid()
+    await admin.user(u)
+    for cursor in ("18446744073709551616-0", "0-18446744073709551616", "99999999999999999999-0",
+                   "5-2%0A", "%D9%A1-0", "5", "5-2-1", "-5-2", "+5-2", "5-", ""):
+        r = await admin.call("GET", f"/users/{u}/ledger?cursor={cursor}", ok=False)
+        assert code(r) == (400, "bad_cursor"), (cursor, r.text)
+    top = await admin.call("GET", f"/users/{u}/ledger?cursor=18446744073709551615-18446744073709551615")
+    assert top == {"entries": [], "next_cursor": None}
+
+
+async def test_ledger_limit_out_of_range_is_bad_field(admin: Admin) -> None:
+    """A limit outside [1, 200] is a 400 bad_field naming the range, not a silently clamped page."""
+    u = uid()
+    await admin.user(u)
+    for limit in ("0", "-1", str(10**30), "x", "", "%205", "1.5", "1_0", "%D9%A5",
+                  str(LEDGER_PAGE_MAX + 1)):
+        r = await admin.call("GET", f"/users/{u}/ledger?limit={limit}", ok=False)
+        assert code(r) == (400, "bad_field"), (limit, r.text)
+        assert f"[1, {LEDGER_PAGE_MAX}]" in r.json()["error"]["message"]
+    for ok in (1, LEDGER_PAGE_MAX):
+        assert await admin.call("GET", f"/users/{u}/ledger?limit={ok}") == {
+            "entries": [], "next_cursor": None}
+
+
+async def test_ledger_pages_chain_to_an_empty_end(admin: Admin) -> None:
+    """Valid-limit pages chain through every entry once; cursor 0-0 is an empty page, not a 503."""
+    u = uid()
+    await admin.user(u)
+    for amount in range(1, 6):
+        await admin.grant(u, amount)
+    seen: list[int] = []
+    sizes: list[int] = []
+    cursor = ""
+    while True:
+        page = await admin.call("GET", f"/users/{u}/ledger?limit=2{cursor}")
+        seen += [e["delta"] for e in page["entries"]]
+        sizes.append(len(page["entries"]))
+        if page["next_cursor"] is None:
+            break
+        cursor = f"&cursor={page['next_cursor']}"
+    assert (seen, sizes) == ([5, 4, 3, 2, 1], [2, 2, 1])
+    whole = await admin.call("GET", f"/users/{u}/ledger")
+    assert [e["delta"] for e in whole["entries"]] == seen and whole["next_cursor"] is None
+    oldest = whole["entries"][-1]["cursor"]
+    assert await admin.call("GET", f"/users/{u}/ledger?cursor={oldest}") == {
+        "entries": [], "next_cursor": None}
+    assert await admin.call("GET", f"/users/{u}/ledger?cursor=0-0") == {
+        "entries": [], "next_cursor": None}
+
+
+async def test_unmatched_paths_are_json_404(server: Proc, admin: Admin) -> None:
+    """A path no route matches (encoded slash in an id, a typo) is a JSON 404 not_found, not text."""
+    for method, path in (("PUT", "/users/a%2Fb"), ("GET", "/nope"), ("GET", "/users/a/b/c"),
+                         ("POST", "/users")):
+        r = await admin.call(method, path, {}, ok=False)
+        assert code(r) == (404, "not_found"), (method, path, r.text)
+    async with httpx.AsyncClient(base_url=server.http) as c:
+        assert code(await c.get("/admin/nope")) == (404, "not_found")
+        assert code(await c.get("/")) == (404, "not_found")
+
+
+async def test_bad_user_path_params_are_bad_field(admin: Admin) -> None:
+    """A path id failing the id pattern (trailing newline, encoded slash) is a 400 bad_field."""
+    u = uid()
+    for method, path, body in (("PUT", f"/users/{u}%0A", {}), ("GET", f"/users/{u}%0A", None),
+                               ("GET", f"/users/{u}%0A/balances", None),
+                               ("GET", f"/users/{u}%0A/ledger", None),
+                               ("PUT", f"/users/{u}%0A/mentor", {"mentor": u}),
+                               ("PUT", f"/users/{u}%2Fmentor", {"mentor": u})):
+        r = await admin.call(method, path, body, ok=False)
+        assert code(r) == (400, "bad_field"), (method, path, r.text)
+    assert code(await admin.call("GET", f"/users/{u}", ok=False)) == (404, "user_unknown")
+
+
+async def test_wrong_method_is_json_405(server: Proc, admin: Admin) -> None:
+    """A wrong method is a JSON 405 method_not_allowed; Allow lists every method the path takes."""
+    cases = (("DELETE", "/users/x", {"GET", "HEAD", "PUT"}), ("POST", "/follows", {"PUT", "DELETE"}),
+             ("GET", "/grants", {"POST"}), ("DELETE", "/festivals", {"GET", "HEAD", "PUT"}))
+    for method, path, allow in cases:
+        r = await admin.call(method, path, ok=False)
+        assert code(r) == (405, "method_not_allowed"), (method, path, r.text)
+        assert set(r.headers["allow"].split(", ")) == allow
+    async with httpx.AsyncClient(base_url=server.http) as c:
+        assert code(await c.post("/health")) == (405, "method_not_allowed")
+
+
+async def test_self_follow_and_block_are_refused(admin: Admin) -> None:
+    """Following or blocking oneself is a 400 self_relation; deleting such an edge still answers 200."""
+    u = uid()
+    await admin.user(u)
+    for path, body in (("/follows", {"follower": u, "followee": u}),
+                       ("/blocks", {"blocker": u, "blocked": u})):
+        r = await admin.call("PUT", path, body, ok=False)
+        assert code(r) == (400, "self_relation"), (path, r.text)
+        await admin.call("DELETE", path, body)
+
+
+async def test_edges_to_unknown_users_are_refused(admin: Admin) -> None:
+    """A follow or block naming a user giftwire lacks is a 404 user_unknown; DELETE stays idempotent."""
+    known, ghost = uid("k"), uid("ghost")
+    await admin.user(known)
+    for path, a, b in (("/follows", "follower", "followee"), ("/blocks", "blocker", "blocked")):
+        for body, who in (({a: known, b: ghost}, f"{b} {ghost}"), ({a: ghost, b: known}, f"{a} {ghost}")):
+            r = await admin.call("PUT", path, body, ok=False)
+            assert code(r) == (404, "user_unknown"), (path, body, r.text)
+            assert who in r.json()["error"]["message"]
+            for _ in range(2):
+                await admin.call("DELETE", path, body)
+    other = uid("o")
+    await admin.user(other)
+    assert (await admin.call("PUT", "/follows", {"follower": known, "followee": other}))["followee"] == other
+    for _ in range(2):
+        assert (await admin.call("DELETE", "/follows", {"follower": known, "followee": other}))[
+            "following"] is False
+
+
+async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
+    """Edges to users created in the same bulk land; edges to unknown users or oneself are errors."""
+    a, b, ghost = uid("a"), uid("b"), uid("ghost")
+    out = await admin.call("POST", "/bulk", {
+        "users": [{"id": a}, {"id": b}],
+        "follows": [{"follower": a, "followee": b, "since_ms": 0},
+                    {"follower": a, "followee": ghost}, {"follower": b, "followee": b}],
+        "blocks": [{"blocker": b, "blocked": a}, {"blocker": ghost, "blocked": a}],
+    })
+    assert (out["users"], out["follows"], out["blocks"]) == (2, 1, 1), out
+    assert sorted((e["kind"], e["index"], e["code"]) for e in out["errors"]) == [
+        ("blocks", 1, "user_unknown"), ("follows", 1, "user_unknown"), ("follows", 2, "self_relation")]
