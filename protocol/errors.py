@@ -64,6 +64,8 @@ REJECTIONS = _codes(
     ErrorCode("offer_accepted", "this offer was already accepted"),
     ErrorCode("offer_declined", "this offer was already declined; the cards went back to the sender"),
     ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),
+    ErrorCode("operator_voided", "the gift could not be settled and an operator voided it; "
+              "the cards went back to the sender"),
 )
 
 

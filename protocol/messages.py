@@ -246,7 +246,7 @@ def _check(f: Field, value: Any) -> str | None:
             return f"{f.name} must be a string"
         if len(value) > f.max_length:
             return f"{f.name} is longer than {f.max_length}"
-        if f.pattern and not _regex(f.pattern).match(value):
+        if f.pattern and not _regex(f.pattern).fullmatch(value):  # `$` lets a final \n by
             return f"{f.name} must match {f.pattern}"
         if f.enum and value not in f.enum:
             return f"{f.name} must be one of {', '.join(f.enum)}"
@@ -275,7 +275,7 @@ def validate(obj: Any, types: dict[str, MessageType]) -> Decoded | DecodeError:
     if not isinstance(obj, dict):
         return DecodeError("bad_json", "a frame must be a JSON object")
     rid = obj.get("id")
-    request_id = rid if isinstance(rid, str) and _regex(REQUEST_ID_PATTERN).match(rid) else None
+    request_id = rid if isinstance(rid, str) and _regex(REQUEST_ID_PATTERN).fullmatch(rid) else None
     name = obj.get("type")
     mtype = types.get(name) if isinstance(name, str) else None
     if mtype is None:
@@ -298,7 +298,10 @@ def validate(obj: Any, types: dict[str, MessageType]) -> Decoded | DecodeError:
 
 def decode_client(frame: str | bytes, max_bytes: int) -> Decoded | DecodeError:
     """Decode one client frame, refusing anything the schema does not declare."""
-    if len(frame) > max_bytes:
+    # the limit is in bytes: a text frame of 4-byte characters is four times its length
+    size = len(frame) if isinstance(frame, bytes) or len(frame) * 4 <= max_bytes \
+        else len(frame.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
         return DecodeError("frame_too_large", f"frame is larger than {max_bytes} bytes")
     try:
         obj = orjson.loads(frame)

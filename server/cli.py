@@ -19,6 +19,7 @@ import uvloop
 from server import config
 from server.config import Settings
 from server.gateway.auth import make_token
+from server.gateway.http_limits import HandshakeLimits, http_protocol
 from server.logs import configure as configure_logs
 from server.secrets import Secrets, load_or_create
 from server.store.embedded import EmbeddedValkey
@@ -102,12 +103,16 @@ def _stop_event() -> asyncio.Event:
     return stop
 
 
-def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536) -> uvicorn.Config:
+def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536,
+                   handshake: HandshakeLimits | None = None) -> uvicorn.Config:
     """The gateway's uvicorn settings (the load test's echo ceiling uses the same).
     Per-message-deflate is off (CPU for tiny JSON frames); the message limit is ours,
-    not uvicorn's 16 MiB."""
+    not uvicorn's 16 MiB. HTTP is h11 with our handshake bounds (http_limits), not
+    `auto`: httptools would replace it if some package pulled it in."""
+    limits = handshake or HandshakeLimits.of(Settings())
     return uvicorn.Config(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        http=http_protocol(limits), h11_max_incomplete_event_size=limits.head_max_bytes,
         ws=WS_IMPL, ws_max_size=ws_max_bytes, ws_per_message_deflate=False,
         ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
     )
@@ -117,7 +122,7 @@ async def _serve_http(s: Settings, with_worker: bool) -> None:
     from server.app import build_app
 
     app = build_app(s, _secrets(s), with_worker)
-    server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes))
+    server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes, HandshakeLimits.of(s)))
     stop = _stop_event()
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event

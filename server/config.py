@@ -62,6 +62,11 @@ class Settings:
     close_timeout_s: float = 10.0  # a close frame may wait this long behind unread data
     bad_frames_max: int = 1000  # per connection within bad_frames_window_s → close 4009
     bad_frames_window_s: float = 10.0
+    # the HTTP handshake (server/gateway/http_limits.py): uvicorn bounds none of it
+    http_head_max_bytes: int = 8192  # 414/431 above; as nginx and websockets' line limit: tokens fit
+    http_headers_max: int = 100  # 431 above; under websockets' 128, which uvicorn never answers
+    handshake_timeout_s: float = 10.0  # connect → head (+ WebSocket accept); slow links need ~1 s
+    handshakes_max: int = 1024  # per process; 503 above: what a flood of stalled clients can hold
 
     # settlement
     partitions: int = 1  # settlement stream partitions (by acting user)
@@ -70,6 +75,10 @@ class Settings:
     worker_batch_max: int = 256
     worker_block_ms: int = 200
     claim_idle_ms: int = 15_000  # a pending entry idle this long is taken over
+    # an entry that failed (or was handed out without being acknowledged) this many times is
+    # a poison entry: retrying forever would stall nothing but hide it, so it is set aside
+    settle_attempts_max: int = 5
+    dead_letters_max: int = 10_000  # per partition; the oldest are trimmed beyond it
     sweep_interval_ms: int = 500
     sweep_batch_max: int = 256
     token_ttl_s: int = 86400
@@ -81,8 +90,9 @@ class Settings:
     ledger_page_max: int = 200
     bulk_items_max: int = 10_000
 
-    # fault injection for the crash tests: "kill_after_escrow" SIGKILLs the worker
-    # right after the first sender-side step it applies.
+    # fault injection for the crash tests: "kill_after_escrow" / "kill_after_finalize" SIGKILL
+    # the worker right after the first sender-side step / the first confirmation it applies;
+    # "poison_credit" makes the recipient step fail for gift ids starting with "poison".
     fault: str = ""
 
     @property
@@ -172,12 +182,19 @@ DOCS: dict[str, str] = {
     "close_timeout_s": "how long a close frame may wait behind unread data before the socket is dropped",
     "bad_frames_max": "bad frames allowed per window before the connection closes (4009)",
     "bad_frames_window_s": "the window of `bad_frames_max`",
+    "http_head_max_bytes": "largest HTTP request head (request line + headers); 414 or 431 above",
+    "http_headers_max": "most headers in one HTTP request; 431 above",
+    "handshake_timeout_s": "time from connect to a complete request head and WebSocket accept (408 above)",
+    "handshakes_max": "connections of one process still in that phase; new ones get 503 above",
     "partitions": "settlement stream partitions (by acting user)",
     "stream_backlog_max": "settlement backlog above which gift.send gets `overloaded`",
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_batch_max": "stream entries a worker reads and applies at once",
     "worker_block_ms": "how long a worker's read waits for new entries",
     "claim_idle_ms": "idle time after which another worker takes over a pending entry",
+    "settle_attempts_max": "failed attempts (or deliveries never acknowledged) before an entry "
+                           "is moved to the dead-letter stream",
+    "dead_letters_max": "dead-letter entries kept per partition (oldest trimmed)",
     "sweep_interval_ms": "how often a worker times out due offers",
     "sweep_batch_max": "offers timed out per sweep",
     "token_ttl_s": "default lifetime of `giftwire token` tokens",
@@ -186,7 +203,8 @@ DOCS: dict[str, str] = {
     "resume_page_max": "events read per round trip when a client resumes",
     "ledger_page_max": "largest ledger page of the admin API",
     "bulk_items_max": "items in one bulk admin request",
-    "fault": "fault injection for crash tests (`kill_after_escrow`); leave empty",
+    "fault": "fault injection for crash tests (`kill_after_escrow`, `kill_after_finalize`, "
+             "`poison_credit`); leave empty",
 }
 
 

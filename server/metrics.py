@@ -92,6 +92,8 @@ REGISTRY = Registry()
 CONNECTIONS = REGISTRY.add(Gauge("giftwire_connections", "open WebSocket connections"))
 FRAMES_IN = REGISTRY.add(Counter("giftwire_frames_in_total", "WebSocket frames received"))
 FRAMES_OUT = REGISTRY.add(Counter("giftwire_frames_out_total", "WebSocket frames sent"))
+DEAD_LETTERED = REGISTRY.add(Counter(
+    "giftwire_dead_lettered_total", "settlement entries set aside after failing, by partition"))
 DUPLICATES_DROPPED = REGISTRY.add(Counter(
     "giftwire_duplicates_dropped_total",
     "events or replies a connection had already passed on (replays after crashes, claims)"))

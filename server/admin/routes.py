@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,12 +21,14 @@ from starlette.routing import Route
 from server.admin import validate as v
 from server.admin.ops import AdminOps
 from server.admin.validate import AdminError
+from server.settlement.dead_letters import DeadLetterError, DeadLetters
 
 log = logging.getLogger("giftwire")
 
 BODY_MAX_BYTES = 8 << 20
 BULK_CONCURRENCY = 64
 BULK_ERRORS_MAX = 100
+DEAD_LETTERS_PAGE_MAX = 1000  # dead letters in one listing
 # plain ResponseErrors that report the server's state, not a refused command: retryable
 _TRANSIENT_REPLIES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
 
@@ -120,6 +123,25 @@ def routes(ops: AdminOps, admin_key: str) -> list[Route]:
     async def bulk(r: Request) -> Any:
         return await run_bulk(ops, await read_json(r))
 
+    dead = DeadLetters(ops.redis, ops.service, ops.s)
+
+    async def dead_letters(r: Request) -> Any:
+        limit = v.query_int(r.query_params.get("limit", "100"), "limit", 1, DEAD_LETTERS_PAGE_MAX)
+        return {"dead_letters": await dead.list(limit), "total": await dead.count()}
+
+    async def dead_letter_action(r: Request) -> Any:
+        partition = v.query_int(r.path_params["partition"], "partition", 0, ops.s.partitions - 1)
+        dead_id = r.path_params["id"]
+        v.cursor(dead_id)  # a stream id, like a ledger cursor
+        try:
+            if r.path_params["action"] == "retry":
+                return await dead.retry(partition, dead_id)
+            if r.path_params["action"] == "void":
+                return await dead.void(partition, dead_id, int(time.time() * 1000))
+        except DeadLetterError as exc:
+            raise AdminError(404, exc.code, exc.message) from None
+        raise AdminError(404, "not_found", "the action is retry or void")
+
     return [
         # one Route per path, so a wrong method's 405 lists every allowed one
         Route("/admin/v1/users/{user}", endpoint(user), methods=["GET", "PUT"]),
@@ -132,6 +154,9 @@ def routes(ops: AdminOps, admin_key: str) -> list[Route]:
         Route("/admin/v1/revocations", endpoint(revoke), methods=["POST"]),
         Route("/admin/v1/festivals", endpoint(festivals), methods=["GET", "PUT"]),
         Route("/admin/v1/bulk", endpoint(bulk), methods=["POST"]),
+        Route("/admin/v1/dead-letters", endpoint(dead_letters), methods=["GET"]),
+        Route("/admin/v1/dead-letters/{partition}/{id}/{action}", endpoint(dead_letter_action),
+              methods=["POST"]),
     ]
 
 

@@ -93,14 +93,15 @@ class GiftService:
              s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, req.gift_id, req.route],
         )
 
-    def credit_call(self, sender: str, tid: str, rec: dict[str, Any], today: Today) -> Call:
+    def credit_call(self, sender: str, tid: str, rec: dict[str, Any], today: Today,
+                    void: bool = False) -> Call:
         s, rk = self.s, keys.user(rec["to"])
         return (
             [rk.profile, rk.balances, rk.system, rk.transfers, rk.blocks, rk.offers, rk.ledger,
              rk.events, rk.channel],
             [tid, sender, rec["asset"], rec["count"], rec["room"], today.now_ms, rec["gift_id"],
              s.offer_timeout_s * 1000, s.offers_per_user_max, s.amount_max,
-             s.events_bound, rec["day"]],
+             s.events_bound, rec["day"], "void" if void else ""],
         )
 
     def finalize_call(self, sender: str, tid: str, outcome: str, detail: str, gift_day: str,

@@ -30,6 +30,8 @@ class AuditResult:
     transfers: int = 0
     in_flight: int = 0
     totals: dict[str, int] = field(default_factory=dict)
+    dead_letters: int = 0  # entries set aside for an operator (not a broken invariant)
+    dead_listed: list[str] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -80,7 +82,19 @@ async def audit(redis: Any) -> AuditResult:
             r.fail("sum_zero", f"{asset} sums to {total} over all accounts")
 
     _check_transfers(r, records, escrow)
+    await _dead_letters(redis, r)
     return r
+
+
+async def _dead_letters(redis: Any, r: AuditResult) -> None:
+    """Count the dead letters of every partition and list the first few: each is a request
+    an operator must retry or void (`/admin/v1/dead-letters`)."""
+    async for name in redis.scan_iter(match=keys.SCAN_DEAD_LETTERS, count=SCAN_COUNT):
+        r.dead_letters += int(await redis.xlen(name))
+        for dead_id, f in await redis.xrange(name, count=PROBLEMS_MAX - len(r.dead_listed)):
+            fields = orjson.loads(f["fields"])
+            r.dead_listed.append(f"{name} {dead_id}: {fields.get('k')} by {fields.get('u')} "
+                                 f"after {f['attempts']} attempt(s): {f['error'][:200]}")
 
 
 def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
@@ -122,5 +136,7 @@ def report(r: AuditResult) -> str:
         problems = r.problems.get(invariant, [])
         lines.append(f"{'FAIL' if problems else 'ok  '} {invariant}")
         lines.extend(f"     {p}" for p in problems)
+    lines.append(f"dead letters: {r.dead_letters} (retry or void them: /admin/v1/dead-letters)")
+    lines.extend(f"     {d}" for d in r.dead_listed)
     lines.append("audit passed" if r.ok else "audit FAILED")
     return "\n".join(lines)

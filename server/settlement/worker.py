@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -24,6 +24,8 @@ from server.config import Settings
 from server.gifting import rules
 from server.gifting.service import Call, GiftService, SendRequest, Today
 from server.metrics import CLAIMED, REJECTED, SETTLE_SECONDS, SETTLED
+from server.settlement.dead_letters import DeadLetters
+from server.settlement.entries import parse_entry
 from server.store import keys
 
 log = logging.getLogger("giftwire.worker")
@@ -65,6 +67,7 @@ class Worker:
         self._turn = 0  # the partition a cluster worker blocks on next
         self._festival: tuple[str, int, bool] = ("", 0, False)  # (day, checked at ms, answer)
         self.applied = 0
+        self.dead = DeadLetters(redis, service, settings)
 
     def stop(self) -> None:
         """Finish the batch in hand, acknowledge it, then return from `run`."""
@@ -147,7 +150,8 @@ class Worker:
                 stream, keys.SETTLE_GROUP, self.name, self.s.claim_idle_ms,
                 start_id="0-0", count=self.s.worker_batch_max,
             )
-            out.extend((stream, eid, fields) for eid, fields in items if fields)
+            claimed = [(stream, eid, fields) for eid, fields in items if fields]
+            out.extend(await self.dead.over_delivered(stream, claimed))
         if out:
             CLAIMED.inc(len(out))
             log.warning("took over %d entries left pending by another worker", len(out))
@@ -163,74 +167,117 @@ class Worker:
     async def apply(self, entries: list[Entry]) -> None:
         """Apply a batch in rounds holding at most one entry per acting user (so each user's
         requests keep their order); the sends of a round go through the three steps as three
-        pipelined round trips."""
+        pipelined round trips. An entry whose step fails stays unacknowledged (it is re-run
+        after `claim_idle_ms`) until `settle_attempts_max`, then it is dead-lettered."""
         started = time.perf_counter()
         today = await self.today()
+        failed: dict[str, tuple[str, bool]] = {}  # entry id → (error, final: no retry helps)
         for round_ in rounds(entries):
-            sends: list[SendRequest] = []
+            sends: list[tuple[str, SendRequest]] = []
             actions = []
             for _, eid, fields in round_:
                 try:
                     parsed = parse_entry(fields)
                 except (ValueError, KeyError) as exc:
-                    # a malformed entry is dropped (and logged), never retried forever
-                    log.error("dropping malformed entry %s: %r (%s)", eid, fields, exc)
+                    failed[eid] = (f"malformed entry: {exc!r}", True)
                     continue
                 if isinstance(parsed, SendRequest):
-                    sends.append(parsed)
+                    sends.append((eid, parsed))
                 else:
                     recipient, tid, action, route = parsed
-                    actions.append(self.service.resolve_offer(recipient, tid, action, today, route))
-            await asyncio.gather(self.pipelined_sends(sends, today), *actions)
+                    actions.append(self._guarded(eid, failed, self.service.resolve_offer(
+                        recipient, tid, action, today, route)))
+            await asyncio.gather(self._sends(sends, today, failed), *actions)
+        done = [e for e in entries if e[1] not in failed]
+        await self._ack(done)
+        if failed:
+            await self.dead.record([e for e in entries if e[1] in failed], failed)
+        self.applied += len(done)
+        now_ms = self.clock_ms()
+        for _, eid, _ in done:  # a stream id starts with the ms it was appended at
+            SETTLE_SECONDS.observe(max(0, now_ms - int(eid.partition("-")[0])) / 1000)
+        log.debug("applied %d entries in %.2f ms", len(done), (time.perf_counter() - started) * 1000)
+
+    async def _sends(self, sends: list[tuple[str, SendRequest]], today: Today,
+                     failed: dict[str, tuple[str, bool]]) -> None:
+        errors = await self.pipelined_sends([req for _, req in sends], today)
+        for i, error in errors.items():
+            failed[sends[i][0]] = (error, False)
+
+    async def _guarded(self, eid: str, failed: dict[str, tuple[str, bool]],
+                       step: Awaitable[Any]) -> None:
+        """Run one entry's steps; a broken step fails that entry, not the batch."""
+        try:
+            await step
+        except TRANSIENT:
+            raise
+        except Exception as exc:  # a script error, an unknown outcome: a broken invariant
+            log.error("entry %s failed: %r", eid, exc)
+            failed[eid] = (repr(exc), False)
+
+    async def _ack(self, entries: list[Entry]) -> None:
+        if not entries:
+            return
         pipe = self.redis.pipeline(transaction=False)
         for stream, eid, _ in entries:
             pipe.xack(stream, keys.SETTLE_GROUP, eid)
             pipe.xdel(stream, eid)
         await pipe.execute()
-        self.applied += len(entries)
-        now_ms = self.clock_ms()
-        for _, eid, _ in entries:  # a stream id starts with the ms it was appended at
-            SETTLE_SECONDS.observe(max(0, now_ms - int(eid.partition("-")[0])) / 1000)
-        log.debug("applied %d entries in %.2f ms", len(entries), (time.perf_counter() - started) * 1000)
 
-    async def pipelined_sends(self, reqs: list[SendRequest], today: Today) -> None:
-        """Step 1 for all, then step 2 for those that went on, then step 3."""
+    async def pipelined_sends(self, reqs: list[SendRequest], today: Today) -> dict[int, str]:
+        """Step 1 for all, then step 2 for those that went on, then step 3. Returns the
+        requests (by index) whose step failed, with the error."""
         svc, sc = self.service, self.service.scripts
-        debits = await self._pipeline(sc.send_debit, [svc.debit_call(r, today) for r in reqs])
-        going: list[tuple[SendRequest, dict[str, Any]]] = []
-        for req, res in zip(reqs, debits, strict=True):
+        failed: dict[int, str] = {}
+
+        def ok(i: int, step: str, res: Any) -> bool:
             if isinstance(res, Exception):
-                log.error("send_debit %s failed: %s", req.tid, res, extra={"transfer_id": req.tid})
+                log.error("%s %s failed: %s", step, reqs[i].tid, res,
+                          extra={"transfer_id": reqs[i].tid})
+                failed[i] = f"{step}: {res}"
+                return False
+            return True
+
+        debits = await self._pipeline(sc.send_debit, [svc.debit_call(r, today) for r in reqs])
+        going: list[tuple[int, dict[str, Any]]] = []
+        for i, res in enumerate(debits):
+            if not ok(i, "send_debit", res):
                 continue
             status, payload = res
             if status == "rejected":
                 REJECTED.inc(reason=orjson.loads(payload)["code"])
-            rec = await svc.after_debit(req, status, payload)
+            rec = await svc.after_debit(reqs[i], status, payload)
             if rec is not None:
-                going.append((req, rec))
-        credits = await self._pipeline(
-            sc.recv_credit, [svc.credit_call(req.sender, req.tid, rec, today) for req, rec in going])
-        finals: list[tuple[SendRequest, str, Call]] = []
-        for (req, rec), res in zip(going, credits, strict=True):
-            if isinstance(res, Exception):
-                log.error("recv_credit %s failed: %s", req.tid, res, extra={"transfer_id": req.tid})
+                going.append((i, rec))
+        credits = await self._pipeline(sc.recv_credit, [self._credit_call(reqs[i], rec, today)
+                                                        for i, rec in going])
+        finals: list[tuple[int, str, Call]] = []
+        for (i, rec), res in zip(going, credits, strict=True):
+            if not ok(i, "recv_credit", res):
                 continue
             outcome, detail = res
             if outcome == "rejected":
                 REJECTED.inc(reason=detail)
+            req = reqs[i]
             await svc.after_credit(rec["to"], req.tid, outcome, detail)
-            finals.append((req, outcome, svc.finalize_call(req.sender, req.tid, outcome, detail,
-                                                           rec["day"], today, req.route)))
+            finals.append((i, outcome, svc.finalize_call(req.sender, req.tid, outcome, detail,
+                                                         rec["day"], today, req.route)))
         results = await self._pipeline(sc.send_finalize, [call for _, _, call in finals])
-        for (req, outcome, _), res in zip(finals, results, strict=True):
-            if isinstance(res, Exception):
-                log.error("send_finalize %s failed: %s", req.tid, res, extra={"transfer_id": req.tid})
+        for (i, outcome, _), res in zip(finals, results, strict=True):
+            if not ok(i, "send_finalize", res):
                 continue
             status, event_json, mentor = res
             if status == "applied":
                 SETTLED.inc(outcome=outcome)
-            await svc.after_finalize(req.sender, req.tid, outcome, status, event_json, mentor,
-                                     today, req.route)
+            await svc.after_finalize(reqs[i].sender, reqs[i].tid, outcome, status, event_json,
+                                     mentor, today, reqs[i].route)
+        return failed
+
+    def _credit_call(self, req: SendRequest, rec: dict[str, Any], today: Today) -> Call:
+        k, a = self.service.credit_call(req.sender, req.tid, rec, today)
+        if self.s.fault == "poison_credit" and req.gift_id.startswith("poison"):
+            a[3] = "not-a-number"  # fault injection: the recipient's step fails every time
+        return k, a
 
     async def _pipeline(self, script: Any, calls: list[Call]) -> list[Any]:
         if not calls:
@@ -278,20 +325,3 @@ def rounds(entries: list[Entry]) -> list[list[Entry]]:
             out.append([])
         out[i].append(entry)
     return out
-
-
-def entry_route(f: dict[str, str]) -> str:
-    """The reply route of the request behind an entry: connection id `c`, request no `r`."""
-    conn, no = f.get("c", ""), f.get("r", "")
-    return keys.route(conn, int(no)) if conn and no else ""
-
-
-def parse_entry(f: dict[str, str]) -> SendRequest | tuple[str, str, str, str]:
-    """A stream entry → a send request, or (recipient, transfer id, action, route)."""
-    kind = f["k"]
-    if kind == "send":
-        return SendRequest(sender=f["u"], gift_id=f["g"], to=f["to"], asset=f["a"],
-                           count=int(f["n"]), room=f.get("rm", ""), route=entry_route(f))
-    if kind in ("accept", "decline"):
-        return (f["u"], f["t"], kind, entry_route(f))
-    raise ValueError(f"unknown entry kind {kind!r}")

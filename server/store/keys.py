@@ -95,6 +95,17 @@ def settle_stream(partition: int) -> str:
     return f"{PREFIX}:{{settle:{partition}}}:s"
 
 
+def dead_letters(partition: int) -> str:
+    """Entries of a partition that failed `settle_attempts_max` times, with their error;
+    beside the partition's stream, in its slot."""
+    return f"{PREFIX}:{{settle:{partition}}}:dead"
+
+
+def settle_failures(partition: int) -> str:
+    """Hash: entry id → failed attempts so far (cleared when the entry leaves the stream)."""
+    return f"{PREFIX}:{{settle:{partition}}}:fail"
+
+
 SETTLE_GROUP = "settlers"
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
@@ -117,6 +128,7 @@ def route(conn_id: str, request_no: int) -> str:
 SCAN_BALANCES = f"{PREFIX}:{{u:*}}:b"
 SCAN_SYSTEM = f"{PREFIX}:{{u:*}}:s"
 SCAN_TRANSFERS = f"{PREFIX}:{{u:*}}:x"
+SCAN_DEAD_LETTERS = f"{PREFIX}:{{settle:*}}:dead"
 
 
 def owner_of(key: str) -> str:

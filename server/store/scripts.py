@@ -43,6 +43,7 @@ class Scripts:
     send_finalize: Any
     offer_resolve: Any
     grant: Any
+    dead_letter: Any
 
 
 def register(redis: Any) -> Scripts:
@@ -57,4 +58,5 @@ def register(redis: Any) -> Scripts:
         send_finalize=reg("server.gifting", "send_finalize.lua"),
         offer_resolve=reg("server.gifting", "offer_resolve.lua"),
         grant=reg("server.ledger", "grant.lua"),
+        dead_letter=redis.register_script(_read("server.settlement", "dead_letter.lua")),
     )

@@ -10,6 +10,8 @@
 -- ARGV[5] - room or ''   ARGV[6] - now ms  ARGV[7] - gift id
 -- ARGV[8] - offer timeout ms  ARGV[9] - pending offers bound  ARGV[10] - amount bound
 -- ARGV[11] - event log bound  ARGV[12] - sender's day key (restored on void)
+-- ARGV[13] - 'void' when an operator gives up on the gift (a dead letter): unless this
+--            side already decided, it is rejected with `operator_voided` and refunded
 -- Returns {'delivered', ''} | {'offered', expires_ms} | {'rejected', code}
 local tid, from, asset, gift_id = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
 local count = int_arg(ARGV[4], 'count')
@@ -30,6 +32,7 @@ local function reject(code)
   return {'rejected', code}
 end
 
+if ARGV[13] == 'void' then return reject('operator_voided') end
 local p = redis.call('HMGET', KEYS[1], 'registered_at_ms', 'banned', 'confirm')
 if not p[1] then return reject('recipient_unknown') end
 if p[2] == '1' then return reject('recipient_banned') end

@@ -1,0 +1,202 @@
+"""Bounds on the HTTP handshake, which uvicorn leaves unbounded.
+
+Without these, uvicorn 0.54 (h11 + websockets-sansio) lets a client hold a
+connection at no cost:
+
+- An upgrade request whose request line is over 8 KiB or that has over 128
+  headers gets no answer and stays open: websockets' `ServerProtocol` refuses it
+  with a queued 414/431 (python-websockets/websockets#1489) and raises nothing, and
+  uvicorn's `WebSocketsSansIOProtocol.data_received` only writes `data_to_send()`
+  after a `Request` event or a `parser_exc`, so the answer is never sent and the
+  transport never closed (no upstream issue found for this; see
+  `uvicorn/protocols/websockets/websockets_sansio_impl.py`, `data_received`).
+- Nothing times out a connection before its first request: uvicorn arms its
+  keep-alive timer only after a response (Kludex/uvicorn#160, #157), so a client
+  that sends nothing, or half a request head, is kept forever.
+- h11 applies its 16 KiB head limit only to heads that arrive in pieces, and
+  counts no headers (python-hyper/h11#155).
+
+`HandshakeProtocol` (uvicorn's h11 protocol) therefore measures each request head
+before h11 parses it (414/431 above the limits), closes a connection whose head,
+and for a WebSocket the app's accept, is not complete within the timeout (408),
+and refuses new connections with 503 while too many are still in that phase.
+`FlushingWebSocketProtocol` writes websockets' own refusals (for heads that pass
+our limits but not websockets', e.g. larger configured limits or pipelined heads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from server.config import Settings
+from server.metrics import REGISTRY, Counter
+
+log = logging.getLogger("giftwire.gateway")
+HEAD_END = re.compile(rb"\n\r?\n")  # h11's end of a head (h11/_receivebuffer.py blank_line_regex)
+LINGER_S = 1.0  # after a refusal, read (and drop) what the client still sends: a close with
+# unread data makes the kernel send RST, which can destroy the answer before the client reads it
+REFUSED = REGISTRY.add(Counter("giftwire_handshakes_refused_total",
+                               "connections refused before their request or WebSocket was complete, "
+                               "by HTTP status"))
+
+
+@dataclass(frozen=True)
+class HandshakeLimits:
+    head_max_bytes: int
+    headers_max: int
+    timeout_s: float
+    handshakes_max: int
+
+    @classmethod
+    def of(cls, s: Settings) -> HandshakeLimits:
+        return cls(s.http_head_max_bytes, s.http_headers_max, s.handshake_timeout_s, s.handshakes_max)
+
+
+class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol that sends websockets' handshake refusals and
+    tells the HTTP protocol that upgraded it when its handshake is over."""
+
+    on_handshake_done: Callable[[], None] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.handshake_exc is not None and not self.handshake_initiated and not self.close_sent:
+            self.transport.write(b"".join(self.conn.data_to_send()))  # the 414/431 uvicorn drops
+            self.close_sent = True
+            self.transport.close()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete:
+            self._handshake_done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._handshake_done()
+
+    def _handshake_done(self) -> None:
+        done, self.on_handshake_done = self.on_handshake_done, None
+        if done is not None:
+            done()
+
+
+class HandshakeProtocol(H11Protocol):
+    """uvicorn's h11 protocol with bounded request heads and handshakes (see the module doc)."""
+
+    limits: ClassVar[HandshakeLimits]
+    handshaking: ClassVar[set[HandshakeProtocol]]  # per server, so per process
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.ws_protocol_class is WebSocketsSansIOProtocol:  # ws="websockets-sansio"
+            self.ws_protocol_class = FlushingWebSocketProtocol  # the same, with its refusals sent
+        self.head = bytearray()  # the request head being received, up to the limit + 1 byte
+        self.timer: asyncio.TimerHandle | None = None
+        self.upgraded = False  # handed to the WebSocket protocol, which has not accepted yet
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.handshaking) >= self.limits.handshakes_max:
+            self.refuse(HTTPStatus.SERVICE_UNAVAILABLE)
+            return
+        self.handshaking.add(self)
+        self.timer = self.loop.call_later(self.limits.timeout_s, self.timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.handshake_done()
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return  # lingering: drop what the client still sends
+        if self.conn.their_state is h11.IDLE:  # a request head (the first or a keep-alive's next)
+            if self.timer is None:
+                self.timer = self.loop.call_later(self.limits.timeout_s, self.timed_out)
+            status = self.check_head(data)
+            if status is not None:
+                self.refuse(status)
+                return
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE and not self.upgraded:
+            self.handshake_done()
+
+    def check_head(self, data: bytes) -> HTTPStatus | None:
+        """Add `data` to the head; the status that refuses it, if it is over a limit.
+        (A pipelined head h11 buffered before is not seen here: h11's own size limit,
+        set to the same bytes, and websockets' limits cover it.)"""
+        head_max = self.limits.head_max_bytes
+        search_from = max(0, len(self.head) - 2)  # an end may straddle two reads
+        self.head += data[: head_max + 1 - len(self.head)]
+        end = HEAD_END.search(self.head, search_from)
+        size = len(self.head) if end is None else end.end()
+        line_end = self.head.find(b"\n", 0, size)
+        if (size if line_end < 0 else line_end) > head_max:
+            return HTTPStatus.REQUEST_URI_TOO_LONG
+        headers = self.head.count(b"\n", 0, size) - (1 if end is None else 2)
+        if size > head_max or headers > self.limits.headers_max:
+            return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        return None
+
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        super().handle_websocket_upgrade(event)
+        ws = self.transport.get_protocol()
+        if isinstance(ws, FlushingWebSocketProtocol) and not ws.handshake_complete:
+            self.upgraded = True  # the timer keeps running until the app accepts or refuses
+            ws.on_handshake_done = self.handshake_done
+
+    def handshake_done(self) -> None:
+        self.head.clear()
+        self.upgraded = False
+        self.handshaking.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def timed_out(self) -> None:
+        self.timer = None
+        if self.upgraded:  # the app did not accept the WebSocket in time: no answer, just close
+            REFUSED.inc(status=str(HTTPStatus.REQUEST_TIMEOUT.value))
+            self.handshake_done()
+            self.transport.close()
+        else:
+            self.refuse(HTTPStatus.REQUEST_TIMEOUT)
+
+    def refuse(self, status: HTTPStatus) -> None:
+        """Answer `status` and close: the client gets the answer and EOF at once; the socket
+        lingers up to LINGER_S (or until the client's EOF), reading and dropping."""
+        REFUSED.inc(status=str(status.value))
+        log.debug("handshake refused with %d from %s", status.value, self.client)
+        self.refused = True
+        self.handshake_done()
+        self._unset_keepalive_if_required()
+        body = f"{status.value} {status.phrase}\n".encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status.value, status.phrase.encode(), len(body), body))
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()  # the transport closes itself at the client's EOF
+        self.loop.call_later(LINGER_S, self.transport.close)
+
+
+def http_protocol(limits: HandshakeLimits) -> type[HandshakeProtocol]:
+    """A `HandshakeProtocol` class bound to `limits`, for `uvicorn.Config(http=...)`."""
+
+    class Bound(HandshakeProtocol):
+        pass
+
+    Bound.limits = limits
+    Bound.handshaking = set()
+    return Bound

@@ -1,0 +1,109 @@
+"""Poison entries: bounded attempts, a dead-letter stream, metrics, the audit, retry and void."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import redis
+
+from protocol.client import Client
+from server.store import keys
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, run_audit
+
+FAST_RETRY = {"GIFTWIRE_CLAIM_IDLE_MS": "100", "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "3"}
+
+
+def raw_redis(vk: EmbeddedValkey) -> redis.Redis:
+    return redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+
+
+async def dead_letters(admin: Admin, total: int, timeout_s: float = 15.0) -> dict[str, Any]:
+    """The dead-letter listing once it holds `total` entries (bounded wait)."""
+    for _ in range(int(timeout_s / 0.1)):
+        page: dict[str, Any] = await admin.call("GET", "/dead-letters")
+        if page["total"] == total:
+            return page
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"dead letters never reached {total}: {page}")
+
+
+async def metric(srv: Proc, name: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{srv.http}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))
+
+
+async def test_poison_entry_set_aside_after_bounded_attempts(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """An entry whose script fails every time is tried settle_attempts_max times, then moved to
+    the dead-letter stream with its error; /metrics counts it, the audit lists it, retry puts it
+    back (and it fails again), void removes it."""
+    srv, vk = own_server(FAST_RETRY)
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10)
+        # a count no gateway would let through: the sender's step refuses it as a broken invariant
+        raw_redis(vk).xadd(keys.settle_stream(0), {"k": "send", "u": s, "g": "bad1", "to": r,
+                                                   "a": "note.do", "n": str(10**20), "rm": ""})
+        page = await dead_letters(admin, 1)
+        (dead,) = page["dead_letters"]
+        assert dead["attempts"] == 3 and "bad integer" in dead["error"], dead
+        assert dead["fields"]["g"] == "bad1"
+        assert raw_redis(vk).xpending(keys.settle_stream(0), keys.SETTLE_GROUP)["pending"] == 0
+        assert await metric(srv, "giftwire_dead_lettered_total") == 1
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "dead letters: 1" in out and "bad1" not in out and s in out, out
+
+        retried = await admin.call("POST", f"/dead-letters/0/{dead['id']}/retry")
+        assert retried["retried"] == dead["id"]
+        again = (await dead_letters(admin, 1))["dead_letters"][0]
+        assert again["id"] != dead["id"] and again["attempts"] == 3
+        voided = await admin.call("POST", f"/dead-letters/0/{again['id']}/void")
+        assert voided == {"voided": again["id"], "outcome": "nothing_moved"}
+        await dead_letters(admin, 0)
+        assert await admin.balances(s) == {"note.do": 10}
+        missing = await admin.call("POST", f"/dead-letters/0/{again['id']}/void", ok=False)
+        assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_malformed_entry_dead_lettered_at_once(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """An entry no worker can read is set aside on the first attempt, not retried."""
+    srv, vk = own_server(FAST_RETRY)
+    async with Admin(srv) as admin:
+        raw_redis(vk).xadd(keys.settle_stream(0), {"k": "teleport", "u": "x"})
+        (dead,) = (await dead_letters(admin, 1))["dead_letters"]
+        assert dead["attempts"] == 1 and "malformed" in dead["error"]
+
+
+async def test_gift_stuck_in_escrow_is_refunded_by_void(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A gift whose recipient step always fails: the sender's request is answered with
+    settlement_failed, the cards wait in escrow (the audit shows it), and voiding the dead
+    letter refunds them with gift.rejected operator_voided; the audit ends clean."""
+    srv, vk = own_server({**FAST_RETRY, "GIFTWIRE_FAULT": "poison_credit"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            reply = await a.send_gift(r, "note.do", 4, gift_id="poison-1", timeout_s=20)
+            assert (reply["type"], reply["code"], reply["temporary"]) == (
+                "error", "settlement_failed", True)
+            assert await admin.balances(s) == {"note.do": 6}
+            code, out = await run_audit(vk.url)
+            assert code == 0 and "(1 in flight)" in out and "dead letters: 1" in out, out
+            (dead,) = (await dead_letters(admin, 1))["dead_letters"]
+            voided = await admin.call("POST", f"/dead-letters/0/{dead['id']}/void")
+            assert voided["outcome"] == "refunded"
+            told = await a.next_event("gift.rejected")
+            assert (told["code"], told["balance"]) == ("operator_voided", 10)
+            # the same gift id sent again is answered from the record, not settled anew
+            again = await a.send_gift(r, "note.do", 4, gift_id="poison-1")
+            assert (again["type"], again["code"]) == ("gift.rejected", "operator_voided")
+        assert await admin.balances(s) == {"note.do": 10}
+        assert await admin.balances(r) == {}
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "(0 in flight)" in out and "dead letters: 0" in out, out

@@ -1,0 +1,143 @@
+"""The HTTP handshake is bounded: oversized heads get 414/431, stalled handshakes are cut
+off, too many at once get 503, and none of it touches established WebSockets."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import Proc, uid
+
+OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+UPGRADE = (b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+ANSWER_S = 1.0  # a refusal (answer and EOF) is this quick
+
+
+@asynccontextmanager
+async def raw(srv: Proc) -> AsyncIterator[Conn]:
+    """A plain TCP connection to the server, closed at the end."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", srv.port), 5)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 5)
+        except (ConnectionError, TimeoutError):
+            pass
+
+
+async def until_eof(reader: asyncio.StreamReader, timeout_s: float) -> bytes:
+    """All the server sends until it closes; fails if it has not closed within `timeout_s`."""
+    return await asyncio.wait_for(reader.read(), timeout_s)
+
+
+def status(answer: bytes) -> int:
+    m = re.match(rb"HTTP/1\.1 (\d{3}) ", answer)
+    assert m, answer[:200]
+    return int(m.group(1))
+
+
+async def refused_with(srv: Proc, head: bytes) -> int:
+    """Send `head`; the status of the answer, which must come with EOF within ANSWER_S."""
+    async with raw(srv) as (reader, writer):
+        writer.write(head)
+        await writer.drain()
+        return status(await until_eof(reader, ANSWER_S))
+
+
+async def ws_works(srv: Proc) -> None:
+    async with await Client.connect(srv.ws, srv.token(uid("u"))) as c:
+        assert (await c.request("ping"))["type"] == "pong"
+
+
+async def test_long_request_line_gets_414_and_is_closed(own_server: OwnServer) -> None:
+    """A 10 KB `/ws?token=` gets 414 and is closed at once instead of hanging."""
+    srv, _ = own_server()
+    line = b"GET /ws?token=" + b"a" * 10240 + b" HTTP/1.1\r\n"
+    assert await refused_with(srv, line + b"Host: x\r\n" + UPGRADE + b"\r\n") == 414
+    assert await refused_with(srv, line) == 414  # even before the head is complete
+    async with httpx.AsyncClient(base_url=srv.http, timeout=10) as http:
+        metrics = (await http.get("/metrics")).text
+    refused = re.search(r'^giftwire_handshakes_refused_total\{status="414"\} (\S+)$', metrics, re.M)
+    assert refused and float(refused.group(1)) == 2
+
+
+async def test_too_many_headers_get_431_and_are_closed(own_server: OwnServer) -> None:
+    """An upgrade with 200 headers, or a head over 8 KiB, gets 431 and is closed."""
+    srv, _ = own_server()
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+    assert await refused_with(srv, b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + many + b"\r\n") == 431
+    big = b"X-Big: " + b"b" * 9000 + b"\r\n"
+    assert await refused_with(srv, b"GET /health HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n") == 431
+
+
+async def test_websockets_own_limits_are_answered_too(own_server: OwnServer) -> None:
+    """With our limits raised past websockets' own, its 414/431 still reach the client."""
+    srv, _ = own_server({"GIFTWIRE_HTTP_HEAD_MAX_BYTES": "65536", "GIFTWIRE_HTTP_HEADERS_MAX": "1000"})
+    line = b"GET /ws?token=" + b"a" * 10240 + b" HTTP/1.1\r\n"
+    assert await refused_with(srv, line + b"Host: x\r\n" + UPGRADE + b"\r\n") == 414
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
+    assert await refused_with(srv, b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + many + b"\r\n") == 431
+
+
+async def test_stalled_handshake_is_closed(own_server: OwnServer) -> None:
+    """A client that sends half a request head (or nothing) is answered 408 and closed."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKE_TIMEOUT_S": "1"})
+    async with raw(srv) as (half_reader, half), raw(srv) as (silent_reader, _):
+        half.write(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        await half.drain()
+        started = time.monotonic()
+        answers = await asyncio.gather(until_eof(half_reader, 5), until_eof(silent_reader, 5))
+        assert 0.8 < time.monotonic() - started < 3
+    assert [status(a) for a in answers] == [408, 408]
+
+
+async def test_handshakes_over_the_bound_get_503(own_server: OwnServer) -> None:
+    """With the half-open bound taken, new connections get 503 at once; open WebSockets go on."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKES_MAX": "3", "GIFTWIRE_HANDSHAKE_TIMEOUT_S": "30"})
+    async with await Client.connect(srv.ws, srv.token(uid("u"))) as established:
+        async with raw(srv) as (_, a), raw(srv) as (_, b), raw(srv) as (_, c):
+            for stalled in (a, b, c):
+                stalled.write(b"GET /ws HTTP/1.1\r\n")
+                await stalled.drain()
+            await asyncio.sleep(0.3)  # the server has accepted all three
+            head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"\r\n"
+            assert await refused_with(srv, head) == 503
+            assert (await established.request("ping"))["type"] == "pong"
+        async with httpx.AsyncClient(base_url=srv.http, timeout=5) as http:
+            for _ in range(50):  # the stalled ones are gone: their slots come free
+                if (code := (await http.get("/health")).status_code) == 200:
+                    break
+                await asyncio.sleep(0.1)
+        assert code == 200
+        await ws_works(srv)
+        assert (await established.request("ping"))["type"] == "pong"
+
+
+async def test_normal_use_outlives_the_handshake_timeout(own_server: OwnServer) -> None:
+    """After refusals, WebSockets and keep-alive HTTP work, and an idle WebSocket stays open."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKE_TIMEOUT_S": "1"})
+    assert await refused_with(srv, b"GET /ws?token=" + b"a" * 10240 + b" HTTP/1.1\r\n") == 414
+    await ws_works(srv)
+    async with await Client.connect(srv.ws, srv.token(uid("idle"))) as idle:
+        await asyncio.sleep(2.5)  # over the handshake timeout
+        assert (await idle.request("ping"))["type"] == "pong"
+    async with raw(srv) as (reader, writer):  # one keep-alive connection, idle between requests
+        for _ in range(2):
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert status(head) == 200
+            length = re.search(rb"content-length: (\d+)", head, re.I)
+            assert length
+            await asyncio.wait_for(reader.readexactly(int(length.group(1))), 5)
+            await asyncio.sleep(1.5)  # over the handshake timeout, under uvicorn's keep-alive (5 s)
