@@ -150,12 +150,17 @@ class RawConn:
         return [f for f in self.frames if f.get("id") == request_id]
 
     def seqs_once(self) -> bool:
-        """No event seq came twice, except as the reply to a request (a retried request is
-        answered with the stored event, its seq included)."""
-        framed = [f for f in self.frames if "seq" in f and f["type"] != "welcome"]
-        as_events = [f["seq"] for f in framed if "id" not in f]
-        as_replies = {f["seq"] for f in framed if "id" in f}
-        return len(as_events) == len(set(as_events)) and not set(as_events) & as_replies
+        """No event seq came twice: an event (no `id`) never repeats a seq this connection
+        already got, as an event or as a reply. Only a reply may repeat one: a retried
+        request is answered with the stored event, its seq included."""
+        seen: set[int] = set()
+        for f in self.frames:
+            if "seq" not in f or f["type"] == "welcome":
+                continue
+            if "id" not in f and f["seq"] in seen:
+                return False
+            seen.add(f["seq"])
+        return True
 
     async def close(self) -> None:
         await self.ws.close()

@@ -44,7 +44,7 @@ def verify_token(secret: str, token: str, now_s: float) -> str | TokenError:
     payload = f"{VERSION}.{user}.{expires}"
     if not hmac.compare_digest(_sign(secret, payload), signature):
         return TokenError("auth_invalid", "bad signature")
-    if not is_valid_id(user) or not expires.isdigit():
+    if not is_valid_id(user) or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         return TokenError("auth_invalid", "malformed token")
     if int(expires) <= now_s:
         return TokenError("auth_expired", "token expired")

@@ -43,7 +43,7 @@ def festival_cost(count: int, num: int, den: int) -> int:
 
 
 def is_valid_id(value: str) -> bool:
-    return bool(_ID.match(value))
+    return bool(_ID.fullmatch(value))  # `$` would let a final newline by
 
 
 def transfer_id(sender: str, gift_id: str) -> str:
