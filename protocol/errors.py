@@ -101,6 +101,8 @@ CLOSE_CODES = {
         CloseCode(4005, "too_many_connections", False, "the user has too many connections here"),
         CloseCode(4008, "slow_consumer", True, "the client did not read its events fast enough"),
         CloseCode(4009, "abuse", False, "too many bad frames"),
+        CloseCode(4010, "resync", True, "the gateway could not keep your live events complete "
+                  "(a storage node moved): reconnect and resume with `since`"),
     )
 }
 RECONNECT = {c.code: c.reconnect for c in CLOSE_CODES.values()}

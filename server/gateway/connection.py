@@ -31,7 +31,7 @@ BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buff
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
                  "_send_text", "_tasks", "_writing", "buffer", "closed", "id", "kick_reason",
-                 "last_seq", "pending", "user")
+                 "last_seq", "live", "pending", "user")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -56,6 +56,7 @@ class Connection:
         # while the connection catches up from the log, live events wait here (bounded by
         # the send queue's byte limit, like any frame)
         self.buffer: list[Buffered] | None = None
+        self.live = False  # the first catch-up is done (see go_live)
 
     # -- sending ----------------------------------------------------------
     def push(self, text: str) -> None:
@@ -124,8 +125,17 @@ class Connection:
     def go_live(self, after_seq: int) -> None:
         """Deliver what arrived while catching up, minus events at or before `after_seq`
         (the log already gave them, or they predate what the client asked for)."""
+        self.resume([], after_seq)
+        self.live = True
+
+    def resume(self, missed: list[Buffered], current: int) -> None:
+        """Leave buffering: first the events the log gave (`missed`, in seq order, each the
+        reply to its request if that still waits), then what arrived live meanwhile; every
+        one at most once by seq."""
         buffered, self.buffer = self.buffer or [], None
-        self.last_seq = max(self.last_seq, after_seq)
+        for seq, request_no, event_json in missed:
+            self.event(seq, request_no, event_json)
+        self.last_seq = max(self.last_seq, current)
         for seq, request_no, event_json in buffered:
             self.event(seq, request_no, event_json)
 

@@ -81,6 +81,7 @@ class Gateway:
         self.secret = token_secret
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
+        hub.on_lost, hub.recover = self._hold, self._recover
 
     async def sample_backlog(self) -> None:
         """Refresh the settlement backlog every 250 ms; gift.send is refused above the bound."""
@@ -146,21 +147,46 @@ class Gateway:
                          server_time_ms=int(time.time() * 1000), seq=current,
                          recovered=recovered).decode())
         if missed is not None:
-            for event_json in missed:
+            for event_json, _ in missed:
                 conn.push(event_json)
         else:  # a fresh start: offers still waiting for an answer come again
             for offer in await self.redis.hvals(keys.user(conn.user).offers):
                 conn.push(offer)
         conn.go_live(current)
 
-    async def _read_log(self, user: str, since: int | None) -> tuple[int, list[str] | None]:
-        """The user's latest seq and the events after `since`, or None when they are not
-        all in the log any more (or no resume was asked for)."""
+    def _hold(self, user: str) -> None:
+        """The hub may be missing live events of `user`: connections buffer until `_recover`."""
+        for conn in self.hub.users.get(user, ()):
+            if conn.buffer is None:
+                conn.start_buffering()
+
+    async def _recover(self, user: str, ok: bool) -> None:
+        """After the hub followed the user's channel to its new node: each connection gets
+        what the log holds after the last seq it passed on (a request whose answer is among
+        them gets it as its reply). A connection still in its first catch-up, or one the log
+        cannot complete, is closed with `resync` and resumes by itself."""
+        for conn in list(self.hub.users.get(user, ())):
+            since = conn.last_seq
+            current, missed = await self._read_log(user, since) if ok and conn.live else (0, None)
+            if missed is None:
+                conn.kick("resync")
+                continue
+            events = []
+            for offset, (event_json, route) in enumerate(missed):
+                target, _, no = route.partition("/")
+                events.append((since + 1 + offset, int(no) if target == conn.id else 0, event_json))
+            conn.resume(events, current)
+
+    async def _read_log(self, user: str, since: int | None
+                        ) -> tuple[int, list[tuple[str, str]] | None]:
+        """The user's latest seq and the events after `since` (each with the route of the
+        request it answered, or `-`), or None when they are not all in the log any more (or
+        no resume was asked for)."""
         uk = keys.user(user)
         current = int(await self.redis.hget(uk.profile, "seq") or 0)
         if since is None or since > current or current - since > self.s.events_per_user_max * 2:
             return current, None
-        events: list[str] = []
+        events: list[tuple[str, str]] = []
         expected = since + 1
         while expected <= current:  # bounded: at most current - since events, in pages
             page = await self.redis.xrange(uk.events, min=f"{expected}-0", max=f"{current}-0",
@@ -168,7 +194,7 @@ class Gateway:
             for eid, fields in page:
                 if int(eid.partition("-")[0]) != expected:
                     return current, None  # trimmed or expired: a gap
-                events.append(fields["e"])
+                events.append((fields["e"], fields.get("r", keys.NO_ROUTE)))
                 expected += 1
             if not page:
                 return current, None

@@ -4,6 +4,14 @@ The hub subscribes to a user's channel while the user has at least one
 connection here. Payloads are events for every connection of the user (one of
 which may be a request's reply) or replies for one request; `server.store.keys`
 describes their format.
+
+On a cluster the user's channel is a shard channel in the user's slot. When that
+slot moves to another master, Valkey drops the subscription (an unsolicited
+`sunsubscribe`): the hub holds the user's connections (they buffer), refreshes
+the slot map, subscribes on the new owner, waits for the confirmation, and then
+the gateway gives each connection what the log holds after the last seq it passed
+on. Events published in between (on the new owner, before we were there) are in
+the log, so none is lost, and the seq filter drops any seen twice.
 """
 
 from __future__ import annotations
@@ -11,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import AskError, RedisError
 
 from server.gateway.connection import Connection
 from server.store import keys
@@ -21,6 +30,10 @@ from server.store.channels import publish
 
 log = logging.getLogger("giftwire.hub")
 PROBE_PREFIX = "P"  # health probes on the gateway's own channel
+FOLLOW_ATTEMPTS_MAX = 10  # to resubscribe after a slot move, before the users are told to resync
+FOLLOW_CONFIRM_S = 0.5  # a confirmation takes a round trip; longer means a stale slot map
+FOLLOW_BACKOFF_S = 0.1  # times the attempt number, between attempts
+SLOTS_REFRESH_MIN_S = 0.1  # one slot map refresh serves every channel that moved together
 
 
 class Hub:
@@ -28,7 +41,17 @@ class Hub:
         self.redis = redis
         # on a cluster: SSUBSCRIBE, one connection per shard, each with its own listener
         self.sharded = sharded
-        self._listeners: dict[str, asyncio.Task[None]] = {}
+        self._listeners: dict[int, asyncio.Task[None]] = {}  # by id() of a node's pubsub
+        self._channel_node: dict[str, str] = {}  # shard channel → node we subscribed on
+        self._confirming: dict[str, asyncio.Future[None]] = {}
+        self._following: set[str] = set()
+        self._follow_tasks: set[asyncio.Task[None]] = set()
+        self._slots_lock = asyncio.Lock()
+        self._slots_at = 0.0
+        # set by the gateway: hold a user's connections while events may be missing, then
+        # catch them up from the log (`ok` False: the subscription could not be restored)
+        self.on_lost: Callable[[str], None] = lambda user: None
+        self.recover: Callable[[str, bool], Awaitable[None]] | None = None
         self.gateway_id = uuid.uuid4().hex[:10]
         self.users: dict[str, set[Connection]] = {}
         self.by_id: dict[str, Connection] = {}
@@ -55,20 +78,27 @@ class Hub:
         if not self.sharded:
             await self._pubsub.subscribe(channel)
             return
+        self._channel_node.setdefault(channel, "")  # the node that confirms it, once one does
         await self._pubsub.ssubscribe(channel)
-        for name, node_pubsub in list(self._pubsub.node_pubsub_mapping.items()):
-            if name not in self._listeners or self._listeners[name].done():
-                self._listeners[name] = asyncio.create_task(self._listen(node_pubsub),
-                                                            name=f"hub-listener-{name}")
+        mapping = dict(self._pubsub.node_pubsub_mapping)
+        live = {id(ps) for ps in mapping.values()}
+        for key in [k for k in self._listeners if k not in live]:  # a node pubsub redis-py closed
+            self._listeners.pop(key).cancel()
+        for name, node_pubsub in mapping.items():
+            if id(node_pubsub) not in self._listeners:
+                self._listeners[id(node_pubsub)] = asyncio.create_task(
+                    self._listen(node_pubsub, name), name=f"hub-listener-{name}")
 
     async def _unsubscribe(self, channel: str) -> None:
         if self.sharded:
+            self._channel_node.pop(channel, None)
             await self._pubsub.sunsubscribe(channel)
         else:
             await self._pubsub.unsubscribe(channel)
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._listeners.values()) if t is not None]
+        tasks = [t for t in (self._task, *self._listeners.values(), *self._follow_tasks)
+                 if t is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -79,8 +109,13 @@ class Hub:
         async with self._lock:
             conns = self.users.get(conn.user)
             if conns is None:
-                await self._subscribe(keys.user(conn.user).channel)
+                # known before the SSUBSCRIBE goes out: its confirmation may come back first
                 conns = self.users[conn.user] = set()
+                try:
+                    await self._subscribe(keys.user(conn.user).channel)
+                except BaseException:
+                    del self.users[conn.user]
+                    raise
             conns.add(conn)
             self.by_id[conn.id] = conn
 
@@ -133,16 +168,95 @@ class Hub:
         else:
             log.error("unknown payload on %s: %.80s", channel, data)
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _listen(self, pubsub: Any, node: str = "") -> None:
         while True:
             try:
                 # block without a timeout: redis-py's per-call timeout costs more than a message
                 msg = await pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
+            except AskError as exc:  # MOVED/ASK: an SSUBSCRIBE met a slot that moved; retried
+                log.info("shard subscription redirected on %s: %s", node, exc)
+                continue
             except Exception:  # Redis went away: redis-py reconnects and resubscribes
                 log.exception("pub/sub read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
-            if msg and msg.get("type") in ("message", "smessage"):
+            if not msg:
+                continue
+            kind = msg.get("type")
+            if kind in ("message", "smessage"):
                 self.dispatch(msg["channel"], msg["data"])
+            elif kind in ("ssubscribe", "sunsubscribe") and "{u:" in msg["channel"]:
+                self._notice(kind, msg["channel"], node)
+
+    # -- a slot moved: follow the user's channel to its new owner ----------------
+    def _notice(self, kind: str, channel: str, node: str) -> None:
+        """A subscription notice from `node` about a user's channel. A node confirms an
+        SSUBSCRIBE only while it owns the slot, so a confirmation says where the channel
+        lives now; a drop from the node we were on means its slot moved away."""
+        if channel not in self._channel_node:
+            return  # not ours any more: the user left
+        user = keys.owner_of(channel)
+        was = self._channel_node[channel]
+        if kind == "ssubscribe":
+            self._channel_node[channel] = node
+            fut = self._confirming.get(channel)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            elif was and was != node and channel not in self._following:
+                # redis-py moved the subscription itself (its slot map changed) before the old
+                # node's drop reached us: events published in between are only in the log
+                log.warning("shard channel %s moved from %s to %s: catching up", channel, was, node)
+                self._start_follow(channel, user, resubscribe=False)
+            return
+        if was == node and channel not in self._following:
+            log.warning("shard channel %s dropped by %s (its slot moved): following it", channel, node)
+            self._channel_node[channel] = ""
+            self._start_follow(channel, user, resubscribe=True)
+
+    def _start_follow(self, channel: str, user: str, resubscribe: bool) -> None:
+        self._following.add(channel)
+        self.on_lost(user)
+        task = asyncio.create_task(self._follow(channel, user, resubscribe), name=f"hub-follow-{user}")
+        self._follow_tasks.add(task)
+        task.add_done_callback(self._follow_tasks.discard)
+
+    async def _follow(self, channel: str, user: str, resubscribe: bool) -> None:
+        ok = not resubscribe
+        try:
+            for attempt in range(1, FOLLOW_ATTEMPTS_MAX + 1 if resubscribe else 1):
+                try:
+                    ok = await self._resubscribe(channel, user)
+                    break
+                except (RedisError, OSError, TimeoutError) as exc:
+                    log.info("following %s: attempt %d: %r", channel, attempt, exc)
+                    await asyncio.sleep(FOLLOW_BACKOFF_S * attempt)
+            if self.recover is not None and user in self.users:
+                await self.recover(user, ok)
+        finally:
+            self._following.discard(channel)
+
+    async def _resubscribe(self, channel: str, user: str) -> bool:
+        """Subscribe on the slot's owner by a fresh slot map; True once some node confirms
+        (redis-py's own reconciliation may get there first: any confirmation will do)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._confirming[channel] = fut
+        try:
+            await self._refresh_slots()
+            async with self._lock:
+                if user not in self.users:
+                    return False
+                await self._subscribe(channel)
+            await asyncio.wait_for(fut, FOLLOW_CONFIRM_S)
+            return True
+        finally:
+            self._confirming.pop(channel, None)
+
+    async def _refresh_slots(self) -> None:
+        """Re-read the slot map (once for all the channels a reshard moved together)."""
+        async with self._slots_lock:
+            now = asyncio.get_running_loop().time()
+            if now - self._slots_at >= SLOTS_REFRESH_MIN_S:
+                await self.redis.nodes_manager.initialize()
+                self._slots_at = asyncio.get_running_loop().time()

@@ -16,8 +16,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    NoScriptError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.config import Settings
@@ -34,7 +41,9 @@ Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
 RETRY_MAX_S = 2.0  # longest wait between attempts while Redis is down
 FESTIVAL_CACHE_MS = 1000  # a calendar change reaches the workers within a second
 # errors that say nothing about the transfer, only about the connection: retry the batch
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
+# (and, on a cluster, redirections redis-py gave up on while a slot moves: MOVED/ASK/TRYAGAIN)
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, AskError, TryAgainError,
+             ClusterDownError)
 
 
 def consumer_name() -> str:

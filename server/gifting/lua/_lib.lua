@@ -41,9 +41,11 @@ local function emit(kprofile, kevents, kchannel, event, bound, route)
   local seq = redis.call('HINCRBY', kprofile, 'seq', 1)
   event['seq'] = seq
   local json = cjson.encode(event)
-  redis.call('XADD', kevents, 'MAXLEN', '~', I(bound.count), I(seq) .. '-0', 'e', json)
-  redis.call('EXPIRE', kevents, I(bound.age))
   if route == nil or route == '' then route = '-' end
+  -- the route is logged too: a gateway that lost live events (a slot moved under its
+  -- subscription) catches up from the log and still answers the request
+  redis.call('XADD', kevents, 'MAXLEN', '~', I(bound.count), I(seq) .. '-0', 'e', json, 'r', route)
+  redis.call('EXPIRE', kevents, I(bound.age))
   redis.call(bound.publish, kchannel, 'E' .. I(seq) .. ' ' .. route .. ' ' .. json)
   return json
 end
