@@ -21,13 +21,8 @@ import orjson
 from websockets.asyncio.client import connect
 
 from loadtest.shards import CONNECT_CONCURRENCY_DEFAULT, Shards, split
-from server.app import connect as redis_connect
+from server.bench import Bench, EmbeddedValkey
 from server.config import Settings
-from server.gifting.service import GiftService, SendRequest
-from server.settlement.worker import Worker, ensure_groups
-from server.store import keys
-from server.store.embedded import EmbeddedValkey
-from server.store.scripts import register
 
 # the harness's settings for Redis-side ceilings: limits lifted, as in LOAD_PROFILE
 BENCH = Settings(gifts_per_day=10**9, pair_gifts_per_day=10**9)
@@ -36,39 +31,21 @@ ECHO_FRAME = orjson.dumps({"type": "gift.send", "id": "r123456", "gift_id": "g-1
 CONNECT_CONCURRENCY = CONNECT_CONCURRENCY_DEFAULT
 
 
-async def seed_direct(redis: Any, service: GiftService, senders: list[str], recipients: list[str]) -> None:
-    """Users for the Redis-side ceilings, written straight into Redis (no gateway)."""
-    old = int(time.time() * 1000) - 30 * 86_400_000
-    pipe = redis.pipeline(transaction=False)
-    for u in senders + recipients:
-        pipe.hset(keys.user(u).profile, mapping={"registered_at_ms": old, "real_name": 1})
-    for i, s in enumerate(senders):
-        pipe.hset(keys.user(s).follows, recipients[i % len(recipients)], old)
-    await pipe.execute()
-    for s in senders:
-        await service.grant(s, f"$grant:bench-{s}", "note.do", 10**11, "mint", "grant", old)
-
-
 # -- (a) --------------------------------------------------------------------
 async def lua_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
-    redis = redis_connect(cfg["redis_url"])
-    service = GiftService(redis, register(redis), BENCH)
-    worker = Worker(redis, service, BENCH)
+    bench = Bench(cfg["redis_url"], BENCH)
     tag, batch = cfg["tag"], cfg["batch"]
     senders = [f"{tag}s{i}" for i in range(batch)]
     recipients = [f"{tag}r{i}" for i in range(batch)]
-    await seed_direct(redis, service, senders, recipients)
+    await bench.seed(senders, recipients)
     await ctl.sync()
     started, done, k = time.perf_counter(), 0, 0
     while time.perf_counter() - started < cfg["seconds"]:
-        today = await worker.today()
-        reqs = [SendRequest(s, f"{k}", recipients[i], "note.do", 1, "", "")
-                for i, s in enumerate(senders)]
-        await worker.pipelined_sends(reqs, today)
-        done, k = done + len(reqs), k + 1
-        ctl.tick(len(reqs))
+        n = await bench.gift_round(senders, recipients, f"{k}")
+        done, k = done + n, k + 1
+        ctl.tick(n)
     elapsed = time.perf_counter() - started
-    await redis.aclose()
+    await bench.close()
     return {"gifts": done, "seconds": elapsed}
 
 
@@ -87,27 +64,16 @@ async def worker_ceiling(gifts: int, batch_max: int, run_id: str) -> float:
     vk = EmbeddedValkey(Path(tempfile.mkdtemp(prefix="gwlt-b-")))
     vk.start()
     try:
-        redis = redis_connect(vk.url)
-        settings = BENCH.replace(worker_batch_max=batch_max)
-        service = GiftService(redis, register(redis), settings)
+        bench = Bench(vk.url, BENCH.replace(worker_batch_max=batch_max))
         senders = [f"ltB{run_id}s{i}" for i in range(200)]
         recipients = [f"ltB{run_id}r{i}" for i in range(200)]
-        await seed_direct(redis, service, senders, recipients)
-        await ensure_groups(redis, 1)
-        stream = keys.settle_stream(0)
-        for start in range(0, gifts, 1000):
-            pipe = redis.pipeline(transaction=False)
-            for k in range(start, min(gifts, start + 1000)):
-                i = k % len(senders)
-                pipe.xadd(stream, {"k": "send", "u": senders[i], "c": "", "g": f"b{k}",
-                                   "to": recipients[i], "a": "note.do", "n": 1, "rm": ""})
-            await pipe.execute()
-        worker = Worker(redis, service, settings)
+        await bench.seed(senders, recipients)
+        await bench.prefill(senders, recipients, gifts)
         started = time.perf_counter()
-        await worker.run(burst=True)
+        applied = await bench.burst()
         elapsed = time.perf_counter() - started
-        assert worker.applied == gifts, (worker.applied, gifts)
-        await redis.aclose()
+        assert applied == gifts, (applied, gifts)
+        await bench.close()
         return gifts / elapsed
     finally:
         vk.stop()

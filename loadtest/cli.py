@@ -17,9 +17,8 @@ import uvloop
 from loadtest import ceilings, report, scenarios
 from loadtest.stats import ratio
 from loadtest.target import Target, raise_nofile, start_own
-from server.app import connect as redis_connect
-from server.ledger.audit import audit
-from server.store import keys
+from server.bench import audit, settle_streams
+from server.bench import connect as redis_connect
 
 FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 200.0,
         "room_s": 10.0, "connections": 20_000, "hold_s": 3.0, "a_s": 3.0, "a_batch": 128,
@@ -78,14 +77,14 @@ async def settle_and_audit(target: Target) -> tuple[bool, str]:
     try:
         deadline = time.monotonic() + SETTLE_S
         while True:
-            backlog = await redis.xlen(keys.settle_stream(0))
+            backlog = await redis.xlen(settle_streams(1)[0])
             result = await audit(redis)
             if (backlog == 0 and result.in_flight == 0) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
     finally:
         await redis.aclose()
-    from server.ledger.audit import report as audit_report
+    from server.bench import report as audit_report
 
     return result.ok and result.in_flight == 0 and backlog == 0, audit_report(result)
 

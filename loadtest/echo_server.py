@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.cli import uvicorn_config
+from server.bench import uvicorn_config
 
 FRAME = ('{"type":"gift.received","transfer_id":"bench:0","gift_id":"0","from":"bench",'
          '"asset":"note.do","count":1,"balance":1,"seq":1}')

@@ -16,9 +16,7 @@ from urllib.parse import urlparse
 
 import orjson
 
-from loadtest.procs import GiftwireProcess
-from server.gateway.auth import make_token
-from server.store.embedded import EmbeddedValkey
+from server.bench import EmbeddedValkey, GiftwireProcess, make_token
 
 # The harness's own target lifts the per-user daily limits so that one sender can
 # carry a sustained load; an external target must be configured the same way

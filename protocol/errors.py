@@ -1,8 +1,10 @@
-"""Stable error codes and WebSocket close codes of protocol v1.
+"""Stable error codes and WebSocket close codes of protocol v1, and the error codes
+of the admin HTTP API.
 
 Error replies (`{"type": "error", "code": ..., "message": ..., "temporary": ...}`)
 keep the connection open. Close codes end it; each says whether a client should
-reconnect. Codes are part of the protocol: never renumber or reuse one.
+reconnect. Admin errors are `{"error": {"code": ..., "message": ...}}` with the
+code's HTTP status. Codes are part of the protocol: never renumber or reuse one.
 """
 
 from __future__ import annotations
@@ -67,6 +69,47 @@ REJECTIONS = _codes(
     ErrorCode("operator_voided", "the gift could not be settled and an operator voided it; "
               "the cards went back to the sender"),
 )
+
+
+@dataclass(frozen=True)
+class AdminCode:
+    code: str
+    status: int
+    message: str  # the default; a raise may give a more specific detail instead
+
+
+# Every code the admin HTTP API can answer with, and its HTTP status. Each one is written
+# out (never built from parts) so this table, the README's and the raises can be compared.
+ADMIN_ERRORS = {
+    c.code: c
+    for c in (
+        AdminCode("bad_json", 400, "the body is not valid JSON"),
+        AdminCode("bad_body", 400, "the body must be a JSON object"),
+        AdminCode("unknown_field", 400, "the body has a field this endpoint does not take"),
+        AdminCode("missing_field", 400, "the body lacks a required field"),
+        AdminCode("bad_field", 400, "a field, query parameter or path segment is invalid"),
+        AdminCode("bad_cursor", 400, "cursor must be a next_cursor from a page: "
+                  "<ms>-<seq>, each an integer in [0, 2^64)"),
+        AdminCode("unknown_asset", 400, "no such asset"),
+        AdminCode("amount_too_large", 400, "the balance would exceed the account bound"),
+        AdminCode("self_relation", 400, "a user cannot follow or block themselves"),
+        AdminCode("unauthorized", 401, "a valid admin key is required"),
+        AdminCode("clock_locked", 403, "the clock moves only in a deployment started with "
+                  "GIFTWIRE_TEST_CLOCK=1"),
+        AdminCode("user_unknown", 404, "no such user"),
+        AdminCode("not_found", 404, "no such endpoint"),
+        AdminCode("method_not_allowed", 405, "this endpoint does not take this method"),
+        AdminCode("insufficient_balance", 409, "the user's balance is smaller than the amount"),
+        AdminCode("grant_id_conflict", 409, "this id was used with different parameters"),
+        AdminCode("revoke_id_conflict", 409, "this id was used with different parameters"),
+        AdminCode("not_newcomer", 409, "only a newcomer can bind a mentor"),
+        AdminCode("mentor_already_bound", 409, "this user already has a mentor"),
+        AdminCode("body_too_large", 413, "the body is too large"),
+        AdminCode("too_many_items", 413, "the bulk request has too many items"),
+        AdminCode("internal", 500, "the server failed on this request; retrying will not help"),
+        AdminCode("unavailable", 503, "storage is unavailable; retry later"),
+    )
+}
 
 
 @dataclass(frozen=True)

@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from server.admin.ops import AdminOps
-from server.admin.routes import error_response, json_response, routes
+from server import parts
+from server.admin.http import error_response, json_response
+from server.admin.routes import mount
 from server.config import Settings
 from server.gateway.endpoint import Gateway
 from server.gateway.hub import Hub
-from server.gifting.service import GiftService
 from server.metrics import CONNECTIONS, REGISTRY
+from server.parts import Parts
 from server.secrets import Secrets
 from server.settlement.worker import Worker
-from server.store.scripts import register
 
 log = logging.getLogger("giftwire")
 
@@ -58,24 +58,27 @@ def quiet_gc() -> None:
 
 async def not_found(_: Request, __: Exception) -> Response:
     """No route matches: the admin API's JSON error shape, not Starlette's plain text."""
-    return error_response(404, "not_found", "no such endpoint")
+    return error_response("not_found")
 
 
 async def method_not_allowed(_: Request, exc: Exception) -> Response:
     allow = (exc.headers or {}).get("Allow", "") if isinstance(exc, HTTPException) else ""
-    response = error_response(405, "method_not_allowed", f"this endpoint takes {allow}")
+    response = error_response("method_not_allowed", f"this endpoint takes {allow}")
     if allow:
         response.headers["Allow"] = allow
     return response
 
 
+def make_worker(p: Parts) -> Worker:
+    return Worker(p.redis, p.scripts, p.flows, p.periodic, p.settings, p.clock)
+
+
 def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starlette:
     redis = connect(settings.redis_url, settings.redis_cluster)
-    scripts = register(redis)
-    service = GiftService(redis, scripts, settings)
+    p = parts.build(settings, redis)
     hub = Hub(redis, settings.redis_cluster)
-    gateway = Gateway(redis, hub, settings, secrets.token_secret)
-    worker = Worker(redis, service, settings) if with_worker else None
+    gateway = Gateway(redis, hub, settings, secrets.token_secret, p.requests, p.clock)
+    worker = make_worker(p) if with_worker else None
 
     async def health(_: Request) -> Response:
         try:
@@ -95,8 +98,10 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         await hub.start()
+        await p.clock.sync()
         quiet_gc()
-        tasks = [asyncio.create_task(gateway.sample_backlog(), name="backlog")]
+        tasks = [asyncio.create_task(gateway.sample_backlog(), name="backlog"),
+                 asyncio.create_task(p.clock.follow(), name="clock")]
         worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
         try:
             yield
@@ -115,7 +120,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
             WebSocketRoute("/ws", gateway.serve),
             Route("/health", health),
             Route("/metrics", metrics),
-            *routes(AdminOps(redis, service, settings), secrets.admin_key),
+            *mount(p, secrets.admin_key),
         ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},

@@ -169,10 +169,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from server.app import connect
-    from server.gifting.service import GiftService
-    from server.settlement.worker import Worker
-    from server.store.scripts import register
+    from server import parts
+    from server.app import connect, make_worker
 
     s = _settings(args)
     _require_redis(s)
@@ -182,7 +180,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from server.app import quiet_gc
 
         redis = connect(s.redis_url, s.redis_cluster)
-        worker = Worker(redis, GiftService(redis, register(redis), s), s)
+        p = parts.build(s, redis)
+        worker = make_worker(p)
+        await p.clock.sync()
+        clock = asyncio.create_task(p.clock.follow())
         quiet_gc()
         stop = _stop_event()
         task = asyncio.create_task(worker.run(burst=args.burst))
@@ -191,6 +192,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
                            return_when=asyncio.FIRST_COMPLETED)
         worker.stop()
         await task
+        clock.cancel()
         await redis.aclose()
 
     uvloop.run(main())

@@ -94,6 +94,8 @@ class Settings:
     # the worker right after the first sender-side step / the first confirmation it applies;
     # "poison_credit" makes the recipient step fail for gift ids starting with "poison".
     fault: str = ""
+    # a clock tests (and a development deployment) can move forward: refused unless set
+    test_clock: bool = False
 
     @property
     def note_assets(self) -> tuple[str, ...]:
@@ -205,6 +207,8 @@ DOCS: dict[str, str] = {
     "bulk_items_max": "items in one bulk admin request",
     "fault": "fault injection for crash tests (`kill_after_escrow`, `kill_after_finalize`, "
              "`poison_credit`); leave empty",
+    "test_clock": "let `POST /admin/v1/clock` move the time of every process forward (tests and "
+                  "development only; never in production)",
 }
 
 

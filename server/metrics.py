@@ -98,11 +98,9 @@ DUPLICATES_DROPPED = REGISTRY.add(Counter(
     "giftwire_duplicates_dropped_total",
     "events or replies a connection had already passed on (replays after crashes, claims)"))
 DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections ended, by reason"))
-REJECTED = REGISTRY.add(Counter("giftwire_gifts_rejected_total", "gifts refused, by reason"))
-SETTLED = REGISTRY.add(Counter("giftwire_gifts_settled_total", "gifts settled, by outcome"))
 CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
                                "stream entries taken over from a dead worker"))
 BACKLOG = REGISTRY.add(Gauge("giftwire_stream_backlog", "settlement stream length, by partition"))
 SETTLE_SECONDS = REGISTRY.add(Histogram(
-    "giftwire_settlement_seconds", "gift request queued → settled",
+    "giftwire_settlement_seconds", "settlement entry queued → applied",
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)))

@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 
-from loadtest.procs import GiftwireProcess
+from server.bench import GiftwireProcess
 
 DAY_MS = 86_400_000
+TEST_CLOCK = {"GIFTWIRE_TEST_CLOCK": "1"}  # a server whose clock tests may move forward
 
 
 def uid(prefix: str = "u") -> str:
@@ -71,6 +72,15 @@ class Admin:
     async def grant(self, user_id: str, amount: int, asset: str = "note.do") -> Any:
         return await self.call("POST", "/grants", {"id": uid("g"), "user": user_id,
                                                    "asset": asset, "amount": amount})
+
+    async def advance(self, ms: int) -> int:
+        """Move the test clock of every process forward (GIFTWIRE_TEST_CLOCK=1); the new now."""
+        now: int = (await self.call("POST", "/clock", {"advance_ms": ms}))["now_ms"]
+        return now
+
+    async def now_ms(self) -> int:
+        now: int = (await self.call("GET", "/clock"))["now_ms"]
+        return now
 
     async def balances(self, user_id: str) -> dict[str, int]:
         data: dict[str, int] = (await self.call("GET", f"/users/{user_id}/balances"))["balances"]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 from protocol.client import Client
 from server.gifting import rules
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit, uid
+from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
 
 OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
 
@@ -25,9 +24,10 @@ def offset_with_midnight_in(seconds: int) -> str:
 
 
 async def test_daily_quota_rolls_over_at_local_midnight(own_server: OwnServer) -> None:
-    """The 6th gift is refused before local midnight and accepted just after it."""
-    tz_name = offset_with_midnight_in(5)
-    srv, _ = own_server({"GIFTWIRE_TIMEZONE": tz_name})
+    """The 6th gift is refused before local midnight and accepted just after it (the test
+    clock is moved past midnight; nobody sleeps)."""
+    tz_name = offset_with_midnight_in(3600)
+    srv, _ = own_server({"GIFTWIRE_TIMEZONE": tz_name, **TEST_CLOCK}, workers=1)
     async with Admin(srv) as admin:
         s = uid("s")
         await admin.user(s, real_name_verified=True)
@@ -41,27 +41,27 @@ async def test_daily_quota_rolls_over_at_local_midnight(own_server: OwnServer) -
                 assert (await a.send_gift(rs[i % 2], "note.do", 1))["type"] == "gift.confirmed"
             refused = await a.send_gift(rs[2], "note.do", 1)
             assert refused["code"] == "daily_limit"
-            left = rules.seconds_to_midnight(int(time.time() * 1000), rules.parse_timezone(tz_name))
-            assert left > 0.5, "the test ran too slowly to observe the old day"
-            await asyncio.sleep(left + 0.3)
+            left = rules.seconds_to_midnight(await admin.now_ms(), rules.parse_timezone(tz_name))
+            assert left > 60, "the test ran too slowly to observe the old day"
+            await admin.advance(int(left * 1000) + 1000)
             after = await a.send_gift(rs[2], "note.do", 1)
         assert (after["type"], after["quota_left"]) == ("gift.confirmed", 4)
 
 
 async def test_festival_costs_1_2x_and_burns_the_surplus(own_server: OwnServer) -> None:
     """On a festival day the sender pays ceil(1.2 × count); the recipient gets count."""
-    srv, vk = own_server()
+    srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         s, r = await admin.pair(20)
-        today = rules.local_day(int(time.time() * 1000), rules.parse_timezone("+08:00"))
+        today = rules.local_day(await admin.now_ms(), rules.parse_timezone("+08:00"))
         await admin.call("PUT", "/festivals", {"days": [today.isoformat(), "2027-02-06"]})
         assert (await admin.call("GET", "/festivals"))["days"] == [today.isoformat(), "2027-02-06"]
-        await asyncio.sleep(1.1)  # a calendar change reaches the workers within a second
+        await admin.advance(1100)  # a calendar change reaches the workers within a second
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             reply = await a.send_gift(r, "note.do", 5)
             assert (reply["cost"], reply["balance"]) == (6, 14)
             await admin.call("PUT", "/festivals", {"days": []})
-            await asyncio.sleep(1.1)
+            await admin.advance(1100)
             plain = await a.send_gift(r, "note.do", 5)
             assert (plain["cost"], plain["balance"]) == (5, 9)
         assert await admin.balances(r) == {"note.do": 10}

@@ -47,12 +47,13 @@ async def test_poison_entry_set_aside_after_bounded_attempts(
     async with Admin(srv) as admin:
         s, r = await admin.pair(10)
         # a count no gateway would let through: the sender's step refuses it as a broken invariant
-        raw_redis(vk).xadd(keys.settle_stream(0), {"k": "send", "u": s, "g": "bad1", "to": r,
-                                                   "a": "note.do", "n": str(10**20), "rm": ""})
+        raw_redis(vk).xadd(keys.settle_stream(0), {"kind": "send", "user": s, "gift_id": "bad1",
+                                                   "to": r, "asset": "note.do",
+                                                   "count": str(10**20), "room": ""})
         page = await dead_letters(admin, 1)
         (dead,) = page["dead_letters"]
         assert dead["attempts"] == 3 and "bad integer" in dead["error"], dead
-        assert dead["fields"]["g"] == "bad1"
+        assert dead["fields"]["gift_id"] == "bad1"
         assert raw_redis(vk).xpending(keys.settle_stream(0), keys.SETTLE_GROUP)["pending"] == 0
         assert await metric(srv, "giftwire_dead_lettered_total") == 1
         code, out = await run_audit(vk.url)
@@ -75,7 +76,7 @@ async def test_malformed_entry_dead_lettered_at_once(
     """An entry no worker can read is set aside on the first attempt, not retried."""
     srv, vk = own_server(FAST_RETRY)
     async with Admin(srv) as admin:
-        raw_redis(vk).xadd(keys.settle_stream(0), {"k": "teleport", "u": "x"})
+        raw_redis(vk).xadd(keys.settle_stream(0), {"kind": "teleport", "user": "x"})
         (dead,) = (await dead_letters(admin, 1))["dead_letters"]
         assert dead["attempts"] == 1 and "malformed" in dead["error"]
 

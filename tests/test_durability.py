@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import redis
 
-from loadtest.procs import GiftwireProcess
 from protocol.client import Client
+from server.bench import GiftwireProcess
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, run_audit, short_tmpdir
 

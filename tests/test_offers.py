@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc
+from tests.support import TEST_CLOCK, Admin, Proc
 
 CONFIRM = {"confirm_gifts": True}
 
@@ -63,13 +63,18 @@ async def test_offer_waits_for_next_connect(server: Proc, admin: Admin) -> None:
 
 
 async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An offer nobody answers is voided after the timeout, and both sides are told."""
-    srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "100"})
+    """An offer nobody answers is voided after the 10-minute timeout (the test clock of the
+    server and of a separate worker is moved past it), and both sides are told."""
+    srv, _ = own_server({"GIFTWIRE_SWEEP_INTERVAL_MS": "100", **TEST_CLOCK}, workers=1)
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient=CONFIRM)
         async with await connect(srv, s) as a, await connect(srv, r) as b:
             await a.send_gift(r, "note.do", 3)
             await b.next_event("gift.offer")
+            await admin.advance(599_000)
+            await asyncio.sleep(0.3)  # sweeps run, and find nothing due yet
+            assert [e for e in b.events() if e["type"] == "gift.voided"] == []
+            await admin.advance(2_000)
             void_r = await b.next_event("gift.voided", timeout_s=5)
             void_s = await a.next_event("gift.voided", timeout_s=5)
         assert void_r["reason"] == void_s["reason"] == "timeout"

@@ -103,3 +103,62 @@ def test_protocol_readme_lists_every_type_and_code() -> None:
     names = [*CLIENT, *SERVER, *ERRORS, *REJECTIONS] + [str(c.code) for c in CLOSE_CODES.values()]
     missing = [n for n in names if f"`{n}`" not in doc and f"| {n} |" not in doc]
     assert missing == []
+
+
+def _admin_error_calls() -> tuple[set[str], set[str]]:
+    """The codes passed as string literals to `AdminError`, `error_response` and `DeadLetterError`
+    (whose code the dead-letter routes pass on) anywhere in server/, and the other first arguments."""
+    import ast
+
+    literals: set[str] = set()
+    others: set[str] = set()
+    for path in sorted((Path(__file__).parent.parent / "server").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            func = node.func
+            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+            if name not in ("AdminError", "error_response", "DeadLetterError"):
+                continue
+            first = node.args[0]
+            # a literal, or a choice between literals (`"a" if x else "b"`)
+            choices = [first.body, first.orelse] if isinstance(first, ast.IfExp) else [first]
+            if all(isinstance(c, ast.Constant) and isinstance(c.value, str) for c in choices):
+                literals.update(c.value for c in choices if isinstance(c, ast.Constant))
+            else:
+                others.add(ast.unparse(first))
+    return literals, others
+
+
+def test_admin_error_codes_are_declared() -> None:
+    """Every admin error code the server can answer with is in ADMIN_ERRORS, and none is unused."""
+    from protocol.errors import ADMIN_ERRORS
+    from server.ledger.admin import GRANT_REJECTIONS
+
+    literals, others = _admin_error_calls()
+    # the only codes not written as literals: pass-throughs (`error_response`'s `code`, an
+    # AdminError's or DeadLetterError's `exc.code`: their literals are scanned) and the grant
+    # script's codes (mapped explicitly); an f-string or any other expression fails here
+    assert others <= {"code", "exc.code", "GRANT_REJECTIONS[detail]"}, others
+    used = literals | set(GRANT_REJECTIONS.values())
+    assert used - set(ADMIN_ERRORS) == set(), "add them to protocol.errors.ADMIN_ERRORS"
+    assert set(ADMIN_ERRORS) - used == set(), "unused admin error codes"
+    assert all(400 <= c.status < 600 and c.message for c in ADMIN_ERRORS.values())
+
+
+def test_readme_admin_error_table_is_current() -> None:
+    """README.md's admin error table lists every code of ADMIN_ERRORS with its HTTP status."""
+    import re
+
+    from protocol.errors import ADMIN_ERRORS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Admin API\n", 1)[1].split("\n## ", 1)[0]
+    table = section.split("| status | code | when |\n| --- | --- | --- |\n", 1)[1].split("\n\n", 1)[0]
+    listed: dict[str, int] = {}
+    for row in table.splitlines():
+        status, codes, _when = (cell.strip() for cell in row.strip("|").split("|", 2))
+        for code in re.findall(r"`([a-z_]+)`", codes):
+            assert code not in listed, f"{code} is listed twice"
+            listed[code] = int(status)
+    assert listed == {c.code: c.status for c in ADMIN_ERRORS.values()}

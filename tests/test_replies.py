@@ -14,7 +14,7 @@ import redis
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, RawConn, run_audit, uid
+from tests.support import TEST_CLOCK, Admin, Proc, RawConn, run_audit, uid
 
 CONFIRM = {"confirm_gifts": True}
 SETTLE_S = 0.4  # time for any stray second reply or duplicate event to show up
@@ -194,14 +194,14 @@ async def test_accept_after_the_deadline_is_told_expired(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """An accept after the offer's deadline (before or after the sweep) is answered with
     gift.rejected offer_expired; both sides get gift.voided once, the sender is refunded."""
-    srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "600000"})
+    srv, _ = own_server({"GIFTWIRE_SWEEP_INTERVAL_MS": "3600000", **TEST_CLOCK})
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient=CONFIRM)
         b = await RawConn.open(srv, r)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             await a.send_gift(r, "note.do", 5)
             (offer,) = await b.wait_for(lambda f: f["type"] == "gift.offer")
-            await asyncio.sleep(1.2)  # past the deadline; the sweep is 10 minutes away
+            await admin.advance(601_000)  # past the 10-minute deadline; the sweep is an hour away
             await b.send("gift.accept", id="late", offer_id=offer["transfer_id"])
             (late,) = await b.wait_for(is_reply("late"))
             assert (late["type"], late["code"]) == ("gift.rejected", "offer_expired")

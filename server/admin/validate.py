@@ -6,6 +6,7 @@ import re
 from datetime import date
 from typing import Any
 
+from protocol.errors import ADMIN_ERRORS
 from protocol.messages import ID_PATTERN
 
 # fullmatch: `$` in ID_PATTERN would also accept a trailing newline under re.match
@@ -15,41 +16,46 @@ STREAM_ID_PART_MAX = (1 << 64) - 1  # Redis stream ids are two unsigned 64-bit i
 
 
 class AdminError(Exception):
-    """A refused admin request: HTTP status, stable code, human message."""
+    """A refused admin request: a code of `protocol.errors.ADMIN_ERRORS`, which gives the HTTP
+    status and the default message; `detail` replaces the message with a more specific one."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        entry = ADMIN_ERRORS.get(code)
+        if entry is None:  # a bug: fail loudly rather than answer with an undocumented code
+            raise ValueError(f"{code!r} is not an admin error code (protocol.errors.ADMIN_ERRORS)")
+        message = entry.message if detail is None else detail
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message = entry.status, code, message
 
 
 def obj(body: Any, allowed: set[str], required: frozenset[str] = frozenset()) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise AdminError(400, "bad_body", "the body must be a JSON object")
+        raise AdminError("bad_body")
     unknown = set(body) - allowed
     if unknown:
-        raise AdminError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+        raise AdminError("unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
     missing = required - set(body)
     if missing:
-        raise AdminError(400, "missing_field", f"missing field(s): {', '.join(sorted(missing))}")
+        raise AdminError("missing_field", f"missing field(s): {', '.join(sorted(missing))}")
     return body
 
 
 def user_id(value: Any, name: str = "user") -> str:
     if not isinstance(value, str) or _ID.fullmatch(value) is None:
-        raise AdminError(400, "bad_field", f"{name} must match [A-Za-z0-9_-]{{1,64}}")
+        raise AdminError("bad_field", f"{name} must match [A-Za-z0-9_-]{{1,64}}")
     return value
 
 
 def integer(value: Any, name: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise AdminError(400, "bad_field", f"{name} must be an integer in [{lo}, {hi}]")
+        raise AdminError("bad_field", f"{name} must be an integer in [{lo}, {hi}]")
     return value
 
 
 def query_int(value: str, name: str, lo: int, hi: int) -> int:
     """A query-string integer: ASCII digits only, in [lo, hi]; never clamped."""
     if _DIGITS.fullmatch(value) is None or not lo <= int(value) <= hi:
-        raise AdminError(400, "bad_field", f"{name} must be an integer in [{lo}, {hi}]")
+        raise AdminError("bad_field", f"{name} must be an integer in [{lo}, {hi}]")
     return int(value)
 
 
@@ -58,20 +64,19 @@ def cursor(value: str) -> tuple[int, int]:
     parts = value.split("-")
     if len(parts) != 2 or not all(_DIGITS.fullmatch(p) and int(p) <= STREAM_ID_PART_MAX
                                   for p in parts):
-        raise AdminError(400, "bad_cursor", "cursor must be a next_cursor from a page: "
-                         "<ms>-<seq>, each an integer in [0, 2^64)")
+        raise AdminError("bad_cursor")
     return int(parts[0]), int(parts[1])
 
 
 def boolean(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
-        raise AdminError(400, "bad_field", f"{name} must be true or false")
+        raise AdminError("bad_field", f"{name} must be true or false")
     return value
 
 
 def asset(value: Any, assets: tuple[str, ...]) -> str:
     if value not in assets:
-        raise AdminError(400, "unknown_asset", f"asset must be one of {', '.join(assets)}")
+        raise AdminError("unknown_asset", f"asset must be one of {', '.join(assets)}")
     return str(value)
 
 
@@ -80,7 +85,7 @@ def day(value: Any) -> str:
     try:
         return date.fromisoformat(value).strftime("%Y%m%d")
     except (TypeError, ValueError):
-        raise AdminError(400, "bad_field", f"{value!r} is not a YYYY-MM-DD date") from None
+        raise AdminError("bad_field", f"{value!r} is not a YYYY-MM-DD date") from None
 
 
 PROFILE_FIELDS = {

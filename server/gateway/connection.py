@@ -24,14 +24,16 @@ from server.metrics import DUPLICATES_DROPPED, FRAMES_OUT
 
 log = logging.getLogger("giftwire.gateway")
 
-Buffered = tuple[int, int, str]  # (seq, request no or 0, event json) held while catching up
+# held while catching up: (seq, request no or 0, event json), or (REPLY_ONLY, request no, frame)
+Buffered = tuple[int, int, str]
+REPLY_ONLY = -1  # a buffered `R` reply: not an event, it has no seq
 BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buffer by bytes
 
 
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
-                 "_send_text", "_tasks", "_writing", "buffer", "closed", "id", "kick_reason",
-                 "last_seq", "live", "pending", "user")
+                 "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "held", "id",
+                 "kick_reason", "last_seq", "live", "pending", "user")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -57,6 +59,8 @@ class Connection:
         # the send queue's byte limit, like any frame)
         self.buffer: list[Buffered] | None = None
         self.live = False  # the first catch-up is done (see go_live)
+        self.held = False  # the hub lost its subscription: buffer until it catches us up
+        self.channels: set[str] = set()  # the hub's channels this connection is on
 
     # -- sending ----------------------------------------------------------
     def push(self, text: str) -> None:
@@ -124,20 +128,27 @@ class Connection:
 
     def go_live(self, after_seq: int) -> None:
         """Deliver what arrived while catching up, minus events at or before `after_seq`
-        (the log already gave them, or they predate what the client asked for)."""
-        self.resume([], after_seq)
+        (the log already gave them, or they predate what the client asked for). A held
+        connection keeps buffering: the hub's catch-up releases it."""
         self.live = True
+        if self.held:
+            self.last_seq = max(self.last_seq, after_seq)
+            return
+        self.resume([], after_seq)
 
     def resume(self, missed: list[Buffered], current: int) -> None:
         """Leave buffering: first the events the log gave (`missed`, in seq order, each the
         reply to its request if that still waits), then what arrived live meanwhile; every
         one at most once by seq."""
-        buffered, self.buffer = self.buffer or [], None
+        buffered, self.buffer, self.held = self.buffer or [], None, False
         for seq, request_no, event_json in missed:
             self.event(seq, request_no, event_json)
         self.last_seq = max(self.last_seq, current)
-        for seq, request_no, event_json in buffered:
-            self.event(seq, request_no, event_json)
+        for seq, request_no, frame_json in buffered:
+            if seq == REPLY_ONLY:
+                self.reply(request_no, frame_json)
+            else:
+                self.event(seq, request_no, frame_json)
 
     def event(self, seq: int, request_no: int, event_json: str) -> None:
         """An event of this user; when `request_no` names a request of ours still waiting,
@@ -160,7 +171,9 @@ class Connection:
     def reply(self, request_no: int, frame_json: str) -> None:
         """A reply addressed to one request only; dropped when it was answered already
         (a step re-run after a crash answers again, and the first answer stands)."""
-        if self.buffer is None and request_no in self.pending:
+        if self.buffer is not None:
+            self.buffer.append((REPLY_ONLY, request_no, frame_json))
+        elif request_no in self.pending:
             self._answer(request_no, frame_json)
         else:
             DUPLICATES_DROPPED.inc()

@@ -13,22 +13,26 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol import PROTOCOL_VERSION
 from protocol.errors import ERRORS, close_code
-from protocol.messages import Decoded, DecodeError, decode_client, encode, rejection
+from protocol.messages import Decoded, DecodeError, decode_client, encode
+from server.clock import Clock
 from server.config import Settings
 from server.gateway.auth import TokenError, verify_token
 from server.gateway.connection import Connection
 from server.gateway.hub import Hub
-from server.gifting import rules
-from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, REJECTED
+from server.gateway.requests import Requests
+from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN
+from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
 
 log = logging.getLogger("giftwire.gateway")
+DRAIN_TIMEOUT_S = 5.0  # a graceful stop waits this long for clients to take their close frame
 
 
 def error_frame(code: str, request_id: str | None = None, detail: str | None = None) -> str:
@@ -74,11 +78,14 @@ class TokenBucket:
 
 
 class Gateway:
-    def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str) -> None:
+    def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str,
+                 requests: Requests, clock: Clock) -> None:
         self.redis = redis
         self.hub = hub
         self.s = settings
         self.secret = token_secret
+        self.requests = requests
+        self.clock = clock
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
@@ -105,7 +112,7 @@ class Gateway:
         if auth is None:
             return
         user, request_id, since = auth
-        if len(self.hub.users.get(user, ())) >= self.s.connections_per_user_max:
+        if len(list(self.hub.on(keys.user(user).channel))) >= self.s.connections_per_user_max:
             await self._close(ws, "too_many_connections")
             return
         endpoint_task = asyncio.current_task()
@@ -144,7 +151,7 @@ class Gateway:
         current, missed = await self._read_log(conn.user, since)
         recovered = None if since is None else missed is not None
         conn.push(encode("welcome", id=request_id, user=conn.user, protocol=PROTOCOL_VERSION,
-                         server_time_ms=int(time.time() * 1000), seq=current,
+                         server_time_ms=self.clock.now_ms(), seq=current,
                          recovered=recovered).decode())
         if missed is not None:
             for event_json, _ in missed:
@@ -152,22 +159,32 @@ class Gateway:
         else:  # a fresh start: offers still waiting for an answer come again
             for offer in await self.redis.hvals(keys.user(conn.user).offers):
                 conn.push(offer)
+                # an offer made after `current` was read is also buffered live: it is sent
+                # here, so the live copy must count as seen
+                current = max(current, int(orjson.loads(offer).get("seq", 0)))
         conn.go_live(current)
 
-    def _hold(self, user: str) -> None:
-        """The hub may be missing live events of `user`: connections buffer until `_recover`."""
-        for conn in self.hub.users.get(user, ()):
+    def _hold(self, channel: str) -> None:
+        """The hub may be missing live events on `channel`: its connections buffer (even
+        through their first catch-up) until `_recover`."""
+        for conn in self.hub.on(channel):
+            conn.held = True
             if conn.buffer is None:
                 conn.start_buffering()
 
-    async def _recover(self, user: str, ok: bool) -> None:
-        """After the hub followed the user's channel to its new node: each connection gets
+    async def _recover(self, channel: str, ok: bool) -> None:
+        """After the hub followed a user's channel to its new node: each connection gets
         what the log holds after the last seq it passed on (a request whose answer is among
         them gets it as its reply). A connection still in its first catch-up, or one the log
         cannot complete, is closed with `resync` and resumes by itself."""
-        for conn in list(self.hub.users.get(user, ())):
-            since = conn.last_seq
-            current, missed = await self._read_log(user, since) if ok and conn.live else (0, None)
+        user = keys.owner_of(channel)
+        for conn in list(self.hub.on(channel)):
+            try:
+                since = conn.last_seq
+                current, missed = await self._read_log(user, since) if ok and conn.live else (0, None)
+            except RedisError:
+                log.warning("catching up %s after a slot move failed", conn.id, exc_info=True)
+                missed = None
             if missed is None:
                 conn.kick("resync")
                 continue
@@ -200,7 +217,7 @@ class Gateway:
                 return current, None
         return current, events
 
-    async def drain(self, timeout_s: float = 5.0) -> None:
+    async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
         """Graceful shutdown: close every client with `shutdown` (4000: reconnect elsewhere)."""
         for conn in list(self.hub.by_id.values()):
             conn.kick("shutdown")  # the close ends the connection's read loop
@@ -237,7 +254,7 @@ class Gateway:
                 return None
             token, request_id = decoded.data["token"], decoded.data["id"]
             since = decoded.data.get("since")
-        result = verify_token(self.secret, token, time.time())
+        result = verify_token(self.secret, token, self.clock.now_ms() / 1000)
         if isinstance(result, TokenError):
             DISCONNECTS.inc(reason=result.reason)
             await self._close(ws, result.reason)
@@ -274,53 +291,16 @@ class Gateway:
                 conn.push(error_frame("unavailable", decoded.data.get("id")))
 
     async def _handle(self, conn: Connection, msg: Decoded) -> None:
-        d, rid = msg.data, msg.data["id"]
-        if msg.type == "ping":
-            conn.push(encode("pong", id=rid).decode())
-        elif msg.type == "auth":
-            conn.push(error_frame("already_authenticated", rid))
-        elif msg.type == "balance.get":
-            raw = await self.redis.hgetall(keys.user(conn.user).balances)
-            balances = {k: int(v) for k, v in raw.items() if int(v)}
-            conn.push(encode("balance", id=rid, balances=balances).decode())
-        elif msg.type == "gift.send":
-            await self._send(conn, rid, d)
-        else:
-            await self._offer_action(conn, rid, msg.type.removeprefix("gift."), d["offer_id"])
+        # the codec only lets declared types through, and start-up checked that each has a
+        # handler: a lookup, never a default branch
+        await self.requests.get(msg.type).handler(self, conn, msg.data)
 
-    async def _send(self, conn: Connection, rid: str, d: dict[str, Any]) -> None:
-        tid = rules.transfer_id(conn.user, d["gift_id"])
-        code = self._precheck(conn.user, d)
-        if code:
-            REJECTED.inc(reason=code)
-            conn.push(rejection(tid, d["gift_id"], code, rid))
-            return
-        fields = {"k": "send", "u": conn.user, "g": d["gift_id"], "to": d["to"],
-                  "a": d["asset"], "n": d["count"], "rm": d.get("room", "")}
-        await self._enqueue(conn, rid, fields)
+    def error(self, conn: Connection, code: str, request_id: str | None) -> None:
+        conn.push(error_frame(code, request_id))
 
-    def _precheck(self, user: str, d: dict[str, Any]) -> str | None:
-        """Rules that need no storage, checked before anything is queued."""
-        if d["to"] == user:
-            return "self_gift"
-        if d["asset"] not in self.s.assets:
-            return "unknown_asset"
-        if d["asset"] not in self.s.note_assets:
-            return "not_transferable"
-        if d["count"] > self.s.count_max:
-            return "amount_too_large"
-        return None
-
-    async def _offer_action(self, conn: Connection, rid: str, action: str, tid: str) -> None:
-        sender, gift_id = rules.split_transfer_id(tid)
-        if sender == conn.user:
-            conn.push(rejection(tid, gift_id, "offer_not_found", rid))
-            return
-        fields = {"k": action, "u": conn.user, "t": tid}
-        await self._enqueue(conn, rid, fields)
-
-    async def _enqueue(self, conn: Connection, rid: str, fields: dict[str, Any]) -> None:
-        """Queue a request for settlement; its reply comes back addressed to `<conn>/<n>`."""
+    async def enqueue(self, conn: Connection, rid: str, kind: str, payload: dict[str, Any]) -> None:
+        """Queue a request for settlement as an entry of flow `kind`; its reply comes back
+        addressed to `<conn>/<n>`."""
         if conn.pending_count >= self.s.pending_requests_max:
             conn.push(error_frame("too_many_pending", rid))
             return
@@ -328,7 +308,7 @@ class Gateway:
             conn.push(error_frame("overloaded", rid))
             return
         request_no = conn.expect(rid)
-        fields["c"], fields["r"] = conn.id, request_no
+        fields = entries.encode(entries.Envelope(kind, conn.user, conn.id, request_no), payload)
         try:
             await self.producer.add(keys.settle_stream_for(conn.user, self.s.partitions), fields)
         except BaseException:

@@ -1,13 +1,14 @@
-"""The connections of this gateway process, fed from Redis pub/sub.
+"""The connections of this gateway process, fed from Redis pub/sub, keyed by channel.
 
-The hub subscribes to a user's channel while the user has at least one
-connection here. Payloads are events for every connection of the user (one of
-which may be a request's reply) or replies for one request; `server.store.keys`
-describes their format.
+The hub subscribes to a channel while at least one connection here is on it: a
+user's own channel (every connection of that user, from connect to close) now;
+room and group channels next. Payloads on a user channel are events for every
+connection of the user (one of which may be a request's reply) or replies for one
+request; `server.store.keys` describes their format.
 
-On a cluster the user's channel is a shard channel in the user's slot. When that
-slot moves to another master, Valkey drops the subscription (an unsolicited
-`sunsubscribe`): the hub holds the user's connections (they buffer), refreshes
+On a cluster a channel is a shard channel in its owner's slot. When that slot
+moves to another master, Valkey drops the subscription (an unsolicited
+`sunsubscribe`): the hub holds the channel's connections (they buffer), refreshes
 the slot map, subscribes on the new owner, waits for the confirmation, and then
 the gateway gives each connection what the log holds after the last seq it passed
 on. Events published in between (on the new owner, before we were there) are in
@@ -19,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from redis.exceptions import AskError, RedisError
@@ -30,7 +31,7 @@ from server.store.channels import publish
 
 log = logging.getLogger("giftwire.hub")
 PROBE_PREFIX = "P"  # health probes on the gateway's own channel
-FOLLOW_ATTEMPTS_MAX = 10  # to resubscribe after a slot move, before the users are told to resync
+FOLLOW_ATTEMPTS_MAX = 10  # to resubscribe after a slot move, before connections resync
 FOLLOW_CONFIRM_S = 0.5  # a confirmation takes a round trip; longer means a stale slot map
 FOLLOW_BACKOFF_S = 0.1  # times the attempt number, between attempts
 SLOTS_REFRESH_MIN_S = 0.1  # one slot map refresh serves every channel that moved together
@@ -41,29 +42,34 @@ class Hub:
         self.redis = redis
         # on a cluster: SSUBSCRIBE, one connection per shard, each with its own listener
         self.sharded = sharded
-        self._listeners: dict[int, asyncio.Task[None]] = {}  # by id() of a node's pubsub
-        self._channel_node: dict[str, str] = {}  # shard channel → node we subscribed on
-        self._confirming: dict[str, asyncio.Future[None]] = {}
-        self._following: set[str] = set()
-        self._follow_tasks: set[asyncio.Task[None]] = set()
-        self._slots_lock = asyncio.Lock()
-        self._slots_at = 0.0
-        # set by the gateway: hold a user's connections while events may be missing, then
-        # catch them up from the log (`ok` False: the subscription could not be restored)
-        self.on_lost: Callable[[str], None] = lambda user: None
-        self.recover: Callable[[str, bool], Awaitable[None]] | None = None
         self.gateway_id = uuid.uuid4().hex[:10]
-        self.users: dict[str, set[Connection]] = {}
+        self.channels: dict[str, set[Connection]] = {}
         self.by_id: dict[str, Connection] = {}
         self._pubsub: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._listeners: dict[int, asyncio.Task[None]] = {}  # by id() of a node's pubsub
         self._lock = asyncio.Lock()
         self._next = 0
         self._probes: dict[str, asyncio.Future[None]] = {}
+        self._channel_node: dict[str, str] = {}  # shard channel → the node that confirmed it
+        self._confirming: dict[str, asyncio.Future[None]] = {}
+        self._following: set[str] = set()
+        self._dropped_again: set[str] = set()  # dropped while being followed: follow again
+        self._follow_tasks: set[asyncio.Task[None]] = set()
+        self._slots_lock = asyncio.Lock()
+        self._slots_at = 0.0
+        # set by the gateway: hold a channel's connections while events may be missing,
+        # then catch them up (`ok` False: the subscription could not be restored)
+        self.on_lost: Callable[[str], None] = lambda channel: None
+        self.recover: Callable[[str, bool], Awaitable[None]] | None = None
 
     def new_conn_id(self) -> str:
         self._next += 1
         return f"{self.gateway_id}-{self._next}"
+
+    def on(self, channel: str) -> Iterable[Connection]:
+        """The connections on `channel` here."""
+        return self.channels.get(channel, ())
 
     async def start(self) -> None:
         if self.sharded:
@@ -73,6 +79,56 @@ class Hub:
         await self._subscribe(keys.gateway_channel(self.gateway_id))
         if not self.sharded:
             self._task = asyncio.create_task(self._listen(self._pubsub), name="hub-listener")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self._listeners.values(), *self._follow_tasks)
+                 if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+
+    # -- connections on channels ------------------------------------------------
+    async def add(self, conn: Connection) -> None:
+        """A new connection: on its user's channel from now until `remove`."""
+        self.by_id[conn.id] = conn
+        try:
+            await self.join(conn, keys.user(conn.user).channel)
+        except BaseException:
+            self.by_id.pop(conn.id, None)
+            raise
+
+    async def remove(self, conn: Connection) -> None:
+        self.by_id.pop(conn.id, None)
+        for channel in list(conn.channels):
+            await self.leave(conn, channel)
+
+    async def join(self, conn: Connection, channel: str) -> None:
+        async with self._lock:
+            conns = self.channels.get(channel)
+            if conns is None:
+                # known before the SUBSCRIBE goes out: its confirmation may come back first
+                conns = self.channels[channel] = set()
+                try:
+                    await self._subscribe(channel)
+                except BaseException:
+                    del self.channels[channel]
+                    self._channel_node.pop(channel, None)
+                    raise
+            conns.add(conn)
+            conn.channels.add(channel)
+
+    async def leave(self, conn: Connection, channel: str) -> None:
+        async with self._lock:
+            conn.channels.discard(channel)
+            conns = self.channels.get(channel)
+            if conns is None:
+                return
+            conns.discard(conn)
+            if not conns:
+                del self.channels[channel]
+                await self._unsubscribe(channel)
 
     async def _subscribe(self, channel: str) -> None:
         if not self.sharded:
@@ -90,46 +146,18 @@ class Hub:
                     self._listen(node_pubsub, name), name=f"hub-listener-{name}")
 
     async def _unsubscribe(self, channel: str) -> None:
-        if self.sharded:
-            self._channel_node.pop(channel, None)
-            await self._pubsub.sunsubscribe(channel)
-        else:
+        if not self.sharded:
             await self._pubsub.unsubscribe(channel)
+            return
+        self._channel_node.pop(channel, None)
+        await self._pubsub.sunsubscribe(channel)
+        # redis-py prunes its cluster-level record of a channel only in get_sharded_message,
+        # which the listeners bypass: without this, every slot-map refresh would re-subscribe
+        # channels whose users left
+        self._pubsub.shard_channels.pop(channel, None)
+        getattr(self._pubsub, "_shard_channel_to_node", {}).pop(channel, None)
 
-    async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._listeners.values(), *self._follow_tasks)
-                 if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
-
-    async def add(self, conn: Connection) -> None:
-        async with self._lock:
-            conns = self.users.get(conn.user)
-            if conns is None:
-                # known before the SSUBSCRIBE goes out: its confirmation may come back first
-                conns = self.users[conn.user] = set()
-                try:
-                    await self._subscribe(keys.user(conn.user).channel)
-                except BaseException:
-                    del self.users[conn.user]
-                    raise
-            conns.add(conn)
-            self.by_id[conn.id] = conn
-
-    async def remove(self, conn: Connection) -> None:
-        async with self._lock:
-            self.by_id.pop(conn.id, None)
-            conns = self.users.get(conn.user)
-            if conns is None:
-                return
-            conns.discard(conn)
-            if not conns:
-                del self.users[conn.user]
-                await self._unsubscribe(keys.user(conn.user).channel)
-
+    # -- what arrives ---------------------------------------------------------------
     async def probe(self, timeout_s: float) -> bool:
         """True when a message published now comes back through our subscription: the
         whole pub/sub path works, not just a PING (Centrifugo lost events for hours after a
@@ -154,12 +182,12 @@ class Hub:
                 fut.set_result(None)
             return
         head, _, body = data.partition(" ")
-        if head.startswith(keys.EVENT_PREFIX) and "{u:" in channel:  # `E<seq> <route> <json>`
+        if head.startswith(keys.EVENT_PREFIX):  # `E<seq> <route> <json>`
             route, _, event_json = body.partition(" ")
             target, _, no = route.partition("/")
-            owner = keys.owner_of(channel)
-            for conn in self.users.get(owner, ()):
-                conn.event(int(head[1:]), int(no) if conn.id == target else 0, event_json)
+            seq = int(head[1:])
+            for conn in self.channels.get(channel, ()):
+                conn.event(seq, int(no) if conn.id == target else 0, event_json)
         elif head.startswith(keys.REPLY_PREFIX):  # `R<conn>/<n> <json>`: one request's reply
             target, _, no = head[1:].partition("/")
             one = self.by_id.get(target)
@@ -175,9 +203,9 @@ class Hub:
                 msg = await pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
-            except AskError as exc:  # MOVED/ASK: an SSUBSCRIBE met a slot that moved; retried
+            except AskError as exc:  # MOVED/ASK: an SSUBSCRIBE met a slot that moved
                 log.info("shard subscription redirected on %s: %s", node, exc)
-                continue
+                continue  # the follow that sent it waits for a confirmation and retries
             except Exception:  # Redis went away: redis-py reconnects and resubscribes
                 log.exception("pub/sub read failed; retrying")
                 await asyncio.sleep(0.5)
@@ -187,17 +215,16 @@ class Hub:
             kind = msg.get("type")
             if kind in ("message", "smessage"):
                 self.dispatch(msg["channel"], msg["data"])
-            elif kind in ("ssubscribe", "sunsubscribe") and "{u:" in msg["channel"]:
+            elif kind in ("ssubscribe", "sunsubscribe"):
                 self._notice(kind, msg["channel"], node)
 
-    # -- a slot moved: follow the user's channel to its new owner ----------------
+    # -- a slot moved: follow the channel to its new owner -----------------------
     def _notice(self, kind: str, channel: str, node: str) -> None:
-        """A subscription notice from `node` about a user's channel. A node confirms an
-        SSUBSCRIBE only while it owns the slot, so a confirmation says where the channel
-        lives now; a drop from the node we were on means its slot moved away."""
-        if channel not in self._channel_node:
-            return  # not ours any more: the user left
-        user = keys.owner_of(channel)
+        """A subscription notice from `node`. A node confirms an SSUBSCRIBE only while it
+        owns the slot, so a confirmation says where the channel lives now; a drop from the
+        node we were on means its slot moved away."""
+        if channel not in self._channel_node or channel not in self.channels:
+            return  # not ours (any more): the last connection left
         was = self._channel_node[channel]
         if kind == "ssubscribe":
             self._channel_node[channel] = node
@@ -207,37 +234,50 @@ class Hub:
             elif was and was != node and channel not in self._following:
                 # redis-py moved the subscription itself (its slot map changed) before the old
                 # node's drop reached us: events published in between are only in the log
-                log.warning("shard channel %s moved from %s to %s: catching up", channel, was, node)
-                self._start_follow(channel, user, resubscribe=False)
+                log.warning("channel %s moved from %s to %s: catching up", channel, was, node)
+                self._start_follow(channel, resubscribe=False)
             return
-        if was == node and channel not in self._following:
-            log.warning("shard channel %s dropped by %s (its slot moved): following it", channel, node)
-            self._channel_node[channel] = ""
-            self._start_follow(channel, user, resubscribe=True)
+        if was != node:
+            return  # a late notice from a node the channel has left
+        if channel in self._following:
+            self._dropped_again.add(channel)
+            return
+        log.warning("channel %s dropped by %s (its slot moved): following it", channel, node)
+        self._channel_node[channel] = ""
+        self._start_follow(channel, resubscribe=True)
 
-    def _start_follow(self, channel: str, user: str, resubscribe: bool) -> None:
+    def _start_follow(self, channel: str, resubscribe: bool) -> None:
         self._following.add(channel)
-        self.on_lost(user)
-        task = asyncio.create_task(self._follow(channel, user, resubscribe), name=f"hub-follow-{user}")
+        self.on_lost(channel)
+        task = asyncio.create_task(self._follow(channel, resubscribe), name=f"hub-follow-{channel}")
         self._follow_tasks.add(task)
         task.add_done_callback(self._follow_tasks.discard)
 
-    async def _follow(self, channel: str, user: str, resubscribe: bool) -> None:
+    async def _follow(self, channel: str, resubscribe: bool) -> None:
         ok = not resubscribe
         try:
             for attempt in range(1, FOLLOW_ATTEMPTS_MAX + 1 if resubscribe else 1):
                 try:
-                    ok = await self._resubscribe(channel, user)
+                    ok = await self._resubscribe(channel)
                     break
-                except (RedisError, OSError, TimeoutError) as exc:
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a stale or half-built slot map mid-reshard: retry
                     log.info("following %s: attempt %d: %r", channel, attempt, exc)
                     await asyncio.sleep(FOLLOW_BACKOFF_S * attempt)
-            if self.recover is not None and user in self.users:
-                await self.recover(user, ok)
         finally:
-            self._following.discard(channel)
+            # the held connections are released on every path, or closed to resync
+            try:
+                if self.recover is not None and channel in self.channels:
+                    await self.recover(channel, ok)
+            finally:
+                self._following.discard(channel)
+        if channel in self._dropped_again and channel in self.channels:
+            self._dropped_again.discard(channel)
+            self._channel_node[channel] = ""
+            self._start_follow(channel, resubscribe=True)
 
-    async def _resubscribe(self, channel: str, user: str) -> bool:
+    async def _resubscribe(self, channel: str) -> bool:
         """Subscribe on the slot's owner by a fresh slot map; True once some node confirms
         (redis-py's own reconciliation may get there first: any confirmation will do)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -245,7 +285,7 @@ class Hub:
         try:
             await self._refresh_slots()
             async with self._lock:
-                if user not in self.users:
+                if channel not in self.channels:
                     return False
                 await self._subscribe(channel)
             await asyncio.wait_for(fut, FOLLOW_CONFIRM_S)

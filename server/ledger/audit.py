@@ -91,9 +91,12 @@ async def _dead_letters(redis: Any, r: AuditResult) -> None:
     an operator must retry or void (`/admin/v1/dead-letters`)."""
     async for name in redis.scan_iter(match=keys.SCAN_DEAD_LETTERS, count=SCAN_COUNT):
         r.dead_letters += int(await redis.xlen(name))
-        for dead_id, f in await redis.xrange(name, count=PROBLEMS_MAX - len(r.dead_listed)):
+        room = PROBLEMS_MAX - len(r.dead_listed)
+        if room <= 0:  # XRANGE refuses COUNT 0: the list is full, only count the rest
+            continue
+        for dead_id, f in await redis.xrange(name, count=room):
             fields = orjson.loads(f["fields"])
-            r.dead_listed.append(f"{name} {dead_id}: {fields.get('k')} by {fields.get('u')} "
+            r.dead_listed.append(f"{name} {dead_id}: {fields.get('kind')} by {fields.get('user')} "
                                  f"after {f['attempts']} attempt(s): {f['error'][:200]}")
 
 

@@ -15,27 +15,30 @@ refunded to the sender through the normal recipient and sender steps).
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 import orjson
 
 from protocol.errors import ERRORS
 from protocol.messages import encode
+from server.clock import Clock
 from server.config import Settings
-from server.gifting import rules
-from server.gifting.service import GiftService, SendRequest, Today
 from server.metrics import DEAD_LETTERED
-from server.settlement.entries import entry_route, parse_entry
+from server.settlement import entries as codec
+from server.settlement.flows import Flows
+from server.settlement.replies import Replies
 from server.store import keys
+from server.store.outcomes import Status, status
+from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.worker")
 
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
+ERROR_MAX_CHARS = 1000  # of an error kept with a dead letter
 
 
 class DeadLetterError(Exception):
-    """An operator's request names no dead letter, or one that cannot be voided."""
+    """An operator's request names no dead letter."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -43,10 +46,14 @@ class DeadLetterError(Exception):
 
 
 class DeadLetters:
-    def __init__(self, redis: Any, service: GiftService, settings: Settings) -> None:
+    def __init__(self, redis: Any, scripts: Scripts, replies: Replies, flows: Flows,
+                 settings: Settings, clock: Clock) -> None:
         self.redis = redis
-        self.service = service
+        self.scripts = scripts
+        self.replies = replies
+        self.flows = flows
         self.s = settings
+        self.clock = clock
         self.partition = {keys.settle_stream(p): p for p in range(settings.partitions)}
 
     # -- the worker's side ------------------------------------------------------
@@ -58,7 +65,7 @@ class DeadLetters:
             fails = keys.settle_failures(self.partition[stream])
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(fails, eid, 1)
-            pipe.hset(fails, f"{eid}:error", error[:1000])
+            pipe.hset(fails, f"{eid}:error", error[:ERROR_MAX_CHARS])
             attempts = int((await pipe.execute())[0])
             if final or attempts >= self.s.settle_attempts_max:
                 await self.bury(entry, error, attempts)
@@ -90,21 +97,21 @@ class DeadLetters:
     async def bury(self, entry: Entry, error: str, attempts: int) -> None:
         stream, eid, fields = entry
         p = self.partition[stream]
-        dead_id = await self.service.scripts.dead_letter(
+        reply = await self.scripts["dead_letter"](
             keys=[stream, keys.dead_letters(p), keys.settle_failures(p)],
-            args=[keys.SETTLE_GROUP, eid, error[:1000], attempts, int(time.time() * 1000),
-                  orjson.dumps(fields).decode(), self.s.dead_letters_max])
-        if not dead_id:
+            args=[keys.SETTLE_GROUP, eid, orjson.dumps(fields).decode(), error[:ERROR_MAX_CHARS],
+                  attempts, self.clock.now_ms(), self.s.dead_letters_max])
+        if status(reply) is not Status.APPLIED:
             return  # another worker finished it or buried it first
         DEAD_LETTERED.inc(partition=str(p))
-        log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, dead_id, attempts,
-                  error, extra={"transfer_id": _transfer_id(fields)})
+        log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, reply[1], attempts,
+                  error, extra={"transfer_id": fields.get("transfer_id", "")})
         try:
-            route = entry_route(fields)
-        except ValueError:
-            return
+            env = codec.decode(fields)
+        except (KeyError, ValueError):
+            return  # unreadable: nobody to tell
         e = ERRORS["settlement_failed"]
-        await self.service.reply(fields.get("u", ""), route, encode(
+        await self.replies.send(env.user, env.route, encode(
             "error", code=e.code, message=e.message, temporary=e.temporary).decode())
 
     # -- the operator's side ----------------------------------------------------
@@ -143,42 +150,17 @@ class DeadLetters:
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
         return {"retried": dead_id, "entry": entry_id}
 
-    async def void(self, partition: int, dead_id: str, now_ms: int) -> dict[str, Any]:
-        """Give up on the entry. A gift still in escrow ends as `operator_voided` on the
-        recipient's side unless that side already decided, and the sender's step refunds or
-        posts accordingly; an offer action is simply dropped (the offer stays open and times
-        out as usual)."""
+    async def void(self, partition: int, dead_id: str) -> dict[str, Any]:
+        """Give up on the entry: its flow undoes what can be undone (a gift still in escrow is
+        refunded through its normal steps) and says what it did."""
         fields = await self._take(partition, dead_id)
         try:
-            parsed = parse_entry(fields)
-        except (ValueError, KeyError):
-            parsed = None
-        outcome = "dropped"
-        if isinstance(parsed, SendRequest):
-            outcome = await self._void_send(parsed, now_ms)
+            env = codec.decode(fields)
+            flow = self.flows.get(env.kind)
+            item = flow.decode(env, fields)
+        except (KeyError, ValueError):
+            outcome = "dropped"  # unreadable: nothing it names can have moved
+        else:
+            outcome = await flow.void(item, self.clock.now_ms())
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
         return {"voided": dead_id, "outcome": outcome}
-
-    async def _void_send(self, req: SendRequest, now_ms: int) -> str:
-        stored = await self.redis.hget(keys.user(req.sender).transfers, req.tid)
-        if stored is None:
-            return "nothing_moved"
-        rec: dict[str, Any] = orjson.loads(stored)
-        if rec["st"] != "escrowed":
-            return str(rec["st"])  # already settled one way or the other
-        svc = self.service
-        tz = rules.parse_timezone(self.s.timezone)
-        today = Today(now_ms, rules.day_key(rules.local_day(now_ms, tz)), False)
-        k, a = svc.credit_call(req.sender, req.tid, rec, today, void=True)
-        outcome, detail = await svc.scripts.recv_credit(keys=k, args=a)
-        await svc.after_credit(rec["to"], req.tid, outcome, detail)
-        k, a = svc.finalize_call(req.sender, req.tid, outcome, detail, rec["day"], today)
-        status, event_json, mentor = await svc.scripts.send_finalize(keys=k, args=a)
-        await svc.after_finalize(req.sender, req.tid, outcome, status, event_json, mentor, today, "")
-        return "refunded" if outcome == "rejected" else str(outcome)
-
-
-def _transfer_id(fields: dict[str, str]) -> str:
-    if "t" in fields:
-        return fields["t"]
-    return f"{fields.get('u', '')}:{fields.get('g', '')}"

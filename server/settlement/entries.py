@@ -1,28 +1,46 @@
-"""The settlement stream entry, as the worker reads it.
+"""The settlement stream entry: one codec for every kind.
 
-Fields: `k` kind (send | accept | decline), `u` acting user, `c` connection and `r`
-request number (where the reply goes; empty for entries no one waits on); for a send
-`g` gift id, `to`, `a` asset, `n` count, `rm` room; for an offer action `t` transfer id.
+An entry is an envelope (`kind`, acting `user`, and where the reply goes: the
+connection `conn` and its request number `request`, both empty when no one waits)
+plus the fields its kind's flow declares (`Flow.decode` reads them, the gateway
+handler writes them with `encode`). Field names are readable: the stream is what an
+operator reads in a dead letter.
 """
 
 from __future__ import annotations
 
-from server.gifting.service import SendRequest
+from dataclasses import dataclass
+from typing import Any
+
 from server.store import keys
 
-
-def entry_route(f: dict[str, str]) -> str:
-    """The reply route of the request behind an entry: connection id `c`, request no `r`."""
-    conn, no = f.get("c", ""), f.get("r", "")
-    return keys.route(conn, int(no)) if conn and no else ""
+ENVELOPE = ("kind", "user", "conn", "request")
 
 
-def parse_entry(f: dict[str, str]) -> SendRequest | tuple[str, str, str, str]:
-    """A stream entry → a send request, or (recipient, transfer id, action, route)."""
-    kind = f["k"]
-    if kind == "send":
-        return SendRequest(sender=f["u"], gift_id=f["g"], to=f["to"], asset=f["a"],
-                           count=int(f["n"]), room=f.get("rm", ""), route=entry_route(f))
-    if kind in ("accept", "decline"):
-        return (f["u"], f["t"], kind, entry_route(f))
-    raise ValueError(f"unknown entry kind {kind!r}")
+@dataclass(frozen=True)
+class Envelope:
+    kind: str
+    user: str
+    conn: str = ""
+    request: int = 0
+
+    @property
+    def route(self) -> str:
+        """`<conn>/<request no>`, or '' when no request waits for the reply."""
+        return keys.route(self.conn, self.request) if self.conn and self.request else ""
+
+
+def encode(env: Envelope, payload: dict[str, Any]) -> dict[str, str]:
+    clash = set(payload) & set(ENVELOPE)
+    assert not clash, clash  # a flow's fields never shadow the envelope
+    fields = {"kind": env.kind, "user": env.user, "conn": env.conn,
+              "request": str(env.request) if env.request else ""}
+    fields.update((k, str(v)) for k, v in payload.items())
+    return fields
+
+
+def decode(fields: dict[str, str]) -> Envelope:
+    """The envelope of an entry; KeyError or ValueError when it is malformed."""
+    request = fields.get("request", "")
+    return Envelope(fields["kind"], fields["user"], fields.get("conn", ""),
+                    int(request) if request else 0)

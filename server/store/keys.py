@@ -109,6 +109,7 @@ def settle_failures(partition: int) -> str:
 SETTLE_GROUP = "settlers"
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
+CLOCK_OFFSET = f"{PREFIX}:{{cfg}}:clock"  # ms the test clock is ahead (GIFTWIRE_TEST_CLOCK only)
 FESTIVALS_NEXT = f"{PREFIX}:{{cfg}}:festivals:next"  # a new calendar, before it is swapped in
 # Payloads on a user's channel (parsed by the gateway's hub):
 #   `E<seq> <route> <json>` an event from a Lua step, for every connection of the user;

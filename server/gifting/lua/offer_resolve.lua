@@ -19,15 +19,16 @@
 --   'rejected'  not resolved (the offer stays): `code`, e.g. amount_too_large
 --   'not_found' no offer with this id for this user;  'not_due' a timeout too early
 -- `record` is the transfer record (`from`, `asset`, `count`, `day`, `reason`, `ev`).
-local tid, action, route = ARGV[1], ARGV[2], ARGV[6]
+local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local k_offers, k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local tid = ARGV[1]
+local action = enum_arg(ARGV[2], 'offer action', {accept = true, decline = true, timeout = true})
 local now = int_arg(ARGV[3], 'now')
 local amount_max = int_arg(ARGV[4], 'amount_max')
 local events_max = events_bound(ARGV[5])
-if action ~= 'accept' and action ~= 'decline' and action ~= 'timeout' then
-  return redis.error_reply('ERR giftwire: unknown offer action ' .. tostring(action))
-end
+local route = ARGV[6]
 
-local stored = redis.call('HGET', KEYS[4], tid)
+local stored = redis.call('HGET', k_transfers, tid)
 if not stored then return {'not_found', '', '', ''} end
 local rec = cjson.decode(stored)
 
@@ -44,8 +45,8 @@ if rec.st == 'accepted' or rec.st == 'voided' then
   if same then return {'exists', rec.st, stored, ''} end
   return {'lost', rec.st, stored, ended_by()}
 end
--- only a held offer can be resolved (a sender's own record is never in KEYS[5])
-if rec.st ~= 'offered' or redis.call('HEXISTS', KEYS[5], tid) == 0 then
+-- only a held offer can be resolved (a sender's own record is never in k_offers)
+if rec.st ~= 'offered' or redis.call('HEXISTS', k_offers, tid) == 0 then
   return {'not_found', '', '', ''}
 end
 if action == 'timeout' and now < rec.exp then return {'not_due', '', '', ''} end
@@ -55,24 +56,24 @@ if action == 'accept' and now >= rec.exp then
   -- too late: the offer times out now, and the accept is told so
   action, code, route = 'timeout', 'offer_expired', ''
 end
-if action == 'accept' and hget_int(KEYS[2], rec.asset) + rec.count > amount_max then
+if action == 'accept' and hget_int(k_balances, rec.asset) + rec.count > amount_max then
   return {'rejected', '', '', 'amount_too_large'}
 end
 
-redis.call('HDEL', KEYS[5], tid)
+redis.call('HDEL', k_offers, tid)
 if action == 'accept' then
-  local after = credit_from_escrow(KEYS[2], KEYS[3], KEYS[6], tid, rec.asset, rec.count, now)
-  rec.ev = emit(KEYS[1], KEYS[7], KEYS[8], {type = 'gift.received', transfer_id = tid,
+  local after = credit_from_escrow(k_balances, k_system, k_ledger, tid, rec.asset, rec.count, now)
+  rec.ev = emit(k_profile, k_events, k_channel, {type = 'gift.received', transfer_id = tid,
        gift_id = rec.gift_id, from = rec.from, asset = rec.asset, count = rec.count,
        balance = after}, events_max, route)
   rec.st = 'accepted'
 else
   rec.st = 'voided'
   if action == 'timeout' then rec.reason = 'timeout' else rec.reason = 'declined' end
-  rec.ev = emit(KEYS[1], KEYS[7], KEYS[8], {type = 'gift.voided', transfer_id = tid,
+  rec.ev = emit(k_profile, k_events, k_channel, {type = 'gift.voided', transfer_id = tid,
        gift_id = rec.gift_id, asset = rec.asset, count = rec.count, reason = rec.reason},
        events_max, route)
 end
 local json = cjson.encode(rec)
-redis.call('HSET', KEYS[4], tid, json)
+redis.call('HSET', k_transfers, tid, json)
 return {'applied', rec.st, json, code}

@@ -1,63 +1,67 @@
 -- Step 2 of a gift, on the recipient's slot: credit the cards from escrow, or
 -- hold them as an offer when the recipient confirms gifts, or reject (the
 -- sender's step 3 then refunds). Idempotent by transfer id.
--- KEYS[1] - recipient profile     KEYS[2] - recipient balances
+-- KEYS[1] - recipient profile       KEYS[2] - recipient balances
 -- KEYS[3] - recipient system accounts   KEYS[4] - recipient transfer records
 -- KEYS[5] - users the recipient blocked KEYS[6] - recipient pending offers
--- KEYS[7] - recipient ledger      KEYS[8] - recipient event stream
+-- KEYS[7] - recipient ledger        KEYS[8] - recipient event stream
 -- KEYS[9] - recipient channel
--- ARGV[1] - transfer id  ARGV[2] - sender  ARGV[3] - asset  ARGV[4] - count
--- ARGV[5] - room or ''   ARGV[6] - now ms  ARGV[7] - gift id
--- ARGV[8] - offer timeout ms  ARGV[9] - pending offers bound  ARGV[10] - amount bound
--- ARGV[11] - event log bound  ARGV[12] - sender's day key (restored on void)
--- ARGV[13] - 'void' when an operator gives up on the gift (a dead letter): unless this
---            side already decided, it is rejected with `operator_voided` and refunded
--- Returns {'delivered', ''} | {'offered', expires_ms} | {'rejected', code}
-local tid, from, asset, gift_id = ARGV[1], ARGV[2], ARGV[3], ARGV[7]
-local count = int_arg(ARGV[4], 'count')
-local now = int_arg(ARGV[6], 'now')
-local events_max = events_bound(ARGV[11])
+-- ARGV[1] - transfer id   ARGV[2] - gift id   ARGV[3] - sender
+-- ARGV[4] - asset         ARGV[5] - count     ARGV[6] - room or ''
+-- ARGV[7] - the sender's day key of the gift (restored on a void)   ARGV[8] - now ms
+-- ARGV[9] - offer timeout ms    ARGV[10] - pending offers bound   ARGV[11] - amount bound
+-- ARGV[12] - event log bound
+-- ARGV[13] - mode: 'credit', or 'void' when an operator gives up on the gift (a dead
+--            letter): unless this side already decided, it is rejected `operator_voided`
+-- Returns {'applied' | 'exists', outcome, detail}: outcome 'delivered' (detail ''),
+-- 'offered' (detail: expiry ms) or 'rejected' (detail: the code)
+local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local k_blocks, k_offers, k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local transfer_id, gift_id, sender = ARGV[1], ARGV[2], ARGV[3]
+local asset, count, room = ARGV[4], int_arg(ARGV[5], 'count'), ARGV[6]
+local gift_day, now = ARGV[7], int_arg(ARGV[8], 'now')
+local offer_ms, offers_max = int_arg(ARGV[9], 'offer_timeout'), int_arg(ARGV[10], 'offers_max')
+local amount_max, bound = int_arg(ARGV[11], 'amount_max'), events_bound(ARGV[12])
+local mode = enum_arg(ARGV[13], 'mode', {credit = true, void = true})
 
-local stored = redis.call('HGET', KEYS[4], tid)
+local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
   local rec = cjson.decode(stored)
   if rec.st == 'offered' or rec.st == 'accepted' or rec.st == 'voided' then
-    return {'offered', I(rec.exp)}
+    return {'exists', 'offered', I(rec.exp)}
   end
-  return {rec.st, rec.code or ''}
+  return {'exists', rec.st, rec.code or ''}
 end
 
 local function reject(code)
-  redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'rejected', code = code, from = from}))
-  return {'rejected', code}
+  redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'rejected', code = code, from = sender}))
+  return {'applied', 'rejected', code}
 end
 
-if ARGV[13] == 'void' then return reject('operator_voided') end
-local p = redis.call('HMGET', KEYS[1], 'registered_at_ms', 'banned', 'confirm')
+if mode == 'void' then return reject('operator_voided') end
+local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'confirm')
 if not p[1] then return reject('recipient_unknown') end
 if p[2] == '1' then return reject('recipient_banned') end
-if redis.call('SISMEMBER', KEYS[5], from) == 1 then return reject('blocked') end
-local balance = hget_int(KEYS[2], asset)
-if balance + count > int_arg(ARGV[10], 'amount_max') then return reject('amount_too_large') end
+if redis.call('SISMEMBER', k_blocks, sender) == 1 then return reject('blocked') end
+if hget_int(k_balances, asset) + count > amount_max then return reject('amount_too_large') end
 
-local room = nil
-if ARGV[5] ~= '' then room = ARGV[5] end
+local room_or_nil = nil
+if room ~= '' then room_or_nil = room end
 if p[3] == '1' then
-  if redis.call('HLEN', KEYS[6]) >= int_arg(ARGV[9], 'offers_max') then
-    return reject('offers_full')
-  end
-  local exp = now + int_arg(ARGV[8], 'offer_timeout')
-  local ev = {type = 'gift.offer', transfer_id = tid, gift_id = gift_id, from = from,
-              asset = asset, count = count, room = room, expires_at_ms = exp}
-  local json = emit(KEYS[1], KEYS[8], KEYS[9], ev, events_max)
-  redis.call('HSET', KEYS[6], tid, json)
-  redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'offered', from = from, exp = exp,
-             asset = asset, count = count, gift_id = gift_id, day = ARGV[12]}))
-  return {'offered', I(exp)}
+  if redis.call('HLEN', k_offers) >= offers_max then return reject('offers_full') end
+  local exp = now + offer_ms
+  local json = emit(k_profile, k_events, k_channel, {type = 'gift.offer', transfer_id = transfer_id,
+       gift_id = gift_id, from = sender, asset = asset, count = count, room = room_or_nil,
+       expires_at_ms = exp}, bound, '')
+  redis.call('HSET', k_offers, transfer_id, json)
+  redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'offered', from = sender, exp = exp,
+             asset = asset, count = count, gift_id = gift_id, day = gift_day}))
+  return {'applied', 'offered', I(exp)}
 end
 
-local after = credit_from_escrow(KEYS[2], KEYS[3], KEYS[7], tid, asset, count, now)
-emit(KEYS[1], KEYS[8], KEYS[9], {type = 'gift.received', transfer_id = tid, gift_id = gift_id,
-     from = from, asset = asset, count = count, room = room, balance = after}, events_max)
-redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'delivered', from = from}))
-return {'delivered', ''}
+local after = credit_from_escrow(k_balances, k_system, k_ledger, transfer_id, asset, count, now)
+emit(k_profile, k_events, k_channel, {type = 'gift.received', transfer_id = transfer_id,
+     gift_id = gift_id, from = sender, asset = asset, count = count, room = room_or_nil,
+     balance = after}, bound, '')
+redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'delivered', from = sender}))
+return {'applied', 'delivered', ''}

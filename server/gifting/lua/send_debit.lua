@@ -1,88 +1,95 @@
--- Step 1 of a gift, on the sender's slot: check every sender-side rule, then
--- move the cost out of the sender's balance: `count` into escrow, the festival
--- surplus to burn, the newcomer's free cards paid by the promotion account.
--- Idempotent by transfer id: a replay returns the stored record.
--- KEYS[1] - sender profile hash        KEYS[2] - sender balances hash
--- KEYS[3] - sender system accounts     KEYS[4] - sender transfer records
--- KEYS[5] - sender follows hash        KEYS[6] - users the sender blocked
--- KEYS[7] - users who blocked sender   KEYS[8] - sender daily counters (today)
--- KEYS[9] - sender ledger stream       KEYS[10] - sender event stream
+-- Step 1 of a gift, on the sender's slot: check every sender-side rule (this is
+-- where the daily limit, the pair limit, the follow age, blocks and real-name
+-- verification are enforced), then move the cost out of the sender's balance:
+-- `count` into escrow, the festival surplus to burn, the newcomer's free cards paid
+-- by the promotion account. Idempotent by transfer id: a replay returns the stored
+-- record; the same id with other parameters is a conflict.
+-- KEYS[1] - sender profile hash         KEYS[2] - sender balances hash
+-- KEYS[3] - sender system accounts      KEYS[4] - sender transfer records
+-- KEYS[5] - sender follows hash         KEYS[6] - users the sender blocked
+-- KEYS[7] - users who blocked sender    KEYS[8] - sender daily counters (today)
+-- KEYS[9] - sender ledger stream        KEYS[10] - sender event stream
 -- KEYS[11] - sender channel
--- ARGV[1] - transfer id    ARGV[2] - recipient   ARGV[3] - asset  ARGV[4] - count
--- ARGV[5] - room or ''     ARGV[6] - now ms      ARGV[7] - fingerprint of the parameters
--- ARGV[8] - day key        ARGV[9] - gifts/day   ARGV[10] - VIP bonus gifts
--- ARGV[11] - gifts/day to one recipient          ARGV[12] - minimum follow age ms
+-- ARGV[1] - transfer id   ARGV[2] - gift id   ARGV[3] - recipient
+-- ARGV[4] - asset         ARGV[5] - count     ARGV[6] - room or ''
+-- ARGV[7] - day key (yyyymmdd)                ARGV[8] - now ms
+-- ARGV[9] - gifts per day       ARGV[10] - VIP bonus gifts
+-- ARGV[11] - gifts per day to one recipient   ARGV[12] - minimum follow age ms
 -- ARGV[13], ARGV[14] - cost numerator, denominator (6/5 on festival days, else 1/1)
--- ARGV[15] - newcomer window ms   ARGV[16] - newcomer free cards
--- ARGV[17] - amount bound         ARGV[18] - day-counter TTL s
--- ARGV[19] - event log bound      ARGV[20] - gift id
--- ARGV[21] - route of the request (`<conn>/<n>` or ''): who gets a rejection as the reply
--- Returns {'new', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
-local tid, to, asset, fp, gift_id = ARGV[1], ARGV[2], ARGV[3], ARGV[7], ARGV[20]
-local count = int_arg(ARGV[4], 'count')
-local now = int_arg(ARGV[6], 'now')
-local events = events_bound(ARGV[19])
+-- ARGV[15] - newcomer window ms  ARGV[16] - newcomer free cards
+-- ARGV[17] - amount bound        ARGV[18] - day-counter TTL s
+-- ARGV[19] - event log bound     ARGV[20] - route of the request ('' if none)
+-- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
+local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local k_ledger, k_events, k_channel = KEYS[9], KEYS[10], KEYS[11]
+local transfer_id, gift_id, recipient = ARGV[1], ARGV[2], ARGV[3]
+local asset, count, room = ARGV[4], int_arg(ARGV[5], 'count'), ARGV[6]
+local day, now = ARGV[7], int_arg(ARGV[8], 'now')
+local per_day, vip_bonus = int_arg(ARGV[9], 'gifts_per_day'), int_arg(ARGV[10], 'vip_bonus')
+local pair_per_day, follow_min = int_arg(ARGV[11], 'pair_per_day'), int_arg(ARGV[12], 'follow_min')
+local cost_num, cost_den = int_arg(ARGV[13], 'cost_num'), int_arg(ARGV[14], 'cost_den')
+local newcomer_ms, free_cards = int_arg(ARGV[15], 'newcomer_window'), int_arg(ARGV[16], 'free_cards')
+local amount_max, day_ttl = int_arg(ARGV[17], 'amount_max'), int_arg(ARGV[18], 'day_ttl')
+local bound, route = events_bound(ARGV[19]), ARGV[20]
+-- what a replay must repeat exactly (the count as sent, not as a number)
+local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
 
-local stored = redis.call('HGET', KEYS[4], tid)
+local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
   local rec = cjson.decode(stored)
-  if rec.fp ~= fp then return {'conflict', ''} end
+  if rec.fp ~= fingerprint then return {'conflict', ''} end
   return {'exists', stored}
 end
 
 local function reject(code)
-  local ev = reject_event(tid, gift_id, code, {asset = asset})
-  local json = emit(KEYS[1], KEYS[10], KEYS[11], ev, events, ARGV[21])
-  redis.call('HSET', KEYS[4], tid, cjson.encode({st = 'rejected', fp = fp, code = code, ev = json}))
+  local ev = reject_event(transfer_id, gift_id, code, {asset = asset})
+  local json = emit(k_profile, k_events, k_channel, ev, bound, route)
+  redis.call('HSET', k_transfers, transfer_id,
+             cjson.encode({st = 'rejected', fp = fingerprint, code = code, ev = json}))
   return {'rejected', json}
 end
 
-local p = redis.call('HMGET', KEYS[1], 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used')
+local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used')
 if not p[1] then return reject('sender_unknown') end
 if p[2] == '1' then return reject('sender_banned') end
 if p[3] ~= '1' then return reject('real_name_required') end
-if redis.call('SISMEMBER', KEYS[6], to) == 1 or redis.call('SISMEMBER', KEYS[7], to) == 1 then
+if redis.call('SISMEMBER', k_blocks, recipient) == 1
+    or redis.call('SISMEMBER', k_blocked_by, recipient) == 1 then
   return reject('blocked')
 end
-local since = redis.call('HGET', KEYS[5], to)
+local since = redis.call('HGET', k_follows, recipient)
 if not since then return reject('not_following') end
-if now - tonumber(since) < int_arg(ARGV[12], 'follow_min') then
-  return reject('follow_too_recent')
-end
-local limit = int_arg(ARGV[9], 'daily')
-if p[4] == '1' then limit = limit + int_arg(ARGV[10], 'vip_bonus') end
-local sent = hget_int(KEYS[8], 'sent')
-if sent >= limit then return reject('daily_limit') end
-if hget_int(KEYS[8], 'to:' .. to) >= int_arg(ARGV[11], 'pair') then return reject('pair_limit') end
+if now - tonumber(since) < follow_min then return reject('follow_too_recent') end
+local limit = per_day
+if p[4] == '1' then limit = limit + vip_bonus end
+if hget_int(k_today, 'sent') >= limit then return reject('daily_limit') end
+if hget_int(k_today, 'to:' .. recipient) >= pair_per_day then return reject('pair_limit') end
 
-local num, den = int_arg(ARGV[13], 'num'), int_arg(ARGV[14], 'den')
-local cost = math.floor((count * num + den - 1) / den)
+local cost = math.floor((count * cost_num + cost_den - 1) / cost_den)
 local free = 0
-if now - tonumber(p[1]) < int_arg(ARGV[15], 'newcomer_window') then
-  free = math.max(0, int_arg(ARGV[16], 'free_cards') - tonumber(p[5] or '0'))
-  free = math.min(free, cost)
+if now - tonumber(p[1]) < newcomer_ms then
+  free = math.min(cost, math.max(0, free_cards - tonumber(p[5] or '0')))
 end
 local pay = cost - free
-local balance = hget_int(KEYS[2], asset)
-if balance < pay then return reject('insufficient_balance') end
-local bound = int_arg(ARGV[17], 'amount_max')
-if cost > bound then return reject('amount_too_large') end
+if hget_int(k_balances, asset) < pay then return reject('insufficient_balance') end
+if cost > amount_max then return reject('amount_too_large') end
 
 -- every check passed: write
 local surplus = cost - count
-if pay > 0 then redis.call('HINCRBY', KEYS[2], asset, I(-pay)) end
+if pay > 0 then redis.call('HINCRBY', k_balances, asset, I(-pay)) end
 if free > 0 then
-  redis.call('HINCRBY', KEYS[3], 'promo:' .. asset, I(-free))
-  redis.call('HINCRBY', KEYS[1], 'free_used', I(free))
+  redis.call('HINCRBY', k_system, 'promo:' .. asset, I(-free))
+  redis.call('HINCRBY', k_profile, 'free_used', I(free))
 end
-if surplus > 0 then redis.call('HINCRBY', KEYS[3], 'burn:' .. asset, I(surplus)) end
-redis.call('HINCRBY', KEYS[3], 'escrow:' .. asset, I(count))
-redis.call('HINCRBY', KEYS[8], 'sent', 1)
-redis.call('HINCRBY', KEYS[8], 'to:' .. to, 1)
-redis.call('EXPIRE', KEYS[8], ARGV[18])
-ledger(KEYS[9], tid, asset, -pay, 'escrow', 'gift_out', now)
-local rec = {st = 'escrowed', fp = fp, to = to, asset = asset, count = count, cost = cost,
-             free = free, day = ARGV[8], gift_id = gift_id, room = ARGV[5], limit = limit}
+if surplus > 0 then redis.call('HINCRBY', k_system, 'burn:' .. asset, I(surplus)) end
+redis.call('HINCRBY', k_system, 'escrow:' .. asset, I(count))
+redis.call('HINCRBY', k_today, 'sent', 1)
+redis.call('HINCRBY', k_today, 'to:' .. recipient, 1)
+redis.call('EXPIRE', k_today, I(day_ttl))
+ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now)
+local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
+             cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit}
 local json = cjson.encode(rec)
-redis.call('HSET', KEYS[4], tid, json)
-return {'new', json}
+redis.call('HSET', k_transfers, transfer_id, json)
+return {'applied', json}

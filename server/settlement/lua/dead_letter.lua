@@ -4,13 +4,17 @@
 -- carry the partition's hash tag.
 -- KEYS[1] - settlement stream partition   KEYS[2] - its dead-letter stream
 -- KEYS[3] - its failed-attempts hash
--- ARGV[1] - consumer group  ARGV[2] - entry id  ARGV[3] - error  ARGV[4] - attempts
--- ARGV[5] - now ms          ARGV[6] - the entry's fields (JSON)  ARGV[7] - dead letters kept
--- Returns the dead-letter id, or '' when the entry was no longer pending (done already)
-local group, entry = ARGV[1], ARGV[2]
-if redis.call('XACK', KEYS[1], group, entry) == 0 then return '' end
-local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], '*', 'entry', entry,
-                      'error', ARGV[3], 'attempts', ARGV[4], 'at', ARGV[5], 'fields', ARGV[6])
-redis.call('XDEL', KEYS[1], entry)
-redis.call('HDEL', KEYS[3], entry, entry .. ':error')
-return id
+-- ARGV[1] - consumer group   ARGV[2] - entry id   ARGV[3] - the entry's fields (JSON)
+-- ARGV[4] - error   ARGV[5] - attempts   ARGV[6] - now ms   ARGV[7] - dead letters kept
+-- Returns {'applied', dead-letter id} | {'not_found', ''} (no longer pending: done already)
+local k_stream, k_dead, k_failures = KEYS[1], KEYS[2], KEYS[3]
+local group, entry, fields, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local attempts, now = int_arg(ARGV[5], 'attempts'), int_arg(ARGV[6], 'now')
+local kept = int_arg(ARGV[7], 'dead_letters_max')
+
+if redis.call('XACK', k_stream, group, entry) == 0 then return {'not_found', ''} end
+local id = redis.call('XADD', k_dead, 'MAXLEN', '~', I(kept), '*', 'entry', entry,
+                      'error', err, 'attempts', I(attempts), 'at', I(now), 'fields', fields)
+redis.call('XDEL', k_stream, entry)
+redis.call('HDEL', k_failures, entry, entry .. ':error')
+return {'applied', id}

@@ -1,19 +1,32 @@
--- Shared helpers, prepended to every script by server/store/scripts.py together
--- with a generated `REJECT` table (code -> {message, temporary}).
--- Scripts check everything first and write last: Redis does not roll back a
--- script that fails after its first write.
+-- The prelude every script starts with (server/store/scripts.py prepends it, then
+-- ledger/lua/_ledger.lua, then the script's own package's `_*.lua`, then the
+-- script). Contract of every script: KEYS and ARGV are named once as locals at
+-- the top; everything is checked first and written last (Redis does not roll back
+-- a script that fails after its first write); the first reply element is a step
+-- status from server/store/outcomes.py; `redis.error_reply` only for broken
+-- invariants (bad arguments, unknown actions).
 
 -- Argument helpers raise (a returned error reply would not stop the script); every
 -- script calls them before its first write.
 -- Lua numbers are doubles and print as 1e+12: always format integers with %d.
 local function I(n) return string.format('%d', n) end
 
+local function fail(message)
+  error(redis.error_reply('ERR giftwire: ' .. message))
+end
+
 local function int_arg(v, name)
   local n = tonumber(v)
   if n == nil or n ~= math.floor(n) or math.abs(n) > 4503599627370496 then
-    error(redis.error_reply('ERR giftwire: bad integer argument ' .. name))
+    fail('bad integer argument ' .. name)
   end
   return n
+end
+
+-- One of `allowed` (a set), or a broken invariant: never a silent default.
+local function enum_arg(v, name, allowed)
+  if not allowed[v] then fail('unknown ' .. name .. ' ' .. tostring(v)) end
+  return v
 end
 
 local function hget_int(key, field)
@@ -24,7 +37,7 @@ end
 -- cluster, where the user's channel lives in the user's slot), parsed before any write.
 local function events_bound(v)
   local count, age, how = string.match(v or '', '^(%d+):(%d+):([ps])$')
-  if not count then error(redis.error_reply('ERR giftwire: bad event log bound ' .. tostring(v))) end
+  if not count then fail('bad event log bound ' .. tostring(v)) end
   local publish = 'PUBLISH'
   if how == 's' then publish = 'SPUBLISH' end
   return {count = tonumber(count), age = tonumber(age), publish = publish}
@@ -48,26 +61,4 @@ local function emit(kprofile, kevents, kchannel, event, bound, route)
   redis.call('EXPIRE', kevents, I(bound.age))
   redis.call(bound.publish, kchannel, 'E' .. I(seq) .. ' ' .. route .. ' ' .. json)
   return json
-end
-
-local function reject_event(tid, gift_id, code, extra)
-  local r = REJECT[code]
-  local ev = {type = 'gift.rejected', transfer_id = tid, gift_id = gift_id, code = code,
-              message = r[1], temporary = r[2]}
-  for k, v in pairs(extra or {}) do ev[k] = v end
-  return ev
-end
-
-local function ledger(kledger, tid, asset, delta, account, kind, now_ms)
-  redis.call('XADD', kledger, '*', 'tid', tid, 'asset', asset, 'delta', I(delta),
-             'account', account, 'kind', kind, 'ts', I(now_ms))
-end
-
--- The recipient's side of a transfer: the cards leave this slot's escrow for the balance.
--- Returns the new balance.
-local function credit_from_escrow(kbalances, ksystem, kledger, tid, asset, count, now_ms)
-  local balance = redis.call('HINCRBY', kbalances, asset, I(count))
-  redis.call('HINCRBY', ksystem, 'escrow:' .. asset, I(-count))
-  ledger(kledger, tid, asset, count, 'escrow', 'gift_in', now_ms)
-  return balance
 end

@@ -1,0 +1,137 @@
+"""Gifting messages of protocol v1: sending a gift, answering an offer, and the
+events a gift or a grant produces. Declarations and the `gift.rejected` builder;
+the codec is `protocol.schema`, the catalogue `protocol.messages`."""
+
+from __future__ import annotations
+
+from protocol.errors import REJECTIONS
+from protocol.schema import (
+    AMOUNT_MAX,
+    ASSET_PATTERN,
+    ID_PATTERN,
+    TRANSFER_ID_PATTERN,
+    Field,
+    MessageType,
+    encode,
+    req_id,
+    user_field,
+)
+
+_TID = Field("transfer_id", "str", "`<sender>:<gift_id>`, unique", pattern=TRANSFER_ID_PATTERN)
+_GIFT_ID = Field("gift_id", "str", "sender-chosen gift id (idempotency key)", pattern=ID_PATTERN)
+_OFFER_ID = Field("offer_id", "str", "`transfer_id` of the offer", pattern=TRANSFER_ID_PATTERN)
+_ASSET = Field("asset", "str", "asset name, e.g. `note.do`", pattern=ASSET_PATTERN)
+_COUNT = Field("count", "int", "cards the recipient gets", minimum=1, maximum=AMOUNT_MAX)
+_ROOM = Field("room", "str", "live room the gift was sent in", False, ID_PATTERN)
+_SEQ = Field("seq", "int", "per-user event sequence number", minimum=1)
+_BALANCE = Field("balance", "int", "your balance of `asset` after this event", minimum=0)
+_QUOTA = Field("quota_left", "int", "gifts you may still send today", minimum=0)
+
+CLIENT_TYPES: tuple[MessageType, ...] = (
+    MessageType(
+        "gift.send",
+        "client",
+        "Send `count` cards of `asset` to `to`. Replied by `gift.confirmed` or `gift.rejected`.",
+        (req_id(), _GIFT_ID, user_field("to", "recipient user id"), _ASSET, _COUNT, _ROOM),
+    ),
+    MessageType(
+        "gift.accept",
+        "client",
+        "Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. "
+        "`offer_expired` after the timeout, `offer_declined` after a decline).",
+        (req_id(), _OFFER_ID),
+    ),
+    MessageType(
+        "gift.decline",
+        "client",
+        "Decline a pending offer. Replied by `gift.voided` or `gift.rejected` (e.g. "
+        "`offer_accepted` when it was accepted first).",
+        (req_id(), _OFFER_ID),
+    ),
+)
+
+SERVER_TYPES: tuple[MessageType, ...] = (
+    MessageType(
+        "gift.confirmed",
+        "server",
+        "To the sender: the gift settled (`delivery: instant`) or awaits the "
+        "recipient's confirmation (`delivery: pending`).",
+        (
+            req_id(False), _TID, _GIFT_ID, user_field("to", "recipient"), _ASSET, _COUNT,
+            Field("cost", "int", "cards debited (festival pricing, free quota)", minimum=0),
+            Field("free", "int", "cards paid by the newcomer promotion", minimum=0),
+            Field("delivery", "str", "instant or pending", enum=("instant", "pending")),
+            _BALANCE, _QUOTA, _ROOM, _SEQ,
+        ),
+    ),
+    MessageType(
+        "gift.rejected",
+        "server",
+        "The gift (or offer action) was refused; nothing moved or all was refunded.",
+        (
+            req_id(False), _TID, _GIFT_ID,
+            Field("code", "str", "stable rejection code"),
+            Field("message", "str", "human-readable explanation"),
+            Field("temporary", "bool", "true when retrying later may succeed"),
+            Field("balance", "int", "sender balance after any refund", False, minimum=0),
+            Field("asset", "str", "asset of the gift", False, ASSET_PATTERN),
+            Field("seq", "int", "per-user event sequence number", False, minimum=1),
+        ),
+    ),
+    MessageType(
+        "gift.received",
+        "server",
+        "To the recipient: cards were credited (instantly, or on accepting an offer).",
+        (req_id(False), _TID, _GIFT_ID, user_field("from", "sender"), _ASSET, _COUNT, _ROOM,
+         _BALANCE, _SEQ),
+    ),
+    MessageType(
+        "gift.offer",
+        "server",
+        "To a recipient who confirms gifts: accept or decline before `expires_at_ms`.",
+        (
+            _TID, _GIFT_ID, user_field("from", "sender"), _ASSET, _COUNT, _ROOM,
+            Field("expires_at_ms", "int", "when the offer times out, Unix ms", minimum=0),
+            Field("seq", "int", "sequence number of the event that offered it", minimum=1),
+        ),
+    ),
+    MessageType(
+        "gift.accepted",
+        "server",
+        "To the sender: the recipient accepted a pending gift.",
+        (_TID, _GIFT_ID, user_field("to", "recipient"), _ASSET, _COUNT, _SEQ),
+    ),
+    MessageType(
+        "gift.voided",
+        "server",
+        "To both sides: a pending gift was declined or timed out; the sender got "
+        "the cards and the daily quota back.",
+        (
+            req_id(False), _TID, _GIFT_ID, _ASSET, _COUNT,
+            Field("reason", "str", "declined or timeout", enum=("declined", "timeout")),
+            Field("balance", "int", "your balance of `asset` now", False, minimum=0),
+            Field("quota_left", "int", "sender only: gifts left today", False, minimum=0),
+            _SEQ,
+        ),
+    ),
+    MessageType(
+        "balance.changed",
+        "server",
+        "A grant, revocation or reward changed your balance.",
+        (
+            _TID, _ASSET,
+            Field("delta", "int", "signed change", minimum=-AMOUNT_MAX, maximum=AMOUNT_MAX),
+            Field("reason", "str", "grant, revoke or mentor_reward",
+                  enum=("grant", "revoke", "mentor_reward")),
+            _BALANCE, _SEQ,
+        ),
+    ),
+)
+
+
+def rejection(tid: str, gift_id: str, code: str, request_id: str | None = None) -> str:
+    """A `gift.rejected` reply that no Lua step emitted (checked at the gateway, or a replay
+    conflict): the code's message and temporary flag come from `protocol.errors`."""
+    r = REJECTIONS[code]
+    return encode("gift.rejected", id=request_id, transfer_id=tid, gift_id=gift_id, code=code,
+                  message=r.message, temporary=r.temporary).decode()

@@ -1,0 +1,167 @@
+"""The strict codec of protocol v1: how a message type is declared (`Field`,
+`MessageType`) and how a frame is checked against declared types. Pure: no I/O,
+and no message declarations (those live per subsystem and are gathered by
+`protocol.messages`).
+
+A frame is one JSON object with a `type`. Decoding refuses unknown types,
+missing or undeclared fields, wrong types and out-of-range values, each with its
+own error code (see `protocol.errors`), and recovers the request `id` when it
+can so the error reply still reaches the right request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+Kind = Literal["str", "int", "bool", "balances"]
+
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+TRANSFER_ID_PATTERN = r"^\$?[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_:$-]{1,80}$"
+ASSET_PATTERN = r"^[a-z_]{1,24}(\.[a-z0-9_]{1,24})?$"
+# Amounts stay far below 2**53: Lua numbers are doubles and cjson prints 14 digits.
+AMOUNT_MAX = 10**12
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: Kind
+    doc: str
+    required: bool = True
+    pattern: str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    enum: tuple[str, ...] = ()
+    max_length: int = 4096
+
+
+@dataclass(frozen=True)
+class MessageType:
+    name: str
+    direction: Literal["client", "server"]
+    doc: str
+    fields: tuple[Field, ...] = field(default_factory=tuple)
+
+    def field_map(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+
+def req_id(required: bool = True) -> Field:
+    """The request `id` field: a client request carries it, its reply echoes it."""
+    return Field(
+        "id", "str", "client-chosen request id, echoed by the reply", required, REQUEST_ID_PATTERN
+    )
+
+
+def user_field(name: str, doc: str) -> Field:
+    """A field holding a user id."""
+    return Field(name, "str", doc, pattern=ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class DecodeError:
+    code: str
+    detail: str
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Decoded:
+    type: str
+    data: dict[str, Any]
+
+
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    return compiled
+
+
+def _check(f: Field, value: Any) -> str | None:
+    """Why `value` is not valid for `f`, or None."""
+    if f.kind == "str":
+        if not isinstance(value, str):
+            return f"{f.name} must be a string"
+        if len(value) > f.max_length:
+            return f"{f.name} is longer than {f.max_length}"
+        if f.pattern and not _regex(f.pattern).fullmatch(value):  # `$` lets a final \n by
+            return f"{f.name} must match {f.pattern}"
+        if f.enum and value not in f.enum:
+            return f"{f.name} must be one of {', '.join(f.enum)}"
+    elif f.kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return f"{f.name} must be an integer"
+        if f.minimum is not None and value < f.minimum:
+            return f"{f.name} must be >= {f.minimum}"
+        if f.maximum is not None and value > f.maximum:
+            return f"{f.name} must be <= {f.maximum}"
+    elif f.kind == "bool":
+        if not isinstance(value, bool):
+            return f"{f.name} must be true or false"
+    elif f.kind == "balances":
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+            for k, v in value.items()
+        )
+        if not ok:
+            return f"{f.name} must map asset names to integers"
+    return None
+
+
+def validate(obj: Any, types: Mapping[str, MessageType]) -> Decoded | DecodeError:
+    """Check a parsed JSON value against the declared message types."""
+    if not isinstance(obj, dict):
+        return DecodeError("bad_json", "a frame must be a JSON object")
+    rid = obj.get("id")
+    request_id = rid if isinstance(rid, str) and _regex(REQUEST_ID_PATTERN).fullmatch(rid) else None
+    name = obj.get("type")
+    mtype = types.get(name) if isinstance(name, str) else None
+    if mtype is None:
+        return DecodeError("unknown_type", f"unknown message type {name!r}", request_id)
+    fields = mtype.field_map()
+    for key in obj:
+        if key != "type" and key not in fields:
+            return DecodeError("unknown_field", f"{name} has no field {key!r}", request_id)
+    for f in mtype.fields:
+        if f.name not in obj:
+            if f.required:
+                return DecodeError("missing_field", f"{name} needs {f.name!r}", request_id)
+            continue
+        problem = _check(f, obj[f.name])
+        if problem:
+            return DecodeError("bad_field", problem, request_id)
+    data = {k: v for k, v in obj.items() if k != "type"}
+    return Decoded(mtype.name, data)
+
+
+def decode(frame: str | bytes, types: Mapping[str, MessageType],
+           max_bytes: int | None) -> Decoded | DecodeError:
+    """Parse one frame and validate it against `types`; `max_bytes=None` skips the size check."""
+    if max_bytes is not None:
+        # the limit is in bytes: a text frame of 4-byte characters is four times its length
+        size = len(frame) if isinstance(frame, bytes) or len(frame) * 4 <= max_bytes \
+            else len(frame.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            return DecodeError("frame_too_large", f"frame is larger than {max_bytes} bytes")
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return DecodeError("bad_json", "frame is not valid JSON")
+    return validate(obj, types)
+
+
+def encode(type_: str, **fields: Any) -> bytes:
+    """Encode a message; `None` fields are left out."""
+    body: dict[str, Any] = {"type": type_}
+    body.update((k, v) for k, v in fields.items() if v is not None)
+    return orjson.dumps(body)

@@ -1,0 +1,34 @@
+"""The connection-level requests every deployment serves (`ping`, `auth` after the
+handshake, `balance.get`), installed like any subsystem's."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from protocol.messages import encode
+from server.gateway.connection import Connection
+from server.parts import Parts
+from server.store import keys
+
+if TYPE_CHECKING:
+    from server.gateway.endpoint import Gateway
+
+
+async def ping(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    conn.push(encode("pong", id=d["id"]).decode())
+
+
+async def auth(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    gw.error(conn, "already_authenticated", d["id"])
+
+
+async def balance(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    raw = await gw.redis.hgetall(keys.user(conn.user).balances)
+    balances = {k: int(v) for k, v in raw.items() if int(v)}
+    conn.push(encode("balance", id=d["id"], balances=balances).decode())
+
+
+def install(p: Parts) -> None:
+    p.requests.add("ping", ping, ("pong",))
+    p.requests.add("auth", auth, ("error",))
+    p.requests.add("balance.get", balance, ("balance", "error"))

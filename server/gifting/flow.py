@@ -1,0 +1,190 @@
+"""The gift flow (entry kind `send`): four single-owner steps, each idempotent by the
+transfer id `<sender>:<gift_id>`.
+
+    send_debit (sender)  → recv_credit (recipient) → send_finalize (sender) → grant (mentor)
+
+Each request gets one reply: the event a step published (routed to the request), or,
+when a step only replays what was done before, the stored event sent to that request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from protocol.messages import rejection
+from server.config import Settings
+from server.gifting import rules
+from server.gifting.metrics import REJECTED
+from server.gifting.steps import DAY_COUNTER_TTL_S, Calendar, SenderSteps, Today
+from server.settlement.entries import Envelope
+from server.settlement.flows import Step
+from server.settlement.replies import Replies
+from server.store import keys
+from server.store.outcomes import Status, UnknownStatus, status
+from server.store.pipeline import Call
+from server.store.scripts import Scripts
+
+log = logging.getLogger("giftwire.gifting")
+KIND = "send"
+
+
+@dataclass
+class GiftItem:
+    sender: str
+    gift_id: str
+    to: str
+    asset: str
+    count: int
+    room: str
+    route: str  # `<conn>/<n>` of the request, or '' (no one waits for the reply)
+    void: bool = False  # an operator gives up on it: the recipient's step refuses
+    done: bool = False
+    rec: dict[str, Any] | None = None  # the sender's record once step 1 escrowed it
+    outcome: str = ""
+    detail: str = ""
+    mentor: str = ""
+
+    @property
+    def tid(self) -> str:
+        return rules.transfer_id(self.sender, self.gift_id)
+
+
+def payload(d: dict[str, Any]) -> dict[str, Any]:
+    """The entry fields of a `gift.send` frame (the gateway writes them, `decode` reads)."""
+    return {"gift_id": d["gift_id"], "to": d["to"], "asset": d["asset"], "count": d["count"],
+            "room": d.get("room", "")}
+
+
+class GiftFlow:
+    kind = KIND
+
+    def __init__(self, redis: Any, scripts: Scripts, settings: Settings, replies: Replies) -> None:
+        self.scripts = scripts
+        self.s = settings
+        self.replies = replies
+        self.calendar = Calendar(redis, settings)
+        self.sender = SenderSteps(settings, replies)
+        self.steps = (
+            Step("send_debit", self.debit_call, self.after_debit),
+            Step("recv_credit", self.credit_call, self.after_credit),
+            Step("send_finalize", self.finalize_call, self.after_finalize),
+            Step("grant", self.reward_call, self.after_reward),
+        )
+        self.offers_due = keys.OFFERS_DUE
+        self.redis = redis
+
+    def decode(self, env: Envelope, f: dict[str, str]) -> GiftItem:
+        return GiftItem(env.user, f["gift_id"], f["to"], f["asset"], int(f["count"]),
+                        f.get("room", ""), env.route)
+
+    async def prepare(self, now_ms: int) -> Today:
+        return await self.calendar.today(now_ms)
+
+    # -- 1: the sender's side ----------------------------------------------------
+    def debit_call(self, item: GiftItem, today: Today) -> Call:
+        s, sk = self.s, keys.user(item.sender)
+        num, den = (s.festival_cost_num, s.festival_cost_den) if today.festival else (1, 1)
+        return (
+            [sk.profile, sk.balances, sk.system, sk.transfers, sk.follows, sk.blocks,
+             sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel],
+            [item.tid, item.gift_id, item.to, item.asset, item.count, item.room, today.day,
+             today.now_ms, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
+             s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route],
+        )
+
+    async def after_debit(self, item: GiftItem, reply: list[Any], today: Today) -> None:
+        st = status(reply)
+        item.done = True
+        if st is Status.REJECTED:  # the script published the rejection, routed to the request
+            REJECTED.inc(reason=orjson.loads(reply[1])["code"])
+        elif st is Status.CONFLICT:
+            await self.replies.send(item.sender, item.route,
+                                    rejection(item.tid, item.gift_id, "gift_id_conflict"))
+        elif st is Status.APPLIED or st is Status.EXISTS:
+            rec: dict[str, Any] = orjson.loads(reply[1])
+            if rec["st"] != "escrowed":  # settled before: the stored answer is the reply
+                await self.replies.send(item.sender, item.route, rec["ev"])
+                return
+            item.rec, item.done = rec, False
+            self._fault("kill_after_escrow", item)
+        else:
+            raise UnknownStatus(f"send_debit answered {reply!r}")
+
+    # -- 2: the recipient's side -------------------------------------------------
+    def credit_call(self, item: GiftItem, today: Today) -> Call:
+        s, rk, rec = self.s, keys.user(item.to), item.rec
+        assert rec is not None  # step 1 escrowed it
+        count: Any = rec["count"]
+        if self.s.fault == "poison_credit" and item.gift_id.startswith("poison") and not item.void:
+            count = "not-a-number"  # fault injection: the recipient's step fails every time
+        return (
+            [rk.profile, rk.balances, rk.system, rk.transfers, rk.blocks, rk.offers, rk.ledger,
+             rk.events, rk.channel],
+            [item.tid, item.gift_id, item.sender, rec["asset"], count, rec["room"], rec["day"],
+             today.now_ms, s.offer_timeout_s * 1000, s.offers_per_user_max, s.amount_max,
+             s.events_bound, "void" if item.void else "credit"],
+        )
+
+    async def after_credit(self, item: GiftItem, reply: list[Any], today: Today) -> None:
+        st = status(reply)
+        if st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"recv_credit answered {reply!r}")
+        item.outcome, item.detail = str(reply[1]), str(reply[2])
+        if item.outcome == "rejected" and st is Status.APPLIED:
+            REJECTED.inc(reason=item.detail)
+        if item.outcome == "offered":  # due for the timeout sweep (idempotent on a re-run)
+            await self.redis.zadd(self.offers_due, {f"{item.to} {item.tid}": int(item.detail)})
+
+    # -- 3: the sender learns the outcome ----------------------------------------
+    def finalize_call(self, item: GiftItem, today: Today) -> Call:
+        assert item.rec is not None
+        return self.sender.finalize_call(item.sender, item.tid, item.outcome, item.detail,
+                                         item.rec["day"], today, item.route)
+
+    async def after_finalize(self, item: GiftItem, reply: list[Any], today: Today) -> None:
+        moved, item.mentor = await self.sender.after_finalize(item.sender, item.tid, item.outcome,
+                                                              reply, item.route)
+        item.done = not moved
+        if moved and status(reply) is Status.APPLIED:
+            self._fault("kill_after_finalize", item)
+
+    # -- 4: a newcomer's first gift rewards the mentor ---------------------------
+    def reward_call(self, item: GiftItem, today: Today) -> Call | None:
+        return self.sender.reward_call(item.mentor, item.tid, today)
+
+    async def after_reward(self, item: GiftItem, reply: list[Any], today: Today) -> None:
+        self.sender.after_reward(item.mentor, item.tid, reply)
+
+    # -- an operator gives up on a dead letter -----------------------------------
+    async def void(self, item: GiftItem, now_ms: int) -> str:
+        """Unless the recipient's side already decided, it refuses (`operator_voided`) and
+        the sender is refunded; returns what happened."""
+        stored = await self.redis.hget(keys.user(item.sender).transfers, item.tid)
+        if stored is None:
+            return "nothing_moved"
+        item.rec = orjson.loads(stored)
+        assert item.rec is not None
+        if item.rec["st"] != "escrowed":
+            return str(item.rec["st"])  # settled one way or the other already
+        item.void, item.route = True, ""
+        today = await self.prepare(now_ms)
+        for step in self.steps[1:]:
+            call = step.call(item, today)
+            if call is None or item.done:
+                continue
+            await step.after(item, await self.scripts[step.script](keys=call[0], args=call[1]),
+                             today)
+        return "refunded" if item.outcome == "rejected" else item.outcome
+
+    def _fault(self, name: str, item: GiftItem) -> None:
+        if self.s.fault == name:
+            log.warning("fault injection: SIGKILL at %s of %s", name, item.tid,
+                        extra={"transfer_id": item.tid})
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -1,0 +1,54 @@
+"""Gifting's requests at the gateway: what needs no storage is checked here, before
+anything is queued; the rest goes to settlement as an entry of the gift or offer flow."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from protocol.messages import rejection
+from server.config import Settings
+from server.gateway.connection import Connection
+from server.gifting import flow, offers, rules
+from server.gifting.metrics import REJECTED
+
+if TYPE_CHECKING:
+    from server.gateway.endpoint import Gateway
+
+
+def precheck(s: Settings, user: str, d: dict[str, Any]) -> str | None:
+    """Rules that need no storage: the rejection code, or None."""
+    if d["to"] == user:
+        return "self_gift"
+    if d["asset"] not in s.assets:
+        return "unknown_asset"
+    if d["asset"] not in s.note_assets:
+        return "not_transferable"
+    if d["count"] > s.count_max:
+        return "amount_too_large"
+    return None
+
+
+async def send(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    code = precheck(gw.s, conn.user, d)
+    if code:
+        REJECTED.inc(reason=code)
+        tid = rules.transfer_id(conn.user, d["gift_id"])
+        conn.push(rejection(tid, d["gift_id"], code, d["id"]))
+        return
+    await gw.enqueue(conn, d["id"], flow.KIND, flow.payload(d))
+
+
+async def accept(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    await _offer_action(gw, conn, d, "accept")
+
+
+async def decline(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    await _offer_action(gw, conn, d, "decline")
+
+
+async def _offer_action(gw: Gateway, conn: Connection, d: dict[str, Any], action: str) -> None:
+    sender, gift_id = rules.split_transfer_id(d["offer_id"])
+    if sender == conn.user:  # a sender's own record is never an offer to them
+        conn.push(rejection(d["offer_id"], gift_id, "offer_not_found", d["id"]))
+        return
+    await gw.enqueue(conn, d["id"], action, offers.payload(d))

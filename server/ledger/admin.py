@@ -1,0 +1,140 @@
+"""The ledger's admin routes: users and their profile, balances and ledger pages, grants
+(mint → user) and revocations (user → burn)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+
+from server.admin import validate as v
+from server.admin.http import path_user, read_json
+from server.admin.validate import AdminError
+from server.ledger.grants import grant
+from server.parts import Parts
+from server.store import keys
+from server.store.outcomes import Status
+
+# the grant script's rejection codes → the admin codes they are answered with
+GRANT_REJECTIONS = {
+    "user_unknown": "user_unknown",
+    "insufficient_balance": "insufficient_balance",
+    "amount_too_large": "amount_too_large",
+}
+LEDGER_PAGE_DEFAULT = 50
+
+
+async def require_users(redis: Any, **users: str) -> None:
+    """404 `user_unknown` unless every named user has a profile (one call per key: the
+    profiles sit in different cluster slots)."""
+    found = await asyncio.gather(*(redis.exists(keys.user(u).profile) for u in users.values()))
+    missing = [f"{role} {u}" for (role, u), n in zip(users.items(), found, strict=True) if not n]
+    if missing:
+        raise AdminError("user_unknown", f"no such user: {', '.join(missing)}")
+
+
+class LedgerAdmin:
+    def __init__(self, p: Parts) -> None:
+        self.p = p
+        self.redis = p.redis
+        self.s = p.settings
+
+    async def put_user(self, uid: str, body: Any) -> dict[str, Any]:
+        uid = v.user_id(uid)
+        now = self.p.clock.now_ms()
+        fields = v.profile(body, now)
+        pk = keys.user(uid).profile
+        # registration time is set once, on creation, unless given
+        created = await self.redis.hsetnx(pk, "registered_at_ms", fields.pop(
+            "registered_at_ms", str(now)))
+        if not created and "registered_at_ms" in (body or {}):
+            fields["registered_at_ms"] = str(body["registered_at_ms"])
+        if fields:
+            await self.redis.hset(pk, mapping=fields)
+        return {"id": uid, "created": bool(created)}
+
+    async def bulk_user(self, item: Any) -> Any:
+        uid = item.get("id") if isinstance(item, dict) else None
+        return await self.put_user(uid if isinstance(uid, str) else "", item)
+
+    async def get_user(self, uid: str) -> dict[str, Any]:
+        uk = keys.user(v.user_id(uid))
+        p = await self.redis.hgetall(uk.profile)
+        if not p:
+            raise AdminError("user_unknown")
+        return {
+            "id": uid,
+            "registered_at_ms": int(p["registered_at_ms"]),
+            "real_name_verified": p.get("real_name") == "1",
+            "vip": p.get("vip") == "1",
+            "banned": p.get("banned") == "1",
+            "confirm_gifts": p.get("confirm") == "1",
+            "mentor": p.get("mentor"),
+            "free_cards_used": int(p.get("free_used", 0)),
+            "balances": await self.balances(uid),
+        }
+
+    async def balances(self, uid: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(keys.user(v.user_id(uid)).balances)
+        return {a: int(n) for a, n in raw.items() if int(n)}
+
+    async def move(self, body: Any, revoke: bool) -> dict[str, Any]:
+        """A grant (mint → user) or a revocation (user → burn), idempotent by `id`."""
+        d = v.obj(body, {"id", "user", "asset", "amount"}, frozenset({"id", "user", "asset", "amount"}))
+        op_id = v.user_id(d["id"], "id")
+        uid = v.user_id(d["user"])
+        asset = v.asset(d["asset"], self.s.assets)
+        amount = v.integer(d["amount"], "amount", 1, self.s.amount_max)
+        kind = "revoke" if revoke else "grant"
+        st, detail = await grant(self.p.scripts, self.s, uid, f"${kind}:{op_id}", asset,
+                                 -amount if revoke else amount, "burn" if revoke else "mint", kind,
+                                 self.p.clock.now_ms())
+        if st is Status.CONFLICT:
+            raise AdminError("revoke_id_conflict" if revoke else "grant_id_conflict")
+        if st is Status.REJECTED:
+            raise AdminError(GRANT_REJECTIONS[detail])
+        return {"id": op_id, "user": uid, "asset": asset, "balance": int(detail),
+                "replayed": st is Status.EXISTS}
+
+    async def ledger(self, uid: str, cursor: str | None, limit: str | None) -> dict[str, Any]:
+        """Newest first; `next_cursor` pages back in time. `cursor` and `limit` are the raw
+        query strings: both are validated here, before Redis sees them, and never clamped."""
+        lk = keys.user(v.user_id(uid)).ledger
+        hi = self.s.ledger_page_max
+        count = min(LEDGER_PAGE_DEFAULT, hi) if limit is None else v.query_int(limit, "limit", 1, hi)
+        before = None if cursor is None else v.cursor(cursor)
+        if before == (0, 0):  # the smallest stream id: nothing is older (Redis refuses "(0-0")
+            return {"entries": [], "next_cursor": None}
+        top = "+" if before is None else f"({before[0]}-{before[1]}"
+        rows = await self.redis.xrevrange(lk, max=top, min="-", count=count)
+        entries = [
+            {"cursor": eid, "transfer_id": f["tid"], "asset": f["asset"], "delta": int(f["delta"]),
+             "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"])}
+            for eid, f in rows
+        ]
+        nxt = entries[-1]["cursor"] if len(entries) == count else None
+        return {"entries": entries, "next_cursor": nxt}
+
+    # -- routes ----------------------------------------------------------------
+    async def user_route(self, r: Request) -> Any:
+        if r.method == "PUT":
+            return await self.put_user(path_user(r), await read_json(r))
+        return await self.get_user(path_user(r))
+
+    async def balances_route(self, r: Request) -> Any:
+        u = path_user(r)
+        return {"user": u, "balances": await self.balances(u)}
+
+    async def ledger_route(self, r: Request) -> Any:
+        return await self.ledger(path_user(r), r.query_params.get("cursor"),
+                                 r.query_params.get("limit"))
+
+    async def grant_route(self, r: Request) -> Any:
+        return await self.move(await read_json(r), revoke=False)
+
+    async def revoke_route(self, r: Request) -> Any:
+        return await self.move(await read_json(r), revoke=True)
+
+    async def bulk_grant(self, item: Any) -> Any:
+        return await self.move(item, revoke=False)

@@ -1,0 +1,18 @@
+-- Ledger primitives, in every script's prelude. A slot's system accounts
+-- (`mint|burn|promo|escrow:<asset>` in its `s` hash) move against its users'
+-- balances so that every call keeps the slot's sum per asset at zero.
+
+-- One ledger line per balance change, in the user's ledger stream.
+local function ledger(kledger, transfer_id, asset, delta, account, kind, now_ms)
+  redis.call('XADD', kledger, '*', 'tid', transfer_id, 'asset', asset, 'delta', I(delta),
+             'account', account, 'kind', kind, 'ts', I(now_ms))
+end
+
+-- The recipient's side of a transfer: the cards leave this slot's escrow for the balance.
+-- Returns the new balance.
+local function credit_from_escrow(kbalances, ksystem, kledger, transfer_id, asset, count, now_ms)
+  local balance = redis.call('HINCRBY', kbalances, asset, I(count))
+  redis.call('HINCRBY', ksystem, 'escrow:' .. asset, I(-count))
+  ledger(kledger, transfer_id, asset, count, 'escrow', 'gift_in', now_ms)
+  return balance
+end

@@ -1,0 +1,19 @@
+"""The one list of subsystems. Each has a `module.py` whose `install(parts)` fills the
+registries of `server.parts`; nothing else names a subsystem."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from server.gateway import session
+from server.gifting import module as gifting
+from server.ledger import module as ledger
+from server.parts import Parts
+from server.settlement import module as settlement
+
+
+class Module(Protocol):
+    def install(self, p: Parts) -> None: ...
+
+
+MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting)

@@ -1,0 +1,78 @@
+"""The seams every subsystem plugs into: plain registries, built once per process and
+filled by each module's `install(parts)` (the list is `server.modules.MODULES`).
+
+    def install(p: Parts) -> None:
+        p.scripts.load("server.gifting")                      # its lua/ folder
+        p.requests.add("gift.send", handlers.send, replies)   # a client message
+        p.flows.add(GiftFlow(...))                            # a settlement entry kind
+        p.periodic.add("offer-timeouts", sweep.run, every_ms) # a scheduled job
+        p.admin.add("PUT", "/follows", admin.follow)          # an admin route
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+
+from server.clock import Clock
+from server.config import Settings
+from server.gateway.requests import Requests
+from server.settlement.flows import Flows, Periodic
+from server.settlement.replies import Replies
+from server.store.scripts import Scripts
+
+AdminHandler = Callable[[Request], Awaitable[Any]]  # returns JSON-able; raises AdminError
+BulkHandler = Callable[[Any], Awaitable[Any]]  # one item of `POST /bulk`
+
+
+@dataclass(frozen=True)
+class AdminRoute:
+    methods: tuple[str, ...]
+    path: str  # under /admin/v1
+    handler: AdminHandler
+
+
+@dataclass
+class AdminRoutes:
+    routes: list[AdminRoute] = field(default_factory=list)
+    # `POST /bulk` list name → how to apply one item, applied in registration order
+    bulk: dict[str, BulkHandler] = field(default_factory=dict)
+
+    def add(self, methods: str | tuple[str, ...], path: str, handler: AdminHandler) -> None:
+        ms = (methods,) if isinstance(methods, str) else methods
+        if any(r.path == path and set(r.methods) & set(ms) for r in self.routes):
+            raise ValueError(f"two admin handlers for {ms} {path}")
+        self.routes.append(AdminRoute(ms, path, handler))
+
+    def add_bulk(self, name: str, handler: BulkHandler) -> None:
+        if name in self.bulk:
+            raise ValueError(f"two bulk handlers for {name!r}")
+        self.bulk[name] = handler
+
+
+@dataclass
+class Parts:
+    settings: Settings
+    redis: Any
+    clock: Clock
+    scripts: Scripts
+    replies: Replies
+    requests: Requests = field(default_factory=Requests)
+    flows: Flows = field(default_factory=Flows)
+    periodic: Periodic = field(default_factory=Periodic)
+    admin: AdminRoutes = field(default_factory=AdminRoutes)
+
+
+def build(settings: Settings, redis: Any) -> Parts:
+    """Every registry filled by every module, checked complete."""
+    from server.modules import MODULES
+
+    clock = Clock(redis, settings.test_clock)
+    p = Parts(settings, redis, clock, Scripts(redis), Replies(redis, settings.redis_cluster))
+    for module in MODULES:
+        module.install(p)
+    p.requests.check_complete()
+    return p

@@ -1,0 +1,55 @@
+"""Settlement plumbing as a module: its own script (dead-lettering) and the operator's
+routes for dead letters. It knows no domain; the flows come from the other modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from server.admin import validate as v
+from server.admin.http import read_json
+from server.admin.validate import AdminError
+from server.clock import ADVANCE_MAX_MS, ClockLocked
+from server.parts import Parts
+from server.settlement.dead_letters import DeadLetterError, DeadLetters
+
+DEAD_LETTERS_PAGE_MAX = 1000  # dead letters in one listing
+
+
+def install(p: Parts) -> None:
+    p.scripts.load("server.settlement")
+    dead = DeadLetters(p.redis, p.scripts, p.replies, p.flows, p.settings, p.clock)
+
+    async def listing(r: Request) -> Any:
+        limit = v.query_int(r.query_params.get("limit", "100"), "limit", 1, DEAD_LETTERS_PAGE_MAX)
+        return {"dead_letters": await dead.list(limit), "total": await dead.count()}
+
+    async def action(r: Request) -> Any:
+        partition = v.query_int(r.path_params["partition"], "partition", 0, p.settings.partitions - 1)
+        dead_id = r.path_params["id"]
+        v.cursor(dead_id)  # a stream id, like a ledger cursor
+        try:
+            if r.path_params["action"] == "retry":
+                return await dead.retry(partition, dead_id)
+            if r.path_params["action"] == "void":
+                return await dead.void(partition, dead_id)
+        except DeadLetterError as exc:
+            raise AdminError(exc.code, exc.message) from None
+        raise AdminError("not_found", "the action is retry or void")
+
+    async def clock(r: Request) -> Any:
+        """GET: the time every rule uses; POST {"advance_ms": n}: move it (test clock only)."""
+        if r.method == "POST":
+            d = v.obj(await read_json(r), {"advance_ms"}, frozenset({"advance_ms"}))
+            ms = v.integer(d["advance_ms"], "advance_ms", 1, ADVANCE_MAX_MS)
+            try:
+                await p.clock.advance(ms)
+            except ClockLocked:
+                raise AdminError("clock_locked") from None
+        return {"now_ms": p.clock.now_ms(), "offset_ms": p.clock.offset_ms,
+                "movable": p.clock.movable}
+
+    p.admin.add(("GET", "POST"), "/clock", clock)
+    p.admin.add("GET", "/dead-letters", listing)
+    p.admin.add("POST", "/dead-letters/{partition}/{id}/{action}", action)

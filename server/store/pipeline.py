@@ -1,0 +1,56 @@
+"""Running many calls of one script in one round trip: a pipeline on one server; on a
+cluster, concurrent single-slot calls (redis-py refuses scripts in cluster pipelines),
+each routed to its slot's node."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.exceptions import AskError, ClusterDownError, NoScriptError, RedisError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from server.store.scripts import Script
+
+Call = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call
+
+# Errors that say nothing about the transfer, only about the connection (and, on a cluster,
+# redirections redis-py gave up on while a slot moves): the batch is re-run, never failed.
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, AskError, TryAgainError,
+             ClusterDownError)
+
+
+async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call]) -> list[Any]:
+    """The replies in call order; a script's own error comes back as the exception (the
+    caller fails that one call); a transient error is raised for the whole batch."""
+    if not calls:
+        return []
+    if cluster:
+        results = list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls),
+                                            return_exceptions=True))
+        return raise_transient(results)
+    pipe = redis.pipeline(transaction=False)
+    for k, a in calls:
+        await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
+    results = list(await pipe.execute(raise_on_error=False))
+    # a pipeline does not load scripts first: a server that lacks one (restarted) answers
+    # NOSCRIPT, and the plain call loads it and runs it once
+    for i, res in enumerate(results):
+        if isinstance(res, NoScriptError):
+            k, a = calls[i]
+            try:
+                results[i] = await script(keys=k, args=a)
+            except RedisError as exc:
+                results[i] = exc
+    return raise_transient(results)
+
+
+def raise_transient(results: list[Any]) -> list[Any]:
+    """A connection lost mid-batch says nothing about the transfers: raise, so the batch stays
+    unacknowledged and is re-run (every step is idempotent) instead of stranding cards in
+    escrow. A script's own error is returned, for the caller to fail that entry."""
+    for res in results:
+        if isinstance(res, TRANSIENT):
+            raise res
+    return results
