@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,6 +28,7 @@ from server.metrics import CONNECTIONS, REGISTRY
 from server.parts import Parts
 from server.secrets import Secrets
 from server.settlement.worker import Worker
+from server.store.packing import cluster_from_url, pool_from_url
 
 log = logging.getLogger("giftwire")
 
@@ -38,10 +38,12 @@ HEALTH_PROBE_S = 1.0  # a published probe must come back through pub/sub within 
 
 def connect(url: str, cluster: bool = False) -> Any:
     """A client whose pool waits (bounded) instead of failing when all connections are busy;
-    on a cluster, redis-py's cluster client (one bounded pool per node)."""
+    on a cluster, redis-py's cluster client (one bounded pool per node). Either way its
+    connections pack commands with hiredis (`store/packing.py`: the asyncio client packs in
+    pure Python otherwise), with the connection class the URL's scheme selects."""
     if cluster:
-        return RedisCluster.from_url(url, decode_responses=True, max_connections=REDIS_POOL_MAX)
-    pool = aredis.BlockingConnectionPool.from_url(
+        return cluster_from_url(url, decode_responses=True, max_connections=REDIS_POOL_MAX)
+    pool = pool_from_url(
         url, max_connections=REDIS_POOL_MAX, timeout=10, decode_responses=True,
         health_check_interval=30,
     )

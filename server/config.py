@@ -78,6 +78,9 @@ class Settings:
     # an entry that failed (or was handed out without being acknowledged) this many times is
     # a poison entry: retrying forever would stall nothing but hide it, so it is set aside
     settle_attempts_max: int = 5
+    # handed out this many times without any worker acknowledging or failing it: it kills its
+    # worker (set high: a batch aborted by a storage outage is handed out again too)
+    settle_deliveries_max: int = 20
     dead_letters_max: int = 10_000  # per partition; the oldest are trimmed beyond it
     sweep_interval_ms: int = 500
     sweep_batch_max: int = 256
@@ -196,6 +199,8 @@ DOCS: dict[str, str] = {
     "claim_idle_ms": "idle time after which another worker takes over a pending entry",
     "settle_attempts_max": "failed attempts (or deliveries never acknowledged) before an entry "
                            "is moved to the dead-letter stream",
+    "settle_deliveries_max": "deliveries of an entry that no worker acknowledged (each died on "
+                             "it) before it is moved to the dead-letter stream",
     "dead_letters_max": "dead-letter entries kept per partition (oldest trimmed)",
     "sweep_interval_ms": "how often a worker times out due offers",
     "sweep_batch_max": "offers timed out per sweep",

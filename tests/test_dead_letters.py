@@ -108,3 +108,26 @@ async def test_gift_stuck_in_escrow_is_refunded_by_void(
         assert await admin.balances(r) == {}
         code, out = await run_audit(vk.url)
         assert code == 0 and "(0 in flight)" in out and "dead letters: 0" in out, out
+
+
+async def test_a_failing_entry_holds_back_the_same_users_later_requests(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A user's requests settle in order: a gift sent after one whose step keeps failing waits
+    until that one is set aside, then settles; another user's gift is not held back."""
+    srv, _ = own_server({**FAST_RETRY, "GIFTWIRE_FAULT": "poison_credit"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10)
+        s2, r2 = await admin.pair(10)
+        async with await Client.connect(srv.ws, srv.token(s)) as a, \
+                await Client.connect(srv.ws, srv.token(s2)) as b:
+            first = asyncio.create_task(a.send_gift(r, "note.do", 1, gift_id="poison-2", timeout_s=20))
+            second = asyncio.create_task(a.send_gift(r, "note.do", 2, gift_id="fine-2", timeout_s=20))
+            other = await b.send_gift(r2, "note.do", 3)
+            assert other["type"] == "gift.confirmed" and not first.done() and not second.done()
+            settled = await second
+            assert first.done()  # the later request settled only after the earlier was set aside
+            failed = await first
+            assert (failed["type"], failed["code"]) == ("error", "settlement_failed")
+            assert settled["type"] == "gift.confirmed"
+            assert settled["seq"] > 0 and a.last_seq == settled["seq"]
+        assert await admin.balances(r) == {"note.do": 2}

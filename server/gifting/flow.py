@@ -150,7 +150,7 @@ class GiftFlow:
 
     async def after_finalize(self, item: GiftItem, reply: list[Any], today: Today) -> None:
         moved, item.mentor = await self.sender.after_finalize(item.sender, item.tid, item.outcome,
-                                                              reply, item.route)
+                                                              reply, item.route, stale_retries=False)
         item.done = not moved
         if moved and status(reply) is Status.APPLIED:
             self._fault("kill_after_finalize", item)

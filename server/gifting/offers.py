@@ -115,7 +115,7 @@ class OfferFlow:
 
     async def after_finalize(self, item: OfferItem, reply: list[Any], today: Today) -> None:
         _, item.mentor = await self.sender.after_finalize(item.sender, item.tid, item.outcome,
-                                                          reply, "")
+                                                          reply, "", stale_retries=True)
         await self._not_due_any_more(item)
 
     def reward_call(self, item: OfferItem, today: Today) -> Call | None:

@@ -32,6 +32,10 @@ class Today:
     festival: bool
 
 
+class StaleTransition(Exception):
+    """The sender's record is not yet where this outcome applies: retry the entry later."""
+
+
 class Calendar:
     """The local day and whether it is a festival; the calendar is re-read at most once a
     second (FESTIVAL_CACHE_MS)."""
@@ -68,12 +72,19 @@ class SenderSteps:
         )
 
     async def after_finalize(self, sender: str, tid: str, outcome: str, reply: list[Any],
-                             route: str) -> tuple[bool, str]:
-        """(whether the transfer moved on, the mentor to reward or '')."""
+                             route: str, stale_retries: bool) -> tuple[bool, str]:
+        """(whether the transfer moved on, the mentor to reward or ''). A stale transition
+        raises when `stale_retries` (an offer's outcome reached the sender before the gift's
+        own step 3, after a crash: retried later, it applies), else it means the transfer
+        moved past this step and the request gets the latest stored answer."""
         st = status(reply)
         if st is Status.STALE:
-            log.error("transfer %s: %s after state %s", tid, outcome, reply[1],
-                      extra={"transfer_id": tid})
+            if stale_retries:
+                raise StaleTransition(f"{tid}: {outcome} while the sender's record is {reply[1]}")
+            log.info("transfer %s: %s after state %s", tid, outcome, reply[1],
+                     extra={"transfer_id": tid})
+            if reply[2]:
+                await self.replies.send(sender, route, reply[2])
             return False, ""
         if st is Status.APPLIED:
             SETTLED.inc(outcome=outcome)

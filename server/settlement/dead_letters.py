@@ -2,8 +2,8 @@
 
 An entry whose step fails stays unacknowledged and is re-run after `claim_idle_ms`;
 its failures are counted beside the stream. An entry that failed
-`settle_attempts_max` times, or was handed out that many times without being
-acknowledged (its worker died each time), or cannot be parsed at all, moves to the
+`settle_attempts_max` times, or was handed out `settle_deliveries_max` times without
+being acknowledged (its worker died each time), or cannot be parsed at all, moves to the
 partition's dead-letter stream with its error, atomically (`lua/dead_letter.lua`).
 The request's connection, if it still waits, is told `settlement_failed`.
 
@@ -74,8 +74,8 @@ class DeadLetters:
                             attempts, self.s.settle_attempts_max, self.s.claim_idle_ms, error)
 
     async def over_delivered(self, stream: str, items: list[Entry]) -> list[Entry]:
-        """Of entries just claimed, bury those handed out more than `settle_attempts_max`
-        times (each worker that took them died or lost Redis); return the rest."""
+        """Of entries just claimed, bury those handed out more than `settle_deliveries_max`
+        times (each worker that took them died on it); return the rest."""
         if not items:
             return items
         pipe = self.redis.pipeline(transaction=False)
@@ -86,7 +86,7 @@ class DeadLetters:
         keep: list[Entry] = []
         for entry in items:
             n = times.get(entry[1], 0)
-            if n > self.s.settle_attempts_max:
+            if n > self.s.settle_deliveries_max:
                 fails = keys.settle_failures(self.partition[stream])
                 last = await self.redis.hget(fails, f"{entry[1]}:error")
                 await self.bury(entry, last or f"delivered {n} times, never acknowledged", n)

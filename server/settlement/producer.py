@@ -45,14 +45,19 @@ class StreamProducer:
             pipe.xadd(stream, fields)
         self.batches += 1
         try:
-            await pipe.execute()
-        except BaseException as exc:
+            # one refused XADD fails its own request only, not the others of the batch
+            results = await pipe.execute(raise_on_error=False)
+        except BaseException as exc:  # the connection: which ones landed is unknown
             for _, _, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for _, _, fut in batch:
-            if not fut.done():
+        for (_, _, fut), result in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
                 fut.set_result(None)

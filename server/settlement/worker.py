@@ -61,6 +61,8 @@ class Worker:
         self.clock = clock
         self.name = consumer_name()
         self.streams = [keys.settle_stream(p) for p in range(settings.partitions)]
+        self.partition = {stream: p for p, stream in enumerate(self.streams)}
+        self._claimed: set[str] = set()  # ids taken over this run, not yet acknowledged
         self.dead = DeadLetters(redis, scripts, Replies(redis, settings.redis_cluster), flows,
                                 settings, clock)
         self._stopping = asyncio.Event()
@@ -151,7 +153,9 @@ class Worker:
                 start_id="0-0", count=self.s.worker_batch_max,
             )
             claimed = [(stream, eid, fields) for eid, fields in items if fields]
-            out.extend(await self.dead.over_delivered(stream, claimed))
+            kept = await self.dead.over_delivered(stream, claimed)
+            self._claimed.update(eid for _, eid, _ in kept)
+            out.extend(kept)
         if out:
             CLAIMED.inc(len(out))
             log.warning("took over %d entries left pending by another worker", len(out))
@@ -165,10 +169,17 @@ class Worker:
         started = time.perf_counter()
         now = self.clock.now_ms()
         failed: Failed = {}
+        deferred: set[str] = set()  # later entries of a user whose entry failed: kept pending
+        stuck: set[str] = set()  # those users
         prepared: dict[str, Any] = {}  # flow kind → what its calls share in this batch
         for round_ in rounds(entries):
             by_kind: dict[str, list[tuple[str, Item]]] = {}
             for _, eid, fields in round_:
+                if fields.get("user", "") in stuck:
+                    # keep the user's order: this waits for the failed one, and comes back with
+                    # it (XAUTOCLAIM hands out in id order)
+                    deferred.add(eid)
+                    continue
                 try:
                     env = codec.decode(fields)
                     item = self.flows.get(env.kind).decode(env, fields)
@@ -178,11 +189,14 @@ class Worker:
                 by_kind.setdefault(env.kind, []).append((eid, item))
             await asyncio.gather(*(self._run_flow(kind, pairs, now, prepared, failed)
                                    for kind, pairs in by_kind.items()))
-        done = [e for e in entries if e[1] not in failed]
+            stuck.update(fields.get("user", "") for _, eid, fields in round_ if eid in failed)
+        done = [e for e in entries if e[1] not in failed and e[1] not in deferred]
         await self._ack(done)
         if failed:
             await self.dead.record([e for e in entries if e[1] in failed], failed)
-        assert len(done) + len(failed) == len(entries)  # acknowledged = applied, the rest kept
+        self._claimed.difference_update(failed, deferred)  # claimed again if they come back
+        # acknowledged = applied; the failed and the deferred stay pending
+        assert len(done) + len(failed) + len(deferred) == len(entries)
         self.applied += len(done)
         now_ms = self.clock.now_ms()
         for _, eid, _ in done:  # a stream id starts with the ms it was appended at
@@ -206,6 +220,9 @@ class Worker:
         for stream, eid, _ in entries:
             pipe.xack(stream, keys.SETTLE_GROUP, eid)
             pipe.xdel(stream, eid)
+            if eid in self._claimed:  # it may have failed before: forget its count
+                pipe.hdel(keys.settle_failures(self.partition[stream]), eid, f"{eid}:error")
+                self._claimed.discard(eid)
         await pipe.execute()
 
 

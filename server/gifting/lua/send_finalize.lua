@@ -14,7 +14,8 @@
 -- ARGV[5] - mentor reward asset   ARGV[6] - mentor reward cards
 -- ARGV[7] - event log bound       ARGV[8] - route of the sender's request ('' if none)
 -- Returns {'applied' | 'exists', event json, mentor to reward or ''} |
---         {'stale', the record's state, ''} (the outcome does not follow from that state)
+--         {'stale', the record's state, its latest event json or ''} (the outcome does not
+--         follow from that state: the transfer moved past it, or its sender's side lags)
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_gift_day, k_today, k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local transfer_id = ARGV[1]
@@ -26,6 +27,7 @@ local outcome = enum_arg(ARGV[2], 'outcome', target)
 local detail, now = ARGV[3], int_arg(ARGV[4], 'now')
 local reward_asset, reward_cards = ARGV[5], int_arg(ARGV[6], 'reward')
 local bound, route = events_bound(ARGV[7]), ARGV[8]
+if outcome == 'rejected' and not REJECT(detail) then fail('unknown rejection code ' .. detail) end
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if not stored then fail('finalize of unknown transfer ' .. transfer_id) end
@@ -33,7 +35,7 @@ local rec = cjson.decode(stored)
 if rec.st == target[outcome] then
   return {'exists', rec.ev2 or rec.ev, rec.mentor or ''}
 end
-if rec.st ~= from_state[outcome] then return {'stale', rec.st, ''} end
+if rec.st ~= from_state[outcome] then return {'stale', rec.st, rec.ev2 or rec.ev or ''} end
 
 local asset, count = rec.asset, rec.count
 local room = nil
