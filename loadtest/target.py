@@ -28,6 +28,8 @@ LOAD_PROFILE = {
     "GIFTWIRE_REQUESTS_PER_S": "100000",
     "GIFTWIRE_REQUEST_BURST": "100000",
     "GIFTWIRE_LOG_LEVEL": os.environ.get("GIFTWIRE_LOG_LEVEL", "warning"),
+    # the worker in a process of its own: it shares no CPU or GC pause with the gateway's loop
+    "GIFTWIRE_WORKER_PROCESSES": os.environ.get("GIFTWIRE_WORKER_PROCESSES", "1"),
 }
 BULK_CHUNK = 5000
 DAY_MS = 86_400_000

@@ -106,7 +106,8 @@ class Bench:
         return worker.applied
 
 
-READY = re.compile(r"listening on http://([0-9.]+):(\d+)|worker \S+ started")
+LISTENING = re.compile(r"listening on http://([0-9.]+):(\d+)")
+WORKER_READY = re.compile(r"worker \S+ started")
 
 
 class GiftwireProcess:
@@ -135,9 +136,12 @@ class GiftwireProcess:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"{self.command} exited early:\n{self.log_path.read_text()}")
-            m = READY.search(line)
-            if m:
-                self.port = int(m.group(2)) if m.group(2) else 0
+            if self.command in ("serve", "gateway"):  # (serve may start workers first)
+                m = LISTENING.search(line)
+                if m:
+                    self.port = int(m.group(2))
+                    return self
+            elif WORKER_READY.search(line):
                 return self
         self.stop()
         raise RuntimeError(f"{self.command} did not start:\n{self.log_path.read_text()}")

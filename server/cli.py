@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Generator, Sequence
@@ -27,6 +29,7 @@ from server.store.embedded import EmbeddedValkey
 log = logging.getLogger("giftwire")
 WS_IMPL = "websockets-sansio"
 DURABILITY = {"normal": "everysec", "strict": "always"}  # mode → the AOF's appendfsync
+CHILD_STOP_S = 20.0  # a worker process finishes its batch within this after SIGTERM
 
 
 class _Server(uvicorn.Server):
@@ -145,14 +148,37 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded.start()
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         check_durability(s)
-        uvloop.run(_serve_http(s, with_worker=True))
+        # in their own processes the workers take no CPU (or GC pauses) from the gateway's loop
+        workers = [start_worker_process(s) for _ in range(s.worker_processes)]
+        uvloop.run(_serve_http(s, with_worker=not workers))
     finally:
+        for proc in workers:  # after the gateway drained: each finishes and acks its batch
+            stop_child(proc)
         if embedded:
             embedded.stop()
     print("giftwire: stopped", flush=True)
     return 0
+
+
+def start_worker_process(s: Settings) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REDIS_URL": s.redis_url,
+           "GIFTWIRE_REDIS_CLUSTER": "1" if s.redis_cluster else "0"}
+    # its own session: a Ctrl-C reaches serve, which stops the workers in order
+    return subprocess.Popen([sys.executable, "-m", "server.cli", "worker", "--data-dir",
+                             str(s.data_dir)], env=env, start_new_session=True)
+
+
+def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = CHILD_STOP_S) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _require_redis(s: Settings) -> None:

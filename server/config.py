@@ -73,6 +73,7 @@ class Settings:
     stream_backlog_max: int = 100_000  # gift.send is refused with `overloaded` above it
     xadd_batch_max: int = 256  # gift requests the gateway appends in one round trip
     worker_batch_max: int = 256
+    worker_processes: int = 0  # `serve`: 0 runs the worker in the gateway's process
     worker_block_ms: int = 200
     claim_idle_ms: int = 15_000  # a pending entry idle this long is taken over
     # an entry that failed (or was handed out without being acknowledged) this many times is
@@ -194,6 +195,8 @@ DOCS: dict[str, str] = {
     "partitions": "settlement stream partitions (by acting user)",
     "stream_backlog_max": "settlement backlog above which gift.send gets `overloaded`",
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
+    "worker_processes": "`serve` only: settlement workers in processes of their own (0: one "
+                        "worker inside the gateway process)",
     "worker_batch_max": "stream entries a worker reads and applies at once",
     "worker_block_ms": "how long a worker's read waits for new entries",
     "claim_idle_ms": "idle time after which another worker takes over a pending entry",

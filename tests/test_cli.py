@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -94,3 +95,33 @@ async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None
         assert isinstance(c._error, ConnectionClosed) and c._error.rcvd is not None
         assert c._error.rcvd.code == close_code("shutdown").code
     assert srv.wait() == 0
+
+
+async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
+    """`serve` with GIFTWIRE_WORKER_PROCESSES=2 settles gifts in worker processes of its own,
+    and SIGTERM stops them too (no giftwire process of that data dir is left)."""
+    data = short_tmpdir()
+    srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "2"}).start()
+    try:
+        async with Admin(srv) as admin:
+            pairs = [await admin.pair(10) for _ in range(4)]
+            for s, r in pairs:
+                async with await Client.connect(srv.ws, srv.token(s)) as a:
+                    assert (await a.send_gift(r, "note.do", 2))["type"] == "gift.confirmed"
+        assert len(processes_with(f"server.cli worker --data-dir {data}")) == 2
+    finally:
+        assert srv.stop() == 0
+    assert processes_with(f"--data-dir {data}") == []
+
+
+def processes_with(text: str) -> list[int]:
+    """PIDs whose command line contains `text` (read from /proc: no pgrep needed)."""
+    out = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # the process ended while we looked
+        if text in args:
+            out.append(int(cmdline.parent.name))
+    return out

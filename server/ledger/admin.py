@@ -61,7 +61,7 @@ class LedgerAdmin:
     async def get_user(self, uid: str) -> dict[str, Any]:
         uk = keys.user(v.user_id(uid))
         p = await self.redis.hgetall(uk.profile)
-        if not p:
+        if "registered_at_ms" not in p:  # a profile is a user only once registered
             raise AdminError("user_unknown")
         return {
             "id": uid,

@@ -32,6 +32,7 @@ local cost_num, cost_den = int_arg(ARGV[13], 'cost_num'), int_arg(ARGV[14], 'cos
 local newcomer_ms, free_cards = int_arg(ARGV[15], 'newcomer_window'), int_arg(ARGV[16], 'free_cards')
 local amount_max, day_ttl = int_arg(ARGV[17], 'amount_max'), int_arg(ARGV[18], 'day_ttl')
 local bound, route = events_bound(ARGV[19]), ARGV[20]
+if count < 1 then fail('count must be at least 1') end
 -- what a replay must repeat exactly (the count as sent, not as a number)
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
 
@@ -51,7 +52,13 @@ local function reject(code)
 end
 
 local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used')
-if not p[1] then return reject('sender_unknown') end
+if not p[1] then
+  -- no account to log it in (an event would create one): the refusal goes to the request
+  -- only, as a reply (`R<route> <json>`), and nothing is written
+  local json = cjson.encode(reject_event(transfer_id, gift_id, 'sender_unknown', {asset = asset}))
+  if route ~= '' then redis.call(bound.publish, k_channel, 'R' .. route .. ' ' .. json) end
+  return {'rejected', json}
+end
 if p[2] == '1' then return reject('sender_banned') end
 if p[3] ~= '1' then return reject('real_name_required') end
 if redis.call('SISMEMBER', k_blocks, recipient) == 1

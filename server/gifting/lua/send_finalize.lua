@@ -75,6 +75,8 @@ local function reward_mentor()
   rec.mentor = m[1]
 end
 
+-- the reward first, so the confirmation (the newest event) shows the balance with it
+if outcome == 'delivered' or outcome == 'accepted' then reward_mentor() end
 local ev
 if outcome == 'rejected' then
   refund()
@@ -95,7 +97,6 @@ else
         asset = asset, count = count, cost = rec.cost, free = rec.free, delivery = delivery,
         balance = hget_int(k_balances, asset), quota_left = quota_left(), room = room}
 end
-if outcome == 'delivered' or outcome == 'accepted' then reward_mentor() end
 local json = emit(k_profile, k_events, k_channel, ev, bound, route)
 if outcome == 'accepted' or outcome == 'voided' then rec.ev2 = json else rec.ev = json end
 rec.st = target[outcome]
