@@ -97,6 +97,21 @@ def generate() -> dict[str, Any]:
     }
 
 
+def type_tables() -> str:
+    """The message tables of protocol/README.md, from the catalogue (a test keeps them equal)."""
+
+    def row(t: MessageType) -> str:
+        fields = ", ".join(f"`{f.name}`" + ("" if f.required else "?") for f in t.fields)
+        return f"| `{t.name}` | {fields} | {t.doc} |"
+
+    out = []
+    for title, types in (("Client → server", CLIENT_TYPES), ("Server → client", SERVER_TYPES)):
+        out += [f"### {title}", "", "| type | fields (? = optional) | meaning |", "| --- | --- | --- |"]
+        out += [row(t) for t in types]
+        out.append("")
+    return "\n".join(out)
+
+
 def code_tables() -> str:
     """The error, rejection and close code tables of protocol/README.md (a test keeps the
     README equal to this)."""
@@ -127,6 +142,6 @@ def render() -> bytes:
 
 if __name__ == "__main__":  # `--tables`: the README's code tables instead
     if sys.argv[1:] == ["--tables"]:
-        sys.stdout.write(code_tables())
+        sys.stdout.write(type_tables() + "\n" + code_tables())
         raise SystemExit(0)
     sys.stdout.buffer.write(render())

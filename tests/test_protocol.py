@@ -10,6 +10,7 @@ import pytest
 from protocol import asyncapi
 from protocol.errors import CLOSE_CODES, ERRORS, REJECTIONS, should_reconnect
 from protocol.messages import CLIENT, SERVER, Decoded, DecodeError, decode_client, decode_server
+from server.store.embedded import EmbeddedValkey
 
 MAX = 4096
 GIFT = {"type": "gift.send", "id": "r1", "gift_id": "g1", "to": "bob", "asset": "note.do", "count": 2}
@@ -162,3 +163,26 @@ def test_readme_admin_error_table_is_current() -> None:
             assert code not in listed, f"{code} is listed twice"
             listed[code] = int(status)
     assert listed == {c.code: c.status for c in ADMIN_ERRORS.values()}
+
+
+def test_protocol_readme_type_tables_are_generated() -> None:
+    """protocol/README.md's message tables are what the catalogue declares."""
+    doc = (Path(asyncapi.__file__).parent / "README.md").read_text()
+    assert asyncapi.type_tables() in doc, "run: python -m protocol.asyncapi --tables"
+
+
+async def test_every_client_message_has_one_handler_and_declared_replies(valkey: EmbeddedValkey) -> None:
+    """The modules handle exactly the client messages the protocol declares, each with reply
+    types the protocol declares (an unhandled type would stop the server at start-up)."""
+    import redis.asyncio as aredis
+
+    from server.config import Settings
+    from server.parts import build
+
+    client = aredis.Redis.from_url(valkey.url, decode_responses=True)
+    p = build(Settings(), client)
+    await client.aclose()
+    kinds = {k.type: k.replies for k in p.requests.kinds()}
+    assert set(kinds) == set(CLIENT)
+    assert all(kinds[t] and set(kinds[t]) <= set(SERVER) for t in kinds)
+    assert set(p.flows.kinds()) == {"send", "accept", "decline"}
