@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from redis.exceptions import AskError, ClusterDownError, NoScriptError, RedisError, TryAgainError
+from redis.exceptions import AskError, ClusterDownError, RedisError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from server.store.scripts import Script
+from server.store.scripts import Script, is_missing
 
 Call = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call
 
@@ -34,10 +34,10 @@ async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call]
     for k, a in calls:
         await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
     results = list(await pipe.execute(raise_on_error=False))
-    # a pipeline does not load scripts first: a server that lacks one (restarted) answers
-    # NOSCRIPT, and the plain call loads it and runs it once
+    # a pipeline does not load libraries first: a server that lacks one (new, or emptied)
+    # answers "function not found", and the plain call loads it and runs it once
     for i, res in enumerate(results):
-        if isinstance(res, NoScriptError):
+        if is_missing(res):
             k, a = calls[i]
             try:
                 results[i] = await script(keys=k, args=a)

@@ -1,28 +1,39 @@
-"""Loads the Lua scripts of each subsystem: the files are the source of truth.
+"""Loads the Lua scripts of each subsystem as a Valkey/Redis Functions library: the
+files are the source of truth.
 
-`Scripts.load("server.gifting")` registers every `lua/<name>.lua` of that package
-(files starting with `_` are its prelude). Each script is sent as: the generated
-`REJECT` function (rejection messages from `protocol.errors`, built only when
-called), `store/lua/_lib.lua` (arguments, the event log), `ledger/lua/_ledger.lua`
-(ledger primitives), the package's own `_*.lua`, then the script. redis-py's
-Script reloads a script on NOSCRIPT (e.g. after a Redis restart), so callers
-never see it.
+`Scripts.load("server.gifting")` gathers every `lua/<name>.lua` of that package (files
+starting with `_` are its prelude) into one library: the generated `REJECT` function
+(rejection messages from `protocol.errors`, its table built only when called),
+`store/lua/_lib.lua` (arguments, the event log), `ledger/lua/_ledger.lua` (ledger
+primitives), the package's own `_*.lua`, then each script as a function
+`<name>_<version>(KEYS, ARGV)`, called with FCALL.
+
+Why Functions and not EVALSHA: the prelude is defined once when the library loads,
+not on every call (measured ~14 µs of a ~35 µs step), and a library survives a
+restart and a failover (it is in the AOF and replicated). The version is a hash of
+the library's text, so processes of two releases never call each other's code; a
+library is loaded on first use (FUNCTION LOAD on every primary) and again whenever
+a server answers that the function is missing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol
 
+from redis.exceptions import ResponseError
+
 from protocol.errors import REJECTIONS
 
 PRELUDE_PACKAGES = ("server.store", "server.ledger")
+VERSION_CHARS = 10  # of the library hash in its function names
 
 
 class Script(Protocol):
-    """A registered script (redis-py's AsyncScript): call it with keys and args, or queue
-    it on a pipeline with `client=`."""
+    """One function of a library: call it with keys and args, or queue it on a pipeline
+    with `client=`."""
 
     async def __call__(self, keys: list[str], args: list[Any], client: Any = None) -> Any: ...
 
@@ -36,7 +47,6 @@ def _reject_function() -> str:
         f"{c.code} = {{{_lua_string(c.message)}, {'true' if c.temporary else 'false'}}}"
         for c in REJECTIONS.values()
     )
-    # a table literal costs ~11 µs to build per call: build it only on a rejection
     return ("local REJECT_TABLE = nil\n"
             "local function REJECT(code)\n"
             f"  if not REJECT_TABLE then REJECT_TABLE = {{{rows}}} end\n"
@@ -49,18 +59,10 @@ def _lua_dir(package: str) -> Traversable:
 
 
 def _preludes(package: str) -> list[str]:
-    out = []
     packages = [*PRELUDE_PACKAGES] + ([package] if package not in PRELUDE_PACKAGES else [])
-    for pkg in packages:
-        out += [f.read_text() for f in sorted(_lua_dir(pkg).iterdir(), key=lambda f: f.name)
-                if f.name.startswith("_") and f.name.endswith(".lua")]
-    return out
-
-
-def source(package: str, name: str) -> str:
-    """The full text sent to Redis for one script."""
-    body = _lua_dir(package).joinpath(f"{name}.lua").read_text()
-    return "\n".join([_reject_function(), *_preludes(package), body])
+    return [f.read_text() for pkg in packages
+            for f in sorted(_lua_dir(pkg).iterdir(), key=lambda f: f.name)
+            if f.name.startswith("_") and f.name.endswith(".lua")]
 
 
 def script_names(package: str) -> list[str]:
@@ -68,21 +70,82 @@ def script_names(package: str) -> list[str]:
                   if f.name.endswith(".lua") and not f.name.startswith("_"))
 
 
+def library(package: str) -> tuple[str, dict[str, str]]:
+    """The library text of a package and its functions' names (script name → function)."""
+    names = script_names(package)
+    body = "\n".join([_reject_function(), *_preludes(package)] + [
+        f"local function {n}(KEYS, ARGV)\n{_lua_dir(package).joinpath(f'{n}.lua').read_text()}\nend\n"
+        for n in names])
+    version = hashlib.sha1(body.encode()).hexdigest()[:VERSION_CHARS]
+    functions = {n: f"{n}_{version}" for n in names}
+    register = "".join(f"redis.register_function('{functions[n]}', function(keys, args) "
+                       f"return {n}(keys, args) end)\n" for n in names)
+    lib = f"giftwire_{package.rsplit('.', 1)[-1]}_{version}"
+    return f"#!lua name={lib}\n{body}\n{register}", functions
+
+
+def is_missing(exc: BaseException) -> bool:
+    """A server answered that a function (or its library) is not loaded there."""
+    return isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
+
+
+class Library:
+    def __init__(self, redis: Any, package: str) -> None:
+        self.redis = redis
+        self.source, self.functions = library(package)
+
+    async def load(self) -> None:
+        """FUNCTION LOAD on every primary; a library already there is fine (same version)."""
+        try:
+            await self.redis.function_load(self.source)
+        except ResponseError as exc:
+            if "already exists" not in str(exc):
+                raise
+
+
+class Function:
+    """A library function with EVALSHA's calling convention (`keys=`, `args=`, `client=`)."""
+
+    def __init__(self, lib: Library, name: str) -> None:
+        self.lib = lib
+        self.name = name
+
+    async def __call__(self, keys: list[str], args: list[Any], client: Any = None) -> Any:
+        if client is not None:  # a pipeline: queue it (a missing library fails that call only)
+            return client.fcall(self.name, len(keys), *keys, *args)
+        try:
+            return await self.lib.redis.fcall(self.name, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not is_missing(exc):
+                raise
+        await self.lib.load()  # a new or emptied server: load, then call once more
+        return await self.lib.redis.fcall(self.name, len(keys), *keys, *args)
+
+
 class Scripts:
     """Every script of the installed subsystems, by name (names are unique across them)."""
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
-        self._by_name: dict[str, Script] = {}
+        self._by_name: dict[str, Function] = {}
 
     def load(self, package: str) -> None:
-        for name in script_names(package):
+        lib = Library(self.redis, package)
+        for name, function in lib.functions.items():
             if name in self._by_name:
                 raise ValueError(f"two subsystems ship a script named {name!r}")
-            self._by_name[name] = self.redis.register_script(source(package, name))
+            self._by_name[name] = Function(lib, function)
 
-    def __getitem__(self, name: str) -> Script:
+    def __getitem__(self, name: str) -> Function:
         return self._by_name[name]
 
     def __contains__(self, name: str) -> bool:
         return name in self._by_name
+
+
+def source(package: str, name: str) -> str:
+    """The library text that carries script `name` (what FUNCTION LOAD sends)."""
+    text, functions = library(package)
+    if name not in functions:
+        raise KeyError(f"{package} has no script {name!r}")
+    return text
