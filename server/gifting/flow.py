@@ -21,7 +21,7 @@ from protocol.messages import rejection
 from server.config import Settings
 from server.gifting import rules
 from server.gifting.metrics import REJECTED
-from server.gifting.steps import DAY_COUNTER_TTL_S, Calendar, SenderSteps, Today
+from server.gifting.steps import DAY_COUNTER_TTL_S, GiftingFlow, Today
 from server.settlement.entries import Envelope
 from server.settlement.flows import Step
 from server.settlement.replies import Replies
@@ -61,30 +61,21 @@ def payload(d: dict[str, Any]) -> dict[str, Any]:
             "room": d.get("room", "")}
 
 
-class GiftFlow:
+class GiftFlow(GiftingFlow):
     kind = KIND
 
     def __init__(self, redis: Any, scripts: Scripts, settings: Settings, replies: Replies) -> None:
-        self.scripts = scripts
-        self.s = settings
-        self.replies = replies
-        self.calendar = Calendar(redis, settings)
-        self.sender = SenderSteps(settings, replies)
+        super().__init__(redis, scripts, settings, replies)
         self.steps = (
             Step("send_debit", self.debit_call, self.after_debit),
             Step("recv_credit", self.credit_call, self.after_credit),
             Step("send_finalize", self.finalize_call, self.after_finalize),
             Step("grant", self.reward_call, self.after_reward),
         )
-        self.offers_due = keys.OFFERS_DUE
-        self.redis = redis
 
     def decode(self, env: Envelope, f: dict[str, str]) -> GiftItem:
         return GiftItem(env.user, f["gift_id"], f["to"], f["asset"], int(f["count"]),
                         f.get("room", ""), env.route)
-
-    async def prepare(self, now_ms: int) -> Today:
-        return await self.calendar.today(now_ms)
 
     # -- 1: the sender's side ----------------------------------------------------
     def debit_call(self, item: GiftItem, today: Today) -> Call:
@@ -140,7 +131,7 @@ class GiftFlow:
         if item.outcome == "rejected" and st is Status.APPLIED:
             REJECTED.inc(reason=item.detail)
         if item.outcome == "offered":  # due for the timeout sweep (idempotent on a re-run)
-            await self.redis.zadd(self.offers_due, {f"{item.to} {item.tid}": int(item.detail)})
+            await self.redis.zadd(keys.OFFERS_DUE, {f"{item.to} {item.tid}": int(item.detail)})
 
     # -- 3: the sender learns the outcome ----------------------------------------
     def finalize_call(self, item: GiftItem, today: Today) -> Call:
@@ -154,13 +145,6 @@ class GiftFlow:
         item.done = not moved
         if moved and status(reply) is Status.APPLIED:
             self._fault("kill_after_finalize", item)
-
-    # -- 4: a newcomer's first gift rewards the mentor ---------------------------
-    def reward_call(self, item: GiftItem, today: Today) -> Call | None:
-        return self.sender.reward_call(item.mentor, item.tid, today)
-
-    async def after_reward(self, item: GiftItem, reply: list[Any], today: Today) -> None:
-        self.sender.after_reward(item.mentor, item.tid, reply)
 
     # -- an operator gives up on a dead letter -----------------------------------
     async def void(self, item: GiftItem, now_ms: int) -> str:

@@ -18,7 +18,7 @@ import orjson
 from protocol.messages import rejection
 from server.config import Settings
 from server.gifting import rules
-from server.gifting.steps import Calendar, SenderSteps, Today
+from server.gifting.steps import GiftingFlow, Today
 from server.settlement.entries import Envelope
 from server.settlement.flows import Step, run_steps
 from server.settlement.replies import Replies
@@ -56,16 +56,11 @@ def payload(d: dict[str, Any]) -> dict[str, Any]:
     return {"transfer_id": d["offer_id"]}
 
 
-class OfferFlow:
+class OfferFlow(GiftingFlow):
     def __init__(self, action: str, redis: Any, scripts: Scripts, settings: Settings,
                  replies: Replies) -> None:
+        super().__init__(redis, scripts, settings, replies)
         self.kind = self.action = action
-        self.redis = redis
-        self.scripts = scripts
-        self.s = settings
-        self.replies = replies
-        self.calendar = Calendar(redis, settings)
-        self.sender = SenderSteps(settings, replies)
         self.steps = (
             Step("offer_resolve", self.resolve_call, self.after_resolve),
             Step("send_finalize", self.finalize_call, self.after_finalize),
@@ -74,9 +69,6 @@ class OfferFlow:
 
     def decode(self, env: Envelope, f: dict[str, str]) -> OfferItem:
         return OfferItem(env.user, f["transfer_id"], self.action, env.route)
-
-    async def prepare(self, now_ms: int) -> Today:
-        return await self.calendar.today(now_ms)
 
     def resolve_call(self, item: OfferItem, today: Today) -> Call:
         rk = keys.user(item.recipient)
@@ -117,12 +109,6 @@ class OfferFlow:
         _, item.mentor = await self.sender.after_finalize(item.sender, item.tid, item.outcome,
                                                           reply, "", stale_retries=True)
         await self._not_due_any_more(item)
-
-    def reward_call(self, item: OfferItem, today: Today) -> Call | None:
-        return self.sender.reward_call(item.mentor, item.tid, today)
-
-    async def after_reward(self, item: OfferItem, reply: list[Any], today: Today) -> None:
-        self.sender.after_reward(item.mentor, item.tid, reply)
 
     async def void(self, item: OfferItem, now_ms: int) -> str:
         """A dead-lettered accept or decline is dropped: the offer stays open and times out."""

@@ -16,6 +16,7 @@ from server.settlement.replies import Replies
 from server.store import keys
 from server.store.outcomes import Status, UnknownStatus, status
 from server.store.pipeline import Call
+from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.gifting")
 DAY_COUNTER_TTL_S = 2 * 86400  # a day's counters outlive the day, for late refunds
@@ -109,3 +110,25 @@ class SenderSteps:
             # the newcomer's side is rewarded already; the mentor's account refused
             log.warning("mentor reward for %s to %s: %s", tid, mentor, reply,
                         extra={"transfer_id": tid})
+
+
+class GiftingFlow:
+    """What the gift and offer flows share: the batch's day, the sender's steps, and the
+    mentor reward as their last step (items carry `tid` and `mentor`)."""
+
+    def __init__(self, redis: Any, scripts: Scripts, settings: Settings, replies: Replies) -> None:
+        self.redis = redis
+        self.scripts = scripts
+        self.s = settings
+        self.replies = replies
+        self.calendar = Calendar(redis, settings)
+        self.sender = SenderSteps(settings, replies)
+
+    async def prepare(self, now_ms: int) -> Today:
+        return await self.calendar.today(now_ms)
+
+    def reward_call(self, item: Any, today: Today) -> Call | None:
+        return self.sender.reward_call(item.mentor, item.tid, today)
+
+    async def after_reward(self, item: Any, reply: list[Any], today: Today) -> None:
+        self.sender.after_reward(item.mentor, item.tid, reply)
