@@ -34,6 +34,10 @@ def _schema(f: Field) -> dict[str, Any]:
             s["maximum"] = f.maximum
     elif f.kind == "bool":
         s["type"] = "boolean"
+    elif f.kind == "objects":
+        s["type"] = "array"
+        s["items"] = {"type": "object"}
+        s["maxItems"] = f.max_length
     else:
         s["type"] = "object"
         s["additionalProperties"] = {"type": "integer"}

@@ -39,6 +39,9 @@ ERRORS = _codes(
     ErrorCode("overloaded", "the settlement queue is full; retry later", temporary=True),
     ErrorCode("unavailable", "storage is unavailable; retry later", temporary=True),
     ErrorCode("internal", "internal error", temporary=True),
+    ErrorCode("not_streamer", "only the room's streamer can start or end its live session"),
+    ErrorCode("room_unknown", "no such room"),
+    ErrorCode("too_many_rooms", "this connection watches the most rooms it may; leave one first"),
     ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "
               "operator; send it again with the same gift id to learn its outcome", temporary=True),
 )
@@ -97,6 +100,7 @@ ADMIN_ERRORS = {
         AdminCode("clock_locked", 403, "the clock moves only in a deployment started with "
                   "GIFTWIRE_TEST_CLOCK=1"),
         AdminCode("user_unknown", 404, "no such user"),
+        AdminCode("room_unknown", 404, "no such room"),
         AdminCode("not_found", 404, "no such endpoint"),
         AdminCode("method_not_allowed", 405, "this endpoint does not take this method"),
         AdminCode("insufficient_balance", 409, "the user's balance is smaller than the amount"),

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
-Kind = Literal["str", "int", "bool", "balances"]
+Kind = Literal["str", "int", "bool", "balances", "objects"]  # objects: a list of JSON objects
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -115,6 +115,11 @@ def _check(f: Field, value: Any) -> str | None:
         )
         if not ok:
             return f"{f.name} must map asset names to integers"
+    elif f.kind == "objects":
+        if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+            return f"{f.name} must be a list of objects"
+        if len(value) > f.max_length:
+            return f"{f.name} has more than {f.max_length} items"
     return None
 
 

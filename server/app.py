@@ -81,6 +81,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
     hub = Hub(redis, settings.redis_cluster)
     gateway = Gateway(redis, hub, settings, secrets.token_secret, p.requests, p.clock)
     worker = make_worker(p) if with_worker else None
+    module_tasks = [run for setup in p.gateway if (run := setup(gateway)) is not None]
 
     async def health(_: Request) -> Response:
         try:
@@ -104,6 +105,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
         quiet_gc()
         tasks = [asyncio.create_task(gateway.sample_backlog(), name="backlog"),
                  asyncio.create_task(p.clock.follow(), name="clock")]
+        tasks += [asyncio.create_task(run(), name="module") for run in module_tasks]
         worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
         try:
             yield

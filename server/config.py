@@ -87,6 +87,14 @@ class Settings:
     sweep_batch_max: int = 256
     token_ttl_s: int = 86400
 
+    # live rooms
+    room_tick_ms: int = 100  # room events are coalesced into one frame per room per tick
+    rooms_per_connection_max: int = 8
+    room_share_ttl_ms: int = 6000  # a gateway's audience share lapses this long after its report
+    room_share_refresh_ms: int = 2000  # a gateway re-reports its shares this often
+    room_queue_max_bytes: int = 512 << 10  # room frames are dropped (not queued) beyond this
+    room_recorded_ttl_s: int = 7 * 86400  # a room remembers a recorded gift this long
+
     # history bounds
     events_per_user_max: int = 1000
     events_max_age_s: int = 7 * 86400  # a user's log disappears this long after its newest event
@@ -109,6 +117,11 @@ class Settings:
     def events_bound(self) -> str:
         """The event log's bounds, and how events are published, as the Lua steps take them."""
         return f"{self.events_per_user_max}:{self.events_max_age_s}:{'s' if self.redis_cluster else 'p'}"
+
+    @property
+    def publish_mode(self) -> str:
+        """How Lua publishes: `s` (SPUBLISH, to the owner's slot, on a cluster) or `p`."""
+        return "s" if self.redis_cluster else "p"
 
     @property
     def assets(self) -> tuple[str, ...]:
@@ -208,6 +221,15 @@ DOCS: dict[str, str] = {
     "sweep_interval_ms": "how often a worker times out due offers",
     "sweep_batch_max": "offers timed out per sweep",
     "token_ttl_s": "default lifetime of `giftwire token` tokens",
+    "room_tick_ms": "room events are coalesced into one frame per room per tick of this length",
+    "rooms_per_connection_max": "rooms one connection may watch at once",
+    "room_share_ttl_ms": "a gateway's audience share lapses this long after its last report (a dead "
+                         "gateway stops counting)",
+    "room_share_refresh_ms": "how often a gateway re-reports its audience shares",
+    "room_queue_max_bytes": "a connection's queued bytes above which room frames are dropped for it "
+                            "(counted), never its own events",
+    "room_recorded_ttl_s": "how long a room remembers that a gift was recorded (retries within it "
+                           "are recorded once)",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",

@@ -9,6 +9,7 @@ from server.gateway import session
 from server.gifting import module as gifting
 from server.ledger import module as ledger
 from server.parts import Parts
+from server.rooms import module as rooms
 from server.settlement import module as settlement
 
 
@@ -16,4 +17,4 @@ class Module(Protocol):
     def install(self, p: Parts) -> None: ...
 
 
-MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting)
+MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms)

@@ -7,11 +7,12 @@ filled by each module's `install(parts)` (the list is `server.modules.MODULES`).
         p.flows.add(GiftFlow(...))                            # a settlement entry kind
         p.periodic.add("offer-timeouts", sweep.run, every_ms) # a scheduled job
         p.admin.add("PUT", "/follows", admin.follow)          # an admin route
+        p.gateway.append(setup)                               # per-gateway state and ticker
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,9 @@ from server.settlement.replies import Replies
 from server.store.scripts import Scripts
 
 AdminHandler = Callable[[Request], Awaitable[Any]]  # returns JSON-able; raises AdminError
+# called once per gateway process with the Gateway; may return a coroutine function the
+# gateway runs as a task for its lifetime (a module's per-gateway state and ticker)
+GatewaySetup = Callable[[Any], Callable[[], Coroutine[Any, Any, None]] | None]
 BulkHandler = Callable[[Any], Awaitable[Any]]  # one item of `POST /bulk`
 
 
@@ -64,6 +68,7 @@ class Parts:
     flows: Flows = field(default_factory=Flows)
     periodic: Periodic = field(default_factory=Periodic)
     admin: AdminRoutes = field(default_factory=AdminRoutes)
+    gateway: list[GatewaySetup] = field(default_factory=list)
 
 
 def build(settings: Settings, redis: Any) -> Parts:

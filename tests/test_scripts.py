@@ -866,9 +866,10 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     eid = await lab.r.xadd(stream, {"kind": "send", "user": "u1"})
     keep = await lab.r.xadd(stream, {"kind": "send", "user": "u2"})
     await lab.r.xreadgroup(group, "w1", {stream: ">"}, count=2)
-    await lab.r.hset(fails, mapping={eid: 5, f"{eid}:error": "boom", keep: 1})
+    await lab.r.hset(fails, mapping={eid: 5, f"{eid}:error": "boom", keep: 1, "user:u1": eid,
+                                     "user:u2": keep})
     fields = json.dumps({"kind": "send", "user": "u1"})
-    args = [group, eid, fields, "boom", 5, NOW, S.dead_letters_max]
+    args = [group, eid, fields, "boom", 5, NOW, S.dead_letters_max, "u1"]
     reply = await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args)
     assert reply[0] == "applied"
     [(did, entry)] = await lab.r.xrange(dead)
@@ -877,7 +878,7 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     assert [i for i, _ in await lab.r.xrange(stream)] == [keep]
     pending = await lab.r.xpending_range(stream, group, min="-", max="+", count=10)
     assert [p["message_id"] for p in pending] == [keep]
-    assert await lab.r.hgetall(fails) == {keep: "1"}
+    assert await lab.r.hgetall(fails) == {keep: "1", "user:u2": keep}  # u1's later entries go on
     assert await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args) == ["not_found", ""]
     assert await lab.r.xlen(dead) == 1
     await lab.r.delete(stream, dead, fails)

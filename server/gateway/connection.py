@@ -78,6 +78,14 @@ class Connection:
             self._writing = True
             self._spawn(self._drain())
 
+    def push_droppable(self, text: str, max_bytes: int) -> bool:
+        """Queue an at-most-once frame (a room frame) unless `max_bytes` are already queued:
+        a slow viewer misses it (False) rather than being cut off or delaying its own events."""
+        if self.closed or self._queued_bytes + len(text) > max_bytes:
+            return False
+        self.push(text)
+        return True
+
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)

@@ -86,6 +86,7 @@ class Gateway:
         self.secret = token_secret
         self.requests = requests
         self.clock = clock
+        self.ext: dict[str, Any] = {}  # what modules keep per gateway (set by their setup)
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
@@ -167,6 +168,8 @@ class Gateway:
     def _hold(self, channel: str) -> None:
         """The hub may be missing live events on `channel`: its connections buffer (even
         through their first catch-up) until `_recover`."""
+        if "{u:" not in channel:
+            return  # a room channel: at most once, viewers see the gap in its frames
         for conn in self.hub.on(channel):
             conn.held = True
             if conn.buffer is None:
@@ -177,6 +180,8 @@ class Gateway:
         what the log holds after the last seq it passed on (a request whose answer is among
         them gets it as its reply). A connection still in its first catch-up, or one the log
         cannot complete, is closed with `resync` and resumes by itself."""
+        if "{u:" not in channel:
+            return
         user = keys.owner_of(channel)
         for conn in list(self.hub.on(channel)):
             try:

@@ -62,6 +62,8 @@ class Hub:
         # then catch them up (`ok` False: the subscription could not be restored)
         self.on_lost: Callable[[str], None] = lambda channel: None
         self.recover: Callable[[str, bool], Awaitable[None]] | None = None
+        # set by the rooms module: where room events (`V<rseq> <json>`) go, by channel
+        self.room_sink: Callable[[str, int, str], None] = lambda channel, rseq, event: None
 
     def new_conn_id(self) -> str:
         self._next += 1
@@ -182,7 +184,9 @@ class Hub:
                 fut.set_result(None)
             return
         head, _, body = data.partition(" ")
-        if head.startswith(keys.EVENT_PREFIX):  # `E<seq> <route> <json>`
+        if head.startswith(keys.ROOM_EVENT_PREFIX):  # `V<rseq> <json>`: a room event
+            self.room_sink(channel, int(head[1:]), body)
+        elif head.startswith(keys.EVENT_PREFIX):  # `E<seq> <route> <json>`
             route, _, event_json = body.partition(" ")
             target, _, no = route.partition("/")
             seq = int(head[1:])

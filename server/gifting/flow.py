@@ -66,7 +66,7 @@ class GiftFlow(GiftingFlow):
 
     def __init__(self, redis: Any, scripts: Scripts, settings: Settings, replies: Replies) -> None:
         super().__init__(redis, scripts, settings, replies)
-        self.steps = (
+        self.steps: tuple[Step, ...] = (
             Step("send_debit", self.debit_call, self.after_debit),
             Step("recv_credit", self.credit_call, self.after_credit),
             Step("send_finalize", self.finalize_call, self.after_finalize),

@@ -61,7 +61,7 @@ class OfferFlow(GiftingFlow):
                  replies: Replies) -> None:
         super().__init__(redis, scripts, settings, replies)
         self.kind = self.action = action
-        self.steps = (
+        self.steps: tuple[Step, ...] = (
             Step("offer_resolve", self.resolve_call, self.after_resolve),
             Step("send_finalize", self.finalize_call, self.after_finalize),
             Step("grant", self.reward_call, self.after_reward),

@@ -57,15 +57,31 @@ class DeadLetters:
         self.partition = {keys.settle_stream(p): p for p in range(settings.partitions)}
 
     # -- the worker's side ------------------------------------------------------
+    async def blocked_users(self, entries: list[Entry]) -> dict[str, str]:
+        """user → the id of their entry that failed and waits for a retry, for the users of
+        `entries` (one round trip; the failures hash sits in each partition's slot)."""
+        by_stream: dict[str, list[str]] = {}
+        for stream, _, fields in entries:
+            by_stream.setdefault(stream, []).append(fields.get("user", ""))
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, users in by_stream.items():
+            pipe.hmget(keys.settle_failures(self.partition[stream]), [f"user:{u}" for u in users])
+        out: dict[str, str] = {}
+        for users, found in zip(by_stream.values(), await pipe.execute(), strict=True):
+            out.update((u, eid) for u, eid in zip(users, found, strict=True) if eid)
+        return out
+
     async def record(self, entries: list[Entry], failed: dict[str, tuple[str, bool]]) -> None:
         """Count a failed attempt of each entry; bury those out of attempts."""
         for entry in entries:
-            stream, eid, _ = entry
+            stream, eid, fields = entry
             error, final = failed[eid]
             fails = keys.settle_failures(self.partition[stream])
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(fails, eid, 1)
             pipe.hset(fails, f"{eid}:error", error[:ERROR_MAX_CHARS])
+            # the user's newer entries wait for this one (the oldest failed one holds the place)
+            pipe.hsetnx(fails, f"user:{fields.get('user', '')}", eid)
             attempts = int((await pipe.execute())[0])
             if final or attempts >= self.s.settle_attempts_max:
                 await self.bury(entry, error, attempts)
@@ -100,7 +116,7 @@ class DeadLetters:
         reply = await self.scripts["dead_letter"](
             keys=[stream, keys.dead_letters(p), keys.settle_failures(p)],
             args=[keys.SETTLE_GROUP, eid, orjson.dumps(fields).decode(), error[:ERROR_MAX_CHARS],
-                  attempts, self.clock.now_ms(), self.s.dead_letters_max])
+                  attempts, self.clock.now_ms(), self.s.dead_letters_max, fields.get("user", "")])
         if status(reply) is not Status.APPLIED:
             return  # another worker finished it or buried it first
         DEAD_LETTERED.inc(partition=str(p))

@@ -14,7 +14,7 @@ A flow knows its domain; the worker and this runner know none.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,9 +42,7 @@ class Step:
 
 class Flow(Protocol):
     kind: str
-
-    @property
-    def steps(self) -> Sequence[Step]: ...
+    steps: tuple[Step, ...]
 
     def decode(self, env: Envelope, fields: dict[str, str]) -> Any:
         """The item of an entry; KeyError or ValueError when it is malformed."""
@@ -66,6 +64,11 @@ class Flows:
         if flow.kind in self._by_kind:
             raise ValueError(f"two flows for entry kind {flow.kind!r}")
         self._by_kind[flow.kind] = flow
+
+    def add_step(self, kind: str, step: Step) -> None:
+        """Another module's step at the end of a flow (rooms record a gift sent in a room)."""
+        flow = self.get(kind)
+        flow.steps = (*flow.steps, step)
 
     def get(self, kind: str) -> Flow:
         try:

@@ -170,12 +170,16 @@ class Worker:
         now = self.clock.now_ms()
         failed: Failed = {}
         deferred: set[str] = set()  # later entries of a user whose entry failed: kept pending
-        stuck: set[str] = set()  # those users
+        # users with an entry that failed and waits for its retry (in an earlier batch, perhaps
+        # on another worker): their newer entries wait too, so each user's order holds
+        blocked = await self.dead.blocked_users(entries)
+        stuck: set[str] = set()  # users whose entry failed in this batch
         prepared: dict[str, Any] = {}  # flow kind → what its calls share in this batch
         for round_ in rounds(entries):
             by_kind: dict[str, list[tuple[str, Item]]] = {}
             for _, eid, fields in round_:
-                if fields.get("user", "") in stuck:
+                user = fields.get("user", "")
+                if user in stuck or blocked.get(user, eid) != eid:
                     # keep the user's order: this waits for the failed one, and comes back with
                     # it (XAUTOCLAIM hands out in id order)
                     deferred.add(eid)
@@ -217,11 +221,14 @@ class Worker:
         if not entries:
             return
         pipe = self.redis.pipeline(transaction=False)
-        for stream, eid, _ in entries:
+        for stream, eid, fields in entries:
             pipe.xack(stream, keys.SETTLE_GROUP, eid)
             pipe.xdel(stream, eid)
             if eid in self._claimed:  # it may have failed before: forget its count
+                user = fields.get("user", "")
                 pipe.hdel(keys.settle_failures(self.partition[stream]), eid, f"{eid}:error")
+                # its user's later entries may go on (the mark names this entry: see apply)
+                pipe.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
                 self._claimed.discard(eid)
         await pipe.execute()
 

@@ -90,6 +90,56 @@ def user(user_id: str) -> UserKeys:
     return UserKeys(user_id)
 
 
+def room_tag(room: str) -> str:
+    return f"{PREFIX}:{{r:{room}}}"
+
+
+@dataclass(frozen=True)
+class RoomKeys:
+    """A live room's slot `{r:<room>}`:
+    p      profile hash: streamer, live (0|1), session (`<room>:<n>`), sessions (n), rseq
+    aud    hash: gateway id → viewers watching there (its share)
+    audx   sorted set: gateway id → when its share expires (ms); a dead gateway's lapses
+    board  sorted set: the live session's contribution board, user → cards paid
+    x      hash: transfer id → 1, the gifts recorded in this room (idempotency)
+    c      the room's pub/sub channel (at-most-once room events)
+    """
+
+    room: str
+
+    @property
+    def tag(self) -> str:
+        return room_tag(self.room)
+
+    @property
+    def profile(self) -> str:
+        return f"{self.tag}:p"
+
+    @property
+    def audience(self) -> str:
+        return f"{self.tag}:aud"
+
+    @property
+    def audience_expiry(self) -> str:
+        return f"{self.tag}:audx"
+
+    @property
+    def board(self) -> str:
+        return f"{self.tag}:board"
+
+    @property
+    def recorded(self) -> str:
+        return f"{self.tag}:x"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.tag}:c"
+
+
+def room(room_id: str) -> RoomKeys:
+    return RoomKeys(room_id)
+
+
 def settle_stream(partition: int) -> str:
     """Settlement stream partition; each has its own tag, so partitions spread over slots."""
     return f"{PREFIX}:{{settle:{partition}}}:s"
@@ -111,6 +161,8 @@ OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` →
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
 CLOCK_OFFSET = f"{PREFIX}:{{cfg}}:clock"  # ms the test clock is ahead (GIFTWIRE_TEST_CLOCK only)
 FESTIVALS_NEXT = f"{PREFIX}:{{cfg}}:festivals:next"  # a new calendar, before it is swapped in
+# Payloads on a room's channel: `V<rseq> <json>`, one room event (at most once).
+ROOM_EVENT_PREFIX = "V"
 # Payloads on a user's channel (parsed by the gateway's hub):
 #   `E<seq> <route> <json>` an event from a Lua step, for every connection of the user;
 #                           when `route` is `<conn>/<n>` (not `-`) it is also the reply to

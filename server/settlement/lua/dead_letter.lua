@@ -6,15 +6,18 @@
 -- KEYS[3] - its failed-attempts hash
 -- ARGV[1] - consumer group   ARGV[2] - entry id   ARGV[3] - the entry's fields (JSON)
 -- ARGV[4] - error   ARGV[5] - attempts   ARGV[6] - now ms   ARGV[7] - dead letters kept
+-- ARGV[8] - the entry's user (their newer entries wait while this one is retried)
 -- Returns {'applied', dead-letter id} | {'not_found', ''} (no longer pending: done already)
 local k_stream, k_dead, k_failures = KEYS[1], KEYS[2], KEYS[3]
 local group, entry, fields, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local attempts, now = int_arg(ARGV[5], 'attempts'), int_arg(ARGV[6], 'now')
 local kept = int_arg(ARGV[7], 'dead_letters_max')
+local user_mark = 'user:' .. ARGV[8]
 
 if redis.call('XACK', k_stream, group, entry) == 0 then return {'not_found', ''} end
 local id = redis.call('XADD', k_dead, 'MAXLEN', '~', I(kept), '*', 'entry', entry,
                       'error', err, 'attempts', I(attempts), 'at', I(now), 'fields', fields)
 redis.call('XDEL', k_stream, entry)
 redis.call('HDEL', k_failures, entry, entry .. ':error')
+if redis.call('HGET', k_failures, user_mark) == entry then redis.call('HDEL', k_failures, user_mark) end
 return {'applied', id}

@@ -1,0 +1,53 @@
+"""Live-room messages of protocol v1: joining and leaving a room, its snapshot, the
+streamer's live session, and the coalesced room frames. Room frames are delivered at
+most once (a slow viewer may miss some: `from`/`to` show the gap, `room.snapshot`
+fills it); a user's own events keep the exactly-once per-user path."""
+
+from __future__ import annotations
+
+from protocol.schema import ID_PATTERN, Field, MessageType, req_id
+
+_ROOM = Field("room", "str", "room id", pattern=ID_PATTERN)
+_RSEQ = Field("rseq", "int", "the room's latest event number: frames continue from it", minimum=0)
+_AUDIENCE = Field("audience", "int", "viewers in the room, over every gateway", minimum=0)
+_SESSION = Field("session", "str", "the live session's id, `<room>:<n>`; absent when not live",
+                 False, max_length=160)
+FRAME_EVENTS_MAX = 1000  # events in one room frame (one tick of one room)
+BOARD_MAX = 100  # entries of a board in a snapshot
+
+CLIENT_TYPES: tuple[MessageType, ...] = (
+    MessageType("room.join", "client",
+                "Watch a room: its frames reach you until you leave or disconnect. Replied by "
+                "`room.snapshot`.", (req_id(), _ROOM)),
+    MessageType("room.leave", "client", "Stop watching a room. Replied by `room.left`.",
+                (req_id(), _ROOM)),
+    MessageType("room.state", "client",
+                "The whole room state now (after a gap in `rseq`). Replied by `room.snapshot`.",
+                (req_id(), _ROOM)),
+    MessageType("room.live", "client",
+                "The room's streamer starts (`live: true`) or ends a live session. Replied by "
+                "`room.snapshot`, or `error` `not_streamer`.",
+                (req_id(), _ROOM, Field("live", "bool", "start (true) or end (false)"))),
+)
+
+SERVER_TYPES: tuple[MessageType, ...] = (
+    MessageType(
+        "room.snapshot", "server", "The room state: who streams, the session, audience, board.",
+        (req_id(False), _ROOM, Field("streamer", "str", "the room's streamer", False,
+                                     pattern=ID_PATTERN),
+         Field("live", "bool", "a live session is on"), _SESSION, _AUDIENCE, _RSEQ,
+         Field("board", "objects", "the session's contribution board, best first: "
+               "`{user, cards}`", max_length=BOARD_MAX)),
+    ),
+    MessageType("room.left", "server", "Reply to `room.leave`.", (req_id(), _ROOM)),
+    MessageType(
+        "room.frame", "server",
+        "What happened in a room during one tick, encoded once for every viewer: events "
+        "`rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed "
+        "some: send `room.state`). Event kinds: `live` {session, live}, `audience` "
+        "{audience}, `gift` {transfer_id, from, to, asset, count, cost}.",
+        (_ROOM, Field("from", "int", "first event number in this frame", minimum=1),
+         Field("to", "int", "last event number in this frame", minimum=1),
+         Field("events", "objects", "the events, oldest first", max_length=FRAME_EVENTS_MAX)),
+    ),
+)

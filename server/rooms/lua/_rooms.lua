@@ -1,0 +1,14 @@
+-- Rooms' prelude: a room event gets the room's next sequence number and is published
+-- on the room's channel as `V<rseq> <json>`. Room delivery is at most once (viewers
+-- catch up with a snapshot), so room events are not logged.
+local function room_event(kprofile, kchannel, event, publish)
+  local rseq = redis.call('HINCRBY', kprofile, 'rseq', 1)
+  redis.call(publish, kchannel, 'V' .. I(rseq) .. ' ' .. cjson.encode(event))
+  return rseq
+end
+
+local function publish_command(how)
+  if how == 's' then return 'SPUBLISH' end
+  if how == 'p' then return 'PUBLISH' end
+  fail('bad publish mode ' .. tostring(how))
+end

@@ -1,0 +1,25 @@
+-- The room's side of a settled gift sent in the room, on the room's slot, idempotent by
+-- transfer id: while a session is live the sender's cards paid go on its contribution
+-- board, and the gift is broadcast to the room's viewers once.
+-- KEYS[1] - room profile   KEYS[2] - recorded transfers   KEYS[3] - room board
+-- KEYS[4] - room channel
+-- ARGV[1] - transfer id   ARGV[2] - sender   ARGV[3] - recipient
+-- ARGV[4] - asset         ARGV[5] - count    ARGV[6] - cost (cards the sender paid)
+-- ARGV[7] - publish mode ('p' | 's')   ARGV[8] - how long a transfer stays recorded (s),
+--            longer than any retry can come late
+-- Returns {'applied', rseq} | {'exists', ''} | {'rejected', 'room_unknown'}
+local k_profile, k_recorded, k_board, k_channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local transfer_id, sender, recipient, asset = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local count, cost = int_arg(ARGV[5], 'count'), int_arg(ARGV[6], 'cost')
+local publish = publish_command(ARGV[7])
+local recorded_ttl = int_arg(ARGV[8], 'recorded_ttl')
+
+if redis.call('HEXISTS', k_recorded, transfer_id) == 1 then return {'exists', ''} end
+local p = redis.call('HMGET', k_profile, 'streamer', 'live')
+if not p[1] then return {'rejected', 'room_unknown'} end
+redis.call('HSET', k_recorded, transfer_id, '1')
+redis.call('EXPIRE', k_recorded, I(recorded_ttl))
+if p[2] == '1' then redis.call('ZINCRBY', k_board, I(cost), sender) end
+local rseq = room_event(k_profile, k_channel, {kind = 'gift', transfer_id = transfer_id,
+     from = sender, to = recipient, asset = asset, count = count, cost = cost}, publish)
+return {'applied', I(rseq)}

@@ -1,0 +1,47 @@
+"""The room's step of a gift sent in a room: after the gift settled (delivered), one
+more idempotent call on the room's slot records it (board, broadcast). Rooms add it to
+gifting's flow through the flows registry; the gift flow itself knows no room."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from server.config import Settings
+from server.settlement.flows import Step
+from server.store import keys
+from server.store.outcomes import Status, UnknownStatus, status
+from server.store.pipeline import Call
+
+log = logging.getLogger("giftwire.rooms")
+
+
+class RoomGift(Protocol):
+    """What the step reads of a gift flow's item."""
+
+    tid: str
+    sender: str
+    to: str
+    room: str
+    outcome: str
+    rec: dict[str, Any] | None
+
+
+def record_step(s: Settings) -> Step:
+    def call(item: RoomGift, _batch: Any) -> Call | None:
+        if not item.room or item.outcome != "delivered" or item.rec is None:
+            return None  # not in a room, or not (yet) the recipient's: offers are not recorded
+        rk, rec = keys.room(item.room), item.rec
+        return ([rk.profile, rk.recorded, rk.board, rk.channel],
+                [item.tid, item.sender, item.to, rec["asset"], rec["count"], rec["cost"],
+                 s.publish_mode, s.room_recorded_ttl_s])
+
+    async def after(item: RoomGift, reply: list[Any], _batch: Any) -> None:
+        st = status(reply)
+        if st is Status.REJECTED:  # the room is gone: the gift itself stands
+            log.info("gift %s names unknown room %s", item.tid, item.room,
+                     extra={"transfer_id": item.tid})
+        elif st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"room_record answered {reply!r}")
+
+    return Step("room_record", call, after)

@@ -1,0 +1,130 @@
+"""A gateway's side of live rooms: which connections watch which room, one coalesced
+frame per room per tick, and this gateway's share of each room's audience.
+
+Room events arrive on the room's channel (one subscription per room per gateway, by
+the hub). Each tick (`room_tick_ms`) the events a room got are encoded once into one
+`room.frame` and the same text is queued to every viewer here. Room frames are
+at-most-once: a viewer whose send queue already holds `room_queue_max_bytes` misses
+the frame (counted); its own events (confirmations, gifts it received) never wait
+behind room traffic and are never dropped for it.
+
+The audience is the sum of every gateway's share, kept on the room's slot; this
+gateway reports its share when its viewer count changed (at most once a tick) and
+every `room_share_refresh_ms`, so a dead gateway's share lapses after
+`room_share_ttl_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from protocol.rooms import FRAME_EVENTS_MAX
+from server.metrics import REGISTRY, Counter
+from server.store import keys
+from server.store.pipeline import run_calls
+
+if TYPE_CHECKING:
+    from server.gateway.endpoint import Gateway
+    from server.parts import Parts
+
+log = logging.getLogger("giftwire.rooms")
+FRAMES = REGISTRY.add(Counter("giftwire_room_frames_total", "room frames queued to viewers"))
+DROPPED = REGISTRY.add(Counter("giftwire_room_frames_dropped_total",
+                               "room frames a slow viewer missed (at-most-once delivery)"))
+DROPPED_EVENTS = REGISTRY.add(Counter("giftwire_room_events_dropped_total",
+                                      "room events beyond what one tick's frame carries"))
+
+
+@dataclass
+class RoomState:
+    room: str
+    events: list[tuple[int, bytes]] = field(default_factory=list)  # (rseq, event json)
+    reported: int = -1  # the viewer count last reported for this gateway
+    reported_ms: int = 0
+
+
+class RoomViewers:
+    def __init__(self, gw: Gateway, p: Parts) -> None:
+        self.gw = gw
+        self.p = p
+        self.s = p.settings
+        self.rooms: dict[str, RoomState] = {}  # by room channel
+        gw.hub.room_sink = self.on_event
+
+    def channel(self, room: str) -> str:
+        return keys.room(room).channel
+
+    def watching(self, conn_channels: set[str]) -> int:
+        return sum(1 for c in conn_channels if c in self.rooms)
+
+    async def join(self, conn: Any, room: str) -> None:
+        ch = self.channel(room)
+        self.rooms.setdefault(ch, RoomState(room))
+        await self.gw.hub.join(conn, ch)
+
+    async def leave(self, conn: Any, room: str) -> None:
+        await self.gw.hub.leave(conn, self.channel(room))
+
+    def on_event(self, channel: str, rseq: int, event_json: str) -> None:
+        state = self.rooms.get(channel)
+        if state is None:
+            return
+        if len(state.events) < FRAME_EVENTS_MAX:
+            state.events.append((rseq, event_json.encode()))
+        else:  # a storm beyond what one frame carries: viewers see the gap and take a snapshot
+            DROPPED_EVENTS.inc()
+
+    async def run(self) -> None:
+        """The tick: flush frames, report audience shares; never dies on a Redis error."""
+        while True:
+            await asyncio.sleep(self.s.room_tick_ms / 1000)
+            try:
+                self.flush()
+                await self.report()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("room tick failed")
+
+    def flush(self) -> None:
+        for channel, state in list(self.rooms.items()):
+            if not state.events:
+                continue
+            events, state.events = state.events, []
+            frame = (b'{"type":"room.frame","room":' + orjson.dumps(state.room)
+                     + b',"from":' + str(events[0][0]).encode() + b',"to":'
+                     + str(events[-1][0]).encode() + b',"events":['
+                     + b",".join(e for _, e in events) + b"]}").decode()  # encoded once per room
+            for conn in self.gw.hub.on(channel):
+                if conn.push_droppable(frame, self.s.room_queue_max_bytes):
+                    FRAMES.inc()
+                else:
+                    DROPPED.inc()
+
+    async def report(self) -> None:
+        """Report this gateway's shares that changed (or are due for refresh); forget rooms
+        nobody here watches once their zero share is reported."""
+        now = self.p.clock.now_ms()
+        due: list[tuple[str, RoomState, int]] = []
+        for channel, state in self.rooms.items():
+            viewers = len(list(self.gw.hub.on(channel)))
+            if viewers != state.reported or now - state.reported_ms >= self.s.room_share_refresh_ms:
+                due.append((channel, state, viewers))
+        if not due:
+            return
+        calls = []
+        for _, state, viewers in due:
+            rk = keys.room(state.room)
+            calls.append(([rk.profile, rk.audience, rk.audience_expiry, rk.channel],
+                          [self.gw.hub.gateway_id, viewers, now, self.s.room_share_ttl_ms,
+                           self.s.publish_mode]))
+        await run_calls(self.p.redis, self.s.redis_cluster, self.p.scripts["room_audience"], calls)
+        for channel, state, viewers in due:
+            state.reported, state.reported_ms = viewers, now
+            if viewers == 0 and channel not in self.gw.hub.channels:
+                del self.rooms[channel]

@@ -1,0 +1,170 @@
+"""Live rooms through real gateways: sessions, viewers on two gateways, the audience (and
+a dead gateway's share lapsing), coalesced room frames, gifts on the board once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, uid
+
+
+@pytest.fixture(scope="module")
+def second_gateway(server: Proc, valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Iterator[Proc]:
+    """Another gateway on the shared Valkey."""
+    yield start("gateway", valkey.url, server.data_dir)
+
+
+async def new_room(admin: Admin, streamer: str | None = None) -> tuple[str, str]:
+    """A room and its streamer (a registered user)."""
+    streamer = streamer or uid("st")
+    await admin.user(streamer)
+    room = uid("room")
+    await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer})
+    return room, streamer
+
+
+async def watch(srv: Proc, room: str, user: str | None = None) -> tuple[Client, dict[str, Any]]:
+    c = await Client.connect(srv.ws, srv.token(user or uid("v")))
+    snap = await c.request("room.join", room=room)
+    assert snap["type"] == "room.snapshot", snap
+    return c, snap
+
+
+def room_events(c: Client, kind: str) -> list[dict[str, Any]]:
+    return [e for f in c.events() if f["type"] == "room.frame" for e in f["events"] if e["kind"] == kind]
+
+
+async def until(pred: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition not met in time")
+
+
+async def test_session_and_audience_across_two_gateways(
+        server: Proc, second_gateway: Proc, admin: Admin) -> None:
+    """Viewers on two gateways count in one audience; the streamer's `room.live` reaches them
+    all as one live event each; a non-streamer is refused."""
+    room, streamer = await new_room(admin)
+    a1, snap = await watch(server, room)
+    assert (snap["live"], snap["streamer"], snap["board"]) == (False, streamer, [])
+    a2, _ = await watch(server, room)
+    b1, _ = await watch(second_gateway, room)
+    async with await Client.connect(server.ws, server.token(streamer)) as s:
+        refused = await a1.request("room.live", room=room, live=True)
+        assert (refused["type"], refused["code"]) == ("error", "not_streamer")
+        on = await s.request("room.live", room=room, live=True)
+        assert (on["live"], on["session"]) == (True, f"{room}:1")
+        for c in (a1, a2, b1):
+            live = await until(lambda c=c: room_events(c, "live"))
+            assert live == [{"kind": "live", "live": True, "session": f"{room}:1"}]
+        for _ in range(100):  # shares are reported within a tick of a change
+            snap = await b1.request("room.state", room=room)
+            if snap["audience"] == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert snap["audience"] == 3
+        off = await s.request("room.live", room=room, live=False)
+        assert off["live"] is False and "session" not in off
+    for c in (a1, a2, b1):
+        await c.close()
+
+
+async def test_gift_in_a_room_reaches_every_viewer_once_and_the_board(
+        server: Proc, second_gateway: Proc, admin: Admin) -> None:
+    """A gift sent in a live room is broadcast once to viewers on both gateways and lands on
+    the board; the same gift sent again (a retry) is neither broadcast nor counted again."""
+    s, r = await admin.pair(20)
+    room, streamer = await new_room(admin, r)
+    async with await Client.connect(server.ws, server.token(streamer)) as st:
+        await st.request("room.live", room=room, live=True)
+    v1, _ = await watch(server, room)
+    v2, _ = await watch(second_gateway, room)
+    async with await Client.connect(server.ws, server.token(s)) as a:
+        sent = await a.send_gift(r, "note.do", 3, gift_id="in-room-1", room=room)
+        again = await a.send_gift(r, "note.do", 3, gift_id="in-room-1", room=room)
+        assert sent["type"] == again["type"] == "gift.confirmed"
+    for v in (v1, v2):
+        gifts = await until(lambda v=v: room_events(v, "gift"))
+        assert gifts == [{"kind": "gift", "transfer_id": sent["transfer_id"], "from": s, "to": r,
+                          "asset": "note.do", "count": 3, "cost": 3}]
+    await asyncio.sleep(0.4)
+    for v in (v1, v2):
+        assert len(room_events(v, "gift")) == 1
+    snap = await v1.request("room.state", room=room)
+    assert snap["board"] == [{"user": s, "cards": 3}]
+    await v1.close()
+    await v2.close()
+
+
+async def test_room_events_are_coalesced_per_tick(server: Proc, admin: Admin) -> None:
+    """Twenty gifts in one room within a tick or two reach a viewer as a few frames, each
+    gift exactly once, in room order with no gap."""
+    room, streamer = await new_room(admin)
+    async with await Client.connect(server.ws, server.token(streamer)) as st:
+        await st.request("room.live", room=room, live=True)
+    v, _ = await watch(server, room)
+    senders = [await admin.pair(5, recipient=None) for _ in range(20)]
+    clients = [await Client.connect(server.ws, server.token(s)) for s, _ in senders]
+    await asyncio.gather(*(c.send_gift(r, "note.do", 1, room=room)
+                           for c, (_, r) in zip(clients, senders, strict=True)))
+    await until(lambda: len(room_events(v, "gift")) >= 20)
+    frames = [f for f in v.events() if f["type"] == "room.frame"]
+    assert len(room_events(v, "gift")) == 20
+    assert len(frames) < 20  # coalesced: more events than frames
+    spans = [(f["from"], f["to"]) for f in frames]
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans))  # no gap
+    for c in clients:
+        await c.close()
+    await v.close()
+
+
+async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None:
+    """An unknown room is refused `room_unknown`; a connection watches at most 8 rooms."""
+    async with await Client.connect(server.ws, server.token(uid("v"))) as c:
+        missing = await c.request("room.join", room=uid("nope"))
+        assert (missing["type"], missing["code"]) == ("error", "room_unknown")
+        rooms = [(await new_room(admin))[0] for _ in range(9)]
+        for room in rooms[:8]:
+            assert (await c.request("room.join", room=room))["type"] == "room.snapshot"
+        over = await c.request("room.join", room=rooms[8])
+        assert (over["type"], over["code"]) == ("error", "too_many_rooms")
+        assert (await c.request("room.leave", room=rooms[0]))["type"] == "room.left"
+        assert (await c.request("room.join", room=rooms[8]))["type"] == "room.snapshot"
+
+
+async def test_a_dead_gateways_viewers_stop_counting(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]], start: Callable[..., Proc]) -> None:
+    """Two of three viewers watch through a gateway that is SIGKILLed: within the share's
+    lifetime the audience drops to one, and the remaining viewer is told."""
+    env = {"GIFTWIRE_ROOM_SHARE_TTL_MS": "1000", "GIFTWIRE_ROOM_SHARE_REFRESH_MS": "200"}
+    srv, vk = own_server(env)
+    doomed = start("gateway", vk.url, srv.data_dir, env)
+    async with Admin(srv) as admin:
+        room, _ = await new_room(admin)
+        stays, _ = await watch(srv, room)
+        gone = [(await watch(doomed, room))[0] for _ in range(2)]
+        await until(lambda: [e for e in room_events(stays, "audience") if e["audience"] == 3])
+        seen = len(room_events(stays, "audience"))
+        doomed.signal(signal.SIGKILL)
+        assert doomed.wait() == -signal.SIGKILL
+        started = time.monotonic()
+        await until(lambda: [e for e in room_events(stays, "audience")[seen:] if e["audience"] == 1],
+                    timeout_s=5)
+        assert time.monotonic() - started < 3  # the share's ttl (1 s) plus a refresh or two
+        assert (await stays.request("room.state", room=room))["audience"] == 1
+        for c in gone:
+            await asyncio.gather(c.close(), return_exceptions=True)
+        await stays.close()
