@@ -24,6 +24,9 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("room.state", "client",
                 "The whole room state now (after a gap in `rseq`). Replied by `room.snapshot`.",
                 (req_id(), _ROOM)),
+    MessageType("room.rank.get", "client",
+                "Your place on the live session's contribution board. Replied by `room.rank`.",
+                (req_id(), _ROOM)),
     MessageType("room.live", "client",
                 "The room's streamer starts (`live: true`) or ends a live session. Replied by "
                 "`room.snapshot`, or `error` `not_streamer`.",
@@ -40,6 +43,16 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                "`{user, cards}`", max_length=BOARD_MAX)),
     ),
     MessageType("room.left", "server", "Reply to `room.leave`.", (req_id(), _ROOM)),
+    MessageType(
+        "room.rank", "server", "Reply to `room.rank.get`: your rank (1 = first) and the cards you "
+        "paid in this session; no `rank` when you are not on the board.",
+        (req_id(), _ROOM, Field("rank", "int", "your place, 1 first", False, minimum=1),
+         Field("cards", "int", "cards you paid in this session's gifts", minimum=0))),
+    MessageType(
+        "room.board", "server",
+        "The session's contribution board changed: its top entries, pushed at most once a "
+        "second per room (at most once, like room frames).",
+        (_ROOM, Field("board", "objects", "best first: `{user, cards}`", max_length=BOARD_MAX))),
     MessageType(
         "room.frame", "server",
         "What happened in a room during one tick, encoded once for every viewer: events "

@@ -28,6 +28,7 @@ from server.store.scripts import Scripts
 AdminHandler = Callable[[Request], Awaitable[Any]]  # returns JSON-able; raises AdminError
 # called once per gateway process with the Gateway; may return a coroutine function the
 # gateway runs as a task for its lifetime (a module's per-gateway state and ticker)
+AuditCheck = Callable[[Any, Any], Awaitable[None]]  # (redis, AuditResult): records its problems
 GatewaySetup = Callable[[Any], Callable[[], Coroutine[Any, Any, None]] | None]
 BulkHandler = Callable[[Any], Awaitable[Any]]  # one item of `POST /bulk`
 
@@ -69,6 +70,8 @@ class Parts:
     periodic: Periodic = field(default_factory=Periodic)
     admin: AdminRoutes = field(default_factory=AdminRoutes)
     gateway: list[GatewaySetup] = field(default_factory=list)
+    # `giftwire audit`: the invariants a module adds to the ledger's, (name, check)
+    audits: list[tuple[str, AuditCheck]] = field(default_factory=list)
 
 
 def build(settings: Settings, redis: Any) -> Parts:

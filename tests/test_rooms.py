@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 
 from protocol.client import Client
+from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, uid
+from tests.support import Admin, Proc, run_audit, uid
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +170,54 @@ async def test_a_dead_gateways_viewers_stop_counting(
         for c in gone:
             await asyncio.gather(c.close(), return_exceptions=True)
         await stays.close()
+
+
+async def test_board_under_200_concurrent_gifts_matches_audit_and_rebuild(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """200 gifts in a live room at once: the board equals what each sender paid, viewers
+    get a pushed board, `room.rank` answers; the audit checks the board against the recorded
+    gifts, names a corrupted one, and the rebuild restores it."""
+    srv, vk = own_server({"GIFTWIRE_GIFTS_PER_DAY": "1000", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000"})
+    async with Admin(srv) as admin:
+        streamer = uid("st")
+        await admin.user(streamer)
+        room, _ = await new_room(admin, streamer)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+            await st.request("room.live", room=room, live=True)
+        viewer, _ = await watch(srv, room)
+        senders = []
+        for i in range(20):
+            s = uid("s")
+            await admin.user(s, real_name_verified=True)
+            await admin.follow(s, streamer)
+            await admin.grant(s, 100)
+            senders.append((s, i % 3 + 1))  # each sends 10 gifts of 1, 2 or 3 cards
+        clients = [await Client.connect(srv.ws, srv.token(s)) for s, _ in senders]
+        replies = await asyncio.gather(*(c.send_gift(streamer, "note.do", n, room=room, timeout_s=30)
+                                         for c, (_, n) in zip(clients, senders, strict=True)
+                                         for _ in range(10)))
+        assert {r["type"] for r in replies} == {"gift.confirmed"}
+        want = sorted(({"user": s, "cards": 10 * n} for s, n in senders),
+                      key=lambda e: (-int(e["cards"]), str(e["user"])))
+        board = (await viewer.request("room.state", room=room))["board"]
+        assert sorted(board, key=lambda e: (-e["cards"], e["user"])) == want
+        # pushed at most once a second: the last push shows the final top
+        pushed = await until(lambda: [f for f in viewer.events() if f["type"] == "room.board"
+                                      and f["board"][0]["cards"] == 30], timeout_s=5)
+        assert [e["cards"] for e in pushed[-1]["board"]] == [e["cards"] for e in want[:10]]
+        top = next(c for c, (_, n) in zip(clients, senders, strict=True) if n == 3)
+        mine = await top.request("room.rank.get", room=room)
+        assert mine["cards"] == 30 and 1 <= mine["rank"] <= 7
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   board_matches_gifts" in out, out
+        raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+        raw.zincrby(keys.room(room).board, 5, senders[0][0])  # a board that lies
+        code, out = await run_audit(vk.url)
+        assert code == 1 and "FAIL board_matches_gifts" in out, out
+        rebuilt = await admin.call("POST", f"/rooms/{room}/board/rebuild")
+        assert rebuilt["board"] == want
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
+        for c in clients:
+            await c.close()
+        await viewer.close()

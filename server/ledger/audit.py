@@ -132,10 +132,13 @@ def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
                    f"gifts in flight {in_flight.get(asset, 0)}")
 
 
-def report(r: AuditResult) -> str:
+CORE_INVARIANTS = ("sum_zero", "no_negative_balance", "escrow_matches_in_flight", "settled_once")
+
+
+def report(r: AuditResult, invariants: tuple[str, ...] = CORE_INVARIANTS) -> str:
+    """Each invariant ok or FAIL with its problems (the modules' checks name theirs)."""
     lines = [f"audited {r.users} users, {r.transfers} gifts ({r.in_flight} in flight)"]
-    for invariant in ("sum_zero", "no_negative_balance", "escrow_matches_in_flight",
-                      "settled_once"):
+    for invariant in (*invariants, *sorted(set(r.problems) - set(invariants))):
         problems = r.problems.get(invariant, [])
         lines.append(f"{'FAIL' if problems else 'ok  '} {invariant}")
         lines.extend(f"     {p}" for p in problems)

@@ -12,6 +12,7 @@ from server.admin.http import read_json
 from server.admin.validate import AdminError
 from server.ledger.admin import require_users
 from server.parts import Parts
+from server.rooms.audit import rebuild_board
 from server.store import keys
 
 
@@ -33,4 +34,13 @@ def install(p: Parts) -> None:
                 "sessions": int(prof.get("sessions", 0)), "audience": int(prof.get("audience", 0)),
                 "board": [{"user": u, "cards": int(c)} for u, c in board]}
 
+    async def rebuild(r: Request) -> Any:
+        room_id = v.user_id(r.path_params["room"], "room")
+        if not await p.redis.exists(keys.room(room_id).profile):
+            raise AdminError("room_unknown")
+        board = await rebuild_board(p.redis, room_id)
+        return {"room": room_id, "board": sorted(({"user": u, "cards": c} for u, c in board.items()),
+                                                 key=lambda e: (-int(e["cards"]), str(e["user"])))}
+
     p.admin.add(("GET", "PUT"), "/rooms/{room}", room)
+    p.admin.add("POST", "/rooms/{room}/board/rebuild", rebuild)

@@ -67,6 +67,17 @@ async def state(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         conn.push(frame)
 
 
+async def rank(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    rk = keys.room(d["room"])
+    pipe = gw.redis.pipeline(transaction=False)
+    pipe.zrevrank(rk.board, conn.user)
+    pipe.zscore(rk.board, conn.user)
+    place, cards = await pipe.execute()
+    conn.push(encode("room.rank", id=d["id"], room=d["room"],
+                     rank=None if place is None else int(place) + 1,
+                     cards=int(cards or 0)).decode())
+
+
 async def live(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     rk = keys.room(d["room"])
     reply = await viewers(gw).p.scripts["room_live"](

@@ -16,7 +16,7 @@ from typing import Any
 
 from server.gifting.flow import KIND as GIFT
 from server.parts import Parts
-from server.rooms import admin, handlers
+from server.rooms import admin, audit, handlers
 from server.rooms.record import record_step
 from server.rooms.viewers import RoomViewers
 
@@ -27,8 +27,10 @@ def install(p: Parts) -> None:
     p.requests.add("room.leave", handlers.leave, ("room.left",))
     p.requests.add("room.state", handlers.state, ("room.snapshot", "error"))
     p.requests.add("room.live", handlers.live, ("room.snapshot", "error"))
+    p.requests.add("room.rank.get", handlers.rank, ("room.rank",))
     p.flows.add_step(GIFT, record_step(p.settings))
     admin.install(p)
+    p.audits.append((audit.INVARIANT, audit.check_boards))
 
     def setup(gw: Any) -> Any:
         gw.ext[handlers.EXT] = v = RoomViewers(gw, p)

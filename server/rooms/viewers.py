@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from server.parts import Parts
 
 log = logging.getLogger("giftwire.rooms")
+BOARD_PUSH_MS = 1000  # a board's top entries reach viewers at most once a second per room
+BOARD_PUSH_TOP = 10  # entries in a pushed board (the snapshot carries more)
 FRAMES = REGISTRY.add(Counter("giftwire_room_frames_total", "room frames queued to viewers"))
 DROPPED = REGISTRY.add(Counter("giftwire_room_frames_dropped_total",
                                "room frames a slow viewer missed (at-most-once delivery)"))
@@ -46,6 +48,8 @@ class RoomState:
     events: list[tuple[int, bytes]] = field(default_factory=list)  # (rseq, event json)
     reported: int = -1  # the viewer count last reported for this gateway
     reported_ms: int = 0
+    board_dirty: bool = False  # a gift arrived since the board was last pushed
+    board_ms: int = 0
 
 
 class RoomViewers:
@@ -76,6 +80,7 @@ class RoomViewers:
             return
         if len(state.events) < FRAME_EVENTS_MAX:
             state.events.append((rseq, event_json.encode()))
+            state.board_dirty = state.board_dirty or '"kind":"gift"' in event_json
         else:  # a storm beyond what one frame carries: viewers see the gap and take a snapshot
             DROPPED_EVENTS.inc()
 
@@ -85,6 +90,7 @@ class RoomViewers:
             await asyncio.sleep(self.s.room_tick_ms / 1000)
             try:
                 self.flush()
+                await self.push_boards()
                 await self.report()
             except asyncio.CancelledError:
                 raise
@@ -104,6 +110,25 @@ class RoomViewers:
                 if conn.push_droppable(frame, self.s.room_queue_max_bytes):
                     FRAMES.inc()
                 else:
+                    DROPPED.inc()
+
+    async def push_boards(self) -> None:
+        """Rooms whose board may have changed get its top entries, at most once per
+        BOARD_PUSH_MS per room (one read per room per gateway)."""
+        now = self.p.clock.now_ms()
+        due = [(ch, st) for ch, st in self.rooms.items()
+               if st.board_dirty and now - st.board_ms >= BOARD_PUSH_MS]
+        if not due:
+            return
+        pipe = self.p.redis.pipeline(transaction=False)
+        for _, state in due:
+            pipe.zrevrange(keys.room(state.room).board, 0, BOARD_PUSH_TOP - 1, withscores=True)
+        for (channel, state), board in zip(due, await pipe.execute(), strict=True):
+            state.board_dirty, state.board_ms = False, now
+            frame = orjson.dumps({"type": "room.board", "room": state.room,
+                                  "board": [{"user": u, "cards": int(c)} for u, c in board]}).decode()
+            for conn in self.gw.hub.on(channel):
+                if not conn.push_droppable(frame, self.s.room_queue_max_bytes):
                     DROPPED.inc()
 
     async def report(self) -> None:

@@ -182,6 +182,13 @@ SCAN_BALANCES = f"{PREFIX}:{{u:*}}:b"
 SCAN_SYSTEM = f"{PREFIX}:{{u:*}}:s"
 SCAN_TRANSFERS = f"{PREFIX}:{{u:*}}:x"
 SCAN_DEAD_LETTERS = f"{PREFIX}:{{settle:*}}:dead"
+SCAN_ROOM_PROFILES = f"{PREFIX}:{{r:*}}:p"
+
+
+def room_of(key: str) -> str:
+    """The room id inside a room key (`gw:{r:room1}:p` → `room1`)."""
+    start = key.index("{r:") + 3
+    return key[start : key.index("}", start)]
 
 
 def owner_of(key: str) -> str:

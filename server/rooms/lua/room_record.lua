@@ -1,6 +1,8 @@
 -- The room's side of a settled gift sent in the room, on the room's slot, idempotent by
 -- transfer id: while a session is live the sender's cards paid go on its contribution
--- board, and the gift is broadcast to the room's viewers once.
+-- board, and the gift is broadcast to the room's viewers once. The record keeps
+-- `<session>|<sender>|<cost>`, so the audit can check a board against its gifts and an
+-- operator can rebuild it.
 -- KEYS[1] - room profile   KEYS[2] - recorded transfers   KEYS[3] - room board
 -- KEYS[4] - room channel
 -- ARGV[1] - transfer id   ARGV[2] - sender   ARGV[3] - recipient
@@ -15,11 +17,13 @@ local publish = publish_command(ARGV[7])
 local recorded_ttl = int_arg(ARGV[8], 'recorded_ttl')
 
 if redis.call('HEXISTS', k_recorded, transfer_id) == 1 then return {'exists', ''} end
-local p = redis.call('HMGET', k_profile, 'streamer', 'live')
+local p = redis.call('HMGET', k_profile, 'streamer', 'live', 'session')
 if not p[1] then return {'rejected', 'room_unknown'} end
-redis.call('HSET', k_recorded, transfer_id, '1')
+local session = ''
+if p[2] == '1' then session = p[3] end
+redis.call('HSET', k_recorded, transfer_id, session .. '|' .. sender .. '|' .. I(cost))
 redis.call('EXPIRE', k_recorded, I(recorded_ttl))
-if p[2] == '1' then redis.call('ZINCRBY', k_board, I(cost), sender) end
+if session ~= '' then redis.call('ZINCRBY', k_board, I(cost), sender) end
 local rseq = room_event(k_profile, k_channel, {kind = 'gift', transfer_id = transfer_id,
      from = sender, to = recipient, asset = asset, count = count, cost = cost}, publish)
 return {'applied', I(rseq)}
