@@ -34,6 +34,8 @@ def _schema(f: Field) -> dict[str, Any]:
             s["maximum"] = f.maximum
     elif f.kind == "bool":
         s["type"] = "boolean"
+    elif f.kind == "object":
+        s["type"] = "object"
     elif f.kind == "objects":
         s["type"] = "array"
         s["items"] = {"type": "object"}

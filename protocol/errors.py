@@ -41,6 +41,7 @@ ERRORS = _codes(
     ErrorCode("internal", "internal error", temporary=True),
     ErrorCode("not_streamer", "only the room's streamer can start or end its live session"),
     ErrorCode("room_unknown", "no such room"),
+    ErrorCode("not_live", "the room has no live session"),
     ErrorCode("too_many_rooms", "this connection watches the most rooms it may; leave one first"),
     ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "
               "operator; send it again with the same gift id to learn its outcome", temporary=True),

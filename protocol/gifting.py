@@ -61,7 +61,10 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             Field("cost", "int", "cards debited (festival pricing, free quota)", minimum=0),
             Field("free", "int", "cards paid by the newcomer promotion", minimum=0),
             Field("delivery", "str", "instant or pending", enum=("instant", "pending")),
-            _BALANCE, _QUOTA, _ROOM, _SEQ,
+            _BALANCE, _QUOTA, _ROOM,
+            Field("tier", "int", "the live-stream boost tier the cost includes (a gift wish was "
+                  "open in the room)", False, minimum=1),
+            _SEQ,
         ),
     ),
     MessageType(

@@ -5,7 +5,7 @@ fills it); a user's own events keep the exactly-once per-user path."""
 
 from __future__ import annotations
 
-from protocol.schema import ID_PATTERN, Field, MessageType, req_id
+from protocol.schema import AMOUNT_MAX, ASSET_PATTERN, ID_PATTERN, Field, MessageType, req_id
 
 _ROOM = Field("room", "str", "room id", pattern=ID_PATTERN)
 _RSEQ = Field("rseq", "int", "the room's latest event number: frames continue from it", minimum=0)
@@ -24,6 +24,16 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("room.state", "client",
                 "The whole room state now (after a gap in `rseq`). Replied by `room.snapshot`.",
                 (req_id(), _ROOM)),
+    MessageType("room.wish", "client",
+                "The streamer opens (`open: true`, with `asset`, `target` and optionally "
+                "`ends_at_ms`) or closes the room's gift wish (礼物许愿). While it is open, gifts "
+                "of that asset in the room are priced by the audience tier. Replied by "
+                "`room.snapshot`, or `error` (`not_streamer`, `not_live`).",
+                (req_id(), _ROOM, Field("open", "bool", "open (true) or close (false)"),
+                 Field("asset", "str", "the wished asset", False, pattern=ASSET_PATTERN),
+                 Field("target", "int", "cards wished for", False, minimum=1, maximum=AMOUNT_MAX),
+                 Field("ends_at_ms", "int", "when the wish ends by itself, Unix ms", False,
+                       minimum=0, maximum=AMOUNT_MAX * 10))),
     MessageType("room.rank.get", "client",
                 "Your place on the live session's contribution board. Replied by `room.rank`.",
                 (req_id(), _ROOM)),
@@ -40,7 +50,9 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                                      pattern=ID_PATTERN),
          Field("live", "bool", "a live session is on"), _SESSION, _AUDIENCE, _RSEQ,
          Field("board", "objects", "the session's contribution board, best first: "
-               "`{user, cards}`", max_length=BOARD_MAX)),
+               "`{user, cards}`", max_length=BOARD_MAX),
+         Field("wish", "object", "the open gift wish: `{wish, asset, target, progress, "
+               "ends_at_ms}`", False)),
     ),
     MessageType("room.left", "server", "Reply to `room.leave`.", (req_id(), _ROOM)),
     MessageType(
@@ -58,7 +70,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "What happened in a room during one tick, encoded once for every viewer: events "
         "`rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed "
         "some: send `room.state`). Event kinds: `live` {session, live}, `audience` "
-        "{audience}, `gift` {transfer_id, from, to, asset, count, cost}.",
+        "{audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?}, `wish` {wish, state "
+        "(open, progress, reached, closed, ended), asset, target, progress}.",
         (_ROOM, Field("from", "int", "first event number in this frame", minimum=1),
          Field("to", "int", "last event number in this frame", minimum=1),
          Field("events", "objects", "the events, oldest first", max_length=FRAME_EVENTS_MAX)),

@@ -18,7 +18,8 @@ from typing import Any, Literal
 
 import orjson
 
-Kind = Literal["str", "int", "bool", "balances", "objects"]  # objects: a list of JSON objects
+# objects: a list of JSON objects; object: one JSON object
+Kind = Literal["str", "int", "bool", "balances", "objects", "object"]
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -115,6 +116,9 @@ def _check(f: Field, value: Any) -> str | None:
         )
         if not ok:
             return f"{f.name} must map asset names to integers"
+    elif f.kind == "object":
+        if not isinstance(value, dict):
+            return f"{f.name} must be an object"
     elif f.kind == "objects":
         if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
             return f"{f.name} must be a list of objects"

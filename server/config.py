@@ -94,6 +94,9 @@ class Settings:
     room_share_refresh_ms: int = 2000  # a gateway re-reports its shares this often
     room_queue_max_bytes: int = 512 << 10  # room frames are dropped (not queued) beyond this
     room_recorded_ttl_s: int = 7 * 86400  # a room remembers a recorded gift this long
+    # the live-stream boost: `<audience below>:<num>/<den>`, ascending, `*` last (SPEC table 3)
+    wish_tiers: tuple[str, ...] = ("1000:1/1", "10000:2/1", "*:3/1")
+    wish_end_check_ms: int = 500  # how often workers end wishes whose end time passed
 
     # history bounds
     events_per_user_max: int = 1000
@@ -117,6 +120,11 @@ class Settings:
     def events_bound(self) -> str:
         """The event log's bounds, and how events are published, as the Lua steps take them."""
         return f"{self.events_per_user_max}:{self.events_max_age_s}:{'s' if self.redis_cluster else 'p'}"
+
+    @property
+    def wish_tiers_arg(self) -> str:
+        """The tiers as the quote script takes them: `<limit>:<num>:<den>,…`."""
+        return ",".join(t.replace("/", ":") for t in self.wish_tiers)
 
     @property
     def publish_mode(self) -> str:
@@ -230,6 +238,9 @@ DOCS: dict[str, str] = {
                             "(counted), never its own events",
     "room_recorded_ttl_s": "how long a room remembers that a gift was recorded (retries within it "
                            "are recorded once)",
+    "wish_tiers": "gift wish price multipliers by the room's audience, `<viewers below>:<num>/<den>` "
+                  "ascending, `*` for the rest (cost = ceil(count × num/den), surplus burned)",
+    "wish_end_check_ms": "how often workers close gift wishes whose end time passed",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",

@@ -221,3 +221,62 @@ async def test_board_under_200_concurrent_gifts_matches_audit_and_rebuild(
         for c in clients:
             await c.close()
         await viewer.close()
+
+
+async def audience_is(c: Client, room: str, n: int) -> None:
+    for _ in range(100):
+        if (await c.request("room.state", room=room))["audience"] == n:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"audience never reached {n}")
+
+
+async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """While the streamer's wish is open, a gift of its asset costs ceil(count × tier) by the
+    audience at that moment (tiers at each boundary); a retry pays the quoted price; progress,
+    the target and the end time (moved clock) reach viewers; after the end gifts cost plain."""
+    srv, _ = own_server({"GIFTWIRE_WISH_TIERS": "2:1/1,3:2/1,*:3/1", "GIFTWIRE_TEST_CLOCK": "1",
+                         "GIFTWIRE_GIFTS_PER_DAY": "100", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
+    async with Admin(srv) as admin:
+        s, streamer = await admin.pair(100)
+        room, _ = await new_room(admin, streamer)
+        st = await Client.connect(srv.ws, srv.token(streamer, ttl_s=86400 * 3))
+        await st.request("room.live", room=room, live=True)
+        ends = await admin.now_ms() + 60_000
+        opened = await st.request("room.wish", room=room, open=True, asset="note.do", target=12,
+                                  ends_at_ms=ends)
+        assert opened["wish"] == {"wish": "w1", "asset": "note.do", "target": 12, "progress": 0,
+                                  "ends_at_ms": ends}
+        a = await Client.connect(srv.ws, srv.token(s, ttl_s=86400 * 3))
+        viewers = [(await watch(srv, room))[0]]
+        costs = []
+        for n in (1, 2, 3):  # audience 1 → ×1, 2 → ×2, 3 → ×3
+            await audience_is(viewers[0], room, n)
+            sent = await a.send_gift(streamer, "note.do", 2, gift_id=f"w{n}", room=room)
+            costs.append((sent["cost"], sent.get("tier")))
+            if n < 3:
+                viewers.append((await watch(srv, room))[0])
+        assert costs == [(2, 1), (4, 2), (6, 3)]
+        await viewers[-1].close()  # audience 2 now: a retry still pays what was quoted
+        await audience_is(viewers[0], room, 2)
+        retried = await a.send_gift(streamer, "note.do", 2, gift_id="w3", room=room)
+        assert (retried["cost"], retried["tier"]) == (6, 3)
+        wishes = await until(lambda: [e for e in room_events(viewers[0], "wish")
+                                      if e["state"] == "progress"])
+        assert [e["progress"] for e in wishes][-1] >= 4
+        reach = await a.send_gift(streamer, "note.do", 6, gift_id="w4", room=room)
+        assert reach["type"] == "gift.confirmed"
+        await until(lambda: [e for e in room_events(viewers[0], "wish") if e["state"] == "reached"])
+        await admin.advance(61_000)  # past the wish's end: the workers end it
+        ended = await until(lambda: [e for e in room_events(viewers[0], "wish")
+                                     if e["state"] == "ended"])
+        assert ended[0]["progress"] == 12
+        plain = await a.send_gift(streamer, "note.do", 2, gift_id="w5", room=room)
+        assert (plain["cost"], plain.get("tier")) == (2, None)
+        snap = await viewers[0].request("room.state", room=room)
+        assert "wish" not in snap
+        refused = await viewers[0].request("room.wish", room=room, open=False)
+        assert (refused["type"], refused["code"]) == ("error", "not_streamer")
+        for c in (st, a, viewers[0], viewers[1]):
+            await c.close()

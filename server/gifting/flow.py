@@ -44,6 +44,10 @@ class GiftItem:
     room: str
     route: str  # `<conn>/<n>` of the request, or '' (no one waits for the reply)
     void: bool = False  # an operator gives up on it: the recipient's step refuses
+    # a price multiplier quoted before the debit (the live-stream boost) and its tier
+    price_num: int = 1
+    price_den: int = 1
+    tier: int = 0
     done: bool = False
     rec: dict[str, Any] | None = None  # the sender's record once step 1 escrowed it
     outcome: str = ""
@@ -81,13 +85,15 @@ class GiftFlow(GiftingFlow):
     def debit_call(self, item: GiftItem, today: Today) -> Call:
         s, sk = self.s, keys.user(item.sender)
         num, den = (s.festival_cost_num, s.festival_cost_den) if today.festival else (1, 1)
+        # festival and boost compose by multiplying: cost = ceil(count × fest × boost)
+        num, den = num * item.price_num, den * item.price_den
         return (
             [sk.profile, sk.balances, sk.system, sk.transfers, sk.follows, sk.blocks,
              sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel],
             [item.tid, item.gift_id, item.to, item.asset, item.count, item.room, today.day,
              today.now_ms, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
-             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route],
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route, item.tier],
         )
 
     async def after_debit(self, item: GiftItem, reply: list[Any], today: Today) -> None:

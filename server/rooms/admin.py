@@ -13,6 +13,7 @@ from server.admin.validate import AdminError
 from server.ledger.admin import require_users
 from server.parts import Parts
 from server.rooms.audit import rebuild_board
+from server.rooms.handlers import wish_of
 from server.store import keys
 
 
@@ -32,7 +33,7 @@ def install(p: Parts) -> None:
         return {"room": room_id, "streamer": prof["streamer"], "live": prof.get("live") == "1",
                 "session": prof.get("session") if prof.get("live") == "1" else None,
                 "sessions": int(prof.get("sessions", 0)), "audience": int(prof.get("audience", 0)),
-                "board": [{"user": u, "cards": int(c)} for u, c in board]}
+                "board": [{"user": u, "cards": int(c)} for u, c in board], "wish": wish_of(prof)}
 
     async def rebuild(r: Request) -> Any:
         room_id = v.user_id(r.path_params["room"], "room")

@@ -28,15 +28,24 @@ async def snapshot(gw: Gateway, room: str, request_id: str | None) -> str | None
     """The `room.snapshot` frame, or None when the room does not exist."""
     rk = keys.room(room)
     pipe = gw.redis.pipeline(transaction=False)
-    pipe.hmget(rk.profile, "streamer", "live", "session", "audience", "rseq")
+    pipe.hgetall(rk.profile)
     pipe.zrevrange(rk.board, 0, BOARD_MAX - 1, withscores=True)
-    (streamer, live, session, audience, rseq), board = await pipe.execute()
-    if streamer is None:
+    p, board = await pipe.execute()
+    if "streamer" not in p:
         return None
-    return encode("room.snapshot", id=request_id, room=room, streamer=streamer, live=live == "1",
-                  session=session if live == "1" else None, audience=int(audience or 0),
-                  rseq=int(rseq or 0),
-                  board=[{"user": u, "cards": int(c)} for u, c in board]).decode()
+    live = p.get("live") == "1"
+    return encode("room.snapshot", id=request_id, room=room, streamer=p["streamer"], live=live,
+                  session=p.get("session") if live else None, audience=int(p.get("audience", 0)),
+                  rseq=int(p.get("rseq", 0)),
+                  board=[{"user": u, "cards": int(c)} for u, c in board], wish=wish_of(p)).decode()
+
+
+def wish_of(p: dict[str, str]) -> dict[str, Any] | None:
+    """The open gift wish of a room profile, or None."""
+    if p.get("wish_open") != "1":
+        return None
+    return {"wish": p["wish_id"], "asset": p["wish_asset"], "target": int(p["wish_target"]),
+            "progress": int(p.get("wish_progress", 0)), "ends_at_ms": int(p.get("wish_ends_ms", 0))}
 
 
 async def join(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
@@ -76,6 +85,27 @@ async def rank(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     conn.push(encode("room.rank", id=d["id"], room=d["room"],
                      rank=None if place is None else int(place) + 1,
                      cards=int(cards or 0)).decode())
+
+
+async def wish(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    if d["open"] and ("asset" not in d or "target" not in d):
+        gw.error(conn, "missing_field", d["id"])
+        return
+    if d["open"] and d["asset"] not in gw.s.note_assets:
+        gw.error(conn, "bad_field", d["id"])
+        return
+    rk = keys.room(d["room"])
+    ends = int(d.get("ends_at_ms", 0))
+    reply = await viewers(gw).p.scripts["room_wish"](
+        keys=[rk.profile, rk.channel],
+        args=[conn.user, "open" if d["open"] else "close", d.get("asset", ""), d.get("target", 1),
+              ends, gw.clock.now_ms(), gw.s.publish_mode])
+    if status(reply) is Status.REJECTED:
+        gw.error(conn, str(reply[1]), d["id"])
+        return
+    if d["open"] and ends:  # the workers end it at its time
+        await gw.redis.zadd(keys.WISHES_DUE, {d["room"]: ends})
+    await state(gw, conn, d)
 
 
 async def live(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ Where things are:
     lua/room_audience.lua  where the audience is summed and dead gateways lapse
     lua/room_record.lua    where a gift lands on the contribution board, once
     lua/room_live.lua      where a session starts and ends
+    lua/room_quote.lua     where a gift wish prices a gift by the audience (the boost)
+    lua/room_wish.lua      where a wish opens, closes and ends
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 
 from server.gifting.flow import KIND as GIFT
 from server.parts import Parts
-from server.rooms import admin, audit, handlers
-from server.rooms.record import record_step
+from server.rooms import admin, audit, handlers, wishes
+from server.rooms.record import quote_step, record_step
 from server.rooms.viewers import RoomViewers
 
 
@@ -28,7 +30,10 @@ def install(p: Parts) -> None:
     p.requests.add("room.state", handlers.state, ("room.snapshot", "error"))
     p.requests.add("room.live", handlers.live, ("room.snapshot", "error"))
     p.requests.add("room.rank.get", handlers.rank, ("room.rank",))
+    p.requests.add("room.wish", handlers.wish, ("room.snapshot", "error"))
+    p.flows.add_step(GIFT, quote_step(p.settings, lambda today: today.now_ms), first=True)
     p.flows.add_step(GIFT, record_step(p.settings))
+    p.periodic.add("wish-ends", wishes.end_due(p), every_ms=p.settings.wish_end_check_ms)
     admin.install(p)
     p.audits.append((audit.INVARIANT, audit.check_boards))
 

@@ -34,7 +34,7 @@ def record_step(s: Settings) -> Step:
         rk, rec = keys.room(item.room), item.rec
         return ([rk.profile, rk.recorded, rk.board, rk.channel],
                 [item.tid, item.sender, item.to, rec["asset"], rec["count"], rec["cost"],
-                 s.publish_mode, s.room_recorded_ttl_s])
+                 s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0)])
 
     async def after(item: RoomGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
@@ -45,3 +45,33 @@ def record_step(s: Settings) -> Step:
             raise UnknownStatus(f"room_record answered {reply!r}")
 
     return Step("room_record", call, after)
+
+
+class QuotedGift(Protocol):
+    """What the quote step reads and sets of a gift flow's item."""
+
+    tid: str
+    asset: str
+    room: str
+    price_num: int
+    price_den: int
+    tier: int
+
+
+def quote_step(s: Settings, now_ms: Any) -> Step:
+    """Before the sender pays: the room quotes the boost (an open wish prices by audience)."""
+
+    def call(item: QuotedGift, batch: Any) -> Call | None:
+        if not item.room:
+            return None
+        rk = keys.room(item.room)
+        return ([rk.profile, rk.quotes],
+                [item.tid, item.asset, now_ms(batch), s.wish_tiers_arg, s.room_recorded_ttl_s])
+
+    async def after(item: QuotedGift, reply: list[Any], _batch: Any) -> None:
+        st = status(reply)
+        if st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"room_quote answered {reply!r}")
+        item.price_num, item.price_den, item.tier = int(reply[1]), int(reply[2]), int(reply[3])
+
+    return Step("room_quote", call, after)

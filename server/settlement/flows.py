@@ -65,10 +65,11 @@ class Flows:
             raise ValueError(f"two flows for entry kind {flow.kind!r}")
         self._by_kind[flow.kind] = flow
 
-    def add_step(self, kind: str, step: Step) -> None:
-        """Another module's step at the end of a flow (rooms record a gift sent in a room)."""
+    def add_step(self, kind: str, step: Step, first: bool = False) -> None:
+        """Another module's step at the end (or the start) of a flow: rooms quote the price
+        of a gift sent in a room before it is paid, and record it after."""
         flow = self.get(kind)
-        flow.steps = (*flow.steps, step)
+        flow.steps = (step, *flow.steps) if first else (*flow.steps, step)
 
     def get(self, kind: str) -> Flow:
         try:

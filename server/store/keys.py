@@ -101,7 +101,8 @@ class RoomKeys:
     aud    hash: gateway id → viewers watching there (its share)
     audx   sorted set: gateway id → when its share expires (ms); a dead gateway's lapses
     board  sorted set: the live session's contribution board, user → cards paid
-    x      hash: transfer id → 1, the gifts recorded in this room (idempotency)
+    x      hash: transfer id → `<session>|<sender>|<cost>`, the gifts recorded in this room
+    q      hash: transfer id → `num/den/tier/audience`, the price quoted for a gift in it
     c      the room's pub/sub channel (at-most-once room events)
     """
 
@@ -132,6 +133,10 @@ class RoomKeys:
         return f"{self.tag}:x"
 
     @property
+    def quotes(self) -> str:
+        return f"{self.tag}:q"
+
+    @property
     def channel(self) -> str:
         return f"{self.tag}:c"
 
@@ -157,6 +162,7 @@ def settle_failures(partition: int) -> str:
 
 
 SETTLE_GROUP = "settlers"
+WISHES_DUE = f"{PREFIX}:{{rooms}}:wishes"  # zset: room → when its gift wish ends (ms)
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
 CLOCK_OFFSET = f"{PREFIX}:{{cfg}}:clock"  # ms the test clock is ahead (GIFTWIRE_TEST_CLOCK only)

@@ -19,6 +19,7 @@
 -- ARGV[15] - newcomer window ms  ARGV[16] - newcomer free cards
 -- ARGV[17] - amount bound        ARGV[18] - day-counter TTL s
 -- ARGV[19] - event log bound     ARGV[20] - route of the request ('' if none)
+-- ARGV[21] - the live-stream boost tier the price includes (0: none; a room quoted it)
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -32,6 +33,7 @@ local cost_num, cost_den = int_arg(ARGV[13], 'cost_num'), int_arg(ARGV[14], 'cos
 local newcomer_ms, free_cards = int_arg(ARGV[15], 'newcomer_window'), int_arg(ARGV[16], 'free_cards')
 local amount_max, day_ttl = int_arg(ARGV[17], 'amount_max'), int_arg(ARGV[18], 'day_ttl')
 local bound, route = events_bound(ARGV[19]), ARGV[20]
+local tier = int_arg(ARGV[21], 'tier')
 if count < 1 then fail('count must be at least 1') end
 -- what a replay must repeat exactly (the count as sent, not as a number)
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
@@ -96,7 +98,8 @@ redis.call('HINCRBY', k_today, 'to:' .. recipient, 1)
 redis.call('EXPIRE', k_today, I(day_ttl))
 ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now)
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
-             cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit}
+             cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit,
+             tier = tier}
 local json = cjson.encode(rec)
 redis.call('HSET', k_transfers, transfer_id, json)
 return {'applied', json}

@@ -96,6 +96,7 @@ else
   ev = {type = 'gift.confirmed', transfer_id = transfer_id, gift_id = rec.gift_id, to = rec.to,
         asset = asset, count = count, cost = rec.cost, free = rec.free, delivery = delivery,
         balance = hget_int(k_balances, asset), quota_left = quota_left(), room = room}
+  if (rec.tier or 0) > 0 then ev.tier = rec.tier end
 end
 local json = emit(k_profile, k_events, k_channel, ev, bound, route)
 if outcome == 'accepted' or outcome == 'voided' then rec.ev2 = json else rec.ev = json end

@@ -9,21 +9,39 @@
 -- ARGV[4] - asset         ARGV[5] - count    ARGV[6] - cost (cards the sender paid)
 -- ARGV[7] - publish mode ('p' | 's')   ARGV[8] - how long a transfer stays recorded (s),
 --            longer than any retry can come late
+-- ARGV[9] - the boost tier the gift was priced at (0: none)
+-- An open wish for the gift's asset counts the gift's cards; reaching its target is a
+-- `wish` event (once).
 -- Returns {'applied', rseq} | {'exists', ''} | {'rejected', 'room_unknown'}
 local k_profile, k_recorded, k_board, k_channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local transfer_id, sender, recipient, asset = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local count, cost = int_arg(ARGV[5], 'count'), int_arg(ARGV[6], 'cost')
 local publish = publish_command(ARGV[7])
 local recorded_ttl = int_arg(ARGV[8], 'recorded_ttl')
+local tier = int_arg(ARGV[9], 'tier')
 
 if redis.call('HEXISTS', k_recorded, transfer_id) == 1 then return {'exists', ''} end
-local p = redis.call('HMGET', k_profile, 'streamer', 'live', 'session')
+local p = redis.call('HMGET', k_profile, 'streamer', 'live', 'session', 'wish_open', 'wish_asset',
+                     'wish_id', 'wish_target')
 if not p[1] then return {'rejected', 'room_unknown'} end
 local session = ''
 if p[2] == '1' then session = p[3] end
 redis.call('HSET', k_recorded, transfer_id, session .. '|' .. sender .. '|' .. I(cost))
 redis.call('EXPIRE', k_recorded, I(recorded_ttl))
 if session ~= '' then redis.call('ZINCRBY', k_board, I(cost), sender) end
-local rseq = room_event(k_profile, k_channel, {kind = 'gift', transfer_id = transfer_id,
-     from = sender, to = recipient, asset = asset, count = count, cost = cost}, publish)
+local event = {kind = 'gift', transfer_id = transfer_id, from = sender, to = recipient,
+               asset = asset, count = count, cost = cost}
+if tier > 0 then event.tier = tier end
+local rseq = room_event(k_profile, k_channel, event, publish)
+if p[4] == '1' and p[5] == asset then
+  local target = tonumber(p[7])
+  local progress = redis.call('HINCRBY', k_profile, 'wish_progress', I(count))
+  if progress >= target and progress - count < target then
+    room_event(k_profile, k_channel, {kind = 'wish', wish = p[6], state = 'reached', asset = asset,
+               target = target, progress = progress}, publish)
+  elseif progress < target then
+    room_event(k_profile, k_channel, {kind = 'wish', wish = p[6], state = 'progress', asset = asset,
+               target = target, progress = progress}, publish)
+  end
+end
 return {'applied', I(rseq)}

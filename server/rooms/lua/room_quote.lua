@@ -1,0 +1,39 @@
+-- The live-stream boost: before the sender pays, the room quotes the price of a gift
+-- sent in it, on the room's slot. While the streamer's gift wish is open for the gift's
+-- asset, the price multiplier is the tier of the room's audience at this moment; else 1.
+-- The quote is stored by transfer id, so a retried gift pays what was quoted first.
+-- KEYS[1] - room profile   KEYS[2] - quotes (transfer id → `num/den/tier/audience`)
+-- ARGV[1] - transfer id    ARGV[2] - asset    ARGV[3] - now ms
+-- ARGV[4] - tiers `<viewers below or *>:<num>:<den>,…` in ascending order
+-- ARGV[5] - how long a quote is kept (s)
+-- Returns {'applied' | 'exists', num, den, tier (0: no wish), audience}
+local k_profile, k_quotes = KEYS[1], KEYS[2]
+local transfer_id, asset, now = ARGV[1], ARGV[2], int_arg(ARGV[3], 'now')
+local kept = int_arg(ARGV[5], 'quote_ttl')
+
+local stored = redis.call('HGET', k_quotes, transfer_id)
+if stored then
+  local num, den, tier, audience = string.match(stored, '^(%d+)/(%d+)/(%d+)/(%d+)$')
+  return {'exists', num, den, tier, audience}
+end
+local tiers = {}
+for limit, num, den in string.gmatch(ARGV[4], '([%d%*]+):(%d+):(%d+)') do
+  tiers[#tiers + 1] = {limit = limit, num = tonumber(num), den = tonumber(den)}
+end
+if #tiers == 0 then fail('no wish tiers') end
+
+local p = redis.call('HMGET', k_profile, 'wish_open', 'wish_asset', 'wish_ends_ms', 'audience')
+local audience = tonumber(p[4] or '0')
+local num, den, tier = 1, 1, 0
+local ends = tonumber(p[3] or '0')
+if p[1] == '1' and p[2] == asset and (ends == 0 or now < ends) then
+  for i, t in ipairs(tiers) do
+    if t.limit == '*' or audience < tonumber(t.limit) then
+      num, den, tier = t.num, t.den, i
+      break
+    end
+  end
+end
+redis.call('HSET', k_quotes, transfer_id, I(num) .. '/' .. I(den) .. '/' .. I(tier) .. '/' .. I(audience))
+redis.call('EXPIRE', k_quotes, I(kept))
+return {'applied', I(num), I(den), I(tier), I(audience)}
