@@ -99,6 +99,11 @@ def valid_value(f: Field) -> st.SearchStrategy[Any]:
         return st.booleans()
     if f.kind == "balances":
         return st.dictionaries(st.text(UNICODE, max_size=8), st.integers(-(2**63), 2**63 - 1), max_size=4)
+    if f.kind == "object":
+        return st.dictionaries(st.text(UNICODE, max_size=8), st.integers(-10, 10), max_size=3)
+    if f.kind == "objects":
+        return st.lists(st.dictionaries(st.text(UNICODE, max_size=8), st.integers(-10, 10),
+                                        max_size=3), max_size=min(3, f.max_length))
     if f.kind == "int":
         lo = f.minimum if f.minimum is not None else -(2**63)
         hi = f.maximum if f.maximum is not None else (2**64 - 1 if lo >= 0 else 2**63 - 1)
@@ -122,6 +127,12 @@ def wrong_type(f: Field) -> st.SearchStrategy[Any]:
         return st.none() | st.booleans() | floats | text | containers
     if f.kind == "bool":
         return st.none() | st.integers() | floats | text | containers
+    if f.kind == "object":
+        return st.none() | st.booleans() | st.integers() | floats | text | st.lists(st.integers(), max_size=2)
+    if f.kind == "objects":
+        return (st.none() | st.booleans() | st.integers() | text
+                | st.dictionaries(text, st.integers(), max_size=2)
+                | st.lists(st.integers(), min_size=1, max_size=2))
     bad_amount = st.none() | st.booleans() | floats | text
     return (st.none() | st.booleans() | st.integers() | text | st.lists(st.integers(), max_size=2)
             | st.dictionaries(text, bad_amount, min_size=1, max_size=3))

@@ -131,23 +131,23 @@ class DeadLetters:
             "error", code=e.code, message=e.message, temporary=e.temporary).decode())
 
     # -- the operator's side ----------------------------------------------------
-    async def list(self, limit: int) -> list[dict[str, Any]]:
-        """The oldest dead letters of every partition, at most `limit` in all."""
+    async def list(self, limit: int) -> tuple[list[dict[str, Any]], int]:
+        """The oldest dead letters of every partition (at most `limit` in all) and how many
+        there are; each partition's page and count are read together (one slot, MULTI), so
+        the two agree."""
         out: list[dict[str, Any]] = []
+        total = 0
         for p in range(self.s.partitions):
-            if len(out) >= limit:
-                break
-            for dead_id, f in await self.redis.xrange(keys.dead_letters(p), count=limit - len(out)):
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.xlen(keys.dead_letters(p))
+            pipe.xrange(keys.dead_letters(p), count=max(1, limit - len(out)))
+            length, page = await pipe.execute()
+            total += int(length)
+            for dead_id, f in page[:max(0, limit - len(out))]:
                 out.append({"partition": p, "id": dead_id, "entry": f["entry"],
                             "error": f["error"], "attempts": int(f["attempts"]),
                             "at_ms": int(f["at"]), "fields": orjson.loads(f["fields"])})
-        return out
-
-    async def count(self) -> int:
-        pipe = self.redis.pipeline(transaction=False)
-        for p in range(self.s.partitions):
-            pipe.xlen(keys.dead_letters(p))
-        return sum(await pipe.execute())
+        return out, total
 
     async def _take(self, partition: int, dead_id: str) -> dict[str, str]:
         if not 0 <= partition < self.s.partitions:

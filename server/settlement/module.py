@@ -23,7 +23,8 @@ def install(p: Parts) -> None:
 
     async def listing(r: Request) -> Any:
         limit = v.query_int(r.query_params.get("limit", "100"), "limit", 1, DEAD_LETTERS_PAGE_MAX)
-        return {"dead_letters": await dead.list(limit), "total": await dead.count()}
+        page, total = await dead.list(limit)
+        return {"dead_letters": page, "total": total}
 
     async def action(r: Request) -> Any:
         partition = v.query_int(r.path_params["partition"], "partition", 0, p.settings.partitions - 1)
