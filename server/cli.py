@@ -50,6 +50,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
     if s.durability not in DURABILITY:
         sys.exit(f"giftwire: durability must be one of {', '.join(DURABILITY)}")
+    for problem in config.problems(s):
+        sys.exit(f"giftwire: {problem}")
     if not s.redis_cluster and is_cluster_node(s.redis_url):
         s = s.replace(redis_cluster=True)
     return s

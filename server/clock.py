@@ -7,7 +7,8 @@ process sharing the Redis at once: days, 48-hour expiries, 24-hour refunds and
 process re-reads it every `CLOCK_POLL_MS`, and an advance returns only after
 that, so every process has moved when the caller goes on. Time only moves
 forward. Timeouts of the transport (handshakes, pings, rate limits) stay on the
-monotonic clock: they are not rules.
+monotonic clock: they are not rules. Token expiry is a rule: after moving the clock past
+a token's lifetime, mint tokens whose lifetime covers the advance.
 """
 
 from __future__ import annotations

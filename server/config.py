@@ -139,6 +139,26 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+def problems(s: Settings) -> list[str]:
+    """What makes a configuration unsafe to run with (checked at start-up)."""
+    out = []
+    tiers = [t.partition(":") for t in s.wish_tiers]
+    limits = [lim for lim, _, _ in tiers]
+    for lim, _, price in tiers:
+        num, _, den = price.partition("/")
+        if not (num.isdigit() and den.isdigit() and int(den) > 0 and int(num) >= int(den)):
+            out.append(f"wish tier {lim}:{price}: the multiplier must be num/den with num ≥ den > 0 "
+                       "(a boost never makes a gift cheaper: the surplus is burned)")
+    if not limits or limits[-1] != "*" or "*" in limits[:-1] \
+            or not all(x.isdigit() for x in limits[:-1]) \
+            or [int(x) for x in limits[:-1]] != sorted({int(x) for x in limits[:-1]}):
+        out.append("wish tiers must ascend by audience and end with `*`")
+    if s.room_queue_max_bytes >= s.send_queue_max_bytes:
+        out.append("room_queue_max_bytes must be below send_queue_max_bytes: room frames are "
+                   "dropped before a viewer's own events could be cut off")
+    return out
+
+
 def _parse(value: str, like: Any) -> Any:
     if isinstance(like, bool):
         return value.strip().lower() in ("1", "true", "yes", "on")

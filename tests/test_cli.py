@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -125,3 +126,11 @@ def processes_with(text: str) -> list[int]:
         if text in args:
             out.append(int(cmdline.parent.name))
     return out
+
+
+def test_serve_refuses_an_unsafe_configuration() -> None:
+    """`giftwire serve` with a boost below 1× exits at once, saying why."""
+    out = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--data-dir", str(short_tmpdir())],
+                         env={**os.environ, "GIFTWIRE_WISH_TIERS": "1000:1/2,*:3/1", "REDIS_URL": ""},
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode != 0 and "wish tier" in out.stderr, out

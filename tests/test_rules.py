@@ -50,3 +50,15 @@ def test_token_roundtrip_forgery_and_expiry() -> None:
     assert isinstance(wrong_key, TokenError) and wrong_key.reason == "auth_invalid"
     garbage = verify_token("s3cret", "v1.x", 1000)
     assert isinstance(garbage, TokenError) and garbage.reason == "auth_invalid"
+
+
+def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
+    """A boost below 1×, tiers out of order or without `*`, and a room-frame bound at or above
+    the send queue are configuration problems (the server refuses to start with them)."""
+    from server.config import Settings, problems
+
+    assert problems(Settings()) == []
+    assert problems(Settings(wish_tiers=("1000:1/2", "*:3/1")))  # would make cards
+    assert problems(Settings(wish_tiers=("10000:2/1", "1000:1/1", "*:3/1")))
+    assert problems(Settings(wish_tiers=("1000:1/1", "10000:2/1")))
+    assert problems(Settings(room_queue_max_bytes=2 << 20))

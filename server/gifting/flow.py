@@ -32,6 +32,9 @@ from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.gifting")
 KIND = "send"
+# the sender's record state of a settled gift → the outcome the later steps see
+SETTLED_AS = {"delivered": "delivered", "accepted": "accepted", "offered": "offered",
+              "voided": "voided", "refunded": "rejected", "rejected": "rejected"}
 
 
 @dataclass
@@ -48,6 +51,7 @@ class GiftItem:
     price_num: int = 1
     price_den: int = 1
     tier: int = 0
+    settled: bool = False  # settled by an earlier run: only the idempotent later steps run
     done: bool = False
     rec: dict[str, Any] | None = None  # the sender's record once step 1 escrowed it
     outcome: str = ""
@@ -106,16 +110,23 @@ class GiftFlow(GiftingFlow):
                                     rejection(item.tid, item.gift_id, "gift_id_conflict"))
         elif st is Status.APPLIED or st is Status.EXISTS:
             rec: dict[str, Any] = orjson.loads(reply[1])
-            if rec["st"] != "escrowed":  # settled before: the stored answer is the reply
-                await self.replies.send(item.sender, item.route, rec["ev"])
-                return
             item.rec, item.done = rec, False
+            if rec["st"] != "escrowed":  # settled before: the stored answer is the reply...
+                await self.replies.send(item.sender, item.route, rec["ev"])
+                # ...and the steps after the sender's (the mentor, the room) run again, in
+                # case the run that settled it stopped before them: each is idempotent
+                item.settled = True
+                item.outcome = SETTLED_AS.get(rec["st"], "")
+                item.mentor = rec.get("mentor", "")
+                return
             self._fault("kill_after_escrow", item)
         else:
             raise UnknownStatus(f"send_debit answered {reply!r}")
 
     # -- 2: the recipient's side -------------------------------------------------
-    def credit_call(self, item: GiftItem, today: Today) -> Call:
+    def credit_call(self, item: GiftItem, today: Today) -> Call | None:
+        if item.settled:
+            return None
         s, rk, rec = self.s, keys.user(item.to), item.rec
         assert rec is not None  # step 1 escrowed it
         count: Any = rec["count"]
@@ -140,7 +151,9 @@ class GiftFlow(GiftingFlow):
             await self.redis.zadd(keys.OFFERS_DUE, {f"{item.to} {item.tid}": int(item.detail)})
 
     # -- 3: the sender learns the outcome ----------------------------------------
-    def finalize_call(self, item: GiftItem, today: Today) -> Call:
+    def finalize_call(self, item: GiftItem, today: Today) -> Call | None:
+        if item.settled:
+            return None
         assert item.rec is not None
         return self.sender.finalize_call(item.sender, item.tid, item.outcome, item.detail,
                                          item.rec["day"], today, item.route)
@@ -165,7 +178,8 @@ class GiftFlow(GiftingFlow):
             return str(item.rec["st"])  # settled one way or the other already
         item.void, item.route = True, ""
         today = await self.prepare(now_ms)
-        for step in self.steps[1:]:
+        after_debit = [s.script for s in self.steps].index("send_debit") + 1
+        for step in self.steps[after_debit:]:
             call = step.call(item, today)
             if call is None or item.done:
                 continue

@@ -30,12 +30,17 @@ async def snapshot(gw: Gateway, room: str, request_id: str | None) -> str | None
     pipe = gw.redis.pipeline(transaction=False)
     pipe.hgetall(rk.profile)
     pipe.zrevrange(rk.board, 0, BOARD_MAX - 1, withscores=True)
-    p, board = await pipe.execute()
+    pipe.hgetall(rk.audience)
+    pipe.zrangebyscore(rk.audience_expiry, gw.clock.now_ms() + 1, "+inf")
+    p, board, shares, live_gateways = await pipe.execute()
     if "streamer" not in p:
         return None
     live = p.get("live") == "1"
+    # the shares that have not lapsed, summed now (a dead gateway's viewers do not count
+    # even before some gateway's report prunes them)
+    audience = sum(int(shares.get(g, 0)) for g in live_gateways)
     return encode("room.snapshot", id=request_id, room=room, streamer=p["streamer"], live=live,
-                  session=p.get("session") if live else None, audience=int(p.get("audience", 0)),
+                  session=p.get("session") if live else None, audience=audience,
                   rseq=int(p.get("rseq", 0)),
                   board=[{"user": u, "cards": int(c)} for u, c in board], wish=wish_of(p)).decode()
 
@@ -100,11 +105,15 @@ async def wish(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         keys=[rk.profile, rk.channel],
         args=[conn.user, "open" if d["open"] else "close", d.get("asset", ""), d.get("target", 1),
               ends, gw.clock.now_ms(), gw.s.publish_mode])
-    if status(reply) is Status.REJECTED:
+    st = status(reply)
+    if st is Status.REJECTED:
         gw.error(conn, str(reply[1]), d["id"])
         return
-    if d["open"] and ends:  # the workers end it at its time
-        await gw.redis.zadd(keys.WISHES_DUE, {d["room"]: ends})
+    if st is Status.APPLIED:  # the workers end a timed wish at its time; a closed one no more
+        if d["open"] and ends:
+            await gw.redis.zadd(keys.WISHES_DUE, {d["room"]: ends})
+        elif not d["open"]:
+            await gw.redis.zrem(keys.WISHES_DUE, d["room"])
     await state(gw, conn, d)
 
 

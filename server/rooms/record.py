@@ -65,7 +65,7 @@ def quote_step(s: Settings, now_ms: Any) -> Step:
         if not item.room:
             return None
         rk = keys.room(item.room)
-        return ([rk.profile, rk.quotes],
+        return ([rk.profile, rk.quotes, rk.audience, rk.audience_expiry],
                 [item.tid, item.asset, now_ms(batch), s.wish_tiers_arg, s.room_recorded_ttl_s])
 
     async def after(item: QuotedGift, reply: list[Any], _batch: Any) -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("giftwire.rooms")
 BOARD_PUSH_MS = 1000  # a board's top entries reach viewers at most once a second per room
 BOARD_PUSH_TOP = 10  # entries in a pushed board (the snapshot carries more)
+WITHDRAW_TIMEOUT_S = 2.0  # a stopping gateway waits this long to withdraw its shares
 FRAMES = REGISTRY.add(Counter("giftwire_room_frames_total", "room frames queued to viewers"))
 DROPPED = REGISTRY.add(Counter("giftwire_room_frames_dropped_total",
                                "room frames a slow viewer missed (at-most-once delivery)"))
@@ -78,24 +79,33 @@ class RoomViewers:
         state = self.rooms.get(channel)
         if state is None:
             return
+        state.board_dirty = state.board_dirty or '"kind":"gift"' in event_json
         if len(state.events) < FRAME_EVENTS_MAX:
             state.events.append((rseq, event_json.encode()))
-            state.board_dirty = state.board_dirty or '"kind":"gift"' in event_json
         else:  # a storm beyond what one frame carries: viewers see the gap and take a snapshot
             DROPPED_EVENTS.inc()
 
     async def run(self) -> None:
         """The tick: flush frames, report audience shares; never dies on a Redis error."""
-        while True:
-            await asyncio.sleep(self.s.room_tick_ms / 1000)
-            try:
-                self.flush()
-                await self.push_boards()
-                await self.report()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("room tick failed")
+        try:
+            while True:
+                await asyncio.sleep(self.s.room_tick_ms / 1000)
+                try:
+                    self.flush()
+                    await self.push_boards()
+                    await self.report()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("room tick failed")
+        finally:  # a graceful stop withdraws this gateway's shares at once (no lapse needed)
+            await asyncio.shield(self.withdraw())
+
+    async def withdraw(self) -> None:
+        try:
+            await asyncio.wait_for(self.report(withdraw=True), WITHDRAW_TIMEOUT_S)
+        except Exception:
+            log.warning("audience shares not withdrawn; they lapse by themselves")
 
     def flush(self) -> None:
         for channel, state in list(self.rooms.items()):
@@ -131,13 +141,13 @@ class RoomViewers:
                 if not conn.push_droppable(frame, self.s.room_queue_max_bytes):
                     DROPPED.inc()
 
-    async def report(self) -> None:
+    async def report(self, withdraw: bool = False) -> None:
         """Report this gateway's shares that changed (or are due for refresh); forget rooms
-        nobody here watches once their zero share is reported."""
+        nobody here watches once their zero share is reported. `withdraw`: all zero."""
         now = self.p.clock.now_ms()
         due: list[tuple[str, RoomState, int]] = []
         for channel, state in self.rooms.items():
-            viewers = len(list(self.gw.hub.on(channel)))
+            viewers = 0 if withdraw else len(list(self.gw.hub.on(channel)))
             if viewers != state.reported or now - state.reported_ms >= self.s.room_share_refresh_ms:
                 due.append((channel, state, viewers))
         if not due:

@@ -20,7 +20,9 @@ def end_due(p: Parts) -> Callable[[int], Awaitable[int]]:
             reply = await p.scripts["room_wish"](
                 keys=[rk.profile, rk.channel],
                 args=["", "expire", "", 1, 0, now_ms, p.settings.publish_mode])
-            if status(reply) is not Status.NOT_DUE:  # ended, closed before, or the room is gone
+            if status(reply) is Status.NOT_DUE:  # a later wish of the room: its own end time
+                await p.redis.zadd(keys.WISHES_DUE, {room: int(reply[2])})
+            else:  # ended now, closed before, no timed wish, or the room is gone
                 await p.redis.zrem(keys.WISHES_DUE, room)
         return len(due)
 

@@ -66,10 +66,24 @@ class DeadLetters:
         pipe = self.redis.pipeline(transaction=False)
         for stream, users in by_stream.items():
             pipe.hmget(keys.settle_failures(self.partition[stream]), [f"user:{u}" for u in users])
-        out: dict[str, str] = {}
-        for users, found in zip(by_stream.values(), await pipe.execute(), strict=True):
-            out.update((u, eid) for u, eid in zip(users, found, strict=True) if eid)
-        return out
+        out: dict[str, tuple[str, str]] = {}  # user → (stream, marked entry)
+        for (stream, users), found in zip(by_stream.items(), await pipe.execute(), strict=True):
+            out.update((u, (stream, eid)) for u, eid in zip(users, found, strict=True) if eid)
+        if not out:
+            return {}
+        # a mark whose entry is no longer pending (applied by another worker after this one
+        # gave up on a slow batch, or buried) would hold its user back for ever: drop it
+        batch = {eid for _, eid, _ in entries}
+        outside = [(u, s, e) for u, (s, e) in out.items() if e not in batch]
+        if outside:
+            pipe = self.redis.pipeline(transaction=False)
+            for _, stream, eid in outside:
+                pipe.xpending_range(stream, keys.SETTLE_GROUP, min=eid, max=eid, count=1)
+            for (user, stream, _), pending in zip(outside, await pipe.execute(), strict=True):
+                if not pending:
+                    del out[user]
+                    await self.redis.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
+        return {u: eid for u, (_, eid) in out.items()}
 
     async def record(self, entries: list[Entry], failed: dict[str, tuple[str, bool]]) -> None:
         """Count a failed attempt of each entry; bury those out of attempts."""
@@ -80,7 +94,8 @@ class DeadLetters:
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(fails, eid, 1)
             pipe.hset(fails, f"{eid}:error", error[:ERROR_MAX_CHARS])
-            # the user's newer entries wait for this one (the oldest failed one holds the place)
+            # the user's newer entries wait for this one (the oldest failed one holds the place;
+            # a mark that outlives its entry is dropped by `blocked_users`)
             pipe.hsetnx(fails, f"user:{fields.get('user', '')}", eid)
             attempts = int((await pipe.execute())[0])
             if final or attempts >= self.s.settle_attempts_max:

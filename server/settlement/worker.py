@@ -173,6 +173,7 @@ class Worker:
         # users with an entry that failed and waits for its retry (in an earlier batch, perhaps
         # on another worker): their newer entries wait too, so each user's order holds
         blocked = await self.dead.blocked_users(entries)
+        marks = dict(blocked)  # as read: a mark is cleared on ack only if it names that entry
         stuck: set[str] = set()  # users whose entry failed in this batch
         prepared: dict[str, Any] = {}  # flow kind → what its calls share in this batch
         for round_ in rounds(entries):
@@ -194,8 +195,11 @@ class Worker:
             await asyncio.gather(*(self._run_flow(kind, pairs, now, prepared, failed)
                                    for kind, pairs in by_kind.items()))
             stuck.update(fields.get("user", "") for _, eid, fields in round_ if eid in failed)
+            for _, eid, fields in round_:  # the held-up entry went through: the rest may follow
+                if eid not in failed and eid not in deferred and blocked.get(fields.get("user", "")) == eid:
+                    del blocked[fields["user"]]
         done = [e for e in entries if e[1] not in failed and e[1] not in deferred]
-        await self._ack(done)
+        await self._ack(done, marks)
         if failed:
             await self.dead.record([e for e in entries if e[1] in failed], failed)
         self._claimed.difference_update(failed, deferred)  # claimed again if they come back
@@ -217,7 +221,7 @@ class Worker:
         for i, error in errors.items():
             failed[pairs[i][0]] = (error, False)
 
-    async def _ack(self, entries: list[Entry]) -> None:
+    async def _ack(self, entries: list[Entry], marks: dict[str, str]) -> None:
         if not entries:
             return
         pipe = self.redis.pipeline(transaction=False)
@@ -225,11 +229,11 @@ class Worker:
             pipe.xack(stream, keys.SETTLE_GROUP, eid)
             pipe.xdel(stream, eid)
             if eid in self._claimed:  # it may have failed before: forget its count
-                user = fields.get("user", "")
                 pipe.hdel(keys.settle_failures(self.partition[stream]), eid, f"{eid}:error")
-                # its user's later entries may go on (the mark names this entry: see apply)
-                pipe.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
                 self._claimed.discard(eid)
+            user = fields.get("user", "")
+            if marks.get(user) == eid:  # its user's later entries may go on
+                pipe.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
         await pipe.execute()
 
 

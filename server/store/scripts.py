@@ -60,7 +60,7 @@ def _lua_dir(package: str) -> Traversable:
 
 def _preludes(package: str) -> list[str]:
     packages = [*PRELUDE_PACKAGES] + ([package] if package not in PRELUDE_PACKAGES else [])
-    return [f.read_text() for pkg in packages
+    return [f.read_text(encoding="utf-8") for pkg in packages
             for f in sorted(_lua_dir(pkg).iterdir(), key=lambda f: f.name)
             if f.name.startswith("_") and f.name.endswith(".lua")]
 
@@ -74,7 +74,8 @@ def library(package: str) -> tuple[str, dict[str, str]]:
     """The library text of a package and its functions' names (script name → function)."""
     names = script_names(package)
     body = "\n".join([_reject_function(), *_preludes(package)] + [
-        f"local function {n}(KEYS, ARGV)\n{_lua_dir(package).joinpath(f'{n}.lua').read_text()}\nend\n"
+        f"local function {n}(KEYS, ARGV)\n"
+        f"{_lua_dir(package).joinpath(f'{n}.lua').read_text(encoding='utf-8')}\nend\n"
         for n in names])
     version = hashlib.sha1(body.encode()).hexdigest()[:VERSION_CHARS]
     functions = {n: f"{n}_{version}" for n in names}
@@ -95,12 +96,9 @@ class Library:
         self.source, self.functions = library(package)
 
     async def load(self) -> None:
-        """FUNCTION LOAD on every primary; a library already there is fine (same version)."""
-        try:
-            await self.redis.function_load(self.source)
-        except ResponseError as exc:
-            if "already exists" not in str(exc):
-                raise
+        """FUNCTION LOAD REPLACE on every primary: the name carries the version, so replacing
+        is replacing with the same text (and two processes loading at once both succeed)."""
+        await self.redis.function_load(self.source, replace=True)
 
 
 class Function:

@@ -7,6 +7,18 @@ local function room_event(kprofile, kchannel, event, publish)
   return rseq
 end
 
+-- The audience now: the shares of gateways whose reports have not lapsed (a dead
+-- gateway's share is pruned here, whoever asks first).
+local function live_audience(kshares, kexpiry, now)
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', kexpiry, '-inf', I(now))) do
+    redis.call('HDEL', kshares, dead)
+    redis.call('ZREM', kexpiry, dead)
+  end
+  local total = 0
+  for _, n in ipairs(redis.call('HVALS', kshares)) do total = total + tonumber(n) end
+  return total
+end
+
 local function publish_command(how)
   if how == 's' then return 'SPUBLISH' end
   if how == 'p' then return 'PUBLISH' end

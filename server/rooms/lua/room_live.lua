@@ -25,5 +25,13 @@ if action == 'start' then
 end
 if not live then return {'exists', ''} end
 redis.call('HSET', k_profile, 'live', '0', 'ended_ms', I(now))
+-- a gift wish belongs to its session: it closes with it
+local w = redis.call('HMGET', k_profile, 'wish_open', 'wish_id', 'wish_asset', 'wish_target',
+                     'wish_progress')
+if w[1] == '1' then
+  redis.call('HSET', k_profile, 'wish_open', '0')
+  room_event(k_profile, k_channel, {kind = 'wish', wish = w[2], state = 'closed', asset = w[3],
+             target = tonumber(w[4]), progress = tonumber(w[5])}, publish)
+end
 room_event(k_profile, k_channel, {kind = 'live', live = false, session = p[3]}, publish)
 return {'applied', p[3]}

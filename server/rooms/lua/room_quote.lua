@@ -3,11 +3,13 @@
 -- asset, the price multiplier is the tier of the room's audience at this moment; else 1.
 -- The quote is stored by transfer id, so a retried gift pays what was quoted first.
 -- KEYS[1] - room profile   KEYS[2] - quotes (transfer id → `num/den/tier/audience`)
+-- KEYS[3] - audience shares   KEYS[4] - their expiries (the audience is summed now: a
+--           dead gateway's viewers are not paid for)
 -- ARGV[1] - transfer id    ARGV[2] - asset    ARGV[3] - now ms
 -- ARGV[4] - tiers `<viewers below or *>:<num>:<den>,…` in ascending order
 -- ARGV[5] - how long a quote is kept (s)
 -- Returns {'applied' | 'exists', num, den, tier (0: no wish), audience}
-local k_profile, k_quotes = KEYS[1], KEYS[2]
+local k_profile, k_quotes, k_shares, k_expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local transfer_id, asset, now = ARGV[1], ARGV[2], int_arg(ARGV[3], 'now')
 local kept = int_arg(ARGV[5], 'quote_ttl')
 
@@ -22,11 +24,12 @@ for limit, num, den in string.gmatch(ARGV[4], '([%d%*]+):(%d+):(%d+)') do
 end
 if #tiers == 0 then fail('no wish tiers') end
 
-local p = redis.call('HMGET', k_profile, 'wish_open', 'wish_asset', 'wish_ends_ms', 'audience')
-local audience = tonumber(p[4] or '0')
-local num, den, tier = 1, 1, 0
+local p = redis.call('HMGET', k_profile, 'wish_open', 'wish_asset', 'wish_ends_ms', 'streamer')
+if not p[4] then return {'applied', '1', '1', '0', '0'} end  -- no such room: no boost, nothing kept
+local num, den, tier, audience = 1, 1, 0, 0
 local ends = tonumber(p[3] or '0')
 if p[1] == '1' and p[2] == asset and (ends == 0 or now < ends) then
+  audience = live_audience(k_shares, k_expiry, now)
   for i, t in ipairs(tiers) do
     if t.limit == '*' or audience < tonumber(t.limit) then
       num, den, tier = t.num, t.den, i

@@ -5,7 +5,9 @@
 -- ARGV[1] - the user asking ('' for the periodic job)   ARGV[2] - 'open' | 'close' | 'expire'
 -- ARGV[3] - asset   ARGV[4] - target count   ARGV[5] - end time ms (0: none)
 -- ARGV[6] - now ms  ARGV[7] - publish mode ('p' | 's')
--- Returns {'applied' | 'exists', wish id or ''} | {'rejected', code} | {'not_due', ''}
+-- Returns {'applied' | 'exists', wish id or '', its end time ms} | {'rejected', code} |
+--         {'not_due', '', the open wish's end time} (expire before it) |
+--         {'not_found', '', ''} (expire, but no open wish with an end time)
 local k_profile, k_channel = KEYS[1], KEYS[2]
 local user = ARGV[1]
 local action = enum_arg(ARGV[2], 'wish action', {open = true, close = true, expire = true})
@@ -20,22 +22,23 @@ local open = p[3] == '1'
 if action == 'open' then
   if p[2] ~= '1' then return {'rejected', 'not_live'} end
   if target < 1 then fail('target must be at least 1') end
-  if open then return {'exists', p[4]} end
+  if open then return {'exists', p[4], p[5]} end
   local n = redis.call('HINCRBY', k_profile, 'wishes', 1)
   local id = 'w' .. I(n)
   redis.call('HSET', k_profile, 'wish_open', '1', 'wish_id', id, 'wish_asset', asset,
              'wish_target', I(target), 'wish_progress', '0', 'wish_ends_ms', I(ends))
   room_event(k_profile, k_channel, {kind = 'wish', wish = id, state = 'open', asset = asset,
              target = target, progress = 0, ends_at_ms = ends}, publish)
-  return {'applied', id}
+  return {'applied', id, I(ends)}
 end
-if not open then return {'exists', ''} end
-if action == 'expire' and (tonumber(p[5]) == 0 or now < tonumber(p[5])) then
-  return {'not_due', ''}
+if not open or (action == 'expire' and tonumber(p[5] or '0') == 0) then
+  if action == 'expire' then return {'not_found', '', ''} end
+  return {'exists', '', ''}
 end
+if action == 'expire' and now < tonumber(p[5]) then return {'not_due', '', p[5]} end
 redis.call('HSET', k_profile, 'wish_open', '0')
 local state = 'closed'
 if action == 'expire' then state = 'ended' end
 room_event(k_profile, k_channel, {kind = 'wish', wish = p[4], state = state, asset = p[6],
            target = tonumber(p[8]), progress = tonumber(p[7])}, publish)
-return {'applied', p[4]}
+return {'applied', p[4], p[5]}
