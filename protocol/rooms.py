@@ -14,6 +14,7 @@ _SESSION = Field("session", "str", "the live session's id, `<room>:<n>`; absent 
                  False, max_length=160)
 FRAME_EVENTS_MAX = 1000  # events in one room frame (one tick of one room)
 BOARD_MAX = 100  # entries of a board in a snapshot
+LIKE_BATCH_MAX = 50  # taps one `room.like` may carry
 
 CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("room.join", "client",
@@ -34,6 +35,11 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                  Field("target", "int", "cards wished for", False, minimum=1, maximum=AMOUNT_MAX),
                  Field("ends_at_ms", "int", "when the wish ends by itself, Unix ms", False,
                        minimum=0, maximum=AMOUNT_MAX * 10))),
+    MessageType("room.like", "client",
+                "Like the room's streamer `count` times (clients batch taps). Replied by "
+                "`room.liked` with what was counted: likes beyond the speed limit are not.",
+                (req_id(), _ROOM, Field("count", "int", "taps in this batch", minimum=1,
+                                        maximum=LIKE_BATCH_MAX))),
     MessageType("room.rank.get", "client",
                 "Your place on the live session's contribution board. Replied by `room.rank`.",
                 (req_id(), _ROOM)),
@@ -56,6 +62,20 @@ SERVER_TYPES: tuple[MessageType, ...] = (
     ),
     MessageType("room.left", "server", "Reply to `room.leave`.", (req_id(), _ROOM)),
     MessageType(
+        "room.liked", "server", "Reply to `room.like`: likes counted and refused (too fast), "
+        "your total for this streamer and your fan-club level (0: none yet).",
+        (req_id(), _ROOM, Field("counted", "int", "likes counted", minimum=0),
+         Field("refused", "int", "likes over the speed limit, not counted", minimum=0),
+         Field("total", "int", "your likes for this streamer, ever", minimum=0),
+         Field("level", "int", "your fan-club level with this streamer", minimum=0))),
+    MessageType(
+        "likes.level", "server", "Your fan-club level with a streamer went up (an event of "
+        "yours: exactly once, resumable).",
+        (Field("creator", "str", "the streamer", pattern=ID_PATTERN),
+         Field("level", "int", "the new level", minimum=1),
+         Field("total", "int", "your likes for this streamer", minimum=0),
+         Field("seq", "int", "per-user event sequence number", minimum=1))),
+    MessageType(
         "room.rank", "server", "Reply to `room.rank.get`: your rank (1 = first) and the cards you "
         "paid in this session; no `rank` when you are not on the board.",
         (req_id(), _ROOM, Field("rank", "int", "your place, 1 first", False, minimum=1),
@@ -71,7 +91,9 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "`rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed "
         "some: send `room.state`). Event kinds: `live` {session, live}, `audience` "
         "{audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?}, `wish` {wish, state "
-        "(open, progress, reached, closed, ended), asset, target, progress}.",
+        "(open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: "
+        "the session's total}, `effect` {effect, likes} (a threshold of likes reached, once "
+        "per session).",
         (_ROOM, Field("from", "int", "first event number in this frame", minimum=1),
          Field("to", "int", "last event number in this frame", minimum=1),
          Field("events", "objects", "the events, oldest first", max_length=FRAME_EVENTS_MAX)),

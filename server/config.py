@@ -97,6 +97,12 @@ class Settings:
     # the live-stream boost: `<audience below>:<num>/<den>`, ascending, `*` last (SPEC table 3)
     wish_tiers: tuple[str, ...] = ("1000:1/1", "10000:2/1", "*:3/1")
     wish_end_check_ms: int = 500  # how often workers end wishes whose end time passed
+    # likes (SPEC section 3): the speed rule, fan-club levels, room effects
+    like_window_ms: int = 1000  # the speed rule's sliding window
+    likes_per_window_max: int = 15  # likes counted per window per user; the rest are refused
+    like_levels: tuple[str, ...] = ("100", "1000", "10000")  # Lv.1 / Lv.2 / Lv.3 at these totals
+    room_effects: tuple[str, ...] = ("1000:hearts", "10000:fireworks")  # `<likes>:<name>`
+    risk_stream_max: int = 100_000  # signals kept per risk partition (trimmed beyond)
 
     # history bounds
     events_per_user_max: int = 1000
@@ -261,6 +267,11 @@ DOCS: dict[str, str] = {
     "wish_tiers": "gift wish price multipliers by the room's audience, `<viewers below>:<num>/<den>` "
                   "ascending, `*` for the rest (cost = ceil(count × num/den), surplus burned)",
     "wish_end_check_ms": "how often workers close gift wishes whose end time passed",
+    "like_window_ms": "the like speed rule's sliding window",
+    "likes_per_window_max": "likes counted per user per window; faster likes are refused and reported",
+    "like_levels": "likes for one streamer that reach fan-club levels 1, 2, 3, …",
+    "room_effects": "room effects by the session's likes, `<likes>:<name>`, each broadcast once a session",
+    "risk_stream_max": "signals kept per risk stream partition (the like speed rule writes them)",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",

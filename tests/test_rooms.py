@@ -311,3 +311,58 @@ async def test_gift_recorded_in_the_room_after_a_crash_past_settlement(
             assert board == [{"user": s, "cards": 4}]
         code, out = await run_audit(url)
         assert code == 0 and "ok   board_matches_gifts" in out, out
+
+
+async def test_likes_reach_levels_at_exact_totals_and_the_speed_rule_refuses(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A fan's likes for a streamer reach levels exactly at the thresholds (an event each);
+    likes faster than the limit are refused, said so in the reply, and reported to the risk
+    stream; a moved second lets them count again."""
+    srv, vk = own_server({"GIFTWIRE_LIKE_LEVELS": "10,20,30", "GIFTWIRE_LIKES_PER_WINDOW_MAX": "15",
+                          "GIFTWIRE_TEST_CLOCK": "1"})
+    async with Admin(srv) as admin:
+        room, streamer = await new_room(admin)
+        fan = uid("fan")
+        async with await Client.connect(srv.ws, srv.token(fan, ttl_s=86400)) as c:
+            got = [await c.request("room.like", room=room, count=n) for n in (9, 1)]
+            assert [(g["counted"], g["total"], g["level"]) for g in got] == [(9, 9, 0), (1, 10, 1)]
+            assert (await c.next_event("likes.level"))["level"] == 1
+            fast = await c.request("room.like", room=room, count=10)
+            assert (fast["counted"], fast["refused"], fast["total"]) == (5, 5, 15)
+            raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+            signals = [f for _, f in raw.xrange(keys.risk_stream(0))]
+            assert {"user": fan, "signal": "like_speed", "refused": "5"}.items() <= signals[-1].items()
+            await admin.advance(1_001)
+            for n, level in ((5, 2), (10, 3)):
+                ok = await c.request("room.like", room=room, count=n)
+                assert (ok["counted"], ok["refused"], ok["level"]) == (n, 0, level)
+                await admin.advance(1_001)
+            levels = [await c.next_event("likes.level") for _ in range(2)]
+            assert [(e["creator"], e["level"], e["total"]) for e in levels] == [
+                (streamer, 2, 20), (streamer, 3, 30)]
+
+
+async def test_like_storm_room_total_is_exact_and_effects_fire_once(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """200 clients like a live room at once: the room's session total equals every counted
+    like (acknowledged totals are exact), viewers see it in the frames, and each effect's
+    threshold is broadcast once."""
+    srv, _ = own_server({"GIFTWIRE_ROOM_EFFECTS": "300:hearts,600:fireworks"})
+    async with Admin(srv) as admin:
+        room, streamer = await new_room(admin)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+            await st.request("room.live", room=room, live=True)
+        viewer, _ = await watch(srv, room)
+        fans = [await Client.connect(srv.ws, srv.token(uid("fan"))) for _ in range(200)]
+        replies = await asyncio.gather(*(c.request("room.like", room=room, count=n % 5 + 1)
+                                         for n, c in enumerate(fans)))
+        counted = sum(r["counted"] for r in replies)
+        assert counted == sum(n % 5 + 1 for n in range(200)) == 600  # all within the limit
+        last = await until(lambda: [e for e in room_events(viewer, "likes") if e["likes"] == counted])
+        assert last
+        await asyncio.sleep(0.3)
+        effects = [e["effect"] for e in room_events(viewer, "effect")]
+        assert effects == ["hearts", "fireworks"]
+        for c in fans:
+            await c.close()
+        await viewer.close()

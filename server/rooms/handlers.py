@@ -4,6 +4,7 @@ nothing here moves money."""
 
 from __future__ import annotations
 
+import zlib
 from typing import TYPE_CHECKING, Any
 
 from protocol.messages import encode
@@ -79,6 +80,34 @@ async def state(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         gw.error(conn, "room_unknown", d["id"])
     else:
         conn.push(frame)
+
+
+async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    """Count a batch of taps on the fan's slot (the speed rule, totals, levels); the room's
+    session total gets the counted likes with the gateway's next tick (one call per room)."""
+    streamer = await gw.redis.hget(keys.room(d["room"]).profile, "streamer")
+    if streamer is None:
+        gw.error(conn, "room_unknown", d["id"])
+        return
+    s, uk = gw.s, keys.user(conn.user)
+    reply = await viewers(gw).p.scripts["like_fan"](
+        keys=[uk.profile, uk.like_totals, uk.like_levels, uk.like_recent, uk.events, uk.channel],
+        args=[streamer, d["count"], gw.clock.now_ms(), s.like_window_ms, s.likes_per_window_max,
+              ",".join(s.like_levels), s.events_bound])
+    counted, refused, total, level = (int(x) for x in reply[1:5])
+    conn.push(encode("room.liked", id=d["id"], room=d["room"], counted=counted, refused=refused,
+                     total=total, level=level).decode())
+    if counted:
+        viewers(gw).add_likes(d["room"], counted)
+    if refused:  # the risk engine reads these
+        await gw.redis.xadd(keys.risk_stream(risk_partition(conn.user, s.partitions)),
+                            {"user": conn.user, "signal": "like_speed", "refused": refused,
+                             "at_ms": gw.clock.now_ms()},
+                            maxlen=s.risk_stream_max, approximate=True)
+
+
+def risk_partition(user: str, partitions: int) -> int:
+    return zlib.crc32(user.encode()) % partitions
 
 
 async def rank(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:

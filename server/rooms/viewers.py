@@ -39,6 +39,9 @@ WITHDRAW_TIMEOUT_S = 2.0  # a stopping gateway waits this long to withdraw its s
 FRAMES = REGISTRY.add(Counter("giftwire_room_frames_total", "room frames queued to viewers"))
 DROPPED = REGISTRY.add(Counter("giftwire_room_frames_dropped_total",
                                "room frames a slow viewer missed (at-most-once delivery)"))
+LIKES_DROPPED = REGISTRY.add(Counter("giftwire_room_likes_dropped_total",
+                                     "counted likes not added to a room's total (too many rooms in a tick)"))
+LIKE_ROOMS_PER_TICK_MAX = 10_000  # rooms whose likes one tick carries
 DROPPED_EVENTS = REGISTRY.add(Counter("giftwire_room_events_dropped_total",
                                       "room events beyond what one tick's frame carries"))
 
@@ -59,6 +62,8 @@ class RoomViewers:
         self.p = p
         self.s = p.settings
         self.rooms: dict[str, RoomState] = {}  # by room channel
+        # likes counted here since the last tick, by room: one call per room per tick
+        self.likes: dict[str, int] = {}
         gw.hub.room_sink = self.on_event
 
     def channel(self, room: str) -> str:
@@ -74,6 +79,25 @@ class RoomViewers:
 
     async def leave(self, conn: Any, room: str) -> None:
         await self.gw.hub.leave(conn, self.channel(room))
+
+    def add_likes(self, room: str, counted: int) -> None:
+        if room in self.likes or len(self.likes) < LIKE_ROOMS_PER_TICK_MAX:
+            self.likes[room] = self.likes.get(room, 0) + counted
+        else:  # bounded: a storm over more rooms than a tick carries loses room totals only
+            LIKES_DROPPED.inc(counted)
+
+    async def flush_likes(self) -> None:
+        """The likes counted here this tick, one call per room: the session's total and its
+        effects (the fans' own totals were counted exactly when they were acknowledged)."""
+        if not self.likes:
+            return
+        batch, self.likes = self.likes, {}
+        calls = []
+        for room, counted in batch.items():
+            rk = keys.room(room)
+            calls.append(([rk.profile, rk.channel],
+                          [counted, ",".join(self.s.room_effects), self.s.publish_mode]))
+        await run_calls(self.p.redis, self.s.redis_cluster, self.p.scripts["like_room"], calls)
 
     def on_event(self, channel: str, rseq: int, event_json: str) -> None:
         state = self.rooms.get(channel)
@@ -92,6 +116,7 @@ class RoomViewers:
                 await asyncio.sleep(self.s.room_tick_ms / 1000)
                 try:
                     self.flush()
+                    await self.flush_likes()
                     await self.push_boards()
                     await self.report()
                 except asyncio.CancelledError:

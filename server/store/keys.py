@@ -13,6 +13,8 @@ Per user (`gw:{u:<id>}:…`):
   bl  users this user blocked;  bb  users who blocked this user
   d:<yyyymmdd>  daily counters: `sent`, `to:<recipient>`
   o   pending offers to this user: transfer id → JSON
+  lk  likes given, creator → total;  lv  fan-club level, creator → level
+  lr  recent like batches (sorted by ms), for the like speed rule
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
   c   pub/sub channel of the user's live events
@@ -72,6 +74,18 @@ class UserKeys:
     @property
     def offers(self) -> str:
         return f"{self.tag}:o"
+
+    @property
+    def like_totals(self) -> str:
+        return f"{self.tag}:lk"
+
+    @property
+    def like_levels(self) -> str:
+        return f"{self.tag}:lv"
+
+    @property
+    def like_recent(self) -> str:
+        return f"{self.tag}:lr"
 
     @property
     def ledger(self) -> str:
@@ -143,6 +157,11 @@ class RoomKeys:
 
 def room(room_id: str) -> RoomKeys:
     return RoomKeys(room_id)
+
+
+def risk_stream(partition: int) -> str:
+    """Signals for the risk engine (the like speed rule reports here), partitioned by user."""
+    return f"{PREFIX}:{{risk:{partition}}}:s"
 
 
 def settle_stream(partition: int) -> str:

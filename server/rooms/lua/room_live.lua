@@ -19,7 +19,7 @@ if action == 'start' then
   local n = redis.call('HINCRBY', k_profile, 'sessions', 1)
   local session = room .. ':' .. I(n)
   redis.call('DEL', k_board)
-  redis.call('HSET', k_profile, 'live', '1', 'session', session, 'started_ms', I(now))
+  redis.call('HSET', k_profile, 'live', '1', 'session', session, 'started_ms', I(now), 'likes', '0')
   room_event(k_profile, k_channel, {kind = 'live', live = true, session = session}, publish)
   return {'applied', session}
 end
