@@ -133,6 +133,12 @@ class Settings:
         return ",".join(t.replace("/", ":") for t in self.wish_tiers)
 
     @property
+    def room_queue_bytes(self) -> int:
+        """Where room frames stop being queued: never above half the send queue, so room
+        traffic alone can never get a viewer cut off."""
+        return min(self.room_queue_max_bytes, self.send_queue_max_bytes // 2)
+
+    @property
     def publish_mode(self) -> str:
         """How Lua publishes: `s` (SPUBLISH, to the owner's slot, on a cluster) or `p`."""
         return "s" if self.redis_cluster else "p"
@@ -159,9 +165,6 @@ def problems(s: Settings) -> list[str]:
             or not all(x.isdigit() for x in limits[:-1]) \
             or [int(x) for x in limits[:-1]] != sorted({int(x) for x in limits[:-1]}):
         out.append("wish tiers must ascend by audience and end with `*`")
-    if s.room_queue_max_bytes >= s.send_queue_max_bytes:
-        out.append("room_queue_max_bytes must be below send_queue_max_bytes: room frames are "
-                   "dropped before a viewer's own events could be cut off")
     return out
 
 
@@ -261,7 +264,7 @@ DOCS: dict[str, str] = {
                          "gateway stops counting)",
     "room_share_refresh_ms": "how often a gateway re-reports its audience shares",
     "room_queue_max_bytes": "a connection's queued bytes above which room frames are dropped for it "
-                            "(counted), never its own events",
+                            "(counted), never its own events; at most half the send queue",
     "room_recorded_ttl_s": "how long a room remembers that a gift was recorded (retries within it "
                            "are recorded once)",
     "wish_tiers": "gift wish price multipliers by the room's audience, `<viewers below>:<num>/<den>` "

@@ -53,12 +53,12 @@ def test_token_roundtrip_forgery_and_expiry() -> None:
 
 
 def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
-    """A boost below 1×, tiers out of order or without `*`, and a room-frame bound at or above
-    the send queue are configuration problems (the server refuses to start with them)."""
+    """A boost below 1×, tiers out of order or without `*` are configuration problems (the
+    server refuses to start with them); room frames never take more than half the send queue."""
     from server.config import Settings, problems
 
     assert problems(Settings()) == []
     assert problems(Settings(wish_tiers=("1000:1/2", "*:3/1")))  # would make cards
     assert problems(Settings(wish_tiers=("10000:2/1", "1000:1/1", "*:3/1")))
     assert problems(Settings(wish_tiers=("1000:1/1", "10000:2/1")))
-    assert problems(Settings(room_queue_max_bytes=2 << 20))
+    assert Settings(room_queue_max_bytes=2 << 20).room_queue_bytes == (1 << 20) // 2

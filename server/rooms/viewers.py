@@ -142,7 +142,7 @@ class RoomViewers:
                      + str(events[-1][0]).encode() + b',"events":['
                      + b",".join(e for _, e in events) + b"]}").decode()  # encoded once per room
             for conn in self.gw.hub.on(channel):
-                if conn.push_droppable(frame, self.s.room_queue_max_bytes):
+                if conn.push_droppable(frame, self.s.room_queue_bytes):
                     FRAMES.inc()
                 else:
                     DROPPED.inc()
@@ -163,7 +163,7 @@ class RoomViewers:
             frame = orjson.dumps({"type": "room.board", "room": state.room,
                                   "board": [{"user": u, "cards": int(c)} for u, c in board]}).decode()
             for conn in self.gw.hub.on(channel):
-                if not conn.push_droppable(frame, self.s.room_queue_max_bytes):
+                if not conn.push_droppable(frame, self.s.room_queue_bytes):
                     DROPPED.inc()
 
     async def report(self, withdraw: bool = False) -> None:
