@@ -41,7 +41,7 @@ async def gifts_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
     def on_received(msg: dict[str, Any]) -> None:
         if msg["type"] == "gift.received":
             received[msg["transfer_id"]] += 1
-            t = sent_at.get(msg["gift_id"])
+            t = sent_at.get(msg["transfer_id"])  # gift ids repeat across senders; transfer ids not
             if t is not None:
                 recv_ms.append((time.perf_counter() - t) * 1000)
 
@@ -63,7 +63,7 @@ async def gifts_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
 
         async def one(k: int) -> None:
             gift_id = f"{cfg['tag']}-{k}"
-            t = sent_at[gift_id] = time.perf_counter()
+            t = sent_at[f"{user}:{gift_id}"] = time.perf_counter()
             try:
                 reply = await client.send_gift(to, "note.do", 1, gift_id=gift_id, timeout_s=60)
             except TimeoutError:
@@ -216,7 +216,7 @@ async def run_room(target: Target, run_id: str, procs: int, viewers: int, sender
         "exactly_once": frames == ok and not any(o["duplicates"] for o in outs),
         "samples_ms": lags,
         "params": {"viewers": viewers, "gift_rate": rate, "seconds": seconds, "procs": len(cfgs),
-                   "path": "per-user push (live rooms not built yet)"},
+                   "path": "per-user push (this scenario does not use live-room frames yet)"},
     }
 
 
