@@ -124,8 +124,9 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         (
             _TID, _ASSET,
             Field("delta", "int", "signed change", minimum=-AMOUNT_MAX, maximum=AMOUNT_MAX),
-            Field("reason", "str", "grant, revoke or mentor_reward",
-                  enum=("grant", "revoke", "mentor_reward")),
+            Field("reason", "str", "grant, revoke, mentor_reward, like_task (a day's like task "
+                  "for a streamer done: a small card) or like_streak (7 days in a row: a rare one)",
+                  enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak")),
             _BALANCE, _SEQ,
         ),
     ),

@@ -67,7 +67,10 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         (req_id(), _ROOM, Field("counted", "int", "likes counted", minimum=0),
          Field("refused", "int", "likes over the speed limit, not counted", minimum=0),
          Field("total", "int", "your likes for this streamer, ever", minimum=0),
-         Field("level", "int", "your fan-club level with this streamer", minimum=0))),
+         Field("level", "int", "your fan-club level with this streamer", minimum=0),
+         Field("today", "int", "your counted likes for this streamer today (the daily task "
+               "needs 30)", minimum=0),
+         Field("streak", "int", "daily tasks done in a row for this streamer", minimum=0))),
     MessageType(
         "likes.level", "server", "Your fan-club level with a streamer went up (an event of "
         "yours: exactly once, resumable).",

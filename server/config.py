@@ -31,7 +31,7 @@ class Settings:
 
     # assets: one note-card asset per kind (`note.<kind>`), all giftable
     note_kinds: tuple[str, ...] = DEFAULT_NOTE_KINDS
-    other_assets: tuple[str, ...] = ("popularity", "small_card", "coin")
+    other_assets: tuple[str, ...] = ("popularity", "small_card", "small_card_rare", "coin")
 
     # gifting rules (SPEC section 1, tables 1 and 3)
     timezone: str = "+08:00"  # IANA name or fixed offset ±HH:MM[:SS]
@@ -103,6 +103,8 @@ class Settings:
     like_levels: tuple[str, ...] = ("100", "1000", "10000")  # Lv.1 / Lv.2 / Lv.3 at these totals
     room_effects: tuple[str, ...] = ("1000:hearts", "10000:fireworks")  # `<likes>:<name>`
     risk_stream_max: int = 100_000  # signals kept per risk partition (trimmed beyond)
+    like_task_likes: int = 30  # the first 30 likes of a local day for a streamer earn a small card
+    like_streak_days: int = 7  # that many task days in a row earn a rare small card
 
     # history bounds
     events_per_user_max: int = 1000
@@ -274,6 +276,10 @@ DOCS: dict[str, str] = {
     "likes_per_window_max": "likes counted per user per window; faster likes are refused and reported",
     "like_levels": "likes for one streamer that reach fan-club levels 1, 2, 3, …",
     "room_effects": "room effects by the session's likes, `<likes>:<name>`, each broadcast once a session",
+    "like_task_likes": "likes for one streamer in one local day that complete the daily task (one "
+                       "`small_card`)",
+    "like_streak_days": "completed daily tasks in a row that earn one `small_card_rare` (a missed day "
+                        "restarts the streak)",
     "risk_stream_max": "signals kept per risk stream partition (the like speed rule writes them)",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",

@@ -366,3 +366,34 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
         for c in fans:
             await c.close()
         await viewer.close()
+
+
+async def test_daily_like_task_and_streak_over_moved_days(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """The first N likes of a local day for a streamer earn one small card (once a day);
+    N-day streaks earn a rare one; a missed day restarts the streak. Days pass on the moved
+    clock; the cards come from mint through the ledger and the audit stays clean."""
+    srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "5", "GIFTWIRE_LIKE_STREAK_DAYS": "3",
+                          "GIFTWIRE_LIKES_PER_WINDOW_MAX": "100", "GIFTWIRE_TEST_CLOCK": "1"})
+    day = 86_400_000
+    async with Admin(srv) as admin:
+        room, _ = await new_room(admin)
+        fan = uid("fan")
+        await admin.user(fan)
+        async with await Client.connect(srv.ws, srv.token(fan, ttl_s=30 * 86400)) as c:
+            first = await c.request("room.like", room=room, count=3)
+            assert (first["today"], first["streak"]) == (3, 0)
+            done = await c.request("room.like", room=room, count=2)
+            assert (done["today"], done["streak"]) == (5, 1)
+            card = await c.next_event("balance.changed")
+            assert (card["asset"], card["reason"], card["balance"]) == ("small_card", "like_task", 1)
+            again = await c.request("room.like", room=room, count=5)  # the same day: no second card
+            assert (again["today"], again["streak"]) == (10, 1)
+            streaks = []
+            for advance in (day, day, 2 * day):  # two days in a row, then a missed day
+                await admin.advance(advance)
+                streaks.append((await c.request("room.like", room=room, count=5))["streak"])
+            assert streaks == [2, 3, 1]
+        assert await admin.balances(fan) == {"small_card": 4, "small_card_rare": 1}
+        code, out = await run_audit(vk.url)
+        assert code == 0, out

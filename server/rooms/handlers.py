@@ -5,11 +5,13 @@ nothing here moves money."""
 from __future__ import annotations
 
 import zlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from protocol.messages import encode
 from protocol.rooms import BOARD_MAX
 from server.gateway.connection import Connection
+from server.gifting import rules
 from server.rooms.viewers import RoomViewers
 from server.store import keys
 from server.store.outcomes import Status, status
@@ -89,14 +91,18 @@ async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if streamer is None:
         gw.error(conn, "room_unknown", d["id"])
         return
-    s, uk = gw.s, keys.user(conn.user)
+    s, uk, now = gw.s, keys.user(conn.user), gw.clock.now_ms()
+    tz = rules.parse_timezone(s.timezone)
+    today = rules.local_day(now, tz)
     reply = await viewers(gw).p.scripts["like_fan"](
-        keys=[uk.profile, uk.like_totals, uk.like_levels, uk.like_recent, uk.events, uk.channel],
-        args=[streamer, d["count"], gw.clock.now_ms(), s.like_window_ms, s.likes_per_window_max,
-              ",".join(s.like_levels), s.events_bound])
-    counted, refused, total, level = (int(x) for x in reply[1:5])
+        keys=[uk.profile, uk.like_totals, uk.like_levels, uk.like_recent, uk.events, uk.channel,
+              uk.like_tasks, uk.balances, uk.system, uk.ledger, uk.small_cards],
+        args=[streamer, d["count"], now, s.like_window_ms, s.likes_per_window_max,
+              ",".join(s.like_levels), s.events_bound, rules.day_key(today),
+              rules.day_key(today - timedelta(days=1)), s.like_task_likes, s.like_streak_days])
+    counted, refused, total, level, likes_today, streak = (int(x) for x in reply[1:7])
     conn.push(encode("room.liked", id=d["id"], room=d["room"], counted=counted, refused=refused,
-                     total=total, level=level).decode())
+                     total=total, level=level, today=likes_today, streak=streak).decode())
     if counted:
         viewers(gw).add_likes(d["room"], counted)
     if refused:  # the risk engine reads these

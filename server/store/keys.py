@@ -15,6 +15,8 @@ Per user (`gw:{u:<id>}:…`):
   o   pending offers to this user: transfer id → JSON
   lk  likes given, creator → total;  lv  fan-club level, creator → level
   lr  recent like batches (sorted by ms), for the like speed rule
+  lt  like tasks, `<creator>:d|n|done|streak`: today's day and likes, last day done, streak
+  sc  small cards earned, creator → count (the asset itself is `small_card` in `b`)
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
   c   pub/sub channel of the user's live events
@@ -86,6 +88,14 @@ class UserKeys:
     @property
     def like_recent(self) -> str:
         return f"{self.tag}:lr"
+
+    @property
+    def like_tasks(self) -> str:
+        return f"{self.tag}:lt"
+
+    @property
+    def small_cards(self) -> str:
+        return f"{self.tag}:sc"
 
     @property
     def ledger(self) -> str:

@@ -1,18 +1,28 @@
 -- A fan's likes for a creator, on the fan's slot: the speed rule first (at most `max`
 -- likes in any `window` ms; the rest are refused, not counted), then the fan's total for
--- the creator, and the fan-club level it reaches (an event of the fan's when it rises).
+-- the creator, and the fan-club level it reaches (an event of the fan's when it rises), and
+-- the daily task: the first `task` likes of a local day for a creator earn one `small_card`
+-- (from mint, through the ledger), and `streak` task days in a row one `small_card_rare`;
+-- a missed day restarts the streak.
 -- KEYS[1] - fan profile   KEYS[2] - like totals (creator → likes)
 -- KEYS[3] - levels (creator → level)   KEYS[4] - recent likes (sorted set, for the speed rule)
 -- KEYS[5] - fan event stream           KEYS[6] - fan channel
+-- KEYS[7] - like tasks   KEYS[8] - balances   KEYS[9] - system accounts   KEYS[10] - ledger
+-- KEYS[11] - small cards by creator
 -- ARGV[1] - creator   ARGV[2] - count   ARGV[3] - now ms
 -- ARGV[4] - speed window ms   ARGV[5] - likes allowed per window
 -- ARGV[6] - level thresholds, ascending (`100,1000,10000`)   ARGV[7] - event log bound
--- Returns {'applied', counted, refused, total, level}
+-- ARGV[8] - today's day key   ARGV[9] - yesterday's   ARGV[10] - likes of the daily task
+-- ARGV[11] - task days for the streak reward
+-- Returns {'applied', counted, refused, total, level, likes today, streak}
 local k_profile, k_totals, k_levels, k_recent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_events, k_channel = KEYS[5], KEYS[6]
+local k_tasks, k_balances, k_system, k_ledger, k_cards = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local creator, count, now = ARGV[1], int_arg(ARGV[2], 'count'), int_arg(ARGV[3], 'now')
 local window, allowed = int_arg(ARGV[4], 'window'), int_arg(ARGV[5], 'allowed')
 local bound = events_bound(ARGV[7])
+local today, yesterday = ARGV[8], ARGV[9]
+local task_likes, streak_days = int_arg(ARGV[10], 'task_likes'), int_arg(ARGV[11], 'streak_days')
 if count < 1 then fail('count must be at least 1') end
 local thresholds = {}
 for t in string.gmatch(ARGV[6], '%d+') do thresholds[#thresholds + 1] = tonumber(t) end
@@ -40,4 +50,30 @@ if counted > 0 then
          total = total}, bound, '')
   end
 end
-return {'applied', I(counted), I(refused), I(total), I(level)}
+-- the daily task (per creator): counted likes of the local day, one reward a day
+local t = redis.call('HMGET', k_tasks, creator .. ':d', creator .. ':n', creator .. ':done',
+                     creator .. ':streak')
+local n, streak = 0, tonumber(t[4] or '0')
+if t[1] == today then n = tonumber(t[2] or '0') end
+if t[3] ~= today and t[3] ~= yesterday then streak = 0 end  -- a missed day: restart
+local function reward(asset, reason, id)
+  local after = redis.call('HINCRBY', k_balances, asset, 1)
+  redis.call('HINCRBY', k_system, 'mint:' .. asset, -1)
+  ledger(k_ledger, id, asset, 1, 'mint', reason, now)
+  emit(k_profile, k_events, k_channel, {type = 'balance.changed', transfer_id = id, asset = asset,
+       delta = 1, reason = reason, balance = after}, bound, '')
+end
+if counted > 0 then
+  n = n + counted
+  redis.call('HSET', k_tasks, creator .. ':d', today, creator .. ':n', I(n))
+  if n >= task_likes and t[3] ~= today then
+    streak = streak + 1
+    redis.call('HSET', k_tasks, creator .. ':done', today, creator .. ':streak', I(streak))
+    redis.call('HINCRBY', k_cards, creator, 1)
+    reward('small_card', 'like_task', '$liketask:' .. creator .. ':' .. today)
+    if streak % streak_days == 0 then
+      reward('small_card_rare', 'like_streak', '$likestreak:' .. creator .. ':' .. today)
+    end
+  end
+end
+return {'applied', I(counted), I(refused), I(total), I(level), I(n), I(streak)}
