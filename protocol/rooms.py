@@ -93,7 +93,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "What happened in a room during one tick, encoded once for every viewer: events "
         "`rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed "
         "some: send `room.state`). Event kinds: `live` {session, live}, `audience` "
-        "{audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?}, `wish` {wish, state "
+        "{audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?, badge?: the sender's "
+        "fan-club level with the recipient}, `wish` {wish, state "
         "(open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: "
         "the session's total}, `effect` {effect, likes} (a threshold of likes reached, once "
         "per session).",

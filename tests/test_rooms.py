@@ -397,3 +397,40 @@ async def test_daily_like_task_and_streak_over_moved_days(
         assert await admin.balances(fan) == {"small_card": 4, "small_card_rare": 1}
         code, out = await run_audit(vk.url)
         assert code == 0, out
+
+
+async def test_a_fans_badge_travels_with_their_gifts(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A fan who reached a fan-club level with the streamer by liking shows it as the badge of
+    the gifts they send in the streamer's room."""
+    srv, _ = own_server({"GIFTWIRE_LIKE_LEVELS": "5,10"})
+    async with Admin(srv) as admin:
+        s, streamer = await admin.pair(10)
+        room, _ = await new_room(admin, streamer)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+            await st.request("room.live", room=room, live=True)
+        viewer, _ = await watch(srv, room)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            assert (await a.request("room.like", room=room, count=6))["level"] == 1
+            await a.send_gift(streamer, "note.do", 1, room=room)
+        (gift,) = await until(lambda: room_events(viewer, "gift"))
+        assert gift["badge"] == 1
+        await viewer.close()
+
+
+async def test_admin_starts_sessions_and_reads_a_fans_likes(server: Proc, admin: Admin) -> None:
+    """The platform starts and ends a room's session through the admin API, and reads a fan's
+    likes, level and small cards by streamer."""
+    room, streamer = await new_room(admin)
+    on = await admin.call("POST", f"/rooms/{room}/live", {"live": True})
+    assert (on["live"], on["session"]) == (True, f"{room}:1")
+    fan = uid("fan")
+    async with await Client.connect(server.ws, server.token(fan)) as c:
+        await c.request("room.like", room=room, count=7)
+    likes = await admin.call("GET", f"/users/{fan}/likes")
+    assert likes["creators"] == [{"creator": streamer, "likes": 7, "level": 0, "small_cards": 0,
+                                  "streak": 0, "task_done_day": None}]
+    off = await admin.call("POST", f"/rooms/{room}/live", {"live": False})
+    assert off["live"] is False
+    missing = await admin.call("POST", f"/rooms/{uid('nope')}/live", {"live": True}, ok=False)
+    assert (missing.status_code, missing.json()["error"]["code"]) == (404, "room_unknown")

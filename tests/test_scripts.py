@@ -425,7 +425,7 @@ async def test_debit_moves_cost_into_escrow(lab: Lab) -> None:
     rec = json.loads(reply[1])
     assert rec == {"st": "escrowed", "fp": f"{r}|{ASSET}|4|room1", "to": r, "asset": ASSET,
                    "count": 4, "cost": 4, "free": 0, "day": DAY, "gift_id": item.gift_id,
-                   "room": "room1", "limit": S.gifts_per_day, "tier": 0}
+                   "room": "room1", "limit": S.gifts_per_day, "tier": 0, "badge": 0}
     k = keys.user(s)
     assert await lab.ints(k.balances) == {ASSET: 6}
     assert await lab.ints(k.system) == {f"mint:{ASSET}": -10, f"escrow:{ASSET}": 4}

@@ -16,6 +16,8 @@ from server.rooms.audit import rebuild_board
 from server.rooms.handlers import wish_of
 from server.store import keys
 
+LIKES_CREATORS_MAX = 1000  # streamers listed for one fan
+
 
 def install(p: Parts) -> None:
     async def room(r: Request) -> Any:
@@ -43,5 +45,35 @@ def install(p: Parts) -> None:
         return {"room": room_id, "board": sorted(({"user": u, "cards": c} for u, c in board.items()),
                                                  key=lambda e: (-int(e["cards"]), str(e["user"])))}
 
+    async def live(r: Request) -> Any:
+        """The platform starts or ends a session on the streamer's behalf."""
+        room_id = v.user_id(r.path_params["room"], "room")
+        d = v.obj(await read_json(r), {"live"}, frozenset({"live"}))
+        rk = keys.room(room_id)
+        streamer = await p.redis.hget(rk.profile, "streamer")
+        if streamer is None:
+            raise AdminError("room_unknown")
+        await p.scripts["room_live"](
+            keys=[rk.profile, rk.board, rk.channel],
+            args=[room_id, streamer, "start" if v.boolean(d["live"], "live") else "end",
+                  p.clock.now_ms(), p.settings.publish_mode])
+        return await room(r)
+
+    async def likes(r: Request) -> Any:
+        """A fan's likes by streamer: totals, fan-club levels, small cards, the daily task."""
+        uid = v.user_id(r.path_params["user"])
+        uk = keys.user(uid)
+        pipe = p.redis.pipeline(transaction=False)
+        for key in (uk.like_totals, uk.like_levels, uk.small_cards, uk.like_tasks):
+            pipe.hgetall(key)
+        totals, levels, cards, tasks = await pipe.execute()
+        creators = sorted(set(totals) | set(cards))
+        return {"user": uid, "creators": [
+            {"creator": c, "likes": int(totals.get(c, 0)), "level": int(levels.get(c, 0)),
+             "small_cards": int(cards.get(c, 0)), "streak": int(tasks.get(f"{c}:streak", 0)),
+             "task_done_day": tasks.get(f"{c}:done")} for c in creators[:LIKES_CREATORS_MAX]]}
+
     p.admin.add(("GET", "PUT"), "/rooms/{room}", room)
+    p.admin.add("POST", "/rooms/{room}/live", live)
+    p.admin.add("GET", "/users/{user}/likes", likes)
     p.admin.add("POST", "/rooms/{room}/board/rebuild", rebuild)

@@ -34,7 +34,7 @@ def record_step(s: Settings) -> Step:
         rk, rec = keys.room(item.room), item.rec
         return ([rk.profile, rk.recorded, rk.board, rk.channel],
                 [item.tid, item.sender, item.to, rec["asset"], rec["count"], rec["cost"],
-                 s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0)])
+                 s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0), rec.get("badge", 0)])
 
     async def after(item: RoomGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)

@@ -9,7 +9,7 @@
 -- KEYS[5] - sender follows hash         KEYS[6] - users the sender blocked
 -- KEYS[7] - users who blocked sender    KEYS[8] - sender daily counters (today)
 -- KEYS[9] - sender ledger stream        KEYS[10] - sender event stream
--- KEYS[11] - sender channel
+-- KEYS[11] - sender channel           KEYS[12] - sender's fan-club levels (creator → level)
 -- ARGV[1] - transfer id   ARGV[2] - gift id   ARGV[3] - recipient
 -- ARGV[4] - asset         ARGV[5] - count     ARGV[6] - room or ''
 -- ARGV[7] - day key (yyyymmdd)                ARGV[8] - now ms
@@ -23,7 +23,7 @@
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
-local k_ledger, k_events, k_channel = KEYS[9], KEYS[10], KEYS[11]
+local k_ledger, k_events, k_channel, k_levels = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
 local transfer_id, gift_id, recipient = ARGV[1], ARGV[2], ARGV[3]
 local asset, count, room = ARGV[4], int_arg(ARGV[5], 'count'), ARGV[6]
 local day, now = ARGV[7], int_arg(ARGV[8], 'now')
@@ -97,9 +97,11 @@ redis.call('HINCRBY', k_today, 'sent', 1)
 redis.call('HINCRBY', k_today, 'to:' .. recipient, 1)
 redis.call('EXPIRE', k_today, I(day_ttl))
 ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now)
+-- the sender's badge with the recipient (their fan-club level), shown with the gift
+local badge = tonumber(redis.call('HGET', k_levels, recipient) or '0')
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
              cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit,
-             tier = tier}
+             tier = tier, badge = badge}
 local json = cjson.encode(rec)
 redis.call('HSET', k_transfers, transfer_id, json)
 return {'applied', json}

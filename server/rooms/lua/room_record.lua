@@ -10,6 +10,7 @@
 -- ARGV[7] - publish mode ('p' | 's')   ARGV[8] - how long a transfer stays recorded (s),
 --            longer than any retry can come late
 -- ARGV[9] - the boost tier the gift was priced at (0: none)
+-- ARGV[10] - the sender's badge: their fan-club level with the recipient (0: none)
 -- An open wish for the gift's asset counts the gift's cards; reaching its target is a
 -- `wish` event (once).
 -- Returns {'applied', rseq} | {'exists', ''} | {'rejected', 'room_unknown'}
@@ -18,7 +19,7 @@ local transfer_id, sender, recipient, asset = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local count, cost = int_arg(ARGV[5], 'count'), int_arg(ARGV[6], 'cost')
 local publish = publish_command(ARGV[7])
 local recorded_ttl = int_arg(ARGV[8], 'recorded_ttl')
-local tier = int_arg(ARGV[9], 'tier')
+local tier, badge = int_arg(ARGV[9], 'tier'), int_arg(ARGV[10], 'badge')
 
 if redis.call('HEXISTS', k_recorded, transfer_id) == 1 then return {'exists', ''} end
 local p = redis.call('HMGET', k_profile, 'streamer', 'live', 'session', 'wish_open', 'wish_asset',
@@ -32,6 +33,7 @@ if session ~= '' then redis.call('ZINCRBY', k_board, I(cost), sender) end
 local event = {kind = 'gift', transfer_id = transfer_id, from = sender, to = recipient,
                asset = asset, count = count, cost = cost}
 if tier > 0 then event.tier = tier end
+if badge > 0 then event.badge = badge end
 local rseq = room_event(k_profile, k_channel, event, publish)
 if p[4] == '1' and p[5] == asset then
   local target = tonumber(p[7])
