@@ -434,3 +434,45 @@ async def test_admin_starts_sessions_and_reads_a_fans_likes(server: Proc, admin:
     assert off["live"] is False
     missing = await admin.call("POST", f"/rooms/{uid('nope')}/live", {"live": True}, ok=False)
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "room_unknown")
+
+
+async def test_levels_at_exactly_100_1000_10000_likes(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With the default thresholds a fan reaches Lv.1, Lv.2 and Lv.3 exactly at 100, 1,000 and
+    10,000 likes for a streamer: one event each, none before."""
+    srv, _ = own_server({"GIFTWIRE_LIKES_PER_WINDOW_MAX": "1000000", "GIFTWIRE_REQUESTS_PER_S": "10000",
+                         "GIFTWIRE_REQUEST_BURST": "10000"})
+    async with Admin(srv) as admin:
+        room, _ = await new_room(admin)
+        async with await Client.connect(srv.ws, srv.token(uid("fan"))) as c:
+            total, seen = 0, []
+            for threshold in (100, 1000, 10000):
+                while total < threshold - 1:  # up to one short of it, in batches of up to 50
+                    n = min(50, threshold - 1 - total)
+                    total = (await c.request("room.like", room=room, count=n))["total"]
+                assert [e for e in c.events() if e["type"] == "likes.level"] == []  # none early
+                reached = await c.request("room.like", room=room, count=1)
+                total = reached["total"]
+                assert (total, reached["level"]) == (threshold, len(seen) + 1)
+                seen.append(await c.next_event("likes.level"))
+            assert [(e["level"], e["total"]) for e in seen] == [(1, 100), (2, 1000), (3, 10000)]
+
+
+async def test_seven_day_streak_with_the_defaults(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With the defaults (30 likes a day, 15 a second): seven days of 30 likes for one streamer
+    earn seven small cards and, on the seventh, one rare small card."""
+    srv, _ = own_server({"GIFTWIRE_TEST_CLOCK": "1"})
+    async with Admin(srv) as admin:
+        room, _ = await new_room(admin)
+        fan = uid("fan")
+        await admin.user(fan)
+        async with await Client.connect(srv.ws, srv.token(fan, ttl_s=30 * 86400)) as c:
+            for day in range(1, 8):
+                first = await c.request("room.like", room=room, count=15)
+                await admin.advance(1_001)  # the speed rule's window
+                second = await c.request("room.like", room=room, count=15)
+                assert (first["counted"], second["counted"], second["today"]) == (15, 15, 30)
+                assert second["streak"] == day
+                await admin.advance(86_400_000 - 1_001)
+        assert await admin.balances(fan) == {"small_card": 7, "small_card_rare": 1}
