@@ -72,8 +72,8 @@ def start_own(env: dict[str, str] | None = None) -> Target:
     return Target(proc.http, sec["admin_key"], sec["token_secret"], vk.url, proc.pid, [vk, proc])
 
 
-def _post(url: str, key: str, body: Any) -> Any:
-    req = urllib.request.Request(url, data=orjson.dumps(body), method="POST", headers={
+def _post(url: str, key: str, body: Any, method: str = "POST") -> Any:
+    req = urllib.request.Request(url, data=orjson.dumps(body), method=method, headers={
         "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
         return orjson.loads(resp.read())
@@ -93,6 +93,12 @@ async def seed(target: Target, senders: list[str], recipients: list[str],
             out = await asyncio.to_thread(_post, url, target.admin_key, {kind: items[i:i + BULK_CHUNK]})
             if out["errors"]:
                 raise RuntimeError(f"seeding {kind} failed: {out['errors'][:3]}")
+
+
+async def admin(target: Target, method: str, path: str, body: Any) -> Any:
+    """One admin API call (`path` under /admin/v1)."""
+    return await asyncio.to_thread(_post, f"{target.http}/admin/v1{path}", target.admin_key, body,
+                                   method)
 
 
 def raise_nofile(want: int) -> int:
