@@ -22,17 +22,19 @@ from server.bench import connect as redis_connect
 
 FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 200.0,
         "room_s": 10.0, "connections": 20_000, "hold_s": 3.0, "a_s": 3.0, "a_batch": 128,
-        "b_gifts": 20_000, "c_conns": 64, "c_s": 3.0, "d_rounds": 5}
+        "b_gifts": 20_000, "c_conns": 64, "c_s": 3.0, "d_rounds": 5, "fans": 1000, "like_rate": 2.0,
+        "taps": 5, "likes_s": 10.0}
 SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.0, "room_s": 1.0,
          "connections": 40, "hold_s": 0.5, "a_s": 0.5, "a_batch": 16, "b_gifts": 300,
-         "c_conns": 4, "c_s": 0.5, "d_rounds": 2}
+         "c_conns": 4, "c_s": 0.5, "d_rounds": 2, "fans": 20, "like_rate": 4.0, "taps": 5,
+         "likes_s": 1.0}
 SETTLE_S = 30.0
 RSS_TARGET_BYTES = 15 * 1024
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="giftwire-loadtest", description=__doc__)
-    p.add_argument("scenario", choices=["gifts", "room", "idle"])
+    p.add_argument("scenario", choices=["gifts", "room", "idle", "likes"])
     p.add_argument("--smoke", action="store_true", help="a size that finishes in seconds")
     p.add_argument("--procs", type=int, default=2, help="load-generating processes")
     p.add_argument("--json", type=Path, help="write the result here")
@@ -123,6 +125,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         elif args.scenario == "room":
             result = await scenarios.run_room(target, run_id, args.procs, z["viewers"], 20 if not args.smoke
                                               else 2, z["room_rate"], z["room_s"])
+        elif args.scenario == "likes":
+            result = await scenarios.run_likes(target, run_id, args.procs, z["fans"], z["like_rate"],
+                                               z["taps"], z["likes_s"])
         else:
             result = await scenarios.run_idle(target, run_id, args.procs, z["connections"], z["hold_s"])
         cs = await measure_ceilings(target, args, z, run_id)
@@ -131,7 +136,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         target.stop()
     thr = result["throughput_per_s"]
     ratios = {"gifts": {"a": ratio(thr, cs["a_lua_per_s"]), "c": ratio(thr, cs["c_echo_per_s"])},
-              "room": {"d": ratio(thr, cs["d_broadcast_per_s"])}, "idle": {}}[args.scenario]
+              "room": {"d": ratio(thr, cs["d_broadcast_per_s"])}, "idle": {},
+              "likes": {}}[args.scenario]
     result.update({
         "scenario": args.scenario, "smoke": args.smoke, "machine": report.machine(),
         "ceilings": cs, "ratio_to_ceiling": ratios,

@@ -31,7 +31,8 @@ def machine() -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     c, r, lat = result["ceilings"], result["ratio_to_ceiling"], result["latency_ms"]
-    unit = {"gifts": "gifts/s", "room": "frames/s", "idle": "connects/s"}[result["scenario"]]
+    unit = {"gifts": "gifts/s", "room": "frames/s", "idle": "connects/s",
+            "likes": "likes/s counted"}[result["scenario"]]
     rows = [
         (f"{result['scenario']} throughput", f"{result['throughput_per_s']:,.0f} {unit}"),
         ("latency p50 / p90 / p99 / max",
@@ -44,6 +45,10 @@ def table(result: dict[str, Any]) -> str:
     if "received_latency_ms" in result:
         rl = result["received_latency_ms"]
         rows.append(("send → received p50 / p99", f"{rl['p50']:.2f} / {rl['p99']:.2f} ms"))
+    if "valkey_us_per_batch" in result:
+        rows.append(("likes counted / refused / room total",
+                     f"{result['counted']:,} / {result['refused']:,} / {result['room_total']:,}"))
+        rows.append(("Valkey time per like batch", f"{result['valkey_us_per_batch']:.1f} µs"))
     if "rss_per_connection_bytes" in result:
         rows.append(("server RSS per connection", f"{result['rss_per_connection_bytes'] / 1024:.1f} KiB"))
     rows += [

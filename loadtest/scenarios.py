@@ -18,6 +18,7 @@ from loadtest.shards import CONNECT_CONCURRENCY_DEFAULT, Shards, progress_bar, s
 from loadtest.stats import summary
 from loadtest.target import Target, admin, rss_bytes, seed
 from protocol.client import Client
+from server.bench import connect
 
 TIMELINE_MAX = 20_000  # points kept for the plot, per shard
 
@@ -242,6 +243,84 @@ async def run_room(target: Target, run_id: str, procs: int, viewers: int, sender
         "samples_ms": lags,
         "params": {"viewers": viewers, "gift_rate": rate, "seconds": seconds, "procs": len(cfgs),
                    "path": "a live room: coalesced room.frame per tick"},
+    }
+
+
+# -- likes ------------------------------------------------------------------
+async def likes_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    """Fans liking a live room: each sends batches of taps at its own rate; what the replies
+    say was counted and refused, and how long each batch took to be acknowledged."""
+    clients = await connect_all(cfg["ws"], cfg["tokens"], lambda m: None)
+    await ctl.sync()
+    counted = refused = 0
+    ack_ms: list[float] = []
+    t0 = time.perf_counter()
+
+    async def fan(user: str, client: Client) -> None:
+        nonlocal counted, refused
+        per_s = cfg["fast_rate"] if user in cfg["fast"] else cfg["rate"]
+        for k in range(int(per_s * cfg["seconds"])):
+            await asyncio.sleep(max(0.0, t0 + cfg["phase"][user] + k / per_s - time.perf_counter()))
+            t = time.perf_counter()
+            reply = await client.request("room.like", room=cfg["room"], count=cfg["taps"], timeout_s=60)
+            ack_ms.append((time.perf_counter() - t) * 1000)
+            counted += reply["counted"]
+            refused += reply["refused"]
+            ctl.tick()
+
+    await asyncio.gather(*(fan(u, c) for u, c in clients.items()))
+    seconds = time.perf_counter() - t0
+    await ctl.sync()
+    for c in clients.values():
+        await c.close()
+    return {"counted": counted, "refused": refused, "ack_ms": ack_ms, "seconds": seconds,
+            "batches": len(ack_ms)}
+
+
+async def run_likes(target: Target, run_id: str, procs: int, fans: int, rate: float, taps: int,
+                    seconds: float) -> dict[str, Any]:
+    """`fans` like a live room `rate` batches of `taps` a second each (a tenth of them three
+    times as fast, over the speed limit); the room's session total must equal every counted
+    like, and Valkey's time per like batch comes from `INFO commandstats`."""
+    room, streamer = f"lt{run_id}likes", f"lt{run_id}ls"
+    users = [f"lt{run_id}f{i}" for i in range(fans)]
+    await seed(target, [], [streamer, *users], [], cards=0)
+    await admin(target, "PUT", f"/rooms/{room}", {"streamer": streamer})
+    await admin(target, "POST", f"/rooms/{room}/live", {"live": True})
+    fast = set(users[:: 10])
+    redis = connect(target.redis_url)
+    await redis.config_resetstat()
+    cfgs = [{"ws": target.ws, "room": room, "rate": rate, "fast_rate": rate * 3, "taps": taps,
+             "seconds": seconds, "fast": sorted(fast & set(part)),
+             "phase": {u: (i % 97) / 97 / rate for i, u in enumerate(part)},
+             "tokens": {u: target.token(u) for u in part}} for part in split(users, procs)]
+    stop = asyncio.Event()
+    expected = sum(int((rate * 3 if u in fast else rate) * seconds) for u in users)
+    with Shards("loadtest.scenarios:likes_shard", cfgs, timeout_s=seconds + 600) as sh:
+        await sh.sync()
+        bar = asyncio.create_task(progress_bar("likes", expected, lambda: int(sh.progress.value), stop))
+        await sh.sync()
+        outs = await sh.results()
+        stop.set()
+        await bar
+    await asyncio.sleep(1.0)  # the gateways' last tick adds their likes to the room
+    stats = await redis.info("commandstats")
+    fcall = stats.get("cmdstat_fcall", {"calls": 0, "usec": 0})
+    total = int((await admin(target, "GET", f"/rooms/{room}", None))["likes"])
+    await redis.aclose()
+    counted = sum(o["counted"] for o in outs)
+    batches = sum(o["batches"] for o in outs)
+    seconds_run = max(o["seconds"] for o in outs)
+    return {
+        "throughput_per_s": round(counted / seconds_run, 1),  # likes counted per second
+        "latency_ms": summary([x for o in outs for x in o["ack_ms"]]),
+        "counted": counted, "refused": sum(o["refused"] for o in outs), "batches": batches,
+        "room_total": total,
+        "exactly_once": total == counted,  # the room's total is every counted like, once
+        "valkey_us_per_batch": round(fcall["usec"] / max(1, batches), 2),
+        "samples_ms": [x for o in outs for x in o["ack_ms"]][:20_000],
+        "params": {"fans": fans, "rate": rate, "taps": taps, "seconds": seconds,
+                   "fast_fans": len(fast), "procs": len(cfgs)},
     }
 
 

@@ -25,7 +25,8 @@ async def run_harness(*args: str) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-@pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "c"}), ("room", {"d"}), ("idle", set())])
+@pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "c"}), ("room", {"d"}), ("idle", set()),
+                                                ("likes", set())])
 async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -> None:
     """`python -m loadtest SCENARIO --smoke --json out.json` exits 0 with every figure present."""
     out_json, out_png = tmp_path / "out.json", tmp_path / "out.png"

@@ -35,6 +35,7 @@ def install(p: Parts) -> None:
         return {"room": room_id, "streamer": prof["streamer"], "live": prof.get("live") == "1",
                 "session": prof.get("session") if prof.get("live") == "1" else None,
                 "sessions": int(prof.get("sessions", 0)), "audience": int(prof.get("audience", 0)),
+                "likes": int(prof.get("likes", 0)),
                 "board": [{"user": u, "cards": int(c)} for u, c in board], "wish": wish_of(prof)}
 
     async def rebuild(r: Request) -> Any:
