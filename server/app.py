@@ -104,6 +104,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
         await p.clock.sync()
         quiet_gc()
         tasks = [asyncio.create_task(gateway.sample_backlog(), name="backlog"),
+                 asyncio.create_task(gateway.expire_requests(), name="request-timeouts"),
                  asyncio.create_task(p.clock.follow(), name="clock")]
         tasks += [asyncio.create_task(run(), name="module") for run in module_tasks]
         worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None

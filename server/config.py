@@ -55,6 +55,7 @@ class Settings:
     ws_max_bytes: int = 65536  # transport limit: larger messages close with 1009
     auth_timeout_s: float = 10.0
     pending_requests_max: int = 64  # per connection, gift requests awaiting a reply
+    request_timeout_s: float = 60.0  # a request unanswered this long gets `timeout` (its slot freed)
     requests_per_s: float = 50.0  # per connection, sustained (token bucket)
     request_burst: float = 100.0  # per connection, burst
     connections_per_user_max: int = 8  # per gateway process
@@ -232,6 +233,8 @@ DOCS: dict[str, str] = {
     "frame_max_bytes": "largest client frame; larger ones get `frame_too_large`",
     "ws_max_bytes": "largest WebSocket message at all; larger ones close with 1009",
     "auth_timeout_s": "time to authenticate before the connection is closed (4004)",
+    "request_timeout_s": "a request to settlement unanswered this long is answered `error timeout` "
+                         "(send it again: gift ids make that safe)",
     "pending_requests_max": "requests one connection may have awaiting replies",
     "requests_per_s": "requests per second one connection may sustain (`rate_limited` above)",
     "request_burst": "requests one connection may send in a burst",

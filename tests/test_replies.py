@@ -216,3 +216,24 @@ async def test_accept_after_the_deadline_is_told_expired(
         await b.close()
         assert await admin.balances(s) == {"note.do": 10}
         assert await admin.balances(r) == {}
+
+
+async def test_a_request_nobody_answers_times_out_once(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """With no worker running, a gift request is answered `error timeout` after
+    GIFTWIRE_REQUEST_TIMEOUT_S (once), its slot freed; when a worker settles it later, the
+    confirmation arrives as a plain event, not as a second reply."""
+    url = fresh_valkey().url
+    gateway = start("gateway", url, None, {"GIFTWIRE_REQUEST_TIMEOUT_S": "1"})
+    async with Admin(gateway) as admin:
+        s, r = await admin.pair(10)
+        conn = await RawConn.open(gateway, s)
+        await conn.send("gift.send", id="slow", gift_id="slow1", to=r, asset="note.do", count=1)
+        (answer,) = await conn.wait_for(is_reply("slow"), timeout_s=10)
+        assert (answer["type"], answer["code"], answer["temporary"]) == ("error", "timeout", True)
+        start("worker", url, gateway.data_dir)
+        (late,) = await conn.wait_for(lambda f: f["type"] == "gift.confirmed", timeout_s=15)
+        assert "id" not in late
+        await asyncio.sleep(SETTLE_S)
+        assert len(conn.replies("slow")) == 1 and conn.seqs_once()
+        await conn.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -33,7 +34,7 @@ BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buff
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
                  "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "held", "id",
-                 "kick_reason", "last_seq", "live", "pending", "user")
+                 "kick_reason", "last_seq", "live", "pending", "pending_since", "user")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -53,6 +54,7 @@ class Connection:
         # request no → the client's request id; numbers are ours, so two requests that share
         # a client id (or a gift id) still get one reply each
         self.pending: dict[int, str] = {}
+        self.pending_since: dict[int, float] = {}  # request no → when it was sent (monotonic)
         self._next_request = 0
         self.last_seq = 0  # newest event seq passed on; older ones are never sent again
         # while the connection catches up from the log, live events wait here (bounded by
@@ -126,10 +128,23 @@ class Connection:
         """Number a request whose reply comes through the hub; its route is `<conn id>/<n>`."""
         self._next_request += 1
         self.pending[self._next_request] = request_id
+        self.pending_since[self._next_request] = time.monotonic()
         return self._next_request
 
     def forget(self, request_no: int) -> None:
         self.pending.pop(request_no, None)
+        self.pending_since.pop(request_no, None)
+
+    def expire(self, older_than: float, frame: Callable[[str], str]) -> int:
+        """Answer the requests waiting since before `older_than` (monotonic) with `frame(id)`
+        (a `timeout` error): each request still gets exactly one reply, and its slot is freed
+        even when its answer was lost. A late answer is then dropped as already answered."""
+        late = [n for n, since in self.pending_since.items() if since < older_than]
+        for n in late:
+            request_id = self.pending.pop(n)
+            self.pending_since.pop(n)
+            self.push(frame(request_id))
+        return len(late)
 
     def start_buffering(self) -> None:
         self.buffer = []
@@ -188,6 +203,7 @@ class Connection:
 
     def _answer(self, request_no: int, frame_json: str) -> None:
         request_id = self.pending.pop(request_no)
+        self.pending_since.pop(request_no, None)
         # every frame is a JSON object without an `id`, and request ids match
         # [A-Za-z0-9_.:-]: splice the id in rather than decode and encode the frame
         assert frame_json.startswith("{"), frame_json[:40]

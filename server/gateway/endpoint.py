@@ -32,6 +32,7 @@ from server.settlement.producer import StreamProducer
 from server.store import keys
 
 log = logging.getLogger("giftwire.gateway")
+EXPIRE_CHECK_S = 1.0  # how often waiting requests are checked against request_timeout_s
 DRAIN_TIMEOUT_S = 5.0  # a graceful stop waits this long for clients to take their close frame
 
 
@@ -90,6 +91,15 @@ class Gateway:
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
+
+    async def expire_requests(self) -> None:
+        """Once a second: requests waiting longer than `request_timeout_s` get `timeout`."""
+        while True:
+            await asyncio.sleep(EXPIRE_CHECK_S)
+            older_than = time.monotonic() - self.s.request_timeout_s
+            for conn in list(self.hub.by_id.values()):
+                if conn.pending:
+                    conn.expire(older_than, lambda rid: error_frame("timeout", rid))
 
     async def sample_backlog(self) -> None:
         """Refresh the settlement backlog every 250 ms; gift.send is refused above the bound."""
