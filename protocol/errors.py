@@ -43,6 +43,7 @@ ERRORS = _codes(
     ErrorCode("room_unknown", "no such room"),
     ErrorCode("not_live", "the room has no live session"),
     ErrorCode("too_many_rooms", "this connection watches the most rooms it may; leave one first"),
+    ErrorCode("not_registered", "your account is not registered with giftwire"),
     ErrorCode("timeout", "no answer came in time; send the request again (the same gift id is "
               "safe) to learn its outcome", temporary=True),
     ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "

@@ -323,6 +323,7 @@ async def test_likes_reach_levels_at_exact_totals_and_the_speed_rule_refuses(
     async with Admin(srv) as admin:
         room, streamer = await new_room(admin)
         fan = uid("fan")
+        await admin.user(fan)
         async with await Client.connect(srv.ws, srv.token(fan, ttl_s=86400)) as c:
             got = [await c.request("room.like", room=room, count=n) for n in (9, 1)]
             assert [(g["counted"], g["total"], g["level"]) for g in got] == [(9, 9, 0), (1, 10, 1)]
@@ -353,7 +354,9 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
         async with await Client.connect(srv.ws, srv.token(streamer)) as st:
             await st.request("room.live", room=room, live=True)
         viewer, _ = await watch(srv, room)
-        fans = [await Client.connect(srv.ws, srv.token(uid("fan"))) for _ in range(200)]
+        names = [uid("fan") for _ in range(200)]
+        await admin.call("POST", "/bulk", {"users": [{"id": n} for n in names]})
+        fans = [await Client.connect(srv.ws, srv.token(n)) for n in names]
         replies = await asyncio.gather(*(c.request("room.like", room=room, count=n % 5 + 1)
                                          for n, c in enumerate(fans)))
         counted = sum(r["counted"] for r in replies)
@@ -425,8 +428,13 @@ async def test_admin_starts_sessions_and_reads_a_fans_likes(server: Proc, admin:
     on = await admin.call("POST", f"/rooms/{room}/live", {"live": True})
     assert (on["live"], on["session"]) == (True, f"{room}:1")
     fan = uid("fan")
+    stranger = uid("nobody")
+    await admin.user(fan)
     async with await Client.connect(server.ws, server.token(fan)) as c:
         await c.request("room.like", room=room, count=7)
+    async with await Client.connect(server.ws, server.token(stranger)) as c:
+        refused = await c.request("room.like", room=room, count=1)
+        assert (refused["type"], refused["code"]) == ("error", "not_registered")
     likes = await admin.call("GET", f"/users/{fan}/likes")
     assert likes["creators"] == [{"creator": streamer, "likes": 7, "level": 0, "small_cards": 0,
                                   "streak": 0, "task_done_day": None}]
@@ -444,7 +452,9 @@ async def test_levels_at_exactly_100_1000_10000_likes(
                          "GIFTWIRE_REQUEST_BURST": "10000"})
     async with Admin(srv) as admin:
         room, _ = await new_room(admin)
-        async with await Client.connect(srv.ws, srv.token(uid("fan"))) as c:
+        fan = uid("fan")
+        await admin.user(fan)
+        async with await Client.connect(srv.ws, srv.token(fan)) as c:
             total, seen = 0, []
             for threshold in (100, 1000, 10000):
                 while total < threshold - 1:  # up to one short of it, in batches of up to 50

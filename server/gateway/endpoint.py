@@ -326,6 +326,11 @@ class Gateway:
         fields = entries.encode(entries.Envelope(kind, conn.user, conn.id, request_no), payload)
         try:
             await self.producer.add(keys.settle_stream_for(conn.user, self.s.partitions), fields)
+        except RedisError:
+            if request_no not in conn.pending:
+                return  # answered `timeout` already: one reply per request
+            conn.forget(request_no)
+            raise
         except BaseException:
             conn.forget(request_no)
             raise

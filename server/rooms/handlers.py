@@ -4,9 +4,12 @@ nothing here moves money."""
 
 from __future__ import annotations
 
+import logging
 import zlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
 
 from protocol.messages import encode
 from protocol.rooms import BOARD_MAX
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from server.gateway.endpoint import Gateway
 
 EXT = "rooms"  # the key of this module's state in `Gateway.ext`
+log = logging.getLogger("giftwire.rooms")
 
 
 def viewers(gw: Gateway) -> RoomViewers:
@@ -100,16 +104,21 @@ async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         args=[streamer, d["count"], now, s.like_window_ms, s.likes_per_window_max,
               ",".join(s.like_levels), s.events_bound, rules.day_key(today),
               rules.day_key(today - timedelta(days=1)), s.like_task_likes, s.like_streak_days])
+    if status(reply) is Status.REJECTED:
+        gw.error(conn, str(reply[1]), d["id"])
+        return
     counted, refused, total, level, likes_today, streak = (int(x) for x in reply[1:7])
-    conn.push(encode("room.liked", id=d["id"], room=d["room"], counted=counted, refused=refused,
-                     total=total, level=level, today=likes_today, streak=streak).decode())
     if counted:
         viewers(gw).add_likes(d["room"], counted)
-    if refused:  # the risk engine reads these
-        await gw.redis.xadd(keys.risk_stream(risk_partition(conn.user, s.partitions)),
-                            {"user": conn.user, "signal": "like_speed", "refused": refused,
-                             "at_ms": gw.clock.now_ms()},
-                            maxlen=s.risk_stream_max, approximate=True)
+    if refused:  # the risk engine reads these; a lost signal never costs the fan a reply
+        try:
+            await gw.redis.xadd(keys.risk_stream(risk_partition(conn.user, s.partitions)),
+                                {"user": conn.user, "signal": "like_speed", "refused": refused,
+                                 "at_ms": now}, maxlen=s.risk_stream_max, approximate=True)
+        except RedisError:
+            log.warning("like speed signal for %s not written", conn.user, exc_info=True)
+    conn.push(encode("room.liked", id=d["id"], room=d["room"], counted=counted, refused=refused,
+                     total=total, level=level, today=likes_today, streak=streak).decode())
 
 
 def risk_partition(user: str, partitions: int) -> int:

@@ -123,11 +123,12 @@ class RoomViewers:
                     raise
                 except Exception:
                     log.exception("room tick failed")
-        finally:  # a graceful stop withdraws this gateway's shares at once (no lapse needed)
+        finally:  # a graceful stop: the tick's likes go in, the shares are withdrawn at once
             await asyncio.shield(self.withdraw())
 
     async def withdraw(self) -> None:
         try:
+            await asyncio.wait_for(self.flush_likes(), WITHDRAW_TIMEOUT_S)
             await asyncio.wait_for(self.report(withdraw=True), WITHDRAW_TIMEOUT_S)
         except Exception:
             log.warning("audience shares not withdrawn; they lapse by themselves")

@@ -14,7 +14,8 @@
 -- ARGV[6] - level thresholds, ascending (`100,1000,10000`)   ARGV[7] - event log bound
 -- ARGV[8] - today's day key   ARGV[9] - yesterday's   ARGV[10] - likes of the daily task
 -- ARGV[11] - task days for the streak reward
--- Returns {'applied', counted, refused, total, level, likes today, streak}
+-- Returns {'applied', counted, refused, total, level, likes today, streak} |
+--         {'rejected', 'not_registered'} (a fan giftwire does not know gets no keys)
 local k_profile, k_totals, k_levels, k_recent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_events, k_channel = KEYS[5], KEYS[6]
 local k_tasks, k_balances, k_system, k_ledger, k_cards = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
@@ -24,6 +25,7 @@ local bound = events_bound(ARGV[7])
 local today, yesterday = ARGV[8], ARGV[9]
 local task_likes, streak_days = int_arg(ARGV[10], 'task_likes'), int_arg(ARGV[11], 'streak_days')
 if count < 1 then fail('count must be at least 1') end
+if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then return {'rejected', 'not_registered'} end
 local thresholds = {}
 for t in string.gmatch(ARGV[6], '%d+') do thresholds[#thresholds + 1] = tonumber(t) end
 
@@ -63,7 +65,9 @@ local function reward(asset, reason, id)
   emit(k_profile, k_events, k_channel, {type = 'balance.changed', transfer_id = id, asset = asset,
        delta = 1, reason = reason, balance = after}, bound, '')
 end
-if counted > 0 then
+-- a gateway whose clock is behind (an older day than the stored one) leaves the task alone
+local stale_day = t[1] and today < t[1]
+if counted > 0 and not stale_day then
   n = n + counted
   redis.call('HSET', k_tasks, creator .. ':d', today, creator .. ':n', I(n))
   if n >= task_likes and t[3] ~= today then
