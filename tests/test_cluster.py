@@ -3,26 +3,21 @@ resume, delivery across gateways, the audit, on sharded pub/sub and partitions i
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from protocol.client import Client
-from server.store.embedded import EmbeddedValkey, start_cluster
-from tests.support import Admin, Proc, run_audit, short_tmpdir
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, run_audit, three_masters
 
 CLUSTER_ENV = {"GIFTWIRE_REDIS_CLUSTER": "1", "GIFTWIRE_PARTITIONS": "3"}
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[list[EmbeddedValkey]]:
-    base = short_tmpdir()
-    nodes = start_cluster(3, base)
-    yield nodes
-    for node in nodes:
-        node.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with three_masters() as nodes:
+        yield nodes
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ stuck, the audit clean, and live delivery follows the slot to its new owner."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,8 +12,8 @@ import pytest
 import redis
 
 from server.store import keys
-from server.store.embedded import EmbeddedValkey, start_cluster
-from tests.support import Admin, Proc, RawConn, run_audit, short_tmpdir
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, RawConn, run_audit, three_masters
 
 ENV = {"GIFTWIRE_REDIS_CLUSTER": "1", "GIFTWIRE_PARTITIONS": "3",
        "GIFTWIRE_GIFTS_PER_DAY": "1000", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000"}
@@ -26,12 +25,8 @@ ATTEMPTS_MAX = 6  # a send whose reply was lost in the move is sent again (same 
 
 @pytest.fixture
 def cluster() -> Iterator[list[EmbeddedValkey]]:
-    base = short_tmpdir()
-    nodes = start_cluster(3, base)
-    yield nodes
-    for node in nodes:
-        node.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    with three_masters() as nodes:
+        yield nodes
 
 
 def clients(nodes: list[EmbeddedValkey]) -> list[redis.Redis]:
