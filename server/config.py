@@ -133,7 +133,7 @@ class Settings:
     @property
     def wish_tiers_arg(self) -> str:
         """The tiers as the quote script takes them: `<limit>:<num>:<den>,…`."""
-        return ",".join(t.replace("/", ":") for t in self.wish_tiers)
+        return tiers_arg(self.wish_tiers)
 
     @property
     def room_queue_bytes(self) -> int:
@@ -154,10 +154,11 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
-def problems(s: Settings) -> list[str]:
-    """What makes a configuration unsafe to run with (checked at start-up)."""
+def tier_problems(wish_tiers: tuple[str, ...] | list[str]) -> list[str]:
+    """What is wrong with gift-wish tiers `<viewers below or *>:<num>/<den>` (config or a
+    room's own, set through the admin API)."""
     out = []
-    tiers = [t.partition(":") for t in s.wish_tiers]
+    tiers = [t.partition(":") for t in wish_tiers]
     limits = [lim for lim, _, _ in tiers]
     for lim, _, price in tiers:
         num, _, den = price.partition("/")
@@ -169,6 +170,16 @@ def problems(s: Settings) -> list[str]:
             or [int(x) for x in limits[:-1]] != sorted({int(x) for x in limits[:-1]}):
         out.append("wish tiers must ascend by audience and end with `*`")
     return out
+
+
+def tiers_arg(wish_tiers: tuple[str, ...] | list[str]) -> str:
+    """Tiers as the quote script takes them: `<limit>:<num>:<den>,…`."""
+    return ",".join(t.replace("/", ":") for t in wish_tiers)
+
+
+def problems(s: Settings) -> list[str]:
+    """What makes a configuration unsafe to run with (checked at start-up)."""
+    return tier_problems(s.wish_tiers)
 
 
 def _parse(value: str, like: Any) -> Any:

@@ -193,3 +193,11 @@ class RawConn:
         await self.ws.close()
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
+
+
+async def metric(srv: Proc, name: str) -> float:
+    """A counter's value on `srv`'s /metrics, summed over its labels."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{srv.http}/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name) and not line.startswith("#"))

@@ -6,13 +6,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import redis
 
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit
+from tests.support import Admin, Proc, metric, run_audit
 
 FAST_RETRY = {"GIFTWIRE_CLAIM_IDLE_MS": "100", "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "3"}
 
@@ -29,13 +28,6 @@ async def dead_letters(admin: Admin, total: int, timeout_s: float = 15.0) -> dic
             return page
         await asyncio.sleep(0.1)
     raise TimeoutError(f"dead letters never reached {total}: {page}")
-
-
-async def metric(srv: Proc, name: str) -> float:
-    async with httpx.AsyncClient() as http:
-        text = (await http.get(f"{srv.http}/metrics")).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name) and not line.startswith("#"))
 
 
 async def test_poison_entry_set_aside_after_bounded_attempts(

@@ -6,17 +6,20 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 import redis
+from websockets.asyncio.client import connect
 
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit, uid
+from tests.support import Admin, Proc, metric, run_audit, uid
 
 
 @pytest.fixture(scope="module")
@@ -486,3 +489,73 @@ async def test_seven_day_streak_with_the_defaults(
                 assert second["streak"] == day
                 await admin.advance(86_400_000 - 1_001)
         assert await admin.balances(fan) == {"small_card": 7, "small_card_rare": 1}
+
+
+async def test_a_rooms_own_wish_tiers_set_through_the_admin_api(server: Proc, admin: Admin) -> None:
+    """The platform sets a room's own wish tiers (checked like the configured ones): gifts in
+    that room are priced by them, the room shows them, and null restores the default."""
+    s, streamer = await admin.pair(100)
+    room, _ = await new_room(admin, streamer)
+    for bad in (["*:1/2"], ["10:2/1"], ["5:1/1", "3:2/1", "*:3/1"], [], "1:1/1", ["x" * 40]):
+        r = await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer, "wish_tiers": bad},
+                             ok=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field"), bad
+    own = await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer,
+                                                     "wish_tiers": ["1:1/1", "*:5/2"]})
+    assert (own["wish_tiers"], own["wish_tiers_own"]) == (["1:1/1", "*:5/2"], True)
+    st = await Client.connect(server.ws, server.token(streamer))
+    await st.request("room.live", room=room, live=True)
+    await st.request("room.wish", room=room, open=True, asset="note.do", target=100)
+    viewer, _ = await watch(server, room)
+    await audience_is(viewer, room, 1)
+    async with await Client.connect(server.ws, server.token(s)) as a:
+        sent = await a.send_gift(streamer, "note.do", 3, gift_id="own1", room=room)
+    assert (sent["cost"], sent["tier"]) == (8, 2)  # ceil(3 × 5/2)
+    assert await admin.balances(s) == {"note.do": 92}
+    back = await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer, "wish_tiers": None})
+    assert (back["wish_tiers"], back["wish_tiers_own"]) == (["1000:1/1", "10000:2/1", "*:3/1"], False)
+    for c in (st, viewer):
+        await c.close()
+
+
+async def test_a_slow_viewer_misses_room_frames_never_its_own_events(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A viewer that stops reading while its own events pile up misses room frames (counted,
+    and the gap shows in the room seq), is not cut off, and then gets every own event."""
+    srv, _ = own_server({"GIFTWIRE_SEND_QUEUE_MAX_BYTES": "16000000",
+                         "GIFTWIRE_ROOM_QUEUE_MAX_BYTES": "4096"})
+    async with Admin(srv) as admin:
+        s, streamer = await admin.pair(100)
+        room, _ = await new_room(admin, streamer)
+        slow = uid("slow")
+        await admin.user(slow)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no autotuned window
+        sock.connect(("127.0.0.1", srv.port))
+        async with connect(f"{srv.ws}?token={srv.token(slow)}", sock=sock, max_queue=1) as ws:
+            await ws.recv()  # welcome
+            await ws.send(orjson.dumps({"type": "room.join", "id": "j", "room": room}).decode())
+            assert orjson.loads(await ws.recv())["type"] == "room.snapshot"
+            for batch in range(7):  # ~6 MB of its own events: the socket's buffers fill up
+                await admin.call("POST", "/bulk", {"grants": [
+                    {"id": f"own-{batch}-{i}", "user": slow, "asset": "note.do", "amount": 1}
+                    for i in range(5000)]})
+            before = await metric(srv, "giftwire_room_frames_dropped_total")
+            async with await Client.connect(srv.ws, srv.token(s)) as a:
+                for n in range(3):
+                    sent = await a.send_gift(streamer, "note.do", 1, gift_id=f"slow{n}", room=room)
+                    assert sent["type"] == "gift.confirmed"
+            await asyncio.sleep(0.5)  # a tick or two: the frames were due
+            dropped = await metric(srv, "giftwire_room_frames_dropped_total") - before
+            assert dropped >= 1  # the gifts' frames (coalesced per tick) missed by `slow`
+            own, frames = 0, []
+            while own < 35000:  # now it reads: every own event arrives, nothing cut off
+                msg = orjson.loads(await asyncio.wait_for(ws.recv(), 20))
+                if msg["type"] == "balance.changed":
+                    own += 1
+                elif msg["type"] == "room.frame":
+                    frames.append(msg)
+        # the gifts' frames were missed, not delayed (its own join's audience frame came first)
+        assert own == 35000
+        assert not [e for f in frames for e in f["events"] if e["kind"] == "gift"]
+        assert await admin.balances(slow) == {"note.do": 35000}

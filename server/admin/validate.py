@@ -8,6 +8,7 @@ from typing import Any
 
 from protocol.errors import ADMIN_ERRORS
 from protocol.messages import ID_PATTERN
+from server.config import tier_problems
 
 # fullmatch: `$` in ID_PATTERN would also accept a trailing newline under re.match
 _ID = re.compile(ID_PATTERN)
@@ -109,3 +110,19 @@ def profile(body: Any, now_ms: int) -> dict[str, str]:
         else:
             out[field] = "1" if boolean(d[name], name) else "0"
     return out
+
+
+WISH_TIERS_MAX = 16  # tiers one room may have
+
+
+def wish_tiers(value: Any) -> list[str]:
+    """A room's own gift-wish tiers: `["1000:1/1", "10000:2/1", "*:3/1"]`, checked like
+    the configured ones."""
+    if not isinstance(value, list) or not 1 <= len(value) <= WISH_TIERS_MAX \
+            or not all(isinstance(t, str) and len(t) <= 32 for t in value):
+        raise AdminError("bad_field", f"wish_tiers must be a list of 1 to {WISH_TIERS_MAX} "
+                                      "strings `<viewers below or *>:<num>/<den>`")
+    wrong = tier_problems(value)
+    if wrong:
+        raise AdminError("bad_field", "; ".join(wrong))
+    return value

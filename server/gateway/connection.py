@@ -34,7 +34,8 @@ BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buff
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
                  "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "held", "id",
-                 "kick_reason", "last_seq", "live", "pending", "pending_since", "user")
+                 "kick_reason", "last_seq", "live", "pending", "pending_since", "user",
+                 "write_prepared")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -63,6 +64,9 @@ class Connection:
         self.live = False  # the first catch-up is done (see go_live)
         self.held = False  # the hub lost its subscription: buffer until it catches us up
         self.channels: set[str] = set()  # the hub's channels this connection is on
+        # the transport's own writer for frames serialized once for many (http_limits'
+        # write_prepared), when the server offers it
+        self.write_prepared: Callable[[bytes, int], bool] | None = None
 
     # -- sending ----------------------------------------------------------
     def push(self, text: str) -> None:
@@ -79,6 +83,16 @@ class Connection:
         if not self._writing:
             self._writing = True
             self._spawn(self._drain())
+
+    def push_shared(self, frame: bytes, text: str, max_bytes: int) -> bool:
+        """An at-most-once frame shared by many connections (a room frame), as `frame`
+        (`prepared_text`) and `text`: written straight to the socket when nothing of this
+        connection waits before it, else queued like `push_droppable`. False: missed."""
+        if self.closed:
+            return False
+        if not self._writing and self.write_prepared is not None:
+            return self.write_prepared(frame, max_bytes)
+        return self.push_droppable(text, max_bytes)
 
     def push_droppable(self, text: str, max_bytes: int) -> bool:
         """Queue an at-most-once frame (a room frame) unless `max_bytes` are already queued:
@@ -208,3 +222,4 @@ class Connection:
         # [A-Za-z0-9_.:-]: splice the id in rather than decode and encode the frame
         assert frame_json.startswith("{"), frame_json[:40]
         self.push('{"id":' + orjson.dumps(request_id).decode() + "," + frame_json[1:])
+

@@ -24,6 +24,7 @@ from server.clock import Clock
 from server.config import Settings
 from server.gateway.auth import TokenError, verify_token
 from server.gateway.connection import Connection
+from server.gateway.http_limits import prepared_writer
 from server.gateway.hub import Hub
 from server.gateway.requests import Requests
 from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN
@@ -139,6 +140,7 @@ class Gateway:
 
         conn = Connection(self.hub.new_conn_id(), user, ws.send_text, close,
                           self.s.send_queue_max_bytes)
+        conn.write_prepared = prepared_writer(ws.scope)
         conn.start_buffering()  # subscribe first, then read the log: no gap
         await self.hub.add(conn)
         try:

@@ -37,6 +37,8 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 
 from server.config import Settings
 from server.metrics import REGISTRY, Counter
@@ -62,11 +64,45 @@ class HandshakeLimits:
         return cls(s.http_head_max_bytes, s.http_headers_max, s.handshake_timeout_s, s.handshakes_max)
 
 
+PREPARED_EXTENSION = "giftwire.prepared"  # scope["extensions"][...]["write"]: write_prepared
+
+
+def prepared_text(payload: bytes) -> bytes:
+    """A text frame serialized once for any number of connections: a server's frames are
+    unmasked, so the bytes are the same for every client (deflate is off)."""
+    return Frame(Opcode.TEXT, payload).serialize(mask=False)
+
+
+def prepared_writer(scope: Any) -> Callable[[bytes, int], bool] | None:
+    """The connection's `write_prepared`, when the server is ours (not under a test client)."""
+    ext = (scope.get("extensions") or {}).get(PREPARED_EXTENSION) or {}
+    write = ext.get("write")
+    return write if callable(write) else None
+
+
 class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol that sends websockets' handshake refusals and
-    tells the HTTP protocol that upgraded it when its handshake is over."""
+    tells the HTTP protocol that upgraded it when its handshake is over; it also offers
+    the app `write_prepared` (an ASGI extension) for frames serialized once for many."""
 
     on_handshake_done: Callable[[], None] | None = None
+
+    async def run_asgi(self) -> None:
+        self.scope["extensions"] = {**(self.scope.get("extensions") or {}),
+                                    PREPARED_EXTENSION: {"write": self.write_prepared}}
+        await super().run_asgi()
+
+    def write_prepared(self, frame: bytes, max_buffered: int) -> bool:
+        """Write a `prepared_text` frame now, with no task and no per-client encoding (a room
+        frame to thousands of viewers). False, and nothing written, when the connection is
+        not open, is paused by flow control, or would hold over `max_buffered` bytes."""
+        if (not self.handshake_complete or self.close_sent or self.disconnected
+                or self.conn.state is not State.OPEN or not self.writable.is_set()
+                or self.transport.is_closing()
+                or self.transport.get_write_buffer_size() + len(frame) > max_buffered):
+            return False
+        self.transport.write(frame)
+        return True
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

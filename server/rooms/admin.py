@@ -10,6 +10,7 @@ from protocol.rooms import BOARD_MAX
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
+from server.config import tiers_arg
 from server.ledger.admin import require_users
 from server.parts import Parts
 from server.rooms.audit import rebuild_board
@@ -19,15 +20,24 @@ from server.store import keys
 LIKES_CREATORS_MAX = 1000  # streamers listed for one fan
 
 
+def tiers_of(arg: str | None) -> list[str]:
+    """Stored tiers (`<limit>:<num>:<den>,…`) as the API shows them (`<limit>:<num>/<den>`)."""
+    return [t.replace(":", "/").replace("/", ":", 1) for t in arg.split(",")] if arg else []
+
+
 def install(p: Parts) -> None:
     async def room(r: Request) -> Any:
         room_id = v.user_id(r.path_params["room"], "room")
         rk = keys.room(room_id)
         if r.method == "PUT":
-            d = v.obj(await read_json(r), {"streamer"}, frozenset({"streamer"}))
+            d = v.obj(await read_json(r), {"streamer", "wish_tiers"}, frozenset({"streamer"}))
             streamer = v.user_id(d["streamer"], "streamer")
             await require_users(p.redis, streamer=streamer)
             await p.redis.hset(rk.profile, "streamer", streamer)
+            if d.get("wish_tiers") is not None:  # the room's own; null: back to the default
+                await p.redis.hset(rk.profile, "wish_tiers", tiers_arg(v.wish_tiers(d["wish_tiers"])))
+            elif "wish_tiers" in d:
+                await p.redis.hdel(rk.profile, "wish_tiers")
         prof = await p.redis.hgetall(rk.profile)
         if "streamer" not in prof:
             raise AdminError("room_unknown")
@@ -36,7 +46,9 @@ def install(p: Parts) -> None:
                 "session": prof.get("session") if prof.get("live") == "1" else None,
                 "sessions": int(prof.get("sessions", 0)), "audience": int(prof.get("audience", 0)),
                 "likes": int(prof.get("likes", 0)),
-                "board": [{"user": u, "cards": int(c)} for u, c in board], "wish": wish_of(prof)}
+                "board": [{"user": u, "cards": int(c)} for u, c in board], "wish": wish_of(prof),
+                "wish_tiers": tiers_of(prof.get("wish_tiers")) or list(p.settings.wish_tiers),
+                "wish_tiers_own": "wish_tiers" in prof}
 
     async def rebuild(r: Request) -> Any:
         room_id = v.user_id(r.path_params["room"], "room")

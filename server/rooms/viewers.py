@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from protocol.rooms import FRAME_EVENTS_MAX
-from server.metrics import REGISTRY, Counter
+from server.gateway.http_limits import prepared_text
+from server.metrics import FRAMES_OUT, REGISTRY, Counter
 from server.store import keys
 from server.store.pipeline import run_calls
 
@@ -138,15 +139,26 @@ class RoomViewers:
             if not state.events:
                 continue
             events, state.events = state.events, []
-            frame = (b'{"type":"room.frame","room":' + orjson.dumps(state.room)
-                     + b',"from":' + str(events[0][0]).encode() + b',"to":'
-                     + str(events[-1][0]).encode() + b',"events":['
-                     + b",".join(e for _, e in events) + b"]}").decode()  # encoded once per room
-            for conn in self.gw.hub.on(channel):
-                if conn.push_droppable(frame, self.s.room_queue_bytes):
-                    FRAMES.inc()
-                else:
-                    DROPPED.inc()
+            self.fan_out(channel, b'{"type":"room.frame","room":' + orjson.dumps(state.room)
+                         + b',"from":' + str(events[0][0]).encode() + b',"to":'
+                         + str(events[-1][0]).encode() + b',"events":['
+                         + b",".join(e for _, e in events) + b"]}")
+
+    def fan_out(self, channel: str, payload: bytes) -> None:
+        """One room frame to every viewer here: encoded and framed once per room, written
+        straight to each socket (no task, no copy per viewer) unless that viewer has frames
+        queued; a viewer with `room_queue_bytes` waiting misses it (counted)."""
+        frame, text = prepared_text(payload), payload.decode()
+        sent = missed = 0
+        for conn in self.gw.hub.on(channel):
+            if conn.push_shared(frame, text, self.s.room_queue_bytes):
+                sent += 1
+            else:
+                missed += 1
+        FRAMES.inc(sent)
+        FRAMES_OUT.inc(sent)
+        if missed:
+            DROPPED.inc(missed)
 
     async def push_boards(self) -> None:
         """Rooms whose board may have changed get its top entries, at most once per
@@ -161,11 +173,9 @@ class RoomViewers:
             pipe.zrevrange(keys.room(state.room).board, 0, BOARD_PUSH_TOP - 1, withscores=True)
         for (channel, state), board in zip(due, await pipe.execute(), strict=True):
             state.board_dirty, state.board_ms = False, now
-            frame = orjson.dumps({"type": "room.board", "room": state.room,
-                                  "board": [{"user": u, "cards": int(c)} for u, c in board]}).decode()
-            for conn in self.gw.hub.on(channel):
-                if not conn.push_droppable(frame, self.s.room_queue_bytes):
-                    DROPPED.inc()
+            self.fan_out(channel, orjson.dumps({
+                "type": "room.board", "room": state.room,
+                "board": [{"user": u, "cards": int(c)} for u, c in board]}))
 
     async def report(self, withdraw: bool = False) -> None:
         """Report this gateway's shares that changed (or are due for refresh); forget rooms

@@ -6,7 +6,8 @@
 -- KEYS[3] - audience shares   KEYS[4] - their expiries (the audience is summed now: a
 --           dead gateway's viewers are not paid for)
 -- ARGV[1] - transfer id    ARGV[2] - asset    ARGV[3] - now ms
--- ARGV[4] - tiers `<viewers below or *>:<num>:<den>,…` in ascending order
+-- ARGV[4] - tiers `<viewers below or *>:<num>:<den>,…` in ascending order (the default: a
+--           room's own `wish_tiers`, set through the admin API, come first)
 -- ARGV[5] - how long a quote is kept (s)
 -- Returns {'applied' | 'exists', num, den, tier (0: no wish), audience}
 local k_profile, k_quotes, k_shares, k_expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -18,13 +19,14 @@ if stored then
   local num, den, tier, audience = string.match(stored, '^(%d+)/(%d+)/(%d+)/(%d+)$')
   return {'exists', num, den, tier, audience}
 end
+local p = redis.call('HMGET', k_profile, 'wish_open', 'wish_asset', 'wish_ends_ms', 'streamer',
+                    'wish_tiers')
 local tiers = {}
-for limit, num, den in string.gmatch(ARGV[4], '([%d%*]+):(%d+):(%d+)') do
+for limit, num, den in string.gmatch(p[5] or ARGV[4], '([%d%*]+):(%d+):(%d+)') do
   tiers[#tiers + 1] = {limit = limit, num = tonumber(num), den = tonumber(den)}
 end
 if #tiers == 0 then fail('no wish tiers') end
 
-local p = redis.call('HMGET', k_profile, 'wish_open', 'wish_asset', 'wish_ends_ms', 'streamer')
 if not p[4] then return {'applied', '1', '1', '0', '0'} end  -- no such room: no boost, nothing kept
 local num, den, tier, audience = 1, 1, 0, 0
 local ends = tonumber(p[3] or '0')
