@@ -5,14 +5,21 @@ fills it); a user's own events keep the exactly-once per-user path."""
 
 from __future__ import annotations
 
-from protocol.schema import AMOUNT_MAX, ASSET_PATTERN, ID_PATTERN, Field, MessageType, req_id
+from protocol.schema import (
+    AMOUNT_MAX,
+    ASSET_PATTERN,
+    FRAME_EVENTS_MAX,
+    ID_PATTERN,
+    Field,
+    MessageType,
+    req_id,
+)
 
 _ROOM = Field("room", "str", "room id", pattern=ID_PATTERN)
 _RSEQ = Field("rseq", "int", "the room's latest event number: frames continue from it", minimum=0)
 _AUDIENCE = Field("audience", "int", "viewers in the room, over every gateway", minimum=0)
 _SESSION = Field("session", "str", "the live session's id, `<room>:<n>`; absent when not live",
                  False, max_length=160)
-FRAME_EVENTS_MAX = 1000  # events in one room frame (one tick of one room)
 BOARD_MAX = 100  # entries of a board in a snapshot
 LIKE_BATCH_MAX = 50  # taps one `room.like` may carry
 

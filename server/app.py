@@ -82,6 +82,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
     gateway = Gateway(redis, hub, settings, secrets.token_secret, p.requests, p.clock)
     worker = make_worker(p) if with_worker else None
     module_tasks = [run for setup in p.gateway if (run := setup(gateway)) is not None]
+    module_tasks.append(gateway.broadcast.run)
 
     async def health(_: Request) -> Response:
         try:

@@ -23,6 +23,7 @@ from protocol.messages import Decoded, DecodeError, decode_client, encode
 from server.clock import Clock
 from server.config import Settings
 from server.gateway.auth import TokenError, verify_token
+from server.gateway.broadcast import Broadcast
 from server.gateway.connection import Connection
 from server.gateway.http_limits import prepared_writer
 from server.gateway.hub import Hub
@@ -89,6 +90,7 @@ class Gateway:
         self.requests = requests
         self.clock = clock
         self.ext: dict[str, Any] = {}  # what modules keep per gateway (set by their setup)
+        self.broadcast = Broadcast(hub, settings)  # shared channels: rooms, groups
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover

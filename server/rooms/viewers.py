@@ -1,12 +1,8 @@
 """A gateway's side of live rooms: which connections watch which room, one coalesced
 frame per room per tick, and this gateway's share of each room's audience.
 
-Room events arrive on the room's channel (one subscription per room per gateway, by
-the hub). Each tick (`room_tick_ms`) the events a room got are encoded once into one
-`room.frame` and the same text is queued to every viewer here. Room frames are
-at-most-once: a viewer whose send queue already holds `room_queue_max_bytes` misses
-the frame (counted); its own events (confirmations, gifts it received) never wait
-behind room traffic and are never dropped for it.
+Room events arrive on the room's channel and become one `room.frame` per room per tick
+(`server/gateway/broadcast.py`, shared with groups): at most once, encoded once.
 
 The audience is the sum of every gateway's share, kept on the room's slot; this
 gateway reports its share when its viewer count changed (at most once a tick) and
@@ -18,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from protocol.rooms import FRAME_EVENTS_MAX
-from server.gateway.http_limits import prepared_text
-from server.metrics import FRAMES_OUT, REGISTRY, Counter
+from server.metrics import REGISTRY, Counter
 from server.store import keys
 from server.store.pipeline import run_calls
 
@@ -37,20 +31,14 @@ log = logging.getLogger("giftwire.rooms")
 BOARD_PUSH_MS = 1000  # a board's top entries reach viewers at most once a second per room
 BOARD_PUSH_TOP = 10  # entries in a pushed board (the snapshot carries more)
 WITHDRAW_TIMEOUT_S = 2.0  # a stopping gateway waits this long to withdraw its shares
-FRAMES = REGISTRY.add(Counter("giftwire_room_frames_total", "room frames queued to viewers"))
-DROPPED = REGISTRY.add(Counter("giftwire_room_frames_dropped_total",
-                               "room frames a slow viewer missed (at-most-once delivery)"))
 LIKES_DROPPED = REGISTRY.add(Counter("giftwire_room_likes_dropped_total",
                                      "counted likes not added to a room's total (too many rooms in a tick)"))
 LIKE_ROOMS_PER_TICK_MAX = 10_000  # rooms whose likes one tick carries
-DROPPED_EVENTS = REGISTRY.add(Counter("giftwire_room_events_dropped_total",
-                                      "room events beyond what one tick's frame carries"))
 
 
 @dataclass
 class RoomState:
     room: str
-    events: list[tuple[int, bytes]] = field(default_factory=list)  # (rseq, event json)
     reported: int = -1  # the viewer count last reported for this gateway
     reported_ms: int = 0
     board_dirty: bool = False  # a gift arrived since the board was last pushed
@@ -65,7 +53,8 @@ class RoomViewers:
         self.rooms: dict[str, RoomState] = {}  # by room channel
         # likes counted here since the last tick, by room: one call per room per tick
         self.likes: dict[str, int] = {}
-        gw.hub.room_sink = self.on_event
+        self.broadcast = gw.broadcast
+        self.broadcast.on_room_event = self.on_event
 
     def channel(self, room: str) -> str:
         return keys.room(room).channel
@@ -76,6 +65,7 @@ class RoomViewers:
     async def join(self, conn: Any, room: str) -> None:
         ch = self.channel(room)
         self.rooms.setdefault(ch, RoomState(room))
+        self.broadcast.open(ch, "room.frame", "room", room)
         await self.gw.hub.join(conn, ch)
 
     async def leave(self, conn: Any, room: str) -> None:
@@ -100,23 +90,16 @@ class RoomViewers:
                           [counted, ",".join(self.s.room_effects), self.s.publish_mode]))
         await run_calls(self.p.redis, self.s.redis_cluster, self.p.scripts["like_room"], calls)
 
-    def on_event(self, channel: str, rseq: int, event_json: str) -> None:
+    def on_event(self, channel: str, event_json: str) -> None:
         state = self.rooms.get(channel)
-        if state is None:
-            return
-        state.board_dirty = state.board_dirty or '"kind":"gift"' in event_json
-        if len(state.events) < FRAME_EVENTS_MAX:
-            state.events.append((rseq, event_json.encode()))
-        else:  # a storm beyond what one frame carries: viewers see the gap and take a snapshot
-            DROPPED_EVENTS.inc()
-
+        if state is not None and '"kind":"gift"' in event_json:
+            state.board_dirty = True
     async def run(self) -> None:
         """The tick: flush frames, report audience shares; never dies on a Redis error."""
         try:
             while True:
                 await asyncio.sleep(self.s.room_tick_ms / 1000)
                 try:
-                    self.flush()
                     await self.flush_likes()
                     await self.push_boards()
                     await self.report()
@@ -134,32 +117,6 @@ class RoomViewers:
         except Exception:
             log.warning("audience shares not withdrawn; they lapse by themselves")
 
-    def flush(self) -> None:
-        for channel, state in list(self.rooms.items()):
-            if not state.events:
-                continue
-            events, state.events = state.events, []
-            self.fan_out(channel, b'{"type":"room.frame","room":' + orjson.dumps(state.room)
-                         + b',"from":' + str(events[0][0]).encode() + b',"to":'
-                         + str(events[-1][0]).encode() + b',"events":['
-                         + b",".join(e for _, e in events) + b"]}")
-
-    def fan_out(self, channel: str, payload: bytes) -> None:
-        """One room frame to every viewer here: encoded and framed once per room, written
-        straight to each socket (no task, no copy per viewer) unless that viewer has frames
-        queued; a viewer with `room_queue_bytes` waiting misses it (counted)."""
-        frame, text = prepared_text(payload), payload.decode()
-        sent = missed = 0
-        for conn in self.gw.hub.on(channel):
-            if conn.push_shared(frame, text, self.s.room_queue_bytes):
-                sent += 1
-            else:
-                missed += 1
-        FRAMES.inc(sent)
-        FRAMES_OUT.inc(sent)
-        if missed:
-            DROPPED.inc(missed)
-
     async def push_boards(self) -> None:
         """Rooms whose board may have changed get its top entries, at most once per
         BOARD_PUSH_MS per room (one read per room per gateway)."""
@@ -173,7 +130,7 @@ class RoomViewers:
             pipe.zrevrange(keys.room(state.room).board, 0, BOARD_PUSH_TOP - 1, withscores=True)
         for (channel, state), board in zip(due, await pipe.execute(), strict=True):
             state.board_dirty, state.board_ms = False, now
-            self.fan_out(channel, orjson.dumps({
+            self.broadcast.fan_out(channel, orjson.dumps({
                 "type": "room.board", "room": state.room,
                 "board": [{"user": u, "cards": int(c)} for u, c in board]}))
 
@@ -199,3 +156,4 @@ class RoomViewers:
             state.reported, state.reported_ms = viewers, now
             if viewers == 0 and channel not in self.gw.hub.channels:
                 del self.rooms[channel]
+                self.broadcast.close_if_unwatched(channel)
