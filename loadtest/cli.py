@@ -17,8 +17,8 @@ import uvloop
 from loadtest import ceilings, report, scenarios
 from loadtest.stats import ratio
 from loadtest.target import Target, raise_nofile, start_own
-from server.bench import audit, settle_streams
 from server.bench import connect as redis_connect
+from server.bench import full_audit, settle_streams
 
 ROOM_TICK_MS = 300  # measured on 2 cores: the fastest tick whose frames 10,000 viewers keep up with
 FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 20.0,
@@ -86,15 +86,13 @@ async def settle_and_audit(target: Target) -> tuple[bool, str]:
         deadline = time.monotonic() + SETTLE_S
         while True:
             backlog = await redis.xlen(settle_streams(1)[0])
-            result = await audit(redis)
+            result, text = await full_audit(redis)
             if (backlog == 0 and result.in_flight == 0) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
     finally:
         await redis.aclose()
-    from server.bench import report as audit_report
-
-    return result.ok and result.in_flight == 0 and backlog == 0, audit_report(result)
+    return result.ok and result.in_flight == 0 and backlog == 0, text
 
 
 async def measure_ceilings(target: Target, args: argparse.Namespace, z: dict[str, Any],

@@ -40,6 +40,12 @@ def _schema(f: Field) -> dict[str, Any]:
         s["type"] = "array"
         s["items"] = {"type": "object"}
         s["maxItems"] = f.max_length
+    elif f.kind in ("strs", "ints"):
+        item = Field(f.name, "str" if f.kind == "strs" else "int", "", True, f.pattern,
+                     f.minimum, f.maximum, f.enum)
+        s["type"] = "array"
+        s["items"] = {k: v for k, v in _schema(item).items() if k != "description"}
+        s["maxItems"] = f.max_length
     else:
         s["type"] = "object"
         s["additionalProperties"] = {"type": "integer"}

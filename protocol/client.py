@@ -248,9 +248,10 @@ class Client:
             self._waiting.pop(request_id, None)
 
     async def send_gift(self, to: str, asset: str, count: int, gift_id: str | None = None,
-                        room: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
+                        room: str | None = None, timeout_s: float = 10.0,
+                        group: str | None = None) -> dict[str, Any]:
         return await self.request("gift.send", timeout_s, gift_id=gift_id or uuid.uuid4().hex,
-                                  to=to, asset=asset, count=count, room=room)
+                                  to=to, asset=asset, count=count, room=room, group=group)
 
     async def balances(self) -> dict[str, int]:
         return dict((await self.request("balance.get"))["balances"])

@@ -46,6 +46,34 @@ ERRORS = _codes(
     ErrorCode("not_registered", "your account is not registered with giftwire"),
     ErrorCode("timeout", "no answer came in time; send the request again (the same gift id is "
               "safe) to learn its outcome", temporary=True),
+    ErrorCode("group_unknown", "no such group"),
+    ErrorCode("group_full", "the group has as many members as it may"),
+    ErrorCode("not_eligible", "you do not meet the group's entry rule (iron-fan tag or "
+              "fan-club level)"),
+    ErrorCode("invite_invalid", "the invite code is unknown, used up or expired"),
+    ErrorCode("group_removed", "you were removed from this group"),
+    ErrorCode("not_member", "you (or the member named) are not in this group"),
+    ErrorCode("not_group_admin", "only the group's owner (or its admins) may do this"),
+    ErrorCode("group_violation", "this message breaks the group's rules (an ad, or flooding) "
+              "and was not posted; this is your warning: the next violation removes you"),
+    ErrorCode("group_muted", "you are muted in this group for now", temporary=True),
+    ErrorCode("too_many_groups", "this connection watches the most groups it may; close one"),
+    ErrorCode("poll_unknown", "no such poll"),
+    ErrorCode("poll_id_conflict", "this poll id is taken"),
+    ErrorCode("poll_closed", "the poll is closed"),
+    ErrorCode("already_voted", "you voted already and this poll does not allow changes"),
+    ErrorCode("bad_choice", "the choices do not fit the poll (an option that does not exist, "
+              "or several on a single-choice poll)"),
+    ErrorCode("envelope_unknown", "no such red envelope in this group"),
+    ErrorCode("envelope_empty", "every share of this red envelope was grabbed"),
+    ErrorCode("envelope_expired", "this red envelope expired; what was left went back"),
+    ErrorCode("envelope_id_conflict", "this envelope id was used with different parameters"),
+    ErrorCode("envelope_insufficient", "not enough cards for this red envelope"),
+    ErrorCode("envelope_asset", "red envelopes carry note cards only"),
+    ErrorCode("owner_cannot_leave", "the owner cannot leave their own group"),
+    ErrorCode("too_many_invites", "the group has as many live invite codes as it may"),
+    ErrorCode("too_many_polls", "the group has as many open polls as it may"),
+    ErrorCode("too_many_envelopes", "the group has as many open red envelopes as it may"),
     ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "
               "operator; send it again with the same gift id to learn its outcome", temporary=True),
 )
@@ -70,6 +98,8 @@ REJECTIONS = _codes(
     ErrorCode("offers_full", "the recipient has too many pending offers", temporary=True),
     ErrorCode("gift_id_conflict", "this gift id was used with different parameters"),
     ErrorCode("offer_not_found", "no such pending offer"),
+    ErrorCode("not_group_member", "a gift in a group goes between its members (and the group "
+              "must exist)"),
     ErrorCode("offer_accepted", "this offer was already accepted"),
     ErrorCode("offer_declined", "this offer was already declined; the cards went back to the sender"),
     ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),
@@ -105,6 +135,9 @@ ADMIN_ERRORS = {
                   "GIFTWIRE_TEST_CLOCK=1"),
         AdminCode("user_unknown", 404, "no such user"),
         AdminCode("room_unknown", 404, "no such room"),
+        AdminCode("group_unknown", 404, "no such group"),
+        AdminCode("owner_fixed", 409, "a group's owner is set when it is created"),
+        AdminCode("group_full", 409, "the capacity is below the group's members"),
         AdminCode("not_found", 404, "no such endpoint"),
         AdminCode("method_not_allowed", 405, "this endpoint does not take this method"),
         AdminCode("insufficient_balance", 409, "the user's balance is smaller than the amount"),

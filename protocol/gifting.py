@@ -23,6 +23,8 @@ _OFFER_ID = Field("offer_id", "str", "`transfer_id` of the offer", pattern=TRANS
 _ASSET = Field("asset", "str", "asset name, e.g. `note.do`", pattern=ASSET_PATTERN)
 _COUNT = Field("count", "int", "cards the recipient gets", minimum=1, maximum=AMOUNT_MAX)
 _ROOM = Field("room", "str", "live room the gift was sent in", False, ID_PATTERN)
+_GROUP = Field("group", "str", "fan group the gift was sent in (both must be members; the group "
+               "sees it)", False, ID_PATTERN)
 _SEQ = Field("seq", "int", "per-user event sequence number", minimum=1)
 _BALANCE = Field("balance", "int", "your balance of `asset` after this event", minimum=0)
 _QUOTA = Field("quota_left", "int", "gifts you may still send today", minimum=0)
@@ -32,7 +34,7 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
         "gift.send",
         "client",
         "Send `count` cards of `asset` to `to`. Replied by `gift.confirmed` or `gift.rejected`.",
-        (req_id(), _GIFT_ID, user_field("to", "recipient user id"), _ASSET, _COUNT, _ROOM),
+        (req_id(), _GIFT_ID, user_field("to", "recipient user id"), _ASSET, _COUNT, _ROOM, _GROUP),
     ),
     MessageType(
         "gift.accept",
@@ -125,8 +127,11 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             _TID, _ASSET,
             Field("delta", "int", "signed change", minimum=-AMOUNT_MAX, maximum=AMOUNT_MAX),
             Field("reason", "str", "grant, revoke, mentor_reward, like_task (a day's like task "
-                  "for a streamer done: a small card) or like_streak (7 days in a row: a rare one)",
-                  enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak")),
+                  "for a streamer done: a small card), like_streak (7 days in a row: a rare one), "
+                  "envelope_refund (what was left in your red envelope came back, or the group "
+                  "refused it)",
+                  enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak",
+                        "envelope_refund")),
             _BALANCE, _SEQ,
         ),
     ),

@@ -19,7 +19,9 @@ from typing import Any, Literal
 import orjson
 
 # objects: a list of JSON objects; object: one JSON object
-Kind = Literal["str", "int", "bool", "balances", "objects", "object"]
+# strs / ints: a list of strings (each matching `pattern`) / of integers (each in
+# [minimum, maximum]), at most `max_length` items
+Kind = Literal["str", "int", "bool", "balances", "objects", "object", "strs", "ints"]
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -125,6 +127,17 @@ def _check(f: Field, value: Any) -> str | None:
             return f"{f.name} must be a list of objects"
         if len(value) > f.max_length:
             return f"{f.name} has more than {f.max_length} items"
+    elif f.kind in ("strs", "ints"):
+        if not isinstance(value, list):
+            return f"{f.name} must be a list"
+        if len(value) > f.max_length:
+            return f"{f.name} has more than {f.max_length} items"
+        item = Field(f.name + " item", "str" if f.kind == "strs" else "int", "", True, f.pattern,
+                     f.minimum, f.maximum, f.enum)
+        for x in value:
+            problem = _check(item, x)
+            if problem:
+                return problem
     return None
 
 

@@ -5,7 +5,7 @@ protocol package). Everything named here is kept stable for them:
 - `GiftwireProcess`: a `giftwire` command as a child process, stopped by its PID;
 - `Bench`: the settlement path without a gateway, the same scripts, client and
   flows as the worker (the load test's ceilings (a) and (b) use it);
-- what a harness needs around those: `connect`, `audit`/`report`, `make_token`,
+- what a harness needs around those: `connect`, `full_audit`, `make_token`,
   `EmbeddedValkey`, `uvicorn_config`, the settlement stream names.
 """
 
@@ -24,12 +24,12 @@ import orjson
 
 from server import parts
 from server.app import connect, make_worker
+from server.audits import full_audit
 from server.cli import uvicorn_config
 from server.config import Settings
 from server.gateway.auth import make_token
 from server.gifting import flow as gift_flow
 from server.gifting.flow import GiftFlow, GiftItem
-from server.ledger.audit import audit, report
 from server.ledger.grants import grant
 from server.settlement import entries
 from server.settlement.flows import run_steps
@@ -37,8 +37,8 @@ from server.settlement.worker import ensure_groups
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 
-__all__ = ["Bench", "EmbeddedValkey", "GiftwireProcess", "audit", "connect", "make_token",
-           "report", "settle_streams", "uvicorn_config"]
+__all__ = ["Bench", "EmbeddedValkey", "GiftwireProcess", "connect", "full_audit", "make_token",
+           "settle_streams", "uvicorn_config"]
 
 DAY_MS = 86_400_000
 SEED_BALANCE = 10**11  # cards each bench sender holds: never the limit of a run

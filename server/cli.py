@@ -235,23 +235,19 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from server import parts
     from server.app import connect
-    from server.ledger.audit import CORE_INVARIANTS, audit, report
+    from server.audits import full_audit
 
     s = _settings(args)
     url = s.redis_url or EmbeddedValkey(s.data_dir).url
 
     async def main() -> int:
         redis = connect(url, s.redis_cluster)
-        p = parts.build(s.replace(redis_url=url), redis)
         try:
-            result = await audit(redis)
-            for _, check in p.audits:
-                await check(redis, result)
+            result, text = await full_audit(redis, s.replace(redis_url=url))
         finally:
             await redis.aclose()
-        print(report(result, (*CORE_INVARIANTS, *(name for name, _ in p.audits))))
+        print(text)
         return 0 if result.ok else 1
 
     return uvloop.run(main())

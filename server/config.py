@@ -107,6 +107,27 @@ class Settings:
     like_task_likes: int = 30  # the first 30 likes of a local day for a streamer earn a small card
     like_streak_days: int = 7  # that many task days in a row earn a rare small card
 
+    # fan groups (SPEC section 4)
+    group_capacity: int = 500  # a new group's capacity unless the platform gives one
+    groups_per_connection_max: int = 16  # groups one connection may watch at once
+    group_history_max: int = 1000  # messages kept per group (about; trimmed in blocks)
+    group_history_max_age_s: int = 30 * 86400  # messages older than this are dropped
+    group_posted_ttl_s: int = 86400  # a retried post (same msg_id) shows once within this
+    group_flood_messages: int = 5  # more messages than this in a flood window is a violation
+    group_flood_window_ms: int = 10_000
+    group_strikes: int = 2  # violations (ads, flooding) that remove a member; the first warns
+    # an ad: a message containing one of these, compared without case, width or spaces
+    group_ad_terms: tuple[str, ...] = ("http://", "https://", "www.", ".com", "t.me/", "wechat",
+                                       "weixin", "vx:", "加微信", "加v", "qq群")
+    group_log_max: int = 1000  # moderation log lines kept per group
+    group_invites_max: int = 100  # live invite codes per group
+    group_day_ttl_s: int = 40 * 86400  # a group's daily metrics are kept this long
+    poll_throttle_ms: int = 1000  # a poll's live results reach the group at most this often
+    polls_open_max: int = 20  # open polls per group
+    envelope_ttl_s: int = 86400  # what is left in a red envelope returns to its sender then
+    envelopes_open_max: int = 100  # open red envelopes per group
+    group_tick_ms: int = 500  # how often workers close due polls and refund expired envelopes
+
     # history bounds
     events_per_user_max: int = 1000
     events_max_age_s: int = 7 * 86400  # a user's log disappears this long after its newest event
@@ -295,13 +316,31 @@ DOCS: dict[str, str] = {
     "like_streak_days": "completed daily tasks in a row that earn one `small_card_rare` (a missed day "
                         "restarts the streak)",
     "risk_stream_max": "signals kept per risk stream partition (the like speed rule writes them)",
+    "group_capacity": "a new group's capacity when the platform gives none",
+    "groups_per_connection_max": "groups one connection may watch at once",
+    "group_history_max": "messages kept per group (about; trimmed in blocks)",
+    "group_history_max_age_s": "messages older than this leave a group's history",
+    "group_posted_ttl_s": "a retried post (the same `msg_id`) shows once within this time",
+    "group_flood_messages": "messages a member may post per flood window; more is a violation",
+    "group_flood_window_ms": "the flood rule's window",
+    "group_strikes": "violations (ads, flooding) that remove a member; each one before is a warning",
+    "group_ad_terms": "a message containing one of these is an ad (matched ignoring case, "
+                      "full-width forms and inserted spaces or punctuation)",
+    "group_log_max": "moderation log lines kept per group",
+    "group_invites_max": "live invite codes per group",
+    "group_day_ttl_s": "how long a group's daily metrics are kept",
+    "poll_throttle_ms": "a poll's live results reach the group at most this often",
+    "polls_open_max": "open polls per group",
+    "envelope_ttl_s": "what is left in a red envelope returns to its sender after this",
+    "envelopes_open_max": "open red envelopes per group",
+    "group_tick_ms": "how often workers close due polls and refund expired red envelopes",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",
     "ledger_page_max": "largest ledger page of the admin API",
     "bulk_items_max": "items in one bulk admin request",
     "fault": "fault injection for crash tests (`kill_after_escrow`, `kill_after_finalize`, "
-             "`poison_credit`); leave empty",
+             "`poison_credit`, `kill_after_grab`); leave empty",
     "test_clock": "let `POST /admin/v1/clock` move the time of every process forward (tests and "
                   "development only; never in production)",
 }

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from server.gateway import session
 from server.gifting import module as gifting
+from server.groups import module as groups
 from server.ledger import module as ledger
 from server.parts import Parts
 from server.rooms import module as rooms
@@ -17,4 +18,4 @@ class Module(Protocol):
     def install(self, p: Parts) -> None: ...
 
 
-MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms)
+MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups)

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from server.clock import Clock
 from server.config import Settings
 from server.gateway.requests import Requests
+from server.ledger.audit import EscrowHolder
 from server.settlement.flows import Flows, Periodic
 from server.settlement.replies import Replies
 from server.store.scripts import Scripts
@@ -72,6 +73,8 @@ class Parts:
     gateway: list[GatewaySetup] = field(default_factory=list)
     # `giftwire audit`: the invariants a module adds to the ledger's, (name, check)
     audits: list[tuple[str, AuditCheck]] = field(default_factory=list)
+    # escrow a module holds in flight besides gifts (red envelopes), for the ledger's audit
+    escrow_holders: list[EscrowHolder] = field(default_factory=list)
 
 
 def build(settings: Settings, redis: Any) -> Parts:

@@ -82,6 +82,8 @@ class Broadcast:
     def flush(self) -> None:
         for channel, shared in list(self.channels.items()):
             if not shared.events:
+                if channel not in self.hub.channels:  # nobody here watches it any more
+                    del self.channels[channel]
                 continue
             events, shared.events = shared.events, []
             self.fan_out(channel, b'{"type":' + orjson.dumps(shared.frame_type) + b',"'

@@ -46,6 +46,7 @@ class GiftItem:
     count: int
     room: str
     route: str  # `<conn>/<n>` of the request, or '' (no one waits for the reply)
+    group: str = ""  # the fan group it was sent in (groups add their steps)
     void: bool = False  # an operator gives up on it: the recipient's step refuses
     # a price multiplier quoted before the debit (the live-stream boost) and its tier
     price_num: int = 1
@@ -66,7 +67,7 @@ class GiftItem:
 def payload(d: dict[str, Any]) -> dict[str, Any]:
     """The entry fields of a `gift.send` frame (the gateway writes them, `decode` reads)."""
     return {"gift_id": d["gift_id"], "to": d["to"], "asset": d["asset"], "count": d["count"],
-            "room": d.get("room", "")}
+            "room": d.get("room", ""), "group": d.get("group", "")}
 
 
 class GiftFlow(GiftingFlow):
@@ -83,7 +84,7 @@ class GiftFlow(GiftingFlow):
 
     def decode(self, env: Envelope, f: dict[str, str]) -> GiftItem:
         return GiftItem(env.user, f["gift_id"], f["to"], f["asset"], int(f["count"]),
-                        f.get("room", ""), env.route)
+                        f.get("room", ""), env.route, f.get("group", ""))
 
     # -- 1: the sender's side ----------------------------------------------------
     def debit_call(self, item: GiftItem, today: Today) -> Call:

@@ -9,6 +9,7 @@ agree, so each settled gift was credited exactly once.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +56,12 @@ async def _hashes(redis: Any, pattern: str) -> dict[str, dict[str, str]]:
     return out
 
 
-async def audit(redis: Any) -> AuditResult:
+# escrow that other subsystems hold in flight (red envelopes), per asset, from the
+# transfer records of every user slot (user → record id → JSON)
+EscrowHolder = Callable[[dict[str, dict[str, str]]], dict[str, int]]
+
+
+async def audit(redis: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResult:
     r = AuditResult()
     balances = await _hashes(redis, keys.SCAN_BALANCES)
     system = await _hashes(redis, keys.SCAN_SYSTEM)
@@ -81,7 +87,11 @@ async def audit(redis: Any) -> AuditResult:
         if total != 0:
             r.fail("sum_zero", f"{asset} sums to {total} over all accounts")
 
-    _check_transfers(r, records, escrow)
+    held: dict[str, int] = defaultdict(int)
+    for holder in holders:
+        for held_asset, held_amount in holder(records).items():
+            held[held_asset] += held_amount
+    _check_transfers(r, records, escrow, held)
     await _dead_letters(redis, r)
     return r
 
@@ -101,8 +111,8 @@ async def _dead_letters(redis: Any, r: AuditResult) -> None:
 
 
 def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
-                     escrow: dict[str, int]) -> None:
-    in_flight: dict[str, int] = defaultdict(int)
+                     escrow: dict[str, int], held: dict[str, int]) -> None:
+    in_flight: dict[str, int] = defaultdict(int, held)
     for owner, hx in records.items():
         for tid, raw in hx.items():
             if tid.startswith("$"):
@@ -128,8 +138,8 @@ def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
     for asset in sorted(set(escrow) | set(in_flight)):
         if escrow.get(asset, 0) != in_flight.get(asset, 0):
             r.fail("escrow_matches_in_flight",
-                   f"escrow holds {escrow.get(asset, 0)} {asset}, "
-                   f"gifts in flight {in_flight.get(asset, 0)}")
+                   f"escrow holds {escrow.get(asset, 0)} {asset}, gifts and envelopes "
+                   f"in flight {in_flight.get(asset, 0)}")
 
 
 CORE_INVARIANTS = ("sum_zero", "no_negative_balance", "escrow_matches_in_flight", "settled_once")

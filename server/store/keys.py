@@ -17,6 +17,7 @@ Per user (`gw:{u:<id>}:…`):
   lr  recent like batches (sorted by ms), for the like speed rule
   lt  like tasks, `<creator>:d|n|done|streak`: today's day and likes, last day done, streak
   sc  small cards earned, creator → count (the asset itself is `small_card` in `b`)
+  if  creators this fan is an iron fan of (set by the platform; a group entry rule)
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
   c   pub/sub channel of the user's live events
@@ -98,6 +99,10 @@ class UserKeys:
         return f"{self.tag}:sc"
 
     @property
+    def iron_fan_of(self) -> str:
+        return f"{self.tag}:if"
+
+    @property
     def ledger(self) -> str:
         return f"{self.tag}:l"
 
@@ -169,6 +174,123 @@ def room(room_id: str) -> RoomKeys:
     return RoomKeys(room_id)
 
 
+def group_tag(group: str) -> str:
+    return f"{PREFIX}:{{g:{group}}}"
+
+
+@dataclass(frozen=True)
+class GroupKeys:
+    """A fan group's slot `{g:<group>}`:
+    p      profile: owner, type, rule, capacity, min_level, members, gseq, created_ms
+    m      members: user → role (owner | admin | member)
+    mu     mutes: user → muted until ms;  w  warnings: user → violations so far
+    rm     removed users (they may not read, post or join again unless approved)
+    ap     applications: user → applied ms (approval groups)
+    inv    invite codes: code → `<uses left>:<expires ms>`
+    h      history stream of messages (bounded by count and age);  dd  `<user>:<msg_id>`
+           → message id (a retried post shows once);  fl  flood windows: user → `<ms>:<n>`
+    log    moderation log stream (bounded)
+    poll:<id> / pv:<id>  a poll / its ballots (voter → chosen options)
+    env:<id> / eg:<id>   a red envelope / its grabs (grabber → share)
+    d:<day> / ds:<day> / dv:<day>  the day's counters / speakers / voters (exact)
+    x      gifts recorded in the group (transfer id → 1), so a retry shows once
+    c      the group's pub/sub channel (at-most-once group events)
+    """
+
+    group: str
+
+    @property
+    def tag(self) -> str:
+        return group_tag(self.group)
+
+    @property
+    def profile(self) -> str:
+        return f"{self.tag}:p"
+
+    @property
+    def members(self) -> str:
+        return f"{self.tag}:m"
+
+    @property
+    def mutes(self) -> str:
+        return f"{self.tag}:mu"
+
+    @property
+    def warnings(self) -> str:
+        return f"{self.tag}:w"
+
+    @property
+    def removed(self) -> str:
+        return f"{self.tag}:rm"
+
+    @property
+    def applications(self) -> str:
+        return f"{self.tag}:ap"
+
+    @property
+    def invites(self) -> str:
+        return f"{self.tag}:inv"
+
+    @property
+    def history(self) -> str:
+        return f"{self.tag}:h"
+
+    @property
+    def dedupe(self) -> str:
+        return f"{self.tag}:dd"
+
+    @property
+    def flood(self) -> str:
+        return f"{self.tag}:fl"
+
+    @property
+    def modlog(self) -> str:
+        return f"{self.tag}:log"
+
+    def poll(self, poll_id: str) -> str:
+        return f"{self.tag}:poll:{poll_id}"
+
+    def ballots(self, poll_id: str) -> str:
+        return f"{self.tag}:pv:{poll_id}"
+
+    @property
+    def polls(self) -> str:
+        """Open polls: poll id → deadline ms."""
+        return f"{self.tag}:polls"
+
+    def envelope(self, envelope: str) -> str:
+        return f"{self.tag}:env:{envelope}"
+
+    def grabs(self, envelope: str) -> str:
+        return f"{self.tag}:eg:{envelope}"
+
+    @property
+    def envelopes(self) -> str:
+        """Open red envelopes: envelope id → expiry ms."""
+        return f"{self.tag}:envs"
+
+    def day(self, day_key: str) -> str:
+        return f"{self.tag}:d:{day_key}"
+
+    def speakers(self, day_key: str) -> str:
+        return f"{self.tag}:ds:{day_key}"
+
+    def voters(self, day_key: str) -> str:
+        return f"{self.tag}:dv:{day_key}"
+
+    @property
+    def recorded(self) -> str:
+        return f"{self.tag}:x"
+
+    @property
+    def channel(self) -> str:
+        return f"{self.tag}:c"
+
+
+def group(group_id: str) -> GroupKeys:
+    return GroupKeys(group_id)
+
+
 def risk_stream(partition: int) -> str:
     """Signals for the risk engine (the like speed rule reports here), partitioned by user."""
     return f"{PREFIX}:{{risk:{partition}}}:s"
@@ -192,6 +314,8 @@ def settle_failures(partition: int) -> str:
 
 SETTLE_GROUP = "settlers"
 WISHES_DUE = f"{PREFIX}:{{rooms}}:wishes"  # zset: room → when its gift wish ends (ms)
+POLLS_DUE = f"{PREFIX}:{{groups}}:polls"  # zset: `<group> <poll>` → its deadline (ms)
+ENVELOPES_DUE = f"{PREFIX}:{{groups}}:envs"  # zset: `<group> <envelope>` → its expiry (ms)
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
 CLOCK_OFFSET = f"{PREFIX}:{{cfg}}:clock"  # ms the test clock is ahead (GIFTWIRE_TEST_CLOCK only)
@@ -218,6 +342,7 @@ SCAN_SYSTEM = f"{PREFIX}:{{u:*}}:s"
 SCAN_TRANSFERS = f"{PREFIX}:{{u:*}}:x"
 SCAN_DEAD_LETTERS = f"{PREFIX}:{{settle:*}}:dead"
 SCAN_ROOM_PROFILES = f"{PREFIX}:{{r:*}}:p"
+SCAN_GROUP_ENVELOPES = f"{PREFIX}:{{g:*}}:env:*"
 
 
 def room_of(key: str) -> str:

@@ -8,11 +8,12 @@ local function ledger(kledger, transfer_id, asset, delta, account, kind, now_ms)
              'account', account, 'kind', kind, 'ts', I(now_ms))
 end
 
--- The recipient's side of a transfer: the cards leave this slot's escrow for the balance.
--- Returns the new balance.
-local function credit_from_escrow(kbalances, ksystem, kledger, transfer_id, asset, count, now_ms)
+-- The recipient's side of a transfer: the cards leave this slot's escrow for the balance
+-- (the ledger line's kind is `gift_in` unless given). Returns the new balance.
+local function credit_from_escrow(kbalances, ksystem, kledger, transfer_id, asset, count, now_ms,
+                                  kind)
   local balance = redis.call('HINCRBY', kbalances, asset, I(count))
   redis.call('HINCRBY', ksystem, 'escrow:' .. asset, I(-count))
-  ledger(kledger, transfer_id, asset, count, 'escrow', 'gift_in', now_ms)
+  ledger(kledger, transfer_id, asset, count, 'escrow', kind or 'gift_in', now_ms)
   return balance
 end

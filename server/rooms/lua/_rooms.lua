@@ -18,9 +18,3 @@ local function live_audience(kshares, kexpiry, now)
   for _, n in ipairs(redis.call('HVALS', kshares)) do total = total + tonumber(n) end
   return total
 end
-
-local function publish_command(how)
-  if how == 's' then return 'SPUBLISH' end
-  if how == 'p' then return 'PUBLISH' end
-  fail('bad publish mode ' .. tostring(how))
-end

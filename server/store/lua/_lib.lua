@@ -62,3 +62,11 @@ local function emit(kprofile, kevents, kchannel, event, bound, route)
   redis.call(bound.publish, kchannel, 'E' .. I(seq) .. ' ' .. route .. ' ' .. json)
   return json
 end
+
+-- How a shared channel (a room's, a group's) is published to: `s` SPUBLISH (a cluster) or
+-- `p` PUBLISH.
+local function publish_command(how)
+  if how == 's' then return 'SPUBLISH' end
+  if how == 'p' then return 'PUBLISH' end
+  fail('bad publish mode ' .. tostring(how))
+end

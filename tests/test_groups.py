@@ -1,0 +1,439 @@
+"""Fan groups through real gateways: entry by each rule, chat with history and mentions,
+moderation, polls on the movable clock, in-chat gifts, red envelopes (a rush, a worker
+killed in it, the refund after 24 h), the day's metrics and the audit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from protocol.client import Client
+from server.store.embedded import EmbeddedValkey
+from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
+
+DAY_MS = 86_400_000
+
+
+@pytest.fixture(scope="module")
+def second_gateway(server: Proc, valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Iterator[Proc]:
+    """Another gateway on the shared Valkey."""
+    yield start("gateway", valkey.url, server.data_dir)
+
+
+async def new_group(admin: Admin, rule: str = "iron_fan", owner: str | None = None,
+                    **extra: Any) -> tuple[str, str]:
+    """A group of `rule` and its owner (a registered user)."""
+    owner = owner or uid("own")
+    await admin.user(owner)
+    group = uid("grp")
+    await admin.call("PUT", f"/groups/{group}", {"owner": owner, "type": "core", "rule": rule,
+                                                 **extra})
+    return group, owner
+
+
+async def iron_member(srv: Proc, admin: Admin, group: str, owner: str,
+                      user: str | None = None) -> tuple[Client, str]:
+    """A registered user tagged iron fan of `owner`, joined to `group` and watching it."""
+    user = user or uid("m")
+    await admin.user(user)
+    await admin.call("PUT", "/iron-fans", {"fan": user, "creator": owner, "iron": True})
+    c = await Client.connect(srv.ws, srv.token(user, ttl_s=86400 * 3))
+    snap = await c.request("group.join", group=group)
+    assert snap["type"] == "group.snapshot" and snap["role"] == "member", snap
+    return c, user
+
+
+def group_events(c: Client, kind: str) -> list[dict[str, Any]]:
+    return [e for f in c.events() if f["type"] == "group.frame" for e in f["events"]
+            if e["kind"] == kind]
+
+
+async def until(pred: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition not met in time")
+
+
+async def test_entry_by_each_rule_and_a_full_group(server: Proc, admin: Admin) -> None:
+    """Iron-fan tag, invite code (bounded uses), approval (approve / reject) and a full group
+    each answer as documented; the owner is a member from the start."""
+    group, owner = await new_group(admin, "iron_fan", capacity=3)
+    boss = await Client.connect(server.ws, server.token(owner))
+    assert (await boss.request("group.open", group=group))["role"] == "owner"
+    outsider = uid("out")
+    await admin.user(outsider)
+    async with await Client.connect(server.ws, server.token(outsider)) as c:
+        refused = await c.request("group.join", group=group)
+        assert (refused["type"], refused["code"]) == ("error", "not_eligible")
+    a, _ = await iron_member(server, admin, group, owner)
+    b, _ = await iron_member(server, admin, group, owner)
+    late = uid("late")
+    await admin.user(late)
+    await admin.call("PUT", "/iron-fans", {"fan": late, "creator": owner, "iron": True})
+    async with await Client.connect(server.ws, server.token(late)) as c:
+        full = await c.request("group.join", group=group)
+        assert (full["type"], full["code"]) == ("error", "group_full")
+    unknown = await a.request("group.join", group=uid("nogroup"))
+    assert unknown["code"] == "group_unknown"
+
+    inv_group, inv_owner = await new_group(admin, "invite")
+    host = await Client.connect(server.ws, server.token(inv_owner))
+    code = (await host.request("group.invite", group=inv_group, uses=1, ttl_s=3600))["code"]
+    joined = []
+    for _ in range(2):
+        u = uid("inv")
+        await admin.user(u)
+        async with await Client.connect(server.ws, server.token(u)) as c:
+            joined.append(await c.request("group.join", group=inv_group, invite=code))
+    assert [r["type"] for r in joined] == ["group.snapshot", "error"]
+    assert joined[1]["code"] == "invite_invalid"  # one use only
+
+    app_group, app_owner = await new_group(admin, "approval")
+    mod = await Client.connect(server.ws, server.token(app_owner))
+    applicants = [uid("ap"), uid("ap")]
+    for u in applicants:
+        await admin.user(u)
+        async with await Client.connect(server.ws, server.token(u)) as c:
+            assert (await c.request("group.join", group=app_group))["type"] == "group.applied"
+    ok = await mod.request("group.manage", group=app_group, action="approve", user=applicants[0])
+    no = await mod.request("group.manage", group=app_group, action="reject", user=applicants[1])
+    assert (ok["role"], no["type"]) == ("member", "group.managed")
+    listing = await admin.call("GET", f"/groups/{app_group}/members")
+    assert sorted(m["user"] for m in listing["members"]) == sorted([app_owner, applicants[0]])
+    assert listing["applications"] == []
+    log = await admin.call("GET", f"/groups/{app_group}/moderation")
+    assert [(x["action"], x["user"]) for x in log["log"]] == [("reject", applicants[1]),
+                                                             ("approve", applicants[0])]
+    for c in (boss, a, b, host, mod):
+        await c.close()
+
+
+async def test_entry_by_fan_club_level(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]
+                                       ) -> None:
+    """A level group admits fans whose likes for the creator reached its minimum level."""
+    srv, _ = own_server({"GIFTWIRE_LIKE_LEVELS": "3,6,9"})
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin, "level", min_level=2)
+        room = uid("room")
+        await admin.call("PUT", f"/rooms/{room}", {"streamer": owner})
+        fan = uid("fan")
+        await admin.user(fan)
+        async with await Client.connect(srv.ws, srv.token(fan)) as c:
+            await c.request("room.like", room=room, count=5)  # level 1: not enough
+            assert (await c.request("group.join", group=group))["code"] == "not_eligible"
+            await c.request("room.like", room=room, count=1)  # 6 likes: level 2
+            assert (await c.request("group.join", group=group))["role"] == "member"
+
+
+async def test_messages_reach_members_on_both_gateways_with_role_badge_and_mentions(
+        server: Proc, second_gateway: Proc, admin: Admin) -> None:
+    """A post fans out once to watching members on each gateway with the sender's role; a
+    retried msg_id shows once; a mention reaches a member who is not watching; @all is for
+    admins; a blank or oversized text is refused."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(second_gateway.ws, second_gateway.token(owner))
+    await boss.request("group.open", group=group)
+    a, ua = await iron_member(server, admin, group, owner)
+    quiet, uq = await iron_member(server, admin, group, owner)
+    await quiet.request("group.close", group=group)  # a member, not watching
+    sent = await a.request("group.post", group=group, msg_id="m1", text="hello @all?",
+                           mentions=[uq, "nobody-here"])
+    again = await a.request("group.post", group=group, msg_id="m1", text="hello @all?",
+                            mentions=[uq, "nobody-here"])
+    assert sent["type"] == "group.posted" and again["message"] == sent["message"]
+    msg = sent["message"]
+    assert (msg["from"], msg["role"], msg["badge"], msg["text"], msg["mentions"]) == \
+        (ua, "member", 0, "hello @all?", [uq])
+    for c in (a, boss):  # one copy each, on either gateway
+        await until(lambda c=c: group_events(c, "message"))
+        await asyncio.sleep(0.3)
+        assert [e["message"]["id"] for e in group_events(c, "message")] == [msg["id"]]
+    mention = await quiet.next_event("group.mention")
+    assert (mention["group"], mention["message"]["id"]) == (group, msg["id"])
+    assert not [f for f in quiet.events() if f["type"] == "group.frame"]
+    refused = await a.request("group.post", group=group, msg_id="m2", text="all", all=True)
+    assert refused["code"] == "not_group_admin"
+    shout = await boss.request("group.post", group=group, msg_id="b1", text="everyone!", all=True)
+    assert (shout["message"]["all"], shout["message"]["role"]) == (True, "owner")
+    for bad in (" \n ", "x" * 501):
+        assert (await a.request("group.post", group=group, msg_id="m3", text=bad))["code"] == "bad_field"
+    for c in (a, quiet, boss):
+        await c.close()
+
+
+async def test_history_pages_newest_first_and_removed_members_read_nothing(
+        server: Proc, admin: Admin) -> None:
+    """25 messages read 10 at a time: newest first, no overlap, all of them; after an admin
+    removes a member they can neither post nor read, nor join again."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(server.ws, server.token(owner))
+    a, ua = await iron_member(server, admin, group, owner)
+    ids = [(await a.request("group.post", group=group, msg_id=f"h{i}", text=f"n{i}"))["message"]["id"]
+           for i in range(5)]
+    ids += [(await boss.request("group.post", group=group, msg_id=f"h{i}", text=f"n{i}"))
+            ["message"]["id"] for i in range(5, 25)]
+    pages, before = [], None
+    while True:
+        page = await a.request("group.history", group=group, limit=10, before=before)
+        pages.append([m["id"] for m in page["messages"]])
+        before = page.get("next")
+        if before is None:
+            break
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [i for p in pages for i in p] == ids[::-1]
+    assert (await a.request("group.history", group=group, limit=1))["messages"][0]["text"] == "n24"
+    removed = await boss.request("group.manage", group=group, action="remove", user=ua)
+    assert removed["type"] == "group.managed"
+    assert (await a.request("group.post", group=group, msg_id="x", text="hi"))["code"] == "group_removed"
+    assert (await a.request("group.history", group=group))["code"] == "not_member"
+    assert (await a.request("group.join", group=group))["code"] == "group_removed"
+    for c in (a, boss):
+        await c.close()
+
+
+async def test_moderation_ad_warning_then_removal_flood_and_mute(server: Proc, admin: Admin) -> None:
+    """An ad disguised with full-width letters and spaces is a warning, the next violation
+    (flooding) removes the member; a muted member cannot post until unmuted; all logged."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(server.ws, server.token(owner))
+    a, ua = await iron_member(server, admin, group, owner)
+    warned = await a.request("group.post", group=group, msg_id="ad1", text="加 微 信 ｗｗｗ．ｘ．ｃｏｍ")
+    assert warned["code"] == "group_violation"
+    for i in range(5):  # the flood limit (5 per window) is still fine
+        assert (await a.request("group.post", group=group, msg_id=f"f{i}", text=f"ok {i}"))["type"] \
+            == "group.posted"
+    out = await a.request("group.post", group=group, msg_id="f5", text="one too many")
+    assert out["code"] == "group_removed"
+    members = await admin.call("GET", f"/groups/{group}/members")
+    assert ua not in [m["user"] for m in members["members"]] and ua in members["removed"]
+    b, ub = await iron_member(server, admin, group, owner)
+    muted = await boss.request("group.manage", group=group, action="mute", user=ub, minutes=5)
+    assert muted["type"] == "group.managed"
+    assert (await b.request("group.post", group=group, msg_id="q", text="hi"))["code"] == "group_muted"
+    await boss.request("group.manage", group=group, action="unmute", user=ub)
+    assert (await b.request("group.post", group=group, msg_id="q", text="hi"))["type"] == "group.posted"
+    log = (await admin.call("GET", f"/groups/{group}/moderation"))["log"]
+    assert [(x["action"], x["user"], x["reason"]) for x in log][::-1] == [
+        ("warning", ua, "ad"), ("remove", ua, "flood"), ("mute", ub, "5 min"), ("unmute", ub, "")]
+    for c in (a, b, boss):
+        await c.close()
+
+
+async def test_poll_ballots_results_and_close_at_the_deadline(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """One ballot per member (changeable where allowed), bad choices refused, live results,
+    closed by the workers at its deadline on the moved clock, results still readable."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        boss = await Client.connect(srv.ws, srv.token(owner, ttl_s=86400 * 3))
+        await boss.request("group.open", group=group)
+        voters = [await iron_member(srv, admin, group, owner) for _ in range(3)]
+        ends = await admin.now_ms() + 60_000
+        made = await boss.request("group.poll.create", group=group, poll="p1", question="Next song?",
+                                  options=["A", "B", "C"], ends_at_ms=ends)
+        assert made["poll"]["counts"] == [0, 0, 0]
+        member = voters[0][0]
+        assert (await member.request("group.poll.create", group=group, poll="p2", question="?",
+                                     options=["x", "y"], ends_at_ms=ends))["code"] == "not_group_admin"
+        assert (await member.request("group.vote", group=group, poll="p1", choices=[0, 1]))["code"] \
+            == "bad_choice"
+        assert (await member.request("group.vote", group=group, poll="p1", choices=[5]))["code"] \
+            == "bad_choice"  # no such option
+        assert (await member.request("group.vote", group=group, poll="p1", choices=[10]))["code"] \
+            == "bad_field"  # beyond any poll's options
+        for (c, _), choice in zip(voters, (0, 1, 1), strict=True):
+            assert (await c.request("group.vote", group=group, poll="p1", choices=[choice]))["type"] \
+                == "group.poll"
+        again = await member.request("group.vote", group=group, poll="p1", choices=[2])
+        assert again["code"] == "already_voted"
+        live = await until(lambda: [e["poll"] for e in group_events(boss, "poll")
+                                    if e["poll"]["counts"] == [1, 2, 0]], timeout_s=5)
+        assert live[-1]["voters"] == 3
+        await admin.advance(61_000)
+        closed = await until(lambda: [e["poll"] for e in group_events(boss, "poll")
+                                      if e["poll"]["closed"]])
+        assert closed[-1]["counts"] == [1, 2, 0]
+        late = await voters[2][0].request("group.vote", group=group, poll="p1", choices=[0])
+        assert late["code"] == "poll_closed"
+        read = await member.request("group.poll.get", group=group, poll="p1")
+        assert (read["poll"]["closed"], read["poll"]["counts"]) == (True, [1, 2, 0])
+        for c in (boss, *(c for c, _ in voters)):
+            await c.close()
+
+
+async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: Admin) -> None:
+    """A gift with `group` settles with every gift rule and the group sees it; to a
+    non-member it is refused before anything is paid."""
+    group, owner = await new_group(admin)
+    s, r = await admin.pair(20)
+    a, _ = await iron_member(server, admin, group, owner, s)
+    b, _ = await iron_member(server, admin, group, owner, r)
+    sent = await a.send_gift(r, "note.do", 3, gift_id="g1", group=group)
+    assert sent["type"] == "gift.confirmed"
+    again = await a.send_gift(r, "note.do", 3, gift_id="g1", group=group)
+    assert again["transfer_id"] == sent["transfer_id"]
+    shown = await until(lambda: group_events(b, "gift"))
+    await asyncio.sleep(0.3)
+    assert [(e["from"], e["to"], e["count"]) for e in group_events(b, "gift")] == [(s, r, 3)]
+    outsider = uid("r")
+    await admin.user(outsider)
+    await admin.follow(s, outsider)
+    refused = await a.send_gift(outsider, "note.do", 2, gift_id="g2", group=group)
+    assert (refused["type"], refused["code"]) == ("gift.rejected", "not_group_member")
+    assert await admin.balances(s) == {"note.do": 17} and shown
+    for c in (a, b):
+        await c.close()
+
+
+async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(
+        server: Proc, second_gateway: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
+    """10 cards for 4 grabbers, grabbed by 6 members over two gateways: 4 shares ≥ 1 summing
+    to 10, the rest refused `envelope_empty`, a retry gets the same share, the group sees
+    every grab; balances, the ledger audit and the envelope audit agree."""
+    group, owner = await new_group(admin)
+    sender, _ = await admin.pair(50)
+    s, _ = await iron_member(server, admin, group, owner, sender)
+    grabbers = [await iron_member(server if i % 2 else second_gateway, admin, group, owner)
+                for i in range(6)]
+    sent = await s.request("envelope.send", group=group, envelope="e1", asset="note.do", total=10,
+                           shares=4)
+    assert (sent["type"], sent["balance"], sent["envelope"]) == ("envelope.sent", 40, f"{sender}:e1")
+    name = sent["envelope"]
+    replies = await asyncio.gather(*(c.request("envelope.grab", group=group, envelope=name,
+                                               timeout_s=30) for c, _ in grabbers))
+    won = [r for r in replies if r["type"] == "envelope.grabbed"]
+    assert len(won) == 4 and sum(r["share"] for r in won) == 10 and min(r["share"] for r in won) >= 1
+    assert sorted(r["code"] for r in replies if r["type"] == "error") == ["envelope_empty"] * 2
+    winner = next(c for (c, _), r in zip(grabbers, replies, strict=True) if r["type"] == "envelope.grabbed")
+    again = await winner.request("envelope.grab", group=group, envelope=name)
+    first = next(r for (c, _), r in zip(grabbers, replies, strict=True) if c is winner)
+    assert (again["share"], again["seq"]) == (first["share"], first["seq"])
+    state = await admin.call("GET", f"/groups/{group}/envelopes/{name}")
+    assert (state["left"], state["left_shares"], state["state"]) == (0, 0, "done")
+    assert sorted(state["grabs"].values()) == sorted(r["share"] for r in won)
+    for (_, u), r in zip(grabbers, replies, strict=True):
+        want = {"note.do": r["share"]} if r["type"] == "envelope.grabbed" else {}
+        assert await admin.balances(u) == want
+    seen = await until(lambda: [e for e in group_events(s, "envelope_done")])
+    assert seen[0]["reason"] == "grabbed"
+    assert len(group_events(s, "grab")) == 4
+    code, out = await run_audit(valkey.url)
+    assert code == 0 and "ok   envelopes_exact" in out, out
+    for c in (s, *(c for c, _ in grabbers)):
+        await c.close()
+
+
+async def test_envelope_rush_of_1000_grabbers_with_a_worker_killed_in_it(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """1,000 members rush one envelope of 300 cards for 100 shares over two gateways while the
+    first worker is SIGKILLed right after deciding a share: the next worker finishes, and
+    exactly 100 members get shares ≥ 1 summing to 300, nobody twice; the audit passes."""
+    url = fresh_valkey().url
+    env = {"GIFTWIRE_REQUESTS_PER_S": "1000", "GIFTWIRE_REQUEST_BURST": "1000"}
+    gw1 = start("gateway", url, None, env)
+    gw2 = start("gateway", url, gw1.data_dir, env)
+    async with Admin(gw1) as admin:
+        group, owner = await new_group(admin, capacity=1100)
+        sender, _ = await admin.pair(300)
+        users = [uid("rush") for _ in range(1000)]
+        await admin.call("POST", "/bulk", {"users": [{"id": u, "registered_at_ms": 1} for u in
+                                                     users]})
+        for u in [*users, sender]:
+            await admin.call("PUT", "/iron-fans", {"fan": u, "creator": owner, "iron": True})
+        s = await Client.connect(gw1.ws, gw1.token(sender))
+        assert (await s.request("group.join", group=group))["type"] == "group.snapshot"
+        send = asyncio.create_task(s.request("envelope.send", group=group, envelope="rush",
+                                             asset="note.do", total=300, shares=100, timeout_s=60))
+        first = start("worker", url, gw1.data_dir)  # settles the envelope, then stops below
+        sent = await send
+        assert sent["type"] == "envelope.sent"
+        name = sent["envelope"]
+        clients: list[Client] = []
+        for i, u in enumerate(users):
+            gw = gw1 if i % 2 else gw2
+            c = await Client.connect(gw.ws, gw.token(u))
+            assert (await c.request("group.join", group=group, timeout_s=30))["role"] == "member"
+            clients.append(c)
+        first.signal(signal.SIGTERM)  # the grabs wait in the stream for the doomed worker
+        assert first.wait() == 0
+        grabs = [asyncio.create_task(c.request("envelope.grab", group=group, envelope=name,
+                                               timeout_s=120)) for c in clients]
+        await asyncio.sleep(0.5)  # the grabs are in the stream
+        doomed = start("worker", url, gw1.data_dir, {"GIFTWIRE_FAULT": "kill_after_grab"})
+        assert await asyncio.to_thread(doomed.wait, 60) == -signal.SIGKILL
+        # killed mid-rush: shares decided on the group's slot, none credited yet, all in escrow
+        midway = await admin.call("GET", f"/groups/{group}/envelopes/{name}")
+        assert midway["grabs"] and not any([await admin.balances(u) for u in users[:50]])
+        code, out = await run_audit(url)
+        assert code == 0, out
+        start("worker", url, gw1.data_dir, {"GIFTWIRE_CLAIM_IDLE_MS": "300"})
+        replies = await asyncio.gather(*grabs)
+        won = [r for r in replies if r["type"] == "envelope.grabbed"]
+        assert len(won) == 100 and sum(r["share"] for r in won) == 300
+        assert min(r["share"] for r in won) >= 1
+        assert {r["code"] for r in replies if r["type"] == "error"} == {"envelope_empty"}
+        state = await admin.call("GET", f"/groups/{group}/envelopes/{name}")
+        assert len(state["grabs"]) == 100 and sum(state["grabs"].values()) == 300
+        balances = [await admin.balances(u) for u in users]
+        assert sum(b.get("note.do", 0) for b in balances) == 300
+        assert sum(1 for b in balances if b) == 100
+        code, out = await run_audit(url)
+        assert code == 0 and "ok   envelopes_exact" in out, out
+        for c in [s, *clients]:
+            await c.close()
+
+
+async def test_leftovers_return_after_24h_and_the_days_metrics(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """An envelope half grabbed returns the rest to its sender after 24 h on the moved clock
+    (once); the day's metrics equal what the test did: distinct speakers, messages, poll
+    voters, envelope claim rate."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        sender, _ = await admin.pair(50)
+        s, _ = await iron_member(srv, admin, group, owner, sender)
+        a, _ = await iron_member(srv, admin, group, owner)
+        b, _ = await iron_member(srv, admin, group, owner)
+        boss = await Client.connect(srv.ws, srv.token(owner, ttl_s=86400 * 3))
+        for c, n in ((s, 2), (a, 1), (boss, 1)):
+            for i in range(n):
+                await c.request("group.post", group=group, msg_id=f"x{i}", text="hi")
+        ends = await admin.now_ms() + 3_600_000
+        await boss.request("group.poll.create", group=group, poll="p", question="?",
+                           options=["y", "n"], ends_at_ms=ends)
+        await a.request("group.vote", group=group, poll="p", choices=[0])
+        sent = await s.request("envelope.send", group=group, envelope="e", asset="note.do",
+                               total=20, shares=4)
+        got = await a.request("envelope.grab", group=group, envelope=sent["envelope"])
+        assert got["type"] == "envelope.grabbed"
+        metrics = await admin.call("GET", f"/groups/{group}/metrics")
+        assert {k: metrics[k] for k in ("active_speakers", "messages", "poll_voters", "envelopes",
+                                        "shares_offered", "grabs", "claim_rate", "members")} == {
+            "active_speakers": 3, "messages": 4, "poll_voters": 1, "envelopes": 1,
+            "shares_offered": 4, "grabs": 1, "claim_rate": 0.25, "members": 4}
+        assert metrics["poll_participation"] == 0.25
+        await admin.advance(DAY_MS + 1000)
+        refund = await s.next_event("balance.changed", timeout_s=15)
+        assert (refund["reason"], refund["delta"]) == ("envelope_refund", 20 - got["share"])
+        assert await admin.balances(sender) == {"note.do": 50 - got["share"]}
+        late = await b.request("envelope.grab", group=group, envelope=sent["envelope"])
+        assert late["code"] == "envelope_expired"
+        state = await admin.call("GET", f"/groups/{group}/envelopes/{sent['envelope']}")
+        assert (state["state"], state["refunded"]) == ("refunded", 20 - got["share"])
+        await asyncio.sleep(1.5)  # more sweeps: the refund happened once
+        assert await admin.balances(sender) == {"note.do": 50 - got["share"]}
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   envelopes_exact" in out, out
+        for c in (s, a, b, boss):
+            await c.close()
