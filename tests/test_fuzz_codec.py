@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol.errors import ERRORS
+from protocol.groups import NOT_BLANK
 from protocol.messages import (
     CLIENT,
     CLIENT_TYPES,
@@ -104,6 +105,10 @@ def valid_value(f: Field) -> st.SearchStrategy[Any]:
     if f.kind == "objects":
         return st.lists(st.dictionaries(st.text(UNICODE, max_size=8), st.integers(-10, 10),
                                         max_size=3), max_size=min(3, f.max_length))
+    if f.kind in ("strs", "ints"):
+        item = Field(f.name, "str" if f.kind == "strs" else "int", "", True, f.pattern,
+                     f.minimum, f.maximum, f.enum)
+        return st.lists(valid_value(item), max_size=min(3, f.max_length))
     if f.kind == "int":
         lo = f.minimum if f.minimum is not None else -(2**63)
         hi = f.maximum if f.maximum is not None else (2**64 - 1 if lo >= 0 else 2**63 - 1)
@@ -133,6 +138,12 @@ def wrong_type(f: Field) -> st.SearchStrategy[Any]:
         return (st.none() | st.booleans() | st.integers() | text
                 | st.dictionaries(text, st.integers(), max_size=2)
                 | st.lists(st.integers(), min_size=1, max_size=2))
+    if f.kind == "strs":
+        return (st.none() | st.booleans() | st.integers() | text
+                | st.lists(st.integers() | st.none(), min_size=1, max_size=2))
+    if f.kind == "ints":
+        return (st.none() | st.booleans() | st.integers() | text
+                | st.lists(text | st.none() | floats | st.booleans(), min_size=1, max_size=2))
     bad_amount = st.none() | st.booleans() | floats | text
     return (st.none() | st.booleans() | st.integers() | text | st.lists(st.integers(), max_size=2)
             | st.dictionaries(text, bad_amount, min_size=1, max_size=3))
@@ -154,6 +165,8 @@ def broken_string(draw: st.DrawFn, f: Field) -> str:
     if not (f.pattern or f.enum):
         unit = draw(st.text(UNICODE, min_size=1, max_size=3))
         return unit * (f.max_length // len(unit) + 1)
+    if f.pattern == NOT_BLANK:  # free text: only blank or too long is refused
+        return draw(st.sampled_from(["", " \n\t", "x" * (f.max_length + 1)]))
     good = draw(valid_value(f))
     how = draw(st.sampled_from(["empty", "foreign", "long"]))
     if how == "empty":

@@ -437,3 +437,38 @@ async def test_leftovers_return_after_24h_and_the_days_metrics(
         assert code == 0 and "ok   envelopes_exact" in out, out
         for c in (s, a, b, boss):
             await c.close()
+
+
+async def test_a_refused_envelope_is_refunded_and_never_opens_later(
+        server: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
+    """An envelope sent to a group the sender is not in is refused (`not_member`) and the
+    cards come back; the same envelope id after joining is still that refusal (its cards
+    are no longer in escrow), while a new id opens; short balances are refused up front."""
+    group, owner = await new_group(admin)
+    sender, _ = await admin.pair(30)
+    async with await Client.connect(server.ws, server.token(sender)) as c:
+        refused = await c.request("envelope.send", group=group, envelope="x", asset="note.do",
+                                  total=10, shares=2)
+        assert (refused["type"], refused["code"]) == ("error", "not_member")
+        refund = await c.next_event("balance.changed")
+        assert (refund["reason"], refund["balance"]) == ("envelope_refund", 30)
+    m, _ = await iron_member(server, admin, group, owner, sender)
+    again = await m.request("envelope.send", group=group, envelope="x", asset="note.do",
+                            total=10, shares=2)
+    assert again["code"] == "not_member"
+    assert await admin.balances(sender) == {"note.do": 30}
+    poor = await m.request("envelope.send", group=group, envelope="y", asset="note.do",
+                           total=31, shares=2)
+    assert poor["code"] == "envelope_insufficient"
+    wrong = await m.request("envelope.send", group=group, envelope="z", asset="small_card",
+                            total=1, shares=1)
+    assert wrong["code"] == "envelope_asset"
+    ok = await m.request("envelope.send", group=group, envelope="w", asset="note.do", total=10,
+                         shares=2)
+    assert (ok["type"], ok["balance"]) == ("envelope.sent", 20)
+    conflict = await m.request("envelope.send", group=group, envelope="w", asset="note.do",
+                               total=11, shares=2)
+    assert conflict["code"] == "envelope_id_conflict"
+    code, out = await run_audit(valkey.url)
+    assert code == 0, out
+    await m.close()

@@ -18,6 +18,8 @@ import signal
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from server.config import Settings
 from server.gateway.endpoint import error_frame
 from server.gifting import rules
@@ -124,6 +126,11 @@ class SendFlow(_Flow):
             code = "envelope_id_conflict" if st is Status.CONFLICT else str(reply[1])
             await self.replies.send(item.sender, item.route, error_frame(code))
             item.done = True
+        elif st is Status.EXISTS and orjson.loads(reply[1])["st"] == "refused":
+            # refused and refunded before: never open it now (its cards are not in escrow)
+            await self.replies.send(item.sender, item.route,
+                                    error_frame(orjson.loads(reply[1])["code"]))
+            item.done = True
         elif st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"env_debit answered {reply!r}")
 
@@ -153,11 +160,12 @@ class SendFlow(_Flow):
         if st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"env_settle answered {reply!r}")
         if reply[1] == "open":
+            # the refund sweep finds it when it is due (again on a re-run: a crash may have
+            # come between the settle and this)
+            await self.scripts.redis.zadd(keys.ENVELOPES_DUE,
+                                          {f"{item.group} {item.name}": int(item.detail)})
             if st is Status.EXISTS:  # settled before: the stored event answers this request
                 await self.replies.send(item.sender, item.route, str(reply[2]))
-            else:  # the refund sweep finds it when it is due
-                await self.scripts.redis.zadd(keys.ENVELOPES_DUE,
-                                              {f"{item.group} {item.name}": int(item.detail)})
         else:
             await self.replies.send(item.sender, item.route, error_frame(str(reply[2])))
 
