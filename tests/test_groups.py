@@ -472,3 +472,26 @@ async def test_a_refused_envelope_is_refunded_and_never_opens_later(
     code, out = await run_audit(valkey.url)
     assert code == 0, out
     await m.close()
+
+
+async def test_a_removed_member_stops_receiving_and_a_retried_violation_counts_once(
+        server: Proc, admin: Admin) -> None:
+    """The same offending msg_id sent twice is one warning, not a removal; once an admin
+    removes a member, their open connection gets no more of the group's messages."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(server.ws, server.token(owner))
+    a, ua = await iron_member(server, admin, group, owner)
+    for _ in range(2):
+        warned = await a.request("group.post", group=group, msg_id="ad", text="see t.me/x")
+        assert warned["code"] == "group_violation"
+    members = await admin.call("GET", f"/groups/{group}/members")
+    assert {m["user"]: m["warnings"] for m in members["members"]}[ua] == 1
+    await boss.request("group.manage", group=group, action="remove", user=ua)
+    await until(lambda: group_events(a, "removed"))
+    await asyncio.sleep(0.5)  # past the tick that told them
+    before = len(a.events())
+    await boss.request("group.post", group=group, msg_id="after", text="not for you")
+    await asyncio.sleep(0.6)
+    assert [f for f in a.events()[before:] if f["type"] == "group.frame"] == []
+    for c in (a, boss):
+        await c.close()

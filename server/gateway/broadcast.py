@@ -49,8 +49,9 @@ class Broadcast:
         self.s = s
         self.channels: dict[str, Shared] = {}
         hub.room_sink = self.on_event
-        # a module watching its events go by (rooms: a gift means the board may have moved)
-        self.on_room_event: Callable[[str, str], None] = lambda channel, event_json: None
+        # modules watching events go by (rooms: a gift means the board may have moved;
+        # groups: a removed member stops watching)
+        self.watchers: list[Callable[[str, str], None]] = []
 
     def open(self, channel: str, frame_type: str, name_field: str, name: str) -> None:
         """Frames of `channel` are `frame_type` naming `name_field: name`."""
@@ -64,7 +65,8 @@ class Broadcast:
         shared = self.channels.get(channel)
         if shared is None:
             return
-        self.on_room_event(channel, event_json)
+        for watcher in self.watchers:
+            watcher(channel, event_json)
         if len(shared.events) < FRAME_EVENTS_MAX:
             shared.events.append((seq, event_json.encode()))
         else:  # a storm beyond what one frame carries: watchers see the gap and re-read

@@ -22,6 +22,7 @@ from server.store.outcomes import Status, status
 MEMBERS_LISTED_MAX = 5000  # members one GET lists (capacity is 500 by default)
 LOG_LISTED_MAX = 200  # moderation log lines one GET lists
 CAPACITY_MAX = 100_000
+DAY_ENVELOPES_MAX = 10_000  # envelopes of one day the claim rate reads
 
 
 def install(p: Parts) -> None:
@@ -106,21 +107,30 @@ def install(p: Parts) -> None:
         pipe.scard(g.speakers(dk))
         pipe.scard(g.voters(dk))
         pipe.hget(g.profile, "members")
-        counters, speakers, voters, members_now = await pipe.execute()
-        offered, grabs = int(counters.get("shares_offered", 0)), int(counters.get("grabs", 0))
+        pipe.smembers(g.day_envelopes(dk))
+        counters, speakers, voters, members_now, opened = await pipe.execute()
+        pipe = p.redis.pipeline(transaction=False)
+        for name in sorted(opened)[:DAY_ENVELOPES_MAX]:
+            pipe.hmget(g.envelope(name), "shares", "left_shares")
+        # the claim rate of the day's envelopes, whenever they were grabbed
+        taken = [(int(a), int(a) - int(b)) for a, b in await pipe.execute() if a is not None]
+        offered = sum(n for n, _ in taken)
+        claimed = sum(c for _, c in taken)
+        grabs = int(counters.get("grabs", 0))
         members_now = int(members_now or 0)
         return {"group": g.group, "day": day.isoformat(), "active_speakers": speakers,
                 "messages": int(counters.get("messages", 0)), "poll_voters": voters,
                 "poll_participation": round(voters / members_now, 4) if members_now else 0.0,
                 "envelopes": int(counters.get("envelopes", 0)), "shares_offered": offered,
-                "grabs": grabs, "claim_rate": round(grabs / offered, 4) if offered else 0.0,
+                "grabs": grabs, "shares_claimed": claimed,
+                "claim_rate": round(claimed / offered, 4) if offered else 0.0,
                 "members": members_now}
 
     async def envelope(r: Request) -> Any:
         g = await require_group(group_id(r))
         name = r.path_params["envelope"]
         h = await p.redis.hgetall(g.envelope(name))
-        if not h:
+        if not h or h.get("state") == "void":
             raise AdminError("not_found", "no such envelope in this group")
         grabs = await p.redis.hgetall(g.grabs(name))
         return {**envelope_view(name, h), "refunded": int(h.get("refunded", 0)),

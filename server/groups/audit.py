@@ -38,6 +38,8 @@ async def check_envelopes(redis: Any, r: AuditResult) -> None:
         group = key[key.index("{g:") + 3: key.index("}")]
         envelope = key.split(":env:", 1)[1]
         e = await redis.hgetall(key)
+        if e.get("state") == "void":  # a tombstone: an operator voided it before it opened
+            continue
         grabs = [int(x) for x in (await redis.hvals(keys.group(group).grabs(envelope)))]
         total, left, refunded = int(e["total"]), int(e["left"]), int(e.get("refunded", 0))
         where = f"group {group} envelope {envelope}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 from dataclasses import dataclass
 from typing import Any
@@ -136,10 +137,11 @@ class SendFlow(_Flow):
 
     def open_call(self, item: SendItem, now: Now) -> Call:
         g = keys.group(item.group)
-        return ([g.profile, g.members, g.envelope(item.name), g.envelopes, g.day(now.day), g.channel],
+        return ([g.profile, g.members, g.envelope(item.name), g.envelopes, g.day(now.day), g.channel,
+                 g.day_envelopes(now.day)],
                 [item.name, item.sender, item.asset, item.total, item.shares, now.now_ms,
                  now.now_ms + self.s.envelope_ttl_s * 1000, self.s.publish_mode,
-                 self.s.group_day_ttl_s, self.s.envelopes_open_max])
+                 self.s.group_day_ttl_s, self.s.envelopes_open_max, secrets.token_hex(16)])
 
     async def after_open(self, item: SendItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
@@ -170,16 +172,25 @@ class SendFlow(_Flow):
             await self.replies.send(item.sender, item.route, error_frame(str(reply[2])))
 
     async def void(self, item: SendItem, now_ms: int) -> str:
-        """An operator gives up: unless the group opened it, the sender gets the cards back."""
+        """An operator gives up: unless the group opened it, the sender gets the cards back.
+        One the group opened stays open (its cards are the grabbers' now) and is settled so."""
         now = await self.prepare(now_ms)
         item.route = ""
-        stored = await self.scripts.redis.hget(keys.user(item.sender).transfers, item.rid)
-        if stored is None:
+        redis = self.scripts.redis
+        if await redis.hget(keys.user(item.sender).transfers, item.rid) is None:
             return "nothing_moved"
-        item.outcome, item.detail = "refuse", "settlement_failed"
+        decided = await self.scripts["env_void"](keys=[keys.group(item.group).envelope(item.name)],
+                                                 args=[])
+        if status(decided) is Status.EXISTS:
+            item.outcome, item.detail = "open", str(decided[1])
+        else:  # never opened, and now never will be
+            item.outcome, item.detail = "refuse", "settlement_failed"
         call = self.settle_call(item, now)
         reply = await self.scripts["env_settle"](keys=call[0], args=call[1])
-        return "opened" if reply[1] == "open" else "refunded"
+        if reply[1] == "open":
+            await redis.zadd(keys.ENVELOPES_DUE, {f"{item.group} {item.name}": int(item.detail)})
+            return "opened"
+        return "refunded"
 
 
 @dataclass
@@ -294,11 +305,13 @@ def refund_due(scripts: Scripts, s: Settings) -> Any:
 
 
 def poll_ticks(scripts: Scripts, s: Settings) -> Any:
-    """The periodic poll tick: held-back results go out, due polls close."""
+    """The periodic poll tick: due polls close, held-back results go out."""
 
     async def run(now_ms: int) -> int:
         redis = scripts.redis
-        polls = await redis.zrange(keys.POLLS_DUE, 0, SWEEP_BATCH - 1)
+        due = await redis.zrangebyscore(keys.POLLS_DUE, "-inf", now_ms, start=0, num=SWEEP_BATCH)
+        dirty = await redis.spop(keys.POLLS_DIRTY, SWEEP_BATCH) or []
+        polls = sorted(set(due) | set(dirty))
         if not polls:
             return 0
         calls: list[Call] = []
@@ -311,6 +324,6 @@ def poll_ticks(scripts: Scripts, s: Settings) -> Any:
                  if not isinstance(r, Exception) and r[1] in ("closed", "gone")]
         if ended:
             await redis.zrem(keys.POLLS_DUE, *ended)
-        return len(ended)
+        return len(polls)
 
     return run

@@ -31,12 +31,13 @@ class GroupGift(Protocol):
     done: bool
 
 
-def check_step(replies: Replies) -> Step:
+def check_step(s: Settings, replies: Replies) -> Step:
     def call(item: GroupGift, _batch: Any) -> Call | None:
         if not item.group:
             return None
         g = keys.group(item.group)
-        return ([g.profile, g.members], [item.sender, item.to])
+        return ([g.profile, g.members, g.gift_checks],
+                [item.sender, item.to, item.tid, s.room_recorded_ttl_s])
 
     async def after(item: GroupGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
@@ -44,7 +45,7 @@ def check_step(replies: Replies) -> Step:
             await replies.send(item.sender, item.route,
                                rejection(item.tid, item.gift_id, str(reply[1])))
             item.done = True
-        elif st is not Status.APPLIED:
+        elif st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"group_check answered {reply!r}")
 
     return Step("group_check", call, after)

@@ -5,10 +5,13 @@ a fan-club level) is read first and handed to the group's script."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis.exceptions import RedisError
 
 from protocol.messages import encode
 from server.gateway.connection import Connection
@@ -23,6 +26,7 @@ if TYPE_CHECKING:
     from server.gateway.endpoint import Gateway
 
 EXT = "groups"  # the key of this module's state in `Gateway.ext`
+log = logging.getLogger("giftwire.groups")
 HISTORY_PAGE_DEFAULT = 50
 OPEN_LISTED_MAX = 100  # open polls / envelopes a snapshot lists
 
@@ -35,6 +39,26 @@ class GroupWatch:
         self.gw = gw
         self.p = p
         self.owners: dict[str, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        gw.broadcast.watchers.append(self.on_event)
+
+    def on_event(self, channel: str, event_json: str) -> None:
+        """A member removed (or gone) stops watching on every connection here, after the
+        tick that tells them so: a removed member reads nothing more."""
+        if '"kind":"removed"' not in event_json and '"kind":"leave"' not in event_json:
+            return
+        user = orjson.loads(event_json).get("user")
+        out = [c for c in self.gw.hub.on(channel) if c.user == user]
+        if out:
+            task = asyncio.get_running_loop().create_task(self._drop(channel, out))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _drop(self, channel: str, conns: list[Connection]) -> None:
+        await asyncio.sleep(2 * self.gw.s.room_tick_ms / 1000)  # their last frame goes out first
+        for conn in conns:
+            await self.gw.hub.leave(conn, channel)
+        self.gw.broadcast.close_if_unwatched(channel)
 
     def channel(self, group: str) -> str:
         return keys.group(group).channel
@@ -197,14 +221,17 @@ async def post(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
             await w.close(conn, d["group"])
         gw.error(conn, str(reply[1]), d["id"])
         return
-    message = orjson.loads(reply[1])
-    conn.push(encode("group.posted", id=d["id"], group=d["group"], message=message).decode())
     mentioned = orjson.loads(reply[2]) or []
     if status(reply) is Status.APPLIED and mentioned:  # a retry does not mention again
-        for user in mentioned:
+        for user in mentioned:  # one call per member: each is their own slot
             uk = keys.user(user)
-            await w.p.scripts["mention"](keys=[uk.profile, uk.events, uk.channel],
-                                         args=[d["group"], reply[1], s.events_bound])
+            try:
+                await w.p.scripts["mention"](keys=[uk.profile, uk.events, uk.channel],
+                                             args=[d["group"], reply[1], s.events_bound])
+            except RedisError:  # the message is posted: its reply must still be the only one
+                log.warning("mention of %s in %s not delivered", user, d["group"])
+    conn.push(encode("group.posted", id=d["id"], group=d["group"],
+                     message=orjson.loads(reply[1])).decode())
 
 
 async def history(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
@@ -284,6 +311,8 @@ async def vote(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if status(reply) is Status.REJECTED:
         gw.error(conn, str(reply[1]), d["id"])
         return
+    if reply[2] == "dirty":  # the workers' poll tick publishes the results held back
+        await gw.redis.sadd(keys.POLLS_DIRTY, f"{d['group']} {d['poll']}")
     conn.push(encode("group.poll", id=d["id"], group=d["group"],
                      poll=orjson.loads(reply[1])).decode())
 

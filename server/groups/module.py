@@ -44,7 +44,7 @@ def install(p: Parts) -> None:
     p.requests.add("envelope.grab", handlers.envelope_grab, ("envelope.grabbed", "error"))
     p.flows.add(envelopes.SendFlow(p.scripts, p.settings, p.replies))
     p.flows.add(envelopes.GrabFlow(p.scripts, p.settings, p.replies))
-    p.flows.add_step(GIFT, gifts.check_step(p.replies), first=True)
+    p.flows.add_step(GIFT, gifts.check_step(p.settings, p.replies), first=True)
     p.flows.add_step(GIFT, gifts.record_step(p.settings))
     p.periodic.add("envelope-refunds", envelopes.refund_due(p.scripts, p.settings),
                    every_ms=p.settings.group_tick_ms)

@@ -54,7 +54,7 @@ class RoomViewers:
         # likes counted here since the last tick, by room: one call per room per tick
         self.likes: dict[str, int] = {}
         self.broadcast = gw.broadcast
-        self.broadcast.on_room_event = self.on_event
+        self.broadcast.watchers.append(self.on_event)
 
     def channel(self, room: str) -> str:
         return keys.room(room).channel

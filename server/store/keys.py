@@ -162,6 +162,13 @@ class RoomKeys:
         return f"{self.tag}:x"
 
     @property
+    def gift_checks(self) -> str:
+        return f"{self.tag}:gc"
+
+    def day_envelopes(self, day_key: str) -> str:
+        return f"{self.tag}:de:{day_key}"
+
+    @property
     def quotes(self) -> str:
         return f"{self.tag}:q"
 
@@ -194,6 +201,8 @@ class GroupKeys:
     env:<id> / eg:<id>   a red envelope / its grabs (grabber → share)
     d:<day> / ds:<day> / dv:<day>  the day's counters / speakers / voters (exact)
     x      gifts recorded in the group (transfer id → 1), so a retry shows once
+    gc     in-chat gifts checked (transfer id → ok | no): a re-run gets the first answer
+    de:<day>  red envelopes opened that day (their claim rate)
     c      the group's pub/sub channel (at-most-once group events)
     """
 
@@ -283,6 +292,13 @@ class GroupKeys:
         return f"{self.tag}:x"
 
     @property
+    def gift_checks(self) -> str:
+        return f"{self.tag}:gc"
+
+    def day_envelopes(self, day_key: str) -> str:
+        return f"{self.tag}:de:{day_key}"
+
+    @property
     def channel(self) -> str:
         return f"{self.tag}:c"
 
@@ -315,6 +331,7 @@ def settle_failures(partition: int) -> str:
 SETTLE_GROUP = "settlers"
 WISHES_DUE = f"{PREFIX}:{{rooms}}:wishes"  # zset: room → when its gift wish ends (ms)
 POLLS_DUE = f"{PREFIX}:{{groups}}:polls"  # zset: `<group> <poll>` → its deadline (ms)
+POLLS_DIRTY = f"{PREFIX}:{{groups}}:dirty"  # set: `<group> <poll>` with results held back
 ENVELOPES_DUE = f"{PREFIX}:{{groups}}:envs"  # zset: `<group> <envelope>` → its expiry (ms)
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd

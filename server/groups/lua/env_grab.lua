@@ -3,7 +3,8 @@
 -- whatever the grab order. With k shares and R cards left, the last share is R; any
 -- other is uniform on [1, m], m = min(floor(2R/k), R - (k - 1)) ("double the mean": a share
 -- averages about R/k, and every later share keeps at least 1). The draw is sha1 of
--- `<envelope>:<grab number>`: deterministic and auditable.
+-- `<secret seed>:<envelope>:<grab number>`: a re-run decides the same, an operator can
+-- reproduce it, and no member can foresee it (the seed is never published).
 -- KEYS[1] - profile  KEYS[2] - members  KEYS[3] - the envelope  KEYS[4] - its grabs
 -- KEYS[5] - open envelopes  KEYS[6] - the day's counters  KEYS[7] - channel
 -- ARGV[1] - envelope id  ARGV[2] - grabber  ARGV[3] - now ms  ARGV[4] - publish mode
@@ -15,7 +16,7 @@ local envelope, user, now = ARGV[1], ARGV[2], int_arg(ARGV[3], 'now')
 local publish, day_ttl = publish_command(ARGV[4]), int_arg(ARGV[5], 'day_ttl')
 
 local e = redis.call('HMGET', k_env, 'sender', 'asset', 'left', 'left_shares', 'expires_ms',
-                     'state', 'shares')
+                     'state', 'shares', 'seed')
 if not e[1] then return {'rejected', 'envelope_unknown'} end
 local mine = redis.call('HGET', k_grabs, user)
 if mine then return {'exists', mine, e[2], e[1]} end
@@ -29,7 +30,7 @@ local share = left
 if k > 1 then
   local m = math.min(math.floor(2 * left / k), left - (k - 1))
   local j = tonumber(e[7]) - k
-  local h = tonumber(string.sub(redis.sha1hex(envelope .. ':' .. I(j)), 1, 8), 16)
+  local h = tonumber(string.sub(redis.sha1hex(e[8] .. ':' .. envelope .. ':' .. I(j)), 1, 8), 16)
   share = 1 + h % math.max(m, 1)
 end
 redis.call('HSET', k_grabs, user, I(share))

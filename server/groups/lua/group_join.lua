@@ -15,9 +15,12 @@ local p = redis.call('HMGET', k_profile, 'owner', 'rule', 'capacity', 'min_level
 if not p[1] then return {'rejected', 'group_unknown'} end
 local role = role_of(k_members, user)
 if role then return {'exists', role} end
-if redis.call('SISMEMBER', k_removed, user) == 1 then return {'rejected', 'group_removed'} end
-if tonumber(p[5]) >= tonumber(p[3]) then return {'rejected', 'group_full'} end
 local rule = p[2]
+-- a removed user comes back only through an admin's approval (in an approval group)
+if redis.call('SISMEMBER', k_removed, user) == 1 and rule ~= 'approval' then
+  return {'rejected', 'group_removed'}
+end
+if tonumber(p[5]) >= tonumber(p[3]) then return {'rejected', 'group_full'} end
 if rule == 'iron_fan' then
   if not iron then return {'rejected', 'not_eligible'} end
 elseif rule == 'level' then

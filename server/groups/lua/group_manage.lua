@@ -20,12 +20,16 @@ if not is_manager(mine) then return {'rejected', 'not_group_admin'} end
 
 if action == 'approve' or action == 'reject' then
   if redis.call('HEXISTS', k_apps, target) == 0 then return {'rejected', 'not_member'} end
+  local already = role_of(k_members, target)
+  if action == 'approve' and not already and tonumber(p[3]) >= tonumber(p[2]) then
+    return {'rejected', 'group_full'}  -- the application stays for later
+  end
   redis.call('HDEL', k_apps, target)
   if action == 'reject' then
     modlog(k_log, log_max, actor, action, target, '', now)
     return {'applied', ''}
   end
-  if tonumber(p[3]) >= tonumber(p[2]) then return {'rejected', 'group_full'} end
+  if already then return {'applied', already} end  -- joined meanwhile: nothing to change
   redis.call('SREM', k_removed, target)
   redis.call('HSET', k_members, target, 'member')
   redis.call('HINCRBY', k_profile, 'members', 1)

@@ -30,6 +30,7 @@ local key = sender .. ':' .. msg_id
 local stored = redis.call('HGET', k_posted, key)
 if stored then
   local s = cjson.decode(stored)
+  if s.r then return {'rejected', s.r} end  -- a retried violation counts once
   return {'exists', cjson.encode(s.m), cjson.encode(s.n)}
 end
 if redis.call('SISMEMBER', k_removed, sender) == 1 then return {'rejected', 'group_removed'} end
@@ -55,13 +56,17 @@ if not violation and not is_manager(role) then
 end
 if violation then
   local count = redis.call('HINCRBY', k_warnings, sender, 1)
+  local code = 'group_violation'
   if count >= strikes then
     remove_member(k_profile, k_members, k_mutes, k_removed, k_channel, sender, violation, publish)
     modlog(k_log, log_max, 'system', 'remove', sender, violation, now)
-    return {'rejected', 'group_removed'}
+    code = 'group_removed'
+  else
+    modlog(k_log, log_max, 'system', 'warning', sender, violation, now)
   end
-  modlog(k_log, log_max, 'system', 'warning', sender, violation, now)
-  return {'rejected', 'group_violation'}
+  redis.call('HSET', k_posted, key, cjson.encode({r = code}))
+  redis.call('EXPIRE', k_posted, I(posted_ttl))
+  return {'rejected', code}
 end
 
 -- mentions reach members only, never the sender

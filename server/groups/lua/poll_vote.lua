@@ -6,7 +6,7 @@
 -- ARGV[1] - voter  ARGV[2] - poll id  ARGV[3] - choices (JSON list of option indexes)
 -- ARGV[4] - now ms  ARGV[5] - publish mode  ARGV[6] - day counters kept (s)
 -- ARGV[7] - throttle ms
--- Returns {'applied', poll JSON} | {'rejected', code}
+-- Returns {'applied', poll JSON, 'published' | 'dirty'} | {'rejected', code}
 local k_profile, k_members, k_poll, k_ballots, k_voters, k_channel =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local voter, poll_id, choices = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
@@ -43,7 +43,7 @@ local state = poll_state(k_poll, poll_id)
 if now - tonumber(p[6] or '0') >= throttle then
   redis.call('HSET', k_poll, 'published_ms', I(now), 'dirty', '0')
   group_event(k_profile, k_channel, {kind = 'poll', poll = state}, publish)
-else
-  redis.call('HSET', k_poll, 'dirty', '1')
+  return {'applied', cjson.encode(state), 'published'}
 end
-return {'applied', cjson.encode(state)}
+redis.call('HSET', k_poll, 'dirty', '1')
+return {'applied', cjson.encode(state), 'dirty'}
