@@ -128,6 +128,29 @@ class Settings:
     envelopes_open_max: int = 100  # open red envelopes per group
     group_tick_ms: int = 500  # how often workers close due polls and refund expired envelopes
 
+    # popularity cards (SPEC section 2)
+    points_lot_ttl_s: int = 48 * 3600  # every grant of points expires this long after it
+    signin_points: tuple[str, ...] = ("50", "25", "200")  # day 1, added per streak day, at most
+    task_posts: int = 6  # on-topic posts in a weekly cycle that earn the task reward, once
+    task_points: int = 500
+    points_per_yuan: int = 8  # purchase: points = fen × 8 // 100 (whole points, floored)
+    exchange_cards: int = 10  # small cards that exchange into `exchange_points` points
+    exchange_points: int = 100
+    card_prices: tuple[str, ...] = ("video_heating:100", "live_recommendation:200", "fan_reach:300")
+    card_uses_per_day: int = 3
+    fan_reach_followers: int = 10_000
+    mature_days: int = 90  # advanced cards: registered this long and `mature_followers` followers
+    mature_followers: int = 1000
+    boost_duration_s: int = 6 * 3600  # a use boosts for this long from its start
+    boost_full_s: int = 2 * 3600  # full weight this long, then × `boost_decay` every step
+    boost_decay: str = "0.85"
+    boost_decay_step_s: int = 30 * 60
+    # dashboard warnings (basis points): completion below, interaction below, bounce above
+    warn_completion_bp: int = 2500
+    warn_interaction_bp: int = 500
+    warn_bounce_bp: int = 7500
+    popularity_tick_ms: int = 500  # how often workers start and end scheduled uses
+
     # history bounds
     events_per_user_max: int = 1000
     events_max_age_s: int = 7 * 86400  # a user's log disappears this long after its newest event
@@ -334,6 +357,26 @@ DOCS: dict[str, str] = {
     "envelope_ttl_s": "what is left in a red envelope returns to its sender after this",
     "envelopes_open_max": "open red envelopes per group",
     "group_tick_ms": "how often workers close due polls and refund expired red envelopes",
+    "points_lot_ttl_s": "every grant of popularity points (a lot) expires this long after it",
+    "signin_points": "daily sign-in points: the first day, added per unbroken day, the most",
+    "task_posts": "on-topic posts in a weekly cycle that earn the creator task's points, once a cycle",
+    "task_points": "points of the creator task",
+    "points_per_yuan": "purchased points per yuan (whole points: fen × this // 100)",
+    "exchange_cards": "small cards that exchange into `GIFTWIRE_EXCHANGE_POINTS` points",
+    "exchange_points": "points those small cards give (a fresh lot)",
+    "card_prices": "points each card use costs, `<card>:<points>`",
+    "card_uses_per_day": "card uses per account per local day",
+    "fan_reach_followers": "followers an account needs for fan reach",
+    "mature_days": "days since registration that make an account mature (advanced cards)",
+    "mature_followers": "followers that make an account mature (with `GIFTWIRE_MATURE_DAYS`)",
+    "boost_duration_s": "how long a card use boosts from its start",
+    "boost_full_s": "a boost's full-weight period",
+    "boost_decay": "the weight's factor per decay step after the full-weight period",
+    "boost_decay_step_s": "the decay step",
+    "warn_completion_bp": "dashboard warning when the completion rate falls below this (basis points)",
+    "warn_interaction_bp": "dashboard warning when the interaction rate falls below this (basis points)",
+    "warn_bounce_bp": "dashboard warning when the bounce rate rises above this (basis points)",
+    "popularity_tick_ms": "how often workers start and end scheduled card uses",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",

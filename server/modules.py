@@ -10,6 +10,7 @@ from server.gifting import module as gifting
 from server.groups import module as groups
 from server.ledger import module as ledger
 from server.parts import Parts
+from server.popularity import module as popularity
 from server.rooms import module as rooms
 from server.settlement import module as settlement
 
@@ -18,4 +19,4 @@ class Module(Protocol):
     def install(self, p: Parts) -> None: ...
 
 
-MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups)
+MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity)

@@ -185,4 +185,5 @@ async def test_every_client_message_has_one_handler_and_declared_replies(valkey:
     kinds = {k.type: k.replies for k in p.requests.kinds()}
     assert set(kinds) == set(CLIENT)
     assert all(kinds[t] and set(kinds[t]) <= set(SERVER) for t in kinds)
-    assert set(p.flows.kinds()) == {"send", "accept", "decline", "envelope.send", "envelope.grab"}
+    assert set(p.flows.kinds()) == {"send", "accept", "decline", "envelope.send", "envelope.grab",
+                                    "popularity.use", "popularity.cancel"}

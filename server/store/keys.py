@@ -18,6 +18,9 @@ Per user (`gw:{u:<id>}:…`):
   lt  like tasks, `<creator>:d|n|done|streak`: today's day and likes, last day done, streak
   sc  small cards earned, creator → count (the asset itself is `small_card` in `b`)
   if  creators this fan is an iron fan of (set by the platform; a group entry rule)
+  pl  popularity lots: lot id → expiry ms;  pv  lot id → points left in it
+  ps  popularity state: signin day and streak, frozen_at, uses:<day>, posts:<cycle>,
+      category, followers (the platform's figures);  pu  card uses: use id → JSON
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
   c   pub/sub channel of the user's live events
@@ -101,6 +104,22 @@ class UserKeys:
     @property
     def iron_fan_of(self) -> str:
         return f"{self.tag}:if"
+
+    @property
+    def lots(self) -> str:
+        return f"{self.tag}:pl"
+
+    @property
+    def lot_points(self) -> str:
+        return f"{self.tag}:pv"
+
+    @property
+    def popularity(self) -> str:
+        return f"{self.tag}:ps"
+
+    @property
+    def card_uses(self) -> str:
+        return f"{self.tag}:pu"
 
     @property
     def ledger(self) -> str:
@@ -307,6 +326,16 @@ def group(group_id: str) -> GroupKeys:
     return GroupKeys(group_id)
 
 
+def content_owner(content_hash: str) -> str:
+    """The account that first boosted content with this hash (its own slot `{h:<hash>}`)."""
+    return f"{PREFIX}:{{h:{content_hash}}}:o"
+
+
+def content_boosts(content: str) -> str:
+    """A content's card uses, `<owner>:<use>` → `<start ms>:<end ms>` (slot `{c:<content>}`)."""
+    return f"{PREFIX}:{{c:{content}}}:b"
+
+
 def risk_stream(partition: int) -> str:
     """Signals for the risk engine (the like speed rule reports here), partitioned by user."""
     return f"{PREFIX}:{{risk:{partition}}}:s"
@@ -333,6 +362,8 @@ WISHES_DUE = f"{PREFIX}:{{rooms}}:wishes"  # zset: room → when its gift wish e
 POLLS_DUE = f"{PREFIX}:{{groups}}:polls"  # zset: `<group> <poll>` → its deadline (ms)
 POLLS_DIRTY = f"{PREFIX}:{{groups}}:dirty"  # set: `<group> <poll>` with results held back
 ENVELOPES_DUE = f"{PREFIX}:{{groups}}:envs"  # zset: `<group> <envelope>` → its expiry (ms)
+USES_DUE = f"{PREFIX}:{{popularity}}:due"  # zset: `<user> <use>` → its next start or end (ms)
+SCAN_LOTS = f"{PREFIX}:{{u:*}}:pv"
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd
 CLOCK_OFFSET = f"{PREFIX}:{{cfg}}:clock"  # ms the test clock is ahead (GIFTWIRE_TEST_CLOCK only)

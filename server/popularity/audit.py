@@ -1,0 +1,20 @@
+"""Popularity's audit invariant: every user's points balance equals the points left in
+their unexpired-or-not-yet-burned lots (a lot never holds more than was granted)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.ledger.audit import SCAN_COUNT, AuditResult
+from server.store import keys
+
+INVARIANT = "lots_match_points"
+
+
+async def check_lots(redis: Any, r: AuditResult) -> None:
+    async for key in redis.scan_iter(match=keys.SCAN_LOTS, count=SCAN_COUNT):
+        user = keys.owner_of(key)
+        lots = sum(int(x) for x in await redis.hvals(key))
+        balance = int(await redis.hget(keys.user(user).balances, "popularity") or 0)
+        if lots != balance:
+            r.fail(INVARIANT, f"{user}: lots hold {lots} points, the balance says {balance}")

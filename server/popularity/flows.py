@@ -1,0 +1,275 @@
+"""Card uses through settlement: single-owner steps, each idempotent, so a worker that
+dies anywhere leaves nothing half done (SPEC "Scale and durability").
+
+    popularity.use:     pop_use (user: rules, price from the oldest lots) → content_claim
+                        (the hash's slot: first booster owns it) → boost_set (the content's
+                        slot: its window) → pop_use_settle (user: scheduled / active, or
+                        refunded as a fresh lot)
+    popularity.cancel:  pop_cancel mark (user) → boost_set remove (content) → pop_cancel
+                        refund (user)
+    the schedule:       a periodic job starts and ends uses on time (pop_use_tick); the due
+                        times live in Redis, never only in a timer
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from server.config import Settings
+from server.gateway.endpoint import error_frame
+from server.gifting import rules as days
+from server.popularity import rules
+from server.settlement.entries import Envelope
+from server.settlement.flows import Step
+from server.settlement.replies import Replies
+from server.store import keys
+from server.store.outcomes import Status, UnknownStatus, status
+from server.store.pipeline import Call, run_calls
+from server.store.scripts import Scripts
+
+log = logging.getLogger("giftwire.popularity")
+USE, CANCEL = "popularity.use", "popularity.cancel"
+TICK_BATCH = 256
+
+
+def user_keys(user: str) -> list[str]:
+    """The first 11 KEYS of every popularity script (see lua/_popularity.lua)."""
+    uk = keys.user(user)
+    return [uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events, uk.channel,
+            uk.lots, uk.lot_points, uk.popularity, uk.card_uses]
+
+
+@dataclass(frozen=True)
+class Now:
+    now_ms: int
+    day: str
+
+
+class _Flow:
+    def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
+        self.scripts = scripts
+        self.s = settings
+        self.replies = replies
+
+    async def prepare(self, now_ms: int) -> Now:
+        tz = days.parse_timezone(self.s.timezone)
+        return Now(now_ms, days.day_key(days.local_day(now_ms, tz)))
+
+
+def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    return {"use": d["use"], "card": d["card"], "cover": d.get("cover", "basic"),
+            "content": d["content"], "content_hash": d["content_hash"], "category": d["category"],
+            "start_at_ms": d.get("start_at_ms", now_ms)}
+
+
+@dataclass
+class UseItem:
+    user: str
+    use: str
+    card: str
+    cover: str
+    content: str
+    content_hash: str
+    category: str
+    starts: int
+    route: str
+    done: bool = False
+    ends: int = 0
+    outcome: str = "ok"
+    code: str = ""
+
+
+class UseFlow(_Flow):
+    kind = USE
+
+    def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
+        super().__init__(scripts, settings, replies)
+        self.steps: tuple[Step, ...] = (
+            Step("pop_use", self.use_call, self.after_use),
+            Step("content_claim", self.claim_call, self.after_claim),
+            Step("boost_set", self.boost_call, self.after_boost),
+            Step("pop_use_settle", self.settle_call, self.after_settle),
+        )
+
+    def decode(self, env: Envelope, f: dict[str, str]) -> UseItem:
+        return UseItem(env.user, f["use"], f["card"], f["cover"], f["content"], f["content_hash"],
+                       f["category"], int(f["start_at_ms"]), env.route)
+
+    def use_call(self, item: UseItem, now: Now) -> Call:
+        s = self.s
+        item.ends = item.starts + s.boost_duration_s * 1000
+        return (user_keys(item.user),
+                [item.use, item.card, item.cover, item.content, item.content_hash, item.category,
+                 rules.prices(s)[item.card], item.starts, item.ends, now.day, now.now_ms,
+                 s.card_uses_per_day, s.fan_reach_followers, rules.mature_before_ms(now.now_ms, s),
+                 s.mature_followers, s.events_bound])
+
+    async def after_use(self, item: UseItem, reply: list[Any], _now: Now) -> None:
+        st = status(reply)
+        if st is Status.REJECTED or st is Status.CONFLICT:
+            code = "use_id_conflict" if st is Status.CONFLICT else str(reply[1])
+            await self.replies.send(item.user, item.route, error_frame(code))
+            item.done = True
+        elif st is Status.APPLIED or st is Status.EXISTS:
+            rec = orjson.loads(reply[1])
+            item.starts, item.ends = int(rec["starts"]), int(rec["ends"])
+            if rec["st"] == "refused":  # refused and refunded before: the same answer again
+                await self.replies.send(item.user, item.route, error_frame(rec["code"]))
+                item.done = True
+        else:
+            raise UnknownStatus(f"pop_use answered {reply!r}")
+
+    def claim_call(self, item: UseItem, _now: Now) -> Call:
+        return ([keys.content_owner(item.content_hash)], [item.user])
+
+    async def after_claim(self, item: UseItem, reply: list[Any], _now: Now) -> None:
+        st = status(reply)
+        if st is Status.REJECTED:
+            item.outcome, item.code = "refuse", str(reply[1])
+        elif st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"content_claim answered {reply!r}")
+
+    def boost_call(self, item: UseItem, _now: Now) -> Call | None:
+        if item.outcome != "ok":
+            return None
+        return ([keys.content_boosts(item.content)],
+                [f"{item.user}:{item.use}", "add", item.starts, item.ends,
+                 (item.ends - item.starts) // 1000 + 86400])
+
+    async def after_boost(self, item: UseItem, reply: list[Any], _now: Now) -> None:
+        if status(reply) not in (Status.APPLIED, Status.EXISTS):
+            raise UnknownStatus(f"boost_set answered {reply!r}")
+
+    def settle_call(self, item: UseItem, now: Now) -> Call:
+        return (user_keys(item.user),
+                [item.use, item.outcome, item.code, now.now_ms, self.s.points_lot_ttl_s * 1000,
+                 self.s.events_bound, item.route])
+
+    async def after_settle(self, item: UseItem, reply: list[Any], _now: Now) -> None:
+        st = status(reply)
+        if st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"pop_use_settle answered {reply!r}")
+        state = str(reply[1])
+        if state == "refused":
+            await self.replies.send(item.user, item.route, error_frame(str(reply[2])))
+            return
+        if state in ("scheduled", "active"):  # on a re-run too: a crash may have come before
+            await self.scripts.redis.zadd(keys.USES_DUE, {f"{item.user} {item.use}": int(reply[3])})
+        if st is Status.EXISTS and reply[2]:
+            await self.replies.send(item.user, item.route, str(reply[2]))
+
+    async def void(self, item: UseItem, now_ms: int) -> str:
+        """An operator gives up: the steps are re-run to their end (each is idempotent)."""
+        now = await self.prepare(now_ms)
+        item.route = ""
+        for step in self.steps:
+            call = step.call(item, now)
+            if call is None or item.done:
+                continue
+            await step.after(item, await self.scripts[step.script](keys=call[0], args=call[1]), now)
+        return "settled"
+
+
+@dataclass
+class CancelItem:
+    user: str
+    use: str
+    route: str
+    done: bool = False
+    content: str = ""
+
+
+class CancelFlow(_Flow):
+    kind = CANCEL
+
+    def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
+        super().__init__(scripts, settings, replies)
+        self.steps: tuple[Step, ...] = (
+            Step("pop_cancel", self.mark_call, self.after_mark),
+            Step("boost_set", self.remove_call, self.after_remove),
+            Step("pop_cancel", self.refund_call, self.after_refund),
+        )
+
+    def decode(self, env: Envelope, f: dict[str, str]) -> CancelItem:
+        return CancelItem(env.user, f["use"], env.route)
+
+    def _call(self, item: CancelItem, step: str, now: Now) -> Call:
+        return (user_keys(item.user),
+                [item.use, step, now.now_ms, self.s.points_lot_ttl_s * 1000, self.s.events_bound,
+                 item.route])
+
+    def mark_call(self, item: CancelItem, now: Now) -> Call:
+        return self._call(item, "mark", now)
+
+    async def after_mark(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
+        st = status(reply)
+        if st is Status.REJECTED:
+            await self.replies.send(item.user, item.route, error_frame(str(reply[1])))
+            item.done = True
+        elif st is Status.EXISTS and reply[2]:  # cancelled before: the stored answer
+            await self.replies.send(item.user, item.route, str(reply[2]))
+            item.done = True
+        elif st is Status.APPLIED or st is Status.EXISTS:
+            item.content = str(reply[1])
+        else:
+            raise UnknownStatus(f"pop_cancel answered {reply!r}")
+
+    def remove_call(self, item: CancelItem, _now: Now) -> Call:
+        return ([keys.content_boosts(item.content)], [f"{item.user}:{item.use}", "remove", 0, 0, 0])
+
+    async def after_remove(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
+        if status(reply) not in (Status.APPLIED, Status.EXISTS):
+            raise UnknownStatus(f"boost_set answered {reply!r}")
+
+    def refund_call(self, item: CancelItem, now: Now) -> Call:
+        return self._call(item, "refund", now)
+
+    async def after_refund(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
+        if status(reply) not in (Status.APPLIED, Status.EXISTS):
+            raise UnknownStatus(f"pop_cancel answered {reply!r}")
+        await self.scripts.redis.zrem(keys.USES_DUE, f"{item.user} {item.use}")
+
+    async def void(self, item: CancelItem, now_ms: int) -> str:
+        now = await self.prepare(now_ms)
+        item.route = ""
+        for step in self.steps:
+            call = step.call(item, now)
+            if item.done or call is None:
+                break
+            await step.after(item, await self.scripts[step.script](keys=call[0], args=call[1]), now)
+        return "settled"
+
+
+def schedule(scripts: Scripts, s: Settings) -> Any:
+    """The periodic job: uses whose start or end came move on (each event once)."""
+
+    async def run(now_ms: int) -> int:
+        redis = scripts.redis
+        due = await redis.zrangebyscore(keys.USES_DUE, "-inf", now_ms, start=0, num=TICK_BATCH)
+        if not due:
+            return 0
+        calls: list[Call] = []
+        for entry in due:
+            user, _, use = entry.partition(" ")
+            calls.append((user_keys(user), [use, now_ms, s.events_bound]))
+        replies = await run_calls(redis, s.redis_cluster, scripts["pop_use_tick"], calls)
+        later: dict[str, int] = {}
+        done: list[str] = []
+        for entry, reply in zip(due, replies, strict=True):
+            if isinstance(reply, Exception):
+                log.error("use %s did not move on: %r", entry, reply)
+            elif reply[1] == "active" or status(reply) is Status.NOT_DUE:
+                later[entry] = int(reply[2])
+            else:
+                done.append(entry)
+        if later:
+            await redis.zadd(keys.USES_DUE, later)
+        if done:
+            await redis.zrem(keys.USES_DUE, *done)
+        return len(due)
+
+    return run

@@ -1,0 +1,101 @@
+"""Popularity's requests at the gateway. Reading points, the sign-in and exchanges act on
+the user's own slot directly (one Lua call); card uses and cancels touch other owners
+(the content, its hash) and go to settlement."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from protocol.messages import encode
+from server.gateway.connection import Connection
+from server.gifting import rules as days
+from server.popularity import flows, rules
+from server.store import keys
+from server.store.outcomes import Status, status
+
+if TYPE_CHECKING:
+    from server.gateway.endpoint import Gateway
+
+EXT = "popularity"  # this module's Parts in `Gateway.ext`
+
+
+def _scripts(gw: Gateway) -> Any:
+    return gw.ext[EXT].scripts
+
+
+def _points_reply(rid: str, view_json: str) -> str:
+    view = orjson.loads(view_json)
+    view.pop("type", None)
+    view.pop("seq", None)
+    return encode("popularity.points", id=rid, **view).decode()
+
+
+async def get(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    reply = await _scripts(gw)["pop_read"](keys=flows.user_keys(conn.user),
+                                           args=[gw.clock.now_ms(), gw.s.events_bound])
+    conn.push(_points_reply(d["id"], str(reply[1])))
+
+
+async def signin(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    s, now = gw.s, gw.clock.now_ms()
+    today = days.local_day(now, days.parse_timezone(s.timezone))
+    first, step, most = (int(x) for x in s.signin_points)
+    rid, no = d["id"], conn.expect(d["id"])  # the event the script emits is the reply
+    try:
+        reply = await _scripts(gw)["pop_signin"](
+            keys=flows.user_keys(conn.user),
+            args=[days.day_key(today), days.day_key(today - timedelta(days=1)), now,
+                  s.points_lot_ttl_s * 1000, first, step, most, s.events_bound,
+                  keys.route(conn.id, no)])
+    except BaseException:
+        conn.forget(no)
+        raise
+    st = status(reply)
+    if st is not Status.APPLIED:
+        conn.forget(no)
+    if st is Status.REJECTED:
+        gw.error(conn, str(reply[1]), rid)
+    elif st is Status.EXISTS:  # signed in today already: the points as they are
+        conn.push(_points_reply(rid, str(reply[1])))
+
+
+async def exchange(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    s, rid = gw.s, d["id"]
+    no = conn.expect(rid)
+    try:
+        reply = await _scripts(gw)["pop_exchange"](
+            keys=flows.user_keys(conn.user),
+            args=[d["exchange"], d["cards"], s.exchange_cards, s.exchange_points,
+                  gw.clock.now_ms(), s.points_lot_ttl_s * 1000, s.events_bound,
+                  keys.route(conn.id, no)])
+    except BaseException:
+        conn.forget(no)
+        raise
+    st = status(reply)
+    if st is Status.APPLIED:
+        return  # the event answered the request
+    conn.forget(no)
+    if st is Status.EXISTS:
+        conn.push(_points_reply(rid, str(reply[1])))
+    else:
+        gw.error(conn, "exchange_id_conflict" if st is Status.CONFLICT else str(reply[1]), rid)
+
+
+async def use(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    """Targeting is checked here (pure, one code per field); the rest in settlement."""
+    problem = rules.targeting_problem(d["targeting"])
+    if problem:
+        gw.error(conn, problem, d["id"])
+        return
+    now = gw.clock.now_ms()
+    if d.get("start_at_ms", now) < now:
+        gw.error(conn, "bad_field", d["id"])
+        return
+    await gw.enqueue(conn, d["id"], flows.USE, flows.use_payload(d, now))
+
+
+async def cancel(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    await gw.enqueue(conn, d["id"], flows.CANCEL, {"use": d["use"]})
