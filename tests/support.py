@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +201,14 @@ async def metric(srv: Proc, name: str) -> float:
         text = (await http.get(f"{srv.http}/metrics")).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                if line.startswith(name) and not line.startswith("#"))
+
+
+async def until(pred: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """Poll `pred` until it returns something truthy (returned), or TimeoutError."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        await asyncio.sleep(0.05)
+    raise TimeoutError("condition not met in time")

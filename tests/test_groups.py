@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
+from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid, until
 
 DAY_MS = 86_400_000
 
@@ -51,16 +50,6 @@ async def iron_member(srv: Proc, admin: Admin, group: str, owner: str,
 def group_events(c: Client, kind: str) -> list[dict[str, Any]]:
     return [e for f in c.events() if f["type"] == "group.frame" for e in f["events"]
             if e["kind"] == kind]
-
-
-async def until(pred: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        await asyncio.sleep(0.05)
-    raise TimeoutError("condition not met in time")
 
 
 async def test_entry_by_each_rule_and_a_full_group(server: Proc, admin: Admin) -> None:

@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, metric, run_audit, uid
+from tests.support import Admin, Proc, metric, run_audit, uid, until
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +46,6 @@ async def watch(srv: Proc, room: str, user: str | None = None) -> tuple[Client, 
 
 def room_events(c: Client, kind: str) -> list[dict[str, Any]]:
     return [e for f in c.events() if f["type"] == "room.frame" for e in f["events"] if e["kind"] == kind]
-
-
-async def until(pred: Callable[[], Any], timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        await asyncio.sleep(0.05)
-    raise TimeoutError("condition not met in time")
 
 
 async def test_session_and_audience_across_two_gateways(

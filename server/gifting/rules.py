@@ -3,38 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo
 
 from protocol.messages import ID_PATTERN
+from server.days import day_key, local_day, parse_timezone, seconds_to_midnight
 
-_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})(?::(\d{2}))?$")
+# the day functions are the platform's (server/days.py); gifting's callers name them here
+__all__ = ["day_key", "festival_cost", "is_valid_id", "local_day", "parse_timezone",
+           "seconds_to_midnight", "split_transfer_id", "transfer_id"]
+
 _ID = re.compile(ID_PATTERN)
-
-
-def parse_timezone(name: str) -> tzinfo:
-    """An IANA zone (`Asia/Shanghai`) or a fixed offset (`+08:00`, `-03:30:15`)."""
-    m = _OFFSET.match(name)
-    if m:
-        sign = -1 if m.group(1) == "-" else 1
-        seconds = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4) or 0)
-        return timezone(sign * timedelta(seconds=seconds))
-    return ZoneInfo(name)
-
-
-def local_day(now_ms: int, tz: tzinfo) -> date:
-    """The platform's calendar day at `now_ms`; daily counters roll over at its midnight."""
-    return datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz).date()
-
-
-def day_key(day: date) -> str:
-    return day.strftime("%Y%m%d")
-
-
-def seconds_to_midnight(now_ms: int, tz: tzinfo) -> float:
-    now = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz)
-    nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tz)
-    return (nxt - now).total_seconds()
 
 
 def festival_cost(count: int, num: int, den: int) -> int:

@@ -9,10 +9,10 @@ from typing import Any
 from starlette.requests import Request
 
 from protocol.groups import ENTRY_RULES, GROUP_TYPES
+from server import days
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
-from server.gifting import rules
 from server.groups.view import envelope_view, poll_view
 from server.ledger.admin import require_users
 from server.parts import Parts
@@ -100,8 +100,8 @@ def install(p: Parts) -> None:
         if raw is not None:
             v.day(raw)  # a YYYY-MM-DD date, or 400 bad_field
         day = (date.fromisoformat(raw) if raw is not None
-               else rules.local_day(p.clock.now_ms(), rules.parse_timezone(s.timezone)))
-        dk = rules.day_key(day)
+               else days.local_day(p.clock.now_ms(), days.parse_timezone(s.timezone)))
+        dk = days.day_key(day)
         pipe = p.redis.pipeline(transaction=False)
         pipe.hgetall(g.day(dk))
         pipe.scard(g.speakers(dk))

@@ -23,9 +23,8 @@ import orjson
 
 from server.config import Settings
 from server.gateway.endpoint import error_frame
-from server.gifting import rules
 from server.settlement.entries import Envelope
-from server.settlement.flows import Step
+from server.settlement.flows import DayFlow, Now, Step
 from server.settlement.replies import Replies
 from server.store import keys
 from server.store.outcomes import Status, UnknownStatus, status
@@ -58,25 +57,9 @@ def refund_record(group: str, envelope: str) -> str:
     return f"$er:{group}:{envelope}"
 
 
-@dataclass(frozen=True)
-class Now:
-    now_ms: int
-    day: str
-
-
 def user_keys(user: str) -> list[str]:
     uk = keys.user(user)
     return [uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events, uk.channel]
-
-
-class _Flow:
-    def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
-        self.scripts = scripts
-        self.s = settings
-        self.replies = replies
-
-    async def prepare(self, now_ms: int) -> Now:
-        return Now(now_ms, rules.day_key(rules.local_day(now_ms, rules.parse_timezone(self.s.timezone))))
 
 
 @dataclass
@@ -101,7 +84,7 @@ class SendItem:
         return f"{self.sender}:{self.envelope_id}"
 
 
-class SendFlow(_Flow):
+class SendFlow(DayFlow):
     kind = SEND
 
     def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
@@ -204,7 +187,7 @@ class GrabItem:
     asset: str = ""
 
 
-class GrabFlow(_Flow):
+class GrabFlow(DayFlow):
     kind = GRAB
 
     def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:

@@ -14,8 +14,8 @@ import orjson
 from redis.exceptions import RedisError
 
 from protocol.messages import encode
+from server import days
 from server.gateway.connection import Connection
-from server.gifting import rules
 from server.groups import envelopes
 from server.groups.moderation import ad_found
 from server.groups.view import envelope_view, poll_view
@@ -207,7 +207,7 @@ async def post(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         return
     badge = int(await gw.redis.hget(keys.user(conn.user).like_levels, owner) or 0)
     now = gw.clock.now_ms()
-    day = rules.day_key(rules.local_day(now, rules.parse_timezone(s.timezone)))
+    day = days.today_key(now, s.timezone)
     reply = await w.p.scripts["group_post"](
         keys=[g.profile, g.members, g.mutes, g.removed, g.warnings, g.history, g.dedupe, g.flood,
               g.modlog, g.day(day), g.speakers(day), g.channel],
@@ -302,7 +302,7 @@ async def poll_create(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def vote(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     g, s = keys.group(d["group"]), gw.s
     now = gw.clock.now_ms()
-    day = rules.day_key(rules.local_day(now, rules.parse_timezone(s.timezone)))
+    day = days.today_key(now, s.timezone)
     reply = await watch(gw).p.scripts["poll_vote"](
         keys=[g.profile, g.members, g.poll(d["poll"]), g.ballots(d["poll"]), g.voters(day),
               g.channel],

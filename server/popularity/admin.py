@@ -9,10 +9,10 @@ from typing import Any
 import orjson
 from starlette.requests import Request
 
+from server import days
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
-from server.gifting import rules as days
 from server.parts import Parts
 from server.popularity import rules
 from server.popularity.flows import user_keys

@@ -21,10 +21,9 @@ import orjson
 
 from server.config import Settings
 from server.gateway.endpoint import error_frame
-from server.gifting import rules as days
 from server.popularity import rules
 from server.settlement.entries import Envelope
-from server.settlement.flows import Step
+from server.settlement.flows import DayFlow, Now, Step
 from server.settlement.replies import Replies
 from server.store import keys
 from server.store.outcomes import Status, UnknownStatus, status
@@ -41,23 +40,6 @@ def user_keys(user: str) -> list[str]:
     uk = keys.user(user)
     return [uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events, uk.channel,
             uk.lots, uk.lot_points, uk.popularity, uk.card_uses]
-
-
-@dataclass(frozen=True)
-class Now:
-    now_ms: int
-    day: str
-
-
-class _Flow:
-    def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
-        self.scripts = scripts
-        self.s = settings
-        self.replies = replies
-
-    async def prepare(self, now_ms: int) -> Now:
-        tz = days.parse_timezone(self.s.timezone)
-        return Now(now_ms, days.day_key(days.local_day(now_ms, tz)))
 
 
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -83,7 +65,7 @@ class UseItem:
     code: str = ""
 
 
-class UseFlow(_Flow):
+class UseFlow(DayFlow):
     kind = USE
 
     def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
@@ -183,7 +165,7 @@ class CancelItem:
     content: str = ""
 
 
-class CancelFlow(_Flow):
+class CancelFlow(DayFlow):
     kind = CANCEL
 
     def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from protocol.messages import encode
+from server import days
 from server.gateway.connection import Connection
-from server.gifting import rules as days
 from server.popularity import flows, rules
 from server.store import keys
 from server.store.outcomes import Status, status

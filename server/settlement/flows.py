@@ -18,7 +18,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from server.config import Settings
+from server.days import today_key
 from server.settlement.entries import Envelope
+from server.settlement.replies import Replies
 from server.store.pipeline import TRANSIENT, Call, run_calls
 from server.store.scripts import Scripts
 
@@ -106,6 +109,27 @@ async def run_steps(flow: Flow, items: list[Item], batch: Any, redis: Any, scrip
                 log.error("%s of a %s entry failed: %r", step.script, flow.kind, exc)
                 failed[i] = f"{step.script}: {type(exc).__name__}: {exc}"
     return failed
+
+
+@dataclass(frozen=True)
+class Now:
+    """A batch's time and the platform's local day (`yyyymmdd`), shared by its calls."""
+
+    now_ms: int
+    day: str
+
+
+class DayFlow:
+    """The base of a flow whose batch is `Now` (red envelopes, card uses): its scripts, its
+    settings and the replies that are not events."""
+
+    def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
+        self.scripts = scripts
+        self.s = settings
+        self.replies = replies
+
+    async def prepare(self, now_ms: int) -> Now:
+        return Now(now_ms, today_key(now_ms, self.s.timezone))
 
 
 @dataclass(frozen=True)

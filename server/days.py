@@ -1,0 +1,40 @@
+"""The platform's local days, which every daily rule counts in (daily limits, sign-ins,
+tasks, streaks, metrics). Pure: the clock is passed in."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo
+
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})(?::(\d{2}))?$")
+
+
+def parse_timezone(name: str) -> tzinfo:
+    """An IANA zone (`Asia/Shanghai`) or a fixed offset (`+08:00`, `-03:30:15`)."""
+    m = _OFFSET.match(name)
+    if m:
+        sign = -1 if m.group(1) == "-" else 1
+        seconds = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4) or 0)
+        return timezone(sign * timedelta(seconds=seconds))
+    return ZoneInfo(name)
+
+
+def local_day(now_ms: int, tz: tzinfo) -> date:
+    """The platform's calendar day at `now_ms`; daily counters roll over at its midnight."""
+    return datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz).date()
+
+
+def day_key(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def today_key(now_ms: int, timezone_name: str) -> str:
+    """The `yyyymmdd` key of the platform's day at `now_ms`."""
+    return day_key(local_day(now_ms, parse_timezone(timezone_name)))
+
+
+def seconds_to_midnight(now_ms: int, tz: tzinfo) -> float:
+    now = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz)
+    nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tz)
+    return (nxt - now).total_seconds()
