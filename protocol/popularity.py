@@ -45,6 +45,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                  Field("cover", "str", "basic: the one content; advanced (mature accounts): "
                        "the content and your live room together", False, enum=COVERS),
                  Field("content", "str", "the content boosted", pattern=ID_PATTERN),
+                 Field("live_room", "str", "advanced cards: your live room, boosted together "
+                       "with the content", False, pattern=ID_PATTERN),
                  Field("content_hash", "str", "the content's hash (a re-upload of content "
                        "another account boosted is refused)", pattern=r"^[0-9a-f]{16,64}$",
                        max_length=64),

@@ -334,3 +334,41 @@ async def test_random_workload_over_moved_days_keeps_lots_and_ledger_exact(
             await c.close()
         code, out = await run_audit(vk.url)
         assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_advanced_cards_cover_the_live_room_and_schedules_survive_a_worker_restart(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """A mature account's advanced card boosts its video and its live room together; a use
+    scheduled while one worker runs starts on time under the next worker (the due time is
+    in Redis, not a timer), and a cancel takes the window off both."""
+    vk = fresh_valkey()
+    gw = start("gateway", vk.url, None, TEST_CLOCK)
+    worker = start("worker", vk.url, gw.data_dir, TEST_CLOCK)
+    async with Admin(gw) as admin:
+        u = await creator(admin, followers=5000, days_ago=200)
+        young = await creator(admin, followers=5000, days_ago=10)
+        await buy(admin, u, 1000)
+        await buy(admin, young, 1000)
+        async with await Client.connect(gw.ws, gw.token(u, ttl_s=86400 * 5)) as c:
+            async def weight(content: str) -> float:
+                return float((await admin.call("GET", f"/content/{content}/boost"))["weight"])
+
+            start_at = await admin.now_ms() + HOUR
+            plan = use(1, cover="advanced", live_room="room1", start_at_ms=start_at)
+            assert (await c.request("popularity.use", timeout_s=20, **plan))["type"] == "popularity.used"
+            worker.signal(15)
+            assert worker.wait() == 0
+            start("worker", vk.url, gw.data_dir, TEST_CLOCK)
+            await admin.advance(HOUR)
+            started = await c.next_event("popularity.use.state", timeout_s=15)
+            assert started["state"] == "started"
+            assert await weight(plan["content"]) == 1.0 and await weight("room1") == 1.0
+            other = use(2, cover="advanced", live_room="room2", start_at_ms=await admin.now_ms() + HOUR)
+            await c.request("popularity.use", timeout_s=20, **other)
+            await c.request("popularity.cancel", use="u2", timeout_s=20)
+            await admin.advance(HOUR)
+            assert await weight(other["content"]) == 0.0 and await weight("room2") == 0.0
+        async with await Client.connect(gw.ws, gw.token(young, ttl_s=86400 * 5)) as y:
+            refused = await y.request("popularity.use", timeout_s=20,
+                                      **use(3, cover="advanced", live_room="room3"))
+            assert refused["code"] == "not_mature"

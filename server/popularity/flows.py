@@ -45,7 +45,7 @@ def user_keys(user: str) -> list[str]:
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
     return {"use": d["use"], "card": d["card"], "cover": d.get("cover", "basic"),
             "content": d["content"], "content_hash": d["content_hash"], "category": d["category"],
-            "start_at_ms": d.get("start_at_ms", now_ms)}
+            "start_at_ms": d.get("start_at_ms", now_ms), "live_room": d.get("live_room", "")}
 
 
 @dataclass
@@ -59,6 +59,7 @@ class UseItem:
     category: str
     starts: int
     route: str
+    live_room: str = ""  # advanced cards: boosted together with the content
     done: bool = False
     ends: int = 0
     outcome: str = "ok"
@@ -74,12 +75,13 @@ class UseFlow(DayFlow):
             Step("pop_use", self.use_call, self.after_use),
             Step("content_claim", self.claim_call, self.after_claim),
             Step("boost_set", self.boost_call, self.after_boost),
+            Step("boost_set", self.room_boost_call, self.after_boost),
             Step("pop_use_settle", self.settle_call, self.after_settle),
         )
 
     def decode(self, env: Envelope, f: dict[str, str]) -> UseItem:
         return UseItem(env.user, f["use"], f["card"], f["cover"], f["content"], f["content_hash"],
-                       f["category"], int(f["start_at_ms"]), env.route)
+                       f["category"], int(f["start_at_ms"]), env.route, f.get("live_room", ""))
 
     def use_call(self, item: UseItem, now: Now) -> Call:
         s = self.s
@@ -88,7 +90,8 @@ class UseFlow(DayFlow):
                 [item.use, item.card, item.cover, item.content, item.content_hash, item.category,
                  rules.prices(s)[item.card], item.starts, item.ends, now.day, now.now_ms,
                  s.card_uses_per_day, s.fan_reach_followers, rules.mature_before_ms(now.now_ms, s),
-                 s.mature_followers, s.events_bound])
+                 s.mature_followers, s.events_bound,
+                 item.live_room if item.cover == "advanced" else ""])
 
     async def after_use(self, item: UseItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
@@ -118,7 +121,16 @@ class UseFlow(DayFlow):
     def boost_call(self, item: UseItem, _now: Now) -> Call | None:
         if item.outcome != "ok":
             return None
-        return ([keys.content_boosts(item.content)],
+        return self._window(item, item.content)
+
+    def room_boost_call(self, item: UseItem, _now: Now) -> Call | None:
+        """An advanced card covers the live room too (the content's and the room's own slot)."""
+        if item.outcome != "ok" or item.cover != "advanced" or not item.live_room:
+            return None
+        return self._window(item, item.live_room)
+
+    def _window(self, item: UseItem, content: str) -> Call:
+        return ([keys.content_boosts(content)],
                 [f"{item.user}:{item.use}", "add", item.starts, item.ends,
                  (item.ends - item.starts) // 1000 + 86400])
 
@@ -163,6 +175,7 @@ class CancelItem:
     route: str
     done: bool = False
     content: str = ""
+    live_room: str = ""
 
 
 class CancelFlow(DayFlow):
@@ -173,6 +186,7 @@ class CancelFlow(DayFlow):
         self.steps: tuple[Step, ...] = (
             Step("pop_cancel", self.mark_call, self.after_mark),
             Step("boost_set", self.remove_call, self.after_remove),
+            Step("boost_set", self.remove_room_call, self.after_remove),
             Step("pop_cancel", self.refund_call, self.after_refund),
         )
 
@@ -196,12 +210,17 @@ class CancelFlow(DayFlow):
             await self.replies.send(item.user, item.route, str(reply[2]))
             item.done = True
         elif st is Status.APPLIED or st is Status.EXISTS:
-            item.content = str(reply[1])
+            item.content, item.live_room = str(reply[1]), str(reply[3])
         else:
             raise UnknownStatus(f"pop_cancel answered {reply!r}")
 
     def remove_call(self, item: CancelItem, _now: Now) -> Call:
         return ([keys.content_boosts(item.content)], [f"{item.user}:{item.use}", "remove", 0, 0, 0])
+
+    def remove_room_call(self, item: CancelItem, _now: Now) -> Call | None:
+        if not item.live_room:
+            return None
+        return ([keys.content_boosts(item.live_room)], [f"{item.user}:{item.use}", "remove", 0, 0, 0])
 
     async def after_remove(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
         if status(reply) not in (Status.APPLIED, Status.EXISTS):
@@ -219,10 +238,12 @@ class CancelFlow(DayFlow):
         now = await self.prepare(now_ms)
         item.route = ""
         for step in self.steps:
-            call = step.call(item, now)
-            if item.done or call is None:
+            if item.done:
                 break
-            await step.after(item, await self.scripts[step.script](keys=call[0], args=call[1]), now)
+            call = step.call(item, now)
+            if call is not None:
+                await step.after(item, await self.scripts[step.script](keys=call[0], args=call[1]),
+                                 now)
         return "settled"
 
 

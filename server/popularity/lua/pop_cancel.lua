@@ -4,7 +4,8 @@
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - use id  ARGV[2] - 'mark' | 'refund'  ARGV[3] - now ms  ARGV[4] - lot lifetime ms
 -- ARGV[5] - event log bound  ARGV[6] - route
--- Returns {'applied' | 'exists', content, event JSON or ''} | {'rejected', code}
+-- Returns {'applied' | 'exists', content, event JSON or '', live room or ''} |
+--         {'rejected', code}
 local k = pop_keys(KEYS)
 local use, step = ARGV[1], enum_arg(ARGV[2], 'step', {mark = true, refund = true})
 local now, ttl, bound, route = int_arg(ARGV[3], 'now'), int_arg(ARGV[4], 'ttl'),
@@ -12,13 +13,14 @@ local now, ttl, bound, route = int_arg(ARGV[3], 'now'), int_arg(ARGV[4], 'ttl'),
 local stored = redis.call('HGET', k.uses, use)
 if not stored then return {'rejected', 'use_unknown'} end
 local rec = cjson.decode(stored)
-if rec.st == 'cancelled' then return {'exists', rec.content, rec.ev} end
+local room = rec.room or ''
+if rec.st == 'cancelled' then return {'exists', rec.content, rec.ev, room} end
 if step == 'mark' then
-  if rec.st == 'cancelling' then return {'exists', rec.content, ''} end
+  if rec.st == 'cancelling' then return {'exists', rec.content, '', room} end
   if rec.st ~= 'scheduled' or now >= rec.starts then return {'rejected', 'use_started'} end
   rec.st = 'cancelling'
   redis.call('HSET', k.uses, use, cjson.encode(rec))
-  return {'applied', rec.content, ''}
+  return {'applied', rec.content, '', room}
 end
 if rec.st ~= 'cancelling' then fail('refund of a use not being cancelled: ' .. use) end
 add_lot(k, '$pr:' .. use, rec.price, now + ttl, 'refund', now)
@@ -28,4 +30,4 @@ rec.st = 'cancelled'
 rec.ev = emit(k.profile, k.events, k.channel, {type = 'popularity.use.state', use = use,
               state = 'cancelled', balance = points_of(k)}, bound, route)
 redis.call('HSET', k.uses, use, cjson.encode(rec))
-return {'applied', rec.content, rec.ev}
+return {'applied', rec.content, rec.ev, room}

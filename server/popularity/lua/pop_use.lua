@@ -5,7 +5,7 @@
 -- ARGV[6] - category  ARGV[7] - price  ARGV[8] - starts ms  ARGV[9] - ends ms
 -- ARGV[10] - today  ARGV[11] - now ms  ARGV[12] - uses per day  ARGV[13] - fan reach followers
 -- ARGV[14] - mature: registered at or before (ms)  ARGV[15] - mature followers
--- ARGV[16] - event log bound
+-- ARGV[16] - event log bound  ARGV[17] - live room boosted too (advanced cards) or 
 -- Returns {'applied' | 'exists', use JSON} | {'conflict', ''} | {'rejected', code}
 local k = pop_keys(KEYS)
 local use, card, cover, content, hash, category = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -13,7 +13,8 @@ local price, starts, ends = int_arg(ARGV[7], 'price'), int_arg(ARGV[8], 'starts'
 local today, now, per_day = ARGV[10], int_arg(ARGV[11], 'now'), int_arg(ARGV[12], 'per_day')
 local reach, mature_before = int_arg(ARGV[13], 'reach'), int_arg(ARGV[14], 'mature_before')
 local mature_followers, bound = int_arg(ARGV[15], 'mature_followers'), events_bound(ARGV[16])
-local fp = table.concat({card, cover, content, hash, category, I(starts)}, '|')
+local room = ARGV[17]
+local fp = table.concat({card, cover, content, hash, category, I(starts), room}, '|')
 
 local stored = redis.call('HGET', k.uses, use)
 if stored then
@@ -37,6 +38,7 @@ if points_of(k) < price then return {'rejected', 'insufficient_points'} end
 take_oldest(k, price, '$pu:' .. use, now)
 redis.call('HINCRBY', k.state, 'uses:' .. today, 1)
 local rec = cjson.encode({st = 'paid', fp = fp, card = card, cover = cover, content = content,
-                          hash = hash, price = price, starts = starts, ends = ends, day = today})
+                          room = room, hash = hash, price = price, starts = starts, ends = ends,
+                          day = today})
 redis.call('HSET', k.uses, use, rec)
 return {'applied', rec}
