@@ -27,6 +27,9 @@ LOAD_PROFILE = {
     "GIFTWIRE_PENDING_REQUESTS_MAX": "1024",
     "GIFTWIRE_REQUESTS_PER_S": "100000",
     "GIFTWIRE_REQUEST_BURST": "100000",
+    # a load generator is automation by any human measure: the risk engine stays off unless a
+    # scenario is about it (its cost is measured by running with it on and off)
+    "GIFTWIRE_RISK_ENABLED": os.environ.get("GIFTWIRE_RISK_ENABLED", "0"),
     "GIFTWIRE_LOG_LEVEL": os.environ.get("GIFTWIRE_LOG_LEVEL", "warning"),
     # the worker in a process of its own: it shares no CPU or GC pause with the gateway's loop
     "GIFTWIRE_WORKER_PROCESSES": os.environ.get("GIFTWIRE_WORKER_PROCESSES", "1"),

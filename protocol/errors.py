@@ -92,6 +92,12 @@ ERRORS = _codes(
     ErrorCode("insufficient_cards", "not enough small cards"),
     ErrorCode("exchange_unit", "small cards exchange in whole units (10 by default)"),
     ErrorCode("exchange_id_conflict", "this exchange id was used with different parameters"),
+    ErrorCode("risk_restricted", "your account may not gift for now (one device served too many "
+              "accounts); the event `risk.notice` says until when and how to appeal"),
+    ErrorCode("risk_frozen", "your account is frozen for now (an IP cluster gifting one account); "
+              "see `risk.notice` for when and how to appeal"),
+    ErrorCode("risk_banned", "your account is banned (automated use); see `risk.notice` for how "
+              "to appeal"),
     ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "
               "operator; send it again with the same gift id to learn its outcome", temporary=True),
 )
@@ -121,6 +127,8 @@ REJECTIONS = _codes(
     ErrorCode("offer_accepted", "this offer was already accepted"),
     ErrorCode("offer_declined", "this offer was already declined; the cards went back to the sender"),
     ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),
+    ErrorCode("sender_restricted", "your account may not gift for now (risk engine)"),
+    ErrorCode("sender_frozen", "your account is frozen for now (risk engine)"),
     ErrorCode("operator_voided", "the gift could not be settled and an operator voided it; "
               "the cards went back to the sender"),
 )
@@ -161,6 +169,10 @@ ADMIN_ERRORS = {
         AdminCode("insufficient_balance", 409, "the user's balance is smaller than the amount"),
         AdminCode("grant_id_conflict", 409, "this id was used with different parameters"),
         AdminCode("order_id_conflict", 409, "this order id was reported with other figures"),
+        AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "
+                  "verification (low), a phone bill (medium), offline notarization (high)"),
+        AdminCode("case_resolved", 409, "this case was resolved already"),
+        AdminCode("case_unknown", 404, "no such risk case"),
         AdminCode("revoke_id_conflict", 409, "this id was used with different parameters"),
         AdminCode("not_newcomer", 409, "only a newcomer can bind a mentor"),
         AdminCode("mentor_already_bound", 409, "this user already has a mentor"),
@@ -204,6 +216,8 @@ CLOSE_CODES = {
         CloseCode(4005, "too_many_connections", False, "the user has too many connections here"),
         CloseCode(4008, "slow_consumer", True, "the client did not read its events fast enough"),
         CloseCode(4009, "abuse", False, "too many bad frames"),
+        CloseCode(4011, "device_banned", False, "this device is blacklisted (automated use); no "
+                  "account may connect with it"),
         CloseCode(4010, "resync", True, "the gateway could not keep your live events complete "
                   "(a storage node moved): reconnect and resume with `since`"),
     )

@@ -151,6 +151,27 @@ class Settings:
     warn_bounce_bp: int = 7500
     popularity_tick_ms: int = 500  # how often workers start and end scheduled uses
 
+    # the risk engine (SPEC table 4)
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
+    # off by default: a platform turns it on once its thresholds fit its traffic (a bulk
+    # script or a load test is automation by these rules)
+    risk_enabled: bool = False
+    risk_tick_ms: int = 100  # gateways flush action signals, workers read them, this often
+    device_accounts_max: int = 3  # accounts one device may serve in the window; more: restricted
+    device_window_s: int = 24 * 3600
+    restriction_s: int = 24 * 3600  # a shared-device restriction (gifting) lasts this long
+    cluster_accounts: int = 20  # accounts of one /24 (/64) gifting one recipient in the window
+    cluster_window_s: int = 600
+    # addresses the IP-cluster rule does not judge (local tools; behind a proxy set
+    # `trusted_proxies`, or every client looks like the proxy)
+    risk_exempt_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    freeze_s: int = 48 * 3600  # a cluster's accounts are frozen (gifting, grabbing) this long
+    bot_actions_per_s: int = 10  # more than this, sustained for `bot_window_s`: automation
+    bot_window_s: int = 5
+    bot_regular_intervals: int = 20  # intervals judged for regularity
+    bot_regular_cv: str = "0.05"  # a coefficient of variation below this is not human
+    risk_cases_max: int = 100_000  # cases kept (the oldest resolved are trimmed beyond)
+
     # history bounds
     events_per_user_max: int = 1000
     events_max_age_s: int = 7 * 86400  # a user's log disappears this long after its newest event
@@ -377,6 +398,25 @@ DOCS: dict[str, str] = {
     "warn_interaction_bp": "dashboard warning when the interaction rate falls below this (basis points)",
     "warn_bounce_bp": "dashboard warning when the bounce rate rises above this (basis points)",
     "popularity_tick_ms": "how often workers start and end scheduled card uses",
+    "trusted_proxies": "proxies (addresses or networks) whose `X-Forwarded-For` gives the client's "
+                       "address; from any other peer the header is ignored",
+    "risk_enabled": "run the risk engine (signals, decisions, enforcement); recommended in production, "
+                    "off by default because scripts and load tests are automation by its rules",
+    "risk_tick_ms": "how often gateways flush action signals and workers judge them",
+    "device_accounts_max": "accounts one device may serve within the device window; each one beyond "
+                           "is warned and restricted from gifting",
+    "device_window_s": "the shared-device rule's window",
+    "restriction_s": "how long a shared-device gifting restriction lasts",
+    "cluster_accounts": "accounts from one /24 (IPv6: /64) gifting one recipient within the cluster "
+                        "window that are frozen",
+    "cluster_window_s": "the IP-cluster rule's window",
+    "freeze_s": "how long a cluster freeze (gifting and grabbing) lasts",
+    "risk_exempt_networks": "addresses the IP-cluster rule does not judge (loopback: local tools)",
+    "bot_actions_per_s": "actions per second that, sustained over the bot window, are automation",
+    "bot_window_s": "the automation rule's window",
+    "bot_regular_intervals": "the last intervals between actions judged for regularity",
+    "bot_regular_cv": "a coefficient of variation of those intervals below this is automation",
+    "risk_cases_max": "risk cases kept",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",

@@ -11,6 +11,7 @@ from server.groups import module as groups
 from server.ledger import module as ledger
 from server.parts import Parts
 from server.popularity import module as popularity
+from server.risk import module as risk
 from server.rooms import module as rooms
 from server.settlement import module as settlement
 
@@ -19,4 +20,4 @@ class Module(Protocol):
     def install(self, p: Parts) -> None: ...
 
 
-MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity)
+MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity, risk)

@@ -1,8 +1,10 @@
 """Platform-signed tokens. Pure: the clock is passed in.
 
-A token is `v1.<user>.<expires_s>.<signature>` where the signature is
-base64url(HMAC-SHA256(secret, "v1.<user>.<expires_s>")). The platform backend
-signs them with the shared secret; `giftwire token` makes development ones.
+A token is `v1.<user>.<expires_s>.<signature>`, or `v2.<user>.<expires_s>.<device>.<signature>`
+with the device fingerprint the platform saw (the risk engine's signal), where the signature
+is base64url(HMAC-SHA256(secret, everything before it)). v1 tokens stay valid (no device).
+The platform backend signs them with the shared secret; `giftwire token` makes development
+ones.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from server.gifting.rules import is_valid_id
 
 VERSION = "v1"
+VERSION_DEVICE = "v2"  # carries a device fingerprint
 
 
 @dataclass(frozen=True)
@@ -28,20 +31,30 @@ def _sign(secret: str, payload: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-def make_token(secret: str, user: str, expires_s: int) -> str:
+def make_token(secret: str, user: str, expires_s: int, device: str | None = None) -> str:
     if not is_valid_id(user):
         raise ValueError(f"invalid user id {user!r}")
-    payload = f"{VERSION}.{user}.{expires_s}"
+    if device is not None and not is_valid_id(device):
+        raise ValueError(f"invalid device {device!r}")
+    payload = (f"{VERSION}.{user}.{expires_s}" if device is None
+               else f"{VERSION_DEVICE}.{user}.{expires_s}.{device}")
     return f"{payload}.{_sign(secret, payload)}"
+
+
+def token_device(token: str) -> str | None:
+    """The device fingerprint of a (verified) v2 token; None for v1."""
+    parts = token.split(".")
+    return parts[3] if len(parts) == 5 and parts[0] == VERSION_DEVICE else None
 
 
 def verify_token(secret: str, token: str, now_s: float) -> str | TokenError:
     """The user id the token proves, or why it proves nothing."""
     parts = token.split(".")
-    if len(parts) != 4 or parts[0] != VERSION:
+    if not ((len(parts) == 4 and parts[0] == VERSION)
+            or (len(parts) == 5 and parts[0] == VERSION_DEVICE and is_valid_id(parts[3]))):
         return TokenError("auth_invalid", "malformed token")
-    _, user, expires, signature = parts
-    payload = f"{VERSION}.{user}.{expires}"
+    user, expires, signature = parts[1], parts[2], parts[-1]
+    payload = token.rsplit(".", 1)[0]
     if not hmac.compare_digest(_sign(secret, payload), signature):
         return TokenError("auth_invalid", "bad signature")
     if not is_valid_id(user) or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:

@@ -33,9 +33,9 @@ BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buff
 
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
-                 "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "held", "id",
-                 "kick_reason", "last_seq", "live", "pending", "pending_since", "user",
-                 "write_prepared")
+                 "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "device",
+                 "held", "id", "ip", "kick_reason", "last_seq", "live", "pending",
+                 "pending_since", "user", "write_prepared")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
                  close: Callable[[str], Awaitable[None]], queue_max_bytes: int) -> None:
@@ -67,6 +67,8 @@ class Connection:
         # the transport's own writer for frames serialized once for many (http_limits'
         # write_prepared), when the server offers it
         self.write_prepared: Callable[[bytes, int], bool] | None = None
+        self.device = ""  # the token's device fingerprint (v2 tokens), for the risk engine
+        self.ip = ""  # the client's address (peers.client_address)
 
     # -- sending ----------------------------------------------------------
     def push(self, text: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,12 @@ from protocol.errors import ERRORS, close_code
 from protocol.messages import Decoded, DecodeError, decode_client, encode
 from server.clock import Clock
 from server.config import Settings
-from server.gateway.auth import TokenError, verify_token
+from server.gateway.auth import TokenError, token_device, verify_token
 from server.gateway.broadcast import Broadcast
 from server.gateway.connection import Connection
 from server.gateway.http_limits import prepared_writer
 from server.gateway.hub import Hub
+from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
 from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN
 from server.settlement import entries
@@ -91,6 +93,12 @@ class Gateway:
         self.clock = clock
         self.ext: dict[str, Any] = {}  # what modules keep per gateway (set by their setup)
         self.broadcast = Broadcast(hub, settings)  # shared channels: rooms, groups
+        self.trusted_proxies = parse_trusted(settings.trusted_proxies)
+        # set by modules: checks on a new connection (a close reason refuses it), and guards
+        # on every request before its handler (an error code refuses it): in memory, so a
+        # clean request costs no Redis call
+        self.connect_checks: list[Callable[[Connection], Awaitable[str | None]]] = []
+        self.guards: list[Callable[[Connection, str, dict[str, Any]], str | None]] = []
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
@@ -125,7 +133,7 @@ class Gateway:
         auth = await self._authenticate(ws)
         if auth is None:
             return
-        user, request_id, since = auth
+        user, request_id, since, device = auth
         if len(list(self.hub.on(keys.user(user).channel))) >= self.s.connections_per_user_max:
             await self._close(ws, "too_many_connections")
             return
@@ -143,6 +151,15 @@ class Gateway:
         conn = Connection(self.hub.new_conn_id(), user, ws.send_text, close,
                           self.s.send_queue_max_bytes)
         conn.write_prepared = prepared_writer(ws.scope)
+        conn.device = device or ""
+        peer = ws.client.host if ws.client else ""
+        conn.ip = client_address(peer, ws.headers.get("x-forwarded-for"), self.trusted_proxies)
+        for check in self.connect_checks:  # e.g. a blacklisted device may not connect
+            refused = await check(conn)
+            if refused:
+                DISCONNECTS.inc(reason=refused)
+                await self._close(ws, refused)
+                return
         conn.start_buffering()  # subscribe first, then read the log: no gap
         await self.hub.add(conn)
         try:
@@ -251,9 +268,10 @@ class Gateway:
             except RuntimeError:
                 pass
 
-    async def _authenticate(self, ws: WebSocket) -> tuple[str, str | None, int | None] | None:
-        """(user, auth request id, resume point) from the query string or a first `auth`
-        message; closes the connection on failure."""
+    async def _authenticate(self, ws: WebSocket
+                            ) -> tuple[str, str | None, int | None, str | None] | None:
+        """(user, auth request id, resume point, device) from the query string or a first
+        `auth` message; closes the connection on failure."""
         token = ws.query_params.get("token")
         request_id: str | None = None
         raw_since = ws.query_params.get("since")
@@ -278,7 +296,7 @@ class Gateway:
             DISCONNECTS.inc(reason=result.reason)
             await self._close(ws, result.reason)
             return None
-        return result, request_id, since
+        return result, request_id, since, token_device(token)
 
     async def _read_loop(self, ws: WebSocket, conn: Connection) -> str | None:
         """Serve requests until the client leaves (None) or must be closed (a reason)."""
@@ -312,6 +330,11 @@ class Gateway:
     async def _handle(self, conn: Connection, msg: Decoded) -> None:
         # the codec only lets declared types through, and start-up checked that each has a
         # handler: a lookup, never a default branch
+        for guard in self.guards:
+            refused = guard(conn, msg.type, msg.data)
+            if refused:
+                conn.push(error_frame(refused, msg.data.get("id")))
+                return
         await self.requests.get(msg.type).handler(self, conn, msg.data)
 
     def error(self, conn: Connection, code: str, request_id: str | None) -> None:

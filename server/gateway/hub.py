@@ -64,6 +64,8 @@ class Hub:
         self.recover: Callable[[str, bool], Awaitable[None]] | None = None
         # set by the rooms module: where room events (`V<rseq> <json>`) go, by channel
         self.room_sink: Callable[[str, int, str], None] = lambda channel, rseq, event: None
+        # set by the risk module: a user's risk state changed (`K<json>` on their channel)
+        self.risk_sink: Callable[[str, str], None] = lambda channel, state: None
 
     def new_conn_id(self) -> str:
         self._next += 1
@@ -182,6 +184,9 @@ class Hub:
             fut = self._probes.get(data[len(PROBE_PREFIX):])
             if fut is not None and not fut.done():
                 fut.set_result(None)
+            return
+        if data.startswith(keys.RISK_STATE_PREFIX):
+            self.risk_sink(channel, data[1:])
             return
         head, _, body = data.partition(" ")
         if head.startswith(keys.ROOM_EVENT_PREFIX):  # `V<rseq> <json>`: a room event

@@ -5,7 +5,6 @@ nothing here moves money."""
 from __future__ import annotations
 
 import logging
-import zlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -112,7 +111,7 @@ async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         viewers(gw).add_likes(d["room"], counted)
     if refused:  # the risk engine reads these; a lost signal never costs the fan a reply
         try:
-            await gw.redis.xadd(keys.risk_stream(risk_partition(conn.user, s.partitions)),
+            await gw.redis.xadd(keys.risk_stream(keys.partition_of(conn.user, s.partitions)),
                                 {"user": conn.user, "signal": "like_speed", "refused": refused,
                                  "at_ms": now}, maxlen=s.risk_stream_max, approximate=True)
         except RedisError:
@@ -120,9 +119,6 @@ async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     conn.push(encode("room.liked", id=d["id"], room=d["room"], counted=counted, refused=refused,
                      total=total, level=level, today=likes_today, streak=streak).decode())
 
-
-def risk_partition(user: str, partitions: int) -> int:
-    return zlib.crc32(user.encode()) % partitions
 
 
 async def rank(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ Per user (`gw:{u:<id>}:…`):
   lt  like tasks, `<creator>:d|n|done|streak`: today's day and likes, last day done, streak
   sc  small cards earned, creator → count (the asset itself is `small_card` in `b`)
   if  creators this fan is an iron fan of (set by the platform; a group entry rule)
+  ra  the risk engine's recent action times (ms, newest first, bounded)
   pl  popularity lots: lot id → expiry ms;  pv  lot id → points left in it
   ps  popularity state: signin day and streak, frozen_at, uses:<day>, posts:<cycle>,
       category, followers (the platform's figures);  pu  card uses: use id → JSON
@@ -104,6 +105,10 @@ class UserKeys:
     @property
     def iron_fan_of(self) -> str:
         return f"{self.tag}:if"
+
+    @property
+    def risk_actions(self) -> str:
+        return f"{self.tag}:ra"
 
     @property
     def lots(self) -> str:
@@ -336,6 +341,28 @@ def content_boosts(content: str) -> str:
     return f"{PREFIX}:{{c:{content}}}:b"
 
 
+def device_accounts(device: str) -> str:
+    """A device's accounts in the risk window: account → first seen ms (slot `{d:<device>}`)."""
+    return f"{PREFIX}:{{d:{device}}}:a"
+
+
+def device_ban(device: str) -> str:
+    """Set while the device is blacklisted: the case id (slot `{d:<device>}`)."""
+    return f"{PREFIX}:{{d:{device}}}:ban"
+
+
+def cluster_gifts(network: str, recipient: str) -> str:
+    """Accounts of one /24 (/64) gifting `recipient`: account → last gift ms (slot `{n:<net>}`)."""
+    return f"{PREFIX}:{{n:{network}}}:r:{recipient}"
+
+
+RISK_CASES = f"{PREFIX}:{{risk}}:cases"  # zset: case id → opened ms (newest last)
+
+
+def risk_case(case_id: str) -> str:
+    return f"{PREFIX}:{{risk}}:case:{case_id}"
+
+
 def risk_stream(partition: int) -> str:
     """Signals for the risk engine (the like speed rule reports here), partitioned by user."""
     return f"{PREFIX}:{{risk:{partition}}}:s"
@@ -377,6 +404,8 @@ ROOM_EVENT_PREFIX = "V"
 #   `R<route> <json>`       a reply to one request only (a replay, a conflict): never an event
 EVENT_PREFIX = "E"
 REPLY_PREFIX = "R"
+# `K<json>` on a user's channel: the user's risk state changed (the gateways' cached view)
+RISK_STATE_PREFIX = "K"
 NO_ROUTE = "-"
 
 
@@ -409,6 +438,11 @@ def gateway_channel(gateway_id: str) -> str:
     return f"{PREFIX}:{{gw:{gateway_id}}}:c"
 
 
+def partition_of(user: str, partitions: int) -> int:
+    """A user's partition (settlement and risk streams): one user's requests stay in order."""
+    return zlib.crc32(user.encode()) % partitions
+
+
 def settle_stream_for(user: str, partitions: int) -> str:
     """The partition of the acting user: one user's requests stay in order."""
-    return settle_stream(zlib.crc32(user.encode()) % partitions)
+    return settle_stream(partition_of(user, partitions))

@@ -53,7 +53,8 @@ local function reject(code)
   return {'rejected', json}
 end
 
-local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used')
+local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used',
+                    'risk_restricted_until', 'risk_frozen_until')
 if not p[1] then
   -- no account to log it in (an event would create one): the refusal goes to the request
   -- only, as a reply (`R<route> <json>`), and nothing is written
@@ -62,6 +63,10 @@ if not p[1] then
   return {'rejected', json}
 end
 if p[2] == '1' then return reject('sender_banned') end
+-- the risk engine's decisions, re-checked here: a gift queued before a decision reached
+-- the gateway is refused now if its cards have not left yet (it was decided, or never)
+if tonumber(p[7] or '0') > now then return reject('sender_frozen') end
+if tonumber(p[6] or '0') > now then return reject('sender_restricted') end
 if p[3] ~= '1' then return reject('real_name_required') end
 if redis.call('SISMEMBER', k_blocks, recipient) == 1
     or redis.call('SISMEMBER', k_blocked_by, recipient) == 1 then

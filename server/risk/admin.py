@@ -1,0 +1,68 @@
+"""The risk engine's admin routes: cases, paged, and appeals that lift what a case did
+when the platform brings the evidence its level needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from protocol.risk import EVIDENCE
+from server.admin import validate as v
+from server.admin.http import read_json
+from server.admin.validate import AdminError
+from server.parts import Parts
+from server.store import keys
+
+PAGE_DEFAULT, PAGE_MAX = 50, 500
+
+
+def install(p: Parts) -> None:
+    async def cases(r: Request) -> Any:
+        """Cases newest first; `cursor` is a `next_cursor` (the opened ms to continue below)."""
+        limit = v.query_int(r.query_params.get("limit", str(PAGE_DEFAULT)), "limit", 1, PAGE_MAX)
+        raw = r.query_params.get("cursor")
+        top = f"({v.query_int(raw, 'cursor', 0, 2**62)}" if raw is not None else "+inf"
+        ids = await p.redis.zrevrangebyscore(keys.RISK_CASES, top, "-inf", start=0, num=limit + 1,
+                                             withscores=True)
+        page = ids[:limit]
+        records = await p.redis.mget([keys.risk_case(c) for c, _ in page]) if page else []
+        return {"cases": [orjson.loads(x) for x in records if x],
+                "next_cursor": str(int(page[-1][1])) if len(ids) > limit else None}
+
+    async def case(r: Request) -> Any:
+        raw = await p.redis.get(keys.risk_case(r.path_params["case"]))
+        if raw is None:
+            raise AdminError("case_unknown")
+        return orjson.loads(raw)
+
+    async def resolve(r: Request) -> Any:
+        """An appeal with the evidence the case's level needs lifts what the case did (and a
+        device's blacklist entry), and records the resolution."""
+        d = v.obj(await read_json(r), {"evidence", "note"}, frozenset({"evidence"}))
+        raw = await p.redis.get(keys.risk_case(r.path_params["case"]))
+        if raw is None:
+            raise AdminError("case_unknown")
+        rec = orjson.loads(raw)
+        if rec["status"] != "open":
+            raise AdminError("case_resolved")
+        if d["evidence"] != EVIDENCE[rec["level"]]:
+            raise AdminError("wrong_evidence")
+        uk = keys.user(rec["user"])
+        await p.scripts["risk_apply"](
+            keys=[uk.profile, uk.events, uk.channel],
+            args=["lift", 0, rec["case"], rec["level"], rec["reason"], d["evidence"],
+                  p.clock.now_ms(), p.settings.events_bound])
+        device = rec["evidence"].get("device")
+        if rec["level"] == "high" and device:
+            await p.scripts["device_ban"](keys=[keys.device_ban(device)], args=["clear", rec["case"]])
+        rec.update(status="resolved", resolution={"evidence": d["evidence"],
+                                                  "note": str(d.get("note", ""))[:500],
+                                                  "at_ms": p.clock.now_ms()})
+        await p.redis.set(keys.risk_case(rec["case"]), orjson.dumps(rec))
+        return rec
+
+    p.admin.add("GET", "/risk/cases", cases)
+    p.admin.add("GET", "/risk/cases/{case}", case)
+    p.admin.add("POST", "/risk/cases/{case}/resolve", resolve)

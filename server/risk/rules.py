@@ -1,0 +1,45 @@
+"""The risk engine's judgements that need no I/O. Pure: the times are passed in."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+
+from server.config import Settings
+
+# what each kind of request counts as, for the rules (the like speed rule's own refusals
+# come in as signals too)
+ACTIONS = {"gift.send": "gift", "envelope.send": "gift", "envelope.grab": "grab",
+           "room.like": "like", "group.post": "post"}
+# which decisions refuse which actions: a restriction stops gifting, a freeze gifting and
+# grabbing, a ban everything
+REFUSES = {"restricted": ("gift",), "frozen": ("gift", "grab"),
+           "banned": ("gift", "grab", "like", "post")}
+
+
+def automation(times_newest_first: list[int], s: Settings) -> str | None:
+    """`automation_rate` when more than `bot_actions_per_s` actions per second came for a
+    whole `bot_window_s` (more than rate × window actions in the window ending at the
+    newest), `automation_regular` when the last `bot_regular_intervals` intervals are too
+    even to be human (their coefficient of variation, stdev / mean, below
+    `bot_regular_cv`), else None."""
+    if not times_newest_first:
+        return None
+    newest = times_newest_first[0]
+    window_ms = s.bot_window_s * 1000
+    in_window = sum(1 for t in times_newest_first if newest - t < window_ms)
+    if in_window > s.bot_actions_per_s * s.bot_window_s:
+        return "automation_rate"
+    n = s.bot_regular_intervals
+    if len(times_newest_first) > n:
+        recent = times_newest_first[: n + 1]
+        gaps = [a - b for a, b in itertools.pairwise(recent)]
+        mean = statistics.fmean(gaps)
+        if mean > 0 and statistics.pstdev(gaps) / mean < float(s.bot_regular_cv):
+            return "automation_regular"
+    return None
+
+
+def kept_times(s: Settings) -> int:
+    """Action times a user's record keeps: enough for both automation measures."""
+    return max(s.bot_actions_per_s * s.bot_window_s + 1, s.bot_regular_intervals + 1)

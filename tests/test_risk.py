@@ -1,0 +1,249 @@
+"""The risk engine through real gateways on the movable clock: the shared-device rule at
+3 vs 4 accounts, the IP cluster at 19 vs 20 accounts, automation at 10 vs 11 actions a
+second and at machine-regular intervals, the device blacklist, a freeze lapsing after
+48 h, appeals lifting each action, enforcement on a second gateway, and a spoofed
+X-Forwarded-For from an untrusted peer ignored."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from protocol.errors import close_code
+from server.gateway.auth import make_token
+from server.store.embedded import EmbeddedValkey
+from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
+
+RISK = {**TEST_CLOCK, "GIFTWIRE_RISK_ENABLED": "1", "GIFTWIRE_TRUSTED_PROXIES": "127.0.0.1",
+        "GIFTWIRE_RISK_TICK_MS": "50"}
+HOUR = 3_600_000
+
+
+class Raw:
+    """A bare protocol client that can claim a device (v2 token) and an address (through
+    the trusted proxy's X-Forwarded-For)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.events: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, srv: Proc, user: str, device: str | None = None,
+                   ip: str | None = None) -> Raw:
+        token = make_token(srv.secrets["token_secret"], user, int(time.time()) + 86400 * 5, device)
+        headers = {"X-Forwarded-For": ip} if ip else {}
+        ws = await connect(f"{srv.ws}?token={token}", additional_headers=headers)
+        welcome = orjson.loads(await ws.recv())
+        assert welcome["type"] == "welcome", welcome
+        return cls(ws)
+
+    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        rid = f"r{next(self.ids)}"
+        await self.ws.send(orjson.dumps({"type": type_, "id": rid, **fields}).decode())
+        while True:
+            msg = orjson.loads(await asyncio.wait_for(self.ws.recv(), 20))
+            if msg.get("id") == rid:
+                return msg  # type: ignore[no-any-return]
+            self.events.append(msg)
+
+    async def notice(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The next `risk.notice` event."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for e in self.events:
+                if e["type"] == "risk.notice":
+                    self.events.remove(e)
+                    return e
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no risk.notice")
+            try:
+                self.events.append(orjson.loads(await asyncio.wait_for(self.ws.recv(), left)))
+            except TimeoutError:
+                continue
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def gift(c: Raw, to: str) -> dict[str, Any]:
+    return await c.request("gift.send", gift_id=uid("g"), to=to, asset="note.do", count=1)
+
+
+async def senders_of(admin: Admin, recipient: str, n: int) -> list[str]:
+    """n verified users following `recipient` for days, each with 10 cards."""
+    users = [uid("s") for _ in range(n)]
+    await admin.call("POST", "/bulk", {
+        "users": [{"id": u, "registered_at_ms": 1, "real_name_verified": True} for u in users],
+        "follows": [{"follower": u, "followee": recipient,
+                     "since_ms": int(time.time() * 1000) - 5 * 86_400_000} for u in users],
+        "grants": [{"id": uid("gr"), "user": u, "asset": "note.do", "amount": 10} for u in users]})
+    return users
+
+
+async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Three accounts on one device gift freely; the fourth is warned and restricted from
+    gifting (on the gateway and in settlement); face verification lifts it."""
+    srv, _ = own_server(RISK)
+    async with Admin(srv) as admin:
+        recipient = uid("r")
+        await admin.user(recipient)
+        users = await senders_of(admin, recipient, 4)
+        clients = []
+        for u in users:
+            clients.append(await Raw.open(srv, u, device="dev-shared"))
+            await asyncio.sleep(0.02)  # first seen in this order
+        notice = await clients[3].notice()
+        assert (notice["action"], notice["level"], notice["reason"], notice["appeal"]) == \
+            ("restricted", "low", "shared_device", "face_verification")
+        assert notice["until_ms"] - await admin.now_ms() in range(23 * HOUR, 24 * HOUR + 1)
+        assert [(await gift(c, recipient))["type"] for c in clients[:3]] == ["gift.confirmed"] * 3
+        refused = await gift(clients[3], recipient)
+        assert (refused["type"], refused["code"]) == ("error", "risk_restricted")
+        cases = (await admin.call("GET", "/risk/cases"))["cases"]
+        case = next(c for c in cases if c["user"] == users[3])
+        assert case["evidence"]["device"] == "dev-shared" and case["evidence"]["place"] == 4
+        wrong = await admin.call("POST", f"/risk/cases/{case['case']}/resolve",
+                                 {"evidence": "phone_bill"}, ok=False)
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (409, "wrong_evidence")
+        done = await admin.call("POST", f"/risk/cases/{case['case']}/resolve",
+                                {"evidence": "face_verification", "note": "verified"})
+        assert done["status"] == "resolved"
+        assert (await clients[3].notice())["action"] == "lifted"
+        assert (await gift(clients[3], recipient))["type"] == "gift.confirmed"
+        for c in clients:
+            await c.close()
+
+
+async def test_ip_cluster_of_20_is_frozen_not_19_and_the_freeze_lapses_after_48h(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]], start: Callable[..., Proc]) -> None:
+    """19 accounts of one /24 gifting one recipient are left alone; 20 of another /24 are
+    frozen — refused on a second gateway too — until 48 h have passed."""
+    srv, vk = own_server(RISK)
+    other = start("gateway", vk.url, srv.data_dir, RISK)
+    async with Admin(srv) as admin:
+        recipient = uid("r")
+        await admin.user(recipient)
+        calm = await senders_of(admin, recipient, 19)
+        hot = await senders_of(admin, recipient, 20)
+        calm_c = [await Raw.open(srv, u, ip=f"10.1.1.{i + 1}") for i, u in enumerate(calm)]
+        hot_c = [await Raw.open(srv, u, ip=f"10.2.2.{i + 1}") for i, u in enumerate(hot)]
+        for c in calm_c + hot_c:
+            assert (await gift(c, recipient))["type"] == "gift.confirmed"
+        notices = [await c.notice() for c in hot_c]
+        assert {(n["action"], n["level"], n["reason"]) for n in notices} == \
+            {("frozen", "medium", "ip_cluster")}
+        elsewhere = await Raw.open(other, hot[0], ip="10.2.2.1")
+        assert (await gift(elsewhere, recipient))["code"] == "risk_frozen"
+        assert (await elsewhere.request("envelope.grab", group="g", envelope="a:b"))["code"] \
+            == "risk_frozen"
+        assert [(await gift(c, recipient))["type"] for c in calm_c[:3]] == ["gift.confirmed"] * 3
+        await admin.advance(48 * HOUR + 1000)
+        assert (await gift(elsewhere, recipient))["type"] == "gift.confirmed"
+        for c in [*calm_c, *hot_c, elsewhere]:
+            await c.close()
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
+
+
+async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Without the peer in GIFTWIRE_TRUSTED_PROXIES, 20 accounts claiming one /24 are judged
+    by their real (loopback, exempt) address: nobody is frozen."""
+    srv, _ = own_server({**RISK, "GIFTWIRE_TRUSTED_PROXIES": ""})
+    async with Admin(srv) as admin:
+        recipient = uid("r")
+        await admin.user(recipient)
+        users = await senders_of(admin, recipient, 20)
+        clients = [await Raw.open(srv, u, ip=f"10.3.3.{i + 1}") for i, u in enumerate(users)]
+        for c in clients:
+            assert (await gift(c, recipient))["type"] == "gift.confirmed"
+        await asyncio.sleep(1.0)  # several engine ticks
+        assert (await admin.call("GET", "/risk/cases"))["cases"] == []
+        assert (await gift(clients[0], recipient))["type"] == "gift.confirmed"
+        for c in clients:
+            await c.close()
+
+
+async def likes_at(c: Raw, room: str, gaps_ms: list[int]) -> None:
+    """One like per step, `gap` ms of real time after each reply (actions are stamped when
+    the gateway sees them; moving the test clock between them would take longer than the
+    gaps themselves)."""
+    for gap in gaps_ms:
+        reply = await c.request("room.like", room=room, count=1)
+        assert reply["type"] in ("room.liked", "error"), reply
+        await asyncio.sleep(gap / 1000)
+
+
+# uneven gaps (not regular): 80/120 ms is under 10 a second with each reply's few ms;
+# 65/105 ms is over 11 a second
+@pytest.mark.parametrize(("gaps", "banned"), [((80, 120), False), ((65, 105), True)])
+async def test_automation_rate_10_vs_11_actions_a_second(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]], gaps: tuple[int, int],
+        banned: bool) -> None:
+    """Uneven gaps of 100 ms on average (under 10 actions/s) for 6 s are human; of 85 ms
+    (over 11/s) automation: banned for good, the device blacklisted, a new account on it
+    refused at connect, and notarization lifts both."""
+    srv, _ = own_server(RISK)
+    async with Admin(srv) as admin:
+        streamer, u = uid("st"), uid("bot")
+        await admin.user(streamer)
+        await admin.user(u)
+        room = uid("room")
+        await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer})
+        c = await Raw.open(srv, u, device=f"d-{u}")
+        await likes_at(c, room, list(gaps) * 33)
+        if not banned:
+            await asyncio.sleep(0.5)
+            assert (await admin.call("GET", "/risk/cases"))["cases"] == []
+            assert (await c.request("room.like", room=room, count=1))["type"] == "room.liked"
+            return
+        notice = await c.notice()
+        assert (notice["action"], notice["level"], notice["reason"], notice["appeal"]) == \
+            ("banned", "high", "automation_rate", "notarization")
+        assert (await c.request("room.like", room=room, count=1))["code"] == "risk_banned"
+        fresh = uid("new")
+        await admin.user(fresh)
+        with pytest.raises(ConnectionClosed) as info:
+            await Raw.open(srv, fresh, device=f"d-{u}")
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == close_code("device_banned").code
+        case = (await admin.call("GET", "/risk/cases"))["cases"][0]
+        await admin.call("POST", f"/risk/cases/{case['case']}/resolve", {"evidence": "notarization"})
+        again = await Raw.open(srv, fresh, device=f"d-{u}")
+        await again.close()
+        assert (await c.request("room.like", room=room, count=1))["type"] == "room.liked"
+        await c.close()
+
+
+async def test_machine_regular_intervals_are_automation_even_when_slow(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """22 likes 200 ms apart (5 a second, under the rate) are too even to be a person:
+    banned with reason automation_regular; unevenly spaced ones are not."""
+    srv, _ = own_server(RISK)
+    async with Admin(srv) as admin:
+        streamer, bot, person = uid("st"), uid("bot"), uid("p")
+        for u in (streamer, bot, person):
+            await admin.user(u)
+        room = uid("room")
+        await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer})
+        b = await Raw.open(srv, bot)
+        await likes_at(b, room, [200] * 22)
+        assert (await b.notice())["reason"] == "automation_regular"
+        p = await Raw.open(srv, person)
+        await likes_at(p, room, [150, 450, 250, 600, 300, 400] * 4)
+        await asyncio.sleep(0.5)
+        cases = (await admin.call("GET", "/risk/cases"))["cases"]
+        assert [c["user"] for c in cases] == [bot]
+        for c in (b, p):
+            await c.close()
