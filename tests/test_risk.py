@@ -148,6 +148,14 @@ async def test_ip_cluster_of_20_is_frozen_not_19_and_the_freeze_lapses_after_48h
         assert (await elsewhere.request("envelope.grab", group="g", envelope="a:b"))["code"] \
             == "risk_frozen"
         assert [(await gift(c, recipient))["type"] for c in calm_c[:3]] == ["gift.confirmed"] * 3
+        cases = (await admin.call("GET", "/risk/cases", None))["cases"]
+        appealed = next(c for c in cases if c["user"] == hot[1])
+        assert appealed["evidence"]["network"] == "10.2.2.0/24" and appealed["evidence"]["count"] == 20
+        await admin.call("POST", f"/risk/cases/{appealed['case']}/resolve", {"evidence": "phone_bill"})
+        assert (await gift(hot_c[1], recipient))["type"] == "gift.confirmed"  # lifted early
+        again = await admin.call("POST", f"/risk/cases/{appealed['case']}/resolve",
+                                 {"evidence": "phone_bill"}, ok=False)
+        assert (again.status_code, again.json()["error"]["code"]) == (409, "case_resolved")
         await admin.advance(48 * HOUR + 1000)
         assert (await gift(elsewhere, recipient))["type"] == "gift.confirmed"
         for c in [*calm_c, *hot_c, elsewhere]:
