@@ -1,5 +1,5 @@
-"""giftwire-loadtest SCENARIO [options] — gifts, room or idle, with ceilings measured
-in the same run, a table, a JSON file and a plot. Traffic goes only to the target
+"""giftwire-loadtest SCENARIO [options] — gifts, room, idle, likes, envelope or chat, with
+ceilings measured in the same run, a table, a JSON file and a plot. Traffic goes only to the target
 (by default one the harness starts on loopback); every loop is bounded in count and time."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import uvloop
 
-from loadtest import ceilings, report, scenarios
+from loadtest import ceilings, groups, report, scenarios
 from loadtest.stats import ratio
 from loadtest.target import Target, raise_nofile, start_own
 from server.bench import connect as redis_connect
@@ -24,18 +24,24 @@ ROOM_TICK_MS = 300  # measured on 2 cores: the fastest tick whose frames 10,000 
 FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 20.0,
         "room_s": 10.0, "connections": 20_000, "hold_s": 3.0, "a_s": 3.0, "a_batch": 128,
         "b_gifts": 20_000, "c_conns": 64, "c_s": 3.0, "d_rounds": 5, "fans": 1000, "like_rate": 2.0,
-        "taps": 5, "likes_s": 10.0}
+        "taps": 5, "likes_s": 10.0,
+        # envelope: 1,000 members grab once each (not 500 twice: a second grab is a retry
+        # answered with the same share); 1,000 cards for 200 shares
+        "env_members": 1000, "env_shares": 200, "env_total": 1000,
+        # chat: 500 members watch; the owner and 4 admins post 50 messages/s in all for 10 s
+        "chat_members": 500, "posters": 5, "chat_rate": 50.0, "chat_s": 10.0}
 SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.0, "room_s": 1.0,
          "connections": 40, "hold_s": 0.5, "a_s": 0.5, "a_batch": 16, "b_gifts": 300,
          "c_conns": 4, "c_s": 0.5, "d_rounds": 2, "fans": 20, "like_rate": 4.0, "taps": 5,
-         "likes_s": 1.0}
+         "likes_s": 1.0, "env_members": 40, "env_shares": 10, "env_total": 50,
+         "chat_members": 20, "posters": 2, "chat_rate": 20.0, "chat_s": 1.0}
 SETTLE_S = 30.0
 RSS_TARGET_BYTES = 15 * 1024
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="giftwire-loadtest", description=__doc__)
-    p.add_argument("scenario", choices=["gifts", "room", "idle", "likes"])
+    p.add_argument("scenario", choices=["gifts", "room", "idle", "likes", "envelope", "chat"])
     p.add_argument("--smoke", action="store_true", help="a size that finishes in seconds")
     p.add_argument("--procs", type=int, default=2, help="load-generating processes")
     p.add_argument("--json", type=Path, help="write the result here")
@@ -46,12 +52,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--redis-url", help="the target's Redis, for the audit and ceiling (a)")
     p.add_argument("--server-pid", type=int, help="the target gateway's PID (idle reads its RSS)")
     p.add_argument("--rate", type=float,
-                   help="gifts: the set rate of the second phase (default: half the max)")
+                   help="gifts: the set rate of the second phase (default: half the max); "
+                        "chat: messages/s posted in all (default 50)")
     p.add_argument("--senders", type=int)
     p.add_argument("--gifts", type=int)
     p.add_argument("--window", type=int, help="gifts in flight per sender at max rate")
     p.add_argument("--viewers", type=int, help="room receivers, and the connections of ceiling (d)")
     p.add_argument("--connections", type=int, help="idle connections")
+    p.add_argument("--members", type=int,
+                   help="envelope: members, each grabbing once (default 1,000); chat: members "
+                        "watching (default 500)")
+    p.add_argument("--shares", type=int, help="envelope: grabbers the envelope allows (default 200)")
+    p.add_argument("--total", type=int, help="envelope: cards in the envelope (default 1,000)")
+    p.add_argument("--posters", type=int,
+                   help="chat: the owner and posters-1 admins post (default 5)")
     p.add_argument("--room-tick-ms", type=int, default=ROOM_TICK_MS,
                    help="room: the gateway's room tick (its own target only): 10,000 viewers "
                         "at 100 ms need 100,000 frames/s")
@@ -61,9 +75,15 @@ def parser() -> argparse.ArgumentParser:
 
 def sizes(args: argparse.Namespace) -> dict[str, Any]:
     out = dict(SMOKE if args.smoke else FULL)
-    for name in ("senders", "gifts", "window", "viewers", "connections"):
+    for name in ("senders", "gifts", "window", "viewers", "connections", "posters"):
         if getattr(args, name) is not None:
             out[name] = getattr(args, name)
+    for name, keys in (("members", ("env_members", "chat_members")), ("shares", ("env_shares",)),
+                       ("total", ("env_total",))):
+        if getattr(args, name) is not None:
+            out.update(dict.fromkeys(keys, getattr(args, name)))
+    if args.scenario == "chat" and args.rate is not None:
+        out["chat_rate"] = args.rate
     return out
 
 
@@ -132,19 +152,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         elif args.scenario == "likes":
             result = await scenarios.run_likes(target, run_id, args.procs, z["fans"], z["like_rate"],
                                                z["taps"], z["likes_s"])
+        elif args.scenario == "envelope":
+            result = await groups.run_envelope(target, run_id, args.procs, z["env_members"],
+                                               z["env_shares"], z["env_total"], args.max_seconds)
+        elif args.scenario == "chat":
+            result = await groups.run_chat(target, run_id, args.procs, z["chat_members"], z["posters"],
+                                           z["chat_rate"], z["chat_s"], args.max_seconds)
         else:
             result = await scenarios.run_idle(target, run_id, args.procs, z["connections"], z["hold_s"])
         cs = await measure_ceilings(target, args, z, run_id)
         ok, audit_text = await settle_and_audit(target)
     finally:
         target.stop()
-    thr = result["throughput_per_s"]
-    ratios = {"gifts": {"a": ratio(thr, cs["a_lua_per_s"]), "c": ratio(thr, cs["c_echo_per_s"])},
-              "room": {"d": ratio(thr, cs["d_broadcast_per_s"])}, "idle": {},
-              "likes": {}}[args.scenario]
     result.update({
         "scenario": args.scenario, "smoke": args.smoke, "machine": report.machine(),
-        "ceilings": cs, "ratio_to_ceiling": ratios,
+        "ceilings": cs, "ratio_to_ceiling": ratios_to_ceilings(args.scenario, result, cs),
         "invariants_ok": (ok and result["exactly_once"]
                           and result.get("at_rate", {}).get("exactly_once", True)),
         "audit": audit_text, "command": "giftwire-loadtest " + " ".join(sys.argv[1:]),
@@ -154,6 +176,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.scenario == "idle":
         result["rss_target_bytes"] = RSS_TARGET_BYTES
     return result
+
+
+def ratios_to_ceilings(scenario: str, result: dict[str, Any], cs: dict[str, float]) -> dict[str, float]:
+    """The scenario's throughput over the ceilings it is compared with: envelope grabs/s to
+    (a) (Lua steps, gifts/s); chat message deliveries/s (`d`) and its frames/s (`d_frames`)
+    to (d) (frames/s)."""
+    thr = result["throughput_per_s"]
+    if scenario == "gifts":
+        return {"a": ratio(thr, cs["a_lua_per_s"]), "c": ratio(thr, cs["c_echo_per_s"])}
+    if scenario == "room":
+        return {"d": ratio(thr, cs["d_broadcast_per_s"])}
+    if scenario == "envelope":
+        return {"a": ratio(thr, cs["a_lua_per_s"])}
+    if scenario == "chat":
+        return {"d": ratio(thr, cs["d_broadcast_per_s"]),
+                "d_frames": ratio(result["frames_per_s"], cs["d_broadcast_per_s"])}
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,12 +32,18 @@ def machine() -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     c, r, lat = result["ceilings"], result["ratio_to_ceiling"], result["latency_ms"]
     unit = {"gifts": "gifts/s", "room": "frames/s", "idle": "connects/s",
-            "likes": "likes/s counted"}[result["scenario"]]
+            "likes": "likes/s counted", "envelope": "grabs/s answered",
+            "chat": "messages × members/s"}[result["scenario"]]
+    what = LATENCY_OF.get(result["scenario"], "latency")
     rows = [
         (f"{result['scenario']} throughput", f"{result['throughput_per_s']:,.0f} {unit}"),
-        ("latency p50 / p90 / p99 / max",
+        (f"{what} p50 / p90 / p99 / max",
          f"{lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} / {lat['max']:.2f} ms"),
     ]
+    if result["scenario"] == "envelope":
+        rows += envelope_rows(result)
+    if result["scenario"] == "chat":
+        rows += chat_rows(result)
     if "at_rate" in result:
         ar = result["at_rate"]
         rows.append((f"at {ar['params']['rate']:.0f}/s: p99 confirm",
@@ -62,6 +68,40 @@ def table(result: dict[str, Any]) -> str:
     rows.append(("invariants (audit + exactly once)", "ok" if result["invariants_ok"] else "BROKEN"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+LATENCY_OF = {"envelope": "grab → reply", "chat": "post → member"}
+
+
+def envelope_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    cl, el, o = result["credited_latency_ms"], result["empty_latency_ms"], result["outcomes"]
+    other = sum(n for k, n in o.items() if k not in ("envelope.grabbed", "envelope_empty"))
+    exact = "exact" if result["exactly_once"] else "NOT EXACT: " + ", ".join(
+        k for k, ok in result["checks"].items() if not ok)
+    return [
+        ("grab → credited p50 / p99", f"{cl['p50']:.2f} / {cl['p99']:.2f} ms (winners)"),
+        ("grab → envelope_empty p50 / p99", f"{el['p50']:.2f} / {el['p99']:.2f} ms"),
+        ("grabs: won / empty / other", f"{o.get('envelope.grabbed', 0):,} / "
+                                       f"{o.get('envelope_empty', 0):,} / {other:,} "
+                                       f"in {result['rush_seconds']:.3f} s"),
+        ("winners / shares", f"{result['winners']:,} / {result['shares']:,}"),
+        ("shares sum / total", f"{result['shares_sum']:,} / {result['total']:,} "
+                               f"(shares {result['share_min']}–{result['share_max']}): {exact}"),
+        ("grab events seen by members", f"{result['grab_events_seen']:,} of "
+                                        f"{result['grab_events_expected']:,}"),
+    ]
+
+
+def chat_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    ack, p = result["post_ack_ms"], result["params"]
+    return [
+        ("messages posted (accepted)", f"{result['posted']:,} of {p['messages']:,} at "
+                                       f"{result['post_rate_achieved']:.1f}/s by {p['posters']} posters"),
+        ("post → posted (ack) p50 / p99", f"{ack['p50']:.2f} / {ack['p99']:.2f} ms"),
+        ("deliveries seen / expected / dropped", f"{result['seen']:,} / {result['expected']:,} / "
+                                                 f"{result['dropped']:,} ({p['members']} members)"),
+        ("group frames to members", f"{result['frames_per_s']:,.0f} frames/s"),
+    ]
 
 
 def write_json(path: Path, result: dict[str, Any]) -> None:

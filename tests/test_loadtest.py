@@ -26,7 +26,8 @@ async def run_harness(*args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "c"}), ("room", {"d"}), ("idle", set()),
-                                                ("likes", set())])
+                                                ("likes", set()), ("envelope", {"a"}),
+                                                ("chat", {"d", "d_frames"})])
 async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -> None:
     """`python -m loadtest SCENARIO --smoke --json out.json` exits 0 with every figure present."""
     out_json, out_png = tmp_path / "out.json", tmp_path / "out.png"
@@ -46,3 +47,11 @@ async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -
         assert data["at_rate"]["latency_ms"]["p99"] >= 0 and data["outcomes"] == {"gift.confirmed": 40}
     if scenario == "idle":
         assert data["connections"] == 40 and data["rss_per_connection_bytes"] > 0
+    if scenario == "envelope":  # 40 members grab 50 cards in 10 shares: exactly 10 win, sum 50
+        assert data["outcomes"] == {"envelope.grabbed": 10, "envelope_empty": 30}
+        assert (data["winners"], data["shares_sum"]) == (10, 50) and all(data["checks"].values())
+        assert data["credited_latency_ms"]["p99"] >= 0
+    if scenario == "chat":  # 20 messages from the owner and an admin, to 20 members
+        assert data["posted"] == 20 and data["outcomes"] == {"group.posted": 20}
+        assert data["expected"] == 400 and data["seen"] + data["dropped"] == 400 and data["seen"] > 0
+        assert data["frames_per_s"] > 0
