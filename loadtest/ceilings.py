@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -61,7 +62,8 @@ async def lua_ceiling(redis_url: str, procs: int, seconds: float, batch: int, ru
 # -- (b) --------------------------------------------------------------------
 async def worker_ceiling(gifts: int, batch_max: int, run_id: str) -> float:
     """The worker alone on a private Valkey: pre-fill the stream, time one burst run."""
-    vk = EmbeddedValkey(Path(tempfile.mkdtemp(prefix="gwlt-b-")))
+    data = Path(tempfile.mkdtemp(prefix="gwlt-b-"))
+    vk = EmbeddedValkey(data)
     vk.start()
     try:
         bench = Bench(vk.url, BENCH.replace(worker_batch_max=batch_max))
@@ -77,6 +79,7 @@ async def worker_ceiling(gifts: int, batch_max: int, run_id: str) -> float:
         return gifts / elapsed
     finally:
         vk.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 # -- (c) and (d): the plain stack ------------------------------------------

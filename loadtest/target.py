@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -46,6 +47,7 @@ class Target:
     redis_url: str
     pid: int | None = None
     owned: list[Any] = field(default_factory=list)
+    data_dir: Path | None = None  # the harness's own target: removed when it stops
 
     @property
     def ws(self) -> str:
@@ -58,6 +60,8 @@ class Target:
     def stop(self) -> None:
         for part in reversed(self.owned):
             part.stop()
+        if self.data_dir is not None and not os.environ.get("GIFTWIRE_KEEP_DATA"):
+            shutil.rmtree(self.data_dir, ignore_errors=True)  # a run's data is hundreds of MB
 
 
 def start_own(env: dict[str, str] | None = None) -> Target:
@@ -72,7 +76,8 @@ def start_own(env: dict[str, str] | None = None) -> Target:
         vk.stop()
         raise
     sec = proc.secrets
-    return Target(proc.http, sec["admin_key"], sec["token_secret"], vk.url, proc.pid, [vk, proc])
+    return Target(proc.http, sec["admin_key"], sec["token_secret"], vk.url, proc.pid, [vk, proc],
+                  data)
 
 
 def _post(url: str, key: str, body: Any, method: str = "POST") -> Any:
