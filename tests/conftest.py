@@ -42,6 +42,8 @@ def start() -> Iterator[Callable[..., Proc]]:
     yield run
     for p in procs:
         p.stop()
+    for d in {p.data_dir for p in procs}:  # logs and data of a passed session are not kept
+        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +75,7 @@ def fresh_valkey() -> Iterator[Callable[..., EmbeddedValkey]]:
     yield make
     for vk in made:
         vk.stop()
+        shutil.rmtree(vk.data_dir, ignore_errors=True)
 
 
 @pytest.fixture
