@@ -239,24 +239,35 @@ async def test_automation_rate_10_vs_11_actions_a_second(
         await c.close()
 
 
+async def gifts_at(c: Raw, gaps_ms: list[int]) -> None:
+    """One gift request per step (to an unknown recipient: refused, but an action all the
+    same), `gap` ms of real time after each reply."""
+    for gap in gaps_ms:
+        await gift(c, "nobody-at-all")
+        await asyncio.sleep(gap / 1000)
+
+
 async def test_machine_regular_intervals_are_automation_even_when_slow(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """22 likes 200 ms apart (5 a second, under the rate) are too even to be a person:
-    banned with reason automation_regular; unevenly spaced ones are not."""
+    """22 gift requests 200 ms apart (5 a second, under the rate) are too even to be a
+    person: banned with reason automation_regular; unevenly spaced ones are not, and nor
+    are likes sent on a timer (clients batch taps: likes are judged by their rate only)."""
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
-        streamer, bot, person = uid("st"), uid("bot"), uid("p")
-        for u in (streamer, bot, person):
+        streamer, bot, person, liker = uid("st"), uid("bot"), uid("p"), uid("lk")
+        for u in (streamer, bot, person, liker):
             await admin.user(u)
         room = uid("room")
         await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer})
         b = await Raw.open(srv, bot)
-        await likes_at(b, room, [200] * 22)
+        await gifts_at(b, [200] * 22)
         assert (await b.notice())["reason"] == "automation_regular"
         p = await Raw.open(srv, person)
-        await likes_at(p, room, [150, 450, 250, 600, 300, 400] * 4)
+        await gifts_at(p, [150, 450, 250, 600, 300, 400] * 4)
+        timer = await Raw.open(srv, liker)
+        await likes_at(timer, room, [200] * 25)
         await asyncio.sleep(0.5)
         cases = (await admin.call("GET", "/risk/cases"))["cases"]
         assert [c["user"] for c in cases] == [bot]
-        for c in (b, p):
+        for c in (b, p, timer):
             await c.close()

@@ -153,15 +153,19 @@ class Gateway:
         conn.write_prepared = prepared_writer(ws.scope)
         conn.device = device or ""
         peer = ws.client.host if ws.client else ""
-        conn.ip = client_address(peer, ws.headers.get("x-forwarded-for"), self.trusted_proxies)
+        forwarded = ",".join(ws.headers.getlist("x-forwarded-for")) or None
+        conn.ip = client_address(peer, forwarded, self.trusted_proxies)
+        conn.start_buffering()  # subscribe first, then read the log: no gap
+        await self.hub.add(conn)
+        # after subscribing, so a decision published meanwhile is not missed
         for check in self.connect_checks:  # e.g. a blacklisted device may not connect
             refused = await check(conn)
             if refused:
                 DISCONNECTS.inc(reason=refused)
+                conn.close()
+                await self.hub.remove(conn)
                 await self._close(ws, refused)
                 return
-        conn.start_buffering()  # subscribe first, then read the log: no gap
-        await self.hub.add(conn)
         try:
             await self._catch_up(conn, request_id, since)
             reason = await self._read_loop(ws, conn)  # this coroutine is the reader

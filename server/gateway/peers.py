@@ -1,8 +1,10 @@
 """Who is on the other end: the client's IP address. Pure.
 
 Behind a trusted proxy (`GIFTWIRE_TRUSTED_PROXIES`: addresses or networks) the address is
-the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy; from any other
-peer the header is ignored (a client cannot claim an address by sending it)."""
+the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy (all of the
+header's lines joined in order: a proxy may append a line of its own after the client's);
+from any other peer the header is ignored (a client cannot claim an address by sending it).
+IPv4-mapped IPv6 addresses count as the IPv4 address."""
 
 from __future__ import annotations
 
@@ -15,12 +17,24 @@ def parse_trusted(entries: tuple[str, ...]) -> tuple[Network, ...]:
     return tuple(ipaddress.ip_network(e.strip(), strict=False) for e in entries if e.strip())
 
 
-def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+def parse_address(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address, IPv4-mapped IPv6 (`::ffff:1.2.3.4`) unwrapped to IPv4; None if malformed."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
-        return False
-    return any(ip in net for net in trusted)
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def in_networks(address: str, networks: tuple[Network, ...]) -> bool:
+    ip = parse_address(address)
+    return ip is not None and any(ip in net for net in networks)
+
+
+def _trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    return in_networks(address, trusted)
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted: tuple[Network, ...]) -> str:
@@ -28,18 +42,15 @@ def client_address(peer: str, forwarded_for: str | None, trusted: tuple[Network,
         return peer
     for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
         if not _trusted(hop, trusted):
-            try:
-                return str(ipaddress.ip_address(hop))
-            except ValueError:
-                return peer  # a malformed hop: do not trust the rest either
+            ip = parse_address(hop)
+            return str(ip) if ip is not None else peer  # a malformed hop: trust none before it
     return peer
 
 
 def network_of(address: str) -> str:
     """The address's /24 (IPv4) or /64 (IPv6): one cluster of the risk engine."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
+    ip = parse_address(address)
+    if ip is None:
         return address
     prefix = 24 if ip.version == 4 else 64
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

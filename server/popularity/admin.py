@@ -99,7 +99,8 @@ def install(p: Parts) -> None:
         d = v.obj(await read_json(r), {"user", "frozen"}, frozenset({"user", "frozen"}))
         uid, frozen = v.user_id(d["user"]), v.boolean(d["frozen"], "frozen")
         reply = await p.scripts["pop_freeze"](
-            keys=user_keys(uid), args=["freeze" if frozen else "lift", p.clock.now_ms(), s.events_bound])
+            keys=user_keys(uid), args=["freeze" if frozen else "lift", p.clock.now_ms(), s.events_bound,
+                                       s.points_lot_ttl_s * 1000])
         if status(reply) is Status.REJECTED:
             raise AdminError("user_unknown")
         return {"user": uid, "frozen": frozen}

@@ -105,6 +105,8 @@ class UseFlow(DayFlow):
             if rec["st"] == "refused":  # refused and refunded before: the same answer again
                 await self.replies.send(item.user, item.route, error_frame(rec["code"]))
                 item.done = True
+            elif rec["st"] != "paid":  # settled before (maybe cancelled since): its windows
+                item.outcome = "settled"  # are never added again; the settle step replays
         else:
             raise UnknownStatus(f"pop_use answered {reply!r}")
 
@@ -118,21 +120,21 @@ class UseFlow(DayFlow):
         elif st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"content_claim answered {reply!r}")
 
-    def boost_call(self, item: UseItem, _now: Now) -> Call | None:
+    def boost_call(self, item: UseItem, now: Now) -> Call | None:
         if item.outcome != "ok":
             return None
-        return self._window(item, item.content)
+        return self._window(item, item.content, now)
 
-    def room_boost_call(self, item: UseItem, _now: Now) -> Call | None:
+    def room_boost_call(self, item: UseItem, now: Now) -> Call | None:
         """An advanced card covers the live room too (the content's and the room's own slot)."""
         if item.outcome != "ok" or item.cover != "advanced" or not item.live_room:
             return None
-        return self._window(item, item.live_room)
+        return self._window(item, item.live_room, now)
 
-    def _window(self, item: UseItem, content: str) -> Call:
+    def _window(self, item: UseItem, content: str, now: Now) -> Call:
+        kept = max(0, item.ends - now.now_ms) // 1000 + 86400  # past its end, from now
         return ([keys.content_boosts(content)],
-                [f"{item.user}:{item.use}", "add", item.starts, item.ends,
-                 (item.ends - item.starts) // 1000 + 86400])
+                [f"{item.user}:{item.use}", "add", item.starts, item.ends, kept])
 
     async def after_boost(self, item: UseItem, reply: list[Any], _now: Now) -> None:
         if status(reply) not in (Status.APPLIED, Status.EXISTS):
@@ -140,8 +142,8 @@ class UseFlow(DayFlow):
 
     def settle_call(self, item: UseItem, now: Now) -> Call:
         return (user_keys(item.user),
-                [item.use, item.outcome, item.code, now.now_ms, self.s.points_lot_ttl_s * 1000,
-                 self.s.events_bound, item.route])
+                [item.use, "refuse" if item.outcome == "refuse" else "ok", item.code, now.now_ms,
+                 self.s.points_lot_ttl_s * 1000, self.s.events_bound, item.route])
 
     async def after_settle(self, item: UseItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
@@ -157,15 +159,18 @@ class UseFlow(DayFlow):
             await self.replies.send(item.user, item.route, str(reply[2]))
 
     async def void(self, item: UseItem, now_ms: int) -> str:
-        """An operator gives up: the steps are re-run to their end (each is idempotent)."""
+        """An operator gives up: a use paid but not settled is refunded (a fresh lot);
+        nothing is charged; one settled before stays as it is."""
         now = await self.prepare(now_ms)
-        item.route = ""
-        for step in self.steps:
-            call = step.call(item, now)
-            if call is None or item.done:
-                continue
-            await step.after(item, await self.scripts[step.script](keys=call[0], args=call[1]), now)
-        return "settled"
+        stored = await self.scripts.redis.hget(keys.user(item.user).card_uses, item.use)
+        if stored is None:
+            return "nothing_moved"
+        if orjson.loads(stored)["st"] != "paid":
+            return "settled"
+        item.route, item.outcome, item.code = "", "refuse", "settlement_failed"
+        call = self.settle_call(item, now)
+        await self.scripts["pop_use_settle"](keys=call[0], args=call[1])
+        return "refunded"
 
 
 @dataclass

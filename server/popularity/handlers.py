@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from server.gateway.endpoint import Gateway
 
 EXT = "popularity"  # this module's Parts in `Gateway.ext`
+SCHEDULE_HORIZON_MS = 30 * 86_400_000  # a use starts at most this far ahead
 
 
 def _scripts(gw: Gateway) -> Any:
@@ -91,8 +92,8 @@ async def use(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         gw.error(conn, problem, d["id"])
         return
     now = gw.clock.now_ms()
-    if d.get("start_at_ms", now) < now:
-        gw.error(conn, "bad_field", d["id"])
+    if not now <= d.get("start_at_ms", now) <= now + SCHEDULE_HORIZON_MS:
+        gw.error(conn, "bad_field", d["id"])  # in the past, or more than 30 days ahead
         return
     await gw.enqueue(conn, d["id"], flows.USE, flows.use_payload(d, now))
 

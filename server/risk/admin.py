@@ -16,6 +16,9 @@ from server.parts import Parts
 from server.store import keys
 
 PAGE_DEFAULT, PAGE_MAX = 50, 500
+# after an appeal, the rules that judge windows (a device's day, a cluster's minutes) do not
+# act on the account again from the same evidence for this long
+CLEARED_MS = 24 * 3_600_000
 
 
 def install(p: Parts) -> None:
@@ -51,9 +54,9 @@ def install(p: Parts) -> None:
             raise AdminError("wrong_evidence")
         uk = keys.user(rec["user"])
         await p.scripts["risk_apply"](
-            keys=[uk.profile, uk.events, uk.channel],
-            args=["lift", 0, rec["case"], rec["level"], rec["reason"], d["evidence"],
-                  p.clock.now_ms(), p.settings.events_bound])
+            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions],
+            args=["lift", p.clock.now_ms() + CLEARED_MS, rec["case"], rec["level"], rec["reason"],
+                  d["evidence"], p.clock.now_ms(), p.settings.events_bound])
         device = rec["evidence"].get("device")
         if rec["level"] == "high" and device:
             await p.scripts["device_ban"](keys=[keys.device_ban(device)], args=["clear", rec["case"]])

@@ -15,7 +15,6 @@ them), recording a case with its evidence for appeals.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import uuid
 from typing import Any
@@ -25,10 +24,11 @@ from redis.exceptions import ResponseError
 
 from protocol.risk import EVIDENCE
 from server.config import Settings
-from server.gateway.peers import network_of, parse_trusted
+from server.gateway.peers import in_networks, network_of, parse_trusted
 from server.risk import rules
 from server.store import keys
 from server.store.outcomes import Status, status
+from server.store.pipeline import Call, run_calls
 from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.risk")
@@ -74,7 +74,7 @@ class Engine:
     async def judge(self, f: dict[str, str]) -> None:
         kind, user = f.get("kind", ""), f.get("user", "")
         if not kind or not user:
-            return  # the like speed rule's refusal signal: evidence only, counted as actions
+            return  # the like speed rule's own refusals: the like request was counted already
         at, s = int(f["at_ms"]), self.s
         device, ip = f.get("device", ""), f.get("ip", "")
         if device and kind == "connect":  # a device serves the accounts that connect on it
@@ -95,18 +95,18 @@ class Engine:
                       CLUSTER_ACCOUNTS_KEPT])
             if r[2]:
                 accounts = orjson.loads(r[2])
-                for account in accounts:
-                    await self.decide(account, "freeze", "medium", "ip_cluster", at,
-                                      at + s.freeze_s * 1000,
-                                      {"network": net, "recipient": f["to"],
-                                       "accounts": accounts[:100], "count": int(r[1]),
-                                       "window_s": s.cluster_window_s})
+                await self.decide_many(accounts, "freeze", "medium", "ip_cluster", at,
+                                       at + s.freeze_s * 1000,
+                                       {"network": net, "recipient": f["to"],
+                                        "accounts": accounts[:100], "count": int(r[1]),
+                                        "window_s": s.cluster_window_s})
         if kind in ACTIONS:
             r = await self.scripts["risk_actions"](
                 keys=[keys.user(user).risk_actions],
-                args=[at, rules.kept_times(s), s.device_window_s * 1000])
-            times = [int(t) for t in r[1]]
-            verdict = rules.automation(times, s)
+                args=[at, rules.kept_times(s), s.device_window_s * 1000, kind])
+            actions = [rules.parse_action(x) for x in r[1]]
+            times = [t for t, _ in actions]
+            verdict = rules.automation(actions, s)
             if verdict:
                 applied = await self.decide(user, "ban", "high", verdict, at, 0,
                                             {"device": device, "ip": ip, "recent_ms": times[:60],
@@ -116,39 +116,56 @@ class Engine:
                                                      args=["set", applied])
 
     def exempt(self, ip: str) -> bool:
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address in net for net in self.exempt_networks)
+        return in_networks(ip, self.exempt_networks)
 
     async def decide(self, user: str, action: str, level: str, reason: str, at: int,
                      until: int, evidence: dict[str, Any]) -> str | None:
         """Apply a decision on the user's slot; when it is new, open its case. Returns the
         case id of a new decision."""
-        case = f"{reason}-{user}-{at}"
-        uk = keys.user(user)
-        reply = await self.scripts["risk_apply"](
-            keys=[uk.profile, uk.events, uk.channel],
-            args=[action, until, case, level, reason, EVIDENCE[level], at, self.s.events_bound])
-        if status(reply) is not Status.APPLIED:
-            return None
-        record = {"case": case, "user": user, "level": level, "reason": reason,
-                  "action": action, "until_ms": until or None, "opened_ms": at,
-                  "evidence": evidence, "status": "open"}
+        return (await self.decide_many([user], action, level, reason, at, until, evidence))[0]
+
+    async def decide_many(self, users: list[str], action: str, level: str, reason: str, at: int,
+                          until: int, evidence: dict[str, Any]) -> list[str | None]:
+        """One decision for many accounts (a cluster), one pipelined round trip: only the
+        accounts it is new for get a case."""
+        calls: list[Call] = []
+        for user in users:
+            uk = keys.user(user)
+            calls.append(([uk.profile, uk.events, uk.channel, uk.risk_actions],
+                          [action, until, f"{reason}-{user}-{at}", level, reason, EVIDENCE[level],
+                           at, self.s.events_bound]))
+        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts["risk_apply"], calls)
+        opened: list[str | None] = []
         pipe = self.redis.pipeline(transaction=True)  # one slot: `{risk}`
-        pipe.set(keys.risk_case(case), orjson.dumps(record))
-        pipe.zadd(keys.RISK_CASES, {case: at})
-        await pipe.execute()
-        await self.trim()
-        log.info("risk decision: %s %s (%s)", action, user, reason)
-        return case
+        for user, reply in zip(users, replies, strict=True):
+            if isinstance(reply, Exception) or status(reply) is not Status.APPLIED:
+                opened.append(None)
+                continue
+            case = f"{reason}-{user}-{at}"
+            record = {"case": case, "user": user, "level": level, "reason": reason,
+                      "action": action, "until_ms": until or None, "opened_ms": at,
+                      "evidence": evidence, "status": "open"}
+            pipe.set(keys.risk_case(case), orjson.dumps(record))
+            pipe.zadd(keys.RISK_CASES, {case: at})
+            opened.append(case)
+            log.info("risk decision: %s %s (%s)", action, user, reason)
+        if any(opened):
+            await pipe.execute()
+            await self.trim()
+        return opened
 
     async def trim(self) -> None:
+        """Beyond `risk_cases_max`, the oldest resolved cases go (open ones stay: an appeal
+        may still come)."""
         over = await self.redis.zcard(keys.RISK_CASES) - self.s.risk_cases_max
-        if over > 0:
-            old = await self.redis.zrange(keys.RISK_CASES, 0, over - 1)
+        if over <= 0:
+            return
+        old = await self.redis.zrange(keys.RISK_CASES, 0, 4 * over)
+        records = await self.redis.mget([keys.risk_case(c) for c in old])
+        done = [c for c, raw in zip(old, records, strict=True)
+                if raw is None or orjson.loads(raw)["status"] != "open"][:over]
+        if done:
             pipe = self.redis.pipeline(transaction=True)
-            pipe.zrem(keys.RISK_CASES, *old)
-            pipe.delete(*(keys.risk_case(c) for c in old))
+            pipe.zrem(keys.RISK_CASES, *done)
+            pipe.delete(*(keys.risk_case(c) for c in done))
             await pipe.execute()

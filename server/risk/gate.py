@@ -59,7 +59,7 @@ class RiskGate:
         """A blacklisted device may not connect; the user's decisions are cached."""
         pipe = self.gw.redis.pipeline(transaction=False)
         pipe.hmget(keys.user(conn.user).profile, "risk_restricted_until", "risk_frozen_until",
-                   "banned")
+                   "risk_banned")
         if conn.device:
             pipe.exists(keys.device_ban(conn.device))
         got = await pipe.execute()
@@ -90,7 +90,9 @@ class RiskGate:
         state = self.view.get(conn.user)
         if state is not None:
             decision = state.decision(self.gw.clock.now_ms())
-            if decision is not None and action in REFUSES[decision]:
+            if decision is None:
+                del self.view[conn.user]  # it ran out: the view keeps decisions in force only
+            elif action in REFUSES[decision]:
                 REFUSED.inc(decision=decision)
                 return f"risk_{decision}"
         self.signal(conn, action, str(data.get("to", "")) if action == "gift" else "")

@@ -17,12 +17,20 @@ REFUSES = {"restricted": ("gift",), "frozen": ("gift", "grab"),
            "banned": ("gift", "grab", "like", "post")}
 
 
-def automation(times_newest_first: list[int], s: Settings) -> str | None:
+def parse_action(entry: str) -> tuple[int, str]:
+    """A recorded action, `<ms>:<kind>`."""
+    ms, _, kind = entry.partition(":")
+    return int(ms), kind
+
+
+def automation(actions_newest_first: list[tuple[int, str]], s: Settings) -> str | None:
     """`automation_rate` when more than `bot_actions_per_s` actions per second came for a
     whole `bot_window_s` (more than rate × window actions in the window ending at the
     newest), `automation_regular` when the last `bot_regular_intervals` intervals are too
     even to be human (their coefficient of variation, stdev / mean, below
-    `bot_regular_cv`), else None."""
+    `bot_regular_cv`), else None. Likes are judged by the rate only: clients batch taps and
+    send them on a timer, so their regularity says nothing about who taps."""
+    times_newest_first = [t for t, _ in actions_newest_first]
     if not times_newest_first:
         return None
     newest = times_newest_first[0]
@@ -31,8 +39,9 @@ def automation(times_newest_first: list[int], s: Settings) -> str | None:
     if in_window > s.bot_actions_per_s * s.bot_window_s:
         return "automation_rate"
     n = s.bot_regular_intervals
-    if len(times_newest_first) > n:
-        recent = times_newest_first[: n + 1]
+    judged = [t for t, kind in actions_newest_first if kind != "like"]
+    if len(judged) > n:
+        recent = judged[: n + 1]
         gaps = [a - b for a, b in itertools.pairwise(recent)]
         mean = statistics.fmean(gaps)
         if mean > 0 and statistics.pstdev(gaps) / mean < float(s.bot_regular_cv):

@@ -54,7 +54,7 @@ local function reject(code)
 end
 
 local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used',
-                    'risk_restricted_until', 'risk_frozen_until')
+                    'risk_restricted_until', 'risk_frozen_until', 'risk_banned')
 if not p[1] then
   -- no account to log it in (an event would create one): the refusal goes to the request
   -- only, as a reply (`R<route> <json>`), and nothing is written
@@ -62,7 +62,7 @@ if not p[1] then
   if route ~= '' then redis.call(bound.publish, k_channel, 'R' .. route .. ' ' .. json) end
   return {'rejected', json}
 end
-if p[2] == '1' then return reject('sender_banned') end
+if p[2] == '1' or p[8] == '1' then return reject('sender_banned') end
 -- the risk engine's decisions, re-checked here: a gift queued before a decision reached
 -- the gateway is refused now if its cards have not left yet (it was decided, or never)
 if tonumber(p[7] or '0') > now then return reject('sender_frozen') end

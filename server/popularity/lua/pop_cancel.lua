@@ -14,7 +14,7 @@ local stored = redis.call('HGET', k.uses, use)
 if not stored then return {'rejected', 'use_unknown'} end
 local rec = cjson.decode(stored)
 local room = rec.room or ''
-if rec.st == 'cancelled' then return {'exists', rec.content, rec.ev, room} end
+if rec.st == 'cancelled' then return {'exists', rec.content, rec.cev, room} end
 if step == 'mark' then
   if rec.st == 'cancelling' then return {'exists', rec.content, '', room} end
   if rec.st ~= 'scheduled' or now >= rec.starts then return {'rejected', 'use_started'} end
@@ -27,7 +27,8 @@ add_lot(k, '$pr:' .. use, rec.price, now + ttl, 'refund', now)
 redis.call('HINCRBY', k.state, 'uses:' .. rec.day, -1)
 points_event(k, rec.price, 'refund', bound, '')
 rec.st = 'cancelled'
-rec.ev = emit(k.profile, k.events, k.channel, {type = 'popularity.use.state', use = use,
-              state = 'cancelled', balance = points_of(k)}, bound, route)
+-- the cancel's own event is kept apart from the use's (a replayed use gets `popularity.used`)
+rec.cev = emit(k.profile, k.events, k.channel, {type = 'popularity.use.state', use = use,
+               state = 'cancelled', balance = points_of(k)}, bound, route)
 redis.call('HSET', k.uses, use, cjson.encode(rec))
-return {'applied', rec.content, rec.ev, room}
+return {'applied', rec.content, rec.cev, room}

@@ -8,5 +8,7 @@ if action == 'set' then
   if redis.call('SET', KEYS[1], ARGV[2], 'NX') then return {'applied', ''} end
   return {'exists', ''}
 end
-if redis.call('DEL', KEYS[1]) == 1 then return {'applied', ''} end
-return {'exists', ''}
+-- only the case that set it clears it (another account's appeal does not)
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return {'exists', ''} end
+redis.call('DEL', KEYS[1])
+return {'applied', ''}

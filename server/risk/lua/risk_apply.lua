@@ -2,12 +2,13 @@
 -- restriction or a freeze until a time, a permanent ban, or lifting one (an appeal). The
 -- user hears `risk.notice`; the gateways' cached view learns the new state at once
 -- (`K<state>` on the user's channel). A decision already in force is not applied again.
--- KEYS[1] - profile   KEYS[2] - events   KEYS[3] - channel
--- ARGV[1] - restrict | freeze | ban | lift   ARGV[2] - until ms (0: none)   ARGV[3] - case id
+-- KEYS[1] - profile   KEYS[2] - events   KEYS[3] - channel   KEYS[4] - recent action times
+-- ARGV[1] - restrict | freeze | ban | lift   ARGV[2] - until ms (0: none; a lift: cleared
+--           until then)   ARGV[3] - case id
 -- ARGV[4] - level   ARGV[5] - reason   ARGV[6] - the evidence an appeal needs
 -- ARGV[7] - now ms   ARGV[8] - event log bound
 -- Returns {'applied' | 'exists', state JSON}
-local k_profile, k_events, k_channel = KEYS[1], KEYS[2], KEYS[3]
+local k_profile, k_events, k_channel, k_times = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local action = enum_arg(ARGV[1], 'action', {restrict = true, freeze = true, ban = true, lift = true})
 local until_ms, case, level, reason, appeal = int_arg(ARGV[2], 'until'), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now, bound = int_arg(ARGV[7], 'now'), events_bound(ARGV[8])
@@ -15,7 +16,7 @@ local field = {restrict = 'risk_restricted_until', freeze = 'risk_frozen_until'}
 local by_level = {low = 'risk_restricted_until', medium = 'risk_frozen_until'}
 
 local function state()
-  local s = redis.call('HMGET', k_profile, 'risk_restricted_until', 'risk_frozen_until', 'banned')
+  local s = redis.call('HMGET', k_profile, 'risk_restricted_until', 'risk_frozen_until', 'risk_banned')
   return cjson.encode({restricted_until = tonumber(s[1] or '0'), frozen_until = tonumber(s[2] or '0'),
                        banned = s[3] == '1'})
 end
@@ -23,21 +24,26 @@ end
 local event = {type = 'risk.notice', level = level, reason = reason, case = case, appeal = appeal}
 if action == 'lift' then
   if level == 'high' then
-    if redis.call('HGET', k_profile, 'banned') ~= '1' then return {'exists', state()} end
-    redis.call('HDEL', k_profile, 'banned')
+    if redis.call('HGET', k_profile, 'risk_banned') ~= '1' then return {'exists', state()} end
+    redis.call('HDEL', k_profile, 'risk_banned')
   else
     if tonumber(redis.call('HGET', k_profile, by_level[level]) or '0') <= now then
       return {'exists', state()}
     end
     redis.call('HDEL', k_profile, by_level[level])
   end
+  -- a lifted decision is not made again at once from the same evidence (the device's
+  -- count, the cluster's window): the account is cleared for a while
+  redis.call('HSET', k_profile, 'risk_cleared_until', I(until_ms))
+  redis.call('DEL', k_times)  -- judged afresh from the next action
   event.action = 'lifted'
 elseif action == 'ban' then
-  if redis.call('HGET', k_profile, 'banned') == '1' then return {'exists', state()} end
-  redis.call('HSET', k_profile, 'banned', '1', 'banned_case', case)
+  if redis.call('HGET', k_profile, 'risk_banned') == '1' then return {'exists', state()} end
+  redis.call('HSET', k_profile, 'risk_banned', '1', 'risk_banned_case', case)
   event.action = 'banned'
 else
-  if tonumber(redis.call('HGET', k_profile, field[action]) or '0') > now then
+  if tonumber(redis.call('HGET', k_profile, field[action]) or '0') > now
+      or tonumber(redis.call('HGET', k_profile, 'risk_cleared_until') or '0') > now then
     return {'exists', state()}
   end
   redis.call('HSET', k_profile, field[action], I(until_ms))
