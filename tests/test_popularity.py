@@ -266,6 +266,10 @@ async def test_schedule_cancel_and_the_decaying_weight(
             assert (cancelled["state"], cancelled["balance"]) == ("cancelled", 900)
             again = await c.request("popularity.cancel", use="u2", timeout_s=20)
             assert again["seq"] == cancelled["seq"]
+            replay = await c.request("popularity.use", timeout_s=20, **later)  # no free boost
+            assert (replay["type"], replay["use"]) == ("popularity.used", "u2")
+            assert (await c.request("popularity.get"))["balance"] == 900
+            assert (await admin.call("GET", f"/content/{later['content']}/boost"))["active"] == []
             await c.request("popularity.use", timeout_s=20, **use(3))
             late = await c.request("popularity.cancel", use="u3", timeout_s=20)
             assert late["code"] == "use_started"
