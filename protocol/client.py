@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from protocol.errors import should_reconnect
 from protocol.messages import DecodeError, decode_server
+from protocol.resume import accept, backoff_s, seq_after_welcome
 
 EVENTS_MAX = 100_000
 RECONNECT_ATTEMPTS = 8
@@ -108,7 +109,7 @@ class Client:
     def _start(self, welcome: dict[str, Any], since: int | None) -> None:
         self.welcome = welcome
         # resumed: events continue after `since`; otherwise after the server's latest
-        self.last_seq = since if since is not None and welcome.get("recovered") else int(welcome["seq"])
+        self.last_seq = seq_after_welcome(welcome, since)
         self._error = None
         self._reader = asyncio.create_task(self._read())
 
@@ -119,7 +120,6 @@ class Client:
         elsewhere when one is gone). Check `welcome["recovered"]` afterwards."""
         await self._stop_reader()
         pick = urls or self.urls
-        delay = RECONNECT_BASE_S
         for attempt in range(attempts):
             try:
                 ws, welcome = await self._open(pick() if pick else self.url, self.token,
@@ -127,8 +127,8 @@ class Client:
             except (OSError, WebSocketException, TimeoutError, ProtocolViolation):
                 if attempt == attempts - 1:
                     raise
-                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-                delay = min(delay * 2, RECONNECT_MAX_S)
+                await asyncio.sleep(backoff_s(attempt, RECONNECT_BASE_S, RECONNECT_MAX_S,
+                                              random.random()))
                 continue
             self.ws = ws
             self.reconnects += 1
@@ -174,14 +174,13 @@ class Client:
             async for frame in self.ws:
                 msg = self._parse(frame)
                 fut = self._waiting.pop(msg.get("id", ""), None)
-                seq = msg.get("seq")
-                # pending offers are state: a fresh connection gets them again, with their seq
-                if fut is None and isinstance(seq, int) and msg["type"] != "gift.offer":
-                    if seq <= self.last_seq:
-                        continue  # already seen (the server never sends one twice; belt and braces)
-                    self._advance(seq)
-                elif isinstance(seq, int) and seq > self.last_seq:
-                    self._advance(seq)
+                # an event seen already is dropped (the server never sends one twice; belt and
+                # braces); replies and offers (state: a fresh connection gets them again) pass
+                verdict = accept(self.last_seq, msg, fut is not None)
+                if not verdict.deliver:
+                    continue
+                if verdict.last_seq != self.last_seq:
+                    self._advance(verdict.last_seq)
                 if fut is not None and not fut.done():
                     fut.set_result(msg)
                 elif self.on_event is not None:

@@ -29,6 +29,7 @@ from server.parts import Parts
 from server.secrets import Secrets
 from server.settlement.worker import Worker
 from server.store.packing import cluster_from_url, pool_from_url
+from server.widget import routes as widget_routes
 
 log = logging.getLogger("giftwire")
 
@@ -127,6 +128,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
             Route("/health", health),
             Route("/metrics", metrics),
             *mount(p, secrets.admin_key),
+            *widget_routes(),  # /widget/: the embeddable page, with its Content-Security-Policy
         ],
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},

@@ -1,0 +1,1374 @@
+// giftwire.d.ts: the types of giftwire.js. GENERATED from the protocol schema
+// (protocol/messages.py, protocol/errors.py) by `python -m protocol.typescript`: do not
+// edit; a test fails when it drifts.
+
+export type JsonObject = { [key: string]: unknown };
+
+// ---- client → server ---------------------------------------------------------------------
+
+/** Authenticate (first message) unless the token was in the query string. */
+export interface AuthMessage {
+  type: "auth";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** platform-signed token */
+  token: string;
+  /** resume: the last event `seq` you saw */
+  since?: number;
+}
+
+/** Liveness probe; answered by `pong`. */
+export interface PingMessage {
+  type: "ping";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
+/** Read your balances. Replied by `balance`. */
+export interface BalanceGetMessage {
+  type: "balance.get";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
+/** Send `count` cards of `asset` to `to`. Replied by `gift.confirmed` or `gift.rejected`. */
+export interface GiftSendMessage {
+  type: "gift.send";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** recipient user id */
+  to: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** cards the recipient gets */
+  count: number;
+  /** live room the gift was sent in */
+  room?: string;
+  /** fan group the gift was sent in (both must be members; the group sees it) */
+  group?: string;
+}
+
+/** Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. `offer_expired` after the timeout, `offer_declined` after a decline). */
+export interface GiftAcceptMessage {
+  type: "gift.accept";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** `transfer_id` of the offer */
+  offer_id: string;
+}
+
+/** Decline a pending offer. Replied by `gift.voided` or `gift.rejected` (e.g. `offer_accepted` when it was accepted first). */
+export interface GiftDeclineMessage {
+  type: "gift.decline";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** `transfer_id` of the offer */
+  offer_id: string;
+}
+
+/** Watch a room: its frames reach you until you leave or disconnect. Replied by `room.snapshot`. */
+export interface RoomJoinMessage {
+  type: "room.join";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+}
+
+/** Stop watching a room. Replied by `room.left`. */
+export interface RoomLeaveMessage {
+  type: "room.leave";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+}
+
+/** The whole room state now (after a gap in `rseq`). Replied by `room.snapshot`. */
+export interface RoomStateMessage {
+  type: "room.state";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+}
+
+/** The streamer opens (`open: true`, with `asset`, `target` and optionally `ends_at_ms`) or closes the room's gift wish (礼物许愿). While it is open, gifts of that asset in the room are priced by the audience tier. Replied by `room.snapshot`, or `error` (`not_streamer`, `not_live`). */
+export interface RoomWishMessage {
+  type: "room.wish";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+  /** open (true) or close (false) */
+  open: boolean;
+  /** the wished asset */
+  asset?: string;
+  /** cards wished for */
+  target?: number;
+  /** when the wish ends by itself, Unix ms */
+  ends_at_ms?: number;
+}
+
+/** Like the room's streamer `count` times (clients batch taps). Replied by `room.liked` with what was counted: likes beyond the speed limit are not. */
+export interface RoomLikeMessage {
+  type: "room.like";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+  /** taps in this batch */
+  count: number;
+}
+
+/** Your place on the live session's contribution board. Replied by `room.rank`. */
+export interface RoomRankGetMessage {
+  type: "room.rank.get";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+}
+
+/** The room's streamer starts (`live: true`) or ends a live session. Replied by `room.snapshot`, or `error` `not_streamer`. */
+export interface RoomLiveMessage {
+  type: "room.live";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+  /** start (true) or end (false) */
+  live: boolean;
+}
+
+/** Become a member, by the group's entry rule: iron-fan tag, fan-club level, an invite code (`invite`), or an application an admin approves. Replied by `group.snapshot` (a member now, watching), `group.applied` (approval groups), or `error` (`group_full`, `not_eligible`, `invite_invalid`, `group_removed`, `group_unknown`). */
+export interface GroupJoinMessage {
+  type: "group.join";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** an invite code */
+  invite?: string;
+}
+
+/** Watch a group you are a member of: its frames reach you until `group.close` or you disconnect. Replied by `group.snapshot`. */
+export interface GroupOpenMessage {
+  type: "group.open";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** Stop watching a group (you stay a member). Replied by `group.closed`. */
+export interface GroupCloseMessage {
+  type: "group.close";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** Leave a group (the owner cannot). Replied by `group.left`. */
+export interface GroupLeaveMessage {
+  type: "group.leave";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** The group now (after a gap). Replied by `group.snapshot`. */
+export interface GroupStateMessage {
+  type: "group.state";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** Post a text message; `msg_id` makes it idempotent (a retry shows once). Owner and admins may `all` (@all); `mentions` reach those members even when they do not watch the group. Replied by `group.posted`; an ad or flooding is refused with `error` `group_violation` (the first a warning) or `group_removed` (the second: you are out). */
+export interface GroupPostMessage {
+  type: "group.post";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** your id for this message */
+  msg_id: string;
+  /** the text, up to 500 characters, not blank */
+  text: string;
+  /** members to mention */
+  mentions?: string[];
+  /** @all (owner and admins) */
+  all?: boolean;
+}
+
+/** Messages newest first, a page at a time: `before` is the `next` of the previous page. Replied by `group.messages`. */
+export interface GroupHistoryMessage {
+  type: "group.history";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** continue below this message id */
+  before?: string;
+  /** messages in the page */
+  limit?: number;
+}
+
+/** Owner and admins act on a member: `promote`/`demote` an admin (owner only), `remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an application. Each is in the group's moderation log. Replied by `group.managed`, or `error` (`not_group_admin`, `not_member`, `group_full`). */
+export interface GroupManageMessage {
+  type: "group.manage";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** what to do */
+  action: "promote" | "demote" | "remove" | "mute" | "unmute" | "approve" | "reject";
+  /** the member (or applicant) */
+  user: string;
+  /** how long a mute lasts */
+  minutes?: number;
+}
+
+/** Owner and admins make an invite code: `uses` joins within `ttl_s`. Replied by `group.invited`. */
+export interface GroupInviteMessage {
+  type: "group.invite";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** joins it allows */
+  uses: number;
+  /** lifetime */
+  ttl_s: number;
+}
+
+/** Owner and admins open a poll. Replied by `group.poll`. */
+export interface GroupPollCreateMessage {
+  type: "group.poll.create";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** poll id */
+  poll: string;
+  /** up to 200 characters, not blank */
+  question: string;
+  /** 2 to 10 options, each up to 80 characters */
+  options: string[];
+  /** several choices per ballot */
+  multi?: boolean;
+  /** a ballot may be changed before the deadline */
+  changeable?: boolean;
+  /** the deadline, Unix ms */
+  ends_at_ms: number;
+}
+
+/** Cast (or change, if the poll allows) your ballot: option indexes from 0. Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`, `bad_choice`). */
+export interface GroupVoteMessage {
+  type: "group.vote";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** poll id */
+  poll: string;
+  /** chosen options */
+  choices: number[];
+}
+
+/** A poll's results. Replied by `group.poll`. */
+export interface GroupPollGetMessage {
+  type: "group.poll.get";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** poll id */
+  poll: string;
+}
+
+/** Put `total` cards of `asset` into a red envelope for `shares` grabbers in a group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` (an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, `not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`). */
+export interface EnvelopeSendMessage {
+  type: "envelope.send";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** red envelope id (the sender's choice; one envelope per id) */
+  envelope: string;
+  /** a note card kind */
+  asset: string;
+  /** cards in the envelope */
+  total: number;
+  /** how many members can grab a share */
+  shares: number;
+}
+
+/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`). */
+export interface EnvelopeGrabMessage {
+  type: "envelope.grab";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** the envelope's id as the group shows it, `<sender>:<envelope id>` */
+  envelope: string;
+}
+
+/** Your points and lots. Replied by `popularity.points`. */
+export interface PopularityGetMessage {
+  type: "popularity.get";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
+/** The daily sign-in: 50 points on the first day of a streak, 25 more each unbroken day, at most 200; once per local day. Replied by `popularity.points` (`reason: signin`, or no `delta` when you signed in today already). */
+export interface PopularitySigninMessage {
+  type: "popularity.signin";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
+/** Exchange small cards for points (10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. Replied by `popularity.points`, or `error` (`insufficient_cards`, `exchange_unit`). */
+export interface PopularityExchangeMessage {
+  type: "popularity.exchange";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** your id for this exchange (idempotent) */
+  exchange: string;
+  /** small cards to exchange */
+  cards: number;
+}
+
+/** Spend points on a card use boosting your content in your own category, now or at `start_at_ms` (points are taken when it is scheduled). Replied by `popularity.used`, or `error` (`insufficient_points`, `points_frozen`, `use_limit`, `category_mismatch`, `not_enough_followers`, `not_mature`, `content_taken`, `targeting_region`, `targeting_age`, `targeting_gender`, `targeting_interests`, `use_id_conflict`). */
+export interface PopularityUseMessage {
+  type: "popularity.use";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** your id for this card use (idempotent) */
+  use: string;
+  /** which card */
+  card: "video_heating" | "live_recommendation" | "fan_reach";
+  /** basic: the one content; advanced (mature accounts): the content and your live room together */
+  cover?: "basic" | "advanced";
+  /** the content boosted */
+  content: string;
+  /** advanced cards: your live room, boosted together with the content */
+  live_room?: string;
+  /** the content's hash (a re-upload of content another account boosted is refused) */
+  content_hash: string;
+  /** the content's category (垂类): must be yours */
+  category: string;
+  /** `{region: {radius_km} | {provinces: [...]}, age: {min, max}, gender: any|female|male, interests: {core: [3–5 tags], extended: [≤ 2 tags]}}` */
+  targeting: JsonObject;
+  /** a later start (absent: now) */
+  start_at_ms?: number;
+}
+
+/** Cancel a scheduled use before it starts: its points come back as a fresh lot. Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`, `use_started`). */
+export interface PopularityCancelMessage {
+  type: "popularity.cancel";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** your id for this card use (idempotent) */
+  use: string;
+}
+
+export type ClientMessage =
+  | AuthMessage
+  | PingMessage
+  | BalanceGetMessage
+  | GiftSendMessage
+  | GiftAcceptMessage
+  | GiftDeclineMessage
+  | RoomJoinMessage
+  | RoomLeaveMessage
+  | RoomStateMessage
+  | RoomWishMessage
+  | RoomLikeMessage
+  | RoomRankGetMessage
+  | RoomLiveMessage
+  | GroupJoinMessage
+  | GroupOpenMessage
+  | GroupCloseMessage
+  | GroupLeaveMessage
+  | GroupStateMessage
+  | GroupPostMessage
+  | GroupHistoryMessage
+  | GroupManageMessage
+  | GroupInviteMessage
+  | GroupPollCreateMessage
+  | GroupVoteMessage
+  | GroupPollGetMessage
+  | EnvelopeSendMessage
+  | EnvelopeGrabMessage
+  | PopularityGetMessage
+  | PopularitySigninMessage
+  | PopularityExchangeMessage
+  | PopularityUseMessage
+  | PopularityCancelMessage;
+
+/** Message type name → its interface. */
+export interface ClientMessages {
+  "auth": AuthMessage;
+  "ping": PingMessage;
+  "balance.get": BalanceGetMessage;
+  "gift.send": GiftSendMessage;
+  "gift.accept": GiftAcceptMessage;
+  "gift.decline": GiftDeclineMessage;
+  "room.join": RoomJoinMessage;
+  "room.leave": RoomLeaveMessage;
+  "room.state": RoomStateMessage;
+  "room.wish": RoomWishMessage;
+  "room.like": RoomLikeMessage;
+  "room.rank.get": RoomRankGetMessage;
+  "room.live": RoomLiveMessage;
+  "group.join": GroupJoinMessage;
+  "group.open": GroupOpenMessage;
+  "group.close": GroupCloseMessage;
+  "group.leave": GroupLeaveMessage;
+  "group.state": GroupStateMessage;
+  "group.post": GroupPostMessage;
+  "group.history": GroupHistoryMessage;
+  "group.manage": GroupManageMessage;
+  "group.invite": GroupInviteMessage;
+  "group.poll.create": GroupPollCreateMessage;
+  "group.vote": GroupVoteMessage;
+  "group.poll.get": GroupPollGetMessage;
+  "envelope.send": EnvelopeSendMessage;
+  "envelope.grab": EnvelopeGrabMessage;
+  "popularity.get": PopularityGetMessage;
+  "popularity.signin": PopularitySigninMessage;
+  "popularity.exchange": PopularityExchangeMessage;
+  "popularity.use": PopularityUseMessage;
+  "popularity.cancel": PopularityCancelMessage;
+}
+export type ClientType = keyof ClientMessages;
+
+// ---- server → client ---------------------------------------------------------------------
+
+/** Authentication succeeded. */
+export interface WelcomeMessage {
+  type: "welcome";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** the authenticated user */
+  user: string;
+  /** protocol version */
+  protocol: number;
+  /** server clock, Unix ms */
+  server_time_ms: number;
+  /** your latest event `seq`: live events continue from it */
+  seq: number;
+  /** when resuming: true if every missed event follows, false if the log no longer holds them (re-read your balances) */
+  recovered?: boolean;
+}
+
+/** Reply to `ping`. */
+export interface PongMessage {
+  type: "pong";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
+/** A request was malformed or refused; the connection stays open. */
+export interface ErrorMessage {
+  type: "error";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** stable error code */
+  code: string;
+  /** human-readable explanation */
+  message: string;
+  /** true when retrying later may succeed */
+  temporary: boolean;
+}
+
+/** Reply to `balance.get`. */
+export interface BalanceMessage {
+  type: "balance";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** asset → amount (absent means 0) */
+  balances: Record<string, number>;
+}
+
+/** To the sender: the gift settled (`delivery: instant`) or awaits the recipient's confirmation (`delivery: pending`). */
+export interface GiftConfirmedMessage {
+  type: "gift.confirmed";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** recipient */
+  to: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** cards the recipient gets */
+  count: number;
+  /** cards debited (festival pricing, free quota) */
+  cost: number;
+  /** cards paid by the newcomer promotion */
+  free: number;
+  /** instant or pending */
+  delivery: "instant" | "pending";
+  /** your balance of `asset` after this event */
+  balance: number;
+  /** gifts you may still send today */
+  quota_left: number;
+  /** live room the gift was sent in */
+  room?: string;
+  /** the live-stream boost tier the cost includes (a gift wish was open in the room) */
+  tier?: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** The gift (or offer action) was refused; nothing moved or all was refunded. */
+export interface GiftRejectedMessage {
+  type: "gift.rejected";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** stable rejection code */
+  code: string;
+  /** human-readable explanation */
+  message: string;
+  /** true when retrying later may succeed */
+  temporary: boolean;
+  /** sender balance after any refund */
+  balance?: number;
+  /** asset of the gift */
+  asset?: string;
+  /** per-user event sequence number */
+  seq?: number;
+}
+
+/** To the recipient: cards were credited (instantly, or on accepting an offer). */
+export interface GiftReceivedMessage {
+  type: "gift.received";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** sender */
+  from: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** cards the recipient gets */
+  count: number;
+  /** live room the gift was sent in */
+  room?: string;
+  /** your balance of `asset` after this event */
+  balance: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** To a recipient who confirms gifts: accept or decline before `expires_at_ms`. */
+export interface GiftOfferMessage {
+  type: "gift.offer";
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** sender */
+  from: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** cards the recipient gets */
+  count: number;
+  /** live room the gift was sent in */
+  room?: string;
+  /** when the offer times out, Unix ms */
+  expires_at_ms: number;
+  /** sequence number of the event that offered it */
+  seq: number;
+}
+
+/** To the sender: the recipient accepted a pending gift. */
+export interface GiftAcceptedMessage {
+  type: "gift.accepted";
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** recipient */
+  to: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** cards the recipient gets */
+  count: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** To both sides: a pending gift was declined or timed out; the sender got the cards and the daily quota back. */
+export interface GiftVoidedMessage {
+  type: "gift.voided";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** sender-chosen gift id (idempotency key) */
+  gift_id: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** cards the recipient gets */
+  count: number;
+  /** declined or timeout */
+  reason: "declined" | "timeout";
+  /** your balance of `asset` now */
+  balance?: number;
+  /** sender only: gifts left today */
+  quota_left?: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** A grant, revocation or reward changed your balance. */
+export interface BalanceChangedMessage {
+  type: "balance.changed";
+  /** `<sender>:<gift_id>`, unique */
+  transfer_id: string;
+  /** asset name, e.g. `note.do` */
+  asset: string;
+  /** signed change */
+  delta: number;
+  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card), like_streak (7 days in a row: a rare one), envelope_refund (what was left in your red envelope came back, or the group refused it) */
+  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund";
+  /** your balance of `asset` after this event */
+  balance: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** The room state: who streams, the session, audience, board. */
+export interface RoomSnapshotMessage {
+  type: "room.snapshot";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** room id */
+  room: string;
+  /** the room's streamer */
+  streamer?: string;
+  /** a live session is on */
+  live: boolean;
+  /** the live session's id, `<room>:<n>`; absent when not live */
+  session?: string;
+  /** viewers in the room, over every gateway */
+  audience: number;
+  /** the room's latest event number: frames continue from it */
+  rseq: number;
+  /** the session's contribution board, best first: `{user, cards}` */
+  board: JsonObject[];
+  /** the open gift wish: `{wish, asset, target, progress, ends_at_ms}` */
+  wish?: JsonObject;
+}
+
+/** Reply to `room.leave`. */
+export interface RoomLeftMessage {
+  type: "room.left";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+}
+
+/** Reply to `room.like`: likes counted and refused (too fast), your total for this streamer and your fan-club level (0: none yet). */
+export interface RoomLikedMessage {
+  type: "room.liked";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+  /** likes counted */
+  counted: number;
+  /** likes over the speed limit, not counted */
+  refused: number;
+  /** your likes for this streamer, ever */
+  total: number;
+  /** your fan-club level with this streamer */
+  level: number;
+  /** your counted likes for this streamer today (the daily task needs 30) */
+  today: number;
+  /** daily tasks done in a row for this streamer */
+  streak: number;
+}
+
+/** Your fan-club level with a streamer went up (an event of yours: exactly once, resumable). */
+export interface LikesLevelMessage {
+  type: "likes.level";
+  /** the streamer */
+  creator: string;
+  /** the new level */
+  level: number;
+  /** your likes for this streamer */
+  total: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** Reply to `room.rank.get`: your rank (1 = first) and the cards you paid in this session; no `rank` when you are not on the board. */
+export interface RoomRankMessage {
+  type: "room.rank";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** room id */
+  room: string;
+  /** your place, 1 first */
+  rank?: number;
+  /** cards you paid in this session's gifts */
+  cards: number;
+}
+
+/** The session's contribution board changed: its top entries, pushed at most once a second per room (at most once, like room frames). */
+export interface RoomBoardMessage {
+  type: "room.board";
+  /** room id */
+  room: string;
+  /** best first: `{user, cards}` */
+  board: JsonObject[];
+}
+
+/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?, badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: the session's total}, `effect` {effect, likes} (a threshold of likes reached, once per session). */
+export interface RoomFrameMessage {
+  type: "room.frame";
+  /** room id */
+  room: string;
+  /** first event number in this frame */
+  from: number;
+  /** last event number in this frame */
+  to: number;
+  /** the events, oldest first */
+  events: JsonObject[];
+}
+
+/** The group: its profile, your role, members online here and in total, open polls and envelopes, and `gseq` (frames continue from it). */
+export interface GroupSnapshotMessage {
+  type: "group.snapshot";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** group id */
+  group: string;
+  /** the creator */
+  owner: string;
+  /** core fans, co-creation or perks */
+  group_type: "core" | "cocreation" | "perks";
+  /** how members get in */
+  rule: "iron_fan" | "level" | "invite" | "approval";
+  /** members at most */
+  capacity: number;
+  /** members now */
+  members: number;
+  /** your role */
+  role: "owner" | "admin" | "member";
+  /** the group's latest event number */
+  gseq: number;
+  /** your mute ends then */
+  muted_until_ms?: number;
+  /** open red envelopes: `{envelope, from, asset, total, shares, left, left_shares, expires_at_ms}` */
+  envelopes: JsonObject[];
+  /** open polls (see `group.poll`) */
+  polls: JsonObject[];
+}
+
+/** Reply to `group.join` of an approval group: your application waits for an admin. */
+export interface GroupAppliedMessage {
+  type: "group.applied";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** Reply to `group.close`. */
+export interface GroupClosedMessage {
+  type: "group.closed";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** Reply to `group.leave`. */
+export interface GroupLeftMessage {
+  type: "group.left";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+}
+
+/** Reply to `group.post`: the message as the group shows it (the same on a retry). */
+export interface GroupPostedMessage {
+  type: "group.posted";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** a message: `{id, from, role, badge, text, mentions?, all?, at_ms}` (`id` is the group's message id, `badge` the sender's fan-club level with the group's creator) */
+  message: JsonObject;
+}
+
+/** Reply to `group.history`: newest first; `next` continues below (absent at the end of what is kept). */
+export interface GroupMessagesMessage {
+  type: "group.messages";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** messages, newest first */
+  messages: JsonObject[];
+  /** `before` for the next page */
+  next?: string;
+}
+
+/** Reply to `group.manage`: what was done. */
+export interface GroupManagedMessage {
+  type: "group.managed";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** the action */
+  action: "promote" | "demote" | "remove" | "mute" | "unmute" | "approve" | "reject";
+  /** the member */
+  user: string;
+  /** their role now (absent when out) */
+  role?: "owner" | "admin" | "member";
+}
+
+/** Reply to `group.invite`. */
+export interface GroupInvitedMessage {
+  type: "group.invited";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** group id */
+  group: string;
+  /** the invite code */
+  code: string;
+  /** joins it allows */
+  uses: number;
+  /** when it stops working */
+  expires_at_ms: number;
+}
+
+/** A poll and its results (reply to poll requests). */
+export interface GroupPollMessage {
+  type: "group.poll";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** group id */
+  group: string;
+  /** a poll: `{poll, question, options, multi, changeable, ends_at_ms, closed, counts, voters}` (counts per option, in order) */
+  poll: JsonObject;
+}
+
+/** You were mentioned in a group (an event of yours: exactly once, resumable, whether or not you watch the group). */
+export interface GroupMentionMessage {
+  type: "group.mention";
+  /** group id */
+  group: string;
+  /** a message: `{id, from, role, badge, text, mentions?, all?, at_ms}` (`id` is the group's message id, `badge` the sender's fan-club level with the group's creator) */
+  message: JsonObject;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** Your red envelope is open in the group (an event of yours; the reply to `envelope.send`). */
+export interface EnvelopeSentMessage {
+  type: "envelope.sent";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** group id */
+  group: string;
+  /** its id in the group, `<you>:<envelope id>` */
+  envelope: string;
+  /** the cards */
+  asset: string;
+  /** cards in it */
+  total: number;
+  /** grabbers it allows */
+  shares: number;
+  /** your balance of the asset now */
+  balance: number;
+  /** when what is left returns to you */
+  expires_at_ms: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** Your share of a red envelope (an event of yours; the reply to `envelope.grab`, the same on a retry). */
+export interface EnvelopeGrabbedMessage {
+  type: "envelope.grabbed";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** group id */
+  group: string;
+  /** `<sender>:<envelope id>` */
+  envelope: string;
+  /** the cards */
+  asset: string;
+  /** cards you got */
+  share: number;
+  /** your balance of the asset now */
+  balance: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** What happened in a group during one tick, encoded once for every member watching: events `gseq` `from`..`to`. Kinds: `message` {message}, `join` {user, role}, `leave` {user}, `removed` {user, reason}, `muted` {user, until_ms}, `role` {user, role}, `poll` {poll} (results, at most once a second per poll, and at its close), `envelope` {envelope, from, asset, total, shares, expires_at_ms}, `grab` {envelope, user, share, left, left_shares}, `envelope_done` {envelope, reason: grabbed | expired, refunded}, `gift` {transfer_id, from, to, asset, count}. */
+export interface GroupFrameMessage {
+  type: "group.frame";
+  /** group id */
+  group: string;
+  /** first event number in this frame */
+  from: number;
+  /** last event number in this frame */
+  to: number;
+  /** the events, oldest first */
+  events: JsonObject[];
+}
+
+/** Your points changed (an event of yours), or the reply to a points request: `delta` and `reason` (signin, task, purchase, exchange, refund, expire, violation) when they changed. */
+export interface PopularityPointsMessage {
+  type: "popularity.points";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** your points now (expired lots already gone) */
+  balance: number;
+  /** unexpired lots, soonest to expire first: `{points, expires_at_ms}` (absent: none) */
+  lots?: JsonObject[];
+  /** the change */
+  delta?: number;
+  /** why */
+  reason?: "signin" | "task" | "purchase" | "exchange" | "refund" | "expire" | "violation";
+  /** a fraud finding froze your points (they neither spend nor expire until lifted) */
+  frozen: boolean;
+  /** sign-in days in a row (as of your last sign-in) */
+  streak: number;
+  /** per-user event sequence number */
+  seq?: number;
+}
+
+/** Your card use is paid (the reply to `popularity.use`, an event of yours). */
+export interface PopularityUsedMessage {
+  type: "popularity.used";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** your id for this card use (idempotent) */
+  use: string;
+  /** the card */
+  card: "video_heating" | "live_recommendation" | "fan_reach";
+  /** the content */
+  content: string;
+  /** points paid */
+  price: number;
+  /** when the boost starts */
+  starts_at_ms: number;
+  /** when it ends */
+  ends_at_ms: number;
+  /** your points now (expired lots already gone) */
+  balance: number;
+  /** card uses today (at most 3) */
+  uses_today: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** A use started, ended or was cancelled (an event of yours; the reply to `popularity.cancel`). */
+export interface PopularityUseStateMessage {
+  type: "popularity.use.state";
+  /** client-chosen request id, echoed by the reply */
+  id?: string;
+  /** your id for this card use (idempotent) */
+  use: string;
+  /** what happened */
+  state: "started" | "ended" | "cancelled";
+  /** your points (after a cancel's refund) */
+  balance?: number;
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** The platform's figures for one of your boosts (an event of yours), in basis points (1/100 of a percent), and warnings for figures past their threshold. */
+export interface PopularityDashboardMessage {
+  type: "popularity.dashboard";
+  /** your id for this card use (idempotent) */
+  use: string;
+  /** `{completion_bp, interaction_bp, followers_per_hour, bounce_bp}` */
+  figures: JsonObject;
+  /** figures that crossed their threshold with this report (once per crossing): completion, interaction, bounce */
+  warnings?: string[];
+  /** per-user event sequence number */
+  seq: number;
+}
+
+/** The risk engine acted on your account (an event of yours): `warning` and `restricted` (low risk: one device served too many accounts; gifting stops until `until_ms`), `frozen` (medium: an IP cluster gifting one account; gifting and grabbing stop until `until_ms`), `banned` (high: automated use; permanent, the device blacklisted), or `lifted` (an appeal succeeded). `appeal` says what evidence the platform needs. */
+export interface RiskNoticeMessage {
+  type: "risk.notice";
+  /** what happened */
+  action: "warning" | "restricted" | "frozen" | "banned" | "lifted";
+  /** the rule's risk level */
+  level: "low" | "medium" | "high";
+  /** shared_device, ip_cluster, automation_rate, automation_regular */
+  reason: "shared_device" | "ip_cluster" | "automation_rate" | "automation_regular";
+  /** the case id (quote it in an appeal) */
+  case: string;
+  /** when it ends by itself (absent: permanent) */
+  until_ms?: number;
+  /** the evidence an appeal needs */
+  appeal: "face_verification" | "phone_bill" | "notarization";
+  /** per-user event sequence number */
+  seq: number;
+}
+
+export type ServerMessage =
+  | WelcomeMessage
+  | PongMessage
+  | ErrorMessage
+  | BalanceMessage
+  | GiftConfirmedMessage
+  | GiftRejectedMessage
+  | GiftReceivedMessage
+  | GiftOfferMessage
+  | GiftAcceptedMessage
+  | GiftVoidedMessage
+  | BalanceChangedMessage
+  | RoomSnapshotMessage
+  | RoomLeftMessage
+  | RoomLikedMessage
+  | LikesLevelMessage
+  | RoomRankMessage
+  | RoomBoardMessage
+  | RoomFrameMessage
+  | GroupSnapshotMessage
+  | GroupAppliedMessage
+  | GroupClosedMessage
+  | GroupLeftMessage
+  | GroupPostedMessage
+  | GroupMessagesMessage
+  | GroupManagedMessage
+  | GroupInvitedMessage
+  | GroupPollMessage
+  | GroupMentionMessage
+  | EnvelopeSentMessage
+  | EnvelopeGrabbedMessage
+  | GroupFrameMessage
+  | PopularityPointsMessage
+  | PopularityUsedMessage
+  | PopularityUseStateMessage
+  | PopularityDashboardMessage
+  | RiskNoticeMessage;
+
+/** Message type name → its interface. */
+export interface ServerMessages {
+  "welcome": WelcomeMessage;
+  "pong": PongMessage;
+  "error": ErrorMessage;
+  "balance": BalanceMessage;
+  "gift.confirmed": GiftConfirmedMessage;
+  "gift.rejected": GiftRejectedMessage;
+  "gift.received": GiftReceivedMessage;
+  "gift.offer": GiftOfferMessage;
+  "gift.accepted": GiftAcceptedMessage;
+  "gift.voided": GiftVoidedMessage;
+  "balance.changed": BalanceChangedMessage;
+  "room.snapshot": RoomSnapshotMessage;
+  "room.left": RoomLeftMessage;
+  "room.liked": RoomLikedMessage;
+  "likes.level": LikesLevelMessage;
+  "room.rank": RoomRankMessage;
+  "room.board": RoomBoardMessage;
+  "room.frame": RoomFrameMessage;
+  "group.snapshot": GroupSnapshotMessage;
+  "group.applied": GroupAppliedMessage;
+  "group.closed": GroupClosedMessage;
+  "group.left": GroupLeftMessage;
+  "group.posted": GroupPostedMessage;
+  "group.messages": GroupMessagesMessage;
+  "group.managed": GroupManagedMessage;
+  "group.invited": GroupInvitedMessage;
+  "group.poll": GroupPollMessage;
+  "group.mention": GroupMentionMessage;
+  "envelope.sent": EnvelopeSentMessage;
+  "envelope.grabbed": EnvelopeGrabbedMessage;
+  "group.frame": GroupFrameMessage;
+  "popularity.points": PopularityPointsMessage;
+  "popularity.used": PopularityUsedMessage;
+  "popularity.use.state": PopularityUseStateMessage;
+  "popularity.dashboard": PopularityDashboardMessage;
+  "risk.notice": RiskNoticeMessage;
+}
+export type ServerType = keyof ServerMessages;
+
+// ---- codes ----------------------------------------------------------------------------
+
+/** Codes of `error` replies (the connection stays open). */
+export type ErrorCode =
+  | "bad_json"
+  | "binary_frame"
+  | "frame_too_large"
+  | "unknown_type"
+  | "missing_field"
+  | "unknown_field"
+  | "bad_field"
+  | "already_authenticated"
+  | "not_authenticated"
+  | "too_many_pending"
+  | "rate_limited"
+  | "overloaded"
+  | "unavailable"
+  | "internal"
+  | "not_streamer"
+  | "room_unknown"
+  | "not_live"
+  | "too_many_rooms"
+  | "not_registered"
+  | "timeout"
+  | "group_unknown"
+  | "group_full"
+  | "not_eligible"
+  | "invite_invalid"
+  | "group_removed"
+  | "not_member"
+  | "not_group_admin"
+  | "group_violation"
+  | "group_muted"
+  | "too_many_groups"
+  | "poll_unknown"
+  | "poll_id_conflict"
+  | "poll_closed"
+  | "already_voted"
+  | "bad_choice"
+  | "envelope_unknown"
+  | "envelope_empty"
+  | "envelope_expired"
+  | "envelope_id_conflict"
+  | "envelope_insufficient"
+  | "envelope_asset"
+  | "owner_cannot_leave"
+  | "too_many_invites"
+  | "too_many_polls"
+  | "too_many_envelopes"
+  | "insufficient_points"
+  | "points_frozen"
+  | "use_limit"
+  | "category_mismatch"
+  | "not_enough_followers"
+  | "not_mature"
+  | "content_taken"
+  | "targeting_region"
+  | "targeting_age"
+  | "targeting_gender"
+  | "targeting_interests"
+  | "use_id_conflict"
+  | "use_unknown"
+  | "use_started"
+  | "insufficient_cards"
+  | "exchange_unit"
+  | "exchange_id_conflict"
+  | "risk_restricted"
+  | "risk_frozen"
+  | "risk_banned"
+  | "settlement_failed";
+/** Codes of `gift.rejected`. */
+export type RejectionCode =
+  | "self_gift"
+  | "unknown_asset"
+  | "not_transferable"
+  | "sender_unknown"
+  | "recipient_unknown"
+  | "sender_banned"
+  | "recipient_banned"
+  | "real_name_required"
+  | "not_following"
+  | "follow_too_recent"
+  | "blocked"
+  | "daily_limit"
+  | "pair_limit"
+  | "insufficient_balance"
+  | "amount_too_large"
+  | "offers_full"
+  | "gift_id_conflict"
+  | "offer_not_found"
+  | "not_group_member"
+  | "offer_accepted"
+  | "offer_declined"
+  | "offer_expired"
+  | "sender_restricted"
+  | "sender_frozen"
+  | "operator_voided";
+/** Every close code a client can see. */
+export type CloseCode =
+  | 1000
+  | 1002
+  | 1006
+  | 1007
+  | 1009
+  | 1011
+  | 1012
+  | 4000
+  | 4001
+  | 4002
+  | 4003
+  | 4004
+  | 4005
+  | 4008
+  | 4009
+  | 4010
+  | 4011;
+
+export declare const PROTOCOL_VERSION: 1;
+/** Each close code's reason and reconnect advice. */
+export declare const CLOSE_CODES: Readonly<Record<CloseCode, Readonly<{ reason: string; reconnect: boolean }>>>;
+
+// ---- the client ------------------------------------------------------------------------
+
+export interface Verdict {
+  /** pass the frame on (to a waiting request or as an event) */
+  deliver: boolean;
+  /** the newest event seq seen, this frame included */
+  lastSeq: number;
+}
+
+/** Anything with a `type`: a frame as parsed (the pure rules take any). */
+export interface Frame {
+  type: string;
+  [field: string]: unknown;
+}
+
+/** The close code's reconnect advice (a code not in CLOSE_CODES is final). */
+export declare function shouldReconnect(code: number): boolean;
+/** Where event numbering stands after a welcome (`since`: what the connection resumed from). */
+export declare function seqAfterWelcome(welcome: WelcomeMessage, since: number | null | undefined): number;
+/** Whether the offers known before a connection still stand (a recovered resume). */
+export declare function keepsOffers(welcome: WelcomeMessage, since: number | null | undefined): boolean;
+/** Pass a frame on or drop it (an event seen already), and the newest seq seen. */
+export declare function accept(lastSeq: number, msg: Frame | ServerMessage, isReply: boolean): Verdict;
+/** The offers still waiting after a frame passed on, by transfer id (a new object). */
+export declare function trackOffers(
+  offers: Readonly<Record<string, GiftOfferMessage>>, msg: Frame | ServerMessage,
+): Record<string, GiftOfferMessage>;
+/** The pause after failed attempt `attempt` (0 first), `jitter` a uniform draw in [0, 1). */
+export declare function backoff(attempt: number, base: number, max: number, jitter: number): number;
+/** The user a token names, or null when it is not a giftwire token. */
+export declare function userOfToken(token: string): string | null;
+/** A fresh id for a gift or an envelope (32 hex digits). */
+export declare function newId(): string;
+
+/** A request got no reply: not connected, the connection was lost first (send it again once
+ * reconnected: gift ids make that safe), or none came in time. */
+export declare class ConnectionError extends Error {
+  readonly code: "disconnected" | "timeout" | "closed" | string;
+  constructor(message: string, code?: string);
+}
+
+/** Where the last seq and the waiting offers are kept (localStorage by default). */
+export interface StorageLike {
+  getItem(key: string): string | null;
+  setItem(key: string, value: string): void;
+  removeItem(key: string): void;
+}
+
+export interface ClientOptions {
+  /** reconnect by itself when a close code says to (default true) */
+  autoReconnect?: boolean;
+  /** attempts per outage before giving up (default 8, as protocol/client.py; Infinity: never) */
+  maxAttempts?: number;
+  /** first pause between attempts (default 100 ms), doubling up to `maxDelayMs` (5000), ±50 % */
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** a request without a reply fails after this (default 10000 ms) */
+  requestTimeoutMs?: number;
+  /** an attempt without a welcome fails after this (default 10000 ms) */
+  connectTimeoutMs?: number;
+  /** where the last seq is kept across page reloads (default localStorage; null: nowhere) */
+  storage?: StorageLike | null;
+  /** the storage key (default `giftwire:<user of the token>`) */
+  storageKey?: string;
+  /** resume from this seq on the first connection instead of the stored one (null: fresh) */
+  since?: number | null;
+  /** the WebSocket class (default globalThis.WebSocket) */
+  WebSocket?: typeof WebSocket;
+  /** uniform draws in [0, 1) for the jitter (default Math.random) */
+  random?: () => number;
+}
+
+export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closed";
+
+export interface LifecycleEvents {
+  /** welcomed: `resumed` when every missed event follows (else re-read what you show) */
+  open: { welcome: WelcomeMessage; resumed: boolean; reconnect: boolean };
+  /** the connection ended; `final` when no reconnection follows */
+  close: { code: number; reason: string; final: boolean };
+  /** the next attempt starts in `delayMs` */
+  reconnecting: { attempt: number; delayMs: number; code: number };
+  state: ClientState;
+}
+
+type Fields<K extends ClientType> = Omit<ClientMessages[K], "type" | "id">;
+type Refusal = ErrorMessage;
+
+export declare class GiftwireClient {
+  constructor(url: string, token: string | (() => string | Promise<string>), options?: ClientOptions);
+  readonly url: string;
+  /** the newest event seq seen (sent as `since` on the next connection) */
+  readonly lastSeq: number;
+  readonly welcome: WelcomeMessage | null;
+  readonly state: ClientState;
+  readonly reconnects: number;
+  /** rooms joined and groups opened: joined and opened again after every reconnect */
+  readonly rooms: ReadonlySet<string>;
+  readonly groups: ReadonlySet<string>;
+  /** the offers waiting for your answer, oldest first (kept across reloads) */
+  readonly offers: GiftOfferMessage[];
+
+  on<K extends ServerType>(type: K, handler: (event: ServerMessages[K]) => void): () => void;
+  on<K extends keyof LifecycleEvents>(type: K, handler: (event: LifecycleEvents[K]) => void): () => void;
+  on(type: "*", handler: (event: ServerMessage) => void): () => void;
+  off(type: string, handler: (event: never) => void): void;
+
+  connect(): Promise<WelcomeMessage>;
+  close(): void;
+  setToken(token: string | (() => string | Promise<string>)): void;
+  /** forget the stored seq and offers (e.g. on logout) */
+  forget(): void;
+
+  request<K extends ClientType>(
+    type: K, fields?: Fields<K>, options?: { timeoutMs?: number },
+  ): Promise<ServerMessage>;
+  ping(): Promise<PongMessage>;
+  balances(): Promise<Record<string, number>>;
+  sendGift(to: string, asset: string, count: number, options?: {
+    giftId?: string; room?: string; group?: string; timeoutMs?: number;
+  }): Promise<GiftConfirmedMessage | GiftRejectedMessage | Refusal>;
+  acceptOffer(offerId: string): Promise<GiftReceivedMessage | GiftRejectedMessage | Refusal>;
+  declineOffer(offerId: string): Promise<GiftVoidedMessage | GiftRejectedMessage | Refusal>;
+  joinRoom(room: string): Promise<RoomSnapshotMessage | Refusal>;
+  leaveRoom(room: string): Promise<RoomLeftMessage>;
+  like(room: string, count: number): Promise<RoomLikedMessage | Refusal>;
+  joinGroup(group: string, invite?: string): Promise<GroupSnapshotMessage | GroupAppliedMessage | Refusal>;
+  openGroup(group: string): Promise<GroupSnapshotMessage | Refusal>;
+  closeGroup(group: string): Promise<GroupClosedMessage>;
+  sendEnvelope(group: string, asset: string, total: number, shares: number, options?: {
+    envelope?: string; timeoutMs?: number;
+  }): Promise<EnvelopeSentMessage | Refusal>;
+  grabEnvelope(
+    group: string, envelope: string, options?: { timeoutMs?: number },
+  ): Promise<EnvelopeGrabbedMessage | Refusal>;
+}

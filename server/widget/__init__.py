@@ -1,0 +1,71 @@
+"""The in-chat gifting widget: static files served at `/widget/` (the page a platform
+embeds in an iframe, docs/widget.md), and the JavaScript client it runs on
+(`/widget/giftwire.js`, from protocol/js). Every response carries a strict
+Content-Security-Policy: the page loads nothing but its own files and talks to nothing but
+this gateway's WebSocket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.responses import FileResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import protocol
+
+STATIC = Path(__file__).parent / "static"
+CLIENT_JS = Path(protocol.__file__).parent / "js" / "giftwire.js"
+PREFIX = "/widget"
+
+
+def content_security_policy(host: str) -> str:
+    """Self only: scripts, styles and images from this origin (no inline code, no eval), and
+    connections to this gateway (its WebSocket under either scheme); any page may frame it
+    (the widget holds nothing until its host passes a token)."""
+    sockets = f" ws://{host} wss://{host}" if host else ""
+    return ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            f"connect-src 'self'{sockets}; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors *; require-trusted-types-for 'script'; trusted-types 'none'")
+
+
+def _host(scope: Scope) -> str:
+    host = Headers(scope=scope).get("host", "")
+    # a Host header is the client's to choose: keep it only when it is a plain host[:port]
+    ok = host and len(host) <= 255 and all(c.isalnum() or c in ".-:[]" for c in host)
+    return host if ok else ""
+
+
+class Secured:
+    """Adds the widget's security headers to every response of `app`."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        policy = content_security_policy(_host(scope))
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Content-Security-Policy"] = policy
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "no-referrer"  # the page's URL may hold a token
+                headers["Cache-Control"] = "no-cache"  # revalidate: a new server, new files
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
+
+
+async def _client(scope: Scope, receive: Receive, send: Send) -> None:
+    await FileResponse(CLIENT_JS, media_type="text/javascript")(scope, receive, send)
+
+
+def routes() -> list[BaseRoute]:
+    """`/widget/` (the page and its files) and `/widget/giftwire.js` (the client)."""
+    return [
+        Route(f"{PREFIX}/giftwire.js", Secured(_client), methods=["GET", "HEAD"]),
+        Mount(PREFIX, app=Secured(StaticFiles(directory=STATIC, html=True))),
+    ]

@@ -1,0 +1,149 @@
+"""The JavaScript client (protocol/js/giftwire.js): the resume and dedupe vectors in both
+clients, its generated declarations and close codes, its behaviour against a scripted socket
+and against a real gateway (through `node`; skipped, saying so, where node is missing)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import resume, typescript
+from protocol.errors import CLOSE_CODES
+from tests.support import Admin, Proc
+
+JS = Path(typescript.__file__).parent / "js"
+VECTORS = json.loads((JS / "vectors.json").read_text())
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed: the JavaScript half of "
+                                "these tests needs it (apt-get install nodejs)")
+
+
+def node(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    assert NODE is not None
+    return subprocess.run([NODE, *args], cwd=JS, capture_output=True, text=True, timeout=timeout_s,
+                          check=False)
+
+
+def node_websocket_flags() -> list[str] | None:
+    """The flags that give node a global WebSocket (none from Node 22 on), or None."""
+    for flags in ([], ["--experimental-websocket"]):
+        out = node(*flags, "-e", "process.stdout.write(typeof WebSocket)")
+        if out.returncode == 0 and out.stdout == "function":
+            return flags
+    return None
+
+
+@pytest.mark.parametrize("case", VECTORS["after_welcome"], ids=lambda c: c["why"])
+def test_vectors_after_welcome(case: dict[str, Any]) -> None:
+    assert resume.seq_after_welcome(case["welcome"], case["since"]) == case["last_seq"]
+    assert resume.keeps_offers(case["welcome"], case["since"]) is case["keeps_offers"]
+
+
+@pytest.mark.parametrize("case", VECTORS["accept"], ids=lambda c: c["why"])
+def test_vectors_accept(case: dict[str, Any]) -> None:
+    got = resume.accept(case["last_seq"], case["frame"], case["is_reply"])
+    assert (got.deliver, got.last_seq) == (case["deliver"], case["next"])
+
+
+@pytest.mark.parametrize("case", VECTORS["offers"], ids=lambda c: c["why"])
+def test_vectors_offers(case: dict[str, Any]) -> None:
+    assert sorted(resume.track_offers(case["before"], case["frame"])) == sorted(case["after"])
+
+
+@pytest.mark.parametrize("case", VECTORS["sessions"], ids=lambda c: c["why"])
+def test_vectors_sessions(case: dict[str, Any]) -> None:
+    last = resume.seq_after_welcome(case["welcome"], case["since"])
+    offers: dict[str, Any] = {}
+    delivered = []
+    for k, step in enumerate(case["frames"]):
+        verdict = resume.accept(last, step["frame"], step["is_reply"])
+        last = verdict.last_seq
+        if verdict.deliver:
+            offers = resume.track_offers(offers, step["frame"])
+            delivered.append(k)
+    assert (delivered, last, sorted(offers)) == (case["delivered"], case["last_seq"],
+                                                 sorted(case["offers"]))
+
+
+@pytest.mark.parametrize("case", VECTORS["backoff"], ids=lambda c: f"attempt {c['attempt']}")
+def test_vectors_backoff(case: dict[str, Any]) -> None:
+    got = resume.backoff_s(case["attempt"], case["base"], case["max"], case["jitter"])
+    assert got == pytest.approx(case["delay"], rel=1e-9)
+
+
+@needs_node
+def test_vectors_in_javascript() -> None:
+    """giftwire.js passes the same vectors (protocol/js/test_vectors.mjs)."""
+    out = node("test_vectors.mjs")
+    assert out.returncode == 0, out.stdout + out.stderr
+    count = sum(len(v) for k, v in VECTORS.items() if isinstance(v, list))
+    assert f"{count}/{count} vectors pass" in out.stdout
+
+
+def test_declarations_and_close_codes_are_generated() -> None:
+    """giftwire.d.ts and the close-code block of giftwire.js are what the schema generates."""
+    assert typescript.stale() == [], "run: python -m protocol.typescript"
+
+
+def test_declarations_name_every_message_type() -> None:
+    from protocol.messages import CLIENT, SERVER
+
+    dts = (JS / "giftwire.d.ts").read_text()
+    for name in [*CLIENT, *SERVER]:
+        assert f'type: "{name}";' in dts, name
+
+
+@needs_node
+def test_module_exports_what_the_declarations_declare_and_its_close_codes() -> None:
+    """giftwire.js exports exactly what giftwire.d.ts declares, and its close codes and their
+    advice are protocol/errors.py's."""
+    out = node("--input-type=module", "-e",
+               "import * as m from './giftwire.js'; process.stdout.write(JSON.stringify("
+               "{names: Object.keys(m).sort(), codes: m.CLOSE_CODES}))")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    dts = (JS / "giftwire.d.ts").read_text()
+    declared = sorted(set(re.findall(r"^export declare (?:const|function|class) (\w+)", dts, re.M)))
+    assert got["names"] == declared
+    assert got["codes"] == {str(c.code): {"reason": c.reason, "reconnect": c.reconnect}
+                            for c in CLOSE_CODES.values()}
+
+
+@needs_node
+def test_client_behaviour_against_a_scripted_socket() -> None:
+    """Request matching, dedupe, storage across reloads, resume and restored subscriptions,
+    close-code advice and backoff (protocol/js/test_client.mjs)."""
+    out = node("test_client.mjs")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "FAIL" not in out.stdout and out.stdout.count("ok ") >= 8, out.stdout
+
+
+@needs_node
+async def test_client_against_a_real_gateway(server: Proc, admin: Admin) -> None:
+    """Through the JS client: a gift arrives; gifts sent while the page is closed arrive once
+    when it opens again from its stored seq; a retried gift gets the same confirmation."""
+    flags = node_websocket_flags()
+    if flags is None:
+        pytest.skip("this node has no WebSocket (Node >= 22, or 20 with --experimental-websocket)")
+    s, r = await admin.pair(10)
+    proc = await asyncio.create_subprocess_exec(
+        NODE or "node", *flags, "test_live.mjs", server.ws, server.token(s), server.token(r), r,
+        cwd=JS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    got = json.loads(out.decode().strip().splitlines()[-1])
+    tids = [f"{s}:js1", f"{s}:js2", f"{s}:js3"]
+    assert got["received"] == tids  # each once, in order, none lost while the page was closed
+    assert got["secondWelcome"]["recovered"] is True
+    first, *_, retry = got["replies"]
+    assert first["type"] == retry["type"] == "gift.confirmed"
+    assert (retry["transfer_id"], retry["seq"]) == (first["transfer_id"], first["seq"])
+    assert got["balances"] == {"note.do": 4} == await admin.balances(r)
+    assert got["stored"]["seq"] == got["lastSeq"] > got["firstWelcome"]["seq"]
