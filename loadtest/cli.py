@@ -1,5 +1,6 @@
 """giftwire-loadtest SCENARIO [options] — gifts, room, idle, likes, envelope or chat, with
-ceilings measured in the same run, a table, a JSON file and a plot. Traffic goes only to the target
+ceilings measured in the same run, a table, a JSON file and a plot; attack, risk-cost (the risk
+engine) and boost (the recommender's lookup), without ceilings. Traffic goes only to the target
 (by default one the harness starts on loopback); every loop is bounded in count and time."""
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 import uvloop
 
-from loadtest import ceilings, groups, report, scenarios
+from loadtest import boost, ceilings, groups, report, risk, scenarios
 from loadtest.stats import ratio
-from loadtest.target import Target, raise_nofile, start_own
+from loadtest.target import Target, raise_nofile, start_own, ws_of
 from server.bench import connect as redis_connect
 from server.bench import full_audit, settle_streams
 
@@ -29,19 +30,36 @@ FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_r
         # answered with the same share); 1,000 cards for 200 shares
         "env_members": 1000, "env_shares": 200, "env_total": 1000,
         # chat: 500 members watch; the owner and 4 admins post 50 messages/s in all for 10 s
-        "chat_members": 500, "posters": 5, "chat_rate": 50.0, "chat_s": 10.0}
+        "chat_members": 500, "posters": 5, "chat_rate": 50.0, "chat_s": 10.0,
+        # attack: 300 normal users (~1 gift/s each) for 10 s alone, then 20 s beside a device
+        # farm (12 accounts on 3 devices), an IP cluster (25 accounts of one /24) and bots
+        # (3 at ~15 gifts/s, 2 every 0.5 s exactly); 5 enforcement samples on a second gateway
+        "normal": 300, "stars": 10, "farm": 12, "farm_devices": 3, "cluster": 25,
+        "cluster_spread_s": 8.0, "rate_bots": 3, "regular_bots": 2, "regular_gap_s": 0.5,
+        "baseline_s": 10.0, "attack_s": 20.0, "samples": 5, "sample_max_s": 15.0,
+        # risk-cost: 200 senders × 4 in flight (10–20 gifts/s each), 20,000 gifts per phase,
+        # off/on twice
+        "cost_senders": 200, "cost_window": 4, "cost_gifts": 20_000, "rounds": 2,
+        # boost: 20 creators × 3 uses, lookups by 1, 8, 32, 64 clients for 5 s each
+        "creators": 20, "uses": 3, "clients": [1, 8, 32, 64], "boost_s": 5.0}
 SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.0, "room_s": 1.0,
          "connections": 40, "hold_s": 0.5, "a_s": 0.5, "a_batch": 16, "b_gifts": 300,
          "c_conns": 4, "c_s": 0.5, "d_rounds": 2, "fans": 20, "like_rate": 4.0, "taps": 5,
          "likes_s": 1.0, "env_members": 40, "env_shares": 10, "env_total": 50,
-         "chat_members": 20, "posters": 2, "chat_rate": 20.0, "chat_s": 1.0}
+         "chat_members": 20, "posters": 2, "chat_rate": 20.0, "chat_s": 1.0,
+         "normal": 10, "stars": 2, "farm": 4, "farm_devices": 1, "cluster": 20,
+         "cluster_spread_s": 1.0, "rate_bots": 1, "regular_bots": 1, "regular_gap_s": 0.25,
+         "baseline_s": 1.5, "attack_s": 6.5, "samples": 2, "sample_max_s": 10.0,
+         "cost_senders": 4, "cost_window": 2, "cost_gifts": 80, "rounds": 1,
+         "creators": 2, "uses": 2, "clients": [1, 4], "boost_s": 0.5}
 SETTLE_S = 30.0
 RSS_TARGET_BYTES = 15 * 1024
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="giftwire-loadtest", description=__doc__)
-    p.add_argument("scenario", choices=["gifts", "room", "idle", "likes", "envelope", "chat"])
+    p.add_argument("scenario", choices=["gifts", "room", "idle", "likes", "envelope", "chat",
+                                        "attack", "risk-cost", "boost"])
     p.add_argument("--smoke", action="store_true", help="a size that finishes in seconds")
     p.add_argument("--procs", type=int, default=2, help="load-generating processes")
     p.add_argument("--json", type=Path, help="write the result here")
@@ -69,6 +87,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--room-tick-ms", type=int, default=ROOM_TICK_MS,
                    help="room: the gateway's room tick (its own target only): 10,000 viewers "
                         "at 100 ms need 100,000 frames/s")
+    p.add_argument("--normal", type=int, help="attack: normal users (default 300)")
+    p.add_argument("--attack-s", type=float, help="attack: seconds the attacks run (default 20)")
+    p.add_argument("--second-url", help="attack against --url: another gateway of the same "
+                                        "deployment, for the enforcement samples")
+    p.add_argument("--rounds", type=int, help="risk-cost: off/on pairs of targets (default 2)")
+    p.add_argument("--clients", help="boost: concurrent HTTP clients, a comma list (default "
+                                     "1,8,32,64)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="bound on each phase")
     return p
 
@@ -84,14 +109,26 @@ def sizes(args: argparse.Namespace) -> dict[str, Any]:
             out.update(dict.fromkeys(keys, getattr(args, name)))
     if args.scenario == "chat" and args.rate is not None:
         out["chat_rate"] = args.rate
+    for name, key in (("normal", "normal"), ("attack_s", "attack_s"), ("rounds", "rounds")):
+        if getattr(args, name) is not None:
+            out[key] = getattr(args, name)
+    if args.scenario == "risk-cost":
+        for name in ("senders", "gifts", "window"):
+            if getattr(args, name) is not None:
+                out["cost_" + name] = getattr(args, name)
+    if args.clients:
+        out["clients"] = [int(x) for x in args.clients.split(",")]
     return out
 
 
 def target_from(args: argparse.Namespace) -> Target:
     if not args.url:
         # the room tick is the gateway's; for an external target set GIFTWIRE_ROOM_TICK_MS there
-        return start_own({"GIFTWIRE_ROOM_TICK_MS": str(args.room_tick_ms)}
-                         if args.scenario == "room" else None)
+        if args.scenario == "room":
+            return start_own({"GIFTWIRE_ROOM_TICK_MS": str(args.room_tick_ms)})
+        # attack: the engine on, the harness's loopback a trusted proxy (its X-Forwarded-For
+        # gives every client its own address); an external target needs the same settings
+        return start_own(risk.RISK_ENV if args.scenario == "attack" else None)
     missing = [f for f in ("admin_key", "token_secret", "redis_url") if not getattr(args, f)]
     if missing:
         raise SystemExit(f"with --url also give {', '.join('--' + m.replace('_', '-') for m in missing)}")
@@ -137,7 +174,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             f"the open-files limit here is {limit} per process, so one gateway can hold at most "
             f"{limit - FD_HEADROOM} connections: pass --connections {limit - FD_HEADROOM} or less")
     run_id = uuid.uuid4().hex[:6]
+    if args.scenario == "risk-cost":
+        return await run_risk_cost(args, z, run_id)
     target = target_from(args)
+    if args.scenario in ("attack", "boost"):
+        return await run_without_ceilings(args, z, run_id, target)
     try:
         if args.scenario == "gifts":
             result = await scenarios.run_gifts(target, run_id + "m", args.procs, z["senders"], z["gifts"],
@@ -178,6 +219,49 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def common(args: argparse.Namespace) -> dict[str, Any]:
+    return {"scenario": args.scenario, "smoke": args.smoke, "machine": report.machine(),
+            "command": "giftwire-loadtest " + " ".join(sys.argv[1:])}
+
+
+async def run_risk_cost(args: argparse.Namespace, z: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Two targets of the harness's own, engine off and on, one after the other (`--rounds`)."""
+    if args.url:
+        raise SystemExit("risk-cost starts its own targets (engine off, engine on): no --url")
+    sz = {"senders": z["cost_senders"], "window": z["cost_window"], "gifts": z["cost_gifts"],
+          "rounds": z["rounds"]}
+    result = await risk.run_cost(run_id, args.procs, sz, args.max_seconds, settle_and_audit)
+    audits = [f"{p['risk']}: {p.pop('audit')}" for p in result["phases"]]
+    result.update(common(args))
+    result.update(audit="\n".join(audits),
+                  invariants_ok=result["audits_ok"] and result["exactly_once"])
+    return result
+
+
+async def run_without_ceilings(args: argparse.Namespace, z: dict[str, Any], run_id: str,
+                               target: Target) -> dict[str, Any]:
+    """attack and boost: what they measure is not bounded by the ceilings, so none are taken."""
+    try:
+        if args.scenario == "attack":
+            second = ws_of(args.second_url) if args.second_url else None
+            result = await risk.run_attack(target, run_id, args.procs, z, second)
+        else:
+            result = await boost.run_boost(target, run_id, args.procs, z["clients"], z["boost_s"],
+                                           z["creators"], z["uses"])
+        ok, audit_text = await settle_and_audit(target)
+    finally:
+        target.stop()
+    result.update(common(args))
+    result.update(audit=audit_text, invariants_ok=ok and result.get("exactly_once", True))
+    if args.scenario == "attack":
+        if result["false_positives"]["users"] or result["false_positives"]["refused_gifts"]:
+            result["failure"] = (f"{result['false_positives']['users']} normal user(s) caught by "
+                                 f"the risk engine: {result['false_positives']['who']}")
+    elif not result["exactly_once"]:
+        result["failure"] = "boost lookups failed or answered a wrong weight"
+    return result
+
+
 def ratios_to_ceilings(scenario: str, result: dict[str, Any], cs: dict[str, float]) -> dict[str, float]:
     """The scenario's throughput over the ceilings it is compared with: envelope grabs/s to
     (a) (Lua steps, gifts/s); chat message deliveries/s (`d`) and its frames/s (`d_frames`)
@@ -203,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         report.write_json(args.json, result)
     if args.plot:
         report.plot(args.plot, result)
+    if result.get("failure"):
+        print(f"\nFAILED: {result['failure']}", file=sys.stderr)
+        return 1
     if not result["invariants_ok"]:
         print("\nINVARIANTS BROKEN — see the audit below\n" + result["audit"], file=sys.stderr)
         return 1

@@ -30,6 +30,10 @@ def machine() -> dict[str, Any]:
 
 
 def table(result: dict[str, Any]) -> str:
+    own = OWN_TABLES.get(result["scenario"])
+    if own is not None:
+        return aligned([*own(result), ("invariants (audit)",
+                                       "ok" if result["invariants_ok"] else "BROKEN")])
     c, r, lat = result["ceilings"], result["ratio_to_ceiling"], result["latency_ms"]
     unit = {"gifts": "gifts/s", "room": "frames/s", "idle": "connects/s",
             "likes": "likes/s counted", "envelope": "grabs/s answered",
@@ -66,8 +70,91 @@ def table(result: dict[str, Any]) -> str:
     ]
     rows += [(f"ratio to {k}", f"{v:.3f}") for k, v in r.items()]
     rows.append(("invariants (audit + exactly once)", "ok" if result["invariants_ok"] else "BROKEN"))
+    return aligned(rows)
+
+
+def aligned(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def ms(v: float | None) -> str:
+    return "–" if v is None else f"{v:,.0f} ms"
+
+
+def attack_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    n, fp, enf = result["normal"], result["false_positives"], result["enforcement"]
+    base, during = n["baseline"], n["during_attack"]
+    rows = [
+        ("normal users: gifts/s confirmed", f"{base['confirmed_per_s']:,.1f} before, "
+                                            f"{during['confirmed_per_s']:,.1f} during the attacks "
+                                            f"(kept {n['kept_ratio']}); {n['users']} users"),
+        ("normal: confirmed of sent", f"{base['confirmed_fraction']} before, "
+                                      f"{during['confirmed_fraction']} during"),
+        ("normal: confirm p50 / p99", f"{base['latency_ms']['p50']:.1f} / {base['latency_ms']['p99']:.1f}"
+                                      f" ms before, {during['latency_ms']['p50']:.1f} / "
+                                      f"{during['latency_ms']['p99']:.1f} ms during"),
+        ("false positives (normal users)", f"{fp['users']} users ({fp['cases']} cases, "
+                                           f"{fp['notices']} notices, {fp['refused_gifts']} refusals)"),
+    ]
+    for rule, r in result["rules"].items():
+        rows.append((f"{rule}: caught / expected", f"{r['caught_expected']} / {r['expected']} "
+                                                   f"(of {r['accounts']}; {len(r['unexpected'])} "
+                                                   f"unexpected)"))
+        eng = r["engine_signal_to_notice_ms"]
+        rows.append((f"{rule}: detection", f"case {ms(r['detect_to_case_opened_ms'])}, notice "
+                                           f"{ms(r['detect_to_first_notice_ms'])}, refusal "
+                                           f"{ms(r['detect_to_first_refusal_ms'])} after the first "
+                                           f"action; signal → notice p50 "
+                                           f"{ms(eng['p50'] if eng else None)}"))
+    if result["wrong_rule"]:
+        rows.append(("caught by another rule", ", ".join(result["wrong_rule"][:5])))
+    bl = result["device_blacklist"]
+    if bl.get("tried"):
+        rows.append(("banned device, new account", f"refused ({bl['close_code']})" if bl["refused"]
+                     else "NOT refused"))
+    lat = enf["notice_a_to_refusal_b_ms"]
+    from_case = enf["case_opened_to_refusal_b_ms"]
+    where = "a second gateway" if enf["second_gateway"] else "the same gateway"
+    rows.append((f"enforcement on {where}", "–" if lat is None else
+                 f"notice on A → refused on B p50 {lat['p50']:.1f} ms, max {lat['max']:.1f} ms "
+                 f"({lat['n']} samples)"))
+    if from_case:
+        rows.append(("case opened → refused on B", f"p50 {from_case['p50']:.1f} ms, max "
+                                                   f"{from_case['max']:.1f} ms"))
+    return rows
+
+
+def cost_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [("gifts/s, engine off / on", f"{result['off_per_s']:,.1f} / {result['throughput_per_s']:,.1f}"),
+            ("on / off ratio", f"{result['on_off_ratio']} (pairs {result['pair_ratios']})"),
+            ("confirm p50 / p99 off", f"{result['latency_off_ms']['p50']:.1f} / "
+                                      f"{result['latency_off_ms']['p99']:.1f} ms"),
+            ("confirm p50 / p99 on", f"{result['latency_ms']['p50']:.1f} / "
+                                     f"{result['latency_ms']['p99']:.1f} ms")]
+    for i, ph in enumerate(result["phases"]):
+        extra = ""
+        if ph["risk"] == "on":
+            extra = (f"; engine backlog max {ph['engine_backlog_max']:,}, at end "
+                     f"{ph['engine_backlog_at_end']:,}, drained in {ph['engine_drain_s']:.1f} s; "
+                     f"cases {ph['cases']}")
+        rows.append((f"phase {i + 1} ({ph['risk']})", f"{ph['throughput_per_s']:,.1f} gifts/s, "
+                                                     f"{ph['outcomes']}{extra}"))
+    return rows
+
+
+def boost_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for lv in result["levels"]:
+        lat = lv["latency_ms"]
+        rows.append((f"{lv['clients']} clients", f"{lv['lookups_per_s']:,.0f} lookups/s, p50 "
+                                                 f"{lat['p50']:.2f} / p99 {lat['p99']:.2f} / max "
+                                                 f"{lat['max']:.2f} ms, errors {lv['errors']}, "
+                                                 f"wrong weights {len(lv['wrong_weights'])}"))
+    return rows
+
+
+OWN_TABLES = {"attack": attack_rows, "risk-cost": cost_rows, "boost": boost_rows}
 
 
 LATENCY_OF = {"envelope": "grab → reply", "chat": "post → member"}
@@ -119,7 +206,10 @@ def plot(path: Path, result: dict[str, Any]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    phases = [("max rate" if result["scenario"] == "gifts" else result["scenario"], result)]
+    names = {"gifts": "max rate",
+             "attack": f"normal users (attacks from {result.get('attack_started_s')} s)",
+             "risk-cost": "engine on", "boost": f"{result.get('best_clients')} clients"}
+    phases = [(names.get(result["scenario"], result["scenario"]), result)]
     if "at_rate" in result:
         phases.append((f"{result['at_rate']['params']['rate']:.0f}/s", result["at_rate"]))
     fig, axes = plt.subplots(len(phases), 2, figsize=(12, 4.2 * len(phases)), squeeze=False)

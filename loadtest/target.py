@@ -48,11 +48,12 @@ class Target:
     pid: int | None = None
     owned: list[Any] = field(default_factory=list)
     data_dir: Path | None = None  # the harness's own target: removed when it stops
+    env: dict[str, str] = field(default_factory=dict)  # the own target's settings (more gateways)
+    more_http: list[str] = field(default_factory=list)  # further gateways of the same deployment
 
     @property
     def ws(self) -> str:
-        u = urlparse(self.http)
-        return f"ws://{u.netloc}/ws"
+        return ws_of(self.http)
 
     def token(self, user: str, ttl_s: int = 6 * 3600) -> str:
         return make_token(self.token_secret, user, int(time.time()) + ttl_s)
@@ -77,7 +78,23 @@ def start_own(env: dict[str, str] | None = None) -> Target:
         raise
     sec = proc.secrets
     return Target(proc.http, sec["admin_key"], sec["token_secret"], vk.url, proc.pid, [vk, proc],
-                  data)
+                  data, {"REDIS_URL": vk.url, **LOAD_PROFILE, **(env or {})})
+
+
+def add_gateway(target: Target) -> str:
+    """Start one more gateway (`giftwire gateway`, no worker) of the harness's own target, on
+    its Valkey, data directory and settings; stopped with the target. Returns its WebSocket URL."""
+    if target.data_dir is None:
+        raise RuntimeError("only the harness's own target can be given another gateway")
+    proc = GiftwireProcess("gateway", target.data_dir, target.env)
+    proc.start()
+    target.owned.append(proc)
+    target.more_http.append(proc.http)
+    return ws_of(proc.http)
+
+
+def ws_of(http: str) -> str:
+    return f"ws://{urlparse(http).netloc}/ws"
 
 
 def _post(url: str, key: str, body: Any, method: str = "POST") -> Any:

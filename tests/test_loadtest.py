@@ -7,6 +7,7 @@ import asyncio
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -55,3 +56,55 @@ async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -
         assert data["posted"] == 20 and data["outcomes"] == {"group.posted": 20}
         assert data["expected"] == 400 and data["seen"] + data["dropped"] == 400 and data["seen"] > 0
         assert data["frames_per_s"] > 0
+
+
+async def run_own(tmp_path: Path, scenario: str) -> dict[str, Any]:
+    """`python -m loadtest SCENARIO --smoke --json out.json --plot out.png`: exit 0, audit passed."""
+    out_json, out_png = tmp_path / "out.json", tmp_path / "out.png"
+    code, text = await run_harness(scenario, "--smoke", "--json", str(out_json), "--plot", str(out_png))
+    assert code == 0, text
+    data: dict[str, Any] = orjson.loads(out_json.read_bytes())
+    assert data["scenario"] == scenario and data["invariants_ok"] is True
+    assert "audit passed" in data["audit"]
+    assert set(data["latency_ms"]) == {"p50", "p90", "p99", "max"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return data
+
+
+async def test_smoke_attack(tmp_path: Path) -> None:
+    """Normal users and the three attacks: every rule catches exactly the accounts it should,
+    no normal user is caught, the banned bot's device refuses a new account, and a ban is
+    enforced on the second gateway."""
+    data = await run_own(tmp_path, "attack")
+    assert data["false_positives"] == {"users": 0, "cases": 0, "notices": 0, "refused_gifts": 0,
+                                       "who": []}
+    expected = {"shared_device": 1, "ip_cluster": 20, "automation_rate": 1, "automation_regular": 1}
+    for rule, n in expected.items():
+        r = data["rules"][rule]
+        assert (r["expected"], r["caught_expected"], r["unexpected"]) == (n, n, []), (rule, r)
+        assert r["detect_to_first_notice_ms"] > 0 and r["detect_to_first_refusal_ms"] > 0
+    assert data["wrong_rule"] == []
+    assert data["device_blacklist"]["refused"] is True and data["device_blacklist"]["close_code"] == 4011
+    enf = data["enforcement"]
+    assert enf["second_gateway"] is True and enf["measured"] == 2
+    assert math.isfinite(enf["notice_a_to_refusal_b_ms"]["max"])
+    normal = data["normal"]
+    assert normal["baseline"]["confirmed_per_s"] > 0 and normal["during_attack"]["confirmed_per_s"] > 0
+
+
+async def test_smoke_risk_cost(tmp_path: Path) -> None:
+    """The engine off, then on, on two targets: both rates measured, nobody judged a bot."""
+    data = await run_own(tmp_path, "risk-cost")
+    assert [p["risk"] for p in data["phases"]] == ["off", "on"]
+    assert all(p["outcomes"] == {"gift.confirmed": 80} for p in data["phases"])
+    assert data["phases"][1]["cases"] == 0 and data["phases"][1]["engine_drain_s"] is not None
+    assert data["on_off_ratio"] > 0 and data["off_per_s"] > 0
+
+
+async def test_smoke_boost(tmp_path: Path) -> None:
+    """Boosted contents weigh 1.0, others 0.0, at every client count, with no error."""
+    data = await run_own(tmp_path, "boost")
+    assert [lv["clients"] for lv in data["levels"]] == [1, 4]
+    for lv in data["levels"]:
+        assert lv["errors"] == 0 and lv["wrong_weights"] == [] and lv["lookups_per_s"] > 0
+    assert data["params"]["boosted_contents"] == 4 and data["throughput_per_s"] > 0
