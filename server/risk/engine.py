@@ -61,68 +61,101 @@ class Engine:
                         raise
                 self.ready.add(stream)
             got = await self.redis.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=READ_MAX)
-            for _, entries in got or []:
-                for entry_id, fields in entries:
-                    try:
-                        await self.judge(fields)
-                    except Exception:  # a bad signal never stops the engine
-                        log.exception("risk signal %s not judged", entry_id)
-                    await self.redis.xack(stream, GROUP, entry_id)
-                    handled += 1
+            entries = [e for _, batch in got or [] for e in batch]
+            if not entries:
+                continue
+            try:
+                await self.judge([f for _, f in entries])
+            except Exception:  # a bad batch never stops the engine (nor settlement)
+                log.exception("risk signals not judged")
+            await self.redis.xack(stream, GROUP, *(eid for eid, _ in entries))
+            handled += len(entries)
         return handled
 
-    async def judge(self, f: dict[str, str]) -> None:
-        kind, user = f.get("kind", ""), f.get("user", "")
-        if not kind or not user:
-            return  # the like speed rule's own refusals: the like request was counted already
-        at, s = int(f["at_ms"]), self.s
-        device, ip = f.get("device", ""), f.get("ip", "")
-        if device and kind == "connect":  # a device serves the accounts that connect on it
-            r = await self.scripts["risk_device"](
-                keys=[keys.device_accounts(device), keys.device_ban(device)],
-                args=[user, at, s.device_window_s * 1000, DEVICE_ACCOUNTS_KEPT])
-            place, count = int(r[1]), int(r[2])
-            if place > s.device_accounts_max:
-                await self.decide(user, "restrict", "low", "shared_device", at,
+    async def judge(self, batch: list[dict[str, str]]) -> None:
+        """A batch of signals, in their order: each rule's counts in one pipelined round trip
+        (each call on its owner's slot), then the decisions they call for."""
+        s = self.s
+        # the like speed rule's own refusals carry no kind: the like request was counted
+        signals = [f for f in batch if f.get("kind") and f.get("user")]
+        decisions: list[tuple[list[str], str, str, str, int, int, dict[str, Any]]] = []
+
+        # low: a device serves the accounts that connect on it
+        connects = [f for f in signals if f["kind"] == "connect" and f.get("device")]
+        replies = await self.calls("risk_device", [
+            ([keys.device_accounts(f["device"]), keys.device_ban(f["device"])],
+             [f["user"], int(f["at_ms"]), s.device_window_s * 1000, DEVICE_ACCOUNTS_KEPT])
+            for f in connects])
+        for f, r in zip(connects, replies, strict=True):
+            if r is not None and int(r[1]) > s.device_accounts_max:
+                at = int(f["at_ms"])
+                decisions.append(([f["user"]], "restrict", "low", "shared_device", at,
                                   at + s.restriction_s * 1000,
-                                  {"device": device, "accounts_in_window": count, "place": place,
-                                   "window_s": s.device_window_s, "ip": ip})
-        if kind == "gift" and ip and f.get("to") and not self.exempt(ip):
-            net = network_of(ip)
-            r = await self.scripts["risk_cluster"](
-                keys=[keys.cluster_gifts(net, f["to"])],
-                args=[user, at, s.cluster_window_s * 1000, s.cluster_accounts,
-                      CLUSTER_ACCOUNTS_KEPT])
-            if r[2]:
-                accounts = orjson.loads(r[2])
-                await self.decide_many(accounts, "freeze", "medium", "ip_cluster", at,
-                                       at + s.freeze_s * 1000,
-                                       {"network": net, "recipient": f["to"],
-                                        "accounts": accounts[:100], "count": int(r[1]),
-                                        "window_s": s.cluster_window_s})
-        if kind in ACTIONS:
-            r = await self.scripts["risk_actions"](
-                keys=[keys.user(user).risk_actions],
-                args=[at, rules.kept_times(s), s.device_window_s * 1000, kind])
+                                  {"device": f["device"], "accounts_in_window": int(r[2]),
+                                   "place": int(r[1]), "window_s": s.device_window_s,
+                                   "ip": f.get("ip", "")}))
+
+        # medium: a network's accounts gifting one recipient
+        gifts = [f for f in signals if f["kind"] == "gift" and f.get("ip") and f.get("to")
+                 and not self.exempt(f["ip"])]
+        replies = await self.calls("risk_cluster", [
+            ([keys.cluster_gifts(network_of(f["ip"]), f["to"])],
+             [f["user"], int(f["at_ms"]), s.cluster_window_s * 1000, s.cluster_accounts,
+              CLUSTER_ACCOUNTS_KEPT]) for f in gifts])
+        for f, r in zip(gifts, replies, strict=True):
+            if r is not None and r[2]:
+                at, accounts = int(f["at_ms"]), orjson.loads(r[2])
+                decisions.append((accounts, "freeze", "medium", "ip_cluster", at,
+                                  at + s.freeze_s * 1000,
+                                  {"network": network_of(f["ip"]), "recipient": f["to"],
+                                   "accounts": accounts[:100], "count": int(r[1]),
+                                   "window_s": s.cluster_window_s}))
+
+        # high: a user's recent actions, judged after each one
+        acts = [f for f in signals if f["kind"] in ACTIONS]
+        replies = await self.calls("risk_actions", [
+            ([keys.user(f["user"]).risk_actions],
+             [int(f["at_ms"]), rules.kept_times(s), s.device_window_s * 1000, f["kind"]])
+            for f in acts])
+        for f, r in zip(acts, replies, strict=True):
+            if r is None:
+                continue
             actions = [rules.parse_action(x) for x in r[1]]
-            times = [t for t, _ in actions]
             verdict = rules.automation(actions, s)
             if verdict:
-                applied = await self.decide(user, "ban", "high", verdict, at, 0,
-                                            {"device": device, "ip": ip, "recent_ms": times[:60],
-                                             "window_s": s.bot_window_s})
-                if applied and device:
-                    await self.scripts["device_ban"](keys=[keys.device_ban(device)],
-                                                     args=["set", applied])
+                decisions.append(([f["user"]], "ban", "high", verdict, int(f["at_ms"]), 0,
+                                  {"device": f.get("device", ""), "ip": f.get("ip", ""),
+                                   "recent_ms": [t for t, _ in actions][:60],
+                                   "window_s": s.bot_window_s}))
+
+        decided: set[tuple[str, str]] = set()  # one decision per account and kind a batch
+        for users, action, level, reason, at, until, evidence in decisions:
+            fresh = [u for u in users if (u, action) not in decided]
+            decided.update((u, action) for u in fresh)
+            if not fresh:
+                continue
+            opened = await self.decide_many(fresh, action, level, reason, at, until, evidence)
+            device = evidence.get("device")
+            if action == "ban" and device and opened[0]:
+                await self.scripts["device_ban"](keys=[keys.device_ban(device)],
+                                                 args=["set", opened[0]])
+
+    async def calls(self, script: str, calls: list[Call]) -> list[Any]:
+        """One pipelined round trip; a failed call's reply is None (logged)."""
+        if not calls:
+            return []
+        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts[script], calls)
+        out: list[Any] = []
+        for reply in replies:
+            if isinstance(reply, Exception):
+                log.error("%s failed: %r", script, reply)
+                out.append(None)
+            else:
+                out.append(reply)
+        return out
 
     def exempt(self, ip: str) -> bool:
         return in_networks(ip, self.exempt_networks)
-
-    async def decide(self, user: str, action: str, level: str, reason: str, at: int,
-                     until: int, evidence: dict[str, Any]) -> str | None:
-        """Apply a decision on the user's slot; when it is new, open its case. Returns the
-        case id of a new decision."""
-        return (await self.decide_many([user], action, level, reason, at, until, evidence))[0]
 
     async def decide_many(self, users: list[str], action: str, level: str, reason: str, at: int,
                           until: int, evidence: dict[str, Any]) -> list[str | None]:
