@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from loadtest.scenarios import TIMELINE_MAX, connect_all
+from loadtest.scenarios import TIMELINE_MAX, SharedFrames, connect_all
 from loadtest.shards import Shards, progress_bar, split
 from loadtest.stats import summary
 from loadtest.target import Target, admin, seed
@@ -229,42 +229,26 @@ async def run_envelope(target: Target, run_id: str, procs: int, members: int, sh
 # -- chat -----------------------------------------------------------------------
 async def chat_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
     """Members watching the group: count the posters' messages in its coalesced frames and
-    their lag from the send time in the text. Work per frame where it can be: the members
-    share the server's cores."""
+    their lag from the send time in the text."""
     posters = frozenset(cfg["posters"])
-    lag_ms: list[float] = []
-    frames = seen = duplicates = 0
-    last_to: dict[str, int] = {}  # member → the newest group event number it got
 
-    def member(user: str) -> Any:
-        def on_event(msg: dict[str, Any]) -> None:
-            nonlocal frames, seen, duplicates
-            if msg["type"] != "group.frame":
-                return
-            frames += 1
-            if msg["from"] <= last_to.get(user, 0):
-                duplicates += 1
-            last_to[user] = msg["to"]
-            now_ms = time.time() * 1000
-            n = 0
-            for e in msg["events"]:
-                if e["kind"] == "message" and e["message"]["from"] in posters:
-                    n += 1
-                    lag_ms.append(now_ms - int(e["message"]["text"].split(" ", 1)[0]) / 1000)
-            seen += n
-            ctl.tick(n)
-        return on_event
+    def posted_ms(e: dict[str, Any]) -> float | None:
+        """A poster's message: its text starts with the send time (µs)."""
+        if e["kind"] != "message" or e["message"]["from"] not in posters:
+            return None
+        return int(e["message"]["text"].split(" ", 1)[0]) / 1000
 
-    clients = await connect_all(cfg["ws"], cfg["tokens"], per_user=member, strict=False)
+    seen = SharedFrames("group.frame", posted_ms, ctl)
+    clients = await connect_all(cfg["ws"], cfg["tokens"], per_user=seen.watcher, strict=False)
     await join_all(clients, cfg["group"])
     gc.freeze()
     await asyncio.sleep(JOINS_SETTLE_S)  # the last joins' frames arrive before the count starts
     await ctl.sync()  # every member here is watching
-    frames_before = frames  # the joins' frames are not the chat's
+    frames_before = seen.frames  # the joins' frames are not the chat's
     await ctl.sync()  # the parent has posted everything and waited for delivery
     await close_all(clients)
-    return {"lag_ms": lag_ms, "seen": seen, "frames": frames - frames_before,
-            "members": len(clients), "duplicates": duplicates}
+    return {"lag_ms": seen.lag_ms, "seen": seen.events, "frames": seen.frames - frames_before,
+            "members": len(clients), "duplicates": seen.duplicates}
 
 
 async def run_chat(target: Target, run_id: str, procs: int, members: int, posters: int,

@@ -158,35 +158,52 @@ async def run_gifts(target: Target, run_id: str, procs: int, senders: int, gifts
 
 
 # -- room -------------------------------------------------------------------
-async def room_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
-    """Viewers of one live room: count the gifts in its coalesced frames, and their lag from
-    the moment the gift was sent (its gift id carries that time). Work per frame, not per
-    event, where it can be: the viewers share the server's two cores."""
-    lag_ms: list[float] = []
-    frames = events = duplicates = 0
-    last_to: dict[str, int] = {}  # viewer → the newest room seq it got: frames never go back
+class SharedFrames:
+    """What watchers of a shared channel (a room, a group) saw in its coalesced frames: the
+    frames, a frame that went back (a duplicate), and each counted event's lag from the
+    send time it carries (`sent_ms`, None for events not counted). Work per frame, not per
+    event, where it can be: the watchers share the server's cores."""
 
-    def viewer(user: str) -> Any:
+    def __init__(self, frame_type: str, sent_ms: Any, ctl: Any) -> None:
+        self.frame_type = frame_type
+        self.sent_ms = sent_ms  # event → the send time in ms, or None when not counted
+        self.ctl = ctl
+        self.lag_ms: list[float] = []
+        self.frames = self.events = self.duplicates = 0
+        self.last_to: dict[str, int] = {}  # watcher → the newest event number it got
+
+    def watcher(self, user: str) -> Any:
         def on_event(msg: dict[str, Any]) -> None:
-            nonlocal frames, events, duplicates
-            if msg["type"] != "room.frame":
+            if msg["type"] != self.frame_type:
                 return
-            frames += 1
-            if msg["from"] <= last_to.get(user, 0):
-                duplicates += 1
-            last_to[user] = msg["to"]
+            self.frames += 1
+            if msg["from"] <= self.last_to.get(user, 0):
+                self.duplicates += 1
+            self.last_to[user] = msg["to"]
             now_ms = time.time() * 1000
-            gifts = 0
+            counted = 0
             for e in msg["events"]:
-                if e["kind"] == "gift":
-                    gifts += 1
-                    sent_us = int(e["transfer_id"].rsplit(":", 1)[1].split("-")[1])
-                    lag_ms.append(now_ms - sent_us / 1000)
-            events += gifts
-            ctl.tick(gifts)
+                sent = self.sent_ms(e)
+                if sent is not None:
+                    counted += 1
+                    self.lag_ms.append(now_ms - sent)
+            self.events += counted
+            self.ctl.tick(counted)
         return on_event
 
-    clients = await connect_all(cfg["ws"], cfg["tokens"], per_user=viewer, strict=False)
+
+def gift_sent_ms(e: dict[str, Any]) -> float | None:
+    """A room's gift event: its gift id carries the send time (µs)."""
+    if e["kind"] != "gift":
+        return None
+    return int(e["transfer_id"].rsplit(":", 1)[1].split("-")[1]) / 1000
+
+
+async def room_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    """Viewers of one live room: count the gifts in its coalesced frames, and their lag from
+    the moment the gift was sent."""
+    seen = SharedFrames("room.frame", gift_sent_ms, ctl)
+    clients = await connect_all(cfg["ws"], cfg["tokens"], per_user=seen.watcher, strict=False)
     for c in clients.values():
         await c.request("room.join", room=cfg["room"], timeout_s=120)
     gc.freeze()  # thousands of clients' objects: no collection walks them during the run
@@ -194,8 +211,8 @@ async def room_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
     await ctl.sync()  # the parent has sent everything and waited for delivery
     for c in clients.values():
         await c.close()
-    return {"lag_ms": lag_ms, "events": events, "frames": frames,
-            "viewers": len(clients), "duplicates": duplicates}
+    return {"lag_ms": seen.lag_ms, "events": seen.events, "frames": seen.frames,
+            "viewers": len(clients), "duplicates": seen.duplicates}
 
 
 async def run_room(target: Target, run_id: str, procs: int, viewers: int, senders: int,
