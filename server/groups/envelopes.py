@@ -57,11 +57,6 @@ def refund_record(group: str, envelope: str) -> str:
     return f"$er:{group}:{envelope}"
 
 
-def user_keys(user: str) -> list[str]:
-    uk = keys.user(user)
-    return [uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events, uk.channel]
-
-
 @dataclass
 class SendItem:
     sender: str
@@ -136,7 +131,7 @@ class SendFlow(DayFlow):
             raise UnknownStatus(f"env_open answered {reply!r}")
 
     def settle_call(self, item: SendItem, now: Now) -> Call:
-        return (user_keys(item.sender),
+        return (keys.user(item.sender).account,
                 [item.rid, item.name, item.outcome, item.detail, now.now_ms, self.s.events_bound,
                  item.route])
 
@@ -221,7 +216,7 @@ class GrabFlow(DayFlow):
             raise UnknownStatus(f"env_grab answered {reply!r}")
 
     def credit_call(self, item: GrabItem, now: Now) -> Call:
-        return (user_keys(item.user),
+        return (keys.user(item.user).account,
                 [grab_record(item.group, item.envelope), "grab", item.group, item.envelope,
                  item.asset, item.share, now.now_ms, self.s.events_bound, item.route])
 
@@ -273,7 +268,7 @@ def refund_due(scripts: Scripts, s: Settings) -> Any:
             finished.append(entry)
             if (st is Status.APPLIED or st is Status.EXISTS) and int(reply[1]) > 0:
                 group, _, envelope = entry.partition(" ")
-                credits.append((user_keys(str(reply[2])),
+                credits.append((keys.user(str(reply[2])).account,
                                 [refund_record(group, envelope), "refund", group, envelope,
                                  str(reply[3]), int(reply[1]), now_ms, s.events_bound, ""]))
         results = await run_calls(redis, s.redis_cluster, scripts["env_credit"], credits)

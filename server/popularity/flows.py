@@ -38,8 +38,7 @@ TICK_BATCH = 256
 def user_keys(user: str) -> list[str]:
     """The first 11 KEYS of every popularity script (see lua/_popularity.lua)."""
     uk = keys.user(user)
-    return [uk.profile, uk.balances, uk.system, uk.transfers, uk.ledger, uk.events, uk.channel,
-            uk.lots, uk.lot_points, uk.popularity, uk.card_uses]
+    return [*uk.account, uk.lots, uk.lot_points, uk.popularity, uk.card_uses]
 
 
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:

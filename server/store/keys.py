@@ -52,6 +52,14 @@ class UserKeys:
         return f"{self.tag}:p"
 
     @property
+    def account(self) -> list[str]:
+        """The keys of a step that moves the user's cards through the ledger and tells them
+        (grants, red envelopes, popularity): profile, balances, system accounts, transfer
+        records, ledger, event log, channel — in this order, as the scripts name them."""
+        return [self.profile, self.balances, self.system, self.transfers, self.ledger,
+                self.events, self.channel]
+
+    @property
     def balances(self) -> str:
         return f"{self.tag}:b"
 
