@@ -103,7 +103,7 @@ class Settings:
     likes_per_window_max: int = 15  # likes counted per window per user; the rest are refused
     like_levels: tuple[str, ...] = ("100", "1000", "10000")  # Lv.1 / Lv.2 / Lv.3 at these totals
     room_effects: tuple[str, ...] = ("1000:hearts", "10000:fireworks")  # `<likes>:<name>`
-    risk_stream_max: int = 100_000  # signals kept per risk partition (trimmed beyond)
+    risk_stream_max: int = 100_000  # entries kept per risk partition (trimmed beyond)
     like_task_likes: int = 30  # the first 30 likes of a local day for a streamer earn a small card
     like_streak_days: int = 7  # that many task days in a row earn a rare small card
 
@@ -359,7 +359,8 @@ DOCS: dict[str, str] = {
                        "`small_card`)",
     "like_streak_days": "completed daily tasks in a row that earn one `small_card_rare` (a missed day "
                         "restarts the streak)",
-    "risk_stream_max": "signals kept per risk stream partition (the like speed rule writes them)",
+    "risk_stream_max": "entries kept per risk stream partition (a gateway writes one of up to 256 "
+                       "signals per partition per tick; the like speed rule one per refusal)",
     "group_capacity": "a new group's capacity when the platform gives none",
     "groups_per_connection_max": "groups one connection may watch at once",
     "group_history_max": "messages kept per group (about; trimmed in blocks)",

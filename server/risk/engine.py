@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 from protocol.risk import EVIDENCE
 from server.config import Settings
 from server.gateway.peers import in_networks, network_of, parse_trusted
-from server.risk import rules
+from server.risk import rules, signals
 from server.store import keys
 from server.store.outcomes import Status, status
 from server.store.pipeline import Call, run_calls
@@ -33,7 +33,7 @@ from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.risk")
 GROUP = "risk-engine"
-READ_MAX = 1024  # signals one worker judges per partition per tick
+READ_MAX = 8  # stream entries (each up to signals.PER_ENTRY) one worker judges per partition per tick
 DEVICE_ACCOUNTS_KEPT = 200  # accounts a device's record keeps (the rule needs a handful)
 CLUSTER_ACCOUNTS_KEPT = 1000
 ACTIONS = ("gift", "grab", "like", "post")
@@ -50,7 +50,7 @@ class Engine:
 
     async def run(self, now_ms: int) -> int:
         """One tick: read, judge, acknowledge every partition's new signals."""
-        handled = 0
+        handled = 0  # stream entries
         for partition in range(self.s.partitions):
             stream = keys.risk_stream(partition)
             if stream not in self.ready:
@@ -65,7 +65,7 @@ class Engine:
             if not entries:
                 continue
             try:
-                await self.judge([f for _, f in entries])
+                await self.judge([sig for _, f in entries for sig in signals.decode(f)])
             except Exception:  # a bad batch never stops the engine (nor settlement)
                 log.exception("risk signals not judged")
             await self.redis.xack(stream, GROUP, *(eid for eid, _ in entries))
@@ -95,38 +95,48 @@ class Engine:
                                    "place": int(r[1]), "window_s": s.device_window_s,
                                    "ip": f.get("ip", "")}))
 
-        # medium: a network's accounts gifting one recipient
-        gifts = [f for f in signals if f["kind"] == "gift" and f.get("ip") and f.get("to")
-                 and not self.exempt(f["ip"])]
+        # medium: a network's accounts gifting one recipient, one call per network and
+        # recipient a batch
+        clusters: dict[tuple[str, str], list[dict[str, str]]] = {}
+        for f in signals:
+            if f["kind"] == "gift" and f.get("ip") and f.get("to") and not self.exempt(f["ip"]):
+                clusters.setdefault((network_of(f["ip"]), f["to"]), []).append(f)
         replies = await self.calls("risk_cluster", [
-            ([keys.cluster_gifts(network_of(f["ip"]), f["to"])],
-             [f["user"], int(f["at_ms"]), s.cluster_window_s * 1000, s.cluster_accounts,
-              CLUSTER_ACCOUNTS_KEPT]) for f in gifts])
-        for f, r in zip(gifts, replies, strict=True):
+            ([keys.cluster_gifts(net, to)],
+             [s.cluster_window_s * 1000, s.cluster_accounts, CLUSTER_ACCOUNTS_KEPT,
+              *(x for f in fs for x in (f["user"], int(f["at_ms"])))])
+            for (net, to), fs in clusters.items()])
+        for (net, to), r in zip(clusters, replies, strict=True):
             if r is not None and r[2]:
-                at, accounts = int(f["at_ms"]), orjson.loads(r[2])
+                at, accounts = int(r[3]), orjson.loads(r[2])
                 decisions.append((accounts, "freeze", "medium", "ip_cluster", at,
                                   at + s.freeze_s * 1000,
-                                  {"network": network_of(f["ip"]), "recipient": f["to"],
-                                   "accounts": accounts[:100], "count": int(r[1]),
-                                   "window_s": s.cluster_window_s}))
+                                  {"network": net, "recipient": to, "accounts": accounts[:100],
+                                   "count": int(r[1]), "window_s": s.cluster_window_s}))
 
-        # high: a user's recent actions, judged after each one
-        acts = [f for f in signals if f["kind"] in ACTIONS]
+        # high: a user's recent actions, judged after each one; one call per user a batch
+        acts: dict[str, list[dict[str, str]]] = {}
+        for f in signals:
+            if f["kind"] in ACTIONS:
+                acts.setdefault(f["user"], []).append(f)
+        keep = rules.kept_times(s)
         replies = await self.calls("risk_actions", [
-            ([keys.user(f["user"]).risk_actions],
-             [int(f["at_ms"]), rules.kept_times(s), s.device_window_s * 1000, f["kind"]])
-            for f in acts])
-        for f, r in zip(acts, replies, strict=True):
+            ([keys.user(user).risk_actions],
+             [keep, s.device_window_s * 1000, *(f"{f['at_ms']}:{f['kind']}" for f in fs)])
+            for user, fs in acts.items()])
+        for (user, fs), r in zip(acts.items(), replies, strict=True):
             if r is None:
                 continue
-            actions = [rules.parse_action(x) for x in r[1]]
-            verdict = rules.automation(actions, s)
-            if verdict:
-                decisions.append(([f["user"]], "ban", "high", verdict, int(f["at_ms"]), 0,
-                                  {"device": f.get("device", ""), "ip": f.get("ip", ""),
-                                   "recent_ms": [t for t, _ in actions][:60],
-                                   "window_s": s.bot_window_s}))
+            recent = [rules.parse_action(x) for x in r[1]]
+            for i, f in enumerate(fs):  # oldest first: the kept times after each action
+                actions = recent[len(fs) - 1 - i:][:keep]
+                verdict = rules.automation(actions, s)
+                if verdict:
+                    decisions.append(([user], "ban", "high", verdict, int(f["at_ms"]), 0,
+                                      {"device": f.get("device", ""), "ip": f.get("ip", ""),
+                                       "recent_ms": [t for t, _ in actions][:60],
+                                       "window_s": s.bot_window_s}))
+                    break
 
         decided: set[tuple[str, str]] = set()  # one decision per account and kind a batch
         for users, action, level, reason, at, until, evidence in decisions:

@@ -14,6 +14,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from server.metrics import REGISTRY, Counter
+from server.risk import signals
 from server.risk.rules import ACTIONS, REFUSES
 from server.store import keys
 
@@ -115,10 +116,14 @@ class RiskGate:
         if not self.signals:
             return
         batch, self.signals = self.signals, []
-        pipe = self.gw.redis.pipeline(transaction=False)
+        parts: dict[int, list[dict[str, str]]] = {}
         for sig in batch:
-            pipe.xadd(keys.risk_stream(keys.partition_of(sig["user"], self.s.partitions)), sig,
-                      maxlen=self.s.risk_stream_max, approximate=True)
+            parts.setdefault(keys.partition_of(sig["user"], self.s.partitions), []).append(sig)
+        pipe = self.gw.redis.pipeline(transaction=False)
+        for partition, sigs in parts.items():
+            for entry in signals.encode(sigs):
+                pipe.xadd(keys.risk_stream(partition), entry,
+                          maxlen=self.s.risk_stream_max, approximate=True)
         try:
             await pipe.execute()
         except RedisError:

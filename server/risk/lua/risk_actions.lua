@@ -1,10 +1,14 @@
--- The automation rule's record, on the user's slot: the times of the last actions.
+-- The automation rule's record, on the user's slot: the times of the last actions. One call
+-- takes a batch's actions of this user, in order.
 -- KEYS[1] - recent action times (newest first)
--- ARGV[1] - now ms   ARGV[2] - times kept   ARGV[3] - kept for (ms)   ARGV[4] - the kind
--- Returns {'applied', `<ms>:<kind>` entries, newest first}
+-- ARGV[1] - times kept   ARGV[2] - kept for (ms)   ARGV[3], ... - `<ms>:<kind>`, oldest first
+-- Returns {'applied', `<ms>:<kind>` entries, newest first: the kept times as they stood
+--          after the oldest action of the call, and every newer one}
 local k_times = KEYS[1]
-local now, keep, ttl = int_arg(ARGV[1], 'now'), int_arg(ARGV[2], 'keep'), int_arg(ARGV[3], 'ttl')
-redis.call('LPUSH', k_times, I(now) .. ':' .. ARGV[4])
+local keep, ttl = int_arg(ARGV[1], 'keep'), int_arg(ARGV[2], 'ttl')
+local added = #ARGV - 2
+for i = 3, #ARGV do redis.call('LPUSH', k_times, ARGV[i]) end
+local recent = redis.call('LRANGE', k_times, 0, keep + added - 2)
 redis.call('LTRIM', k_times, 0, keep - 1)
 redis.call('PEXPIRE', k_times, I(ttl))
-return {'applied', redis.call('LRANGE', k_times, 0, -1)}
+return {'applied', recent}
