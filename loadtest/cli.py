@@ -38,8 +38,8 @@ FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_r
         "cluster_spread_s": 8.0, "rate_bots": 3, "regular_bots": 2, "regular_gap_s": 0.5,
         "baseline_s": 10.0, "attack_s": 20.0, "samples": 5, "sample_max_s": 15.0,
         # risk-cost: 200 senders × 4 in flight (10–20 gifts/s each), 20,000 gifts per phase,
-        # off/on twice
-        "cost_senders": 200, "cost_window": 4, "cost_gifts": 20_000, "rounds": 2,
+        # off, on, on, off, off, on
+        "cost_senders": 200, "cost_window": 4, "cost_gifts": 20_000, "rounds": 3,
         # boost: 20 creators × 3 uses, lookups by 1, 8, 32, 64 clients for 5 s each
         "creators": 20, "uses": 3, "clients": [1, 8, 32, 64], "boost_s": 5.0}
 SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.0, "room_s": 1.0,
@@ -91,7 +91,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--attack-s", type=float, help="attack: seconds the attacks run (default 20)")
     p.add_argument("--second-url", help="attack against --url: another gateway of the same "
                                         "deployment, for the enforcement samples")
-    p.add_argument("--rounds", type=int, help="risk-cost: off/on pairs of targets (default 2)")
+    p.add_argument("--rounds", type=int, help="risk-cost: off/on pairs of targets, in the order "
+                                              "off, on, on, off, ... (default 3)")
     p.add_argument("--clients", help="boost: concurrent HTTP clients, a comma list (default "
                                      "1,8,32,64)")
     p.add_argument("--max-seconds", type=float, default=120.0, help="bound on each phase")

@@ -22,7 +22,7 @@ attack:    normal users gift at a human pace (uneven gaps, ~1 a second each, eac
            first `risk_banned` refusal on B. The probes are actions too: the account's ban is
            earned on both gateways at once, as a bot using two connections would.
 risk-cost: the gifts scenario's max rate with the engine off and on, on two targets the
-           harness starts one after the other (off, on, off, on, ... `--rounds` pairs), each on
+           harness starts one after the other (off, on, on, off, ... `--rounds` pairs), each on
            its own Valkey with the same load: S senders × W in flight, each sender from its
            own /24 and device (so the engine's IP-cluster count runs on every gift; loopback
            would be exempt). At that rate one sender sends ~10–20 gifts a second, which the
@@ -653,13 +653,15 @@ async def run_cost(run_id: str, procs: int, z: dict[str, Any], max_s: float,
                    audit: Audit) -> dict[str, Any]:
     phases = []
     for r in range(z["rounds"]):
-        for on in (False, True):
+        # off, on, on, off, ...: a drift over the run (a warming disk cache, a neighbour's
+        # load) weighs on both sides alike instead of on the second of every pair
+        for on in ((False, True) if r % 2 == 0 else (True, False)):
             phases.append(await cost_phase(on, f"{run_id}{r}{int(on)}", procs, z, max_s, audit))
     off = [x for x in phases if x["risk"] == "off"]
     on_ = [x for x in phases if x["risk"] == "on"]
     rate_off = sum(x["confirmed"] for x in off) / sum(x["seconds"] for x in off)
     rate_on = sum(x["confirmed"] for x in on_) / sum(x["seconds"] for x in on_)
-    pairs = [round(b["throughput_per_s"] / a["throughput_per_s"], 3)
+    pairs = [round(b["throughput_per_s"] / a["throughput_per_s"], 3)  # per round
              for a, b in zip(off, on_, strict=True) if a["throughput_per_s"]]
     samples_on = [x for p in on_ for x in p["samples_ms"]]
     samples_off = [x for p in off for x in p["samples_ms"]]
@@ -679,6 +681,7 @@ async def run_cost(run_id: str, procs: int, z: dict[str, Any], max_s: float,
         "audits_ok": all(p["audit_ok"] for p in phases),
         "params": {"senders": z["senders"], "gifts_per_phase": max(1, z["gifts"] // z["senders"])
                    * z["senders"], "window": z["window"], "rounds": z["rounds"], "procs": procs,
-                   "order": "off, on per round, each a fresh target on its own Valkey",
+                   "order": "off, on in even rounds, on, off in odd ones (ABBA), each a fresh "
+                            "target on its own Valkey",
                    "on_settings": COST_ON_ENV, "off_settings": COST_OFF_ENV},
     }

@@ -156,7 +156,10 @@ class Settings:
     # off by default: a platform turns it on once its thresholds fit its traffic (a bulk
     # script or a load test is automation by these rules)
     risk_enabled: bool = False
-    risk_tick_ms: int = 100  # gateways flush action signals, workers read them, this often
+    risk_tick_ms: int = 100  # gateways flush action signals this often
+    # workers judge them this often: a longer tick judges more of a user's actions in one
+    # call (the engine's cost) and decides later (detection time)
+    risk_engine_tick_ms: int = 250
     device_accounts_max: int = 3  # accounts one device may serve in the window; more: restricted
     device_window_s: int = 24 * 3600
     restriction_s: int = 24 * 3600  # a shared-device restriction (gifting) lasts this long
@@ -403,7 +406,10 @@ DOCS: dict[str, str] = {
                        "address; from any other peer the header is ignored",
     "risk_enabled": "run the risk engine (signals, decisions, enforcement); recommended in production, "
                     "off by default because scripts and load tests are automation by its rules",
-    "risk_tick_ms": "how often gateways flush action signals and workers judge them",
+    "risk_tick_ms": "how often gateways flush action signals to the risk streams",
+    "risk_engine_tick_ms": "how often workers judge the risk streams' new signals (one call per "
+                           "user and per network and recipient a tick: longer is cheaper, "
+                           "later)",
     "device_accounts_max": "accounts one device may serve within the device window; each one beyond "
                            "is warned and restricted from gifting",
     "device_window_s": "the shared-device rule's window",

@@ -23,7 +23,7 @@ from server.store.embedded import EmbeddedValkey
 from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
 
 RISK = {**TEST_CLOCK, "GIFTWIRE_RISK_ENABLED": "1", "GIFTWIRE_TRUSTED_PROXIES": "127.0.0.1",
-        "GIFTWIRE_RISK_TICK_MS": "50"}
+        "GIFTWIRE_RISK_TICK_MS": "50", "GIFTWIRE_RISK_ENGINE_TICK_MS": "50"}
 HOUR = 3_600_000
 
 

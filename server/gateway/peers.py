@@ -8,6 +8,7 @@ IPv4-mapped IPv6 addresses count as the IPv4 address."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -47,6 +48,7 @@ def client_address(peer: str, forwarded_for: str | None, trusted: tuple[Network,
     return peer
 
 
+@functools.lru_cache(maxsize=65_536)  # the risk engine asks once per gift signal
 def network_of(address: str) -> str:
     """The address's /24 (IPv4) or /64 (IPv6): one cluster of the risk engine."""
     ip = parse_address(address)

@@ -1,4 +1,4 @@
-"""The risk engine's worker side: every `risk_tick_ms` a worker reads the risk streams (a
+"""The risk engine's worker side: every `risk_engine_tick_ms` a worker reads the risk streams (a
 consumer group shared by all workers), counts each signal where its rule needs it, each
 count on its own owner's slot — the device's accounts (`{d:<device>}`), a network's gifts
 to one recipient (`{n:<net>}`), a user's action times (`{u:<user>}`) — judges, and applies
@@ -98,9 +98,15 @@ class Engine:
         # medium: a network's accounts gifting one recipient, one call per network and
         # recipient a batch
         clusters: dict[tuple[str, str], list[dict[str, str]]] = {}
+        exempt: dict[str, bool] = {}
         for f in signals:
-            if f["kind"] == "gift" and f.get("ip") and f.get("to") and not self.exempt(f["ip"]):
-                clusters.setdefault((network_of(f["ip"]), f["to"]), []).append(f)
+            ip = f.get("ip")
+            if f["kind"] != "gift" or not ip or not f.get("to"):
+                continue
+            if ip not in exempt:
+                exempt[ip] = self.exempt(ip)
+            if not exempt[ip]:
+                clusters.setdefault((network_of(ip), f["to"]), []).append(f)
         replies = await self.calls("risk_cluster", [
             ([keys.cluster_gifts(net, to)],
              [s.cluster_window_s * 1000, s.cluster_accounts, CLUSTER_ACCOUNTS_KEPT,
@@ -127,7 +133,7 @@ class Engine:
         for (user, fs), r in zip(acts.items(), replies, strict=True):
             if r is None:
                 continue
-            recent = [rules.parse_action(x) for x in r[1]]
+            recent = [rules.parse_action(x) for x in r[1].split(",")]
             for i, f in enumerate(fs):  # oldest first: the kept times after each action
                 actions = recent[len(fs) - 1 - i:][:keep]
                 verdict = rules.automation(actions, s)

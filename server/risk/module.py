@@ -27,7 +27,8 @@ def install(p: Parts) -> None:
     if not p.settings.risk_enabled:
         return
     engine = Engine(p.scripts, p.settings)
-    p.periodic.add("risk-engine", engine.run, every_ms=p.settings.risk_tick_ms)
+    p.periodic.add("risk-engine", engine.run, every_ms=p.settings.risk_engine_tick_ms,
+                   apart=True)
 
     def setup(gw: Any) -> Any:
         return RiskGate(gw).run

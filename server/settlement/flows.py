@@ -137,6 +137,9 @@ class Job:
     name: str
     run: Callable[[int], Awaitable[int]]  # given now ms; returns how many items it handled
     every_ms: int
+    # on its own task beside the settlement loop: for a job that moves no balance and would
+    # otherwise hold every settlement batch up for as long as it runs (the risk engine)
+    apart: bool = False
 
 
 class Periodic:
@@ -145,7 +148,8 @@ class Periodic:
     def __init__(self) -> None:
         self.jobs: list[Job] = []
 
-    def add(self, name: str, run: Callable[[int], Awaitable[int]], every_ms: int) -> None:
+    def add(self, name: str, run: Callable[[int], Awaitable[int]], every_ms: int,
+            apart: bool = False) -> None:
         if any(j.name == name for j in self.jobs):
             raise ValueError(f"two periodic jobs named {name!r}")
-        self.jobs.append(Job(name, run, every_ms))
+        self.jobs.append(Job(name, run, every_ms, apart))

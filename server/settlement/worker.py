@@ -24,7 +24,7 @@ from server.config import Settings
 from server.metrics import CLAIMED, SETTLE_SECONDS
 from server.settlement import entries as codec
 from server.settlement.dead_letters import DeadLetters
-from server.settlement.flows import Flows, Item, Periodic, run_steps
+from server.settlement.flows import Flows, Item, Job, Periodic, run_steps
 from server.settlement.replies import Replies
 from server.store import keys
 from server.store.scripts import Scripts
@@ -79,13 +79,23 @@ class Worker:
         """Serve until stopped; in burst mode return once nothing is left to do."""
         await ensure_groups(self.redis, self.s.partitions)
         log.info("worker %s reading %d partition(s)", self.name, len(self.streams))
+        apart = [] if burst else [asyncio.create_task(self._apart(job))
+                                  for job in self.periodic.jobs if job.apart]
+        try:
+            await self._loop(burst)
+        finally:
+            for task in apart:
+                task.cancel()
+            await asyncio.gather(*apart, return_exceptions=True)
+
+    async def _loop(self, burst: bool) -> None:
         backoff_s = 0.0
         while not self._stopping.is_set():
             try:
                 entries = await self._claim() + await self._read(block=not burst)
                 if entries:
                     await self.apply(entries)
-                handled = await self._periodic()
+                handled = await self._periodic(burst)
                 backoff_s = 0.0
             except (RedisError, OSError) as exc:
                 # unacknowledged entries stay pending and are re-run once Redis is back
@@ -103,10 +113,25 @@ class Worker:
             if burst and not entries and not handled:
                 return
 
-    async def _periodic(self) -> int:
-        """Run the jobs that are due; how many items they handled."""
+    async def _apart(self, job: Job) -> None:
+        """A job on its own task: every `every_ms`, whatever settlement is doing."""
+        backoff_s = 0.0
+        while not self._stopping.is_set():
+            try:
+                await job.run(self.clock.now_ms())
+                backoff_s = 0.0
+            except Exception:  # the job's own failure; settlement goes on
+                backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
+                log.exception("periodic job %s failed; again in %.2fs", job.name, backoff_s)
+            await asyncio.sleep(max(backoff_s, job.every_ms / 1000))
+
+    async def _periodic(self, burst: bool) -> int:
+        """Run the jobs that are due (in the loop: all but those apart, unless in burst
+        mode); how many items they handled."""
         handled = 0
         for job in self.periodic.jobs:
+            if job.apart and not burst:
+                continue
             now = self.clock.now_ms()
             if now >= self._next_run_ms[job.name]:
                 self._next_run_ms[job.name] = now + job.every_ms
