@@ -48,7 +48,7 @@ def connect(url: str, cluster: bool = False) -> Any:
         url, max_connections=REDIS_POOL_MAX, timeout=10, decode_responses=True,
         health_check_interval=30,
     )
-    return aredis.Redis(connection_pool=pool)
+    return aredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 def quiet_gc() -> None:
