@@ -156,9 +156,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workers: list[subprocess.Popen[bytes]] = []
     try:
         check_durability(s)
+        if s.jobs_process:  # its own process runs them; the workers leave them alone
+            s = s.replace(apart_jobs=False)
+            workers.append(start_worker_process(s, "jobs"))
         # in their own processes the workers take no CPU (or GC pauses) from the gateway's loop
-        workers = [start_worker_process(s) for _ in range(s.worker_processes)]
-        uvloop.run(_serve_http(s, with_worker=not workers))
+        workers += [start_worker_process(s) for _ in range(s.worker_processes)]
+        uvloop.run(_serve_http(s, with_worker=not s.worker_processes))
     finally:
         for proc in workers:  # after the gateway drained: each finishes and acks its batch
             stop_child(proc)
@@ -168,11 +171,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_worker_process(s: Settings) -> subprocess.Popen[bytes]:
+def start_worker_process(s: Settings, command: str = "worker") -> subprocess.Popen[bytes]:
+    """`giftwire worker` (or `jobs`) as serve's child, on serve's Redis."""
     env = {**os.environ, "REDIS_URL": s.redis_url,
-           "GIFTWIRE_REDIS_CLUSTER": "1" if s.redis_cluster else "0"}
+           "GIFTWIRE_REDIS_CLUSTER": "1" if s.redis_cluster else "0",
+           "GIFTWIRE_APART_JOBS": "1" if s.apart_jobs else "0"}
     # its own session: a Ctrl-C reaches serve, which stops the workers in order
-    return subprocess.Popen([sys.executable, "-m", "server.cli", "worker", "--data-dir",
+    return subprocess.Popen([sys.executable, "-m", "server.cli", command, "--data-dir",
                              str(s.data_dir)], env=env, start_new_session=True)
 
 
@@ -200,6 +205,14 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    return _worker(args, jobs_only=False)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    return _worker(args, jobs_only=True)
+
+
+def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
     from server import parts
     from server.app import connect, make_worker
 
@@ -217,8 +230,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
         clock = asyncio.create_task(p.clock.follow())
         quiet_gc()
         stop = _stop_event()
-        task = asyncio.create_task(worker.run(burst=args.burst))
-        print(f"giftwire: worker {worker.name} started", flush=True)
+        if jobs_only:
+            names = [job.name for job in p.periodic.jobs if job.apart]
+            if not names:  # e.g. the risk engine is off: nothing to keep a process for
+                print("giftwire: no job runs apart from settlement; jobs exits", flush=True)
+                clock.cancel()
+                await redis.aclose()
+                return
+            task = asyncio.create_task(worker.run_jobs())
+            print(f"giftwire: jobs {', '.join(names)} started", flush=True)
+        else:
+            task = asyncio.create_task(worker.run(burst=args.burst))
+            print(f"giftwire: worker {worker.name} started", flush=True)
         await asyncio.wait({task, asyncio.create_task(stop.wait())},
                            return_when=asyncio.FIRST_COMPLETED)
         worker.stop()
@@ -277,6 +300,7 @@ def parser() -> argparse.ArgumentParser:
     wk = add("worker", "the settlement worker alone")
     wk.add_argument("--burst", action="store_true", help="exit when there is nothing left to settle")
     wk.add_argument("--durability", choices=list(DURABILITY))
+    add("jobs", "the periodic jobs that stand apart from settlement (the risk engine) alone")
     tok = add("token", "print a development token for USER")
     tok.add_argument("user")
     tok.add_argument("--ttl", type=int, default=Settings().token_ttl_s, help="seconds")
@@ -285,7 +309,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Any] = {
-    "serve": cmd_serve, "gateway": cmd_gateway, "worker": cmd_worker,
+    "serve": cmd_serve, "gateway": cmd_gateway, "worker": cmd_worker, "jobs": cmd_jobs,
     "token": cmd_token, "audit": cmd_audit,
 }
 

@@ -75,6 +75,10 @@ class Settings:
     xadd_batch_max: int = 256  # gift requests the gateway appends in one round trip
     worker_batch_max: int = 256
     worker_processes: int = 0  # `serve`: 0 runs the worker in the gateway's process
+    # `serve`: the jobs that run apart from settlement (the risk engine) in a `giftwire jobs`
+    # process of their own, where they take no CPU from settlement or the gateway
+    jobs_process: bool = True
+    apart_jobs: bool = True  # this worker runs those jobs (off beside a `giftwire jobs`)
     worker_block_ms: int = 200
     claim_idle_ms: int = 15_000  # a pending entry idle this long is taken over
     # an entry that failed (or was handed out without being acknowledged) this many times is
@@ -331,6 +335,10 @@ DOCS: dict[str, str] = {
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_processes": "`serve` only: settlement workers in processes of their own (0: one "
                         "worker inside the gateway process)",
+    "jobs_process": "`serve` only: run the periodic jobs that stand apart from settlement (the "
+                    "risk engine) in a `giftwire jobs` process instead of the workers",
+    "apart_jobs": "this worker runs the periodic jobs that stand apart from settlement (turn it "
+                  "off in workers that run beside a `giftwire jobs` process)",
     "worker_batch_max": "stream entries a worker reads and applies at once",
     "worker_block_ms": "how long a worker's read waits for new entries",
     "claim_idle_ms": "idle time after which another worker takes over a pending entry",

@@ -115,6 +115,29 @@ async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
     assert processes_with(f"--data-dir {data}") == []
 
 
+async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> None:
+    """With the risk engine on, `serve` starts one `giftwire jobs` process beside its worker
+    (with it off, the jobs process finds nothing to run and is gone); SIGTERM stops it."""
+    data, quiet = short_tmpdir(), short_tmpdir()
+    srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "1",
+                               "GIFTWIRE_RISK_ENABLED": "1"}).start()
+    off = Proc("serve", quiet, {"REDIS_URL": ""}).start()
+    try:
+        async with Admin(srv) as admin:
+            s, r = await admin.pair(10)
+            async with await Client.connect(srv.ws, srv.token(s)) as a:
+                assert (await a.send_gift(r, "note.do", 2))["type"] == "gift.confirmed"
+        assert len(processes_with(f"server.cli jobs --data-dir {data}")) == 1
+        assert len(processes_with(f"server.cli worker --data-dir {data}")) == 1
+        deadline = time.monotonic() + 20
+        while processes_with(f"server.cli jobs --data-dir {quiet}"):
+            assert time.monotonic() < deadline, "an idle jobs process stayed"
+            await asyncio.sleep(0.1)
+    finally:
+        assert srv.stop() == 0 and off.stop() == 0
+    assert processes_with(f"--data-dir {data}") == [] == processes_with(f"--data-dir {quiet}")
+
+
 def processes_with(text: str) -> list[int]:
     """PIDs whose command line contains `text` (read from /proc: no pgrep needed)."""
     out = []

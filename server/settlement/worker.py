@@ -79,8 +79,7 @@ class Worker:
         """Serve until stopped; in burst mode return once nothing is left to do."""
         await ensure_groups(self.redis, self.s.partitions)
         log.info("worker %s reading %d partition(s)", self.name, len(self.streams))
-        apart = [] if burst else [asyncio.create_task(self._apart(job))
-                                  for job in self.periodic.jobs if job.apart]
+        apart = [] if burst or not self.s.apart_jobs else self._start_apart()
         try:
             await self._loop(burst)
         finally:
@@ -113,6 +112,19 @@ class Worker:
             if burst and not entries and not handled:
                 return
 
+    async def run_jobs(self) -> None:
+        """`giftwire jobs`: only the jobs marked apart, until stopped."""
+        tasks = self._start_apart()
+        try:
+            await self._stopping.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start_apart(self) -> list[asyncio.Task[None]]:
+        return [asyncio.create_task(self._apart(job)) for job in self.periodic.jobs if job.apart]
+
     async def _apart(self, job: Job) -> None:
         """A job on its own task: every `every_ms`, whatever settlement is doing."""
         backoff_s = 0.0
@@ -130,7 +142,7 @@ class Worker:
         mode); how many items they handled."""
         handled = 0
         for job in self.periodic.jobs:
-            if job.apart and not burst:
+            if job.apart and (not burst or not self.s.apart_jobs):
                 continue
             now = self.clock.now_ms()
             if now >= self._next_run_ms[job.name]:
