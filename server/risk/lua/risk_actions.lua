@@ -8,7 +8,7 @@
 local k_times = KEYS[1]
 local keep, ttl = int_arg(ARGV[1], 'keep'), int_arg(ARGV[2], 'ttl')
 local added = #ARGV - 2
-for i = 3, #ARGV do redis.call('LPUSH', k_times, ARGV[i]) end
+redis.call('LPUSH', k_times, unpack(ARGV, 3))  -- each to the head in turn: newest first
 local recent = redis.call('LRANGE', k_times, 0, keep + added - 2)
 redis.call('LTRIM', k_times, 0, keep - 1)
 redis.call('PEXPIRE', k_times, I(ttl))

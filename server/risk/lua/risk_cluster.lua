@@ -9,17 +9,32 @@
 local k_gifts = KEYS[1]
 local window, threshold, cap = int_arg(ARGV[1], 'window'), int_arg(ARGV[2], 'threshold'),
   int_arg(ARGV[3], 'cap')
-local n, reached, now = 0, 0, 0
-for i = 4, #ARGV - 1, 2 do
-  now = int_arg(ARGV[i + 1], 'now')
-  redis.call('ZREMRANGEBYSCORE', k_gifts, '-inf', I(now - window))
-  redis.call('ZADD', k_gifts, I(now), ARGV[i])
-  n = redis.call('ZCARD', k_gifts)
-  if n > cap then
-    redis.call('ZREMRANGEBYRANK', k_gifts, 0, n - cap - 1)
-    n = cap
+local first, last = int_arg(ARGV[5], 'now'), int_arg(ARGV[#ARGV], 'now')
+redis.call('ZREMRANGEBYSCORE', k_gifts, '-inf', I(first - window))
+local n, reached = redis.call('ZCARD', k_gifts), 0
+if n + (#ARGV - 3) / 2 < threshold and n + (#ARGV - 3) / 2 <= cap then
+  -- the common case: even if every gift here came from a new account the count stays under
+  -- the threshold, so the gifts go in at once
+  local add = {}
+  for i = 4, #ARGV - 1, 2 do
+    add[#add + 1] = int_arg(ARGV[i + 1], 'now')
+    add[#add + 1] = ARGV[i]
   end
-  if n >= threshold and reached == 0 then reached = now end
+  redis.call('ZADD', k_gifts, unpack(add))
+  redis.call('ZREMRANGEBYSCORE', k_gifts, '-inf', I(last - window))
+  n = redis.call('ZCARD', k_gifts)
+else
+  for i = 4, #ARGV - 1, 2 do  -- near the threshold: counted gift by gift, to know when
+    local now = int_arg(ARGV[i + 1], 'now')
+    redis.call('ZREMRANGEBYSCORE', k_gifts, '-inf', I(now - window))
+    redis.call('ZADD', k_gifts, I(now), ARGV[i])
+    n = redis.call('ZCARD', k_gifts)
+    if n > cap then
+      redis.call('ZREMRANGEBYRANK', k_gifts, 0, n - cap - 1)
+      n = cap
+    end
+    if n >= threshold and reached == 0 then reached = now end
+  end
 end
 redis.call('PEXPIRE', k_gifts, I(window))
 if n < threshold then return {'applied', I(n), '', I(reached)} end

@@ -1,0 +1,91 @@
+"""The risk engine's count steps called directly on the session's Valkey, one batch per call
+as the engine makes them: the IP-cluster count across calls and inside one call (which gift
+brought it to the threshold), the window and the bound, and the action record's reply (the
+kept times after the call's oldest action, and every newer one)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from server.store import keys
+from server.store.embedded import EmbeddedValkey
+from server.store.scripts import Scripts
+from tests.support import uid
+
+WINDOW, THRESHOLD, CAP = 600_000, 20, 1000
+T0 = 1_800_000_000_000
+
+
+@pytest.fixture(scope="module")
+async def redis(valkey: EmbeddedValkey) -> AsyncIterator[Redis]:
+    client = Redis.from_url(valkey.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def scripts(redis: Redis) -> Scripts:
+    sc = Scripts(redis)
+    sc.load("server.risk")
+    return sc
+
+
+async def cluster(scripts: Scripts, key: str, gifts: list[tuple[str, int]],
+                  cap: int = CAP) -> list[Any]:
+    args: list[Any] = [WINDOW, THRESHOLD, cap]
+    for account, ms in gifts:
+        args += [account, ms]
+    status, n, accounts, reached = await scripts["risk_cluster"](keys=[key], args=args)
+    return [status, int(n), accounts, int(reached)]  # counts come back as strings (exact)
+
+
+async def test_cluster_count_reaches_the_threshold_at_the_20th_account(scripts: Scripts) -> None:
+    """19 accounts in one call stay under; the 20th, in the next call, reaches it at its own
+    gift's time and names all 20; a repeat gift of a counted account adds nothing."""
+    key = keys.cluster_gifts("10.1.2.0/24", uid("r"))
+    first = [(f"a{i}", T0 + i) for i in range(19)]
+    assert await cluster(scripts, key, first) == ["applied", 19, "", 0]
+    again = await cluster(scripts, key, [("a3", T0 + 50)])
+    assert again == ["applied", 19, "", 0]
+    got = await cluster(scripts, key, [("a5", T0 + 60), ("a19", T0 + 70), ("a6", T0 + 80)])
+    assert (got[1], got[3]) == (20, T0 + 70)
+    assert sorted(got[2].strip("[]").replace('"', "").split(",")) == sorted(
+        f"a{i}" for i in range(20))
+
+
+async def test_cluster_count_inside_one_call_and_its_window(scripts: Scripts) -> None:
+    """25 accounts in one call: the threshold is reached at the 20th account's gift; accounts
+    whose gift left the window no longer count."""
+    key = keys.cluster_gifts("10.9.9.0/24", uid("r"))
+    gifts = [(f"b{i}", T0 + 1000 * i) for i in range(25)]
+    got = await cluster(scripts, key, gifts)
+    assert (got[1], got[3]) == (25, T0 + 1000 * 19)
+    later = T0 + 24_000 + WINDOW  # every one of those gifts has left the window
+    assert (await cluster(scripts, key, [("c0", later)]))[:2] == ["applied", 1]
+
+
+async def test_cluster_record_is_bounded(scripts: Scripts) -> None:
+    """Beyond the bound the oldest accounts fall out."""
+    key = keys.cluster_gifts("10.7.7.0/24", uid("r"))
+    got = await cluster(scripts, key, [(f"d{i}", T0 + i) for i in range(30)], cap=25)
+    assert got[1] == 25
+    assert "d0" not in got[2] and "d29" in got[2]
+
+
+async def test_action_record_replies_with_what_each_action_saw(scripts: Scripts,
+                                                               redis: Redis) -> None:
+    """With 5 times kept, a call adding 3 actions answers 7 entries newest first (the 5 kept
+    after its oldest action, and the 2 newer) and keeps 5."""
+    key = keys.user(uid("u")).risk_actions
+    old = [f"{T0 + i}:gift" for i in range(6)]
+    await scripts["risk_actions"](keys=[key], args=[5, 60_000, *old])
+    new = [f"{T0 + 10}:like", f"{T0 + 11}:gift", f"{T0 + 12}:grab"]
+    reply = await scripts["risk_actions"](keys=[key], args=[5, 60_000, *new])
+    assert reply[0] == "applied"
+    assert reply[1].split(",") == [*reversed(new), *reversed(old)][:7]
+    assert await redis.lrange(key, 0, -1) == [*reversed(new), *reversed(old)][:5]
+    assert 0 < await redis.pttl(key) <= 60_000
