@@ -14,11 +14,13 @@ from typing import Any
 
 import orjson
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from protocol.errors import close_code
 from server.gateway.auth import make_token
+from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
 
@@ -289,3 +291,46 @@ async def test_machine_regular_intervals_are_automation_even_when_slow(
         assert [c["user"] for c in cases] == [bot]
         for c in (b, p, timer):
             await c.close()
+
+
+async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A freeze that has landed on the user's slot but not yet reached the gateway (the
+    instant between a decision and its notice): the grab passes the gateway and is refused by
+    settlement's re-check with no share decided; a clean member's grab is unaffected."""
+    srv, vk = own_server(RISK)
+    async with Admin(srv) as admin:
+        sender, recipient = await admin.pair(50)
+        owner, frozen, clean = uid("own"), uid("fz"), uid("cl")
+        for u in (owner, frozen, clean):
+            await admin.user(u)
+        group = uid("grp")
+        await admin.call("PUT", f"/groups/{group}", {"owner": owner, "type": "core",
+                                                     "rule": "iron_fan"})
+        members = {}
+        for u in (sender, frozen, clean):
+            await admin.call("PUT", "/iron-fans", {"fan": u, "creator": owner, "iron": True})
+            members[u] = await Raw.open(srv, u)
+            assert (await members[u].request("group.join", group=group))["type"] == "group.snapshot"
+        sent = await members[sender].request("envelope.send", group=group, envelope="e1",
+                                             asset="note.do", total=10, shares=2)
+        assert sent["type"] == "envelope.sent", sent
+        raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+        raw.hset(keys.user(frozen).profile, "risk_frozen_until", await admin.now_ms() + HOUR)
+        raw.close()
+        refused = await members[frozen].request("envelope.grab", group=group,
+                                                envelope=sent["envelope"])
+        assert (refused["type"], refused["code"]) == ("error", "risk_frozen")
+        # the gateway had not heard: its gift refusal would be an `error`; this one is
+        # settlement's own
+        gift_reply = await gift(members[frozen], recipient)
+        assert (gift_reply["type"], gift_reply["code"]) == ("gift.rejected", "sender_frozen")
+        won = await members[clean].request("envelope.grab", group=group, envelope=sent["envelope"])
+        assert won["type"] == "envelope.grabbed"
+        state = await admin.call("GET", f"/groups/{group}/envelopes/{sent['envelope']}")
+        assert list(state["grabs"]) == [clean] and state["left_shares"] == 1
+        assert await admin.balances(frozen) == {}
+        for c in members.values():
+            await c.close()
+    code, out = await run_audit(vk.url)
+    assert code == 0, out

@@ -3,8 +3,10 @@ actions), judged by the workers, decisions enforced on every gateway from a cach
 and re-checked by the settlement steps; cases and appeals. Where things are:
 
     gate.py               the gateway's cached view and guard; signals per tick
-    engine.py             the workers' judging (consumer group on the risk streams)
+    engine.py             the judging (a consumer group on the risk streams), a job apart
+                          from settlement: `giftwire jobs`
     rules.py              the automation measure (pure)
+    grabs.py              settlement's re-check of a red-envelope grab (a step of the grab flow)
     lua/risk_apply.lua    where a decision lands (the user's slot) and reaches gateways
     lua/risk_device.lua / risk_cluster.lua / risk_actions.lua   the counts, each on its
                           owner's slot
@@ -15,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from server.groups.envelopes import GRAB
 from server.parts import Parts
-from server.risk import admin
+from server.risk import admin, grabs
 from server.risk.engine import Engine
 from server.risk.gate import RiskGate
 
@@ -26,6 +29,7 @@ def install(p: Parts) -> None:
     admin.install(p)
     if not p.settings.risk_enabled:
         return
+    p.flows.add_step(GRAB, grabs.check_step(p.settings, p.replies), first=True)
     engine = Engine(p.scripts, p.settings)
     p.periodic.add("risk-engine", engine.run, every_ms=p.settings.risk_engine_tick_ms,
                    apart=True)

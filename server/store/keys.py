@@ -118,6 +118,10 @@ class UserKeys:
     def risk_actions(self) -> str:
         return f"{self.tag}:ra"
 
+    def risk_grab_check(self, group: str, envelope: str) -> str:
+        """A red-envelope grab that passed the risk check (expires with the envelope)."""
+        return f"{self.tag}:rg:{group}:{envelope}"
+
     @property
     def lots(self) -> str:
         return f"{self.tag}:pl"

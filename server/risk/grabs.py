@@ -1,0 +1,33 @@
+"""Settlement's re-check of a red-envelope grab: the risk module's step at the head of the
+grab flow, on the grabber's slot (the group's slot, where the share is decided, cannot read
+the grabber's state). A gateway's cached view refuses most grabs of a frozen or banned
+account; this catches one that raced the decision (queued before the view heard of it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.config import Settings
+from server.gateway.endpoint import error_frame
+from server.settlement.flows import Step
+from server.settlement.replies import Replies
+from server.store import keys
+from server.store.outcomes import Status, UnknownStatus, status
+from server.store.pipeline import Call
+
+
+def check_step(s: Settings, replies: Replies) -> Step:
+    def call(item: Any, now: Any) -> Call:
+        uk = keys.user(item.user)
+        return ([uk.profile, uk.risk_grab_check(item.group, item.envelope)],
+                [now.now_ms, s.envelope_ttl_s * 1000])
+
+    async def after(item: Any, reply: list[Any], _now: Any) -> None:
+        st = status(reply)
+        if st is Status.REJECTED:  # nothing decided yet: the refusal is the reply
+            await replies.send(item.user, item.route, error_frame(str(reply[1])))
+            item.done = True
+        elif st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"risk_grab_check answered {reply!r}")
+
+    return Step("risk_grab_check", call, after)

@@ -1,0 +1,15 @@
+-- A red-envelope grab's risk check, on the grabber's slot, before the group's slot decides
+-- a share: a frozen or banned account gets none. Idempotent by (envelope, grabber): once
+-- passed, a re-run of the same grab passes too (its share may be decided already and must
+-- reach the grabber), for as long as the envelope can be grabbed.
+-- KEYS[1] - the grabber's profile   KEYS[2] - this grab's check
+-- ARGV[1] - now ms   ARGV[2] - the check is kept (ms)
+-- Returns {'applied'} | {'exists'} | {'rejected', 'risk_frozen' | 'risk_banned'}
+local k_profile, k_check = KEYS[1], KEYS[2]
+local now, ttl = int_arg(ARGV[1], 'now'), int_arg(ARGV[2], 'ttl')
+if redis.call('EXISTS', k_check) == 1 then return {'exists'} end
+local risk = redis.call('HMGET', k_profile, 'risk_banned', 'risk_frozen_until')
+if risk[1] == '1' then return {'rejected', 'risk_banned'} end
+if tonumber(risk[2] or 0) > now then return {'rejected', 'risk_frozen'} end
+redis.call('SET', k_check, '1', 'PX', I(ttl))
+return {'applied'}
