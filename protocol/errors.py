@@ -218,6 +218,8 @@ CLOSE_CODES = {
         CloseCode(4009, "abuse", False, "too many bad frames"),
         CloseCode(4011, "device_banned", False, "this device is blacklisted (automated use); no "
                   "account may connect with it"),
+        CloseCode(4012, "auth_device_required", False, "this deployment requires a token that "
+                  "carries a device fingerprint (v2): ask the platform for one"),
         CloseCode(4010, "resync", True, "the gateway could not keep your live events complete "
                   "(a storage node moved): reconnect and resume with `since`"),
     )

@@ -160,6 +160,9 @@ class Settings:
     # off by default: a platform turns it on once its thresholds fit its traffic (a bulk
     # script or a load test is automation by these rules)
     risk_enabled: bool = False
+    # refuse v1 tokens (no device fingerprint): without a device, the shared-device rule and
+    # the device blacklist cannot see an account
+    token_device_required: bool = False
     risk_tick_ms: int = 100  # gateways flush action signals this often
     # workers judge them this often: a longer tick judges more of a user's actions in one
     # call (the engine's cost) and decides later (detection time)
@@ -414,6 +417,8 @@ DOCS: dict[str, str] = {
                        "address; from any other peer the header is ignored",
     "risk_enabled": "run the risk engine (signals, decisions, enforcement); recommended in production, "
                     "off by default because scripts and load tests are automation by its rules",
+    "token_device_required": "refuse tokens without a device fingerprint (v1) with close 4012 "
+                             "`auth_device_required` (the device rules cannot see such accounts)",
     "risk_tick_ms": "how often gateways flush action signals to the risk streams",
     "risk_engine_tick_ms": "how often workers judge the risk streams' new signals (one call per "
                            "user and per network and recipient a tick: longer is cheaper, "

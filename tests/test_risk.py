@@ -334,3 +334,20 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
             await c.close()
     code, out = await run_audit(vk.url)
     assert code == 0, out
+
+
+async def test_a_deployment_can_require_device_tokens(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With GIFTWIRE_TOKEN_DEVICE_REQUIRED=1 a v1 token (no device) is closed 4012
+    `auth_device_required`, final; a v2 token for the same user connects."""
+    srv, _ = own_server({**RISK, "GIFTWIRE_TOKEN_DEVICE_REQUIRED": "1"})
+    async with Admin(srv) as admin:
+        u = uid("u")
+        await admin.user(u)
+        with pytest.raises(ConnectionClosed) as info:
+            await Raw.open(srv, u)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == close_code("auth_device_required").code == 4012
+        ok = await Raw.open(srv, u, device="phone-1")
+        assert (await gift(ok, "nobody-at-all"))["type"] in ("gift.rejected", "error")
+        await ok.close()

@@ -1231,7 +1231,8 @@ export type CloseCode =
   | 4008
   | 4009
   | 4010
-  | 4011;
+  | 4011
+  | 4012;
 
 export declare const PROTOCOL_VERSION: 1;
 /** Each close code's reason and reconnect advice. */

@@ -37,6 +37,7 @@ export const CLOSE_CODES = Object.freeze({
   4009: Object.freeze({ reason: "abuse", reconnect: false }),
   4010: Object.freeze({ reason: "resync", reconnect: true }),
   4011: Object.freeze({ reason: "device_banned", reconnect: false }),
+  4012: Object.freeze({ reason: "auth_device_required", reconnect: false }),
 });
 // END GENERATED
 

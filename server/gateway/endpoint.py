@@ -300,7 +300,12 @@ class Gateway:
             DISCONNECTS.inc(reason=result.reason)
             await self._close(ws, result.reason)
             return None
-        return result, request_id, since, token_device(token)
+        device = token_device(token)
+        if device is None and self.s.token_device_required:  # the device rules need one
+            DISCONNECTS.inc(reason="auth_device_required")
+            await self._close(ws, "auth_device_required")
+            return None
+        return result, request_id, since, device
 
     async def _read_loop(self, ws: WebSocket, conn: Connection) -> str | None:
         """Serve requests until the client leaves (None) or must be closed (a reason)."""

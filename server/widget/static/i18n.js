@@ -86,6 +86,7 @@ export const STRINGS = {
     closed_too_many_connections: "too many open windows",
     closed_abuse: "too many bad requests",
     closed_device_banned: "this device is blocked",
+    closed_auth_device_required: "this app must sign in with a device",
   },
   zh: {
     title: "礼物",
@@ -170,6 +171,7 @@ export const STRINGS = {
     closed_too_many_connections: "打开的窗口太多",
     closed_abuse: "无效请求太多",
     closed_device_banned: "此设备已被封禁",
+    closed_auth_device_required: "需要带设备信息的登录",
   },
 };
 
