@@ -315,12 +315,24 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         sent = await members[sender].request("envelope.send", group=group, envelope="e1",
                                              asset="note.do", total=10, shares=2)
         assert sent["type"] == "envelope.sent", sent
+        # `late` grabs before joining (passes the risk check, refused by the group), is then
+        # frozen, joins, and grabs again: the earlier pass does not carry over
+        late = uid("late")
+        await admin.user(late)
+        await admin.call("PUT", "/iron-fans", {"fan": late, "creator": owner, "iron": True})
+        members[late] = await Raw.open(srv, late)
+        early = await members[late].request("envelope.grab", group=group, envelope=sent["envelope"])
+        assert (early["type"], early["code"]) == ("error", "not_member")
         raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
-        raw.hset(keys.user(frozen).profile, "risk_frozen_until", await admin.now_ms() + HOUR)
+        for u in (frozen, late):
+            raw.hset(keys.user(u).profile, "risk_frozen_until", await admin.now_ms() + HOUR)
         raw.close()
         refused = await members[frozen].request("envelope.grab", group=group,
                                                 envelope=sent["envelope"])
         assert (refused["type"], refused["code"]) == ("error", "risk_frozen")
+        assert (await members[late].request("group.join", group=group))["type"] == "group.snapshot"
+        again = await members[late].request("envelope.grab", group=group, envelope=sent["envelope"])
+        assert (again["type"], again["code"]) == ("error", "risk_frozen")
         # the gateway had not heard: its gift refusal would be an `error`; this one is
         # settlement's own
         gift_reply = await gift(members[frozen], recipient)

@@ -19,7 +19,10 @@ from server.store.pipeline import Call
 def check_step(s: Settings, replies: Replies) -> Step:
     def call(item: Any, now: Any) -> Call:
         uk = keys.user(item.user)
-        return ([uk.profile, uk.risk_grab_check(item.group, item.envelope)],
+        # per request: a re-run of this request passes as it did (its share may be decided
+        # and owed), while a later request is checked afresh (an earlier one may have passed
+        # and then been refused by the group, deciding nothing)
+        return ([uk.profile, uk.risk_grab_check(item.group, item.envelope, item.route)],
                 [now.now_ms, s.envelope_ttl_s * 1000])
 
     async def after(item: Any, reply: list[Any], _now: Any) -> None:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from server.config import Settings
 from server.days import today_key
 from server.settlement.entries import Envelope
-from server.settlement.replies import Replies
+from server.settlement.replies import Replies, held
 from server.store.pipeline import TRANSIENT, Call, run_calls
 from server.store.scripts import Scripts
 
@@ -98,16 +98,17 @@ async def run_steps(flow: Flow, items: list[Item], batch: Any, redis: Any, scrip
             if call is not None:
                 todo.append((i, call))
         replies = await run_calls(redis, cluster, scripts[step.script], [c for _, c in todo])
-        for (i, _), reply in zip(todo, replies, strict=True):
-            try:
-                if isinstance(reply, Exception):
-                    raise reply
-                await step.after(items[i], reply, batch)
-            except TRANSIENT:
-                raise
-            except Exception as exc:  # a script error or an unknown status: a broken invariant
-                log.error("%s of a %s entry failed: %r", step.script, flow.kind, exc)
-                failed[i] = f"{step.script}: {type(exc).__name__}: {exc}"
+        async with held(redis, cluster):  # the step's refusals and replays: one round trip
+            for (i, _), reply in zip(todo, replies, strict=True):
+                try:
+                    if isinstance(reply, Exception):
+                        raise reply
+                    await step.after(items[i], reply, batch)
+                except TRANSIENT:
+                    raise
+                except Exception as exc:  # a script error or an unknown status: a broken invariant
+                    log.error("%s of a %s entry failed: %r", step.script, flow.kind, exc)
+                    failed[i] = f"{step.script}: {type(exc).__name__}: {exc}"
     return failed
 
 

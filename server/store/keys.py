@@ -118,9 +118,10 @@ class UserKeys:
     def risk_actions(self) -> str:
         return f"{self.tag}:ra"
 
-    def risk_grab_check(self, group: str, envelope: str) -> str:
-        """A red-envelope grab that passed the risk check (expires with the envelope)."""
-        return f"{self.tag}:rg:{group}:{envelope}"
+    def risk_grab_check(self, group: str, envelope: str, route: str) -> str:
+        """A red-envelope grab request (its route) that passed the risk check (expires with
+        the envelope)."""
+        return f"{self.tag}:rg:{group}:{envelope}:{route}"
 
     @property
     def lots(self) -> str:

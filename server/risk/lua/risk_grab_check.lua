@@ -1,8 +1,9 @@
 -- A red-envelope grab's risk check, on the grabber's slot, before the group's slot decides
--- a share: a frozen or banned account gets none. Idempotent by (envelope, grabber): once
--- passed, a re-run of the same grab passes too (its share may be decided already and must
--- reach the grabber), for as long as the envelope can be grabbed.
--- KEYS[1] - the grabber's profile   KEYS[2] - this grab's check
+-- a share: a frozen or banned account gets none. Idempotent by the grab request: once
+-- passed, a re-run of the same request passes too (its share may be decided already and
+-- must reach the grabber), for as long as the envelope can be grabbed; another request of
+-- the same grabber is checked afresh.
+-- KEYS[1] - the grabber's profile   KEYS[2] - this grab request's check
 -- ARGV[1] - now ms   ARGV[2] - the check is kept (ms)
 -- Returns {'applied'} | {'exists'} | {'rejected', 'risk_frozen' | 'risk_banned'}
 local k_profile, k_check = KEYS[1], KEYS[2]
