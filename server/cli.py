@@ -30,6 +30,7 @@ log = logging.getLogger("giftwire")
 WS_IMPL = "websockets-sansio"
 DURABILITY = {"normal": "everysec", "strict": "always"}  # mode → the AOF's appendfsync
 CHILD_STOP_S = 20.0  # a worker process finishes its batch within this after SIGTERM
+CHILD_CHECK_S = 1.0  # how often serve looks for a child process that died
 
 
 class _Server(uvicorn.Server):
@@ -126,13 +127,15 @@ def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536,
     )
 
 
-async def _serve_http(s: Settings, with_worker: bool) -> None:
+async def _serve_http(s: Settings, with_worker: bool,
+                      children: list[tuple[str, subprocess.Popen[bytes]]] | None = None) -> None:
     from server.app import build_app
 
     app = build_app(s, _secrets(s), with_worker)
     server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes, HandshakeLimits.of(s)))
     stop = _stop_event()
     task = asyncio.create_task(server.serve())
+    watch = asyncio.create_task(_supervise(s, children or []))
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
         await asyncio.sleep(0.01)
     if server.started:
@@ -140,9 +143,25 @@ async def _serve_http(s: Settings, with_worker: bool) -> None:
         print(f"giftwire: listening on http://{s.host}:{port}", flush=True)
     await asyncio.wait({task, asyncio.create_task(stop.wait())},
                        return_when=asyncio.FIRST_COMPLETED)
+    watch.cancel()
     await app.state.gateway.drain()
     server.should_exit = True
     await task
+
+
+async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    """serve's children started again when one dies (an OOM kill, a crash): otherwise its
+    work — settlement, or the risk engine the workers leave to `jobs` — would stop
+    silently. A `jobs` that exits 0 found nothing to run (the risk engine is off)."""
+    while True:
+        await asyncio.sleep(CHILD_CHECK_S)
+        for i, (command, proc) in enumerate(children):
+            code = proc.poll()
+            if code is None or (command == "jobs" and code == 0):
+                continue
+            print(f"giftwire: {command} process {proc.pid} exited ({code}); starting another",
+                  file=sys.stderr, flush=True)
+            children[i] = (command, start_worker_process(s, command))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -153,17 +172,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded.start()
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
-    workers: list[subprocess.Popen[bytes]] = []
+    children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         check_durability(s)
         if s.jobs_process:  # its own process runs them; the workers leave them alone
             s = s.replace(apart_jobs=False)
-            workers.append(start_worker_process(s, "jobs"))
+            children.append(("jobs", start_worker_process(s, "jobs")))
         # in their own processes the workers take no CPU (or GC pauses) from the gateway's loop
-        workers += [start_worker_process(s) for _ in range(s.worker_processes)]
-        uvloop.run(_serve_http(s, with_worker=not s.worker_processes))
+        children += [("worker", start_worker_process(s)) for _ in range(s.worker_processes)]
+        uvloop.run(_serve_http(s, with_worker=not s.worker_processes, children=children))
     finally:
-        for proc in workers:  # after the gateway drained: each finishes and acks its batch
+        for _, proc in children:  # after the gateway drained: each finishes and acks its batch
             stop_child(proc)
         if embedded:
             embedded.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -117,7 +118,8 @@ async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
 
 async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> None:
     """With the risk engine on, `serve` starts one `giftwire jobs` process beside its worker
-    (with it off, the jobs process finds nothing to run and is gone); SIGTERM stops it."""
+    and starts it again when it is killed (with the engine off, the jobs process finds
+    nothing to run and is gone); SIGTERM stops it."""
     data, quiet = short_tmpdir(), short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "1",
                                "GIFTWIRE_RISK_ENABLED": "1"}).start()
@@ -127,8 +129,13 @@ async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> No
             s, r = await admin.pair(10)
             async with await Client.connect(srv.ws, srv.token(s)) as a:
                 assert (await a.send_gift(r, "note.do", 2))["type"] == "gift.confirmed"
-        assert len(processes_with(f"server.cli jobs --data-dir {data}")) == 1
+        (jobs,) = processes_with(f"server.cli jobs --data-dir {data}")
         assert len(processes_with(f"server.cli worker --data-dir {data}")) == 1
+        os.kill(jobs, signal.SIGKILL)  # an OOM kill: serve starts another
+        deadline = time.monotonic() + 20
+        while processes_with(f"server.cli jobs --data-dir {data}") in ([], [jobs]):
+            assert time.monotonic() < deadline, "the jobs process was not started again"
+            await asyncio.sleep(0.1)
         deadline = time.monotonic() + 20
         while processes_with(f"server.cli jobs --data-dir {quiet}"):
             assert time.monotonic() < deadline, "an idle jobs process stayed"

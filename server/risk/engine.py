@@ -16,6 +16,7 @@ them), recording a case with its evidence for appeals.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -26,6 +27,7 @@ from protocol.risk import EVIDENCE
 from server.config import Settings
 from server.gateway.peers import in_networks, network_of, parse_trusted
 from server.risk import rules, signals
+from server.risk.gate import SIGNALS_DROPPED
 from server.store import keys
 from server.store.outcomes import Status, status
 from server.store.pipeline import Call, run_calls
@@ -33,7 +35,12 @@ from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.risk")
 GROUP = "risk-engine"
-READ_MAX = 8  # stream entries (each up to signals.PER_ENTRY) one worker judges per partition per tick
+READ_MAX = 64  # stream entries one read takes (a batch entry holds up to signals.PER_ENTRY)
+JUDGE_MAX = 2048  # signals judged together (bounds a call's arguments: one user's actions)
+BUDGET_TICKS = 4  # a tick reads on while reads come back full, for up to this many ticks
+STALE_ROUNDS_MAX = 100  # XAUTOCLAIM rounds a check
+STALE_CHECK_S = 60.0  # how often an engine looks for entries a killed engine left
+CONSUMER_IDLE_MS = 3_600_000  # an engine's consumer idle this long (and owing nothing) is gone
 DEVICE_ACCOUNTS_KEPT = 200  # accounts a device's record keeps (the rule needs a handful)
 CLUSTER_ACCOUNTS_KEPT = 1000
 ACTIONS = ("gift", "grab", "like", "post")
@@ -47,10 +54,14 @@ class Engine:
         self.consumer = f"risk-{uuid.uuid4().hex[:8]}"
         self.ready: set[str] = set()
         self.exempt_networks = parse_trusted(s.risk_exempt_networks)
+        self.next_stale_check = 0.0
 
     async def run(self, now_ms: int) -> int:
-        """One tick: read, judge, acknowledge every partition's new signals."""
+        """One tick: read, judge, acknowledge every partition's new signals — read after read
+        while reads come back full, for up to `BUDGET_TICKS` ticks (a backlog is caught up,
+        and a flood cannot hold the engine on one partition for ever)."""
         handled = 0  # stream entries
+        deadline = time.monotonic() + BUDGET_TICKS * self.s.risk_engine_tick_ms / 1000
         for partition in range(self.s.partitions):
             stream = keys.risk_stream(partition)
             if stream not in self.ready:
@@ -60,17 +71,58 @@ class Engine:
                     if "BUSYGROUP" not in str(exc):
                         raise
                 self.ready.add(stream)
-            got = await self.redis.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=READ_MAX)
-            entries = [e for _, batch in got or [] for e in batch]
-            if not entries:
-                continue
-            try:
-                await self.judge([sig for _, f in entries for sig in signals.decode(f)])
-            except Exception:  # a bad batch never stops the engine (nor settlement)
-                log.exception("risk signals not judged")
-            await self.redis.xack(stream, GROUP, *(eid for eid, _ in entries))
-            handled += len(entries)
+            if time.monotonic() >= self.next_stale_check:
+                await self.drop_stale(stream)
+            while True:
+                got = await self.redis.xreadgroup(GROUP, self.consumer, {stream: ">"},
+                                                  count=READ_MAX)
+                entries = [e for _, batch in got or [] for e in batch]
+                if not entries:
+                    break
+                await self.judge_entries(entries)
+                await self.redis.xack(stream, GROUP, *(eid for eid, _ in entries))
+                handled += len(entries)
+                if len(entries) < READ_MAX or time.monotonic() > deadline:
+                    break
+        if time.monotonic() >= self.next_stale_check:
+            self.next_stale_check = time.monotonic() + STALE_CHECK_S
         return handled
+
+    async def judge_entries(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Entries' signals, at most `JUDGE_MAX` to a judgement (bounded calls)."""
+        sigs: list[dict[str, str]] = []
+        for eid, fields in entries:
+            try:
+                sigs.extend(signals.decode(fields))
+            except (ValueError, TypeError):  # a malformed entry is dropped alone, not its neighbours
+                log.error("risk stream entry %s unreadable: %r", eid, fields)
+        for i in range(0, len(sigs), JUDGE_MAX):
+            try:
+                await self.judge(sigs[i:i + JUDGE_MAX])
+            except Exception:  # a bad batch never stops the engine
+                log.exception("risk signals not judged")
+
+    async def drop_stale(self, stream: str) -> None:
+        """Entries an engine read and never acknowledged (it was killed mid-batch): dropped,
+        not judged again — their counts may be in already, and counting an action twice
+        could ban a person; missing one only delays a detection."""
+        start = "0-0"
+        for _ in range(STALE_ROUNDS_MAX):
+            start, items, _ = await self.redis.xautoclaim(stream, GROUP, self.consumer,
+                                                          min_idle_time=self.s.claim_idle_ms,
+                                                          start_id=start, count=READ_MAX)
+            ids = [eid for eid, _ in items]
+            if ids:
+                await self.redis.xack(stream, GROUP, *ids)
+                SIGNALS_DROPPED.inc(len(ids))
+                log.warning("dropped %d risk stream entries a stopped engine left", len(ids))
+            if start == "0-0":
+                break
+        # and the consumers engines that stopped left behind (each start names a new one)
+        for c in await self.redis.xinfo_consumers(stream, GROUP):
+            if (c["name"] != self.consumer and int(c["pending"]) == 0
+                    and int(c["idle"]) > CONSUMER_IDLE_MS):
+                await self.redis.xgroup_delconsumer(stream, GROUP, c["name"])
 
     async def judge(self, batch: list[dict[str, str]]) -> None:
         """A batch of signals, in their order: each rule's counts in one pipelined round trip

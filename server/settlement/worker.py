@@ -34,6 +34,7 @@ log = logging.getLogger("giftwire.worker")
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
 Failed = dict[str, tuple[str, bool]]  # entry id → (error, final: no retry helps)
 RETRY_MAX_S = 2.0  # longest wait between attempts while Redis is down
+APART_STOP_S = 10.0  # a stopping worker waits this long for a job apart to finish its run
 
 
 def consumer_name() -> str:
@@ -83,9 +84,7 @@ class Worker:
         try:
             await self._loop(burst)
         finally:
-            for task in apart:
-                task.cancel()
-            await asyncio.gather(*apart, return_exceptions=True)
+            await self._stop_apart(apart)
 
     async def _loop(self, burst: bool) -> None:
         backoff_s = 0.0
@@ -118,12 +117,21 @@ class Worker:
         try:
             await self._stopping.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_apart(tasks)
 
     def _start_apart(self) -> list[asyncio.Task[None]]:
         return [asyncio.create_task(self._apart(job)) for job in self.periodic.jobs if job.apart]
+
+    async def _stop_apart(self, tasks: list[asyncio.Task[None]]) -> None:
+        """A job in the middle of a run finishes it (the risk engine acknowledges the batch
+        in hand); one that does not within `APART_STOP_S` is cancelled."""
+        if not tasks:
+            return
+        self._stopping.set()  # (the loop may have ended by an exception)
+        _, late = await asyncio.wait(tasks, timeout=APART_STOP_S)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _apart(self, job: Job) -> None:
         """A job on its own task: every `every_ms`, whatever settlement is doing."""
@@ -135,7 +143,10 @@ class Worker:
             except Exception:  # the job's own failure; settlement goes on
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 log.exception("periodic job %s failed; again in %.2fs", job.name, backoff_s)
-            await asyncio.sleep(max(backoff_s, job.every_ms / 1000))
+            try:  # the pause, cut short by a stop (never the run itself)
+                await asyncio.wait_for(self._stopping.wait(), max(backoff_s, job.every_ms / 1000))
+            except TimeoutError:
+                pass
 
     async def _periodic(self, burst: bool) -> int:
         """Run the jobs that are due (in the loop: all but those apart, unless in burst

@@ -1,0 +1,73 @@
+"""The risk engine's reading, in-process on a real Valkey: a backlog far over one read is
+judged in one tick (up to its budget), a malformed entry is dropped alone, and entries a
+killed engine left unacknowledged are dropped (not judged twice)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from server.app import connect
+from server.config import Settings
+from server.risk import signals
+from server.risk.engine import GROUP, READ_MAX, Engine
+from server.store import keys
+from server.store.embedded import EmbeddedValkey
+from server.store.scripts import Scripts
+from tests.support import uid
+
+T0 = 1_800_000_000_000
+
+
+async def test_a_backlog_is_caught_up_and_a_bad_entry_dropped_alone(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """5 reads' worth of like-speed entries, one unreadable batch and a batch of 51 gifts of
+    one user in 5 s all go in one tick: the user is banned for their rate."""
+    vk = fresh_valkey()
+    redis = connect(vk.url)
+    scripts = Scripts(redis)
+    scripts.load("server.risk")
+    s = Settings(redis_url=vk.url, risk_enabled=True)
+    engine = Engine(scripts, s)
+    stream, bot = keys.risk_stream(0), uid("bot")
+    await engine.run(T0)  # creates the group
+    for _ in range(5 * READ_MAX):
+        await redis.xadd(stream, {"user": uid("f"), "signal": "like_speed", "refused": "3"})
+    await redis.xadd(stream, {signals.BATCH: b"[[1,2]]"})
+    gifts = [{"kind": "gift", "user": bot, "device": "", "ip": "", "to": "x",
+              "at_ms": str(T0 + 90 * i)} for i in range(51)]
+    for entry in signals.encode(gifts):
+        await redis.xadd(stream, entry)  # type: ignore[arg-type]
+    try:
+        assert await engine.run(T0) == 5 * READ_MAX + 2
+        profile = await redis.hgetall(keys.user(bot).profile)
+        assert profile.get("risk_banned") == "1"
+        assert (await redis.xpending(stream, GROUP))["pending"] == 0
+    finally:
+        await redis.aclose()
+
+
+async def test_entries_a_killed_engine_left_are_dropped_not_judged_twice(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """A batch read by an engine that died before acknowledging it stays pending; the next
+    engine's check drops it once idle past GIFTWIRE_CLAIM_IDLE_MS, without counting its
+    actions again."""
+    vk = fresh_valkey()
+    redis = connect(vk.url)
+    scripts = Scripts(redis)
+    scripts.load("server.risk")
+    s = Settings(redis_url=vk.url, risk_enabled=True, claim_idle_ms=1)
+    stream, user = keys.risk_stream(0), uid("u")
+    await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    sig = {"kind": "gift", "user": user, "device": "", "ip": "", "to": "x", "at_ms": str(T0)}
+    for entry in signals.encode([sig]):
+        await redis.xadd(stream, entry)  # type: ignore[arg-type]
+    await redis.xreadgroup(GROUP, "risk-dead", {stream: ">"}, count=10)  # read, never acked
+    try:
+        engine = Engine(scripts, s)
+        await engine.run(T0)
+        assert (await redis.xpending(stream, GROUP))["pending"] == 0
+        assert await redis.lrange(keys.user(user).risk_actions, 0, -1) == []  # not counted
+        consumers = {c["name"]: c["pending"] for c in await redis.xinfo_consumers(stream, GROUP)}
+        assert consumers["risk-dead"] == 0  # owes nothing now; forgotten after an hour idle
+    finally:
+        await redis.aclose()
