@@ -175,7 +175,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         check_durability(s)
-        if s.jobs_process:  # its own process runs them; the workers leave them alone
+        if s.jobs_process and _apart_jobs(s):  # a process of their own; workers leave them
             s = s.replace(apart_jobs=False)
             children.append(("jobs", start_worker_process(s, "jobs")))
         # in their own processes the workers take no CPU (or GC pauses) from the gateway's loop
@@ -188,6 +188,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             embedded.stop()
     print("giftwire: stopped", flush=True)
     return 0
+
+
+def _apart_jobs(s: Settings) -> list[str]:
+    """The periodic jobs that run apart from settlement with these settings (no Redis call:
+    the registries are filled, nothing is run)."""
+    from server import parts
+    from server.app import connect
+
+    p = parts.build(s, connect(s.redis_url or "redis://127.0.0.1:1", s.redis_cluster))
+    return [job.name for job in p.periodic.jobs if job.apart]
 
 
 def start_worker_process(s: Settings, command: str = "worker") -> subprocess.Popen[bytes]:

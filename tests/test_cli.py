@@ -118,8 +118,8 @@ async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
 
 async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> None:
     """With the risk engine on, `serve` starts one `giftwire jobs` process beside its worker
-    and starts it again when it is killed (with the engine off, the jobs process finds
-    nothing to run and is gone); SIGTERM stops it."""
+    and starts it again when it is killed (with the engine off there is none); SIGTERM
+    stops it."""
     data, quiet = short_tmpdir(), short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "1",
                                "GIFTWIRE_RISK_ENABLED": "1"}).start()
