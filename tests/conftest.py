@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, short_tmpdir
@@ -25,6 +26,14 @@ def valkey() -> Iterator[EmbeddedValkey]:
     yield server
     server.stop()
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+async def redis(valkey: EmbeddedValkey) -> AsyncIterator[Redis]:
+    """A client of the session's Valkey for tests that call the Lua steps directly."""
+    client = Redis.from_url(valkey.url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -5,26 +5,17 @@ kept times after the call's oldest action, and every newer one)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from server.store import keys
-from server.store.embedded import EmbeddedValkey
 from server.store.scripts import Scripts
 from tests.support import uid
 
 WINDOW, THRESHOLD, CAP = 600_000, 20, 1000
 T0 = 1_800_000_000_000
-
-
-@pytest.fixture(scope="module")
-async def redis(valkey: EmbeddedValkey) -> AsyncIterator[Redis]:
-    client = Redis.from_url(valkey.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(scope="module")

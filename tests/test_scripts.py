@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +27,6 @@ from server.gifting.steps import Today
 from server.ledger.grants import grant_call
 from server.settlement.replies import Replies
 from server.store import keys
-from server.store.embedded import EmbeddedValkey
 from server.store.pipeline import Call
 from server.store.scripts import Scripts
 from tests.support import DAY_MS, uid
@@ -39,13 +38,6 @@ DAY = rules.day_key(rules.local_day(NOW, rules.parse_timezone(S.timezone)))
 TODAY = Today(NOW, DAY, festival=False)
 FESTIVAL = Today(NOW, DAY, festival=True)
 ROUTE = "c1/7"
-
-
-@pytest.fixture(scope="module")
-async def redis(valkey: EmbeddedValkey) -> AsyncIterator[Redis]:
-    client = Redis.from_url(valkey.url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(scope="module")
