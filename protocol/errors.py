@@ -124,6 +124,7 @@ REJECTIONS = _codes(
     ErrorCode("offer_not_found", "no such pending offer"),
     ErrorCode("not_group_member", "a gift in a group goes between its members (and the group "
               "must exist)"),
+    ErrorCode("no_such_room", "the gift names a room that was never created"),
     ErrorCode("offer_accepted", "this offer was already accepted"),
     ErrorCode("offer_declined", "this offer was already declined; the cards went back to the sender"),
     ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),
@@ -154,7 +155,10 @@ ADMIN_ERRORS = {
         AdminCode("bad_cursor", 400, "cursor must be a next_cursor from a page: "
                   "<ms>-<seq>, each an integer in [0, 2^64)"),
         AdminCode("unknown_asset", 400, "no such asset"),
-        AdminCode("amount_too_large", 400, "the balance would exceed the account bound"),
+        AdminCode("amount_too_large", 400, "the amount, or the balance it would make, exceeds "
+                  "the account bound (GIFTWIRE_AMOUNT_MAX)"),
+        AdminCode("asset_not_grantable", 400, "popularity points are not granted or revoked "
+                  "directly: they arrive as expiring lots (sign-ins, tasks, purchases)"),
         AdminCode("self_relation", 400, "a user cannot follow or block themselves"),
         AdminCode("unauthorized", 401, "a valid admin key is required"),
         AdminCode("clock_locked", 403, "the clock moves only in a deployment started with "

@@ -150,6 +150,8 @@ def validate(obj: Any, types: Mapping[str, MessageType]) -> Decoded | DecodeErro
     name = obj.get("type")
     mtype = types.get(name) if isinstance(name, str) else None
     if mtype is None:
+        if name is None:
+            return DecodeError("unknown_type", "a message needs a `type`", request_id)
         return DecodeError("unknown_type", f"unknown message type {name!r}", request_id)
     fields = mtype.field_map()
     for key in obj:

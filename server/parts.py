@@ -75,6 +75,9 @@ class Parts:
     audits: list[tuple[str, AuditCheck]] = field(default_factory=list)
     # escrow a module holds in flight besides gifts (red envelopes), for the ledger's audit
     escrow_holders: list[EscrowHolder] = field(default_factory=list)
+    # assets whose balance a module backs with a structure of its own (popularity's lots):
+    # the admin API's grants and revocations refuse them (`asset_not_grantable`)
+    managed_assets: set[str] = field(default_factory=set)
 
 
 def build(settings: Settings, redis: Any) -> Parts:

@@ -144,3 +144,22 @@ async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
     assert (out["users"], out["follows"], out["blocks"]) == (2, 1, 1), out
     assert sorted((e["kind"], e["index"], e["code"]) for e in out["errors"]) == [
         ("blocks", 1, "user_unknown"), ("follows", 1, "user_unknown"), ("follows", 2, "self_relation")]
+
+
+async def test_a_users_pages_are_404_for_an_unknown_user(admin: Admin) -> None:
+    """Balances, ledger and likes of a user with no profile are 404 `user_unknown`, not an
+    empty page that reads like a user with nothing."""
+    ghost = uid("ghost")
+    for path in (f"/users/{ghost}/balances", f"/users/{ghost}/ledger", f"/users/{ghost}/likes"):
+        r = await admin.call("GET", path, ok=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "user_unknown"), path
+
+
+async def test_dead_letter_partition_and_appeal_evidence_are_checked(admin: Admin) -> None:
+    """A dead-letter partition that does not exist is 404 `not_found`; an appeal naming
+    evidence of no kind is 400 `bad_field` (not `wrong_evidence`, which is for a real kind
+    that does not fit the case)."""
+    r = await admin.call("POST", "/dead-letters/7/1-1/retry", ok=False)
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+    r = await admin.call("POST", "/risk/cases/any-case/resolve", {"evidence": "selfie"}, ok=False)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field")

@@ -24,6 +24,7 @@ from server.popularity import admin, audit, flows, handlers
 
 def install(p: Parts) -> None:
     p.scripts.load("server.popularity")
+    p.managed_assets.add("popularity")  # points are lots: never granted without one
     p.requests.add("popularity.get", handlers.get, ("popularity.points",))
     p.requests.add("popularity.signin", handlers.signin, ("popularity.points", "error"))
     p.requests.add("popularity.exchange", handlers.exchange, ("popularity.points", "error"))

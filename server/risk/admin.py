@@ -44,6 +44,8 @@ def install(p: Parts) -> None:
         """An appeal with the evidence the case's level needs lifts what the case did (and a
         device's blacklist entry), and records the resolution."""
         d = v.obj(await read_json(r), {"evidence", "note"}, frozenset({"evidence"}))
+        if d["evidence"] not in EVIDENCE.values():
+            raise AdminError("bad_field", f"evidence must be one of {', '.join(EVIDENCE.values())}")
         raw = await p.redis.get(keys.risk_case(r.path_params["case"]))
         if raw is None:
             raise AdminError("case_unknown")

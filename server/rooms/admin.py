@@ -75,6 +75,7 @@ def install(p: Parts) -> None:
     async def likes(r: Request) -> Any:
         """A fan's likes by streamer: totals, fan-club levels, small cards, the daily task."""
         uid = v.user_id(r.path_params["user"])
+        await require_users(p.redis, user=uid)
         uk = keys.user(uid)
         pipe = p.redis.pipeline(transaction=False)
         for key in (uk.like_totals, uk.like_levels, uk.small_cards, uk.like_tasks):

@@ -27,7 +27,10 @@ def install(p: Parts) -> None:
         return {"dead_letters": page, "total": total}
 
     async def action(r: Request) -> Any:
-        partition = v.query_int(r.path_params["partition"], "partition", 0, p.settings.partitions - 1)
+        raw = r.path_params["partition"]
+        if not (raw.isascii() and raw.isdigit() and int(raw) < p.settings.partitions):
+            raise AdminError("not_found", f"no partition {raw!r} (there are {p.settings.partitions})")
+        partition = int(raw)
         dead_id = r.path_params["id"]
         v.cursor(dead_id)  # a stream id, like a ledger cursor
         try:
