@@ -147,10 +147,11 @@ async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
 
 
 async def test_a_users_pages_are_404_for_an_unknown_user(admin: Admin) -> None:
-    """Balances, ledger and likes of a user with no profile are 404 `user_unknown`, not an
-    empty page that reads like a user with nothing."""
+    """Balances, ledger, likes and popularity of a user with no profile are 404
+    `user_unknown`, not an empty page that reads like a user with nothing."""
     ghost = uid("ghost")
-    for path in (f"/users/{ghost}/balances", f"/users/{ghost}/ledger", f"/users/{ghost}/likes"):
+    for path in (f"/users/{ghost}/balances", f"/users/{ghost}/ledger", f"/users/{ghost}/likes",
+                 f"/popularity/accounts/{ghost}"):
         r = await admin.call("GET", path, ok=False)
         assert (r.status_code, r.json()["error"]["code"]) == (404, "user_unknown"), path
 

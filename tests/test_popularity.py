@@ -147,6 +147,43 @@ async def test_tasks_purchases_and_exchange(
         assert code == 0, out
 
 
+async def test_an_order_is_one_payment_platform_wide(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A purchase reported again replays its answer; its order with another amount or for another
+    user is `409 order_id_conflict` and credits no one; a retry after a crash between the
+    order's record and the grant completes the grant, once."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u, other = await creator(admin), await creator(admin)
+        body = {"order": uid("o"), "user": u, "fen": 10000}
+        first = await admin.call("POST", "/popularity/purchases", body)
+        assert first == {"order": body["order"], "user": u, "points": 800, "applied": True}
+        again = await admin.call("POST", "/popularity/purchases", body)
+        assert again == {**first, "applied": False}
+        for changed in ({"fen": 10001}, {"user": other}, {"user": other, "fen": 20000}):
+            r = await admin.call("POST", "/popularity/purchases", {**body, **changed}, ok=False)
+            assert (r.status_code, r.json()["error"]["code"]) == (409, "order_id_conflict")
+        unknown = await admin.call("POST", "/popularity/purchases",
+                                   {"order": "o-free", "user": uid("nobody"), "fen": 500}, ok=False)
+        assert unknown.status_code == 404  # and the order is not taken by it:
+        assert (await admin.call("POST", "/popularity/purchases",
+                                 {"order": "o-free", "user": other, "fen": 500}))["applied"]
+        # a crash after step 1 (the order's slot recorded it) and before step 2 (the grant)
+        redis = Redis.from_url(vk.url, decode_responses=True)
+        scripts = Scripts(redis)
+        scripts.load("server.popularity")
+        crashed = {"order": uid("o"), "user": u, "fen": 2500}
+        await scripts["order_claim"](keys=[keys.purchase_order(crashed["order"])], args=[u, 2500, 200])
+        await redis.aclose()
+        retried = await admin.call("POST", "/popularity/purchases", crashed)
+        assert (retried["points"], retried["applied"]) == (200, True)
+        assert not (await admin.call("POST", "/popularity/purchases", crashed))["applied"]
+        balance = [(await admin.call("GET", f"/popularity/accounts/{x}"))["balance"] for x in (u, other)]
+        assert balance == [800 + 200, 40]
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
 async def test_a_freeze_holds_points_and_a_violation_burns_them(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Frozen points cannot be spent and do not expire; lifting the freeze gives each lot
@@ -227,6 +264,30 @@ async def test_card_use_rules_targeting_and_hash_ownership(
             assert account["balance"] == 2000 - 300 - 100 - 200 - 100
         code, out = await run_audit(vk.url)
         assert code == 0, out
+
+
+async def test_an_identical_use_retry_replays_and_a_changed_one_conflicts(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """The same `popularity.use` (no start given) sent again later gets the first reply and is
+    charged once; the same use id with any field changed is `use_id_conflict`."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 300)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            plan = use(1)
+            first = await c.request("popularity.use", timeout_s=20, **plan)
+            assert (first["type"], first["balance"]) == ("popularity.used", 200)
+            await admin.advance(60_000)  # "now" moved: a defaulted start is not the same
+            again = await c.request("popularity.use", timeout_s=20, **plan)
+            assert {**again, "id": first["id"]} == first
+            for changed in ({"card": "live_recommendation"}, {"content": "c-other"},
+                            {"targeting": {**TARGETING, "gender": "female"}},
+                            {"start_at_ms": await admin.now_ms() + HOUR}):
+                refused = await c.request("popularity.use", timeout_s=20, **{**plan, **changed})
+                assert refused["code"] == "use_id_conflict", changed
+            account = await admin.call("GET", f"/popularity/accounts/{u}")
+            assert (account["balance"], account["uses_today"]) == (200, 1)
 
 
 async def test_schedule_cancel_and_the_decaying_weight(

@@ -17,7 +17,7 @@ from server.parts import Parts
 from server.popularity import rules
 from server.popularity.flows import user_keys
 from server.store import keys
-from server.store.outcomes import Status, status
+from server.store.outcomes import Status, UnknownStatus, status
 
 FEN_MAX = 10**12
 
@@ -34,8 +34,9 @@ def install(p: Parts) -> None:
         uk = keys.user(uid)
         if r.method == "PUT":
             d = v.obj(await read_json(r), {"category", "followers"})
-            if not await p.redis.hexists(uk.profile, "registered_at_ms"):
-                raise AdminError("user_unknown")
+        if not await p.redis.hexists(uk.profile, "registered_at_ms"):
+            raise AdminError("user_unknown")
+        if r.method == "PUT":
             fields: dict[str, Any] = {}
             if "category" in d:
                 fields["category"] = v.user_id(d["category"], "category")
@@ -69,18 +70,31 @@ def install(p: Parts) -> None:
                 "posts": int(reply[1]), "granted": int(reply[2])}
 
     async def purchase(r: Request) -> Any:
-        """A payment (idempotent by order id): points = fen × 8 // 100, whole points."""
+        """A payment (idempotent by order id, platform-wide): points = fen × 8 // 100, whole
+        points. Two single-owner steps: the order's slot records (user, fen) once (another
+        user or amount: 409), then the user's slot grants the lot once, so a retry after a
+        crash between them completes the grant."""
         d = v.obj(await read_json(r), {"order", "user", "fen"}, frozenset({"order", "user", "fen"}))
         order, uid = v.user_id(d["order"], "order"), v.user_id(d["user"])
         fen = v.integer(d["fen"], "fen", 1, FEN_MAX)
         points = fen * s.points_per_yuan // 100
         if points < 1:
             raise AdminError("bad_field", "the payment buys less than one point")
+        if not await p.redis.hexists(keys.user(uid).profile, "registered_at_ms"):
+            raise AdminError("user_unknown")  # before the order is taken: it stays free
+        claim = await p.scripts["order_claim"](keys=[keys.purchase_order(order)],
+                                               args=[uid, fen, points])
+        st = status(claim)
+        if st is Status.CONFLICT:
+            raise AdminError("order_id_conflict")
+        if st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"order_claim answered {claim!r}")
+        points = int(claim[1])  # as first recorded: a retry grants what the order bought then
         reply = await p.scripts["pop_grant"](
             keys=user_keys(uid), args=[f"$pp:{order}", points, "purchase", p.clock.now_ms(),
                                        s.points_lot_ttl_s * 1000, s.events_bound, ""])
         st = status(reply)
-        if st is Status.CONFLICT:
+        if st is Status.CONFLICT:  # granted before the order had its own record
             raise AdminError("order_id_conflict")
         if st is Status.REJECTED:
             raise AdminError("user_unknown")

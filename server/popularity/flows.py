@@ -42,9 +42,12 @@ def user_keys(user: str) -> list[str]:
 
 
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    """The entry of a card use: its parameters with their defaults (an absent start is now)
+    and `fp`, the fingerprint of the request as sent, which decides what a retry is."""
     return {"use": d["use"], "card": d["card"], "cover": d.get("cover", "basic"),
             "content": d["content"], "content_hash": d["content_hash"], "category": d["category"],
-            "start_at_ms": d.get("start_at_ms", now_ms), "live_room": d.get("live_room", "")}
+            "start_at_ms": d.get("start_at_ms", now_ms), "live_room": d.get("live_room", ""),
+            "fp": rules.use_fingerprint(d)}
 
 
 @dataclass
@@ -59,6 +62,7 @@ class UseItem:
     starts: int
     route: str
     live_room: str = ""  # advanced cards: boosted together with the content
+    fp: str = ""  # the request as sent (rules.use_fingerprint); '' in an older gateway's entry
     done: bool = False
     ends: int = 0
     outcome: str = "ok"
@@ -80,7 +84,8 @@ class UseFlow(DayFlow):
 
     def decode(self, env: Envelope, f: dict[str, str]) -> UseItem:
         return UseItem(env.user, f["use"], f["card"], f["cover"], f["content"], f["content_hash"],
-                       f["category"], int(f["start_at_ms"]), env.route, f.get("live_room", ""))
+                       f["category"], int(f["start_at_ms"]), env.route, f.get("live_room", ""),
+                       f.get("fp", ""))
 
     def use_call(self, item: UseItem, now: Now) -> Call:
         s = self.s
@@ -90,7 +95,7 @@ class UseFlow(DayFlow):
                  rules.prices(s)[item.card], item.starts, item.ends, now.day, now.now_ms,
                  s.card_uses_per_day, s.fan_reach_followers, rules.mature_before_ms(now.now_ms, s),
                  s.mature_followers, s.events_bound,
-                 item.live_room if item.cover == "advanced" else ""])
+                 item.live_room if item.cover == "advanced" else "", item.fp])
 
     async def after_use(self, item: UseItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)

@@ -12,6 +12,8 @@ Where things are:
     lua/pop_use.lua           where a card use's rules are enforced (frozen, category,
                               followers, maturity, 3 a day, points)
     lua/content_claim.lua     where the first booster of a content hash owns it
+    lua/order_claim.lua       where an order id is one payment, platform-wide (one user,
+                              one amount)
 """
 
 from __future__ import annotations

@@ -1,11 +1,15 @@
-"""Popularity's rules that need no I/O: targeting, prices, the weekly cycle, maturity and
-the recommender's decaying weight. Pure functions, the clock passed in."""
+"""Popularity's rules that need no I/O: targeting, a card use's fingerprint, prices, the
+weekly cycle, maturity and the recommender's decaying weight. Pure functions, the clock
+passed in."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import date
 from typing import Any
+
+import orjson
 
 from protocol.popularity import TAG_PATTERN
 from server.config import Settings
@@ -61,6 +65,14 @@ def _unknown(t: dict[str, Any]) -> str:
         if code in extra:
             return f"targeting_{code}"
     return "targeting_region"
+
+
+def use_fingerprint(d: dict[str, Any]) -> str:
+    """A card use's parameters as the client sent them (all but the request id; an absent
+    field stays absent, never the default it stands for): an identical retry has the same
+    fingerprint, a retry that differs in any field has another (`use_id_conflict`)."""
+    sent = {k: v for k, v in d.items() if k != "id"}
+    return hashlib.sha256(orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def prices(s: Settings) -> dict[str, int]:

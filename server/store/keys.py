@@ -354,6 +354,12 @@ def content_boosts(content: str) -> str:
     return f"{PREFIX}:{{c:{content}}}:b"
 
 
+def purchase_order(order: str) -> str:
+    """A payment's order, platform-wide: `user`, `fen`, `points` as first reported (slot
+    `{po:<order>}`); the order's one record, so it pays one user one amount once."""
+    return f"{PREFIX}:{{po:{order}}}:o"
+
+
 def device_accounts(device: str) -> str:
     """A device's accounts in the risk window: account → first seen ms (slot `{d:<device>}`)."""
     return f"{PREFIX}:{{d:{device}}}:a"
