@@ -31,6 +31,7 @@ WS_IMPL = "websockets-sansio"
 DURABILITY = {"normal": "everysec", "strict": "always"}  # mode → the AOF's appendfsync
 CHILD_STOP_S = 20.0  # a worker process finishes its batch within this after SIGTERM
 CHILD_CHECK_S = 1.0  # how often serve looks for a child process that died
+CHILD_BACKOFF_MAX_S = 60.0  # the longest wait before starting again a child that keeps dying
 
 
 class _Server(uvicorn.Server):
@@ -153,15 +154,28 @@ async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[byt
     """serve's children started again when one dies (an OOM kill, a crash): otherwise its
     work — settlement, or the risk engine the workers leave to `jobs` — would stop
     silently. A `jobs` that exits 0 found nothing to run (the risk engine is off)."""
+    loop = asyncio.get_running_loop()
+    started = [loop.time()] * len(children)
+    dead_since: list[float | None] = [None] * len(children)
+    wait = [0.0] * len(children)  # a child that dies young waits longer each time (≤ a minute)
     while True:
         await asyncio.sleep(CHILD_CHECK_S)
         for i, (command, proc) in enumerate(children):
             code = proc.poll()
             if code is None or (command == "jobs" and code == 0):
                 continue
+            now = loop.time()
+            if dead_since[i] is None:  # just found dead: how long it lived sets the wait
+                dead_since[i] = now
+                young = now - started[i] < CHILD_BACKOFF_MAX_S
+                wait[i] = min(CHILD_BACKOFF_MAX_S, max(CHILD_CHECK_S, 2 * wait[i])) if young else 0.0
+            since = dead_since[i]
+            if since is not None and now - since < wait[i]:
+                continue
             print(f"giftwire: {command} process {proc.pid} exited ({code}); starting another",
                   file=sys.stderr, flush=True)
             children[i] = (command, start_worker_process(s, command))
+            started[i], dead_since[i] = now, None
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

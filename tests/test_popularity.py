@@ -151,7 +151,8 @@ async def test_an_order_is_one_payment_platform_wide(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A purchase reported again replays its answer; its order with another amount or for another
     user is `409 order_id_conflict` and credits no one; a retry after a crash between the
-    order's record and the grant completes the grant, once."""
+    order's record and the grant completes the grant, once; a wrong report of an order granted
+    before orders had records leaves no record behind (the right one still replays)."""
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u, other = await creator(admin), await creator(admin)
@@ -173,13 +174,24 @@ async def test_an_order_is_one_payment_platform_wide(
         scripts = Scripts(redis)
         scripts.load("server.popularity")
         crashed = {"order": uid("o"), "user": u, "fen": 2500}
-        await scripts["order_claim"](keys=[keys.purchase_order(crashed["order"])], args=[u, 2500, 200])
+        await scripts["order_claim"](keys=[keys.purchase_order(crashed["order"])],
+                                     args=[u, 2500, 200, ""])
+        # an order granted before orders had records of their own (8 points for 100 fen)
+        old = uid("o")
+        await scripts["pop_grant"](keys=user_keys(u), args=[f"$pp:{old}", 8, "purchase",
+                                                            await admin.now_ms(), 48 * HOUR,
+                                                            Settings().events_bound, ""])
         await redis.aclose()
         retried = await admin.call("POST", "/popularity/purchases", crashed)
         assert (retried["points"], retried["applied"]) == (200, True)
         assert not (await admin.call("POST", "/popularity/purchases", crashed))["applied"]
+        wrong = await admin.call("POST", "/popularity/purchases",
+                                 {"order": old, "user": u, "fen": 200}, ok=False)
+        assert (wrong.status_code, wrong.json()["error"]["code"]) == (409, "order_id_conflict")
+        right = await admin.call("POST", "/popularity/purchases", {"order": old, "user": u, "fen": 100})
+        assert right == {"order": old, "user": u, "points": 8, "applied": False}  # not poisoned
         balance = [(await admin.call("GET", f"/popularity/accounts/{x}"))["balance"] for x in (u, other)]
-        assert balance == [800 + 200, 40]
+        assert balance == [800 + 200 + 8, 40]
         code, out = await run_audit(vk.url)
         assert code == 0 and "ok   lots_match_points" in out, out
 

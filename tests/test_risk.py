@@ -297,7 +297,8 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A freeze that has landed on the user's slot but not yet reached the gateway (the
     instant between a decision and its notice): the grab passes the gateway and is refused by
-    settlement's re-check with no share decided; a clean member's grab is unaffected."""
+    settlement's re-check with no share decided; a clean member's grab is unaffected, and
+    stays theirs when they resend it after being frozen."""
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
         sender, recipient = await admin.pair(50)
@@ -339,6 +340,13 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         assert (gift_reply["type"], gift_reply["code"]) == ("gift.rejected", "sender_frozen")
         won = await members[clean].request("envelope.grab", group=group, envelope=sent["envelope"])
         assert won["type"] == "envelope.grabbed"
+        # frozen after being paid, the member resends (a lost reply): the share is theirs
+        raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+        raw.hset(keys.user(clean).profile, "risk_frozen_until", await admin.now_ms() + HOUR)
+        raw.close()
+        again_won = await members[clean].request("envelope.grab", group=group,
+                                                 envelope=sent["envelope"])
+        assert (again_won["type"], again_won["share"]) == ("envelope.grabbed", won["share"])
         state = await admin.call("GET", f"/groups/{group}/envelopes/{sent['envelope']}")
         assert list(state["grabs"]) == [clean] and state["left_shares"] == 1
         assert await admin.balances(frozen) == {}

@@ -28,7 +28,8 @@ LEDGER_PAGE_DEFAULT = 50
 async def require_users(redis: Any, **users: str) -> None:
     """404 `user_unknown` unless every named user has a profile (one call per key: the
     profiles sit in different cluster slots)."""
-    found = await asyncio.gather(*(redis.exists(keys.user(u).profile) for u in users.values()))
+    found = await asyncio.gather(*(redis.hexists(keys.user(u).profile, "registered_at_ms")
+                                   for u in users.values()))  # registered, as GET /users says
     missing = [f"{role} {u}" for (role, u), n in zip(users.items(), found, strict=True) if not n]
     if missing:
         raise AdminError("user_unknown", f"no such user: {', '.join(missing)}")
@@ -87,9 +88,10 @@ class LedgerAdmin:
         asset = v.asset(d["asset"], self.s.assets)
         if asset in self.p.managed_assets:  # a balance its module's structure does not back
             raise AdminError("asset_not_grantable")
-        amount = v.integer(d["amount"], "amount", 1, 2**63)
-        if amount > self.s.amount_max:
+        raw = d["amount"]
+        if isinstance(raw, int) and not isinstance(raw, bool) and raw > self.s.amount_max:
             raise AdminError("amount_too_large", f"amount over {self.s.amount_max}")
+        amount = v.integer(raw, "amount", 1, self.s.amount_max)
         kind = "revoke" if revoke else "grant"
         st, detail = await grant(self.p.scripts, self.s, uid, f"${kind}:{op_id}", asset,
                                  -amount if revoke else amount, "burn" if revoke else "mint", kind,

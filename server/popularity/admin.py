@@ -83,7 +83,7 @@ def install(p: Parts) -> None:
         if not await p.redis.hexists(keys.user(uid).profile, "registered_at_ms"):
             raise AdminError("user_unknown")  # before the order is taken: it stays free
         claim = await p.scripts["order_claim"](keys=[keys.purchase_order(order)],
-                                               args=[uid, fen, points])
+                                               args=[uid, fen, points, ""])
         st = status(claim)
         if st is Status.CONFLICT:
             raise AdminError("order_id_conflict")
@@ -94,7 +94,10 @@ def install(p: Parts) -> None:
             keys=user_keys(uid), args=[f"$pp:{order}", points, "purchase", p.clock.now_ms(),
                                        s.points_lot_ttl_s * 1000, s.events_bound, ""])
         st = status(reply)
-        if st is Status.CONFLICT:  # granted before the order had its own record
+        if st is Status.CONFLICT:  # granted before the order had its own record: the claim
+            # this call made is taken back, so the right report can still replay
+            await p.scripts["order_claim"](keys=[keys.purchase_order(order)],
+                                           args=[uid, fen, points, "release"])
             raise AdminError("order_id_conflict")
         if st is Status.REJECTED:
             raise AdminError("user_unknown")

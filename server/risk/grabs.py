@@ -9,6 +9,7 @@ from typing import Any
 
 from server.config import Settings
 from server.gateway.endpoint import error_frame
+from server.groups.envelopes import grab_record
 from server.settlement.flows import Step
 from server.settlement.replies import Replies
 from server.store import keys
@@ -22,8 +23,9 @@ def check_step(s: Settings, replies: Replies) -> Step:
         # per request: a re-run of this request passes as it did (its share may be decided
         # and owed), while a later request is checked afresh (an earlier one may have passed
         # and then been refused by the group, deciding nothing)
-        return ([uk.profile, uk.risk_grab_check(item.group, item.envelope, item.route)],
-                [now.now_ms, s.envelope_ttl_s * 1000])
+        return ([uk.profile, uk.risk_grab_check(item.group, item.envelope, item.route),
+                 uk.transfers],
+                [now.now_ms, s.envelope_ttl_s * 1000, grab_record(item.group, item.envelope)])
 
     async def after(item: Any, reply: list[Any], _now: Any) -> None:
         st = status(reply)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from protocol.messages import rejection
 from server.config import Settings
 from server.settlement.flows import Step
-from server.settlement.replies import Replies
 from server.store import keys
 from server.store.outcomes import Status, UnknownStatus, status
 from server.store.pipeline import Call
@@ -53,20 +51,15 @@ class QuotedGift(Protocol):
     """What the quote step reads and sets of a gift flow's item."""
 
     tid: str
-    gift_id: str
-    sender: str
-    route: str
     asset: str
     room: str
     price_num: int
     price_den: int
     tier: int
-    done: bool
 
 
-def quote_step(s: Settings, now_ms: Any, replies: Replies) -> Step:
-    """Before the sender pays: the room quotes the boost (an open wish prices by audience);
-    a gift naming a room that was never created is refused here, nothing paid."""
+def quote_step(s: Settings, now_ms: Any) -> Step:
+    """Before the sender pays: the room quotes the boost (an open wish prices by audience)."""
 
     def call(item: QuotedGift, batch: Any) -> Call | None:
         if not item.room:
@@ -77,11 +70,6 @@ def quote_step(s: Settings, now_ms: Any, replies: Replies) -> Step:
 
     async def after(item: QuotedGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
-        if st is Status.REJECTED:
-            await replies.send(item.sender, item.route,
-                               rejection(item.tid, item.gift_id, str(reply[1])))
-            item.done = True
-            return
         if st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"room_quote answered {reply!r}")
         item.price_num, item.price_den, item.tier = int(reply[1]), int(reply[2]), int(reply[3])
