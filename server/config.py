@@ -420,9 +420,9 @@ DOCS: dict[str, str] = {
     "token_device_required": "refuse tokens without a device fingerprint (v1) with close 4012 "
                              "`auth_device_required` (the device rules cannot see such accounts)",
     "risk_tick_ms": "how often gateways flush action signals to the risk streams",
-    "risk_engine_tick_ms": "how often workers judge the risk streams' new signals (one call per "
-                           "user and per network and recipient a tick: longer is cheaper, "
-                           "later)",
+    "risk_engine_tick_ms": "how often the engine (the `giftwire jobs` process, or each worker) "
+                           "judges the risk streams' new signals (one call per user and per "
+                           "network and recipient a read: longer is cheaper, later)",
     "device_accounts_max": "accounts one device may serve within the device window; each one beyond "
                            "is warned and restricted from gifting",
     "device_window_s": "the shared-device rule's window",
