@@ -22,6 +22,7 @@ from server import config
 from server.config import Settings
 from server.gateway.auth import make_token
 from server.gateway.http_limits import HandshakeLimits, http_protocol
+from server.gifting.rules import is_valid_id
 from server.logs import configure as configure_logs
 from server.secrets import Secrets, load_or_create
 from server.store.embedded import EmbeddedValkey
@@ -298,8 +299,13 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     s = _settings(args)
+    ttl = s.token_ttl_s if args.ttl is None else args.ttl  # GIFTWIRE_TOKEN_TTL_S by default
+    if not is_valid_id(args.user):
+        sys.exit(f"giftwire: {args.user!r} is not a user id (1–64 letters, digits, _ or -)")
+    if ttl < 1:
+        sys.exit("giftwire: --ttl must be at least 1 second")
     sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
-    print(make_token(sec.token_secret, args.user, int(time.time()) + args.ttl))
+    print(make_token(sec.token_secret, args.user, int(time.time()) + ttl))
     return 0
 
 
@@ -311,11 +317,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     url = s.redis_url or EmbeddedValkey(s.data_dir).url
 
     async def main() -> int:
-        redis = connect(url, s.redis_cluster)
+        from redis.exceptions import RedisError
+
+        client = connect(url, s.redis_cluster)
         try:
-            result, text = await full_audit(redis, s.replace(redis_url=url))
+            result, text = await full_audit(client, s.replace(redis_url=url))
+        except (RedisError, OSError) as exc:  # not a verdict: 2, never 1 (an invariant broke)
+            print(f"giftwire: cannot audit, Redis at {url} is unreachable: {exc}", file=sys.stderr)
+            return 2
         finally:
-            await redis.aclose()
+            await client.aclose()
         print(text)
         return 0 if result.ok else 1
 
@@ -346,7 +357,7 @@ def parser() -> argparse.ArgumentParser:
     add("jobs", "the periodic jobs that stand apart from settlement (the risk engine) alone")
     tok = add("token", "print a development token for USER")
     tok.add_argument("user")
-    tok.add_argument("--ttl", type=int, default=Settings().token_ttl_s, help="seconds")
+    tok.add_argument("--ttl", type=int, help="seconds (default GIFTWIRE_TOKEN_TTL_S, 86400)")
     add("audit", "check the ledger invariants; exit 1 naming any that broke")
     return p
 
@@ -359,7 +370,10 @@ COMMANDS: dict[str, Any] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    env = config.from_env()
+    try:
+        env = config.from_env()
+    except config.SettingError as exc:  # a mistyped setting: say which, no traceback
+        sys.exit(f"giftwire: {exc}")
     configure_logs(env.log_level, env.log_format)
     return int(COMMANDS[args.command](args))
 

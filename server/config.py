@@ -252,18 +252,55 @@ def tiers_arg(wish_tiers: tuple[str, ...] | list[str]) -> str:
     return ",".join(t.replace("/", ":") for t in wish_tiers)
 
 
+class SettingError(ValueError):
+    """A `GIFTWIRE_*` value that is not of its setting's type."""
+
+
 def problems(s: Settings) -> list[str]:
-    """What makes a configuration unsafe to run with (checked at start-up)."""
-    return tier_problems(s.wish_tiers)
+    """What makes a configuration unsafe to run with (checked at start-up), each naming its
+    variable."""
+    out = tier_problems(s.wish_tiers)
+    for f in dataclasses.fields(Settings):
+        value = getattr(s, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            out.append(f"GIFTWIRE_{f.name.upper()} must not be negative (it is {value})")
+    if s.log_format not in ("json", "text"):
+        out.append(f"GIFTWIRE_LOG_FORMAT must be json or text, not {s.log_format!r}")
+    try:
+        from server.days import parse_timezone
+
+        parse_timezone(s.timezone)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        out.append(f"GIFTWIRE_TIMEZONE {s.timezone!r} is neither an IANA zone nor ±HH:MM[:SS]")
+    levels = [x for x in s.like_levels]
+    if not all(x.isdigit() and int(x) > 0 for x in levels) or levels != sorted(levels, key=int):
+        out.append("GIFTWIRE_LIKE_LEVELS must be positive whole numbers in ascending order")
+    for name, items in (("ROOM_EFFECTS", s.room_effects), ("CARD_PRICES", s.card_prices)):
+        for item in items:
+            head, sep, tail = item.partition(":")
+            number, label = (head, tail) if name == "ROOM_EFFECTS" else (tail, head)
+            if not sep or not label or not number.isdigit() or int(number) < 1:
+                out.append(f"GIFTWIRE_{name} item {item!r} is not "
+                           + ("`<likes>:<name>`" if name == "ROOM_EFFECTS" else "`<card>:<points>`"))
+    return out
 
 
-def _parse(value: str, like: Any) -> Any:
+def _parse(value: str, like: Any, name: str = "") -> Any:
     if isinstance(like, bool):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        word = value.strip().lower()
+        if word not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+            raise SettingError(f"GIFTWIRE_{name.upper()} must be 1 or 0 (true/false), not {value!r}")
+        return word in ("1", "true", "yes", "on")
     if isinstance(like, int):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise SettingError(f"GIFTWIRE_{name.upper()} must be a whole number, not {value!r}") from None
     if isinstance(like, float):
-        return float(value)
+        try:
+            return float(value)
+        except ValueError:
+            raise SettingError(f"GIFTWIRE_{name.upper()} must be a number, not {value!r}") from None
     if isinstance(like, Path):
         return Path(value)
     if isinstance(like, tuple):
@@ -279,7 +316,7 @@ def from_env(environ: dict[str, str] | None = None, **overrides: Any) -> Setting
     for f in dataclasses.fields(Settings):
         raw = env.get(f"GIFTWIRE_{f.name.upper()}")
         if raw is not None:
-            values[f.name] = _parse(raw, getattr(base, f.name))
+            values[f.name] = _parse(raw, getattr(base, f.name), f.name)
     if "redis_url" not in values and env.get("REDIS_URL"):
         values["redis_url"] = env["REDIS_URL"]
     values.update({k: v for k, v in overrides.items() if v is not None})

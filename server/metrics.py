@@ -32,6 +32,8 @@ class Counter:
     def render(self) -> list[str]:
         out = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} counter"]
         out += [f"{self.name}{_fmt(k)} {v:g}" for k, v in sorted(self.values.items())]
+        if not self.values:  # a sample from the start: a scrape (or a reader) sees it exists
+            out.append(f"{self.name} 0")
         return out
 
 

@@ -24,6 +24,8 @@ async def test_bad_bodies_get_codes(admin: Admin) -> None:
         ("POST", "/grants", {"id": "g", "user": "u", "asset": "note.do", "amount": 0}, 400, "bad_field"),
         ("POST", "/grants", {"id": "g", "user": "u", "asset": "note.do", "amount": 10**15}, 400,
          "amount_too_large"),
+        ("POST", "/grants", {"id": "g", "user": "u", "asset": "note.do", "amount": 10**30}, 400,
+         "amount_too_large"),
         ("POST", "/grants", {"id": "g", "user": "u", "asset": "popularity", "amount": 9}, 400,
          "asset_not_grantable"),
         ("POST", "/revocations", {"id": "g", "user": "u", "asset": "popularity", "amount": 9}, 400,

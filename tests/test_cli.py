@@ -53,6 +53,44 @@ def test_token_command_prints_a_valid_token() -> None:
     assert verify_token(secret, out.stdout.strip(), time.time()) == "alice"
 
 
+def giftwire(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "server.cli", *args],
+                          env={**os.environ, "REDIS_URL": "", **env}, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_token_lifetime_comes_from_the_setting_and_bad_input_is_refused() -> None:
+    """GIFTWIRE_TOKEN_TTL_S sets `giftwire token`'s default lifetime; a bad user id or a
+    lifetime below 1 s is refused with a message, no traceback."""
+    data = str(short_tmpdir())
+    token = giftwire("token", "alice", "--data-dir", data, GIFTWIRE_TOKEN_TTL_S="120").stdout
+    assert 100 <= int(token.split(".")[2]) - time.time() <= 121
+    for args in (("bad.user",), ("alice", "--ttl", "-5")):
+        out = giftwire("token", *args, "--data-dir", data)
+        assert out.returncode == 1 and "giftwire:" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_bad_setting_is_refused_naming_its_variable() -> None:
+    """A mistyped, negative, unknown-zone or out-of-order setting stops any command at once
+    with a message that names the variable."""
+    data = str(short_tmpdir())
+    for env, named in (({"GIFTWIRE_GIFTS_PER_DAY": "abc"}, "GIFTWIRE_GIFTS_PER_DAY"),
+                       ({"GIFTWIRE_GIFTS_PER_DAY": "-1"}, "GIFTWIRE_GIFTS_PER_DAY"),
+                       ({"GIFTWIRE_TIMEZONE": "Mars/Olympus"}, "GIFTWIRE_TIMEZONE"),
+                       ({"GIFTWIRE_LIKE_LEVELS": "10,5"}, "GIFTWIRE_LIKE_LEVELS"),
+                       ({"GIFTWIRE_RISK_ENABLED": "maybe"}, "GIFTWIRE_RISK_ENABLED"),
+                       ({"GIFTWIRE_LOG_FORMAT": "xml"}, "GIFTWIRE_LOG_FORMAT")):
+        out = giftwire("token", "alice", "--data-dir", data, **env)
+        assert out.returncode == 1 and named in out.stderr, (env, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_audit_without_a_reachable_redis_exits_2_not_1() -> None:
+    """`giftwire audit` exits 1 only for a broken invariant: an unreachable Redis is 2."""
+    out = giftwire("audit", "--data-dir", str(short_tmpdir()))
+    assert out.returncode == 2 and "unreachable" in out.stderr, out.stderr
+
+
 async def test_health_follows_redis(own_server: OwnServer) -> None:
     """/health is 200 while Redis answers and 503 once it is gone."""
     srv, vk = own_server()

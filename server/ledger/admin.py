@@ -89,7 +89,8 @@ class LedgerAdmin:
         if asset in self.p.managed_assets:  # a balance its module's structure does not back
             raise AdminError("asset_not_grantable")
         raw = d["amount"]
-        if isinstance(raw, int) and not isinstance(raw, bool) and raw > self.s.amount_max:
+        # at any size: a number past 2^64 arrives as a float from the JSON parser
+        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > self.s.amount_max:
             raise AdminError("amount_too_large", f"amount over {self.s.amount_max}")
         amount = v.integer(raw, "amount", 1, self.s.amount_max)
         kind = "revoke" if revoke else "grant"
