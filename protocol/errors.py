@@ -124,6 +124,7 @@ REJECTIONS = _codes(
     ErrorCode("offer_not_found", "no such pending offer"),
     ErrorCode("not_group_member", "a gift in a group goes between its members (and the group "
               "must exist)"),
+    ErrorCode("no_such_room", "the gift names a room that was never created"),
     ErrorCode("offer_accepted", "this offer was already accepted"),
     ErrorCode("offer_declined", "this offer was already declined; the cards went back to the sender"),
     ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),

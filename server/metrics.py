@@ -99,6 +99,9 @@ DEAD_LETTERED = REGISTRY.add(Counter(
 DUPLICATES_DROPPED = REGISTRY.add(Counter(
     "giftwire_duplicates_dropped_total",
     "events or replies a connection had already passed on (replays after crashes, claims)"))
+GAPS_FILLED = REGISTRY.add(Counter(
+    "giftwire_event_gaps_filled_total",
+    "events a connection missed live (a slot move) and got from the log before the next one"))
 DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections ended, by reason"))
 CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
                                "stream entries taken over from a dead worker"))

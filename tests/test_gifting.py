@@ -20,12 +20,14 @@ async def connect(server: Proc, user: str) -> Client:
 async def test_first_gift_confirmed_and_received(server: Proc, admin: Admin) -> None:
     """A gift is confirmed to the sender and credited live to the recipient."""
     s, r = await admin.pair(10)
+    room = uid("room")
+    await admin.call("PUT", f"/rooms/{room}", {"streamer": r})
     async with await connect(server, s) as a, await connect(server, r) as b:
-        reply = await a.send_gift(r, "note.do", 3, room="room1")
+        reply = await a.send_gift(r, "note.do", 3, room=room)
         assert reply["type"] == "gift.confirmed", reply
         assert (reply["delivery"], reply["balance"], reply["quota_left"]) == ("instant", 7, 4)
         got = await b.next_event("gift.received")
-        assert (got["from"], got["count"], got["balance"], got["room"]) == (s, 3, 3, "room1")
+        assert (got["from"], got["count"], got["balance"], got["room"]) == (s, 3, 3, room)
     assert await admin.balances(s) == {"note.do": 7}
     assert await admin.balances(r) == {"note.do": 3}
 

@@ -4,6 +4,7 @@ killed engine left unacknowledged are dropped (not judged twice)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from server.app import connect
@@ -62,6 +63,7 @@ async def test_entries_a_killed_engine_left_are_dropped_not_judged_twice(
     for entry in signals.encode([sig]):
         await redis.xadd(stream, entry)  # type: ignore[arg-type]
     await redis.xreadgroup(GROUP, "risk-dead", {stream: ">"}, count=10)  # read, never acked
+    await asyncio.sleep(0.02)  # idle past the 1 ms claim_idle_ms
     try:
         engine = Engine(scripts, s)
         await engine.run(T0)

@@ -127,8 +127,8 @@ async def test_room_events_are_coalesced_per_tick(server: Proc, admin: Admin) ->
 
 
 async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None:
-    """An unknown room is refused `room_unknown` (a gift naming one settles as a plain gift); a
-    connection watches at most 8 rooms."""
+    """An unknown room is refused `room_unknown` (a gift naming one `no_such_room`, stored like
+    any refusal, nothing paid); a connection watches at most 8 rooms."""
     async with await Client.connect(server.ws, server.token(uid("v"))) as c:
         missing = await c.request("room.join", room=uid("nope"))
         assert (missing["type"], missing["code"]) == ("error", "room_unknown")
@@ -141,10 +141,14 @@ async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None
         assert (await c.request("room.join", room=rooms[8]))["type"] == "room.snapshot"
     s, r = await admin.pair(10)
     async with await Client.connect(server.ws, server.token(s)) as a:
-        plain = await a.request("gift.send", gift_id=uid("g"), to=r, asset="note.do", count=1,
-                                room=uid("nope"))
-        assert plain["type"] == "gift.confirmed"  # settled as a plain gift: no room shows it
-    assert await admin.balances(r) == {"note.do": 1}
+        gift = {"gift_id": uid("g"), "to": r, "asset": "note.do", "count": 1, "room": uid("nope")}
+        refused = await a.request("gift.send", **gift)
+        assert (refused["type"], refused["code"]) == ("gift.rejected", "no_such_room")
+        again = await a.request("gift.send", **gift)  # stored: the same answer
+        assert (again["type"], again["code"], again["seq"]) == (
+            "gift.rejected", "no_such_room", refused["seq"])
+    assert await admin.balances(s) == {"note.do": 10}  # nothing paid
+    assert await admin.balances(r) == {}
 
 
 async def test_a_dead_gateways_viewers_stop_counting(

@@ -1207,6 +1207,7 @@ export type RejectionCode =
   | "gift_id_conflict"
   | "offer_not_found"
   | "not_group_member"
+  | "no_such_room"
   | "offer_accepted"
   | "offer_declined"
   | "offer_expired"

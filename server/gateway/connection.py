@@ -34,7 +34,7 @@ BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buff
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
                  "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "device",
-                 "held", "id", "ip", "kick_reason", "last_seq", "live", "pending",
+                 "held", "id", "ip", "kick_reason", "last_seq", "live", "on_gap", "pending",
                  "pending_since", "user", "write_prepared")
 
     def __init__(self, conn_id: str, user: str, send_text: Callable[[str], Awaitable[None]],
@@ -68,6 +68,9 @@ class Connection:
         # write_prepared), when the server offers it
         self.write_prepared: Callable[[bytes, int], bool] | None = None
         self.device = ""  # the token's device fingerprint (v2 tokens), for the risk engine
+        # a user's events are numbered without gaps: an event past `last_seq + 1` means one
+        # went missing live (around a slot move); the gateway fills it in from the log
+        self.on_gap: Callable[[Connection], None] | None = None
         self.ip = ""  # the client's address (peers.client_address)
 
     # -- sending ----------------------------------------------------------
@@ -196,6 +199,11 @@ class Connection:
             self.buffer.append((seq, request_no, event_json))
             if len(self.buffer) * BUFFERED_EVENT_BYTES > self._queue_max_bytes:
                 self.kick("slow_consumer")
+            return
+        if seq > self.last_seq + 1 and self.live and self.on_gap is not None:
+            self.held = True  # buffer this and what follows until the log fills the gap
+            self.buffer = [(seq, request_no, event_json)]
+            self.on_gap(self)
             return
         if request_no and request_no in self.pending:
             self.last_seq = max(self.last_seq, seq)

@@ -30,7 +30,7 @@ from server.gateway.http_limits import prepared_writer
 from server.gateway.hub import Hub
 from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
-from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN
+from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
@@ -102,6 +102,7 @@ class Gateway:
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
+        self._gap_tasks: set[asyncio.Task[None]] = set()
 
     async def expire_requests(self) -> None:
         """Once a second: requests waiting longer than `request_timeout_s` get `timeout`."""
@@ -152,6 +153,7 @@ class Gateway:
                           self.s.send_queue_max_bytes)
         conn.write_prepared = prepared_writer(ws.scope)
         conn.device = device or ""
+        conn.on_gap = self._gap
         peer = ws.client.host if ws.client else ""
         forwarded = ",".join(ws.headers.getlist("x-forwarded-for")) or None
         conn.ip = client_address(peer, forwarded, self.trusted_proxies)
@@ -217,22 +219,36 @@ class Gateway:
         cannot complete, is closed with `resync` and resumes by itself."""
         if "{u:" not in channel:
             return
-        user = keys.owner_of(channel)
         for conn in list(self.hub.on(channel)):
-            try:
-                since = conn.last_seq
-                current, missed = await self._read_log(user, since) if ok and conn.live else (0, None)
-            except RedisError:
-                log.warning("catching up %s after a slot move failed", conn.id, exc_info=True)
-                missed = None
-            if missed is None:
-                conn.kick("resync")
-                continue
-            events = []
-            for offset, (event_json, route) in enumerate(missed):
-                target, _, no = route.partition("/")
-                events.append((since + 1 + offset, int(no) if target == conn.id else 0, event_json))
-            conn.resume(events, current)
+            await self._from_log(conn, ok)
+
+    def _gap(self, conn: Connection) -> None:
+        """An event came past the next seq: the one before it was lost live (a publish on a
+        slot's new node before the subscription got there). The connection buffers; the log
+        fills the gap."""
+        GAPS_FILLED.inc()
+        task = asyncio.create_task(self._from_log(conn, True))
+        self._gap_tasks.add(task)
+        task.add_done_callback(self._gap_tasks.discard)
+
+    async def _from_log(self, conn: Connection, ok: bool) -> None:
+        """A held connection gets what the log holds after the last seq it passed on, then
+        what it buffered; one the log cannot complete is closed with `resync`."""
+        try:
+            since = conn.last_seq
+            current, missed = (await self._read_log(conn.user, since) if ok and conn.live
+                               else (0, None))
+        except RedisError:
+            log.warning("catching %s up from the log failed", conn.id, exc_info=True)
+            missed = None
+        if missed is None:
+            conn.kick("resync")
+            return
+        events = []
+        for offset, (event_json, route) in enumerate(missed):
+            target, _, no = route.partition("/")
+            events.append((since + 1 + offset, int(no) if target == conn.id else 0, event_json))
+        conn.resume(events, current)
 
     async def _read_log(self, user: str, since: int | None
                         ) -> tuple[int, list[tuple[str, str]] | None]:

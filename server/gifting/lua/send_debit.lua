@@ -19,7 +19,8 @@
 -- ARGV[15] - newcomer window ms  ARGV[16] - newcomer free cards
 -- ARGV[17] - amount bound        ARGV[18] - day-counter TTL s
 -- ARGV[19] - event log bound     ARGV[20] - route of the request ('' if none)
--- ARGV[21] - the live-stream boost tier the price includes (0: none; a room quoted it)
+-- ARGV[21] - the live-stream boost tier the price includes (0: none; a room quoted it;
+--            -1: the gift names a room that was never created, refused `no_such_room`)
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -63,6 +64,7 @@ if not p[1] then
   return {'rejected', json}
 end
 if p[2] == '1' or p[8] == '1' then return reject('sender_banned') end
+if tier < 0 then return reject('no_such_room') end
 -- the risk engine's decisions, re-checked here: a gift queued before a decision reached
 -- the gateway is refused now if its cards have not left yet (it was decided, or never)
 if tonumber(p[7] or '0') > now then return reject('sender_frozen') end

@@ -9,7 +9,7 @@
 -- ARGV[4] - tiers `<viewers below or *>:<num>:<den>,…` in ascending order (the default: a
 --           room's own `wish_tiers`, set through the admin API, come first)
 -- ARGV[5] - how long a quote is kept (s)
--- Returns {'applied' | 'exists', num, den, tier (0: no wish), audience}
+-- Returns {'applied' | 'exists', num, den, tier (0: no wish; -1: no such room), audience}
 local k_profile, k_quotes, k_shares, k_expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local transfer_id, asset, now = ARGV[1], ARGV[2], int_arg(ARGV[3], 'now')
 local kept = int_arg(ARGV[5], 'quote_ttl')
@@ -27,7 +27,8 @@ for limit, num, den in string.gmatch(p[5] or ARGV[4], '([%d%*]+):(%d+):(%d+)') d
 end
 if #tiers == 0 then fail('no wish tiers') end
 
-if not p[4] then return {'applied', '1', '1', '0', '0'} end  -- no such room: no boost, nothing kept
+-- no such room: tier -1, which the sender's step refuses (stored, like its other refusals)
+if not p[4] then return {'applied', '1', '1', '-1', '0'} end
 local num, den, tier, audience = 1, 1, 0, 0
 local ends = tonumber(p[3] or '0')
 if p[1] == '1' and p[2] == asset and (ends == 0 or now < ends) then

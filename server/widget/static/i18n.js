@@ -201,6 +201,7 @@ export const REASONS_ZH = {
   offer_declined: "这份礼物已被拒绝，卡片已退回",
   offer_expired: "这份礼物已超时，卡片已退回",
   operator_voided: "礼物未能结算，已由运营作废，卡片已退回",
+  no_such_room: "没有这个直播间",
   sender_restricted: "你的账号暂时不能送礼（风控）",
   sender_frozen: "你的账号暂时被冻结（风控）",
   // error
