@@ -52,6 +52,11 @@ def table(result: dict[str, Any]) -> str:
         ar = result["at_rate"]
         rows.append((f"at {ar['params']['rate']:.0f}/s: p99 confirm",
                      f"{ar['latency_ms']['p99']:.2f} ms (p50 {ar['latency_ms']['p50']:.2f})"))
+    if "settled_latency_ms" in result:
+        sl = result["settled_latency_ms"]
+        rows.append(("settled → viewer p50 / p99", f"{sl['p50']:.2f} / {sl['p99']:.2f} ms"))
+    if "events_per_s" in result:
+        rows.append(("events delivered (inside frames)", f"{result['events_per_s']:,.0f} events/s"))
     if "received_latency_ms" in result:
         rl = result["received_latency_ms"]
         rows.append(("send → received p50 / p99", f"{rl['p50']:.2f} / {rl['p99']:.2f} ms"))

@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from loadtest.raw import Raw, Refused, outcome, token
 from loadtest.shards import CONNECT_CONCURRENCY_DEFAULT, Shards, progress_bar, split
@@ -286,7 +287,7 @@ async def all_cases(target: Target) -> list[dict[str, Any]]:
     cursor = None
     for _ in range(1000):  # bounded: 500 cases a page
         page = await admin(target, "GET", f"/risk/cases?limit={CASES_PAGE}"
-                           + (f"&cursor={cursor}" if cursor else ""), None)
+                           + (f"&cursor={quote(cursor, safe='')}" if cursor else ""), None)
         out.extend(page["cases"])
         cursor = page["next_cursor"]
         if not cursor:

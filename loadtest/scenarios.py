@@ -169,6 +169,7 @@ class SharedFrames:
         self.sent_ms = sent_ms  # event → the send time in ms, or None when not counted
         self.ctl = ctl
         self.lag_ms: list[float] = []
+        self.settled_lag_ms: list[float] = []  # from the event's own `at_ms` (it settled), if any
         self.frames = self.events = self.duplicates = 0
         self.last_to: dict[str, int] = {}  # watcher → the newest event number it got
 
@@ -187,6 +188,8 @@ class SharedFrames:
                 if sent is not None:
                     counted += 1
                     self.lag_ms.append(now_ms - sent)
+                    if "at_ms" in e:
+                        self.settled_lag_ms.append(now_ms - e["at_ms"])
             self.events += counted
             self.ctl.tick(counted)
         return on_event
@@ -211,8 +214,8 @@ async def room_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
     await ctl.sync()  # the parent has sent everything and waited for delivery
     for c in clients.values():
         await c.close()
-    return {"lag_ms": seen.lag_ms, "events": seen.events, "frames": seen.frames,
-            "viewers": len(clients), "duplicates": seen.duplicates}
+    return {"lag_ms": seen.lag_ms, "settled_lag_ms": seen.settled_lag_ms, "events": seen.events,
+            "frames": seen.frames, "viewers": len(clients), "duplicates": seen.duplicates}
 
 
 async def run_room(target: Target, run_id: str, procs: int, viewers: int, senders: int,
@@ -264,7 +267,9 @@ async def run_room(target: Target, run_id: str, procs: int, viewers: int, sender
     return {
         "throughput_per_s": round(frames / delivered_s, 1),  # room frames written per second
         "events_per_s": round(events / delivered_s, 1),  # gift events inside them
-        "latency_ms": summary(lags),
+        "latency_ms": summary(lags),  # send → viewer
+        # settled (the room recorded it: the event's at_ms) → viewer: the room path's own lag
+        "settled_latency_ms": summary([x for o in outs for x in o["settled_lag_ms"]]),
         "confirmed": ok, "frames": frames, "events": events, "seconds": round(sent_s, 3),
         "likes_counted": sum(liked),
         "dropped": ok * viewers - events,  # at most once: what slow viewers missed
@@ -358,6 +363,7 @@ async def run_likes(target: Target, run_id: str, procs: int, fans: int, rate: fl
         "throughput_per_s": round(counted / seconds_run, 1),  # likes counted per second
         "latency_ms": summary([x for o in outs for x in o["ack_ms"]]),
         "counted": counted, "refused": sum(o["refused"] for o in outs), "batches": batches,
+        "batches_per_s": round(batches / seconds_run, 1),  # `room.like` requests answered
         "room_total": total,
         "exactly_once": total == counted,  # the room's total is every counted like, once
         "valkey_us_per_batch": round(fcall["usec"] / max(1, batches), 2),

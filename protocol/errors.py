@@ -89,7 +89,7 @@ ERRORS = _codes(
     ErrorCode("use_id_conflict", "this use id was used with different parameters"),
     ErrorCode("use_unknown", "no such card use of yours"),
     ErrorCode("use_started", "the use has started (or ended): it can no longer be cancelled"),
-    ErrorCode("insufficient_cards", "not enough small cards"),
+    ErrorCode("insufficient_cards", "not enough of that creator's small cards"),
     ErrorCode("exchange_unit", "small cards exchange in whole units (10 by default)"),
     ErrorCode("exchange_id_conflict", "this exchange id was used with different parameters"),
     ErrorCode("risk_restricted", "your account may not gift for now (one device served too many "
@@ -157,8 +157,9 @@ ADMIN_ERRORS = {
         AdminCode("unknown_asset", 400, "no such asset"),
         AdminCode("amount_too_large", 400, "the amount, or the balance it would make, exceeds "
                   "the account bound (GIFTWIRE_AMOUNT_MAX)"),
-        AdminCode("asset_not_grantable", 400, "popularity points are not granted or revoked "
-                  "directly: they arrive as expiring lots (sign-ins, tasks, purchases)"),
+        AdminCode("asset_not_grantable", 400, "popularity points and fan-club small cards are "
+                  "not granted or revoked directly: points arrive as expiring lots (sign-ins, "
+                  "tasks, purchases), small cards from the daily like task"),
         AdminCode("self_relation", 400, "a user cannot follow or block themselves"),
         AdminCode("unauthorized", 401, "a valid admin key is required"),
         AdminCode("clock_locked", 403, "the clock moves only in a deployment started with "

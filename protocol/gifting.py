@@ -127,7 +127,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             _TID, _ASSET,
             Field("delta", "int", "signed change", minimum=-AMOUNT_MAX, maximum=AMOUNT_MAX),
             Field("reason", "str", "grant, revoke, mentor_reward, like_task (a day's like task "
-                  "for a streamer done: a small card), like_streak (7 days in a row: a rare one), "
+                  "for a streamer done: a small card of their fan club, `small_card.<streamer>`), "
+                  "like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), "
                   "envelope_refund (what was left in your red envelope came back, or the group "
                   "refused it)",
                   enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak",

@@ -47,24 +47,30 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "invite code (`invite`), or an application an admin approves. Replied by "
                 "`group.snapshot` (a member now, watching), `group.applied` (approval "
                 "groups), or `error` (`group_full`, `not_eligible`, `invite_invalid`, "
-                "`group_removed`, `group_unknown`).",
+                "`group_removed`, `group_unknown`, `not_registered`, `too_many_groups`; "
+                "`not_member` if you were removed at once).",
                 (req_id(), _GROUP, Field("invite", "str", "an invite code", False,
                                          pattern=ID_PATTERN))),
     MessageType("group.open", "client",
                 "Watch a group you are a member of: its frames reach you until `group.close` "
-                "or you disconnect. Replied by `group.snapshot`.", (req_id(), _GROUP)),
+                "or you disconnect. Replied by `group.snapshot`, or `error` (`not_member`: not a "
+                "member, or no such group; `too_many_groups`).", (req_id(), _GROUP)),
     MessageType("group.close", "client", "Stop watching a group (you stay a member). Replied "
                 "by `group.closed`.", (req_id(), _GROUP)),
-    MessageType("group.leave", "client", "Leave a group (the owner cannot). Replied by "
-                "`group.left`.", (req_id(), _GROUP)),
+    MessageType("group.leave", "client", "Leave a group (the owner cannot; leaving a group "
+                "you are not in is answered the same). Replied by `group.left`, or `error` "
+                "(`owner_cannot_leave`, `group_unknown`).", (req_id(), _GROUP)),
     MessageType("group.state", "client", "The group now (after a gap). Replied by "
-                "`group.snapshot`.", (req_id(), _GROUP)),
+                "`group.snapshot`, or `error` `not_member` (not a member, or no such "
+                "group).", (req_id(), _GROUP)),
     MessageType("group.post", "client",
                 "Post a text message; `msg_id` makes it idempotent (a retry shows once). Owner "
                 "and admins may `all` (@all); `mentions` reach those members even when they "
                 "do not watch the group. Replied by `group.posted`; an ad or flooding is "
                 "refused with `error` `group_violation` (the first a warning) or "
-                "`group_removed` (the second: you are out).",
+                "`group_removed` (the second: you are out); other `error`s: "
+                "`group_removed` (removed before), `group_muted`, `not_group_admin` (`all` "
+                "by a member), `not_member`, `group_unknown`, `risk_banned`.",
                 (req_id(), _GROUP, Field("msg_id", "str", "your id for this message",
                                          pattern=ID_PATTERN),
                  Field("text", "str", f"the text, up to {TEXT_MAX} characters, not blank",
@@ -74,7 +80,7 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                  Field("all", "bool", "@all (owner and admins)", False))),
     MessageType("group.history", "client",
                 "Messages newest first, a page at a time: `before` is the `next` of the "
-                "previous page. Replied by `group.messages`.",
+                "previous page. Replied by `group.messages`, or `error` `not_member`.",
                 (req_id(), _GROUP,
                  Field("before", "str", "continue below this message id", False,
                        pattern=r"^\d{1,20}-\d{1,20}$", max_length=41),
@@ -84,19 +90,27 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "Owner and admins act on a member: `promote`/`demote` an admin (owner only), "
                 "`remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an "
                 "application. Each is in the group's moderation log. Replied by "
-                "`group.managed`, or `error` (`not_group_admin`, `not_member`, "
-                "`group_full`).",
+                "`group.managed`, or `error` (`not_group_admin`: not yours to do, or the "
+                "user is the owner or, for an admin, another admin; `not_member`: the user is "
+                "not a member, or has no application; `group_full`: approving into a full "
+                "group, the application stays; `missing_field`: a mute without `minutes`; "
+                "`group_unknown`).",
                 (req_id(), _GROUP, Field("action", "str", "what to do", enum=MANAGE_ACTIONS),
                  Field("user", "str", "the member (or applicant)", pattern=ID_PATTERN),
                  Field("minutes", "int", "how long a mute lasts", False, minimum=1,
                        maximum=60 * 24 * 30))),
     MessageType("group.invite", "client",
                 "Owner and admins make an invite code: `uses` joins within `ttl_s`. Replied by "
-                "`group.invited`.",
+                "`group.invited`, or `error` (`not_group_admin`, `too_many_invites`, "
+                "`group_unknown`).",
                 (req_id(), _GROUP, Field("uses", "int", "joins it allows", minimum=1, maximum=1000),
                  Field("ttl_s", "int", "lifetime", minimum=60, maximum=30 * 86400))),
     MessageType("group.poll.create", "client",
-                "Owner and admins open a poll. Replied by `group.poll`.",
+                "Owner and admins open a poll (the same poll id, creator and question "
+                "again answers the poll as it is). Replied by `group.poll`, or `error` "
+                "(`not_group_admin`, `poll_id_conflict`, `poll_closed`: the deadline is "
+                "past, `too_many_polls`, `bad_field`: fewer than 2 options, "
+                "`group_unknown`).",
                 (req_id(), _GROUP, _POLL,
                  Field("question", "str", "up to 200 characters, not blank", pattern=NOT_BLANK,
                        max_length=200),
@@ -110,17 +124,20 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("group.vote", "client",
                 "Cast (or change, if the poll allows) your ballot: option indexes from 0. "
                 "Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`, "
-                "`bad_choice`).",
+                "`bad_choice`, `poll_unknown`, `not_member`, `group_unknown`).",
                 (req_id(), _GROUP, _POLL, Field("choices", "ints", "chosen options", minimum=0,
                                                 maximum=POLL_OPTIONS_MAX - 1,
                                                 max_length=POLL_OPTIONS_MAX))),
-    MessageType("group.poll.get", "client", "A poll's results. Replied by `group.poll`.",
+    MessageType("group.poll.get", "client", "A poll's results, open or closed. Replied by "
+                "`group.poll`, or `error` (`not_member`, `poll_unknown`).",
                 (req_id(), _GROUP, _POLL)),
     MessageType("envelope.send", "client",
                 "Put `total` cards of `asset` into a red envelope for `shares` grabbers in a "
                 "group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` "
                 "(an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, "
-                "`not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`).",
+                "`not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`, "
+                "`bad_field`: more shares than cards, `not_registered`, `risk_restricted`, "
+                "`risk_frozen`, `risk_banned`, `settlement_failed`).",
                 (req_id(), _GROUP, _ENVELOPE, Field("asset", "str", "a note card kind",
                                                     pattern=ASSET_PATTERN),
                  Field("total", "int", "cards in the envelope", minimum=1, maximum=AMOUNT_MAX),
@@ -129,7 +146,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("envelope.grab", "client",
                 "Grab a share of a red envelope (once per member). Replied by "
                 "`envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, "
-                "`envelope_expired`, `envelope_unknown`, `not_member`).",
+                "`envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, "
+                "`risk_banned`).",
                 (req_id(), _GROUP, Field("envelope", "str", "the envelope's id as the group "
                                          "shows it, `<sender>:<envelope id>`",
                                          pattern=r"^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}$",
@@ -138,8 +156,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
 
 SERVER_TYPES: tuple[MessageType, ...] = (
     MessageType("group.snapshot", "server",
-                "The group: its profile, your role, members online here and in total, open "
-                "polls and envelopes, and `gseq` (frames continue from it).",
+                "The group: its profile, your role, how many members it has, your mute, "
+                "open polls and envelopes, and `gseq` (frames continue from it).",
                 (req_id(False), _GROUP, Field("owner", "str", "the creator", pattern=ID_PATTERN),
                  Field("group_type", "str", "core fans, co-creation or perks", enum=GROUP_TYPES),
                  Field("rule", "str", "how members get in", enum=ENTRY_RULES),

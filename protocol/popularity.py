@@ -5,7 +5,7 @@ their targeting. Every change of points is an event of the user's (exactly once)
 
 from __future__ import annotations
 
-from protocol.schema import AMOUNT_MAX, ID_PATTERN, Field, MessageType, req_id
+from protocol.schema import AMOUNT_MAX, ID_PATTERN, Field, MessageType, req_id, user_field
 
 CARDS = ("video_heating", "live_recommendation", "fan_reach")
 COVERS = ("basic", "advanced")
@@ -28,11 +28,14 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "(`reason: signin`, or no `delta` when you signed in today already).",
                 (req_id(),)),
     MessageType("popularity.exchange", "client",
-                "Exchange small cards for points (10 cards → 100 points by default; `cards` a "
-                "multiple of 10) as a fresh lot. Replied by `popularity.points`, or `error` "
-                "(`insufficient_cards`, `exchange_unit`).",
+                "Exchange one creator's fan-club small cards (`small_card.<creator>`) for points "
+                "(10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. "
+                "Replied by `popularity.points`, or `error` (`insufficient_cards`, "
+                "`exchange_unit`, `exchange_id_conflict`: the id used with other `cards` or "
+                "another `creator`).",
                 (req_id(), Field("exchange", "str", "your id for this exchange (idempotent)",
                                  pattern=ID_PATTERN),
+                 user_field("creator", "whose fan club's small cards"),
                  Field("cards", "int", "small cards to exchange", minimum=1, maximum=AMOUNT_MAX))),
     MessageType("popularity.use", "client",
                 "Spend points on a card use boosting your content in your own category, now "
@@ -40,13 +43,15 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "`popularity.used`, or `error` (`insufficient_points`, `points_frozen`, "
                 "`use_limit`, `category_mismatch`, `not_enough_followers`, `not_mature`, "
                 "`content_taken`, `targeting_region`, `targeting_age`, `targeting_gender`, "
-                "`targeting_interests`, `use_id_conflict`).",
+                "`targeting_interests`, `use_id_conflict`, `not_registered`, `bad_field`: "
+                "`start_at_ms` in the past or more than 30 days ahead).",
                 (req_id(), _USE_ID, Field("card", "str", "which card", enum=CARDS),
                  Field("cover", "str", "basic: the one content; advanced (mature accounts): "
                        "the content and your live room together", False, enum=COVERS),
                  Field("content", "str", "the content boosted", pattern=ID_PATTERN),
                  Field("live_room", "str", "advanced cards: your live room, boosted together "
-                       "with the content", False, pattern=ID_PATTERN),
+                       "with the content (without it only the content is boosted)", False,
+                       pattern=ID_PATTERN),
                  Field("content_hash", "str", "the content's hash (a re-upload of content "
                        "another account boosted is refused)", pattern=r"^[0-9a-f]{16,64}$",
                        max_length=64),
@@ -55,12 +60,13 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                  Field("targeting", "object", "`{region: {radius_km} | {provinces: [...]}, age: "
                        "{min, max}, gender: any|female|male, interests: {core: [3–5 tags], "
                        "extended: [≤ 2 tags]}}`"),
-                 Field("start_at_ms", "int", "a later start (absent: now)", False, minimum=0,
-                       maximum=AMOUNT_MAX * 10))),
+                 Field("start_at_ms", "int", "a later start, at most 30 days ahead (absent: "
+                       "now)", False, minimum=0, maximum=AMOUNT_MAX * 10))),
     MessageType("popularity.cancel", "client",
                 "Cancel a scheduled use before it starts: its points come back as a fresh lot. "
-                "Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`, "
-                "`use_started`).", (req_id(), _USE_ID)),
+                "Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`: no "
+                "such use, or one refused or still settling; `use_started`).",
+                (req_id(), _USE_ID)),
 )
 
 SERVER_TYPES: tuple[MessageType, ...] = (

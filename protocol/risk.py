@@ -15,13 +15,14 @@ CLIENT_TYPES: tuple[MessageType, ...] = ()
 SERVER_TYPES: tuple[MessageType, ...] = (
     MessageType(
         "risk.notice", "server",
-        "The risk engine acted on your account (an event of yours): `warning` and `restricted` "
-        "(low risk: one device served too many accounts; gifting stops until `until_ms`), "
+        "The risk engine acted on your account (an event of yours): `restricted` (low risk: "
+        "one device served too many accounts; this notice is the warning, and gifting stops "
+        "until `until_ms`), "
         "`frozen` (medium: an IP cluster gifting one account; gifting and grabbing stop until "
         "`until_ms`), `banned` (high: automated use; permanent, the device blacklisted), or "
         "`lifted` (an appeal succeeded). `appeal` says what evidence the platform needs.",
         (Field("action", "str", "what happened",
-               enum=("warning", "restricted", "frozen", "banned", "lifted")),
+               enum=("restricted", "frozen", "banned", "lifted")),
          Field("level", "str", "the rule's risk level", enum=LEVELS),
          Field("reason", "str", "shared_device, ip_cluster, automation_rate, "
                "automation_regular", enum=("shared_device", "ip_cluster", "automation_rate",

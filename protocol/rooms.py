@@ -21,6 +21,7 @@ _AUDIENCE = Field("audience", "int", "viewers in the room, over every gateway", 
 _SESSION = Field("session", "str", "the live session's id, `<room>:<n>`; absent when not live",
                  False, max_length=160)
 BOARD_MAX = 100  # entries of a board in a snapshot
+EFFECTS_MAX = 32  # room effects a deployment may configure (GIFTWIRE_ROOM_EFFECTS)
 LIKE_BATCH_MAX = 50  # taps one `room.like` may carry
 
 CLIENT_TYPES: tuple[MessageType, ...] = (
@@ -58,14 +59,18 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
 
 SERVER_TYPES: tuple[MessageType, ...] = (
     MessageType(
-        "room.snapshot", "server", "The room state: who streams, the session, audience, board.",
+        "room.snapshot", "server", "The room state: who streams, the session, audience, board, "
+        "wish, likes and the effects fired.",
         (req_id(False), _ROOM, Field("streamer", "str", "the room's streamer", False,
                                      pattern=ID_PATTERN),
          Field("live", "bool", "a live session is on"), _SESSION, _AUDIENCE, _RSEQ,
          Field("board", "objects", "the session's contribution board, best first: "
                "`{user, cards}`", max_length=BOARD_MAX),
          Field("wish", "object", "the open gift wish: `{wish, asset, target, progress, "
-               "ends_at_ms}`", False)),
+               "ends_at_ms}`", False),
+         Field("likes", "int", "the live session's likes (0 when not live)", minimum=0),
+         Field("effects", "strs", "the room effects this session's likes have fired, in the "
+               "order of their thresholds", max_length=EFFECTS_MAX)),
     ),
     MessageType("room.left", "server", "Reply to `room.leave`.", (req_id(), _ROOM)),
     MessageType(
@@ -100,8 +105,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "What happened in a room during one tick, encoded once for every viewer: events "
         "`rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed "
         "some: send `room.state`). Event kinds: `live` {session, live}, `audience` "
-        "{audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?, badge?: the sender's "
-        "fan-club level with the recipient}, `wish` {wish, state "
+        "{audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, "
+        "tier?, badge?: the sender's fan-club level with the recipient}, `wish` {wish, state "
         "(open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: "
         "the session's total}, `effect` {effect, likes} (a threshold of likes reached, once "
         "per session).",

@@ -26,7 +26,9 @@ Kind = Literal["str", "int", "bool", "balances", "objects", "object", "strs", "i
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 TRANSFER_ID_PATTERN = r"^\$?[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_:$-]{1,80}$"
-ASSET_PATTERN = r"^[a-z_]{1,24}(\.[a-z0-9_]{1,24})?$"
+# an asset: a name (`popularity`), or a family and a member: `note.<kind>`, a creator's
+# fan-club cards `small_card.<creator>` (a member may be any user id)
+ASSET_PATTERN = r"^[a-z_]{1,24}(\.[A-Za-z0-9_-]{1,64})?$"
 # Amounts stay far below 2**53: Lua numbers are doubles and cjson prints 14 digits.
 FRAME_EVENTS_MAX = 1000  # events in one shared-channel frame (a room's or group's tick)
 AMOUNT_MAX = 10**12

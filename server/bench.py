@@ -121,9 +121,11 @@ class GiftwireProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.log_path = data_dir / f"{command}-{uuid.uuid4().hex[:6]}.log"
+        self.terminated = False  # SIGTERM sent to the current process
 
     def start(self, timeout_s: float = 30.0) -> GiftwireProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.terminated = False
         argv = [sys.executable, "-m", "server.cli", self.command, "--data-dir", str(self.data_dir)]
         if self.command in ("serve", "gateway"):
             argv += ["--port", "0"]
@@ -159,12 +161,18 @@ class GiftwireProcess:
         assert self.proc is not None
         return self.proc.wait(timeout_s)
 
+    def terminate(self) -> None:
+        """SIGTERM without waiting (once): several processes then stop side by side."""
+        if self.proc is not None and self.proc.poll() is None and not self.terminated:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            self.terminated = True
+
     def stop(self, timeout_s: float = 20.0) -> int | None:
         """SIGTERM, wait; SIGKILL if it hangs. Returns the exit code."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:

@@ -8,11 +8,35 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.rooms import EFFECTS_MAX
+from protocol.schema import ID_PATTERN
+
 DEFAULT_NOTE_KINDS = ("do", "re", "mi", "fa", "sol", "la", "ti", "rare")
+# A creator's fan-club cards (SPEC section 3): each creator's are assets of their own,
+# `small_card.<creator>` (the daily like task) and `small_card_rare.<creator>` (its streak),
+# minted through the ledger by the like task only and never transferable. `.` as in
+# `note.<kind>`, which ASSET_PATTERN (checked by clients on every frame naming an asset) allows
+# followed by any user id; a `:` it refuses, and system accounts are `mint:<asset>`.
+FAN_CARDS = ("small_card", "small_card_rare")
+_CREATOR = re.compile(ID_PATTERN)
+
+
+def fan_card(creator: str, rare: bool = False) -> str:
+    """The asset of `creator`'s fan-club small cards (or rare small cards)."""
+    return f"{FAN_CARDS[rare]}.{creator}"
+
+
+def fan_card_of(asset: str) -> tuple[str, bool] | None:
+    """(creator, rare) of a fan-club card asset; None for any other asset."""
+    family, dot, creator = asset.partition(".")
+    if not dot or family not in FAN_CARDS or not _CREATOR.fullmatch(creator):
+        return None
+    return creator, family == FAN_CARDS[1]
 
 
 @dataclass(frozen=True)
@@ -31,7 +55,8 @@ class Settings:
 
     # assets: one note-card asset per kind (`note.<kind>`), all giftable
     note_kinds: tuple[str, ...] = DEFAULT_NOTE_KINDS
-    other_assets: tuple[str, ...] = ("popularity", "small_card", "small_card_rare", "coin")
+    # (and each creator's fan-club cards, `small_card.<creator>`, `small_card_rare.<creator>`)
+    other_assets: tuple[str, ...] = ("popularity", "coin")
 
     # gifting rules (SPEC section 1, tables 1 and 3)
     timezone: str = "+08:00"  # IANA name or fixed offset ±HH:MM[:SS]
@@ -97,6 +122,7 @@ class Settings:
     rooms_per_connection_max: int = 8
     room_share_ttl_ms: int = 6000  # a gateway's audience share lapses this long after its report
     room_share_refresh_ms: int = 2000  # a gateway re-reports its shares this often
+    room_audience_report_ms: int = 250  # a changed share is reported at most this often
     room_queue_max_bytes: int = 512 << 10  # room frames are dropped (not queued) beyond this
     room_recorded_ttl_s: int = 7 * 86400  # a room remembers a recorded gift this long
     # the live-stream boost: `<audience below>:<num>/<den>`, ascending, `*` last (SPEC table 3)
@@ -114,7 +140,7 @@ class Settings:
     # fan groups (SPEC section 4)
     group_capacity: int = 500  # a new group's capacity unless the platform gives one
     groups_per_connection_max: int = 16  # groups one connection may watch at once
-    group_history_max: int = 1000  # messages kept per group (about; trimmed in blocks)
+    group_history_max: int = 1000  # messages kept per group (the newest; exact)
     group_history_max_age_s: int = 30 * 86400  # messages older than this are dropped
     group_posted_ttl_s: int = 86400  # a retried post (same msg_id) shows once within this
     group_flood_messages: int = 5  # more messages than this in a flood window is a violation
@@ -154,6 +180,9 @@ class Settings:
     warn_interaction_bp: int = 500
     warn_bounce_bp: int = 7500
     popularity_tick_ms: int = 500  # how often workers start and end scheduled uses
+    # the expiry sweep burns idle users' expired lots (reads and spends burn them anyway)
+    points_sweep_tick_ms: int = 1000
+    points_sweep_batch_max: int = 256  # users one sweep tick looks at
 
     # the risk engine (SPEC table 4)
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
@@ -223,7 +252,11 @@ class Settings:
 
     @property
     def assets(self) -> tuple[str, ...]:
+        """The assets with fixed names (fan-club cards are one per creator: `is_asset`)."""
         return self.note_assets + self.other_assets
+
+    def is_asset(self, asset: str) -> bool:
+        return asset in self.assets or fan_card_of(asset) is not None
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -275,6 +308,8 @@ def problems(s: Settings) -> list[str]:
     levels = [x for x in s.like_levels]
     if not all(x.isdigit() and int(x) > 0 for x in levels) or levels != sorted(levels, key=int):
         out.append("GIFTWIRE_LIKE_LEVELS must be positive whole numbers in ascending order")
+    if len(s.room_effects) > EFFECTS_MAX:  # a snapshot lists the effects fired
+        out.append(f"GIFTWIRE_ROOM_EFFECTS has more than {EFFECTS_MAX} effects")
     for name, items in (("ROOM_EFFECTS", s.room_effects), ("CARD_PRICES", s.card_prices)):
         for item in items:
             head, sep, tail = item.partition(":")
@@ -337,7 +372,8 @@ DOCS: dict[str, str] = {
     "log_format": "`json` (one object per line, with the transfer id on gift lines) or `text`",
     "durability": "`normal` (AOF fsync every second) or `strict` (a gift is confirmed only once on disk)",
     "note_kinds": "note-card kinds, comma-separated; each is the asset `note.<kind>`",
-    "other_assets": "non-giftable assets, comma-separated",
+    "other_assets": "non-giftable assets, comma-separated (besides each creator's fan-club cards, "
+                    "`small_card.<creator>` and `small_card_rare.<creator>`)",
     "timezone": "the platform's day: IANA name or ±HH:MM[:SS]; counters reset at its midnight",
     "gifts_per_day": "gifts a sender may send per day",
     "vip_bonus_gifts": "extra gifts per day for VIP senders",
@@ -395,6 +431,8 @@ DOCS: dict[str, str] = {
     "room_share_ttl_ms": "a gateway's audience share lapses this long after its last report (a dead "
                          "gateway stops counting)",
     "room_share_refresh_ms": "how often a gateway re-reports its audience shares",
+    "room_audience_report_ms": "a gateway reports a changed audience share at most this often (joins "
+                               "and leaves reach the room a few times a second, not every tick)",
     "room_queue_max_bytes": "a connection's queued bytes above which room frames are dropped for it "
                             "(counted), never its own events; at most half the send queue",
     "room_recorded_ttl_s": "how long a room remembers that a gift was recorded (retries within it "
@@ -407,14 +445,14 @@ DOCS: dict[str, str] = {
     "like_levels": "likes for one streamer that reach fan-club levels 1, 2, 3, …",
     "room_effects": "room effects by the session's likes, `<likes>:<name>`, each broadcast once a session",
     "like_task_likes": "likes for one streamer in one local day that complete the daily task (one "
-                       "`small_card`)",
-    "like_streak_days": "completed daily tasks in a row that earn one `small_card_rare` (a missed day "
-                        "restarts the streak)",
+                       "`small_card.<streamer>`)",
+    "like_streak_days": "completed daily tasks in a row that earn one `small_card_rare.<streamer>` (a "
+                        "missed day restarts the streak)",
     "risk_stream_max": "entries kept per risk stream partition (a gateway writes one of up to 256 "
                        "signals per partition per tick; the like speed rule one per refusal)",
     "group_capacity": "a new group's capacity when the platform gives none",
     "groups_per_connection_max": "groups one connection may watch at once",
-    "group_history_max": "messages kept per group (about; trimmed in blocks)",
+    "group_history_max": "messages kept per group (the newest; exact)",
     "group_history_max_age_s": "messages older than this leave a group's history",
     "group_posted_ttl_s": "a retried post (the same `msg_id`) shows once within this time",
     "group_flood_messages": "messages a member may post per flood window; more is a violation",
@@ -450,6 +488,9 @@ DOCS: dict[str, str] = {
     "warn_interaction_bp": "dashboard warning when the interaction rate falls below this (basis points)",
     "warn_bounce_bp": "dashboard warning when the bounce rate rises above this (basis points)",
     "popularity_tick_ms": "how often workers start and end scheduled card uses",
+    "points_sweep_tick_ms": "how often workers burn expired popularity lots of users nobody read "
+                            "(a read or a spend burns them anyway)",
+    "points_sweep_batch_max": "users whose lots one sweep tick looks at",
     "trusted_proxies": "proxies (addresses or networks) whose `X-Forwarded-For` gives the client's "
                        "address; from any other peer the header is ignored",
     "risk_enabled": "run the risk engine (signals, decisions, enforcement); recommended in production, "

@@ -32,6 +32,10 @@ AdminHandler = Callable[[Request], Awaitable[Any]]  # returns JSON-able; raises 
 AuditCheck = Callable[[Any, Any], Awaitable[None]]  # (redis, AuditResult): records its problems
 GatewaySetup = Callable[[Any], Callable[[], Coroutine[Any, Any, None]] | None]
 BulkHandler = Callable[[Any], Awaitable[Any]]  # one item of `POST /bulk`
+# a step on one user's own slot that brings their balances up to now (user, now ms): run
+# before any view of a user's balances, so a view never shows what a module's rules already
+# took away (popularity burns expired lots)
+BalanceRefresh = Callable[[str, int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,14 @@ class Parts:
     # assets whose balance a module backs with a structure of its own (popularity's lots):
     # the admin API's grants and revocations refuse them (`asset_not_grantable`)
     managed_assets: set[str] = field(default_factory=set)
+    # run before a user's balances are shown (`balance.get`, the admin's user and balances)
+    balance_refreshes: list[BalanceRefresh] = field(default_factory=list)
+
+    async def refresh_balances(self, user: str) -> None:
+        """Every module's refresh of `user`'s balances, as of now (each one single-owner)."""
+        now = self.clock.now_ms()
+        for refresh in self.balance_refreshes:
+            await refresh(user, now)
 
 
 def build(settings: Settings, redis: Any) -> Parts:

@@ -36,30 +36,64 @@ async def redis(valkey: EmbeddedValkey) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture(scope="session")
-def start() -> Iterator[Callable[..., Proc]]:
-    """Start a giftwire command (`serve`, `gateway`, `worker`); all are stopped at the end."""
-    procs: list[Proc] = []
-
+def _starter(procs: list[Proc], made: list[Path]) -> Callable[..., Proc]:
     def run(command: str, redis_url: str, data_dir: Path | None = None,
             env: dict[str, str] | None = None, *args: str) -> Proc:
         full_env = {"REDIS_URL": redis_url, **(env or {})}
-        p = Proc(command, data_dir or short_tmpdir(), full_env, *args)
+        if data_dir is None:  # ours to remove; a given one (another server's) is not
+            data_dir = short_tmpdir()
+            made.append(data_dir)
+        p = Proc(command, data_dir, full_env, *args)
         procs.append(p)
         return p.start()
 
-    yield run
+    return run
+
+
+def _stop_all(procs: list[Proc], made: list[Path]) -> None:
+    for p in procs:  # side by side: each graceful stop takes a second or more
+        p.terminate()
     for p in procs:
         p.stop()
-    for d in {p.data_dir for p in procs}:  # logs and data of a passed session are not kept
+    for d in made:  # logs and data of a passed test are not kept
         shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def server(valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Proc:
+def start_shared(valkey: EmbeddedValkey) -> Iterator[Callable[..., Proc]]:
+    """Start a giftwire command for the session or a module (`serve`, `gateway`, `worker`);
+    all are stopped at the end of the session, before the session's Valkey."""
+    procs: list[Proc] = []
+    made: list[Path] = []
+    yield _starter(procs, made)
+    _stop_all(procs, made)
+
+
+@pytest.fixture(scope="module")
+def start_module() -> Iterator[Callable[..., Proc]]:
+    """Start a giftwire command for a module's fixtures; stopped when the module ends."""
+    procs: list[Proc] = []
+    made: list[Path] = []
+    yield _starter(procs, made)
+    _stop_all(procs, made)
+
+
+@pytest.fixture
+def start(fresh_valkey: Callable[..., EmbeddedValkey]) -> Iterator[Callable[..., Proc]]:
+    """Start a giftwire command for one test; each is stopped by its PID when the test ends,
+    before any private Valkey it used (a server must not outlive its Redis, nor pile up
+    beside the next tests)."""
+    procs: list[Proc] = []
+    made: list[Path] = []
+    yield _starter(procs, made)
+    _stop_all(procs, made)
+
+
+@pytest.fixture(scope="session")
+def server(valkey: EmbeddedValkey, start_shared: Callable[..., Proc]) -> Proc:
     """The shared giftwire (gateway + worker) plus a second worker: two competing workers."""
-    srv = start("serve", valkey.url)
-    start("worker", valkey.url, srv.data_dir)
+    srv = start_shared("serve", valkey.url)
+    start_shared("worker", valkey.url, srv.data_dir)
     return srv
 
 

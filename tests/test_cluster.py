@@ -21,9 +21,9 @@ def cluster() -> Iterator[list[EmbeddedValkey]]:
 
 
 @pytest.fixture(scope="module")
-def cluster_server(cluster: list[EmbeddedValkey], start: Callable[..., Proc]) -> Proc:
-    srv = start("serve", cluster[0].url, None, CLUSTER_ENV)
-    start("worker", cluster[1].url, srv.data_dir, CLUSTER_ENV)
+def cluster_server(cluster: list[EmbeddedValkey], start_module: Callable[..., Proc]) -> Proc:
+    srv = start_module("serve", cluster[0].url, None, CLUSTER_ENV)
+    start_module("worker", cluster[1].url, srv.data_dir, CLUSTER_ENV)
     return srv
 
 

@@ -5,7 +5,9 @@ killed in it, the refund after 24 h), the day's metrics and the audit."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,9 +21,9 @@ DAY_MS = 86_400_000
 
 
 @pytest.fixture(scope="module")
-def second_gateway(server: Proc, valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Iterator[Proc]:
+def second_gateway(server: Proc, valkey: EmbeddedValkey, start_module: Callable[..., Proc]) -> Iterator[Proc]:
     """Another gateway on the shared Valkey."""
-    yield start("gateway", valkey.url, server.data_dir)
+    yield start_module("gateway", valkey.url, server.data_dir)
 
 
 async def new_group(admin: Admin, rule: str = "iron_fan", owner: str | None = None,
@@ -484,3 +486,287 @@ async def test_a_removed_member_stops_receiving_and_a_retried_violation_counts_o
     assert [f for f in a.events()[before:] if f["type"] == "group.frame"] == []
     for c in (a, boss):
         await c.close()
+
+
+async def test_owner_promotes_and_demotes_an_admin_who_cannot_act_on_another_admin(
+        server: Proc, admin: Admin) -> None:
+    """A promoted admin may @all and mute members, but not touch the owner or another admin
+    nor change roles; demoted, they are a member again; the group and the log see each change."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(server.ws, server.token(owner))
+    await boss.request("group.open", group=group)
+    a, ua = await iron_member(server, admin, group, owner)
+    b, ub = await iron_member(server, admin, group, owner)
+    m, um = await iron_member(server, admin, group, owner)
+    for u in (ua, ub):
+        up = await boss.request("group.manage", group=group, action="promote", user=u)
+        assert (up["type"], up["role"]) == ("group.managed", "admin")
+    assert (await a.request("group.state", group=group))["role"] == "admin"
+    shout = await a.request("group.post", group=group, msg_id="s1", text="hi all", all=True)
+    assert (shout["message"]["role"], shout["message"]["all"]) == ("admin", True)
+    muted = await a.request("group.manage", group=group, action="mute", user=um, minutes=5)
+    assert muted["type"] == "group.managed"
+    refused = [await a.request("group.manage", group=group, action="remove", user=ub),
+               await a.request("group.manage", group=group, action="mute", user=ub, minutes=5),
+               await a.request("group.manage", group=group, action="demote", user=ub),
+               await a.request("group.manage", group=group, action="mute", user=owner, minutes=5),
+               await a.request("group.manage", group=group, action="promote", user=um)]
+    assert [r.get("code") for r in refused] == ["not_group_admin"] * 5
+    down = await boss.request("group.manage", group=group, action="demote", user=ua)
+    assert (down["type"], down["role"]) == ("group.managed", "member")
+    assert (await a.request("group.post", group=group, msg_id="s2", text="hey", all=True))["code"] \
+        == "not_group_admin"
+    assert (await a.request("group.manage", group=group, action="unmute", user=um))["code"] \
+        == "not_group_admin"
+    roles = await until(lambda: [(e["user"], e["role"]) for e in group_events(boss, "role")]
+                        if len(group_events(boss, "role")) >= 3 else None)
+    assert roles == [(ua, "admin"), (ub, "admin"), (ua, "member")]
+    listing = await admin.call("GET", f"/groups/{group}/members")
+    assert {x["user"]: x["role"] for x in listing["members"]} == {
+        owner: "owner", ua: "member", ub: "admin", um: "member"}
+    log = (await admin.call("GET", f"/groups/{group}/moderation"))["log"]
+    assert [(x["actor"], x["action"], x["user"]) for x in log][::-1] == [
+        (owner, "promote", ua), (owner, "promote", ub), (ua, "mute", um), (owner, "demote", ua)]
+    for c in (boss, a, b, m):
+        await c.close()
+
+
+async def test_a_member_leaves_and_the_owner_cannot(server: Proc, admin: Admin) -> None:
+    """`group.leave` takes a member out (one member fewer, no posting or reading, a repeat
+    answers the same, they may join again); the owner is refused `owner_cannot_leave`."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(server.ws, server.token(owner))
+    await boss.request("group.open", group=group)
+    a, ua = await iron_member(server, admin, group, owner)
+    assert (await boss.request("group.state", group=group))["members"] == 2
+    assert (await a.request("group.leave", group=group))["type"] == "group.left"
+    assert (await a.request("group.leave", group=group))["type"] == "group.left"
+    assert (await boss.request("group.state", group=group))["members"] == 1
+    assert (await a.request("group.post", group=group, msg_id="p", text="hi"))["code"] == "not_member"
+    assert (await a.request("group.history", group=group))["code"] == "not_member"
+    assert (await a.request("group.state", group=group))["code"] == "not_member"
+    gone = await until(lambda: group_events(boss, "leave"))
+    assert [e["user"] for e in gone] == [ua]
+    stay = await boss.request("group.leave", group=group)
+    assert (stay["type"], stay["code"]) == ("error", "owner_cannot_leave")
+    assert (await boss.request("group.state", group=group))["role"] == "owner"
+    assert (await a.request("group.join", group=group))["role"] == "member"  # left, not removed
+    for c in (boss, a):
+        await c.close()
+
+
+async def test_an_invite_code_stops_working_after_its_ttl_on_the_moved_clock(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """An invite code with uses left admits a user within its `ttl_s`, and once the moved
+    clock passes it the next user is refused `invite_invalid`."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin, "invite")
+        host = await Client.connect(srv.ws, srv.token(owner, ttl_s=86400))
+        now = await admin.now_ms()
+        made = await host.request("group.invite", group=group, uses=5, ttl_s=60)
+        assert now + 60_000 <= made["expires_at_ms"] <= now + 70_000
+        answers = []
+        for advance in (0, 61_000):
+            if advance:
+                await admin.advance(advance)
+            u = uid("inv")
+            await admin.user(u)
+            async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+                answers.append(await c.request("group.join", group=group, invite=made["code"]))
+        assert answers[0]["role"] == "member"
+        assert (answers[1]["type"], answers[1]["code"]) == ("error", "invite_invalid")
+        assert (await admin.call("GET", f"/groups/{group}"))["members"] == 2
+        await host.close()
+
+
+async def test_approving_into_a_full_group_is_refused_and_the_application_waits(
+        server: Proc, admin: Admin) -> None:
+    """Approving an application into a full group answers `group_full` and the application
+    stays; once a member leaves, the same approval lets the applicant in."""
+    group, owner = await new_group(admin, "approval", capacity=2)
+    mod = await Client.connect(server.ws, server.token(owner))
+    first, second = uid("ap"), uid("ap")
+    clients = []
+    for u in (first, second):
+        await admin.user(u)
+        c = await Client.connect(server.ws, server.token(u))
+        assert (await c.request("group.join", group=group))["type"] == "group.applied"
+        clients.append(c)
+    ok = await mod.request("group.manage", group=group, action="approve", user=first)
+    assert ok["role"] == "member"
+    full = await mod.request("group.manage", group=group, action="approve", user=second)
+    assert (full["type"], full["code"]) == ("error", "group_full")
+    assert (await admin.call("GET", f"/groups/{group}/members"))["applications"] == [second]
+    assert (await clients[0].request("group.leave", group=group))["type"] == "group.left"
+    again = await mod.request("group.manage", group=group, action="approve", user=second)
+    assert (again["type"], again["role"]) == ("group.managed", "member")
+    assert (await clients[1].request("group.open", group=group))["role"] == "member"
+    listing = await admin.call("GET", f"/groups/{group}/members")
+    assert sorted(x["user"] for x in listing["members"]) == sorted([owner, second])
+    assert listing["applications"] == []
+    for c in (mod, *clients):
+        await c.close()
+
+
+async def test_multiple_choice_and_changeable_ballots(server: Proc, admin: Admin) -> None:
+    """A multiple-choice ballot counts each option it names once (a repeated option is
+    refused); a changeable ballot changed before the deadline moves its vote (still one
+    voter); a poll that is not changeable refuses a second ballot `already_voted`."""
+    group, owner = await new_group(admin)
+    boss = await Client.connect(server.ws, server.token(owner))
+    a, _ = await iron_member(server, admin, group, owner)
+    b, _ = await iron_member(server, admin, group, owner)
+    ends = await admin.now_ms() + 3_600_000
+    await boss.request("group.poll.create", group=group, poll="pm", question="Which songs?",
+                       options=["A", "B", "C"], multi=True, ends_at_ms=ends)
+    both = await a.request("group.vote", group=group, poll="pm", choices=[0, 2])
+    assert (both["poll"]["counts"], both["poll"]["voters"]) == ([1, 0, 1], 1)
+    assert (await b.request("group.vote", group=group, poll="pm", choices=[1, 1]))["code"] \
+        == "bad_choice"
+    one = await b.request("group.vote", group=group, poll="pm", choices=[2])
+    assert (one["poll"]["counts"], one["poll"]["voters"]) == ([1, 0, 2], 2)
+    assert (await a.request("group.vote", group=group, poll="pm", choices=[1]))["code"] \
+        == "already_voted"
+    await boss.request("group.poll.create", group=group, poll="pc", question="Encore?",
+                       options=["yes", "no"], changeable=True, ends_at_ms=ends)
+    assert (await a.request("group.vote", group=group, poll="pc", choices=[0]))["poll"]["counts"] \
+        == [1, 0]
+    changed = await a.request("group.vote", group=group, poll="pc", choices=[1])
+    assert (changed["poll"]["counts"], changed["poll"]["voters"]) == ([0, 1], 1)
+    await b.request("group.vote", group=group, poll="pc", choices=[1])
+    read = await b.request("group.poll.get", group=group, poll="pc")
+    assert (read["poll"]["counts"], read["poll"]["voters"], read["poll"]["changeable"]) == \
+        ([0, 2], 2, True)
+    for c in (boss, a, b):
+        await c.close()
+
+
+async def test_poll_results_reach_the_group_at_most_once_per_throttle(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Two bursts of votes reach the group as results at most once per
+    GIFTWIRE_POLL_THROTTLE_MS (2 s here, longer than the workers' 0.5 s poll tick), and the
+    last results count every vote."""
+    srv, _ = own_server({"GIFTWIRE_POLL_THROTTLE_MS": "2000"})
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        boss = await Client.connect(srv.ws, srv.token(owner))
+        await boss.request("group.open", group=group)
+        voters = [await iron_member(srv, admin, group, owner) for _ in range(6)]
+        arrivals: list[tuple[float, list[int]]] = []
+
+        async def record() -> None:
+            while True:
+                polls = [e["poll"]["counts"] for e in group_events(boss, "poll")]
+                arrivals.extend((time.monotonic(), counts) for counts in polls[len(arrivals):])
+                await asyncio.sleep(0.02)
+
+        recorder = asyncio.create_task(record())
+        ends = await admin.now_ms() + 3_600_000
+        await boss.request("group.poll.create", group=group, poll="p", question="Next?",
+                           options=["A", "B"], ends_at_ms=ends)
+        for burst in (voters[:3], voters[3:]):
+            for c, _ in burst:
+                assert (await c.request("group.vote", group=group, poll="p", choices=[0]))["type"] \
+                    == "group.poll"
+            await asyncio.sleep(0.8)  # longer than a poll tick
+        await until(lambda: arrivals and arrivals[-1][1] == [6, 0])
+        await asyncio.sleep(2.5)  # nothing more comes
+        recorder.cancel()
+        gaps = [round(b[0] - a[0], 2) for a, b in itertools.pairwise(arrivals)]
+        assert arrivals[0][1] == [0, 0] and arrivals[-1][1] == [6, 0], arrivals
+        assert all(g >= 1.5 for g in gaps), gaps
+        for c in (boss, *(c for c, _ in voters)):
+            await c.close()
+
+
+async def test_a_mute_runs_out_by_itself_on_the_moved_clock(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A member muted for a minute is refused `group_muted` and sees until when in their
+    snapshot; once the moved clock passes the minute they post again, nobody unmuting them."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        boss = await Client.connect(srv.ws, srv.token(owner, ttl_s=86400))
+        m, um = await iron_member(srv, admin, group, owner)
+        muted = await boss.request("group.manage", group=group, action="mute", user=um, minutes=1)
+        assert muted["type"] == "group.managed"
+        assert (await m.request("group.post", group=group, msg_id="q1", text="hi"))["code"] \
+            == "group_muted"
+        now = await admin.now_ms()
+        assert now < (await m.request("group.state", group=group))["muted_until_ms"] <= now + 60_000
+        await admin.advance(61_000)
+        assert (await m.request("group.post", group=group, msg_id="q2", text="hi"))["type"] \
+            == "group.posted"
+        assert (await m.request("group.state", group=group)).get("muted_until_ms") is None
+        for c in (boss, m):
+            await c.close()
+
+
+async def test_history_keeps_only_the_newest_messages_by_count(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With GIFTWIRE_GROUP_HISTORY_MAX=5, twelve posts leave exactly the newest five readable."""
+    srv, _ = own_server({"GIFTWIRE_GROUP_HISTORY_MAX": "5"})
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        async with await Client.connect(srv.ws, srv.token(owner)) as boss:
+            ids = [(await boss.request("group.post", group=group, msg_id=f"n{i}", text=f"n{i}"))
+                   ["message"]["id"] for i in range(12)]
+            page = await boss.request("group.history", group=group, limit=100)
+            assert [x["id"] for x in page["messages"]] == ids[::-1][:5]
+            assert page.get("next") is None
+
+
+async def test_history_drops_messages_older_than_the_age_limit_on_the_moved_clock(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With GIFTWIRE_GROUP_HISTORY_MAX_AGE_S=3600, messages older than an hour on the moved
+    clock are no longer readable, younger ones are."""
+    srv, _ = own_server({**TEST_CLOCK, "GIFTWIRE_GROUP_HISTORY_MAX_AGE_S": "3600"})
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        async with await Client.connect(srv.ws, srv.token(owner, ttl_s=86400)) as boss:
+            for i in range(3):
+                await boss.request("group.post", group=group, msg_id=f"old{i}", text="old")
+            await admin.advance(1_800_000)
+            mid = await boss.request("group.post", group=group, msg_id="mid", text="mid")
+            await admin.advance(1_900_000)  # the old ones are 62 min old, mid 32 min
+            new = await boss.request("group.post", group=group, msg_id="new", text="new")
+            page = await boss.request("group.history", group=group)
+            assert [x["id"] for x in page["messages"]] == [new["message"]["id"], mid["message"]["id"]]
+            assert page.get("next") is None
+
+
+async def test_an_in_chat_gift_keeps_gifting_rules_block_follow_age_and_confirmation(
+        server: Proc, admin: Admin) -> None:
+    """A gift sent with `group` between members is refused `blocked` and `follow_too_recent`
+    like any gift (nothing paid, nothing shown); to a member who confirms gifts it is an offer
+    the group does not see, and the cards arrive on accept."""
+    group, owner = await new_group(admin)
+    s, r = await admin.pair(20)
+    a, _ = await iron_member(server, admin, group, owner, s)
+    b, _ = await iron_member(server, admin, group, owner, r)
+    await admin.call("PUT", "/blocks", {"blocker": r, "blocked": s})
+    blocked = await a.send_gift(r, "note.do", 2, gift_id="b1", group=group)
+    assert (blocked["type"], blocked["code"]) == ("gift.rejected", "blocked")
+    await admin.call("DELETE", "/blocks", {"blocker": r, "blocked": s})
+    young = uid("r")
+    await admin.user(young)
+    await admin.follow(s, young, days_ago=1)
+    y, _ = await iron_member(server, admin, group, owner, young)
+    recent = await a.send_gift(young, "note.do", 2, gift_id="f1", group=group)
+    assert (recent["type"], recent["code"]) == ("gift.rejected", "follow_too_recent")
+    careful = uid("r")
+    await admin.user(careful, confirm_gifts=True)
+    await admin.follow(s, careful)
+    c, _ = await iron_member(server, admin, group, owner, careful)
+    pending = await a.send_gift(careful, "note.do", 4, gift_id="c1", group=group)
+    assert (pending["type"], pending["delivery"], pending["balance"]) == ("gift.confirmed", "pending", 16)
+    offer = await c.next_event("gift.offer")
+    assert (offer["from"], offer["count"]) == (s, 4)
+    got = await c.request("gift.accept", offer_id=offer["transfer_id"])
+    assert (got["type"], got["balance"]) == ("gift.received", 4)
+    await asyncio.sleep(0.6)  # past a few ticks
+    assert group_events(b, "gift") == []
+    assert await admin.balances(s) == {"note.do": 16} and await admin.balances(r) == {}
+    for x in (a, b, y, c):
+        await x.close()

@@ -27,7 +27,7 @@ async def run_harness(*args: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "c"}), ("room", {"d"}), ("idle", set()),
-                                                ("likes", set()), ("envelope", {"a"}),
+                                                ("likes", {"c"}), ("envelope", {"a"}),
                                                 ("chat", {"d", "d_frames"})])
 async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -> None:
     """`python -m loadtest SCENARIO --smoke --json out.json` exits 0 with every figure present."""
@@ -52,6 +52,9 @@ async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -
         assert data["outcomes"] == {"envelope.grabbed": 10, "envelope_empty": 30}
         assert (data["winners"], data["shares_sum"]) == (10, 50) and all(data["checks"].values())
         assert data["credited_latency_ms"]["p99"] >= 0
+    if scenario == "room":  # the room path's own lag, from each gift's settled time
+        assert set(data["settled_latency_ms"]) == {"p50", "p90", "p99", "max"}
+        assert 0 <= data["settled_latency_ms"]["p50"] <= data["latency_ms"]["p50"]
     if scenario == "chat":  # 20 messages from the owner and an admin, to 20 members
         assert data["posted"] == 20 and data["outcomes"] == {"group.posted": 20}
         assert data["expected"] == 400 and data["seen"] + data["dropped"] == 400 and data["seen"] > 0

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from redis.asyncio import Redis
 
 from protocol.client import Client
+from server import days
 from server.config import Settings
 from server.popularity.flows import user_keys
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from server.store.scripts import Scripts
 from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
+from tests.test_calendar import offset_with_midnight_in
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -113,10 +116,10 @@ async def test_signin_streak_grows_caps_and_resets(
         assert (restart["delta"], restart["streak"]) == (50, 1)
 
 
-async def test_tasks_purchases_and_exchange(
+async def test_tasks_and_purchases(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """The 6th on-topic post of a week grants 500 once (reported twice, counted once);
-    purchases are idempotent by order and exact; 10 small cards exchange into 100 points."""
+    purchases are idempotent by order and exact."""
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -133,16 +136,54 @@ async def test_tasks_purchases_and_exchange(
         r = await admin.call("POST", "/popularity/purchases", {"order": "o1", "user": u, "fen": 99},
                              ok=False)
         assert (r.status_code, r.json()["error"]["code"]) == (409, "order_id_conflict")
-        await admin.grant(u, 25, asset="small_card")
-        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400 * 30)) as c:
-            assert (await c.request("popularity.exchange", exchange="x1", cards=5))["code"] == "exchange_unit"
-            assert (await c.request("popularity.exchange", exchange="x2", cards=30))["code"] \
-                == "insufficient_cards"
-            ex = await c.request("popularity.exchange", exchange="x3", cards=20)
-            assert (ex["delta"], ex["reason"], ex["balance"]) == (200, "exchange", 300)
-            same = await c.request("popularity.exchange", exchange="x3", cards=20)
-            assert same["balance"] == 300
-        assert (await admin.balances(u))["small_card"] == 5
+        assert (await admin.balances(u))["popularity"] == 100
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
+
+
+async def test_one_creators_small_cards_exchange_into_points(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Daily like tasks for two creators earn two assets, `small_card.<creator>`; an exchange
+    names its creator and burns only that creator's cards, 10 → 100 as one ledger pair (a fresh
+    lot); the admin's likes view shows the balances after it, and the audit stays clean."""
+    srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "1", **TEST_CLOCK})
+    async with Admin(srv) as admin:
+        fan, a, b = uid("fan"), uid("st"), uid("st")
+        rooms = {}
+        for user in (fan, a, b):
+            await admin.user(user)
+        for streamer in (a, b):
+            rooms[streamer] = uid("room")
+            await admin.call("PUT", f"/rooms/{rooms[streamer]}", {"streamer": streamer})
+        async with await Client.connect(srv.ws, srv.token(fan, ttl_s=60 * 86400)) as c:
+            for day in range(25):  # a's task 25 days in a row (rare cards on days 7, 14, 21), b's 12
+                for streamer in (a, b) if day < 12 else (a,):
+                    assert (await c.request("room.like", room=rooms[streamer], count=1))["counted"] == 1
+                await admin.advance(DAY)
+            cards = {f"small_card.{a}": 25, f"small_card_rare.{a}": 3,
+                     f"small_card.{b}": 12, f"small_card_rare.{b}": 1}
+            assert await c.balances() == cards
+            assert (await c.request("popularity.exchange", exchange="x1", creator=a, cards=5))["code"] \
+                == "exchange_unit"
+            assert (await c.request("popularity.exchange", exchange="x2", creator=b, cards=20))["code"] \
+                == "insufficient_cards"  # b's 12 do not borrow from a's 25
+            ex = await c.request("popularity.exchange", exchange="x3", creator=a, cards=20)
+            assert (ex["delta"], ex["reason"], ex["balance"]) == (200, "exchange", 200)
+            same = await c.request("popularity.exchange", exchange="x3", creator=a, cards=20)
+            assert same["balance"] == 200
+            other = await c.request("popularity.exchange", exchange="x3", creator=b, cards=10)
+            assert other["code"] == "exchange_id_conflict"
+            bare = await c.request("popularity.exchange", exchange="x4", cards=10)
+            assert (bare["type"], bare["code"]) == ("error", "missing_field")  # `creator` is required
+        after = await admin.balances(fan)
+        assert after == {**cards, f"small_card.{a}": 5, "popularity": 200}
+        likes = {x["creator"]: x for x in (await admin.call("GET", f"/users/{fan}/likes"))["creators"]}
+        assert {(who, x["small_cards"], x["rare_cards"]) for who, x in likes.items()} == {
+            (a, after[f"small_card.{a}"], after[f"small_card_rare.{a}"]),
+            (b, after[f"small_card.{b}"], after[f"small_card_rare.{b}"])}
+        ledger = (await admin.call("GET", f"/users/{fan}/ledger?limit=200"))["entries"]
+        pair = [(e["asset"], e["delta"], e["account"]) for e in ledger if e["transfer_id"] == "$px:x3"]
+        assert sorted(pair) == [("popularity", 200, "mint"), (f"small_card.{a}", -20, "burn")]
         code, out = await run_audit(vk.url)
         assert code == 0, out
 
@@ -449,3 +490,282 @@ async def test_advanced_cards_cover_the_live_room_and_schedules_survive_a_worker
             refused = await y.request("popularity.use", timeout_s=20,
                                       **use(3, cover="advanced", live_room="room3"))
             assert refused["code"] == "not_mature"
+
+
+async def expire_event(c: Client) -> dict[str, Any]:
+    """The next `popularity.points` event with reason `expire` (other changes skipped)."""
+    ev = await c.next_event("popularity.points", timeout_s=15)
+    while ev.get("reason") != "expire":
+        ev = await c.next_event("popularity.points", timeout_s=15)
+    return ev
+
+
+async def test_balance_views_are_net_of_expired_lots(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Past 48 h, with no sweep running, `balance.get`, the admin's balances and its user view
+    show the expired points gone (burned, the user told), and the audit stays clean."""
+    srv, vk = own_server({"GIFTWIRE_POINTS_SWEEP_TICK_MS": str(10**10), **TEST_CLOCK})
+    async with Admin(srv) as admin:
+        by_client, by_balances, by_user = [await creator(admin) for _ in range(3)]
+        for u in (by_client, by_balances, by_user):
+            await buy(admin, u, 100)
+            await admin.grant(u, 3, asset="coin")
+        async with await Client.connect(srv.ws, srv.token(by_client, ttl_s=86400 * 5)) as c, \
+                await Client.connect(srv.ws, srv.token(by_user, ttl_s=86400 * 5)) as cu:
+            before = await c.request("balance.get")
+            assert before["balances"] == {"popularity": 100, "coin": 3}
+            await admin.advance(48 * HOUR)
+            after = await c.request("balance.get")
+            assert after["balances"] == {"coin": 3}
+            assert (await expire_event(c))["delta"] == -100
+            assert await admin.balances(by_balances) == {"coin": 3}
+            assert (await admin.call("GET", f"/users/{by_user}"))["balances"] == {"coin": 3}
+            told = await expire_event(cu)
+            assert (told["delta"], told["balance"]) == (-100, 0)
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_the_sweep_burns_an_idle_users_expired_lots(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Nobody reads the user: at 48 h the sweep alone burns the expired lot (the user hears
+    `expire`, the newer lot stays), later the other; a frozen user's lots are left alone;
+    the audit stays clean."""
+    srv, vk = own_server({"GIFTWIRE_POINTS_SWEEP_TICK_MS": "100", **TEST_CLOCK})
+    redis = Redis.from_url(vk.url, decode_responses=True)
+
+    async def raw_points(user: str) -> int:
+        """The stored balance, read without running anything that would burn lots."""
+        return int(await redis.hget(keys.user(user).balances, "popularity") or 0)
+
+    async with Admin(srv) as admin:
+        idle, frozen = await creator(admin), await creator(admin)
+        await buy(admin, idle, 100)
+        await buy(admin, frozen, 80)
+        await admin.call("POST", "/popularity/freezes", {"user": frozen, "frozen": True})
+        await admin.advance(10 * HOUR)
+        await buy(admin, idle, 200)
+        async with await Client.connect(srv.ws, srv.token(idle, ttl_s=86400 * 5)) as c:
+            await admin.advance(38 * HOUR)  # the first lot's 48 h
+            told = await expire_event(c)
+            assert (told["delta"], told["balance"], [lot["points"] for lot in told["lots"]]) \
+                == (-100, 200, [200])
+            assert await raw_points(idle) == 200
+            await admin.advance(10 * HOUR)  # the second lot's
+            assert ((await expire_event(c))["delta"], await raw_points(idle)) == (-200, 0)
+        assert await raw_points(frozen) == 80  # frozen points do not expire
+        assert await redis.zscore(keys.LOTS_DUE, idle) is None  # nothing left to look at
+        await redis.aclose()
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_spending_from_two_live_lots_takes_the_older_first(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With two unexpired lots, a use takes from the older one first, and only when it is
+    empty from the newer."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 150)
+        await admin.advance(HOUR)
+        await buy(admin, u, 300)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            assert [lot["points"] for lot in (await c.request("popularity.get"))["lots"]] == [150, 300]
+            await c.request("popularity.use", timeout_s=20, **use(1))
+            assert [lot["points"] for lot in (await c.request("popularity.get"))["lots"]] == [50, 300]
+            await c.request("popularity.use", timeout_s=20, **use(2))
+            left = await c.request("popularity.get")
+            assert (left["balance"], [lot["points"] for lot in left["lots"]]) == (250, [250])
+
+
+async def test_a_violation_while_frozen_burns_every_point(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A freeze holds points against expiry and spending, not against a violation: it burns
+    them all, the user is told, and the account stays frozen."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 400)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": True})
+            burned = await admin.call("POST", "/popularity/violations", {"id": "v1", "user": u})
+            assert burned["burned"] == 400
+            told = await c.next_event("popularity.points")
+            while told.get("reason") != "violation":
+                told = await c.next_event("popularity.points")
+            assert (told["delta"], told["balance"], told["frozen"]) == (-400, 0, True)
+            after = await c.request("popularity.get")
+            assert (after["balance"], after["frozen"], "lots" in after) == (0, True, False)
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_a_lot_granted_during_a_freeze_loses_only_the_frozen_time_since_its_grant(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A lot bought while frozen gets back, at the lift, only the frozen time since it was
+    granted (an older lot all of the frozen time); each then expires on its new time."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 100)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400 * 5)) as c:
+            await admin.advance(HOUR)
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": True})
+            await admin.advance(10 * HOUR)
+            await buy(admin, u, 200)
+            held = await c.request("popularity.get")
+            old, new = (lot["expires_at_ms"] for lot in held["lots"])
+            await admin.advance(5 * HOUR)
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": False})
+            lifted = await c.request("popularity.get")
+            assert [lot["points"] for lot in lifted["lots"]] == [100, 200]
+            old_after, new_after = (lot["expires_at_ms"] for lot in lifted["lots"])
+            # 15 h and 5 h, plus the moments the calls took
+            assert 0 <= old_after - old - 15 * HOUR < 5000
+            assert 0 <= new_after - new - 5 * HOUR < 5000
+            await admin.advance(old_after - await admin.now_ms())
+            assert (await c.request("popularity.get"))["balance"] == 200
+            await admin.advance(new_after - await admin.now_ms())
+            assert (await c.request("popularity.get"))["balance"] == 0
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_an_old_account_under_1000_followers_gets_no_advanced_card(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Registered 200 days ago but with 999 followers is not mature (`not_mature`, nothing
+    taken); at 1,000 followers the same account's advanced card is used."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin, followers=999, days_ago=200)
+        await buy(admin, u, 100)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            refused = await c.request("popularity.use", timeout_s=20, **use(1, cover="advanced"))
+            assert refused["code"] == "not_mature"
+            assert (await c.request("popularity.get"))["balance"] == 100
+            await admin.call("PUT", f"/popularity/accounts/{u}", {"followers": 1000})
+            used = await c.request("popularity.use", timeout_s=20, **use(2, cover="advanced"))
+            assert (used["type"], used["balance"]) == ("popularity.used", 0)
+
+
+async def test_a_start_in_the_past_or_beyond_30_days_is_bad_field(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """`start_at_ms` before now or more than 30 days ahead is refused `bad_field`, nothing
+    taken; 30 days ahead is accepted."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 100)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            now = await admin.now_ms()
+            for n, start in ((1, now - 60_000), (2, now + 31 * DAY)):
+                refused = await c.request("popularity.use", timeout_s=20, **use(n, start_at_ms=start))
+                assert refused["code"] == "bad_field", start
+            assert (await c.request("popularity.get"))["balance"] == 100
+            start = await admin.now_ms() + 30 * DAY - 60_000
+            used = await c.request("popularity.use", timeout_s=20, **use(3, start_at_ms=start))
+            assert (used["starts_at_ms"], used["balance"]) == (start, 0)
+
+
+async def test_a_signin_at_local_midnight_counts_for_the_new_day(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Seconds before local midnight a second sign-in is the same day (nothing more); at
+    midnight the day has turned: the streak's second day, 75 points. At the millisecond,
+    midnight belongs to the new day."""
+    tz_name = offset_with_midnight_in(3600)
+    tz = days.parse_timezone(tz_name)
+    srv, _ = own_server({"GIFTWIRE_TIMEZONE": tz_name, **TEST_CLOCK})
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            first = await c.request("popularity.signin")
+            assert (first["delta"], first["streak"]) == (50, 1)
+            today = days.local_day(await admin.now_ms(), tz)
+            midnight = int(datetime.combine(today + timedelta(days=1), datetime.min.time(), tz)
+                           .timestamp() * 1000)
+            assert days.local_day(midnight - 1, tz) == today
+            assert days.local_day(midnight, tz) == today + timedelta(days=1)
+            await admin.advance(midnight - 5000 - await admin.now_ms())
+            before = await c.request("popularity.signin")
+            assert "delta" not in before and before["streak"] == 1
+            assert await admin.now_ms() < midnight, "the test ran too slowly to sign in before midnight"
+            await admin.advance(midnight - await admin.now_ms())
+            after = await c.request("popularity.signin")
+            assert (after["delta"], after["streak"], after["balance"]) == (75, 2, 125)
+
+
+async def test_a_use_refused_or_still_settling_cannot_be_cancelled_and_has_no_figures(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Cancelling a refused use, or one still settling, is `use_unknown` (never
+    `use_started`); the platform's figures for a refused or a cancelled use are 404, for an
+    unknown one too; the audit stays clean."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u, other = await creator(admin), await creator(admin)
+        await buy(admin, u, 300)
+        await buy(admin, other, 100)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c, \
+                await Client.connect(srv.ws, srv.token(other, ttl_s=86400)) as o:
+            taken = use(1)
+            assert (await o.request("popularity.use", timeout_s=20, **taken))["type"] == "popularity.used"
+            assert (await c.request("popularity.use", timeout_s=20, **taken))["code"] == "content_taken"
+            assert (await c.request("popularity.cancel", use="u1", timeout_s=20))["code"] == "use_unknown"
+            later = use(2, start_at_ms=await admin.now_ms() + HOUR)
+            await c.request("popularity.use", timeout_s=20, **later)
+            assert (await c.request("popularity.cancel", use="u2", timeout_s=20))["state"] == "cancelled"
+            figures = {"user": u, "completion_bp": 3000, "interaction_bp": 600,
+                       "followers_per_hour": 1, "bounce_bp": 1000}
+            for never_boosted in ("u1", "u2", "nope"):
+                r = await admin.call("POST", "/popularity/figures", {**figures, "use": never_boosted},
+                                     ok=False)
+                assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), never_boosted
+            # a use whose first step ran but whose settlement has not finished (a worker died)
+            redis = Redis.from_url(vk.url, decode_responses=True)
+            scripts = Scripts(redis)
+            scripts.load("server.popularity")
+            s, now = Settings(), await admin.now_ms()
+            paid = await scripts["pop_use"](keys=user_keys(u), args=[
+                "u3", "video_heating", "basic", "c-settling", "ab" * 8, "music", 100, now,
+                now + 6 * HOUR, days.today_key(now, s.timezone), now, 3, 10_000, 0, 1000,
+                s.events_bound, "", ""])
+            await redis.aclose()
+            assert paid[0] == "applied"
+            assert (await c.request("popularity.cancel", use="u3", timeout_s=20))["code"] == "use_unknown"
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_the_audit_finds_points_that_no_lot_backs(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A popularity balance with no lots at all (points written around the lots) fails
+    `lots_match_points`, naming the user."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+    redis = Redis.from_url(vk.url, decode_responses=True)
+    await redis.hincrby(keys.user(u).balances, "popularity", 7)
+    await redis.hincrby(keys.user(u).system, "mint:popularity", -7)  # the ledger still sums
+    await redis.aclose()
+    code, out = await run_audit(vk.url)
+    assert code != 0 and "FAIL lots_match_points" in out and f"{u}: no lots" in out, out
+
+
+async def test_a_user_noted_while_the_sweep_reads_them_stays_in_its_index(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """The sweep's index (its own slot): a claim takes at most its batch of due users and
+    leases them; a user with nothing left leaves at the settle, but one noted by a grant
+    while the sweep was reading them keeps the noted time (their new lot is not lost)."""
+    redis = Redis.from_url(fresh_valkey().url, decode_responses=True)  # no worker sweeps it
+    scripts = Scripts(redis)
+    scripts.load("server.popularity")
+    quiet, granted, later = uid("sw"), uid("sw"), uid("sw")
+    await redis.zadd(keys.LOTS_DUE, {quiet: 100, granted: 101, later: 102})
+    claimed = await scripts["lots_due"](keys=[keys.LOTS_DUE], args=["claim", 200, 60_200, 2])
+    assert claimed[1:] == [quiet, granted]
+    await redis.zadd(keys.LOTS_DUE, {granted: 150}, lt=True)  # a grant, mid-read
+    await scripts["lots_due"](keys=[keys.LOTS_DUE], args=["settle", 200, 60_200, quiet, 0, granted, 0])
+    assert await redis.zscore(keys.LOTS_DUE, quiet) is None
+    assert await redis.zscore(keys.LOTS_DUE, granted) == 150
+    assert await redis.zscore(keys.LOTS_DUE, later) == 102  # the next batch's
+    await redis.aclose()

@@ -21,9 +21,9 @@ SETTLE_S = 0.4  # time for any stray second reply or duplicate event to show up
 
 
 @pytest.fixture(scope="module")
-def second_gateway(server: Proc, valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Iterator[Proc]:
+def second_gateway(server: Proc, valkey: EmbeddedValkey, start_module: Callable[..., Proc]) -> Iterator[Proc]:
     """Another gateway process on the shared Valkey (same secrets, same settlement stream)."""
-    yield start("gateway", valkey.url, server.data_dir)
+    yield start_module("gateway", valkey.url, server.data_dir)
 
 
 def is_reply(request_id: str) -> Callable[[dict[str, Any]], bool]:

@@ -11,6 +11,7 @@ import itertools
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -383,3 +384,103 @@ async def test_a_deployment_can_require_device_tokens(
         ok = await Raw.open(srv, u, device="phone-1")
         assert (await gift(ok, "nobody-at-all"))["type"] in ("gift.rejected", "error")
         await ok.close()
+
+
+async def test_an_ip_clusters_cases_page_whole_7_at_a_time(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """The 20 cases of one IP cluster (all opened in one ms) paged 7 at a time come back all
+    20, each once; a cursor whose case has since gone (trimmed) goes on where it would have."""
+    srv, vk = own_server(RISK)
+    async with Admin(srv) as admin:
+        recipient = uid("r")
+        await admin.user(recipient)
+        hot = await senders_of(admin, recipient, 20)
+        clients = [await Raw.open(srv, u, ip=f"10.4.4.{i + 1}") for i, u in enumerate(hot)]
+        for c in clients:
+            assert (await gift(c, recipient))["type"] == "gift.confirmed"
+        for c in clients:
+            await c.notice()
+
+        async def page(cursor: str | None) -> dict[str, Any]:
+            after = f"&cursor={quote(cursor, safe='')}" if cursor else ""
+            got: dict[str, Any] = await admin.call("GET", f"/risk/cases?limit=7{after}")
+            return got
+
+        pages, cursors, cursor = [], [], None
+        for _ in range(5):
+            got = await page(cursor)
+            pages.append([c["user"] for c in got["cases"]])
+            cursor = got["next_cursor"]
+            cursors.append(cursor)
+            if cursor is None:
+                break
+        assert [len(p) for p in pages] == [7, 7, 6]
+        assert sorted(u for p in pages for u in p) == sorted(hot)
+        cases = [c for p in pages for c in p]
+        assert len(set(cases)) == 20
+        everything = (await admin.call("GET", "/risk/cases?limit=50"))["cases"]
+        assert len({c["opened_ms"] for c in everything}) == 1  # one tie: the page ends inside it
+        gone = everything[6]["case"]  # the last case of the first page
+        raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+        raw.zrem(keys.RISK_CASES, gone)
+        raw.close()
+        assert [c["user"] for c in (await page(cursors[0]))["cases"]] == pages[1]
+        bad = await admin.call("GET", "/risk/cases?cursor=12345", ok=False)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field")
+        for c in clients:
+            await c.close()
+
+
+async def test_settlement_refuses_what_raced_a_restriction_or_a_ban(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A restriction, then a ban, that landed on the user's slot but has not reached the
+    gateway: the gift passes the gateway and settlement refuses it (`sender_restricted`,
+    then `sender_banned`), the like is refused by the like step (`risk_banned`, not counted),
+    and no card moves."""
+    srv, vk = own_server(RISK)
+    async with Admin(srv) as admin:
+        sender, recipient = await admin.pair(10)
+        room = uid("room")
+        await admin.call("PUT", f"/rooms/{room}", {"streamer": recipient})
+        c = await Raw.open(srv, sender)
+        liked = await c.request("room.like", room=room, count=1)
+        assert (liked["type"], liked["counted"]) == ("room.liked", 1)
+        raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
+        raw.hset(keys.user(sender).profile, "risk_restricted_until", await admin.now_ms() + HOUR)
+        refused = await gift(c, recipient)
+        assert (refused["type"], refused["code"]) == ("gift.rejected", "sender_restricted")
+        assert (await c.request("room.like", room=room, count=1))["type"] == "room.liked"
+        raw.hset(keys.user(sender).profile, "risk_banned", "1")
+        refused = await gift(c, recipient)
+        assert (refused["type"], refused["code"]) == ("gift.rejected", "sender_banned")
+        like = await c.request("room.like", room=room, count=1)
+        assert (like["type"], like["code"]) == ("error", "risk_banned")
+        assert raw.hget(keys.user(sender).like_totals, recipient) == "2"  # the two before
+        raw.close()
+        assert await admin.balances(sender) == {"note.do": 10}
+        assert await admin.balances(recipient) == {}
+        await c.close()
+    code, out = await run_audit(vk.url)
+    assert code == 0, out
+
+
+async def test_a_shared_device_restriction_lapses_after_24h(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """The fourth account on a device is still refused a second before its restriction's end
+    on the moved clock, and gifts again a second after it."""
+    srv, _ = own_server(RISK)
+    async with Admin(srv) as admin:
+        recipient = uid("r")
+        await admin.user(recipient)
+        users = await senders_of(admin, recipient, 4)
+        clients = []
+        for u in users:
+            clients.append(await Raw.open(srv, u, device="dev-lapse"))
+            await asyncio.sleep(0.02)  # first seen in this order
+        until = (await clients[3].notice())["until_ms"]
+        await admin.advance(until - await admin.now_ms() - 1000)
+        assert (await gift(clients[3], recipient))["code"] == "risk_restricted"
+        await admin.advance(2000)
+        assert (await gift(clients[3], recipient))["type"] == "gift.confirmed"
+        for c in clients:
+            await c.close()

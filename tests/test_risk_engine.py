@@ -1,11 +1,14 @@
 """The risk engine's reading, in-process on a real Valkey: a backlog far over one read is
 judged in one tick (up to its budget), a malformed entry is dropped alone, and entries a
-killed engine left unacknowledged are dropped (not judged twice)."""
+killed engine left unacknowledged are dropped (not judged twice), and the like speed rule's
+refusals count for the rate."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+
+import orjson
 
 from server.app import connect
 from server.config import Settings
@@ -71,5 +74,40 @@ async def test_entries_a_killed_engine_left_are_dropped_not_judged_twice(
         assert await redis.lrange(keys.user(user).risk_actions, 0, -1) == []  # not counted
         consumers = {c["name"]: c["pending"] for c in await redis.xinfo_consumers(stream, GROUP)}
         assert consumers["risk-dead"] == 0  # owes nothing now; forgotten after an hour idle
+    finally:
+        await redis.aclose()
+
+
+async def test_the_like_speed_rules_refusals_count_for_the_rate(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """40 likes in 4 s with 11 of them refused by the like speed rule are 51 actions: banned
+    for their rate, the device blacklisted; with 10 refused (50 actions) the fan is left
+    alone."""
+    vk = fresh_valkey()
+    redis = connect(vk.url)
+    scripts = Scripts(redis)
+    scripts.load("server.risk")
+    engine = Engine(scripts, Settings(redis_url=vk.url, risk_enabled=True))
+    stream = keys.risk_stream(0)
+    await engine.run(T0)  # creates the group
+    fans = {uid("fast"): 11, uid("calm"): 10}
+    for fan, refused in fans.items():
+        for i in range(refused):  # written at once by the like handler, before the gateway's tick
+            await redis.xadd(stream, {"user": fan, "signal": "like_speed", "refused": "2",
+                                      "at_ms": str(T0 + 100 * i)})
+        likes = [{"kind": "like", "user": fan, "device": f"d-{fan}", "ip": "", "to": "",
+                  "at_ms": str(T0 + 100 * i)} for i in range(40)]
+        for entry in signals.encode(likes):
+            await redis.xadd(stream, entry)  # type: ignore[arg-type]
+    try:
+        await engine.run(T0)
+        fast, calm = fans
+        assert (await redis.hgetall(keys.user(fast).profile)).get("risk_banned") == "1"
+        assert await redis.exists(keys.device_ban(f"d-{fast}")) == 1
+        assert "risk_banned" not in await redis.hgetall(keys.user(calm).profile)
+        case = orjson.loads(await redis.get(keys.risk_case(
+            (await redis.zrange(keys.RISK_CASES, 0, -1))[0])))
+        assert (case["user"], case["reason"], case["evidence"]["likes_refused"]) == \
+            (fast, "automation_rate", 11)
     finally:
         await redis.aclose()

@@ -5,7 +5,7 @@ left out of the regularity, and an empty or short record judged clean."""
 from __future__ import annotations
 
 from server.config import Settings
-from server.risk.rules import automation, parse_action
+from server.risk.rules import LIKE_REFUSED, automation, parse_action
 
 S = Settings()  # 10 actions/s for 5 s; 20 intervals, CV 0.05
 
@@ -53,3 +53,13 @@ def test_an_empty_record_is_clean_and_entries_parse() -> None:
     """No actions, no verdict; a recorded entry reads back as (ms, kind)."""
     assert automation([], S) is None
     assert parse_action("1700000000123:grab") == (1_700_000_000_123, "grab")
+
+
+def test_the_like_speed_rules_refusals_count_for_the_rate_only() -> None:
+    """Refused likes on a timer are never automation_regular; 51 actions in 5 s, some of them
+    likes the speed rule refused, are automation_rate."""
+    assert automation(newest_first([200] * 30, kind=LIKE_REFUSED), S) is None
+    mixed = [(t, LIKE_REFUSED if i % 3 else "like") for i, (t, _) in
+             enumerate(newest_first([90] * 50))]
+    assert automation(mixed, S) == "automation_rate"
+    assert automation(mixed[:50], S) is None

@@ -23,9 +23,9 @@ from tests.support import Admin, Proc, metric, run_audit, uid, until
 
 
 @pytest.fixture(scope="module")
-def second_gateway(server: Proc, valkey: EmbeddedValkey, start: Callable[..., Proc]) -> Iterator[Proc]:
+def second_gateway(server: Proc, valkey: EmbeddedValkey, start_module: Callable[..., Proc]) -> Iterator[Proc]:
     """Another gateway on the shared Valkey."""
-    yield start("gateway", valkey.url, server.data_dir)
+    yield start_module("gateway", valkey.url, server.data_dir)
 
 
 async def new_room(admin: Admin, streamer: str | None = None) -> tuple[str, str]:
@@ -88,11 +88,14 @@ async def test_gift_in_a_room_reaches_every_viewer_once_and_the_board(
     v1, _ = await watch(server, room)
     v2, _ = await watch(second_gateway, room)
     async with await Client.connect(server.ws, server.token(s)) as a:
+        before_ms = int(time.time() * 1000)
         sent = await a.send_gift(r, "note.do", 3, gift_id="in-room-1", room=room)
+        settled_ms = int(time.time() * 1000)
         again = await a.send_gift(r, "note.do", 3, gift_id="in-room-1", room=room)
         assert sent["type"] == again["type"] == "gift.confirmed"
     for v in (v1, v2):
         gifts = await until(lambda v=v: room_events(v, "gift"))
+        assert [g.pop("at_ms") in range(before_ms, settled_ms + 1000) for g in gifts] == [True]
         assert gifts == [{"kind": "gift", "transfer_id": sent["transfer_id"], "from": s, "to": r,
                           "asset": "note.do", "count": 3, "cost": 3}]
     await asyncio.sleep(0.4)
@@ -240,8 +243,8 @@ async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
     """While the streamer's wish is open, a gift of its asset costs ceil(count × tier) by the
     audience at that moment (tiers at each boundary); a retry pays the quoted price; progress,
     the target and the end time (moved clock) reach viewers; after the end gifts cost plain."""
-    srv, _ = own_server({"GIFTWIRE_WISH_TIERS": "2:1/1,3:2/1,*:3/1", "GIFTWIRE_TEST_CLOCK": "1",
-                         "GIFTWIRE_GIFTS_PER_DAY": "100", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
+    srv, vk = own_server({"GIFTWIRE_WISH_TIERS": "2:1/1,3:2/1,*:3/1", "GIFTWIRE_TEST_CLOCK": "1",
+                          "GIFTWIRE_GIFTS_PER_DAY": "100", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
     async with Admin(srv) as admin:
         s, streamer = await admin.pair(100)
         room, _ = await new_room(admin, streamer)
@@ -266,6 +269,9 @@ async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
         await audience_is(viewers[0], room, 2)
         retried = await a.send_gift(streamer, "note.do", 2, gift_id="w3", room=room)
         assert (retried["cost"], retried["tier"]) == (6, 3)
+        lines = (await admin.call("GET", f"/users/{s}/ledger"))["entries"]
+        out = [(e["count"], e["cost"], e["tier"], e["delta"]) for e in lines if e["kind"] == "gift_out"]
+        assert out[::-1] == [(2, 2, 1, -2), (2, 4, 2, -4), (2, 6, 3, -6)]  # oldest first: tiers 1-3
         wishes = await until(lambda: [e for e in room_events(viewers[0], "wish")
                                       if e["state"] == "progress"])
         assert [e["progress"] for e in wishes][-1] >= 4
@@ -284,6 +290,8 @@ async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
         assert (refused["type"], refused["code"]) == ("error", "not_streamer")
         for c in (st, a, viewers[0], viewers[1]):
             await c.close()
+        code, report = await run_audit(vk.url)  # the surpluses went to burn: every sum is zero
+        assert code == 0, report
 
 
 async def test_gift_recorded_in_the_room_after_a_crash_past_settlement(
@@ -370,6 +378,21 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
         await asyncio.sleep(0.3)
         effects = [e["effect"] for e in room_events(viewer, "effect")]
         assert effects == ["hearts", "fireworks"]
+        snap = await viewer.request("room.state", room=room)  # a late joiner sees the same
+        assert (snap["likes"], snap["effects"]) == (600, ["hearts", "fireworks"])
+        # a new session starts from nothing, and its likes fire each effect again, once
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+            await st.request("room.live", room=room, live=False)
+            await st.request("room.live", room=room, live=True)
+        snap = await viewer.request("room.state", room=room)
+        assert (snap["likes"], snap["effects"]) == (0, [])
+        again = await asyncio.gather(*(c.request("room.like", room=room, count=5) for c in fans[:70]))
+        assert sum(r["counted"] for r in again) == 350
+        await until(lambda: [e for e in room_events(viewer, "likes") if e["likes"] == 350])
+        await asyncio.sleep(0.3)
+        assert [e["effect"] for e in room_events(viewer, "effect")] == ["hearts", "fireworks", "hearts"]
+        snap = await viewer.request("room.state", room=room)
+        assert (snap["likes"], snap["effects"]) == (350, ["hearts"])
         for c in fans:
             await c.close()
         await viewer.close()
@@ -377,14 +400,15 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
 
 async def test_daily_like_task_and_streak_over_moved_days(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The first N likes of a local day for a streamer earn one small card (once a day);
-    N-day streaks earn a rare one; a missed day restarts the streak. Days pass on the moved
-    clock; the cards come from mint through the ledger and the audit stays clean."""
+    """The first N likes of a local day for a streamer earn one small card of the streamer's
+    fan club (once a day); N-day streaks earn a rare one; a missed day restarts the streak.
+    Days pass on the moved clock; the cards come from mint through the ledger and the audit
+    stays clean."""
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "5", "GIFTWIRE_LIKE_STREAK_DAYS": "3",
                           "GIFTWIRE_LIKES_PER_WINDOW_MAX": "100", "GIFTWIRE_TEST_CLOCK": "1"})
     day = 86_400_000
     async with Admin(srv) as admin:
-        room, _ = await new_room(admin)
+        room, streamer = await new_room(admin)
         fan = uid("fan")
         await admin.user(fan)
         async with await Client.connect(srv.ws, srv.token(fan, ttl_s=30 * 86400)) as c:
@@ -393,7 +417,8 @@ async def test_daily_like_task_and_streak_over_moved_days(
             done = await c.request("room.like", room=room, count=2)
             assert (done["today"], done["streak"]) == (5, 1)
             card = await c.next_event("balance.changed")
-            assert (card["asset"], card["reason"], card["balance"]) == ("small_card", "like_task", 1)
+            assert (card["asset"], card["reason"], card["balance"]) == (f"small_card.{streamer}",
+                                                                        "like_task", 1)
             again = await c.request("room.like", room=room, count=5)  # the same day: no second card
             assert (again["today"], again["streak"]) == (10, 1)
             streaks = []
@@ -401,7 +426,42 @@ async def test_daily_like_task_and_streak_over_moved_days(
                 await admin.advance(advance)
                 streaks.append((await c.request("room.like", room=room, count=5))["streak"])
             assert streaks == [2, 3, 1]
-        assert await admin.balances(fan) == {"small_card": 4, "small_card_rare": 1}
+        assert await admin.balances(fan) == {f"small_card.{streamer}": 4,
+                                             f"small_card_rare.{streamer}": 1}
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
+
+
+async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """One fan's daily tasks for two streamers land in two assets (`small_card.<streamer>`),
+    which the admin's likes view shows as they are; a gift or red envelope of them is refused,
+    and so is an admin grant or revocation; the audit stays clean."""
+    srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "1"})
+    async with Admin(srv) as admin:
+        (room_a, a), (room_b, b) = await new_room(admin), await new_room(admin)
+        fan = uid("fan")
+        await admin.user(fan)
+        async with await Client.connect(srv.ws, srv.token(fan)) as c:
+            for room in (room_a, room_b):
+                await c.request("room.like", room=room, count=1)
+            got = [await c.next_event("balance.changed") for _ in range(2)]
+            assert [(e["asset"], e["balance"]) for e in got] == [(f"small_card.{a}", 1),
+                                                                 (f"small_card.{b}", 1)]
+            gift = await c.send_gift(a, f"small_card.{a}", 1)
+            assert (gift["type"], gift["code"]) == ("gift.rejected", "not_transferable")
+            env = await c.request("envelope.send", group=uid("g"), envelope="e1",
+                                  asset=f"small_card.{b}", total=1, shares=1)
+            assert (env["type"], env["code"]) == ("error", "envelope_asset")
+        for path in ("/grants", "/revocations"):
+            r = await admin.call("POST", path, {"id": uid("g"), "user": fan,
+                                                "asset": f"small_card.{a}", "amount": 1}, ok=False)
+            assert (r.status_code, r.json()["error"]["code"]) == (400, "asset_not_grantable")
+        balances = await admin.balances(fan)
+        assert balances == {f"small_card.{a}": 1, f"small_card.{b}": 1}
+        likes = (await admin.call("GET", f"/users/{fan}/likes"))["creators"]
+        assert sorted((x["creator"], x["small_cards"], x["rare_cards"]) for x in likes) == \
+            sorted((s, balances[f"small_card.{s}"], 0) for s in (a, b))
         code, out = await run_audit(vk.url)
         assert code == 0, out
 
@@ -441,7 +501,7 @@ async def test_admin_starts_sessions_and_reads_a_fans_likes(server: Proc, admin:
         assert (refused["type"], refused["code"]) == ("error", "not_registered")
     likes = await admin.call("GET", f"/users/{fan}/likes")
     assert likes["creators"] == [{"creator": streamer, "likes": 7, "level": 0, "small_cards": 0,
-                                  "streak": 0, "task_done_day": None}]
+                                  "rare_cards": 0, "streak": 0, "task_done_day": None}]
     off = await admin.call("POST", f"/rooms/{room}/live", {"live": False})
     assert off["live"] is False
     missing = await admin.call("POST", f"/rooms/{uid('nope')}/live", {"live": True}, ok=False)
@@ -478,7 +538,7 @@ async def test_seven_day_streak_with_the_defaults(
     earn seven small cards and, on the seventh, one rare small card."""
     srv, _ = own_server({"GIFTWIRE_TEST_CLOCK": "1"})
     async with Admin(srv) as admin:
-        room, _ = await new_room(admin)
+        room, streamer = await new_room(admin)
         fan = uid("fan")
         await admin.user(fan)
         async with await Client.connect(srv.ws, srv.token(fan, ttl_s=30 * 86400)) as c:
@@ -489,7 +549,8 @@ async def test_seven_day_streak_with_the_defaults(
                 assert (first["counted"], second["counted"], second["today"]) == (15, 15, 30)
                 assert second["streak"] == day
                 await admin.advance(86_400_000 - 1_001)
-        assert await admin.balances(fan) == {"small_card": 7, "small_card_rare": 1}
+        assert await admin.balances(fan) == {f"small_card.{streamer}": 7,
+                                             f"small_card_rare.{streamer}": 1}
 
 
 async def test_a_rooms_own_wish_tiers_set_through_the_admin_api(server: Proc, admin: Admin) -> None:

@@ -4,8 +4,10 @@ processes. Two pages gift each other; an offer is accepted (and one declined) af
 reload; three pages grab a red envelope; the server restarts under open pages and no gift is
 lost or doubled; a refused gift says why (in English and Chinese); a live room shows its
 gift feed with badges, board, wish and batched likes; an expired token stays offline and
-says so; the docs' embed snippet works from another origin. The widget never requests
-anything but its own gateway.
+says so; the docs' embed snippet (the README's too) works from another origin, where the host
+page hands fresh tokens and changes the recipient, and a page the widget was not told to
+trust (or a frame that is not its parent) can neither drive it nor hear it. The widget never
+requests anything but its own gateway.
 
 Without Chromium or Playwright these tests are skipped (saying how to run them); with
 GIFTWIRE_REQUIRE_BROWSER=1 (as .ci/run sets) that is an error instead. The screenshots in
@@ -20,6 +22,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +36,7 @@ from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, uid
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Page, ViewportSize
+    from playwright.async_api import Browser, BrowserContext, FrameLocator, Page, ViewportSize
 
 CHROMIUM = os.environ.get("GIFTWIRE_CHROMIUM", "/usr/bin/chromium")
 REQUIRE = os.environ.get("GIFTWIRE_REQUIRE_BROWSER") == "1"
@@ -42,7 +45,7 @@ SHOTS = ROOT / "docs" / "widget"
 HOW = ("to run the browser tests install Chromium and Playwright for Python: "
        "`apt-get install -y chromium` and `.venv/bin/pip install -e '.[test]'` "
        "(GIFTWIRE_REQUIRE_BROWSER=1 turns this skip into a failure)")
-PHONE: ViewportSize = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 360, "height": 780}  # the narrowest phone docs/widget.md promises
 TIMEOUT_MS = 20_000
 
 OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
@@ -91,11 +94,15 @@ def expect(target: Any) -> Any:
 
 
 class Widget:
-    """One widget page, with everything it requested and every frame it sent."""
+    """One widget page (or the widget in an iframe of a platform's page), with everything
+    its page requested and every frame it sent."""
 
-    def __init__(self, page: Page, srv: Proc) -> None:
+    def __init__(self, page: Page, srv: Proc, frame: FrameLocator | None = None,
+                 host: str | None = None) -> None:
         self.page = page
+        self.root: Page | FrameLocator = frame or page
         self.srv = srv
+        self.host = host  # the platform page's origin, when embedded
         self.requests: list[str] = []
         self.sockets: list[str] = []
         self.frames_sent: list[dict[str, Any]] = []
@@ -129,11 +136,20 @@ class Widget:
         if wait:
             await self.online()
 
+    @classmethod
+    async def embedded(cls, ctx: BrowserContext, srv: Proc, host: Platform,
+                       iframe: str = "#giftwire") -> Widget:
+        """Open the platform's page; the widget in its `iframe`."""
+        page = await ctx.new_page()
+        w = cls(page, srv, page.frame_locator(iframe), host.origin)
+        await page.goto(f"{host.origin}/chat")
+        return w
+
     async def online(self) -> None:
-        await self.page.wait_for_selector("body[data-connection=open]")
+        await expect(self.q("body")).to_have_attribute("data-connection", "open")
 
     def q(self, selector: str) -> Any:
-        return self.page.locator(selector)
+        return self.root.locator(selector)
 
     async def balance(self, asset: str, count: int) -> None:
         await expect(self.q(f"#balances li[data-asset='{asset}'] .count")).to_have_text(str(count))
@@ -144,22 +160,30 @@ class Widget:
         await self.q("#kind").select_option(asset)
         await self.q("#count").fill(str(count))
         await self.q("#to").fill(to)
-        await self.page.get_by_role("button", name="Send", exact=True).click()
+        await self.root.get_by_role("button", name="Send", exact=True).click()
         await expect(self.q("#sent li")).to_have_count(before + 1)
         gift = await self.q("#sent li").first.get_attribute("data-gift")
         return self.q(f"#sent li[data-gift='{gift}']")
 
     def check_clean(self, server_was_down: bool = False) -> None:
-        """Nothing but its own gateway was asked for anything, and no error was logged
+        """Nothing but its own gateway (and, embedded, the platform's page) was asked for
+        anything, and no error was logged
         (but the browser's own note of each refused attempt while the server was down)."""
-        own = (self.srv.http + "/", f"ws://127.0.0.1:{self.srv.port}/")
+        own = (self.srv.http + "/", f"ws://127.0.0.1:{self.srv.port}/",
+               *([self.host + "/"] if self.host else []))
         assert [u for u in self.requests + self.sockets if not u.startswith(own)] == []
         assert [s for s in self.sockets if not s.startswith(f"{self.srv.ws}?token=")] == []
-        refused = "failed: Error in connection establishment: net::ERR_CONNECTION_REFUSED"
-        assert [p for p in self.problems if not (server_was_down and p.endswith(refused))] == []
+        # while the server is down or coming back, the browser notes each refused attempt
+        # (nothing listens) or reset one (the server was stopping or starting as it came)
+        down = ("failed: Error in connection establishment: net::ERR_CONNECTION_REFUSED",
+                "failed: Error during WebSocket handshake: net::ERR_CONNECTION_RESET")
+        assert [p for p in self.problems if not (server_was_down and p.endswith(down))] == []
 
     async def shot(self, name: str) -> None:
-        """docs/widget/<name>.png, when missing or asked for (GIFTWIRE_SCREENSHOTS=1)."""
+        """docs/widget/<name>.png, when missing or asked for (GIFTWIRE_SCREENSHOTS=1); in
+        every state photographed, the page fits the phone's width (no sideways scrolling)."""
+        wide = await self.page.evaluate("document.documentElement.scrollWidth")
+        assert wide <= PHONE["width"], f"{name}: the page is {wide} px wide on a {PHONE['width']} px phone"
         path = SHOTS / f"{name}.png"
         if os.environ.get("GIFTWIRE_SCREENSHOTS") == "1" or not path.exists():
             SHOTS.mkdir(parents=True, exist_ok=True)
@@ -454,19 +478,46 @@ def embed_snippet() -> str:
     return found.group(1)
 
 
-async def test_the_documented_embed_snippet_works_from_another_origin(
-        server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """docs/widget.md's snippet, on a page of another origin: the host passes the token by
-    postMessage, the widget signs in inside the iframe and gifts; the host hears about it."""
-    alice, bob = await people(admin, "alice", "bob", 5)
-    token = server.token(alice)
-    snippet = (embed_snippet().replace("https://gifts.example.com", server.http)
-               .replace("to=bob", f"to={bob}").replace("USER_TOKEN", json.dumps(token)))
-    heard = ("<script>window.heard = []; window.addEventListener('message', "
-             "(e) => window.heard.push(e.data));</script>")
-    html = f"<!doctype html><html><body><h1>chat</h1>{heard}{snippet}</body></html>".encode()
+def test_the_readme_shows_the_same_embed_snippet_as_docs_widget_md() -> None:
+    """The snippet a platform copies from the README is docs/widget.md's, the one these
+    tests run in a browser."""
+    readme = (ROOT / "README.md").read_text()
+    section = re.search(r"^## The gifting widget\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
+    assert section, "README.md lost its 'The gifting widget' section"
+    snippets = re.findall(r"```html\n(.*?)```", section.group(1), re.S)
+    assert len(snippets) == 1, "the README's widget section should show one embed snippet"
+    assert snippets[0].strip() == embed_snippet().strip()
 
-    async def serve_host(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class Platform:
+    """A platform's chat page on another origin than the gateway (another loopback port, as
+    Chromium keeps public pages from framing local ones): `body` at every path, after a
+    script that keeps every message the page hears in `window.heard`."""
+
+    def __init__(self) -> None:
+        self.body = ""
+        self.origin = ""
+        self._site: asyncio.Server | None = None
+
+    async def __aenter__(self) -> Platform:
+        self._site = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.origin = f"http://127.0.0.1:{self._site.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._site is not None
+        self._site.close()
+        await self._site.wait_closed()
+
+    def embed(self, srv: Proc, token: str, to: str) -> None:
+        """The page is docs/widget.md's snippet, pointed at `srv`, for `token`'s user."""
+        self.body = (embed_snippet().replace("https://gifts.example.com", srv.http)
+                     .replace("to=bob", f"to={to}").replace("USER_TOKEN", json.dumps(token)))
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard = ("<script>window.heard = []; window.addEventListener('message', "
+                 "(e) => window.heard.push(e.data));</script>")
+        html = f"<!doctype html><html><body><h1>chat</h1>{heard}{self.body}</body></html>".encode()
         try:
             await reader.readuntil(b"\r\n\r\n")
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
@@ -477,33 +528,202 @@ async def test_the_documented_embed_snippet_works_from_another_origin(
         finally:
             writer.close()
 
-    # the platform's page: another origin (another port; a loopback one, as Chromium keeps
-    # public pages from framing local ones)
-    platform = await asyncio.start_server(serve_host, "127.0.0.1", 0)
-    host = f"http://127.0.0.1:{platform.sockets[0].getsockname()[1]}"
-    page = await context.new_page()
-    requests: list[str] = []
-    page.on("request", lambda r: requests.append(r.url))
-    try:
-        await page.goto(f"{host}/chat")
-        await embedded_gift(page, admin, bob)
-    finally:
-        platform.close()
-        await platform.wait_closed()
-    heard = await page.evaluate("window.heard.map((m) => m.type)")
-    assert "giftwire:ready" in heard and "giftwire:sent" in heard, heard
-    assert [u for u in requests if not u.startswith((host + "/", server.http + "/"))] == []
+
+async def tell(page: Page, message: dict[str, Any], iframe: str = "#giftwire") -> None:
+    """The platform's page posts `message` to the widget in its `iframe` (to the widget's origin)."""
+    await page.evaluate("([selector, message]) => { const f = document.querySelector(selector);"
+                        " f.contentWindow.postMessage(message, new URL(f.src).origin); }",
+                        [iframe, message])
 
 
-async def embedded_gift(page: Page, admin: Admin, bob: str) -> None:
+async def heard(page: Page, ready: int = 1) -> list[dict[str, Any]]:
+    """What the platform's page heard, once it heard `ready` widgets say they are ready."""
+    await page.wait_for_function(
+        f"window.heard.filter((m) => m.type === 'giftwire:ready').length >= {ready}")
+    got: list[dict[str, Any]] = await page.evaluate("window.heard")
+    return got
+
+
+async def test_the_documented_embed_snippet_works_from_another_origin(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """docs/widget.md's snippet, on a page of another origin: the host passes the token by
+    postMessage, the widget signs in inside the iframe and gifts; the host hears about it."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    async with Platform() as host:
+        host.embed(server, server.token(alice), bob)
+        w = await Widget.embedded(context, server, host)
+        await embedded_gift(w, admin, bob)
+    types = [m["type"] for m in await heard(w.page)]
+    assert "giftwire:ready" in types and "giftwire:sent" in types, types
+    w.check_clean()
+
+
+async def embedded_gift(w: Widget, admin: Admin, bob: str) -> None:
     """Inside the iframe: signed in by the host's message, the recipient from the URL; a gift."""
-    frame = page.frame_locator("iframe")
-    await expect(frame.locator("body")).to_have_attribute("data-connection", "open")
-    await expect(frame.locator("#to")).to_have_value(bob)
-    await frame.locator("#count").fill("2")
-    await frame.get_by_role("button", name="Send", exact=True).click()
-    await expect(frame.locator("#sent li")).to_have_text(f"Sent 2 do to {bob} ✓")
+    await w.online()
+    await expect(w.q("#to")).to_have_value(bob)
+    await w.q("#count").fill("2")
+    await w.root.get_by_role("button", name="Send", exact=True).click()
+    await expect(w.q("#sent li")).to_have_text(f"Sent 2 do to {bob} ✓")
     assert await admin.balances(bob) == {"note.do": 2}
+
+
+async def test_the_host_changes_the_recipient_without_reloading_the_widget(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """`giftwire:context` puts another recipient in the picker of the open widget (same page,
+    same connection) and the next gift goes to them; the host hears it went there."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    carol = uid("carol")
+    await admin.user(carol)
+    await admin.follow(alice, carol)
+    async with Platform() as host:
+        host.embed(server, server.token(alice), bob)
+        w = await Widget.embedded(context, server, host)
+        await w.online()
+        await expect(w.q("#to")).to_have_value(bob)
+        await tell(w.page, {"type": "giftwire:context", "context": {"to": carol}})
+        await expect(w.q("#to")).to_have_value(carol)
+        await w.q("#count").fill("2")
+        await w.root.get_by_role("button", name="Send", exact=True).click()
+        await expect(w.q("#sent li")).to_have_text(f"Sent 2 do to {carol} ✓")
+    assert await admin.balances(carol) == {"note.do": 2}
+    assert await admin.balances(bob) == {}
+    sent = [m for m in await heard(w.page) if m["type"] == "giftwire:sent"]
+    assert [(m["to"], m["count"], m["state"]) for m in sent] == [(carol, 2, "confirmed")]
+    assert len(w.sockets) == 1 and sum(u.startswith(f"{server.http}/widget/?") for u in w.requests) == 1
+    w.check_clean()
+
+
+async def test_a_fresh_token_from_the_host_brings_back_a_widget_whose_token_expired(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """Signed in with an expired token the widget is offline and says why; `giftwire:token`
+    with a fresh one brings it online at once, and it gifts."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    async with Platform() as host:
+        host.embed(server, server.token(alice, ttl_s=-60), bob)
+        w = await Widget.embedded(context, server, host)
+        await expect(w.q("body")).to_have_attribute("data-connection", "closed")
+        await expect(w.q("#status")).to_have_text("Offline: the sign-in expired (4003)")
+        fresh = server.token(alice)
+        await tell(w.page, {"type": "giftwire:token", "token": fresh})
+        await w.online()
+        await expect(w.q("#status")).to_have_text(f"Online as {alice}")
+        await expect(await w.send(bob, 2)).to_have_attribute("data-state", "confirmed")
+    assert await admin.balances(bob) == {"note.do": 2}
+    assert len(w.sockets) == 2 and f"token={fresh}" in w.sockets[1]
+    states = [m["state"] for m in await heard(w.page) if m["type"] == "giftwire:state"]
+    assert states[-3:] == ["closed", "connecting", "open"], states
+    w.check_clean()
+
+
+async def test_a_fresh_token_handed_over_while_an_expired_one_is_tried_is_not_lost(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """The host passes its cached token, already expired, and the fresh one right after (its
+    refresh came back): the widget, refused the first, signs in with the second instead of
+    staying offline with it in hand."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    expired, fresh = server.token(alice, ttl_s=-60), server.token(alice)
+    async with Platform() as host:
+        host.body = (f'<iframe id="giftwire" src="{server.http}/widget/?lang=en&to={bob}"></iframe>'
+                     "<script>window.addEventListener('message', (e) => {"
+                     " if (e.data.type !== 'giftwire:ready') return;"
+                     " const widget = document.getElementById('giftwire').contentWindow;"
+                     f" widget.postMessage({{type: 'giftwire:init', token: '{expired}'}}, '{server.http}');"
+                     f" widget.postMessage({{type: 'giftwire:token', token: '{fresh}'}}, '{server.http}');"
+                     " });</script>")
+        w = await Widget.embedded(context, server, host)
+        await w.online()
+        await expect(w.q("#status")).to_have_text(f"Online as {alice}")
+        await expect(await w.send(bob, 2)).to_have_attribute("data-state", "confirmed")
+    assert await admin.balances(bob) == {"note.do": 2}
+    assert [f"token={t}" in u for u, t in zip(w.sockets, (expired, fresh), strict=True)] == [True, True]
+    w.check_clean()
+
+
+async def test_a_token_handed_over_before_the_old_one_expires_signs_the_next_connection_in(
+        own_server: OwnServer, start: Callable[..., Proc], context: BrowserContext) -> None:
+    """The host hands a fresh token while the first is still good; the first expires, the
+    server restarts under the page, and the widget comes back online with the fresh one
+    (not offline with auth_expired) and gifts."""
+    srv, vk = own_server()
+    async with Admin(srv) as admin, Platform() as host:
+        alice, bob = await people(admin, "alice", "bob", 5)
+        first = srv.token(alice, ttl_s=6)
+        host.embed(srv, first, bob)
+        w = await Widget.embedded(context, srv, host)
+        await w.online()
+        fresh = srv.token(alice)
+        await tell(w.page, {"type": "giftwire:token", "token": fresh})
+        await asyncio.sleep(int(first.split(".")[2]) + 1 - time.time())  # the first expires
+        port = srv.port
+        srv.stop()
+        await expect(w.q("body")).to_have_attribute("data-connection", "reconnecting")
+        again = start("serve", vk.url, srv.data_dir, {}, "--port", str(port))
+        assert again.port == port
+        await w.online()
+        await expect(w.q("#status")).to_have_text(f"Online as {alice}")
+        await expect(await w.send(bob, 2)).to_have_attribute("data-state", "confirmed")
+        assert await admin.balances(bob) == {"note.do": 2}
+    assert f"token={first}" in w.sockets[0] and f"token={fresh}" in w.sockets[-1]
+    w.check_clean(server_was_down=True)
+
+
+async def test_a_page_on_an_origin_the_widget_does_not_trust_can_neither_drive_nor_hear_it(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """Told to trust only its platform's origin, a widget framed by another page ignores that
+    page's token and recipient (one stays waiting to be signed in, one keeps its recipient)
+    and tells it nothing of the gifts sent (only `ready`, which carries nothing)."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    carol = uid("carol")
+    await admin.user(carol)
+    widget = f"{server.http}/widget/?lang=en&origin=https://chat.example.com"
+    signed_in = server.token(alice)
+    async with Platform() as impostor:
+        impostor.body = (f'<iframe id="giftwire" src="{widget}"></iframe>'
+                         f'<iframe id="signed-in" src="{widget}&to={bob}#token={signed_in}"></iframe>')
+        w = await Widget.embedded(context, server, impostor)
+        other = Widget(w.page, server, w.page.frame_locator("#signed-in"), impostor.origin)
+        await other.online()
+        await heard(w.page, ready=2)
+        for iframe in ("#giftwire", "#signed-in"):
+            await tell(w.page, {"type": "giftwire:init", "token": server.token(carol),
+                                "context": {"to": carol}}, iframe)
+            await tell(w.page, {"type": "giftwire:context", "context": {"to": carol}}, iframe)
+        await asyncio.sleep(0.5)  # (time for the messages to have been ignored)
+        await expect(w.q("#status")).to_have_text("Waiting for the page to sign you in…")
+        await expect(other.q("#to")).to_have_value(bob)
+        await expect(other.q("#status")).to_have_text(f"Online as {alice}")
+        await expect(await other.send(bob, 1)).to_have_attribute("data-state", "confirmed")
+    assert [m["type"] for m in await heard(w.page, ready=2)] == ["giftwire:ready"] * 2
+    assert len(w.sockets) == 1 and f"token={signed_in}" in w.sockets[0]
+    assert await admin.balances(carol) == {}
+
+
+async def test_told_its_hosts_origin_the_widget_obeys_only_the_parent_page_and_reports_to_it(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """With `origin` set to the platform's: a frame beside the widget, of that same origin,
+    cannot sign it in; the page that embeds it does, and hears its state and its gifts."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    async with Platform() as host:
+        host.body = (f'<iframe id="giftwire" src="{server.http}/widget/?lang=en&to={bob}'
+                     f'&origin={host.origin}"></iframe><iframe name="ads" srcdoc="ads"></iframe>')
+        w = await Widget.embedded(context, server, host)
+        await heard(w.page)
+        ads = w.page.frame(name="ads")
+        assert ads is not None
+        await ads.evaluate("([message, origin]) => parent.document.getElementById('giftwire')"
+                           ".contentWindow.postMessage(message, origin)",
+                           [{"type": "giftwire:init", "token": server.token(alice)}, server.http])
+        await asyncio.sleep(0.5)  # (time for the message to have been ignored)
+        await expect(w.q("#status")).to_have_text("Waiting for the page to sign you in…")
+        assert w.sockets == []
+        await tell(w.page, {"type": "giftwire:init", "token": server.token(alice)})
+        await embedded_gift(w, admin, bob)
+    said = await heard(w.page)
+    assert [m["state"] for m in said if m["type"] == "giftwire:state"] == ["connecting", "open"]
+    sent = [m for m in said if m["type"] == "giftwire:sent"]
+    assert [(m["to"], m["asset"], m["count"], m["state"]) for m in sent] == [(bob, "note.do", 2, "confirmed")]
+    w.check_clean()
 
 
 async def test_widget_responses_carry_a_strict_content_security_policy(server: Proc) -> None:

@@ -143,7 +143,7 @@ export interface RoomLiveMessage {
   live: boolean;
 }
 
-/** Become a member, by the group's entry rule: iron-fan tag, fan-club level, an invite code (`invite`), or an application an admin approves. Replied by `group.snapshot` (a member now, watching), `group.applied` (approval groups), or `error` (`group_full`, `not_eligible`, `invite_invalid`, `group_removed`, `group_unknown`). */
+/** Become a member, by the group's entry rule: iron-fan tag, fan-club level, an invite code (`invite`), or an application an admin approves. Replied by `group.snapshot` (a member now, watching), `group.applied` (approval groups), or `error` (`group_full`, `not_eligible`, `invite_invalid`, `group_removed`, `group_unknown`, `not_registered`, `too_many_groups`; `not_member` if you were removed at once). */
 export interface GroupJoinMessage {
   type: "group.join";
   /** client-chosen request id, echoed by the reply */
@@ -154,7 +154,7 @@ export interface GroupJoinMessage {
   invite?: string;
 }
 
-/** Watch a group you are a member of: its frames reach you until `group.close` or you disconnect. Replied by `group.snapshot`. */
+/** Watch a group you are a member of: its frames reach you until `group.close` or you disconnect. Replied by `group.snapshot`, or `error` (`not_member`: not a member, or no such group; `too_many_groups`). */
 export interface GroupOpenMessage {
   type: "group.open";
   /** client-chosen request id, echoed by the reply */
@@ -172,7 +172,7 @@ export interface GroupCloseMessage {
   group: string;
 }
 
-/** Leave a group (the owner cannot). Replied by `group.left`. */
+/** Leave a group (the owner cannot; leaving a group you are not in is answered the same). Replied by `group.left`, or `error` (`owner_cannot_leave`, `group_unknown`). */
 export interface GroupLeaveMessage {
   type: "group.leave";
   /** client-chosen request id, echoed by the reply */
@@ -181,7 +181,7 @@ export interface GroupLeaveMessage {
   group: string;
 }
 
-/** The group now (after a gap). Replied by `group.snapshot`. */
+/** The group now (after a gap). Replied by `group.snapshot`, or `error` `not_member` (not a member, or no such group). */
 export interface GroupStateMessage {
   type: "group.state";
   /** client-chosen request id, echoed by the reply */
@@ -190,7 +190,7 @@ export interface GroupStateMessage {
   group: string;
 }
 
-/** Post a text message; `msg_id` makes it idempotent (a retry shows once). Owner and admins may `all` (@all); `mentions` reach those members even when they do not watch the group. Replied by `group.posted`; an ad or flooding is refused with `error` `group_violation` (the first a warning) or `group_removed` (the second: you are out). */
+/** Post a text message; `msg_id` makes it idempotent (a retry shows once). Owner and admins may `all` (@all); `mentions` reach those members even when they do not watch the group. Replied by `group.posted`; an ad or flooding is refused with `error` `group_violation` (the first a warning) or `group_removed` (the second: you are out); other `error`s: `group_removed` (removed before), `group_muted`, `not_group_admin` (`all` by a member), `not_member`, `group_unknown`, `risk_banned`. */
 export interface GroupPostMessage {
   type: "group.post";
   /** client-chosen request id, echoed by the reply */
@@ -207,7 +207,7 @@ export interface GroupPostMessage {
   all?: boolean;
 }
 
-/** Messages newest first, a page at a time: `before` is the `next` of the previous page. Replied by `group.messages`. */
+/** Messages newest first, a page at a time: `before` is the `next` of the previous page. Replied by `group.messages`, or `error` `not_member`. */
 export interface GroupHistoryMessage {
   type: "group.history";
   /** client-chosen request id, echoed by the reply */
@@ -220,7 +220,7 @@ export interface GroupHistoryMessage {
   limit?: number;
 }
 
-/** Owner and admins act on a member: `promote`/`demote` an admin (owner only), `remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an application. Each is in the group's moderation log. Replied by `group.managed`, or `error` (`not_group_admin`, `not_member`, `group_full`). */
+/** Owner and admins act on a member: `promote`/`demote` an admin (owner only), `remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an application. Each is in the group's moderation log. Replied by `group.managed`, or `error` (`not_group_admin`: not yours to do, or the user is the owner or, for an admin, another admin; `not_member`: the user is not a member, or has no application; `group_full`: approving into a full group, the application stays; `missing_field`: a mute without `minutes`; `group_unknown`). */
 export interface GroupManageMessage {
   type: "group.manage";
   /** client-chosen request id, echoed by the reply */
@@ -235,7 +235,7 @@ export interface GroupManageMessage {
   minutes?: number;
 }
 
-/** Owner and admins make an invite code: `uses` joins within `ttl_s`. Replied by `group.invited`. */
+/** Owner and admins make an invite code: `uses` joins within `ttl_s`. Replied by `group.invited`, or `error` (`not_group_admin`, `too_many_invites`, `group_unknown`). */
 export interface GroupInviteMessage {
   type: "group.invite";
   /** client-chosen request id, echoed by the reply */
@@ -248,7 +248,7 @@ export interface GroupInviteMessage {
   ttl_s: number;
 }
 
-/** Owner and admins open a poll. Replied by `group.poll`. */
+/** Owner and admins open a poll (the same poll id, creator and question again answers the poll as it is). Replied by `group.poll`, or `error` (`not_group_admin`, `poll_id_conflict`, `poll_closed`: the deadline is past, `too_many_polls`, `bad_field`: fewer than 2 options, `group_unknown`). */
 export interface GroupPollCreateMessage {
   type: "group.poll.create";
   /** client-chosen request id, echoed by the reply */
@@ -269,7 +269,7 @@ export interface GroupPollCreateMessage {
   ends_at_ms: number;
 }
 
-/** Cast (or change, if the poll allows) your ballot: option indexes from 0. Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`, `bad_choice`). */
+/** Cast (or change, if the poll allows) your ballot: option indexes from 0. Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`, `bad_choice`, `poll_unknown`, `not_member`, `group_unknown`). */
 export interface GroupVoteMessage {
   type: "group.vote";
   /** client-chosen request id, echoed by the reply */
@@ -282,7 +282,7 @@ export interface GroupVoteMessage {
   choices: number[];
 }
 
-/** A poll's results. Replied by `group.poll`. */
+/** A poll's results, open or closed. Replied by `group.poll`, or `error` (`not_member`, `poll_unknown`). */
 export interface GroupPollGetMessage {
   type: "group.poll.get";
   /** client-chosen request id, echoed by the reply */
@@ -293,7 +293,7 @@ export interface GroupPollGetMessage {
   poll: string;
 }
 
-/** Put `total` cards of `asset` into a red envelope for `shares` grabbers in a group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` (an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, `not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`). */
+/** Put `total` cards of `asset` into a red envelope for `shares` grabbers in a group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` (an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, `not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`, `bad_field`: more shares than cards, `not_registered`, `risk_restricted`, `risk_frozen`, `risk_banned`, `settlement_failed`). */
 export interface EnvelopeSendMessage {
   type: "envelope.send";
   /** client-chosen request id, echoed by the reply */
@@ -310,7 +310,7 @@ export interface EnvelopeSendMessage {
   shares: number;
 }
 
-/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`). */
+/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, `risk_banned`). */
 export interface EnvelopeGrabMessage {
   type: "envelope.grab";
   /** client-chosen request id, echoed by the reply */
@@ -335,18 +335,20 @@ export interface PopularitySigninMessage {
   id: string;
 }
 
-/** Exchange small cards for points (10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. Replied by `popularity.points`, or `error` (`insufficient_cards`, `exchange_unit`). */
+/** Exchange one creator's fan-club small cards (`small_card.<creator>`) for points (10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. Replied by `popularity.points`, or `error` (`insufficient_cards`, `exchange_unit`, `exchange_id_conflict`: the id used with other `cards` or another `creator`). */
 export interface PopularityExchangeMessage {
   type: "popularity.exchange";
   /** client-chosen request id, echoed by the reply */
   id: string;
   /** your id for this exchange (idempotent) */
   exchange: string;
+  /** whose fan club's small cards */
+  creator: string;
   /** small cards to exchange */
   cards: number;
 }
 
-/** Spend points on a card use boosting your content in your own category, now or at `start_at_ms` (points are taken when it is scheduled). Replied by `popularity.used`, or `error` (`insufficient_points`, `points_frozen`, `use_limit`, `category_mismatch`, `not_enough_followers`, `not_mature`, `content_taken`, `targeting_region`, `targeting_age`, `targeting_gender`, `targeting_interests`, `use_id_conflict`). */
+/** Spend points on a card use boosting your content in your own category, now or at `start_at_ms` (points are taken when it is scheduled). Replied by `popularity.used`, or `error` (`insufficient_points`, `points_frozen`, `use_limit`, `category_mismatch`, `not_enough_followers`, `not_mature`, `content_taken`, `targeting_region`, `targeting_age`, `targeting_gender`, `targeting_interests`, `use_id_conflict`, `not_registered`, `bad_field`: `start_at_ms` in the past or more than 30 days ahead). */
 export interface PopularityUseMessage {
   type: "popularity.use";
   /** client-chosen request id, echoed by the reply */
@@ -359,7 +361,7 @@ export interface PopularityUseMessage {
   cover?: "basic" | "advanced";
   /** the content boosted */
   content: string;
-  /** advanced cards: your live room, boosted together with the content */
+  /** advanced cards: your live room, boosted together with the content (without it only the content is boosted) */
   live_room?: string;
   /** the content's hash (a re-upload of content another account boosted is refused) */
   content_hash: string;
@@ -367,11 +369,11 @@ export interface PopularityUseMessage {
   category: string;
   /** `{region: {radius_km} | {provinces: [...]}, age: {min, max}, gender: any|female|male, interests: {core: [3–5 tags], extended: [≤ 2 tags]}}` */
   targeting: JsonObject;
-  /** a later start (absent: now) */
+  /** a later start, at most 30 days ahead (absent: now) */
   start_at_ms?: number;
 }
 
-/** Cancel a scheduled use before it starts: its points come back as a fresh lot. Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`, `use_started`). */
+/** Cancel a scheduled use before it starts: its points come back as a fresh lot. Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`: no such use, or one refused or still settling; `use_started`). */
 export interface PopularityCancelMessage {
   type: "popularity.cancel";
   /** client-chosen request id, echoed by the reply */
@@ -648,7 +650,7 @@ export interface BalanceChangedMessage {
   asset: string;
   /** signed change */
   delta: number;
-  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card), like_streak (7 days in a row: a rare one), envelope_refund (what was left in your red envelope came back, or the group refused it) */
+  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it) */
   reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund";
   /** your balance of `asset` after this event */
   balance: number;
@@ -656,7 +658,7 @@ export interface BalanceChangedMessage {
   seq: number;
 }
 
-/** The room state: who streams, the session, audience, board. */
+/** The room state: who streams, the session, audience, board, wish, likes and the effects fired. */
 export interface RoomSnapshotMessage {
   type: "room.snapshot";
   /** client-chosen request id, echoed by the reply */
@@ -677,6 +679,10 @@ export interface RoomSnapshotMessage {
   board: JsonObject[];
   /** the open gift wish: `{wish, asset, target, progress, ends_at_ms}` */
   wish?: JsonObject;
+  /** the live session's likes (0 when not live) */
+  likes: number;
+  /** the room effects this session's likes have fired, in the order of their thresholds */
+  effects: string[];
 }
 
 /** Reply to `room.leave`. */
@@ -744,7 +750,7 @@ export interface RoomBoardMessage {
   board: JsonObject[];
 }
 
-/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, tier?, badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: the session's total}, `effect` {effect, likes} (a threshold of likes reached, once per session). */
+/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, tier?, badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: the session's total}, `effect` {effect, likes} (a threshold of likes reached, once per session). */
 export interface RoomFrameMessage {
   type: "room.frame";
   /** room id */
@@ -757,7 +763,7 @@ export interface RoomFrameMessage {
   events: JsonObject[];
 }
 
-/** The group: its profile, your role, members online here and in total, open polls and envelopes, and `gseq` (frames continue from it). */
+/** The group: its profile, your role, how many members it has, your mute, open polls and envelopes, and `gseq` (frames continue from it). */
 export interface GroupSnapshotMessage {
   type: "group.snapshot";
   /** client-chosen request id, echoed by the reply */
@@ -1018,11 +1024,11 @@ export interface PopularityDashboardMessage {
   seq: number;
 }
 
-/** The risk engine acted on your account (an event of yours): `warning` and `restricted` (low risk: one device served too many accounts; gifting stops until `until_ms`), `frozen` (medium: an IP cluster gifting one account; gifting and grabbing stop until `until_ms`), `banned` (high: automated use; permanent, the device blacklisted), or `lifted` (an appeal succeeded). `appeal` says what evidence the platform needs. */
+/** The risk engine acted on your account (an event of yours): `restricted` (low risk: one device served too many accounts; this notice is the warning, and gifting stops until `until_ms`), `frozen` (medium: an IP cluster gifting one account; gifting and grabbing stop until `until_ms`), `banned` (high: automated use; permanent, the device blacklisted), or `lifted` (an appeal succeeded). `appeal` says what evidence the platform needs. */
 export interface RiskNoticeMessage {
   type: "risk.notice";
   /** what happened */
-  action: "warning" | "restricted" | "frozen" | "banned" | "lifted";
+  action: "restricted" | "frozen" | "banned" | "lifted";
   /** the rule's risk level */
   level: "low" | "medium" | "high";
   /** shared_device, ip_cluster, automation_rate, automation_regular */

@@ -8,7 +8,7 @@ from typing import Any
 
 from protocol.errors import ADMIN_ERRORS
 from protocol.messages import ID_PATTERN
-from server.config import tier_problems
+from server.config import FAN_CARDS, Settings, tier_problems
 
 # fullmatch: `$` in ID_PATTERN would also accept a trailing newline under re.match
 _ID = re.compile(ID_PATTERN)
@@ -75,10 +75,11 @@ def boolean(value: Any, name: str) -> bool:
     return value
 
 
-def asset(value: Any, assets: tuple[str, ...]) -> str:
-    if value not in assets:
-        raise AdminError("unknown_asset", f"asset must be one of {', '.join(assets)}")
-    return str(value)
+def asset(value: Any, s: Settings) -> str:
+    if not isinstance(value, str) or not s.is_asset(value):
+        raise AdminError("unknown_asset", f"asset must be one of {', '.join(s.assets)}, "
+                         f"{FAN_CARDS[0]}.<creator> or {FAN_CARDS[1]}.<creator>")
+    return value
 
 
 def day(value: Any) -> str:

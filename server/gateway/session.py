@@ -22,13 +22,19 @@ async def auth(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     gw.error(conn, "already_authenticated", d["id"])
 
 
-async def balance(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
-    raw = await gw.redis.hgetall(keys.user(conn.user).balances)
-    balances = {k: int(v) for k, v in raw.items() if int(v)}
-    conn.push(encode("balance", id=d["id"], balances=balances).decode())
+def balance(p: Parts) -> Any:
+    """`balance.get`: the balances as of now (the modules' refreshes run first)."""
+
+    async def handle(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+        await p.refresh_balances(conn.user)
+        raw = await gw.redis.hgetall(keys.user(conn.user).balances)
+        balances = {k: int(v) for k, v in raw.items() if int(v)}
+        conn.push(encode("balance", id=d["id"], balances=balances).decode())
+
+    return handle
 
 
 def install(p: Parts) -> None:
     p.requests.add("ping", ping, ("pong",))
     p.requests.add("auth", auth, ("error",))
-    p.requests.add("balance.get", balance, ("balance", "error"))
+    p.requests.add("balance.get", balance(p), ("balance", "error"))

@@ -19,7 +19,7 @@ def precheck(s: Settings, user: str, d: dict[str, Any]) -> str | None:
     """Rules that need no storage: the rejection code, or None."""
     if d["to"] == user:
         return "self_gift"
-    if d["asset"] not in s.assets:
+    if not s.is_asset(d["asset"]):
         return "unknown_asset"
     if d["asset"] not in s.note_assets:
         return "not_transferable"

@@ -283,7 +283,8 @@ def refund_due(scripts: Scripts, s: Settings) -> Any:
 
 
 def poll_ticks(scripts: Scripts, s: Settings) -> Any:
-    """The periodic poll tick: due polls close, held-back results go out."""
+    """The periodic poll tick: due polls close, held-back results go out once the throttle
+    allows (until then they stay in the dirty set)."""
 
     async def run(now_ms: int) -> int:
         redis = scripts.redis
@@ -296,12 +297,17 @@ def poll_ticks(scripts: Scripts, s: Settings) -> Any:
         for entry in polls:
             group, _, poll = entry.partition(" ")
             g = keys.group(group)
-            calls.append(([g.profile, g.poll(poll), g.polls, g.channel], [poll, now_ms, s.publish_mode]))
+            calls.append(([g.profile, g.poll(poll), g.polls, g.channel],
+                          [poll, now_ms, s.publish_mode, s.poll_throttle_ms]))
         replies = await run_calls(redis, s.redis_cluster, scripts["poll_tick"], calls)
         ended = [e for e, r in zip(polls, replies, strict=True)
                  if not isinstance(r, Exception) and r[1] in ("closed", "gone")]
         if ended:
             await redis.zrem(keys.POLLS_DUE, *ended)
+        held = [e for e, r in zip(polls, replies, strict=True)
+                if not isinstance(r, Exception) and r[1] == "held"]
+        if held:
+            await redis.sadd(keys.POLLS_DIRTY, *held)
         return len(polls)
 
     return run

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from server.admin import validate as v
 from server.admin.http import path_user, read_json
 from server.admin.validate import AdminError
+from server.config import fan_card_of
 from server.ledger.grants import grant
 from server.parts import Parts
 from server.store import keys
@@ -23,6 +24,7 @@ GRANT_REJECTIONS = {
     "amount_too_large": "amount_too_large",
 }
 LEDGER_PAGE_DEFAULT = 50
+GIFT_LINE = ("count", "cost", "free", "tier")  # the fields a `gift_out` line adds
 
 
 async def require_users(redis: Any, **users: str) -> None:
@@ -77,6 +79,8 @@ class LedgerAdmin:
         }
 
     async def balances(self, uid: str) -> dict[str, int]:
+        """As of now: the modules' refreshes run first (popularity's expired lots burn)."""
+        await self.p.refresh_balances(v.user_id(uid))
         raw = await self.redis.hgetall(keys.user(v.user_id(uid)).balances)
         return {a: int(n) for a, n in raw.items() if int(n)}
 
@@ -85,8 +89,10 @@ class LedgerAdmin:
         d = v.obj(body, {"id", "user", "asset", "amount"}, frozenset({"id", "user", "asset", "amount"}))
         op_id = v.user_id(d["id"], "id")
         uid = v.user_id(d["user"])
-        asset = v.asset(d["asset"], self.s.assets)
-        if asset in self.p.managed_assets:  # a balance its module's structure does not back
+        asset = v.asset(d["asset"], self.s)
+        # a balance its module's structure does not back, or a fan-club card (earned by the
+        # like task alone, never transferred)
+        if asset in self.p.managed_assets or fan_card_of(asset) is not None:
             raise AdminError("asset_not_grantable")
         raw = d["amount"]
         # at any size: a number past 2^64 arrives as a float from the JSON parser
@@ -118,7 +124,9 @@ class LedgerAdmin:
         rows = await self.redis.xrevrange(lk, max=top, min="-", count=count)
         entries = [
             {"cursor": eid, "transfer_id": f["tid"], "asset": f["asset"], "delta": int(f["delta"]),
-             "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"])}
+             "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"]),
+             # a gift's line: its count, cost (festival and boost included), free part, tier
+             **{k: int(f[k]) for k in GIFT_LINE if k in f}}
             for eid, f in rows
         ]
         nxt = entries[-1]["cursor"] if len(entries) == count else None

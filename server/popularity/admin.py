@@ -15,7 +15,7 @@ from server.admin.http import read_json
 from server.admin.validate import AdminError
 from server.parts import Parts
 from server.popularity import rules
-from server.popularity.flows import user_keys
+from server.popularity.flows import note_lots, user_keys
 from server.store import keys
 from server.store.outcomes import Status, UnknownStatus, status
 
@@ -59,13 +59,15 @@ def install(p: Parts) -> None:
         """An on-topic post of a creator (idempotent by post id): the 6th of a weekly cycle
         grants the task's points once."""
         d = v.obj(await read_json(r), {"id", "user"}, frozenset({"id", "user"}))
-        pid, uid = v.user_id(d["id"], "id"), v.user_id(d["user"])
+        pid, uid, now = v.user_id(d["id"], "id"), v.user_id(d["user"]), p.clock.now_ms()
         reply = await p.scripts["pop_post"](
             keys=user_keys(uid),
-            args=[pid, rules.cycle_key(today()), s.task_posts, s.task_points, p.clock.now_ms(),
+            args=[pid, rules.cycle_key(today()), s.task_posts, s.task_points, now,
                   s.points_lot_ttl_s * 1000, s.events_bound])
         if status(reply) is Status.REJECTED:
             raise AdminError("user_unknown")
+        if int(reply[2]):  # the task's lot
+            await note_lots(p.redis, uid, now)
         return {"id": pid, "user": uid, "cycle": rules.cycle_key(today()),
                 "posts": int(reply[1]), "granted": int(reply[2])}
 
@@ -101,6 +103,7 @@ def install(p: Parts) -> None:
             raise AdminError("order_id_conflict")
         if st is Status.REJECTED:
             raise AdminError("user_unknown")
+        await note_lots(p.redis, uid, p.clock.now_ms())
         return {"order": order, "user": uid, "points": points, "applied": st is Status.APPLIED}
 
     async def violation(r: Request) -> Any:
@@ -120,6 +123,8 @@ def install(p: Parts) -> None:
                                        s.points_lot_ttl_s * 1000])
         if status(reply) is Status.REJECTED:
             raise AdminError("user_unknown")
+        if not frozen:  # the lots expire again (the sweep leaves frozen users alone)
+            await note_lots(p.redis, uid, p.clock.now_ms())
         return {"user": uid, "frozen": frozen}
 
     async def figures(r: Request) -> Any:
@@ -136,7 +141,8 @@ def install(p: Parts) -> None:
             keys=user_keys(uid), args=[use, *rates, per_hour, bounce, s.warn_completion_bp,
                                        s.warn_interaction_bp, s.warn_bounce_bp, s.events_bound])
         if status(reply) is Status.REJECTED:
-            raise AdminError("not_found", "no such card use of this user")
+            raise AdminError("not_found", "no such card use of this user (or it never boosted: "
+                                         "refused or cancelled)")
         return {"user": uid, "use": use, "warnings": orjson.loads(reply[1]) or []}
 
     async def boost(r: Request) -> Any:

@@ -1,5 +1,6 @@
 """Popularity's audit invariant: every user's points balance equals the points left in
-their unexpired-or-not-yet-burned lots (a lot never holds more than was granted)."""
+their unexpired-or-not-yet-burned lots (a lot never holds more than was granted), for users
+with lots and for users with points but no lots at all."""
 
 from __future__ import annotations
 
@@ -18,3 +19,9 @@ async def check_lots(redis: Any, r: AuditResult) -> None:
         balance = int(await redis.hget(keys.user(user).balances, "popularity") or 0)
         if lots != balance:
             r.fail(INVARIANT, f"{user}: lots hold {lots} points, the balance says {balance}")
+    # points that no lot backs: a balance with no lots key (the walk above never sees it)
+    async for key in redis.scan_iter(match=keys.SCAN_BALANCES, count=SCAN_COUNT):
+        balance = int(await redis.hget(key, "popularity") or 0)
+        user = keys.owner_of(key)
+        if balance and not await redis.exists(keys.user(user).lot_points):
+            r.fail(INVARIANT, f"{user}: no lots, the balance says {balance}")

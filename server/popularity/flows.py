@@ -41,6 +41,13 @@ def user_keys(user: str) -> list[str]:
     return [*uk.account, uk.lots, uk.lot_points, uk.popularity, uk.card_uses]
 
 
+async def note_lots(redis: Any, user: str, now_ms: int) -> None:
+    """After a step that added lots or lifted a freeze (and after its retry: a crash may have
+    come between): the expiry sweep looks at `user` from now on (server/popularity/sweep.py).
+    `LT`: a sooner time already there stays, and a sweep reading the user now keeps it."""
+    await redis.zadd(keys.LOTS_DUE, {user: now_ms}, lt=True)
+
+
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """The entry of a card use: its parameters with their defaults (an absent start is now)
     and `fp`, the fingerprint of the request as sent, which decides what a retry is."""
@@ -149,12 +156,13 @@ class UseFlow(DayFlow):
                 [item.use, "refuse" if item.outcome == "refuse" else "ok", item.code, now.now_ms,
                  self.s.points_lot_ttl_s * 1000, self.s.events_bound, item.route])
 
-    async def after_settle(self, item: UseItem, reply: list[Any], _now: Now) -> None:
+    async def after_settle(self, item: UseItem, reply: list[Any], now: Now) -> None:
         st = status(reply)
         if st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"pop_use_settle answered {reply!r}")
         state = str(reply[1])
-        if state == "refused":
+        if state == "refused":  # the price came back as a fresh lot
+            await note_lots(self.scripts.redis, item.user, now.now_ms)
             await self.replies.send(item.user, item.route, error_frame(str(reply[2])))
             return
         if state in ("scheduled", "active"):  # on a re-run too: a crash may have come before
@@ -174,6 +182,7 @@ class UseFlow(DayFlow):
         item.route, item.outcome, item.code = "", "refuse", "settlement_failed"
         call = self.settle_call(item, now)
         await self.scripts["pop_use_settle"](keys=call[0], args=call[1])
+        await note_lots(self.scripts.redis, item.user, now.now_ms)
         return "refunded"
 
 
@@ -238,10 +247,11 @@ class CancelFlow(DayFlow):
     def refund_call(self, item: CancelItem, now: Now) -> Call:
         return self._call(item, "refund", now)
 
-    async def after_refund(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
+    async def after_refund(self, item: CancelItem, reply: list[Any], now: Now) -> None:
         if status(reply) not in (Status.APPLIED, Status.EXISTS):
             raise UnknownStatus(f"pop_cancel answered {reply!r}")
         await self.scripts.redis.zrem(keys.USES_DUE, f"{item.user} {item.use}")
+        await note_lots(self.scripts.redis, item.user, now.now_ms)  # the refund's lot
 
     async def void(self, item: CancelItem, now_ms: int) -> str:
         now = await self.prepare(now_ms)

@@ -11,6 +11,7 @@ import orjson
 
 from protocol.messages import encode
 from server import days
+from server.config import fan_card
 from server.gateway.connection import Connection
 from server.popularity import flows, rules
 from server.store import keys
@@ -57,6 +58,8 @@ async def signin(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     st = status(reply)
     if st is not Status.APPLIED:
         conn.forget(no)
+    if st is not Status.REJECTED:  # a fresh lot (a retry's too: a crash may have come between)
+        await flows.note_lots(gw.redis, conn.user, now)
     if st is Status.REJECTED:
         gw.error(conn, str(reply[1]), rid)
     elif st is Status.EXISTS:  # signed in today already: the points as they are
@@ -64,18 +67,20 @@ async def signin(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 
 
 async def exchange(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
-    s, rid = gw.s, d["id"]
+    s, rid, now = gw.s, d["id"], gw.clock.now_ms()
     no = conn.expect(rid)
     try:
         reply = await _scripts(gw)["pop_exchange"](
             keys=flows.user_keys(conn.user),
             args=[d["exchange"], d["cards"], s.exchange_cards, s.exchange_points,
-                  gw.clock.now_ms(), s.points_lot_ttl_s * 1000, s.events_bound,
-                  keys.route(conn.id, no)])
+                  now, s.points_lot_ttl_s * 1000, s.events_bound, keys.route(conn.id, no),
+                  fan_card(d["creator"])])
     except BaseException:
         conn.forget(no)
         raise
     st = status(reply)
+    if st is Status.APPLIED or st is Status.EXISTS:  # a fresh lot
+        await flows.note_lots(gw.redis, conn.user, now)
     if st is Status.APPLIED:
         return  # the event answered the request
     conn.forget(no)

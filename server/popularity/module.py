@@ -7,8 +7,10 @@ Where things are:
     rules.py                  targeting, prices, cycles, maturity, the decay weight (pure)
     handlers.py / admin.py    the client's requests / what the platform reports and reads
     flows.py                  card uses and cancels through settlement; the schedule job
-    lua/_popularity.lua       where lots expire (on every read and spend) and are spent
-                              oldest first
+    sweep.py                  the bounded expiry sweep of users nobody reads
+    lua/_popularity.lua       where lots expire (on every read and spend, a balance view
+                              and the sweep) and are spent oldest first
+    lua/lots_due.lua          the sweep's index of users whose lots come due (its own slot)
     lua/pop_use.lua           where a card use's rules are enforced (frozen, category,
                               followers, maturity, 3 a day, points)
     lua/content_claim.lua     where the first booster of a content hash owns it
@@ -21,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.parts import Parts
-from server.popularity import admin, audit, flows, handlers
+from server.popularity import admin, audit, flows, handlers, sweep
 
 
 def install(p: Parts) -> None:
@@ -36,6 +38,14 @@ def install(p: Parts) -> None:
     p.flows.add(flows.CancelFlow(p.scripts, p.settings, p.replies))
     p.periodic.add("card-use-schedule", flows.schedule(p.scripts, p.settings),
                    every_ms=p.settings.popularity_tick_ms)
+    p.periodic.add("lot-expiry-sweep", sweep.sweep(p.scripts, p.settings),
+                   every_ms=p.settings.points_sweep_tick_ms)
+
+    async def refresh(user: str, now_ms: int) -> None:
+        """Before a user's balances are shown: their expired lots burn (the user's slot)."""
+        await p.scripts["pop_read"](keys=flows.user_keys(user), args=[now_ms, p.settings.events_bound])
+
+    p.balance_refreshes.append(refresh)
     admin.install(p)
     p.audits.append((audit.INVARIANT, audit.check_lots))
 

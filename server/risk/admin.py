@@ -13,9 +13,9 @@ from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
 from server.parts import Parts
+from server.risk.cases import PAGE_DEFAULT, PAGE_MAX, page, parse_cursor
 from server.store import keys
 
-PAGE_DEFAULT, PAGE_MAX = 50, 500
 # after an appeal, the rules that judge windows (a device's day, a cluster's minutes) do not
 # act on the account again from the same evidence for this long
 CLEARED_MS = 24 * 3_600_000
@@ -23,16 +23,11 @@ CLEARED_MS = 24 * 3_600_000
 
 def install(p: Parts) -> None:
     async def cases(r: Request) -> Any:
-        """Cases newest first; `cursor` is a `next_cursor` (the opened ms to continue below)."""
+        """Cases newest first, `limit` a page; `cursor` is the page before's `next_cursor`
+        (opaque: `<opened ms>:<case>`, see cases.py)."""
         limit = v.query_int(r.query_params.get("limit", str(PAGE_DEFAULT)), "limit", 1, PAGE_MAX)
         raw = r.query_params.get("cursor")
-        top = f"({v.query_int(raw, 'cursor', 0, 2**62)}" if raw is not None else "+inf"
-        ids = await p.redis.zrevrangebyscore(keys.RISK_CASES, top, "-inf", start=0, num=limit + 1,
-                                             withscores=True)
-        page = ids[:limit]
-        records = await p.redis.mget([keys.risk_case(c) for c, _ in page]) if page else []
-        return {"cases": [orjson.loads(x) for x in records if x],
-                "next_cursor": str(int(page[-1][1])) if len(ids) > limit else None}
+        return await page(p.redis, limit, None if raw is None else parse_cursor(raw))
 
     async def case(r: Request) -> Any:
         raw = await p.redis.get(keys.risk_case(r.path_params["case"]))

@@ -43,7 +43,18 @@ STALE_CHECK_S = 60.0  # how often an engine looks for entries a killed engine le
 CONSUMER_IDLE_MS = 3_600_000  # an engine's consumer idle this long (and owing nothing) is gone
 DEVICE_ACCOUNTS_KEPT = 200  # accounts a device's record keeps (the rule needs a handful)
 CLUSTER_ACCOUNTS_KEPT = 1000
-ACTIONS = ("gift", "grab", "like", "post")
+ACTIONS = ("gift", "grab", "like", "post", rules.LIKE_REFUSED)
+
+
+def like_refused(report: dict[str, str]) -> dict[str, str]:
+    """The like speed rule's report (`server/rooms/handlers.py`: a field map, `signal`
+    `like_speed`) as a signal: an action for the rate rule, of the kind its refusals count as
+    (none, so it is left out, when its time is unreadable)."""
+    at_ms = report.get("at_ms", "")
+    if not (at_ms.isascii() and at_ms.isdigit()):
+        return {}
+    return {"kind": rules.LIKE_REFUSED, "user": report.get("user", ""), "device": "", "ip": "",
+            "to": "", "at_ms": at_ms}
 
 
 class Engine:
@@ -128,8 +139,8 @@ class Engine:
         """A batch of signals, in their order: each rule's counts in one pipelined round trip
         (each call on its owner's slot), then the decisions they call for."""
         s = self.s
-        # the like speed rule's own refusals carry no kind: the like request was counted
-        signals = [f for f in batch if f.get("kind") and f.get("user")]
+        signals = [like_refused(f) if f.get("signal") == "like_speed" else f for f in batch]
+        signals = [f for f in signals if f.get("kind") and f.get("user")]
         decisions: list[tuple[list[str], str, str, str, int, int, dict[str, Any]]] = []
 
         # low: a device serves the accounts that connect on it
@@ -187,12 +198,18 @@ class Engine:
                 continue
             recent = [rules.parse_action(x) for x in r[1].split(",")]
             for i, f in enumerate(fs):  # oldest first: the kept times after each action
+                if f["kind"] == rules.LIKE_REFUSED:
+                    # counted, not judged: its request's own signal (a gateway's, with the
+                    # device to blacklist) follows within a gateway tick and is judged
+                    continue
                 actions = recent[len(fs) - 1 - i:][:keep]
                 verdict = rules.automation(actions, s)
                 if verdict:
                     decisions.append(([user], "ban", "high", verdict, int(f["at_ms"]), 0,
                                       {"device": f.get("device", ""), "ip": f.get("ip", ""),
                                        "recent_ms": [t for t, _ in actions][:60],
+                                       "likes_refused": sum(1 for _, k in actions
+                                                            if k == rules.LIKE_REFUSED),
                                        "window_s": s.bot_window_s}))
                     break
 

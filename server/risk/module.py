@@ -10,7 +10,7 @@ and re-checked by the settlement steps; cases and appeals. Where things are:
     lua/risk_apply.lua    where a decision lands (the user's slot) and reaches gateways
     lua/risk_device.lua / risk_cluster.lua / risk_actions.lua   the counts, each on its
                           owner's slot
-    admin.py              cases, appeals
+    admin.py              cases, appeals; cases.py: paging them (the cursor)
 """
 
 from __future__ import annotations

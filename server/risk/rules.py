@@ -8,13 +8,18 @@ import math
 from server.config import Settings
 
 # what each kind of request counts as, for the rules (the like speed rule's own refusals
-# come in as signals too)
+# come in as signals too: `LIKE_REFUSED`)
 ACTIONS = {"gift.send": "gift", "envelope.send": "gift", "envelope.grab": "grab",
            "room.like": "like", "group.post": "post"}
 # which decisions refuse which actions: a restriction stops gifting, a freeze gifting and
 # grabbing, a ban everything
 REFUSES = {"restricted": ("gift",), "frozen": ("gift", "grab"),
            "banned": ("gift", "grab", "like", "post")}
+# a like request the like speed rule refused (part of it, at least): it counts once more
+# for the rate, as its request did
+LIKE_REFUSED = "like_refused"
+# judged by the rate alone: clients batch taps and send them on a timer
+RATE_ONLY = ("like", LIKE_REFUSED)
 
 
 def parse_action(entry: str) -> tuple[int, str]:
@@ -28,8 +33,9 @@ def automation(actions_newest_first: list[tuple[int, str]], s: Settings) -> str 
     whole `bot_window_s` (more than rate × window actions in the window ending at the
     newest), `automation_regular` when the last `bot_regular_intervals` intervals are too
     even to be human (their coefficient of variation, stdev / mean, below
-    `bot_regular_cv`), else None. Likes are judged by the rate only: clients batch taps and
-    send them on a timer, so their regularity says nothing about who taps."""
+    `bot_regular_cv`), else None. Likes (and the like speed rule's refusals) are judged by
+    the rate only: clients batch taps and send them on a timer, so their regularity says
+    nothing about who taps."""
     times_newest_first = [t for t, _ in actions_newest_first]
     if not times_newest_first:
         return None
@@ -39,7 +45,7 @@ def automation(actions_newest_first: list[tuple[int, str]], s: Settings) -> str 
     if in_window > s.bot_actions_per_s * s.bot_window_s:
         return "automation_rate"
     n = s.bot_regular_intervals
-    judged = [t for t, kind in actions_newest_first if kind != "like"]
+    judged = [t for t, kind in actions_newest_first if kind not in RATE_ONLY]
     if len(judged) > n:
         recent = judged[: n + 1]
         gaps = [a - b for a, b in itertools.pairwise(recent)]

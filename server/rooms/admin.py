@@ -10,7 +10,7 @@ from protocol.rooms import BOARD_MAX
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
-from server.config import tiers_arg
+from server.config import fan_card_of, tiers_arg
 from server.ledger.admin import require_users
 from server.parts import Parts
 from server.rooms.audit import rebuild_board
@@ -73,19 +73,26 @@ def install(p: Parts) -> None:
         return await room(r)
 
     async def likes(r: Request) -> Any:
-        """A fan's likes by streamer: totals, fan-club levels, small cards, the daily task."""
+        """A fan's likes by streamer: totals, fan-club levels, the small and rare small cards
+        they hold (their balances of the streamer's cards: net of exchanges), the daily task."""
         uid = v.user_id(r.path_params["user"])
         await require_users(p.redis, user=uid)
         uk = keys.user(uid)
         pipe = p.redis.pipeline(transaction=False)
-        for key in (uk.like_totals, uk.like_levels, uk.small_cards, uk.like_tasks):
+        for key in (uk.like_totals, uk.like_levels, uk.balances, uk.like_tasks):
             pipe.hgetall(key)
-        totals, levels, cards, tasks = await pipe.execute()
-        creators = sorted(set(totals) | set(cards))
+        totals, levels, balances, tasks = await pipe.execute()
+        cards: dict[tuple[str, bool], int] = {}
+        for asset, n in balances.items():
+            of = fan_card_of(asset)
+            if of is not None:
+                cards[of] = int(n)
+        creators = sorted(set(totals) | {c for c, _ in cards})
         return {"user": uid, "creators": [
             {"creator": c, "likes": int(totals.get(c, 0)), "level": int(levels.get(c, 0)),
-             "small_cards": int(cards.get(c, 0)), "streak": int(tasks.get(f"{c}:streak", 0)),
-             "task_done_day": tasks.get(f"{c}:done")} for c in creators[:LIKES_CREATORS_MAX]]}
+             "small_cards": cards.get((c, False), 0), "rare_cards": cards.get((c, True), 0),
+             "streak": int(tasks.get(f"{c}:streak", 0)), "task_done_day": tasks.get(f"{c}:done")}
+            for c in creators[:LIKES_CREATORS_MAX]]}
 
     p.admin.add(("GET", "PUT"), "/rooms/{room}", room)
     p.admin.add("POST", "/rooms/{room}/live", live)

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from protocol.messages import encode
 from protocol.rooms import BOARD_MAX
+from server.config import fan_card
 from server.gateway.connection import Connection
 from server.gifting import rules
 from server.rooms.viewers import RoomViewers
@@ -45,10 +46,14 @@ async def snapshot(gw: Gateway, room: str, request_id: str | None) -> str | None
     # the shares that have not lapsed, summed now (a dead gateway's viewers do not count
     # even before some gateway's report prunes them)
     audience = sum(int(shares.get(g, 0)) for g in live_gateways)
+    session = p.get("session") if live else None
+    # an effect fired in this session has `effect:<name>` = the session (like_room.lua)
+    effects = [n for _, n in (e.split(":", 1) for e in gw.s.room_effects)
+               if session is not None and p.get(f"effect:{n}") == session]
     return encode("room.snapshot", id=request_id, room=room, streamer=p["streamer"], live=live,
-                  session=p.get("session") if live else None, audience=audience,
-                  rseq=int(p.get("rseq", 0)),
-                  board=[{"user": u, "cards": int(c)} for u, c in board], wish=wish_of(p)).decode()
+                  session=session, audience=audience, rseq=int(p.get("rseq", 0)),
+                  board=[{"user": u, "cards": int(c)} for u, c in board], wish=wish_of(p),
+                  likes=int(p.get("likes", 0)) if live else 0, effects=effects).decode()
 
 
 def wish_of(p: dict[str, str]) -> dict[str, Any] | None:
@@ -99,10 +104,11 @@ async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     today = rules.local_day(now, tz)
     reply = await viewers(gw).p.scripts["like_fan"](
         keys=[uk.profile, uk.like_totals, uk.like_levels, uk.like_recent, uk.events, uk.channel,
-              uk.like_tasks, uk.balances, uk.system, uk.ledger, uk.small_cards],
+              uk.like_tasks, uk.balances, uk.system, uk.ledger],
         args=[streamer, d["count"], now, s.like_window_ms, s.likes_per_window_max,
               ",".join(s.like_levels), s.events_bound, rules.day_key(today),
-              rules.day_key(today - timedelta(days=1)), s.like_task_likes, s.like_streak_days])
+              rules.day_key(today - timedelta(days=1)), s.like_task_likes, s.like_streak_days,
+              fan_card(streamer), fan_card(streamer, rare=True)])
     if status(reply) is Status.REJECTED:
         gw.error(conn, str(reply[1]), d["id"])
         return

@@ -33,7 +33,7 @@ def install(p: Parts) -> None:
     p.requests.add("room.wish", handlers.wish, ("room.snapshot", "error"))
     p.requests.add("room.like", handlers.like, ("room.liked", "error"))
     p.flows.add_step(GIFT, quote_step(p.settings, lambda today: today.now_ms), first=True)
-    p.flows.add_step(GIFT, record_step(p.settings))
+    p.flows.add_step(GIFT, record_step(p.settings, p.clock.now_ms))
     p.periodic.add("wish-ends", wishes.end_due(p), every_ms=p.settings.wish_end_check_ms)
     admin.install(p)
     p.audits.append((audit.INVARIANT, audit.check_boards))

@@ -5,6 +5,7 @@ gifting's flow through the flows registry; the gift flow itself knows no room.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from server.config import Settings
@@ -27,14 +28,17 @@ class RoomGift(Protocol):
     rec: dict[str, Any] | None
 
 
-def record_step(s: Settings) -> Step:
+def record_step(s: Settings, now_ms: Callable[[], int]) -> Step:
+    """`now_ms`: the time the room records the settled gift (its event's `at_ms`)."""
+
     def call(item: RoomGift, _batch: Any) -> Call | None:
         if not item.room or item.outcome != "delivered" or item.rec is None:
             return None  # not in a room, or not (yet) the recipient's: offers are not recorded
         rk, rec = keys.room(item.room), item.rec
         return ([rk.profile, rk.recorded, rk.board, rk.channel],
                 [item.tid, item.sender, item.to, rec["asset"], rec["count"], rec["cost"],
-                 s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0), rec.get("badge", 0)])
+                 s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0), rec.get("badge", 0),
+                 now_ms()])
 
     async def after(item: RoomGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)

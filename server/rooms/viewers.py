@@ -141,7 +141,11 @@ class RoomViewers:
         due: list[tuple[str, RoomState, int]] = []
         for channel, state in self.rooms.items():
             viewers = 0 if withdraw else len(list(self.gw.hub.on(channel)))
-            if viewers != state.reported or now - state.reported_ms >= self.s.room_share_refresh_ms:
+            since_ms = now - state.reported_ms
+            # a change goes in at most every `room_audience_report_ms` (a join storm is a few
+            # audience events a second, not one a tick); an unchanged share every refresh
+            if (viewers != state.reported and (withdraw or since_ms >= self.s.room_audience_report_ms)) \
+                    or since_ms >= self.s.room_share_refresh_ms:
                 due.append((channel, state, viewers))
         if not due:
             return

@@ -16,7 +16,6 @@ Per user (`gw:{u:<id>}:…`):
   lk  likes given, creator → total;  lv  fan-club level, creator → level
   lr  recent like batches (sorted by ms), for the like speed rule
   lt  like tasks, `<creator>:d|n|done|streak`: today's day and likes, last day done, streak
-  sc  small cards earned, creator → count (the asset itself is `small_card` in `b`)
   if  creators this fan is an iron fan of (set by the platform; a group entry rule)
   ra  the risk engine's recent action times (ms, newest first, bounded)
   pl  popularity lots: lot id → expiry ms;  pv  lot id → points left in it
@@ -105,10 +104,6 @@ class UserKeys:
     @property
     def like_tasks(self) -> str:
         return f"{self.tag}:lt"
-
-    @property
-    def small_cards(self) -> str:
-        return f"{self.tag}:sc"
 
     @property
     def iron_fan_of(self) -> str:
@@ -409,6 +404,9 @@ POLLS_DUE = f"{PREFIX}:{{groups}}:polls"  # zset: `<group> <poll>` → its deadl
 POLLS_DIRTY = f"{PREFIX}:{{groups}}:dirty"  # set: `<group> <poll>` with results held back
 ENVELOPES_DUE = f"{PREFIX}:{{groups}}:envs"  # zset: `<group> <envelope>` → its expiry (ms)
 USES_DUE = f"{PREFIX}:{{popularity}}:due"  # zset: `<user> <use>` → its next start or end (ms)
+# zset: user → when the expiry sweep looks at their lots next (ms); written outside Lua
+# and by the sweep's own script on this slot, never by a user's script
+LOTS_DUE = f"{PREFIX}:{{popularity}}:lots"
 SCAN_LOTS = f"{PREFIX}:{{u:*}}:pv"
 OFFERS_DUE = f"{PREFIX}:{{offers}}:due"  # zset: `<recipient> <transfer id>` → expiry ms
 FESTIVALS = f"{PREFIX}:{{cfg}}:festivals"  # set of yyyymmdd

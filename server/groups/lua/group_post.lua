@@ -84,8 +84,11 @@ redis.call('HSET', k_profile, 'history_ms', I(ms))
 local message = {from = sender, role = role, badge = badge, text = text, at_ms = now}
 if #mentioned > 0 then message.mentions = mentioned end
 if all then message.all = true end
--- the entry holds the message without its id (the entry id is the id)
-local id = redis.call('XADD', k_history, 'MAXLEN', '~', I(history_max), I(ms) .. '-*', 'm',
+-- the entry holds the message without its id (the entry id is the id); the count is
+-- trimmed exactly (one entry per post: cheap), since `~` keeps whole blocks of 100 and a
+-- small `history_max` would keep many times more than configured; age is trimmed in
+-- blocks, the reader skips what is older
+local id = redis.call('XADD', k_history, 'MAXLEN', I(history_max), I(ms) .. '-*', 'm',
                       cjson.encode(message))
 local oldest = now - history_age
 if oldest > 0 then redis.call('XTRIM', k_history, 'MINID', '~', I(oldest)) end

@@ -1,6 +1,7 @@
 -- Cancelling a scheduled use, on the user's slot, in two idempotent calls around the
 -- content's (its boost window removed): `mark` (only before the start: it will not start
--- now), then `refund` (the price back as a fresh lot, the day's use given back).
+-- now), then `refund` (the price back as a fresh lot, the day's use given back). A use
+-- refused, or still settling, is `use_unknown`; one started or ended, `use_started`.
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - use id  ARGV[2] - 'mark' | 'refund'  ARGV[3] - now ms  ARGV[4] - lot lifetime ms
 -- ARGV[5] - event log bound  ARGV[6] - route
@@ -17,6 +18,8 @@ local room = rec.room or ''
 if rec.st == 'cancelled' then return {'exists', rec.content, rec.cev, room} end
 if step == 'mark' then
   if rec.st == 'cancelling' then return {'exists', rec.content, '', room} end
+  -- refused (it never boosted; its price came back) or still settling: nothing to cancel
+  if rec.st == 'refused' or rec.st == 'paid' then return {'rejected', 'use_unknown'} end
   if rec.st ~= 'scheduled' or now >= rec.starts then return {'rejected', 'use_started'} end
   rec.st = 'cancelling'
   redis.call('HSET', k.uses, use, cjson.encode(rec))

@@ -5,7 +5,8 @@
 -- ARGV[1] - use id  ARGV[2] - completion bp  ARGV[3] - interaction bp
 -- ARGV[4] - followers per hour  ARGV[5] - bounce bp  ARGV[6] - warn: completion below
 -- ARGV[7] - warn: interaction below  ARGV[8] - warn: bounce above  ARGV[9] - event log bound
--- Returns {'applied', warnings JSON} | {'rejected', 'use_unknown'}
+-- Returns {'applied', warnings JSON} | {'rejected', 'use_unknown'} (no such use, or one that
+--         never boosted: refused or cancelled)
 local k = pop_keys(KEYS)
 local use = ARGV[1]
 local completion, interaction = int_arg(ARGV[2], 'completion'), int_arg(ARGV[3], 'interaction')
@@ -15,6 +16,10 @@ local w_bounce, bound = int_arg(ARGV[8], 'w_bounce'), events_bound(ARGV[9])
 local stored = redis.call('HGET', k.uses, use)
 if not stored then return {'rejected', 'use_unknown'} end
 local rec = cjson.decode(stored)
+-- a use refused or cancelled never boosted anything: it has no figures
+if rec.st == 'refused' or rec.st == 'cancelling' or rec.st == 'cancelled' then
+  return {'rejected', 'use_unknown'}
+end
 rec.warned = rec.warned or {}
 local warnings = {}
 local function check(name, past)

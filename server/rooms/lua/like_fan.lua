@@ -1,31 +1,37 @@
 -- A fan's likes for a creator, on the fan's slot: the speed rule first (at most `max`
 -- likes in any `window` ms; the rest are refused, not counted), then the fan's total for
 -- the creator, and the fan-club level it reaches (an event of the fan's when it rises), and
--- the daily task: the first `task` likes of a local day for a creator earn one `small_card`
--- (from mint, through the ledger), and `streak` task days in a row one `small_card_rare`;
--- a missed day restarts the streak.
+-- the daily task: the first `task` likes of a local day for a creator earn one small card of
+-- the creator's fan club (its own asset, from mint, through the ledger), and `streak` task
+-- days in a row one rare small card; a missed day restarts the streak.
 -- KEYS[1] - fan profile   KEYS[2] - like totals (creator → likes)
 -- KEYS[3] - levels (creator → level)   KEYS[4] - recent likes (sorted set, for the speed rule)
 -- KEYS[5] - fan event stream           KEYS[6] - fan channel
 -- KEYS[7] - like tasks   KEYS[8] - balances   KEYS[9] - system accounts   KEYS[10] - ledger
--- KEYS[11] - small cards by creator
 -- ARGV[1] - creator   ARGV[2] - count   ARGV[3] - now ms
 -- ARGV[4] - speed window ms   ARGV[5] - likes allowed per window
 -- ARGV[6] - level thresholds, ascending (`100,1000,10000`)   ARGV[7] - event log bound
 -- ARGV[8] - today's day key   ARGV[9] - yesterday's   ARGV[10] - likes of the daily task
 -- ARGV[11] - task days for the streak reward
+-- ARGV[12] - the creator's small card asset   ARGV[13] - the creator's rare small card asset
 -- Returns {'applied', counted, refused, total, level, likes today, streak} |
---         {'rejected', 'not_registered'} (a fan giftwire does not know gets no keys)
+--         {'rejected', 'not_registered'} (a fan giftwire does not know gets no keys) |
+--         {'rejected', 'risk_banned'} (the risk engine's ban, `risk_banned` on the profile)
 local k_profile, k_totals, k_levels, k_recent = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_events, k_channel = KEYS[5], KEYS[6]
-local k_tasks, k_balances, k_system, k_ledger, k_cards = KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local k_tasks, k_balances, k_system, k_ledger = KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local creator, count, now = ARGV[1], int_arg(ARGV[2], 'count'), int_arg(ARGV[3], 'now')
 local window, allowed = int_arg(ARGV[4], 'window'), int_arg(ARGV[5], 'allowed')
 local bound = events_bound(ARGV[7])
 local today, yesterday = ARGV[8], ARGV[9]
 local task_likes, streak_days = int_arg(ARGV[10], 'task_likes'), int_arg(ARGV[11], 'streak_days')
+local card, rare_card = ARGV[12], ARGV[13]
 if count < 1 then fail('count must be at least 1') end
+if (card or '') == '' or (rare_card or '') == '' then fail('the card assets are missing') end
 if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then return {'rejected', 'not_registered'} end
+-- the gateway's cached view refuses a banned fan's likes; this catches one that raced the
+-- ban (sent before the view heard of it): nothing counted
+if redis.call('HGET', k_profile, 'risk_banned') == '1' then return {'rejected', 'risk_banned'} end
 local thresholds = {}
 for t in string.gmatch(ARGV[6], '%d+') do thresholds[#thresholds + 1] = tonumber(t) end
 
@@ -73,10 +79,9 @@ if counted > 0 and not stale_day then
   if n >= task_likes and t[3] ~= today then
     streak = streak + 1
     redis.call('HSET', k_tasks, creator .. ':done', today, creator .. ':streak', I(streak))
-    redis.call('HINCRBY', k_cards, creator, 1)
-    reward('small_card', 'like_task', '$liketask:' .. creator .. ':' .. today)
+    reward(card, 'like_task', '$liketask:' .. creator .. ':' .. today)
     if streak % streak_days == 0 then
-      reward('small_card_rare', 'like_streak', '$likestreak:' .. creator .. ':' .. today)
+      reward(rare_card, 'like_streak', '$likestreak:' .. creator .. ':' .. today)
     end
   end
 end

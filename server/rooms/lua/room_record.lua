@@ -11,6 +11,7 @@
 --            longer than any retry can come late
 -- ARGV[9] - the boost tier the gift was priced at (0: none)
 -- ARGV[10] - the sender's badge: their fan-club level with the recipient (0: none)
+-- ARGV[11] - now ms: the gift settled and is recorded (the event's `at_ms`)
 -- An open wish for the gift's asset counts the gift's cards; reaching its target is a
 -- `wish` event (once).
 -- Returns {'applied', rseq} | {'exists', ''} | {'rejected', 'room_unknown'}
@@ -20,6 +21,7 @@ local count, cost = int_arg(ARGV[5], 'count'), int_arg(ARGV[6], 'cost')
 local publish = publish_command(ARGV[7])
 local recorded_ttl = int_arg(ARGV[8], 'recorded_ttl')
 local tier, badge = int_arg(ARGV[9], 'tier'), int_arg(ARGV[10], 'badge')
+local now = int_arg(ARGV[11], 'now')
 
 if redis.call('HEXISTS', k_recorded, transfer_id) == 1 then return {'exists', ''} end
 local p = redis.call('HMGET', k_profile, 'streamer', 'live', 'session', 'wish_open', 'wish_asset',
@@ -31,7 +33,7 @@ redis.call('HSET', k_recorded, transfer_id, session .. '|' .. sender .. '|' .. I
 redis.call('EXPIRE', k_recorded, I(recorded_ttl))
 if session ~= '' then redis.call('ZINCRBY', k_board, I(cost), sender) end
 local event = {kind = 'gift', transfer_id = transfer_id, from = sender, to = recipient,
-               asset = asset, count = count, cost = cost}
+               asset = asset, count = count, cost = cost, at_ms = now}
 if tier > 0 then event.tier = tier end
 if badge > 0 then event.badge = badge end
 local rseq = room_event(k_profile, k_channel, event, publish)

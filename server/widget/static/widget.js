@@ -2,7 +2,7 @@
 // arriving live, offers to accept or decline, red envelopes in a group, and a live room's
 // gift feed, board, wish and like button. Configured by its URL (query or #fragment) and/or
 // by postMessage from the page that embeds it: see docs/widget.md.
-import { CLOSE_CODES, GiftwireClient, newId } from "./giftwire.js";
+import { CLOSE_CODES, GiftwireClient, newId, userOfToken } from "./giftwire.js";
 import { REASONS_ZH, STRINGS } from "./i18n.js";
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
@@ -766,13 +766,13 @@ function onHostMessage(ev) {
 }
 
 function useToken(token) {
-  ctx.token = token;
+  ctx.token = token; // each connection attempt takes the newest (see start)
   if (!client) start();
-  else {
-    client.setToken(token);
-    if (client.state === "closed") client.connect().catch(() => {});
-  }
+  else if (client.state === "closed") client.connect().catch(() => {});
 }
+
+/** A close that refused the token the attempt carried (expired, invalid, …). */
+const refusesToken = (code) => CLOSE_CODES[code]?.reason.startsWith("auth_") ?? false;
 
 // ---- start --------------------------------------------------------------------------------
 
@@ -781,13 +781,23 @@ function start() {
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   url.search = "";
   url.hash = "";
-  client = new GiftwireClient(url.toString(), ctx.token, { maxAttempts: Infinity });
+  // The token is read at each attempt, and remembered: a refusal of a token the host has
+  // replaced since (it sent the fresh one while the old was being tried) is no reason to stop.
+  let tried = null;
+  const token = () => (tried = ctx.token);
+  // (given a function, the client cannot name its storage after the user: it is told here)
+  client = new GiftwireClient(url.toString(), token, { maxAttempts: Infinity,
+    storageKey: `giftwire:${userOfToken(ctx.token) ?? "default"}` });
   client.on("state", (state) => {
     model.connection = state;
     postHost("state", { state });
     render();
   });
   client.on("close", (e) => {
+    if (e.final && refusesToken(e.code) && tried !== ctx.token) {
+      client.connect().catch(() => {}); // with the newer token
+      return;
+    }
     if (e.final) model.closed = { code: e.code };
     render();
   });
