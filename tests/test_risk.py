@@ -436,13 +436,19 @@ async def test_settlement_refuses_what_raced_a_restriction_or_a_ban(
     """A restriction, then a ban, that landed on the user's slot but has not reached the
     gateway: the gift passes the gateway and settlement refuses it (`sender_restricted`,
     then `sender_banned`), the like is refused by the like step (`risk_banned`, not counted),
-    and no card moves."""
+    so is a group post (nothing posted), and no card moves."""
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
         sender, recipient = await admin.pair(10)
-        room = uid("room")
+        room, group = uid("room"), uid("grp")
         await admin.call("PUT", f"/rooms/{room}", {"streamer": recipient})
+        await admin.call("PUT", f"/groups/{group}", {"owner": recipient, "type": "core",
+                                                     "rule": "iron_fan"})
+        await admin.call("PUT", "/iron-fans", {"fan": sender, "creator": recipient, "iron": True})
         c = await Raw.open(srv, sender)
+        assert (await c.request("group.join", group=group))["type"] == "group.snapshot"
+        posted = await c.request("group.post", group=group, msg_id="m1", text="hello")
+        assert posted["type"] == "group.posted"
         liked = await c.request("room.like", room=room, count=1)
         assert (liked["type"], liked["counted"]) == ("room.liked", 1)
         raw = redis.Redis(unix_socket_path=vk.url.removeprefix("unix://"), decode_responses=True)
@@ -456,6 +462,10 @@ async def test_settlement_refuses_what_raced_a_restriction_or_a_ban(
         like = await c.request("room.like", room=room, count=1)
         assert (like["type"], like["code"]) == ("error", "risk_banned")
         assert raw.hget(keys.user(sender).like_totals, recipient) == "2"  # the two before
+        post = await c.request("group.post", group=group, msg_id="m2", text="still here?")
+        assert (post["type"], post["code"]) == ("error", "risk_banned")
+        history = await c.request("group.history", group=group)
+        assert [m["text"] for m in history["messages"]] == ["hello"]
         raw.close()
         assert await admin.balances(sender) == {"note.do": 10}
         assert await admin.balances(recipient) == {}

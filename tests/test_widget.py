@@ -701,12 +701,13 @@ async def test_a_page_on_an_origin_the_widget_does_not_trust_can_neither_drive_n
 
 async def test_told_its_hosts_origin_the_widget_obeys_only_the_parent_page_and_reports_to_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """With `origin` set to the platform's: a frame beside the widget, of that same origin,
-    cannot sign it in; the page that embeds it does, and hears its state and its gifts."""
+    """With `origin` set to the platform's (written with a trailing slash, as a URL): a frame
+    beside the widget, of that same origin, cannot sign it in; the page that embeds it does,
+    and hears its state and its gifts."""
     alice, bob = await people(admin, "alice", "bob", 5)
     async with Platform() as host:
         host.body = (f'<iframe id="giftwire" src="{server.http}/widget/?lang=en&to={bob}'
-                     f'&origin={host.origin}"></iframe><iframe name="ads" srcdoc="ads"></iframe>')
+                     f'&origin={host.origin}/"></iframe><iframe name="ads" srcdoc="ads"></iframe>')
         w = await Widget.embedded(context, server, host)
         await heard(w.page)
         ads = w.page.frame(name="ads")

@@ -205,7 +205,17 @@ async def post(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if owner is None:
         gw.error(conn, "group_unknown", d["id"])
         return
-    badge = int(await gw.redis.hget(keys.user(conn.user).like_levels, owner) or 0)
+    # one round trip on the poster's slot: their badge, and the risk engine's ban re-checked
+    # (a ban that landed before the gateway's cached view heard of it: the post is refused)
+    uk = keys.user(conn.user)
+    pipe = gw.redis.pipeline(transaction=False)
+    pipe.hget(uk.like_levels, owner)
+    pipe.hget(uk.profile, "risk_banned")
+    level, banned = await pipe.execute()
+    if banned == "1":
+        gw.error(conn, "risk_banned", d["id"])
+        return
+    badge = int(level or 0)
     now = gw.clock.now_ms()
     day = days.today_key(now, s.timezone)
     reply = await w.p.scripts["group_post"](

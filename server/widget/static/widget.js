@@ -31,8 +31,19 @@ const ctx = {
   room: idOrNull(params.room),
   to: idOrNull(params.to),
 };
-const hostOrigin = params.origin || null; // if given: the only origin whose messages count
+// if given: the only origin whose messages count, as the browser spells origins (a trailing
+// slash or a path in the parameter would otherwise make every message look foreign)
+const hostOrigin = originOf(params.origin);
 let learnedOrigin = null; // the origin of the host's `giftwire:init`
+
+function originOf(raw) {
+  if (!raw) return null;
+  try {
+    return new URL(raw).origin;
+  } catch {
+    return raw; // not a URL: compared as given, so nothing matches it
+  }
+}
 
 function pickLang(wanted) {
   const choice = (wanted || navigator.languages?.[0] || navigator.language || "en").toLowerCase();
