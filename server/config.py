@@ -521,7 +521,7 @@ DOCS: dict[str, str] = {
     "ledger_page_max": "largest ledger page of the admin API",
     "bulk_items_max": "items in one bulk admin request",
     "fault": "fault injection for crash tests (`kill_after_escrow`, `kill_after_finalize`, "
-             "`poison_credit`, `kill_after_grab`); leave empty",
+             "`poison_credit`, `kill_after_grab`, `lose_like_batches`); leave empty",
     "test_clock": "let `POST /admin/v1/clock` move the time of every process forward (tests and "
                   "development only; never in production)",
 }

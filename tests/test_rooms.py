@@ -621,3 +621,27 @@ async def test_a_slow_viewer_misses_room_frames_never_its_own_events(
         assert own == 35000
         assert not [e for f in frames for e in f["events"] if e["kind"] == "gift"]
         assert await admin.balances(slow) == {"note.do": 35000}
+
+
+async def test_a_like_batch_lost_on_its_way_or_back_counts_once(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """The gateway's first like batch never reaches Redis and its second is applied with the
+    answer lost (`GIFTWIRE_FAULT=lose_like_batches`): both are sent again, and the room's
+    total is every acknowledged like exactly once."""
+    srv, _ = own_server({"GIFTWIRE_FAULT": "lose_like_batches"})
+    async with Admin(srv) as admin:
+        room, streamer = await new_room(admin)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+            await st.request("room.live", room=room, live=True)
+        viewer, _ = await watch(srv, room)
+        fan = uid("fan")
+        await admin.user(fan)
+        async with await Client.connect(srv.ws, srv.token(fan)) as c:
+            assert (await c.request("room.like", room=room, count=5))["counted"] == 5
+            await until(lambda: [e for e in room_events(viewer, "likes") if e["likes"] == 5])
+            assert (await c.request("room.like", room=room, count=3))["counted"] == 3
+            await until(lambda: [e for e in room_events(viewer, "likes") if e["likes"] == 8])
+        await asyncio.sleep(0.5)  # a batch applied twice would show as more
+        assert max(e["likes"] for e in room_events(viewer, "likes")) == 8
+        assert (await viewer.request("room.state", room=room))["likes"] == 8
+        await viewer.close()

@@ -164,6 +164,7 @@ class RoomKeys:
     board  sorted set: the live session's contribution board, user → cards paid
     x      hash: transfer id → `<session>|<sender>|<cost>`, the gifts recorded in this room
     q      hash: transfer id → `num/den/tier/audience`, the price quoted for a gift in it
+    lb     hash: gateway id → the last like batch of that gateway added to the room's total
     c      the room's pub/sub channel (at-most-once room events)
     """
 
@@ -203,6 +204,10 @@ class RoomKeys:
     @property
     def quotes(self) -> str:
         return f"{self.tag}:q"
+
+    @property
+    def like_batches(self) -> str:
+        return f"{self.tag}:lb"
 
     @property
     def channel(self) -> str:
