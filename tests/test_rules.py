@@ -62,3 +62,17 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
     assert problems(Settings(wish_tiers=("10000:2/1", "1000:1/1", "*:3/1")))
     assert problems(Settings(wish_tiers=("1000:1/1", "10000:2/1")))
     assert Settings(room_queue_max_bytes=2 << 20).room_queue_bytes == (1 << 20) // 2
+
+
+def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:
+    """At UTC+8 the weekly cycle runs Monday to Sunday in local days: Sunday 23:59:59 local
+    (15:59:59 UTC) is the old cycle, Monday 00:00 local the new one; and ISO years hold."""
+    from server.popularity.rules import cycle_key
+
+    tz = rules.parse_timezone("+08:00")
+    sunday_last = rules.local_day(ms(2026, 11, 29, 15, 59, 59), tz)  # Sun 29 Nov, 23:59:59 local
+    monday_first = rules.local_day(ms(2026, 11, 29, 16, 0, 0), tz)  # Mon 30 Nov, 00:00 local
+    assert (sunday_last.isoweekday(), monday_first.isoweekday()) == (7, 1)
+    assert (cycle_key(sunday_last), cycle_key(monday_first)) == ("2026-W48", "2026-W49")
+    assert cycle_key(date(2027, 1, 3)) == "2026-W53"  # a Sunday of 2027 ends 2026's last week
+    assert cycle_key(date(2027, 1, 4)) == "2027-W01"
