@@ -157,7 +157,8 @@ async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None
 async def test_a_dead_gateways_viewers_stop_counting(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]], start: Callable[..., Proc]) -> None:
     """Two of three viewers watch through a gateway that is SIGKILLed: within the share's
-    lifetime the audience drops to one, and the remaining viewer is told."""
+    lifetime the audience drops to one, the remaining viewer is told, and the admin API
+    says one."""
     env = {"GIFTWIRE_ROOM_SHARE_TTL_MS": "1000", "GIFTWIRE_ROOM_SHARE_REFRESH_MS": "200"}
     srv, vk = own_server(env)
     doomed = start("gateway", vk.url, srv.data_dir, env)
@@ -174,6 +175,7 @@ async def test_a_dead_gateways_viewers_stop_counting(
                     timeout_s=5)
         assert time.monotonic() - started < 3  # the share's ttl (1 s) plus a refresh or two
         assert (await stays.request("room.state", room=room))["audience"] == 1
+        assert (await admin.call("GET", f"/rooms/{room}"))["audience"] == 1  # the admin's view too
         for c in gone:
             await asyncio.gather(c.close(), return_exceptions=True)
         await stays.close()

@@ -6,7 +6,6 @@ from typing import Any
 
 from starlette.requests import Request
 
-from protocol.rooms import BOARD_MAX
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
@@ -14,7 +13,7 @@ from server.config import fan_card_of, tiers_arg
 from server.ledger.admin import require_users
 from server.parts import Parts
 from server.rooms.audit import rebuild_board
-from server.rooms.handlers import wish_of
+from server.rooms.handlers import room_now, wish_of
 from server.store import keys
 
 LIKES_CREATORS_MAX = 1000  # streamers listed for one fan
@@ -38,13 +37,12 @@ def install(p: Parts) -> None:
                 await p.redis.hset(rk.profile, "wish_tiers", tiers_arg(v.wish_tiers(d["wish_tiers"])))
             elif "wish_tiers" in d:
                 await p.redis.hdel(rk.profile, "wish_tiers")
-        prof = await p.redis.hgetall(rk.profile)
+        prof, board, audience = await room_now(p.redis, room_id, p.clock.now_ms())
         if "streamer" not in prof:
             raise AdminError("room_unknown")
-        board = await p.redis.zrevrange(rk.board, 0, BOARD_MAX - 1, withscores=True)
         return {"room": room_id, "streamer": prof["streamer"], "live": prof.get("live") == "1",
                 "session": prof.get("session") if prof.get("live") == "1" else None,
-                "sessions": int(prof.get("sessions", 0)), "audience": int(prof.get("audience", 0)),
+                "sessions": int(prof.get("sessions", 0)), "audience": audience,
                 "likes": int(prof.get("likes", 0)),
                 "board": [{"user": u, "cards": int(c)} for u, c in board], "wish": wish_of(prof),
                 "wish_tiers": tiers_of(prof.get("wish_tiers")) or list(p.settings.wish_tiers),

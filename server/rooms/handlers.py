@@ -31,21 +31,27 @@ def viewers(gw: Gateway) -> RoomViewers:
     return v
 
 
-async def snapshot(gw: Gateway, room: str, request_id: str | None) -> str | None:
-    """The `room.snapshot` frame, or None when the room does not exist."""
+async def room_now(redis: Any, room: str, now_ms: int
+                   ) -> tuple[dict[str, str], list[tuple[str, float]], int]:
+    """A room's profile, its board (top `BOARD_MAX`) and its audience now, in one round trip.
+    The audience is the shares that have not lapsed, summed now: a dead gateway's viewers do
+    not count even before some gateway's report prunes them."""
     rk = keys.room(room)
-    pipe = gw.redis.pipeline(transaction=False)
+    pipe = redis.pipeline(transaction=False)
     pipe.hgetall(rk.profile)
     pipe.zrevrange(rk.board, 0, BOARD_MAX - 1, withscores=True)
     pipe.hgetall(rk.audience)
-    pipe.zrangebyscore(rk.audience_expiry, gw.clock.now_ms() + 1, "+inf")
+    pipe.zrangebyscore(rk.audience_expiry, now_ms + 1, "+inf")
     p, board, shares, live_gateways = await pipe.execute()
+    return p, board, sum(int(shares.get(g, 0)) for g in live_gateways)
+
+
+async def snapshot(gw: Gateway, room: str, request_id: str | None) -> str | None:
+    """The `room.snapshot` frame, or None when the room does not exist."""
+    p, board, audience = await room_now(gw.redis, room, gw.clock.now_ms())
     if "streamer" not in p:
         return None
     live = p.get("live") == "1"
-    # the shares that have not lapsed, summed now (a dead gateway's viewers do not count
-    # even before some gateway's report prunes them)
-    audience = sum(int(shares.get(g, 0)) for g in live_gateways)
     session = p.get("session") if live else None
     # an effect fired in this session has `effect:<name>` = the session (like_room.lua)
     effects = [n for _, n in (e.split(":", 1) for e in gw.s.room_effects)
