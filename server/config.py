@@ -123,6 +123,7 @@ class Settings:
     room_share_ttl_ms: int = 6000  # a gateway's audience share lapses this long after its report
     room_share_refresh_ms: int = 2000  # a gateway re-reports its shares this often
     room_audience_report_ms: int = 250  # a changed share is reported at most this often
+    room_streamer_cache_ms: int = 2000  # a gateway re-reads a room's streamer for likes this often
     room_queue_max_bytes: int = 512 << 10  # room frames are dropped (not queued) beyond this
     room_recorded_ttl_s: int = 7 * 86400  # a room remembers a recorded gift this long
     # the live-stream boost: `<audience below>:<num>/<den>`, ascending, `*` last (SPEC table 3)
@@ -431,6 +432,9 @@ DOCS: dict[str, str] = {
     "room_share_ttl_ms": "a gateway's audience share lapses this long after its last report (a dead "
                          "gateway stops counting)",
     "room_share_refresh_ms": "how often a gateway re-reports its audience shares",
+    "room_streamer_cache_ms": "a gateway re-reads a room's streamer (whose fan club likes count for) at "
+                              "most this often; a room created or handed to another streamer counts "
+                              "from then on",
     "room_audience_report_ms": "a gateway reports a changed audience share at most this often (joins "
                                "and leaves reach the room a few times a second, not every tick)",
     "room_queue_max_bytes": "a connection's queued bytes above which room frames are dropped for it "

@@ -101,7 +101,7 @@ async def state(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     """Count a batch of taps on the fan's slot (the speed rule, totals, levels); the room's
     session total gets the counted likes with the gateway's next tick (one call per room)."""
-    streamer = await gw.redis.hget(keys.room(d["room"]).profile, "streamer")
+    streamer = await viewers(gw).streamer(d["room"])
     if streamer is None:
         gw.error(conn, "room_unknown", d["id"])
         return

@@ -34,6 +34,7 @@ WITHDRAW_TIMEOUT_S = 2.0  # a stopping gateway waits this long to withdraw its s
 LIKES_DROPPED = REGISTRY.add(Counter("giftwire_room_likes_dropped_total",
                                      "counted likes not added to a room's total (too many rooms in a tick)"))
 LIKE_ROOMS_PER_TICK_MAX = 10_000  # rooms whose likes one tick carries
+STREAMERS_CACHED_MAX = 10_000  # rooms whose streamer the gateway remembers for likes
 # a gateway's last like batch number per room is kept this long after its last batch: far
 # longer than a batch waits for Redis to come back (a gateway restarts with a new id)
 LIKE_BATCHES_KEPT_S = 86_400
@@ -58,6 +59,9 @@ class RoomViewers:
         self.likes: dict[str, int] = {}
         # each room's numbered batch sent and not yet answered: (batch number, likes)
         self.pending_likes: dict[str, tuple[int, int]] = {}
+        # room → (streamer, when read, ms): a like storm reads the room's slot once per
+        # `room_streamer_cache_ms`, not once per batch
+        self.streamers: dict[str, tuple[str, int]] = {}
         self.like_batch = 0
         self.faults = 0
         self.broadcast = gw.broadcast
@@ -77,6 +81,22 @@ class RoomViewers:
 
     async def leave(self, conn: Any, room: str) -> None:
         await self.gw.hub.leave(conn, self.channel(room))
+
+    async def streamer(self, room: str) -> str | None:
+        """The room's streamer (None: no such room), read at most every
+        `room_streamer_cache_ms` per room: a room handed to another streamer counts for the
+        new one from then on."""
+        now = self.p.clock.now_ms()
+        hit = self.streamers.get(room)
+        if hit is not None and now - hit[1] < self.s.room_streamer_cache_ms:
+            return hit[0]
+        streamer: str | None = await self.p.redis.hget(keys.room(room).profile, "streamer")
+        if streamer is None:  # not remembered: a room created a moment later counts at once
+            return None
+        if room not in self.streamers and len(self.streamers) >= STREAMERS_CACHED_MAX:
+            del self.streamers[next(iter(self.streamers))]  # the oldest entry goes
+        self.streamers[room] = (streamer, now)
+        return streamer
 
     def add_likes(self, room: str, counted: int) -> None:
         if room in self.likes or len(self.likes) < LIKE_ROOMS_PER_TICK_MAX:
