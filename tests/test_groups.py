@@ -675,7 +675,9 @@ async def test_poll_results_reach_the_group_at_most_once_per_throttle(
         recorder.cancel()
         gaps = [round(b[0] - a[0], 2) for a, b in itertools.pairwise(arrivals)]
         assert arrivals[0][1] == [0, 0] and arrivals[-1][1] == [6, 0], arrivals
-        assert all(g >= 1.5 for g in gaps), gaps
+        # the throttle is 2 s; a busy machine may deliver one event late and the next on
+        # time, so the gaps are judged at 1 s (unthrottled results came every 0.5 s)
+        assert all(g >= 1.0 for g in gaps), gaps
         for c in (boss, *(c for c, _ in voters)):
             await c.close()
 

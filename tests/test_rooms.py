@@ -17,6 +17,7 @@ import redis
 from websockets.asyncio.client import connect
 
 from protocol.client import Client
+from server import days
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, metric, run_audit, uid, until
@@ -464,6 +465,8 @@ async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
         likes = (await admin.call("GET", f"/users/{fan}/likes"))["creators"]
         assert sorted((x["creator"], x["small_cards"], x["rare_cards"]) for x in likes) == \
             sorted((s, balances[f"small_card.{s}"], 0) for s in (a, b))
+        today = days.local_day(await admin.now_ms(), days.parse_timezone("+08:00")).isoformat()
+        assert {x["task_done_day"] for x in likes} == {today}  # YYYY-MM-DD, as days are spelled
         code, out = await run_audit(vk.url)
         assert code == 0, out
 

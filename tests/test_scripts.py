@@ -874,3 +874,27 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     assert await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args) == ["not_found", ""]
     assert await lab.r.xlen(dead) == 1
     await lab.r.delete(stream, dead, fails)
+
+
+async def test_like_batches_add_once_and_forget_silent_gateways(redis: Redis) -> None:
+    """like_room adds a (gateway, batch) once (a resent batch answers `exists` with the
+    total), and past 32 gateways forgets the ones silent for longer than kept, not the rest."""
+    sc = Scripts(redis)
+    sc.load("server.rooms")
+    rk = keys.room(f"lb-{NOW}")
+    await redis.hset(rk.profile, mapping={"streamer": "st", "live": "1", "session": "s:1"})
+    kept_s = 3600
+
+    async def batch(gateway: str, n: int, likes: int, at_ms: int) -> list[Any]:
+        return list(await sc["like_room"](keys=[rk.profile, rk.channel, rk.like_batches],
+                                          args=[likes, "", "p", gateway, n, kept_s, at_ms]))
+
+    assert await batch("g-new", 1, 5, NOW) == ["applied", "5"]
+    assert await batch("g-new", 1, 5, NOW) == ["exists", "5"]  # resent: not added again
+    assert await batch("g-new", 2, 3, NOW) == ["applied", "8"]
+    for i in range(31):  # gateways of an hour and more ago (restarted since)
+        await batch(f"g-old-{i}", 1, 1, NOW - kept_s * 1000 - 1)
+    assert await redis.hlen(rk.like_batches) == 32
+    assert (await batch("g-next", 1, 1, NOW))[0] == "applied"
+    assert sorted(await redis.hkeys(rk.like_batches)) == ["g-new", "g-next"]
+    assert await redis.hget(rk.profile, "likes") == "40"  # 5 + 3 + 31 + 1

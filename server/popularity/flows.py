@@ -219,12 +219,15 @@ class CancelFlow(DayFlow):
     def mark_call(self, item: CancelItem, now: Now) -> Call:
         return self._call(item, "mark", now)
 
-    async def after_mark(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
+    async def after_mark(self, item: CancelItem, reply: list[Any], now: Now) -> None:
         st = status(reply)
         if st is Status.REJECTED:
             await self.replies.send(item.user, item.route, error_frame(str(reply[1])))
             item.done = True
         elif st is Status.EXISTS and reply[2]:  # cancelled before: the stored answer
+            # a re-run after a crash between the refund and its note: the refund's lot is
+            # noted for the sweep here (noting twice is harmless)
+            await note_lots(self.scripts.redis, item.user, now.now_ms)
             await self.replies.send(item.user, item.route, str(reply[2]))
             item.done = True
         elif st is Status.APPLIED or st is Status.EXISTS:

@@ -38,7 +38,7 @@ def install(p: Parts) -> None:
     p.flows.add(flows.CancelFlow(p.scripts, p.settings, p.replies))
     p.periodic.add("card-use-schedule", flows.schedule(p.scripts, p.settings),
                    every_ms=p.settings.popularity_tick_ms)
-    p.periodic.add("lot-expiry-sweep", sweep.sweep(p.scripts, p.settings),
+    p.periodic.add("lot-expiry-sweep", sweep.sweep(p.scripts, p.settings, p.clock.now_ms),
                    every_ms=p.settings.points_sweep_tick_ms)
 
     async def refresh(user: str, now_ms: int) -> None:

@@ -19,6 +19,7 @@ Users with lots from before the sweep existed join the index at their next grant
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,9 +45,10 @@ def soonest_expiry(view_json: str) -> int:
     return 0 if view.get("frozen") or not lots else int(lots[0]["expires_at_ms"])
 
 
-def sweep(scripts: Scripts, s: Settings) -> Any:
+def sweep(scripts: Scripts, s: Settings, clock_ms: Callable[[], int]) -> Any:
     """The periodic job: the due users of one bounded batch are read (their expired lots
-    burn) and given their next time; how many were read."""
+    burn) and given their next time; how many were read. `clock_ms`: the time at the settle
+    (a settle that comes after its lease ran out no longer owns its users)."""
 
     async def run(now_ms: int) -> int:
         index, leased = [keys.LOTS_DUE], now_ms + LEASE_MS
@@ -64,7 +66,7 @@ def sweep(scripts: Scripts, s: Settings) -> Any:
             else:
                 settled += [user, soonest_expiry(str(reply[1]))]
         if settled:
-            await scripts["lots_due"](keys=index, args=["settle", now_ms, leased, *settled])
+            await scripts["lots_due"](keys=index, args=["settle", clock_ms(), leased, *settled])
         return len(users)
 
     return run

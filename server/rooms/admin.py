@@ -24,6 +24,11 @@ def tiers_of(arg: str | None) -> list[str]:
     return [t.replace(":", "/").replace("/", ":", 1) for t in arg.split(",")] if arg else []
 
 
+def iso_day(day_key: str | None) -> str | None:
+    """A stored day key (`yyyymmdd`) as the API spells days everywhere (`YYYY-MM-DD`)."""
+    return None if not day_key else f"{day_key[:4]}-{day_key[4:6]}-{day_key[6:]}"
+
+
 def install(p: Parts) -> None:
     async def room(r: Request) -> Any:
         room_id = v.user_id(r.path_params["room"], "room")
@@ -89,7 +94,7 @@ def install(p: Parts) -> None:
         return {"user": uid, "creators": [
             {"creator": c, "likes": int(totals.get(c, 0)), "level": int(levels.get(c, 0)),
              "small_cards": cards.get((c, False), 0), "rare_cards": cards.get((c, True), 0),
-             "streak": int(tasks.get(f"{c}:streak", 0)), "task_done_day": tasks.get(f"{c}:done")}
+             "streak": int(tasks.get(f"{c}:streak", 0)), "task_done_day": iso_day(tasks.get(f"{c}:done"))}
             for c in creators[:LIKES_CREATORS_MAX]]}
 
     p.admin.add(("GET", "PUT"), "/rooms/{room}", room)

@@ -21,7 +21,7 @@ import orjson
 
 from server.metrics import REGISTRY, Counter
 from server.store import keys
-from server.store.pipeline import run_calls
+from server.store.pipeline import TRANSIENT, run_calls
 
 if TYPE_CHECKING:
     from server.gateway.endpoint import Gateway
@@ -36,7 +36,8 @@ LIKES_DROPPED = REGISTRY.add(Counter("giftwire_room_likes_dropped_total",
 LIKE_ROOMS_PER_TICK_MAX = 10_000  # rooms whose likes one tick carries
 STREAMERS_CACHED_MAX = 10_000  # rooms whose streamer the gateway remembers for likes
 # a gateway's last like batch number per room is kept this long after its last batch: far
-# longer than a batch waits for Redis to come back (a gateway restarts with a new id)
+# longer than a batch waits for Redis to come back (a gateway restarts with a new id, and
+# like_room.lua forgets the ids silent for longer)
 LIKE_BATCHES_KEPT_S = 86_400
 
 
@@ -99,7 +100,9 @@ class RoomViewers:
         return streamer
 
     def add_likes(self, room: str, counted: int) -> None:
-        if room in self.likes or len(self.likes) < LIKE_ROOMS_PER_TICK_MAX:
+        # bounded with the batches still waiting for an answer (Redis away: they pile up)
+        if room in self.likes or room in self.pending_likes \
+                or len(self.likes) + len(self.pending_likes) < LIKE_ROOMS_PER_TICK_MAX:
             self.likes[room] = self.likes.get(room, 0) + counted
         else:  # bounded: a storm over more rooms than a tick carries loses room totals only
             LIKES_DROPPED.inc(counted)
@@ -121,11 +124,14 @@ class RoomViewers:
             rk, (batch, counted) = keys.room(room), self.pending_likes[room]
             calls.append(([rk.profile, rk.channel, rk.like_batches],
                           [counted, ",".join(self.s.room_effects), self.s.publish_mode,
-                           self.gw.hub.gateway_id, batch, LIKE_BATCHES_KEPT_S]))
+                           self.gw.hub.gateway_id, batch, LIKE_BATCHES_KEPT_S, self.p.clock.now_ms()]))
         self.fault_before_send()
-        replies = await run_calls(self.p.redis, self.s.redis_cluster, self.p.scripts["like_room"], calls)
+        replies = await run_calls(self.p.redis, self.s.redis_cluster, self.p.scripts["like_room"],
+                                  calls, transient="return")
         self.fault_after_send()
         for room, reply in zip(rooms, replies, strict=True):
+            if isinstance(reply, TRANSIENT):  # its node is away: sent again next tick
+                continue
             if isinstance(reply, Exception):  # a broken invariant: logged, not retried for ever
                 log.error("like total of room %s not added: %s", room, reply)
             del self.pending_likes[room]

@@ -21,15 +21,18 @@ TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, AskError, TryAgai
              ClusterDownError)
 
 
-async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call]) -> list[Any]:
+async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call],
+                    transient: str = "raise") -> list[Any]:
     """The replies in call order; a script's own error comes back as the exception (the
-    caller fails that one call); a transient error is raised for the whole batch."""
+    caller fails that one call); a transient error is raised for the whole batch, or, with
+    `transient="return"`, returned in place of the calls it hit (on a cluster a node away
+    fails only its own calls; on one server a lost connection is raised all the same)."""
     if not calls:
         return []
     if cluster:
         results = list(await asyncio.gather(*(script(keys=k, args=a) for k, a in calls),
                                             return_exceptions=True))
-        return raise_transient(results)
+        return results if transient == "return" else raise_transient(results)
     pipe = redis.pipeline(transaction=False)
     for k, a in calls:
         await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
@@ -43,7 +46,7 @@ async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call]
                 results[i] = await script(keys=k, args=a)
             except RedisError as exc:
                 results[i] = exc
-    return raise_transient(results)
+    return results if transient == "return" else raise_transient(results)
 
 
 def raise_transient(results: list[Any]) -> list[Any]:

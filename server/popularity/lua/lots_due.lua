@@ -8,14 +8,16 @@
 -- claim:  ARGV[4] - most users. The due users, each leased: another worker does not take
 --         them, and one left by a worker that died is looked at again after the lease.
 -- settle: ARGV[4..] - user, soonest expiry ms ('0': no lots, or frozen: a lift notes them).
---         A user still at the lease gets that time (or leaves the index); a user noted since
---         the claim (a grant, a lift: the lease lowered) keeps the sooner of the two, so a
---         lot added while the sweep read the user is never lost.
+--         ARGV[2] is the time of the settle. A user still at the lease gets that time (or
+--         leaves the index); a user noted since the claim (a grant, a lift: the lease
+--         lowered) keeps the sooner of the two, so a lot added while the sweep read the user
+--         is never lost. A settle after its lease ran out owns nothing any more (a note then
+--         may not have lowered the lease): it only lowers, never removes.
 -- Returns {'applied', users claimed... | users settled}
 local action = enum_arg(ARGV[1], 'action', {claim = true, settle = true})
 local now, leased = int_arg(ARGV[2], 'now'), int_arg(ARGV[3], 'leased')
-if leased <= now then fail('a lease ends after now') end
 if action == 'claim' then
+  if leased <= now then fail('a lease ends after now') end
   local most = int_arg(ARGV[4], 'most')
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', I(now), 'LIMIT', 0, most)
   for _, user in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', I(leased), user) end
@@ -28,7 +30,7 @@ local settled = 0
 for _, pair in ipairs(given) do
   local user, soonest = pair[1], pair[2]
   local score = redis.call('ZSCORE', KEYS[1], user)
-  if score and tonumber(score) == leased then
+  if score and tonumber(score) == leased and now < leased then
     if soonest > 0 then redis.call('ZADD', KEYS[1], I(soonest), user)
     else redis.call('ZREM', KEYS[1], user) end
   elseif soonest > 0 then

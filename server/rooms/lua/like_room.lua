@@ -5,15 +5,29 @@
 -- KEYS[1] - room profile   KEYS[2] - room channel   KEYS[3] - like batches (gateway → last)
 -- ARGV[1] - likes counted this tick   ARGV[2] - effects `<likes>:<name>,…`
 -- ARGV[3] - publish mode ('p' | 's')   ARGV[4] - gateway id   ARGV[5] - its batch number
--- ARGV[6] - how long the batch numbers are kept (s)
+-- ARGV[6] - how long a gateway's batch number is kept after its last batch (s)
+-- ARGV[7] - now ms
 -- Returns {'applied' | 'exists', session total} | {'rejected', 'not_live'}
+local BATCH_GATEWAYS_PRUNE_AT = 32  -- gateways' entries kept before stale ones are pruned
 local k_profile, k_channel, k_batches = KEYS[1], KEYS[2], KEYS[3]
 local likes, publish = int_arg(ARGV[1], 'likes'), publish_command(ARGV[3])
 local gateway, batch, kept = ARGV[4], int_arg(ARGV[5], 'batch'), int_arg(ARGV[6], 'kept')
-if tonumber(redis.call('HGET', k_batches, gateway) or '0') >= batch then
+local now = int_arg(ARGV[7], 'now')
+local last = redis.call('HGET', k_batches, gateway)  -- `<batch>:<ms>`
+if last and tonumber(string.match(last, '^(%d+)')) >= batch then
   return {'exists', redis.call('HGET', k_profile, 'likes') or '0'}
 end
-redis.call('HSET', k_batches, gateway, I(batch))
+-- gateways come and go (each start has a new id): past a few, the ones silent for longer
+-- than `kept` are forgotten, so the hash stays as small as the gateways liking the room
+if not last and redis.call('HLEN', k_batches) >= BATCH_GATEWAYS_PRUNE_AT then
+  local all = redis.call('HGETALL', k_batches)
+  for i = 1, #all, 2 do
+    if tonumber(string.match(all[i + 1], ':(%d+)$')) < now - kept * 1000 then
+      redis.call('HDEL', k_batches, all[i])
+    end
+  end
+end
+redis.call('HSET', k_batches, gateway, I(batch) .. ':' .. I(now))
 redis.call('EXPIRE', k_batches, I(kept))
 local p = redis.call('HMGET', k_profile, 'live', 'session')
 if p[1] ~= '1' then return {'rejected', 'not_live'} end
