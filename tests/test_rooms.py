@@ -650,3 +650,33 @@ async def test_a_like_batch_lost_on_its_way_or_back_counts_once(
         assert max(e["likes"] for e in room_events(viewer, "likes")) == 8
         assert (await viewer.request("room.state", room=room))["likes"] == 8
         await viewer.close()
+
+
+async def test_festival_and_wish_prices_multiply(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """On a festival day, a gift of an open wish's asset in a room whose audience sets ×2
+    costs ceil(count × 6/5 × 2): 5 cards cost 12; the recipient gets 5, the 7 over them
+    burn, the ledger line says so, and the audit is clean."""
+    srv, vk = own_server({"GIFTWIRE_WISH_TIERS": "1:1/1,*:2/1", "GIFTWIRE_TEST_CLOCK": "1"})
+    async with Admin(srv) as admin:
+        s, streamer = await admin.pair(20)
+        today = days.local_day(await admin.now_ms(), days.parse_timezone("+08:00"))
+        await admin.call("PUT", "/festivals", {"days": [today.isoformat()]})
+        await admin.advance(1100)  # a calendar change reaches the workers within a second
+        room, _ = await new_room(admin, streamer)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st, \
+                await Client.connect(srv.ws, srv.token(s)) as a:
+            await st.request("room.live", room=room, live=True)
+            assert (await st.request("room.wish", room=room, open=True, asset="note.do",
+                                     target=100))["type"] == "room.snapshot"
+            viewer, _ = await watch(srv, room)
+            await audience_is(viewer, room, 1)  # one viewer: the ×2 tier
+            sent = await a.send_gift(streamer, "note.do", 5, gift_id="fw", room=room)
+            assert (sent["cost"], sent["tier"], sent["balance"]) == (12, 2, 8)
+            await viewer.close()
+        line = next(e for e in (await admin.call("GET", f"/users/{s}/ledger"))["entries"]
+                    if e["kind"] == "gift_out")
+        assert (line["count"], line["cost"], line["tier"], line["delta"]) == (5, 12, 2, -12)
+        assert await admin.balances(streamer) == {"note.do": 5}
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
