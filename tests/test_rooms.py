@@ -680,3 +680,27 @@ async def test_festival_and_wish_prices_multiply(
         assert await admin.balances(streamer) == {"note.do": 5}
         code, out = await run_audit(vk.url)
         assert code == 0, out
+
+
+async def test_board_changes_reach_viewers_at_most_once_a_second(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """20 gifts 100 ms apart change the board every tick, yet `room.board` reaches a viewer at
+    most once a second (one a tick would be ten times as many), the last with the final top."""
+    srv, _ = own_server({"GIFTWIRE_GIFTS_PER_DAY": "50", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "50"})
+    async with Admin(srv) as admin:
+        s, streamer = await admin.pair(40)
+        room, _ = await new_room(admin, streamer)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+            await st.request("room.live", room=room, live=True)
+        viewer, _ = await watch(srv, room)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            started = time.monotonic()
+            for k in range(20):
+                assert (await a.send_gift(streamer, "note.do", 1, gift_id=f"b{k}", room=room)
+                        )["type"] == "gift.confirmed"
+                await asyncio.sleep(max(0.0, started + (k + 1) * 0.1 - time.monotonic()))
+        await until(lambda: [f for f in viewer.events() if f["type"] == "room.board"
+                             and f["board"] == [{"user": s, "cards": 20}]], timeout_s=5)
+        pushes = sum(f["type"] == "room.board" for f in viewer.events())
+        assert 2 <= pushes <= (time.monotonic() - started) + 1, pushes
+        await viewer.close()
