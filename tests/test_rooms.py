@@ -287,6 +287,9 @@ async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
         assert ended[0]["progress"] == 12
         plain = await a.send_gift(streamer, "note.do", 2, gift_id="w5", room=room)
         assert (plain["cost"], plain.get("tier")) == (2, None)
+        newest = next(e for e in (await admin.call("GET", f"/users/{s}/ledger"))["entries"]
+                      if e["kind"] == "gift_out")
+        assert (newest["count"], newest["cost"], newest["free"], newest["tier"]) == (2, 2, 0, 0)
         snap = await viewers[0].request("room.state", room=room)
         assert "wish" not in snap
         refused = await viewers[0].request("room.wish", room=room, open=False)

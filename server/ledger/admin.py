@@ -27,6 +27,17 @@ LEDGER_PAGE_DEFAULT = 50
 GIFT_LINE = ("count", "cost", "free", "tier")  # the fields a `gift_out` line adds
 
 
+def gift_line(f: dict[str, str]) -> dict[str, int]:
+    """A `gift_out` line's count, cost (festival and boost included), free part and tier: as
+    stored when the price was not the count, else a plain gift's (send_debit.lua)."""
+    if f["kind"] != "gift_out":
+        return {}
+    if "cost" in f:
+        return {k: int(f[k]) for k in GIFT_LINE}
+    paid = -int(f["delta"])
+    return {"count": paid, "cost": paid, "free": 0, "tier": 0}
+
+
 async def require_users(redis: Any, **users: str) -> None:
     """404 `user_unknown` unless every named user has a profile (one call per key: the
     profiles sit in different cluster slots)."""
@@ -124,9 +135,7 @@ class LedgerAdmin:
         rows = await self.redis.xrevrange(lk, max=top, min="-", count=count)
         entries = [
             {"cursor": eid, "transfer_id": f["tid"], "asset": f["asset"], "delta": int(f["delta"]),
-             "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"]),
-             # a gift's line: its count, cost (festival and boost included), free part, tier
-             **{k: int(f[k]) for k in GIFT_LINE if k in f}}
+             "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"]), **gift_line(f)}
             for eid, f in rows
         ]
         nxt = entries[-1]["cursor"] if len(entries) == count else None

@@ -103,9 +103,13 @@ redis.call('HINCRBY', k_system, 'escrow:' .. asset, I(count))
 redis.call('HINCRBY', k_today, 'sent', 1)
 redis.call('HINCRBY', k_today, 'to:' .. recipient, 1)
 redis.call('EXPIRE', k_today, I(day_ttl))
--- the line shows what the gift cost (count, festival and boost included) and the boost tier
-ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now,
-       {'count', I(count), 'cost', I(cost), 'free', I(free), 'tier', I(tier)})
+-- a gift whose price is not its count (festival, boost, newcomer's free cards) says so on
+-- its line; a plain one (count = cost = paid) does not, which keeps the hot path lean
+local priced = nil
+if cost ~= count or free > 0 or tier > 0 then
+  priced = {'count', I(count), 'cost', I(cost), 'free', I(free), 'tier', I(tier)}
+end
+ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now, priced)
 -- the sender's badge with the recipient (their fan-club level), shown with the gift
 local badge = tonumber(redis.call('HGET', k_levels, recipient) or '0')
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
