@@ -15,7 +15,7 @@ import pytest
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid, until
+from tests.support import TEST_CLOCK, Admin, Proc, metric, run_audit, uid, until
 
 DAY_MS = 86_400_000
 
@@ -136,11 +136,13 @@ async def test_messages_reach_members_on_both_gateways_with_role_badge_and_menti
     a, ua = await iron_member(server, admin, group, owner)
     quiet, uq = await iron_member(server, admin, group, owner)
     await quiet.request("group.close", group=group)  # a member, not watching
+    posted_before = await metric(server, "giftwire_group_messages_total")
     sent = await a.request("group.post", group=group, msg_id="m1", text="hello @all?",
                            mentions=[uq, "nobody-here"])
     again = await a.request("group.post", group=group, msg_id="m1", text="hello @all?",
                             mentions=[uq, "nobody-here"])
     assert sent["type"] == "group.posted" and again["message"] == sent["message"]
+    assert await metric(server, "giftwire_group_messages_total") - posted_before == 1  # not the retry
     msg = sent["message"]
     assert (msg["from"], msg["role"], msg["badge"], msg["text"], msg["mentions"]) == \
         (ua, "member", 0, "hello @all?", [uq])
@@ -420,6 +422,8 @@ async def test_leftovers_return_after_24h_and_the_days_metrics(
         assert await admin.balances(sender) == {"note.do": 50 - got["share"]}
         late = await b.request("envelope.grab", group=group, envelope=sent["envelope"])
         assert late["code"] == "envelope_expired"
+        assert await metric(srv, 'giftwire_envelope_grabs_total{outcome="credited"}') == 1
+        assert await metric(srv, 'giftwire_envelope_grabs_total{outcome="envelope_expired"}') == 1
         state = await admin.call("GET", f"/groups/{group}/envelopes/{sent['envelope']}")
         assert (state["state"], state["refunded"]) == ("refunded", 20 - got["share"])
         await asyncio.sleep(1.5)  # more sweeps: the refund happened once

@@ -20,7 +20,7 @@ from server.popularity.flows import user_keys
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from server.store.scripts import Scripts
-from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
+from tests.support import TEST_CLOCK, Admin, Proc, metric, run_audit, uid
 from tests.test_calendar import offset_with_midnight_in
 
 HOUR = 3_600_000
@@ -561,6 +561,7 @@ async def test_the_sweep_burns_an_idle_users_expired_lots(
                 break
             await asyncio.sleep(0.05)
         assert await redis.zscore(keys.LOTS_DUE, idle) is None
+        assert await metric(srv, "giftwire_points_sweep_users_total") >= 2  # both burns its own
         await redis.aclose()
         code, out = await run_audit(vk.url)
         assert code == 0 and "ok   lots_match_points" in out, out

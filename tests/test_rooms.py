@@ -652,6 +652,7 @@ async def test_a_like_batch_lost_on_its_way_or_back_counts_once(
         await asyncio.sleep(0.5)  # a batch applied twice would show as more
         assert max(e["likes"] for e in room_events(viewer, "likes")) == 8
         assert (await viewer.request("room.state", room=room))["likes"] == 8
+        assert await metric(srv, "giftwire_room_like_batches_resent_total") == 2  # each loss once
         await viewer.close()
 
 

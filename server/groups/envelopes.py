@@ -23,6 +23,7 @@ import orjson
 
 from server.config import Settings
 from server.gateway.endpoint import error_frame
+from server.groups.metrics import GRABS
 from server.settlement.entries import Envelope
 from server.settlement.flows import DayFlow, Now, Step
 from server.settlement.replies import Replies
@@ -204,6 +205,7 @@ class GrabFlow(DayFlow):
     async def after_grab(self, item: GrabItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
         if st is Status.REJECTED:
+            GRABS.inc(outcome=str(reply[1]))
             await self.replies.send(item.user, item.route, error_frame(str(reply[1])))
             item.done = True
         elif st is Status.APPLIED or st is Status.EXISTS:
@@ -224,7 +226,9 @@ class GrabFlow(DayFlow):
         st = status(reply)
         if st is Status.EXISTS:  # a retried grab: the stored event answers it
             await self.replies.send(item.user, item.route, str(reply[1]))
-        elif st is not Status.APPLIED:
+        elif st is Status.APPLIED:
+            GRABS.inc(outcome="credited")
+        else:
             raise UnknownStatus(f"env_credit answered {reply!r}")
 
     async def void(self, item: GrabItem, now_ms: int) -> str:

@@ -17,6 +17,7 @@ from protocol.messages import encode
 from server import days
 from server.gateway.connection import Connection
 from server.groups import envelopes
+from server.groups.metrics import POSTED
 from server.groups.moderation import ad_found
 from server.groups.view import envelope_view, poll_view
 from server.store import keys
@@ -231,6 +232,8 @@ async def post(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
             await w.close(conn, d["group"])
         gw.error(conn, str(reply[1]), d["id"])
         return
+    if status(reply) is Status.APPLIED:
+        POSTED.inc()
     mentioned = orjson.loads(reply[2]) or []
     if status(reply) is Status.APPLIED and mentioned:  # a retry does not mention again
         for user in mentioned:  # one call per member: each is their own slot

@@ -25,12 +25,15 @@ from typing import Any
 import orjson
 
 from server.config import Settings
+from server.metrics import REGISTRY, Counter
 from server.popularity.flows import user_keys
 from server.store import keys
 from server.store.pipeline import Call, run_calls
 from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.popularity")
+SWEPT = REGISTRY.add(Counter("giftwire_points_sweep_users_total",
+                             "users the expiry sweep read (their due lots burned)"))
 # how long a claimed user is left to the worker that claimed them: far longer than one
 # tick's reads, so two workers do not read the same user; a worker that dies mid-tick
 # delays its users' burn by this much
@@ -57,6 +60,7 @@ def sweep(scripts: Scripts, s: Settings, clock_ms: Callable[[], int]) -> Any:
         users = [str(u) for u in claimed[1:]]
         if not users:
             return 0
+        SWEPT.inc(len(users))
         calls: list[Call] = [(user_keys(u), [now_ms, s.events_bound]) for u in users]
         replies = await run_calls(scripts.redis, s.redis_cluster, scripts["pop_read"], calls)
         settled: list[Any] = []

@@ -33,6 +33,9 @@ BOARD_PUSH_TOP = 10  # entries in a pushed board (the snapshot carries more)
 WITHDRAW_TIMEOUT_S = 2.0  # a stopping gateway waits this long to withdraw its shares
 LIKES_DROPPED = REGISTRY.add(Counter("giftwire_room_likes_dropped_total",
                                      "counted likes not added to a room's total (too many rooms in a tick)"))
+LIKE_BATCHES_RESENT = REGISTRY.add(Counter(
+    "giftwire_room_like_batches_resent_total",
+    "room like batches sent again because Redis's answer never came (each is added once)"))
 LIKE_ROOMS_PER_TICK_MAX = 10_000  # rooms whose likes one tick carries
 STREAMERS_CACHED_MAX = 10_000  # rooms whose streamer the gateway remembers for likes
 # a gateway's last like batch number per room is kept this long after its last batch: far
@@ -113,6 +116,7 @@ class RoomViewers:
         room's batch is numbered and kept until Redis answers it; a batch whose answer was
         lost is sent again as it was (the room applies a number once), and the likes counted
         meanwhile wait for the next batch, so every acknowledged like reaches the total once."""
+        LIKE_BATCHES_RESENT.inc(len(self.pending_likes))  # still unanswered from an earlier tick
         for room in [r for r in self.likes if r not in self.pending_likes]:
             self.like_batch += 1
             self.pending_likes[room] = (self.like_batch, self.likes.pop(room))
