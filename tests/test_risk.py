@@ -97,19 +97,27 @@ async def senders_of(admin: Admin, recipient: str, n: int) -> list[str]:
     return users
 
 
+async def four_on_one_device(srv: Proc, admin: Admin, device: str
+                             ) -> tuple[str, list[str], list[Raw]]:
+    """A recipient, and four senders who connect on one device in order (the fourth is
+    beyond the shared-device limit)."""
+    recipient = uid("r")
+    await admin.user(recipient)
+    users = await senders_of(admin, recipient, 4)
+    clients = []
+    for u in users:
+        clients.append(await Raw.open(srv, u, device=device))
+        await asyncio.sleep(0.02)  # first seen in this order
+    return recipient, users, clients
+
+
 async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Three accounts on one device gift freely; the fourth is warned and restricted from
     gifting (on the gateway and in settlement); face verification lifts it."""
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
-        recipient = uid("r")
-        await admin.user(recipient)
-        users = await senders_of(admin, recipient, 4)
-        clients = []
-        for u in users:
-            clients.append(await Raw.open(srv, u, device="dev-shared"))
-            await asyncio.sleep(0.02)  # first seen in this order
+        recipient, users, clients = await four_on_one_device(srv, admin, "dev-shared")
         notice = await clients[3].notice()
         assert (notice["action"], notice["level"], notice["reason"], notice["appeal"]) == \
             ("restricted", "low", "shared_device", "face_verification")
@@ -480,13 +488,7 @@ async def test_a_shared_device_restriction_lapses_after_24h(
     on the moved clock, and gifts again a second after it."""
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
-        recipient = uid("r")
-        await admin.user(recipient)
-        users = await senders_of(admin, recipient, 4)
-        clients = []
-        for u in users:
-            clients.append(await Raw.open(srv, u, device="dev-lapse"))
-            await asyncio.sleep(0.02)  # first seen in this order
+        recipient, _, clients = await four_on_one_device(srv, admin, "dev-lapse")
         until = (await clients[3].notice())["until_ms"]
         await admin.advance(until - await admin.now_ms() - 1000)
         assert (await gift(clients[3], recipient))["code"] == "risk_restricted"

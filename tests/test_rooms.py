@@ -45,6 +45,17 @@ async def watch(srv: Proc, room: str, user: str | None = None) -> tuple[Client, 
     return c, snap
 
 
+async def live_room(srv: Proc, admin: Admin, cards: int) -> tuple[str, str, str, Client]:
+    """A sender with `cards` who follows a streamer, the streamer's room gone live, and a
+    viewer watching it: (sender, streamer, room, viewer)."""
+    s, streamer = await admin.pair(cards)
+    room, _ = await new_room(admin, streamer)
+    async with await Client.connect(srv.ws, srv.token(streamer)) as st:
+        await st.request("room.live", room=room, live=True)
+    viewer, _ = await watch(srv, room)
+    return s, streamer, room, viewer
+
+
 def room_events(c: Client, kind: str) -> list[dict[str, Any]]:
     return [e for f in c.events() if f["type"] == "room.frame" for e in f["events"] if e["kind"] == kind]
 
@@ -480,11 +491,7 @@ async def test_a_fans_badge_travels_with_their_gifts(
     the gifts they send in the streamer's room."""
     srv, _ = own_server({"GIFTWIRE_LIKE_LEVELS": "5,10"})
     async with Admin(srv) as admin:
-        s, streamer = await admin.pair(10)
-        room, _ = await new_room(admin, streamer)
-        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
-            await st.request("room.live", room=room, live=True)
-        viewer, _ = await watch(srv, room)
+        s, streamer, room, viewer = await live_room(srv, admin, 10)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             assert (await a.request("room.like", room=room, count=6))["level"] == 1
             await a.send_gift(streamer, "note.do", 1, room=room)
@@ -692,11 +699,7 @@ async def test_board_changes_reach_viewers_at_most_once_a_second(
     most once a second (one a tick would be ten times as many), the last with the final top."""
     srv, _ = own_server({"GIFTWIRE_GIFTS_PER_DAY": "50", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "50"})
     async with Admin(srv) as admin:
-        s, streamer = await admin.pair(40)
-        room, _ = await new_room(admin, streamer)
-        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
-            await st.request("room.live", room=room, live=True)
-        viewer, _ = await watch(srv, room)
+        s, streamer, room, viewer = await live_room(srv, admin, 40)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             started = time.monotonic()
             for k in range(20):
