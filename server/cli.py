@@ -183,7 +183,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     s = _settings(args)
     embedded = None
     if not s.redis_url:
-        embedded = EmbeddedValkey(s.data_dir, DURABILITY[s.durability])
+        embedded = EmbeddedValkey(s.data_dir, DURABILITY[s.durability],
+                                  aof_rewrite_min_mb=s.aof_rewrite_min_mb)
         embedded.start()
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from protocol.rooms import EFFECTS_MAX
 from protocol.schema import ID_PATTERN
+from server.store.embedded import AOF_REWRITE_MIN_MB
 
 DEFAULT_NOTE_KINDS = ("do", "re", "mi", "fa", "sol", "la", "ti", "rare")
 # A creator's fan-club cards (SPEC section 3): each creator's are assets of their own,
@@ -52,6 +53,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "json"  # json (one object per line) or text
     durability: str = "normal"  # normal: AOF fsync every second; strict: fsync before confirming
+    aof_rewrite_min_mb: int = AOF_REWRITE_MIN_MB  # the embedded Valkey's AOF rewrite threshold
 
     # assets: one note-card asset per kind (`note.<kind>`), all giftable
     note_kinds: tuple[str, ...] = DEFAULT_NOTE_KINDS
@@ -371,6 +373,9 @@ DOCS: dict[str, str] = {
     "admin_key": "bearer key of the admin API; empty: generated in data_dir",
     "log_level": "log level",
     "log_format": "`json` (one object per line, with the transfer id on gift lines) or `text`",
+    "aof_rewrite_min_mb": "the embedded Valkey compacts its append-only file once it has doubled and is at "
+                          "least this large (MB); each rewrite forks Valkey and slows confirmations "
+                          "for a moment (README Performance)",
     "durability": "`normal` (AOF fsync every second) or `strict` (a gift is confirmed only once on disk)",
     "note_kinds": "note-card kinds, comma-separated; each is the asset `note.<kind>`",
     "other_assets": "non-giftable assets, comma-separated (besides each creator's fan-club cards, "
