@@ -878,7 +878,8 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
 
 async def test_like_batches_add_once_and_forget_silent_gateways(redis: Redis) -> None:
     """like_room adds a (gateway, batch) once (a resent batch answers `exists` with the
-    total), and past 32 gateways forgets the ones silent for longer than kept, not the rest."""
+    total), past 32 gateways forgets the ones silent for longer than kept (and an older
+    version's entries), not the rest, and keeps at most 256."""
     sc = Scripts(redis)
     sc.load("server.rooms")
     rk = keys.room(f"lb-{NOW}")
@@ -898,3 +899,13 @@ async def test_like_batches_add_once_and_forget_silent_gateways(redis: Redis) ->
     assert (await batch("g-next", 1, 1, NOW))[0] == "applied"
     assert sorted(await redis.hkeys(rk.like_batches)) == ["g-new", "g-next"]
     assert await redis.hget(rk.profile, "likes") == "40"  # 5 + 3 + 31 + 1
+    # entries an older version wrote (a batch number, no time) count as silent, never break it
+    await redis.hset(rk.like_batches, mapping={f"g-v0-{i}": "7" for i in range(31)})
+    assert (await batch("g-after", 1, 2, NOW))[0] == "applied"
+    assert sorted(await redis.hkeys(rk.like_batches)) == ["g-after", "g-new", "g-next"]
+    # a gateway restarting in a loop: past 256 recent gateways the longest silent goes
+    await redis.hset(rk.like_batches, mapping={f"g-loop-{i}": f"1:{NOW - 1000 - i}" for i in range(253)})
+    assert await redis.hlen(rk.like_batches) == 256
+    assert (await batch("g-cap", 1, 1, NOW))[0] == "applied"
+    assert await redis.hlen(rk.like_batches) == 256
+    assert not await redis.hexists(rk.like_batches, "g-loop-252")  # the oldest of them

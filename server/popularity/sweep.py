@@ -60,7 +60,6 @@ def sweep(scripts: Scripts, s: Settings, clock_ms: Callable[[], int]) -> Any:
         users = [str(u) for u in claimed[1:]]
         if not users:
             return 0
-        SWEPT.inc(len(users))
         calls: list[Call] = [(user_keys(u), [now_ms, s.events_bound]) for u in users]
         replies = await run_calls(scripts.redis, s.redis_cluster, scripts["pop_read"], calls)
         settled: list[Any] = []
@@ -69,6 +68,7 @@ def sweep(scripts: Scripts, s: Settings, clock_ms: Callable[[], int]) -> Any:
                 log.error("expiry sweep: %s not read: %r", user, reply)
             else:
                 settled += [user, soonest_expiry(str(reply[1]))]
+        SWEPT.inc(len(settled) // 2)  # the users read (a failed read is retried, not counted)
         if settled:
             await scripts["lots_due"](keys=index, args=["settle", clock_ms(), leased, *settled])
         return len(users)

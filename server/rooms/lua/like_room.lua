@@ -9,6 +9,7 @@
 -- ARGV[7] - now ms
 -- Returns {'applied' | 'exists', session total} | {'rejected', 'not_live'}
 local BATCH_GATEWAYS_PRUNE_AT = 32  -- gateways' entries kept before stale ones are pruned
+local BATCH_GATEWAYS_MAX = 256  -- gateways' entries a room keeps at most
 local k_profile, k_channel, k_batches = KEYS[1], KEYS[2], KEYS[3]
 local likes, publish = int_arg(ARGV[1], 'likes'), publish_command(ARGV[3])
 local gateway, batch, kept = ARGV[4], int_arg(ARGV[5], 'batch'), int_arg(ARGV[6], 'kept')
@@ -18,14 +19,22 @@ if last and tonumber(string.match(last, '^(%d+)')) >= batch then
   return {'exists', redis.call('HGET', k_profile, 'likes') or '0'}
 end
 -- gateways come and go (each start has a new id): past a few, the ones silent for longer
--- than `kept` are forgotten, so the hash stays as small as the gateways liking the room
+-- than `kept` are forgotten (an entry without a time, from an older version, counts as
+-- silent), so the hash stays as small as the gateways liking the room; past
+-- BATCH_GATEWAYS_MAX recent ones (a gateway restarting in a loop) the longest silent goes
 if not last and redis.call('HLEN', k_batches) >= BATCH_GATEWAYS_PRUNE_AT then
   local all = redis.call('HGETALL', k_batches)
+  local left, oldest, oldest_ms = 0, nil, nil
   for i = 1, #all, 2 do
-    if tonumber(string.match(all[i + 1], ':(%d+)$')) < now - kept * 1000 then
+    local at = tonumber(string.match(all[i + 1], ':(%d+)$') or '0')
+    if at < now - kept * 1000 then
       redis.call('HDEL', k_batches, all[i])
+    else
+      left = left + 1
+      if not oldest_ms or at < oldest_ms then oldest, oldest_ms = all[i], at end
     end
   end
+  if left >= BATCH_GATEWAYS_MAX then redis.call('HDEL', k_batches, oldest) end
 end
 redis.call('HSET', k_batches, gateway, I(batch) .. ':' .. I(now))
 redis.call('EXPIRE', k_batches, I(kept))
