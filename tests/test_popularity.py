@@ -784,3 +784,26 @@ async def test_a_user_noted_while_the_sweep_reads_them_stays_in_its_index(
     await scripts["lots_due"](keys=[keys.LOTS_DUE], args=["settle", 70_001, 60_300, later, 0])
     assert await redis.zscore(keys.LOTS_DUE, later) == 60_300  # still looked at again
     await redis.aclose()
+
+
+async def test_a_cancel_run_again_after_a_crash_still_leaves_its_refund_to_the_sweep(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A cancel whose refund went in but whose note for the expiry sweep was lost (a worker
+    killed in between, simulated by taking the user out of the sweep's index): the cancel
+    sent again answers as the first did and puts the user back in the index, so the
+    refunded lot will still be burned when it expires."""
+    srv, vk = own_server(TEST_CLOCK)
+    redis = Redis.from_url(vk.url, decode_responses=True)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 1000)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c:
+            await c.request("popularity.use", timeout_s=20,
+                            **use(1, start_at_ms=await admin.now_ms() + HOUR))
+            cancelled = await c.request("popularity.cancel", use="u1", timeout_s=20)
+            assert cancelled["state"] == "cancelled"
+            await redis.zrem(keys.LOTS_DUE, u)  # the note after the refund never happened
+            again = await c.request("popularity.cancel", use="u1", timeout_s=20)
+            assert again["seq"] == cancelled["seq"]
+        assert await redis.zscore(keys.LOTS_DUE, u) is not None
+    await redis.aclose()
