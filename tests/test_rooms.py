@@ -711,3 +711,34 @@ async def test_board_changes_reach_viewers_at_most_once_a_second(
         pushes = sum(f["type"] == "room.board" for f in viewer.events())
         assert 2 <= pushes <= (time.monotonic() - started) + 1, pushes
         await viewer.close()
+
+
+async def test_a_gift_the_streamer_accepts_later_is_recorded_in_the_room_then(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A gift in the room to a streamer who confirms gifts is not broadcast nor on the board
+    while it waits; accepted, it is (once, an accept retried too); a declined one never is."""
+    srv, _ = own_server()
+    async with Admin(srv) as admin:
+        s, streamer = await admin.pair(20, recipient={"confirm_gifts": True})
+        room, _ = await new_room(admin, streamer)
+        async with await Client.connect(srv.ws, srv.token(streamer)) as st, \
+                await Client.connect(srv.ws, srv.token(s)) as a:
+            await st.request("room.live", room=room, live=True)
+            viewer, _ = await watch(srv, room)
+            kept = await a.send_gift(streamer, "note.do", 3, gift_id="kept", room=room)
+            dropped = await a.send_gift(streamer, "note.do", 2, gift_id="dropped", room=room)
+            assert (kept["delivery"], dropped["delivery"]) == ("pending", "pending")
+            await asyncio.sleep(0.5)  # a few ticks: nothing shown while the offers wait
+            assert room_events(viewer, "gift") == []
+            assert (await viewer.request("room.state", room=room))["board"] == []
+            declined = await st.request("gift.decline", offer_id=dropped["transfer_id"])
+            assert declined["type"] != "error"
+            got = await st.request("gift.accept", offer_id=kept["transfer_id"])
+            assert got["type"] == "gift.received"
+            assert (await st.request("gift.accept", offer_id=kept["transfer_id"]))["seq"] == got["seq"]
+            shown = await until(lambda: room_events(viewer, "gift"))
+            await asyncio.sleep(0.5)
+            assert [(e["transfer_id"], e["cost"]) for e in room_events(viewer, "gift")] == \
+                [(kept["transfer_id"], 3)] == [(e["transfer_id"], e["cost"]) for e in shown]
+            assert (await viewer.request("room.state", room=room))["board"] == [{"user": s, "cards": 3}]
+            await viewer.close()

@@ -63,6 +63,12 @@ class GiftItem:
     def tid(self) -> str:
         return rules.transfer_id(self.sender, self.gift_id)
 
+    @property
+    def delivered(self) -> dict[str, Any] | None:
+        """The sender's record once the cards are the recipient's (delivered, or an offer
+        accepted before this re-run), else None: what a room or a group records."""
+        return self.rec if self.outcome in ("delivered", "accepted") else None
+
 
 def payload(d: dict[str, Any]) -> dict[str, Any]:
     """The entry fields of a `gift.send` frame (the gateway writes them, `decode` reads)."""
@@ -98,7 +104,7 @@ class GiftFlow(GiftingFlow):
             [item.tid, item.gift_id, item.to, item.asset, item.count, item.room, today.day,
              today.now_ms, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
-             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route, item.tier],
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route, item.tier, item.group],
         )
 
     async def after_debit(self, item: GiftItem, reply: list[Any], today: Today) -> None:

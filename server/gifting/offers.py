@@ -27,7 +27,8 @@ from server.store.outcomes import Status, UnknownStatus, status
 from server.store.pipeline import Call
 from server.store.scripts import Scripts
 
-ACTIONS = ("accept", "decline")  # from clients; "timeout" comes from the sweep
+ACCEPT = "accept"  # the entry kind of an accept (rooms and groups add a step to it)
+ACTIONS = (ACCEPT, "decline")  # from clients; "timeout" comes from the sweep
 RESOLVED = frozenset({Status.APPLIED, Status.EXISTS, Status.LOST})
 
 
@@ -39,8 +40,9 @@ class OfferItem:
     route: str
     done: bool = False
     outcome: str = ""  # accepted | voided
-    rec: dict[str, Any] | None = None
+    rec: dict[str, Any] | None = None  # the recipient's record of the offer
     mentor: str = ""
+    gift: dict[str, Any] | None = None  # the sender's record, once the offer was accepted
 
     @property
     def sender(self) -> str:
@@ -49,6 +51,23 @@ class OfferItem:
     @property
     def gift_id(self) -> str:
         return rules.split_transfer_id(self.tid)[1]
+
+    # what a room or a group reads to show an accepted gift (as of a gift's own item)
+    @property
+    def to(self) -> str:
+        return self.recipient
+
+    @property
+    def room(self) -> str:
+        return str((self.gift or {}).get("room", ""))
+
+    @property
+    def group(self) -> str:
+        return str((self.gift or {}).get("group", ""))
+
+    @property
+    def delivered(self) -> dict[str, Any] | None:
+        return self.gift
 
 
 def payload(d: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +128,10 @@ class OfferFlow(GiftingFlow):
         _, item.mentor = await self.sender.after_finalize(item.sender, item.tid, item.outcome,
                                                           reply, "", stale_retries=True)
         await self._not_due_any_more(item)
+        if item.outcome == "accepted":  # the cards are the recipient's: a room or group the
+            # gift was sent in shows it now (an accept is rare: one read, off the gift path)
+            stored = await self.redis.hget(keys.user(item.sender).transfers, item.tid)
+            item.gift = orjson.loads(stored) if stored else None
 
     async def void(self, item: OfferItem, now_ms: int) -> str:
         """A dead-lettered accept or decline is dropped: the offer stays open and times out."""

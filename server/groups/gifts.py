@@ -26,9 +26,22 @@ class GroupGift(Protocol):
     to: str
     group: str
     route: str
-    outcome: str
-    rec: dict[str, Any] | None
     done: bool
+
+
+class ShownGift(Protocol):
+    """What the group's record step reads: a gift's item, or an accepted offer's."""
+
+    @property
+    def tid(self) -> str: ...
+    @property
+    def sender(self) -> str: ...
+    @property
+    def to(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def delivered(self) -> dict[str, Any] | None: ...  # the sender's record, once received
 
 
 def check_step(s: Settings, replies: Replies) -> Step:
@@ -52,15 +65,19 @@ def check_step(s: Settings, replies: Replies) -> Step:
 
 
 def record_step(s: Settings) -> Step:
-    def call(item: GroupGift, _batch: Any) -> Call | None:
-        if not item.group or item.outcome != "delivered" or item.rec is None:
-            return None  # offers are not shown in the group
-        g, rec = keys.group(item.group), item.rec
+    """After a gift reached its recipient (delivered, or an offer accepted): the group's
+    stream shows it once."""
+
+    def call(item: ShownGift, _batch: Any) -> Call | None:
+        rec = item.delivered
+        if not item.group or rec is None:
+            return None  # not (yet) the recipient's: an open offer is not shown
+        g = keys.group(item.group)
         return ([g.profile, g.recorded, g.channel],
                 [item.tid, item.sender, item.to, rec["asset"], rec["count"], s.publish_mode,
                  s.room_recorded_ttl_s])
 
-    async def after(item: GroupGift, reply: list[Any], _batch: Any) -> None:
+    async def after(item: ShownGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
         if st is Status.REJECTED:
             log.info("gift %s names unknown group %s", item.tid, item.group)

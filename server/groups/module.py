@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.gifting.flow import KIND as GIFT
+from server.gifting.offers import ACCEPT
 from server.groups import admin, audit, envelopes, gifts, handlers
 from server.parts import Parts
 
@@ -46,6 +47,7 @@ def install(p: Parts) -> None:
     p.flows.add(envelopes.GrabFlow(p.scripts, p.settings, p.replies))
     p.flows.add_step(GIFT, gifts.check_step(p.settings, p.replies), first=True)
     p.flows.add_step(GIFT, gifts.record_step(p.settings))
+    p.flows.add_step(ACCEPT, gifts.record_step(p.settings))  # an offer accepted later
     p.periodic.add("envelope-refunds", envelopes.refund_due(p.scripts, p.settings),
                    every_ms=p.settings.group_tick_ms)
     p.periodic.add("poll-ticks", envelopes.poll_ticks(p.scripts, p.settings),

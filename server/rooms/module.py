@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from server.gifting.flow import KIND as GIFT
+from server.gifting.offers import ACCEPT
 from server.parts import Parts
 from server.rooms import admin, audit, handlers, wishes
 from server.rooms.record import quote_step, record_step
@@ -34,6 +35,7 @@ def install(p: Parts) -> None:
     p.requests.add("room.like", handlers.like, ("room.liked", "error"))
     p.flows.add_step(GIFT, quote_step(p.settings, lambda today: today.now_ms), first=True)
     p.flows.add_step(GIFT, record_step(p.settings, p.clock.now_ms))
+    p.flows.add_step(ACCEPT, record_step(p.settings, p.clock.now_ms))  # an offer accepted later
     p.periodic.add("wish-ends", wishes.end_due(p), every_ms=p.settings.wish_end_check_ms)
     admin.install(p)
     p.audits.append((audit.INVARIANT, audit.check_boards))

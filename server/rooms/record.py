@@ -20,21 +20,26 @@ log = logging.getLogger("giftwire.rooms")
 class RoomGift(Protocol):
     """What the step reads of a gift flow's item."""
 
-    tid: str
-    sender: str
-    to: str
-    room: str
-    outcome: str
-    rec: dict[str, Any] | None
+    @property
+    def tid(self) -> str: ...
+    @property
+    def sender(self) -> str: ...
+    @property
+    def to(self) -> str: ...
+    @property
+    def room(self) -> str: ...
+    @property
+    def delivered(self) -> dict[str, Any] | None: ...  # the sender's record, once received
 
 
 def record_step(s: Settings, now_ms: Callable[[], int]) -> Step:
     """`now_ms`: the time the room records the settled gift (its event's `at_ms`)."""
 
     def call(item: RoomGift, _batch: Any) -> Call | None:
-        if not item.room or item.outcome != "delivered" or item.rec is None:
-            return None  # not in a room, or not (yet) the recipient's: offers are not recorded
-        rk, rec = keys.room(item.room), item.rec
+        rec = item.delivered
+        if not item.room or rec is None:
+            return None  # not in a room, or not (yet) the recipient's: an open offer is not
+        rk = keys.room(item.room)
         return ([rk.profile, rk.recorded, rk.board, rk.channel],
                 [item.tid, item.sender, item.to, rec["asset"], rec["count"], rec["cost"],
                  s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0), rec.get("badge", 0),

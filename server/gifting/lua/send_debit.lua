@@ -21,6 +21,8 @@
 -- ARGV[19] - event log bound     ARGV[20] - route of the request ('' if none)
 -- ARGV[21] - the live-stream boost tier the price includes (0: none; a room quoted it;
 --            -1: the gift names a room that was never created, refused `no_such_room`)
+-- ARGV[22] - the fan group it was sent in, or '' (kept in the record: an offer accepted
+--            later is shown in its room and group by the accept's steps)
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -35,6 +37,8 @@ local newcomer_ms, free_cards = int_arg(ARGV[15], 'newcomer_window'), int_arg(AR
 local amount_max, day_ttl = int_arg(ARGV[17], 'amount_max'), int_arg(ARGV[18], 'day_ttl')
 local bound, route = events_bound(ARGV[19]), ARGV[20]
 local tier = int_arg(ARGV[21], 'tier')
+local group = ARGV[22]
+if group == '' then group = nil end  -- left out of the record: a plain gift's stays as it was
 if count < 1 then fail('count must be at least 1') end
 -- what a replay must repeat exactly (the count as sent, not as a number)
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
@@ -114,7 +118,7 @@ ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now, priced)
 local badge = tonumber(redis.call('HGET', k_levels, recipient) or '0')
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
              cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit,
-             tier = tier, badge = badge}
+             tier = tier, badge = badge, group = group}
 local json = cjson.encode(rec)
 redis.call('HSET', k_transfers, transfer_id, json)
 return {'applied', json}
