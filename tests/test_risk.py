@@ -111,6 +111,19 @@ async def four_on_one_device(srv: Proc, admin: Admin, device: str
     return recipient, users, clients
 
 
+async def one_network_gifting(srv: Proc, admin: Admin, n: int, net: str
+                              ) -> tuple[str, list[str], list[Raw]]:
+    """A recipient, and `n` senders from addresses `<net>.1`… (through the trusted proxy's
+    X-Forwarded-For) who each gift them once (confirmed: the rule judges after the gift)."""
+    recipient = uid("r")
+    await admin.user(recipient)
+    users = await senders_of(admin, recipient, n)
+    clients = [await Raw.open(srv, u, ip=f"{net}.{i + 1}") for i, u in enumerate(users)]
+    for c in clients:
+        assert (await gift(c, recipient))["type"] == "gift.confirmed"
+    return recipient, users, clients
+
+
 async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Three accounts on one device gift freely; the fourth is warned and restricted from
@@ -185,12 +198,7 @@ async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
     by their real (loopback, exempt) address: nobody is frozen."""
     srv, _ = own_server({**RISK, "GIFTWIRE_TRUSTED_PROXIES": ""})
     async with Admin(srv) as admin:
-        recipient = uid("r")
-        await admin.user(recipient)
-        users = await senders_of(admin, recipient, 20)
-        clients = [await Raw.open(srv, u, ip=f"10.3.3.{i + 1}") for i, u in enumerate(users)]
-        for c in clients:
-            assert (await gift(c, recipient))["type"] == "gift.confirmed"
+        recipient, _, clients = await one_network_gifting(srv, admin, 20, "10.3.3")
         await asyncio.sleep(1.0)  # several engine ticks
         assert (await admin.call("GET", "/risk/cases"))["cases"] == []
         assert (await gift(clients[0], recipient))["type"] == "gift.confirmed"
@@ -400,12 +408,7 @@ async def test_an_ip_clusters_cases_page_whole_7_at_a_time(
     20, each once; a cursor whose case has since gone (trimmed) goes on where it would have."""
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
-        recipient = uid("r")
-        await admin.user(recipient)
-        hot = await senders_of(admin, recipient, 20)
-        clients = [await Raw.open(srv, u, ip=f"10.4.4.{i + 1}") for i, u in enumerate(hot)]
-        for c in clients:
-            assert (await gift(c, recipient))["type"] == "gift.confirmed"
+        _, hot, clients = await one_network_gifting(srv, admin, 20, "10.4.4")
         for c in clients:
             await c.notice()
 

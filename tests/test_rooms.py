@@ -49,11 +49,19 @@ async def live_room(srv: Proc, admin: Admin, cards: int) -> tuple[str, str, str,
     """A sender with `cards` who follows a streamer, the streamer's room gone live, and a
     viewer watching it: (sender, streamer, room, viewer)."""
     s, streamer = await admin.pair(cards)
-    room, _ = await new_room(admin, streamer)
+    room, _, viewer = await go_live(srv, admin, streamer)
+    return s, streamer, room, viewer
+
+
+async def go_live(srv: Proc, admin: Admin, streamer: str | None = None
+                  ) -> tuple[str, str, Client]:
+    """A room (of a new streamer unless given) gone live, and a viewer watching it: (room,
+    streamer, viewer)."""
+    room, streamer = await new_room(admin, streamer)
     async with await Client.connect(srv.ws, srv.token(streamer)) as st:
         await st.request("room.live", room=room, live=True)
     viewer, _ = await watch(srv, room)
-    return s, streamer, room, viewer
+    return room, streamer, viewer
 
 
 def room_events(c: Client, kind: str) -> list[dict[str, Any]]:
@@ -379,10 +387,7 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
     threshold is broadcast once."""
     srv, _ = own_server({"GIFTWIRE_ROOM_EFFECTS": "300:hearts,600:fireworks"})
     async with Admin(srv) as admin:
-        room, streamer = await new_room(admin)
-        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
-            await st.request("room.live", room=room, live=True)
-        viewer, _ = await watch(srv, room)
+        room, streamer, viewer = await go_live(srv, admin)
         names = [uid("fan") for _ in range(200)]
         await admin.call("POST", "/bulk", {"users": [{"id": n} for n in names]})
         fans = [await Client.connect(srv.ws, srv.token(n)) for n in names]
@@ -645,10 +650,7 @@ async def test_a_like_batch_lost_on_its_way_or_back_counts_once(
     total is every acknowledged like exactly once."""
     srv, _ = own_server({"GIFTWIRE_FAULT": "lose_like_batches"})
     async with Admin(srv) as admin:
-        room, streamer = await new_room(admin)
-        async with await Client.connect(srv.ws, srv.token(streamer)) as st:
-            await st.request("room.live", room=room, live=True)
-        viewer, _ = await watch(srv, room)
+        room, _, viewer = await go_live(srv, admin)
         fan = uid("fan")
         await admin.user(fan)
         async with await Client.connect(srv.ws, srv.token(fan)) as c:

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -35,6 +35,24 @@ KIND = "send"
 # the sender's record state of a settled gift → the outcome the later steps see
 SETTLED_AS = {"delivered": "delivered", "accepted": "accepted", "offered": "offered",
               "voided": "voided", "refunded": "rejected", "rejected": "rejected"}
+
+
+class ReceivedGift(Protocol):
+    """What a room or a group reads to show a gift once it is the recipient's: a gift flow's
+    item, or an accept's (`offers.OfferItem`)."""
+
+    @property
+    def tid(self) -> str: ...
+    @property
+    def sender(self) -> str: ...
+    @property
+    def to(self) -> str: ...
+    @property
+    def room(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def delivered(self) -> dict[str, Any] | None: ...  # the sender's record, once received
 
 
 @dataclass

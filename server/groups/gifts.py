@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from protocol.messages import rejection
 from server.config import Settings
+from server.gifting.flow import ReceivedGift
 from server.settlement.flows import Step
 from server.settlement.replies import Replies
 from server.store import keys
@@ -27,21 +28,6 @@ class GroupGift(Protocol):
     group: str
     route: str
     done: bool
-
-
-class ShownGift(Protocol):
-    """What the group's record step reads: a gift's item, or an accepted offer's."""
-
-    @property
-    def tid(self) -> str: ...
-    @property
-    def sender(self) -> str: ...
-    @property
-    def to(self) -> str: ...
-    @property
-    def group(self) -> str: ...
-    @property
-    def delivered(self) -> dict[str, Any] | None: ...  # the sender's record, once received
 
 
 def check_step(s: Settings, replies: Replies) -> Step:
@@ -68,7 +54,7 @@ def record_step(s: Settings) -> Step:
     """After a gift reached its recipient (delivered, or an offer accepted): the group's
     stream shows it once."""
 
-    def call(item: ShownGift, _batch: Any) -> Call | None:
+    def call(item: ReceivedGift, _batch: Any) -> Call | None:
         rec = item.delivered
         if not item.group or rec is None:
             return None  # not (yet) the recipient's: an open offer is not shown
@@ -77,7 +63,7 @@ def record_step(s: Settings) -> Step:
                 [item.tid, item.sender, item.to, rec["asset"], rec["count"], s.publish_mode,
                  s.room_recorded_ttl_s])
 
-    async def after(item: ShownGift, reply: list[Any], _batch: Any) -> None:
+    async def after(item: ReceivedGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
         if st is Status.REJECTED:
             log.info("gift %s names unknown group %s", item.tid, item.group)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from server.config import Settings
+from server.gifting.flow import ReceivedGift
 from server.settlement.flows import Step
 from server.store import keys
 from server.store.outcomes import Status, UnknownStatus, status
@@ -17,25 +18,10 @@ from server.store.pipeline import Call
 log = logging.getLogger("giftwire.rooms")
 
 
-class RoomGift(Protocol):
-    """What the step reads of a gift flow's item."""
-
-    @property
-    def tid(self) -> str: ...
-    @property
-    def sender(self) -> str: ...
-    @property
-    def to(self) -> str: ...
-    @property
-    def room(self) -> str: ...
-    @property
-    def delivered(self) -> dict[str, Any] | None: ...  # the sender's record, once received
-
-
 def record_step(s: Settings, now_ms: Callable[[], int]) -> Step:
     """`now_ms`: the time the room records the settled gift (its event's `at_ms`)."""
 
-    def call(item: RoomGift, _batch: Any) -> Call | None:
+    def call(item: ReceivedGift, _batch: Any) -> Call | None:
         rec = item.delivered
         if not item.room or rec is None:
             return None  # not in a room, or not (yet) the recipient's: an open offer is not
@@ -45,7 +31,7 @@ def record_step(s: Settings, now_ms: Callable[[], int]) -> Step:
                  s.publish_mode, s.room_recorded_ttl_s, rec.get("tier", 0), rec.get("badge", 0),
                  now_ms()])
 
-    async def after(item: RoomGift, reply: list[Any], _batch: Any) -> None:
+    async def after(item: ReceivedGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
         if st is Status.REJECTED:  # the room is gone: the gift itself stands
             log.info("gift %s names unknown room %s", item.tid, item.room,

@@ -122,7 +122,7 @@ class RoomViewers:
             self.pending_likes[room] = (self.like_batch, self.likes.pop(room))
         if not self.pending_likes:
             return
-        rooms = list(self.pending_likes)[:LIKE_ROOMS_PER_TICK_MAX]
+        rooms = list(self.pending_likes)  # bounded with `likes` by add_likes
         calls = []
         for room in rooms:
             rk, (batch, counted) = keys.room(room), self.pending_likes[room]
