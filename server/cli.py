@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -220,7 +221,7 @@ def start_worker_process(s: Settings, command: str = "worker") -> subprocess.Pop
     """`giftwire worker` (or `jobs`) as serve's child, on serve's Redis."""
     env = {**os.environ, "REDIS_URL": s.redis_url,
            "GIFTWIRE_REDIS_CLUSTER": "1" if s.redis_cluster else "0",
-           "GIFTWIRE_APART_JOBS": "1" if s.apart_jobs else "0"}
+           "GIFTWIRE_APART_JOBS": "1" if s.apart_jobs else "0", PARENT_ENV: str(os.getpid())}
     # its own session: a Ctrl-C reaches serve, which stops the workers in order
     return subprocess.Popen([sys.executable, "-m", "server.cli", command, "--data-dir",
                              str(s.data_dir)], env=env, start_new_session=True)
@@ -257,9 +258,31 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return _worker(args, jobs_only=True)
 
 
+PARENT_ENV = "GIFTWIRE_PARENT_PID"  # set by serve on its children
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent() -> None:
+    """A child of serve stops (SIGTERM: it finishes its batch) when serve dies, even by
+    SIGKILL: otherwise it would run on, alone, against a Redis nobody else uses. Linux only;
+    elsewhere serve's own stop is the only one."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != int(parent):  # serve died before the line above: stop now
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
     from server import parts
     from server.app import connect, make_worker
+
+    die_with_parent()
 
     s = _settings(args)
     _require_redis(s)

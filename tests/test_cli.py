@@ -202,3 +202,25 @@ def test_serve_refuses_an_unsafe_configuration() -> None:
                          env={**os.environ, "GIFTWIRE_WISH_TIERS": "1000:1/2,*:3/1", "REDIS_URL": ""},
                          capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode != 0 and "wish tier" in out.stderr, out
+
+
+async def test_serves_children_stop_when_serve_is_killed(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """serve SIGKILLed (no chance to stop its children): its worker and jobs processes stop
+    by themselves within seconds instead of running on alone."""
+    data = short_tmpdir()
+    srv = Proc("serve", data, {"REDIS_URL": fresh_valkey().url, "GIFTWIRE_WORKER_PROCESSES": "1",
+                               "GIFTWIRE_RISK_ENABLED": "1"}).start()
+    try:
+        children = processes_with(f"--data-dir {data}")
+        assert len(children) == 3  # serve, its worker, its jobs process
+        srv.signal(signal.SIGKILL)
+        assert srv.wait() == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while processes_with(f"--data-dir {data}"):
+            assert time.monotonic() < deadline, processes_with(f"--data-dir {data}")
+            await asyncio.sleep(0.1)
+    finally:
+        srv.stop()
+        for pid in processes_with(f"--data-dir {data}"):  # only if the test failed: ours
+            os.kill(pid, signal.SIGKILL)
