@@ -22,6 +22,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from loadtest.shards import CONNECT_CONCURRENCY_DEFAULT, Shards, split
+from loadtest.viewer import Viewer
 from server.bench import Bench, EmbeddedValkey
 from server.config import Settings
 
@@ -154,32 +155,35 @@ async def echo_ceiling(procs: int, conns: int, window: int, seconds: float,
     return float(sum(o["messages"] for o in outs) / max(o["seconds"] for o in outs))
 
 
-async def open_many(url: str, n: int) -> list[Any]:
-    """n WebSocket connections, at most CONNECT_CONCURRENCY handshakes at a time."""
+async def broadcast_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
+    """Viewers of the plain broadcast, through the same lean viewer as the room scenario's:
+    the time every viewer had one frame, then `rounds` more."""
+    got = 0
+    want = 0
+    reached = asyncio.get_running_loop().create_future()
+
+    def on_frame(_: bytes) -> None:
+        nonlocal got, reached
+        got += 1
+        if got == want and not reached.done():
+            reached.set_result(time.time())
+
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def one() -> Any:
+    async def one() -> Viewer:
         async with sem:
-            return await connect(url, compression=None, open_timeout=60, ping_interval=None)
+            return await Viewer.open(f"{cfg['ws']}/sub", on_frame, welcome=False)
 
-    return list(await asyncio.gather(*(one() for _ in range(n))))
-
-
-async def broadcast_shard(cfg: dict[str, Any], ctl: Any) -> dict[str, Any]:
-    conns = await open_many(f"{cfg['ws']}/sub", cfg["viewers"])
+    conns = await asyncio.gather(*(one() for _ in range(cfg["viewers"])))
     ctl.tick(len(conns))
+    want = len(conns)
     await ctl.sync()  # all connected: phase 1, one frame each
-
-    async def receive(ws: Any, n: int) -> float:
-        for _ in range(n):
-            await asyncio.wait_for(ws.recv(), 60)
-        return time.time()
-
-    first = max(await asyncio.gather(*(receive(ws, 1) for ws in conns)))
+    first = await asyncio.wait_for(reached, 60)
+    got, want = 0, len(conns) * cfg["rounds"]
+    reached = asyncio.get_running_loop().create_future()
     await ctl.sync()  # phase 2: `rounds` frames each
-    second = max(await asyncio.gather(*(receive(ws, cfg["rounds"]) for ws in conns)))
-    for ws in conns:
-        await ws.close()
+    second = await asyncio.wait_for(reached, 60)
+    await asyncio.gather(*(v.close() for v in conns))
     return {"first": first, "second": second, "viewers": len(conns)}
 
 

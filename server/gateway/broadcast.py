@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -73,13 +74,23 @@ class Broadcast:
             DROPPED_EVENTS.inc()
 
     async def run(self) -> None:
-        """The tick; never dies on an error."""
+        """The tick, on a fixed grid: a fan-out to 10,000 viewers takes ~100 ms here, and
+        sleeping a tick after it would stretch every tick by that much (and every event's
+        wait with it). A tick that passed while one ran late is skipped, not bunched. Never
+        dies on an error."""
+        loop = asyncio.get_running_loop()
+        period = self.s.room_tick_ms / 1000
+        next_at = loop.time() + period
         while True:
-            await asyncio.sleep(self.s.room_tick_ms / 1000)
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
             try:
                 self.flush()
             except Exception:
                 log.exception("broadcast tick failed")
+            next_at += period
+            late = loop.time() - next_at
+            if late > 0:
+                next_at += math.ceil(late / period) * period
 
     def flush(self) -> None:
         for channel, shared in list(self.channels.items()):
