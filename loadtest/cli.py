@@ -21,7 +21,10 @@ from loadtest.target import Target, raise_nofile, start_own, ws_of
 from server.bench import connect as redis_connect
 from server.bench import full_audit, settle_streams
 
-ROOM_TICK_MS = 300  # measured on 2 cores: the fastest tick whose frames 10,000 viewers keep up with
+# measured on 2 cores (lean viewers, the tick on a fixed grid): the tick with the most frames
+# per second whose settled → viewer lag p99 stayed under 2 × (d)'s reach (334 ≤ 422 ms)
+ROOM_TICK_MS = 200
+ROOM_FRAMES_TARGET = 0.5  # of (d)'s frames/s
 FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 20.0,
         "room_s": 10.0, "connections": 20_000, "hold_s": 3.0, "a_s": 3.0, "a_batch": 128,
         "b_gifts": 20_000, "c_conns": 64, "c_s": 3.0, "d_rounds": 5, "fans": 1000, "like_rate": 2.0,
@@ -220,6 +223,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     })
     if args.scenario == "room":
         result["lag_target_ms"] = round(2 * cs["d_reach_all_ms"], 2)
+        result["targets_met"] = {  # issue 10: ≥ 0.5 of (d)'s frames/s at a lag p99 ≤ 2 × its reach
+            "frames": result["ratio_to_ceiling"]["d"] >= ROOM_FRAMES_TARGET,
+            "lag": result["settled_latency_ms"]["p99"] <= result["lag_target_ms"]}
     if args.scenario == "idle":
         result["rss_target_bytes"] = RSS_TARGET_BYTES
     return result
