@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 import uuid
@@ -176,6 +177,11 @@ FD_HEADROOM = 256  # the server's own descriptors besides connections: Redis, li
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    # SIGTERM unwinds the run like Ctrl-C: the target, its Valkey and the load generators
+    # this run started are stopped by the `with` blocks that started them, not orphaned
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     z = sizes(args)
     limit = raise_nofile(2 * max(z["connections"], z["viewers"]) + 1024)
     if args.scenario == "idle" and not args.url and z["connections"] > limit - FD_HEADROOM:
@@ -295,7 +301,11 @@ def ratios_to_ceilings(scenario: str, result: dict[str, Any], cs: dict[str, floa
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    result = uvloop.run(run(args))
+    try:
+        result = uvloop.run(run(args))
+    except asyncio.CancelledError:
+        print("stopped (SIGTERM): everything this run started was stopped", file=sys.stderr)
+        return 128 + signal.SIGTERM
     print(report.table(result))
     if args.json:
         report.write_json(args.json, result)

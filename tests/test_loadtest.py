@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,10 @@ async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -
     if scenario == "room":  # the room path's own lag, from each gift's settled time
         assert set(data["settled_latency_ms"]) == {"p50", "p90", "p99", "max"}
         assert 0 <= data["settled_latency_ms"]["p50"] <= data["latency_ms"]["p50"]
+        # the lean viewers counted every confirmed gift at every viewer, or its drop
+        assert data["events"] > 0
+        assert data["events"] + data["dropped"] == data["confirmed"] * data["params"]["viewers"]
+        assert set(data["targets_met"]) == {"frames", "lag"}
     if scenario == "chat":  # 20 messages from the owner and an admin, to 20 members
         assert data["posted"] == 20 and data["outcomes"] == {"group.posted": 20}
         assert data["expected"] == 400 and data["seen"] + data["dropped"] == 400 and data["seen"] > 0
@@ -111,3 +117,64 @@ async def test_smoke_boost(tmp_path: Path) -> None:
     for lv in data["levels"]:
         assert lv["errors"] == 0 and lv["wrong_weights"] == [] and lv["lookups_per_s"] > 0
     assert data["params"]["boosted_contents"] == 4 and data["throughput_per_s"] > 0
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` now (from /proc)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    found, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        kids = {c for c, pp in parent.items() if pp == p}
+        found |= kids
+        todo.extend(kids)
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    """`pid`'s command line, or b"" once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+async def test_sigterm_stops_everything_the_run_started() -> None:
+    """A harness stopped with SIGTERM mid-run exits 143 and leaves no server, Valkey or load
+    generator of its own running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "loadtest", "room", "--smoke",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    started: set[int] = set()
+    for _ in range(600):  # until the target's gateway is up (and more keep coming)
+        started |= descendants(proc.pid)
+        if any(b"serve" in cmdline(p) for p in started) and len(started) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    assert any(b"serve" in cmdline(p) for p in started)
+    proc.terminate()
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 143, err.decode()
+    for _ in range(100):
+        if not any(alive(p) for p in started):
+            break
+        await asyncio.sleep(0.1)
+    left = [p for p in started if alive(p)]
+    for p in left:  # a failing run must not leave its orphans to the next tests
+        os.kill(p, signal.SIGKILL)
+    assert not left, "left running after SIGTERM"

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
+from server.gateway.http_limits import prepared_text
 from server.metrics import DUPLICATES_DROPPED, FRAMES_OUT
 
 log = logging.getLogger("giftwire.gateway")
@@ -87,6 +88,29 @@ class Connection:
         self._queued_bytes += len(text)
         if not self._writing:
             self._writing = True
+            if self.write_prepared is not None:
+                asyncio.get_running_loop().call_soon(self._write_queued)
+            else:
+                self._spawn(self._drain())
+
+    def _write_queued(self) -> None:
+        """Everything queued by now, framed here and written in one system call: a gift's
+        confirmations and received events come in bursts (a worker batch), and a frame
+        through Starlette's send costs a task, the ASGI chain and a system call of its own.
+        A transport that is paused or holds `_queue_max_bytes` falls back to the awaiting
+        writer, which waits for it."""
+        queue = self._queue
+        if self.closed or not queue:
+            self._writing = False
+            return
+        assert self.write_prepared is not None
+        frames = b"".join(prepared_text(text.encode()) for text in queue)
+        if self.write_prepared(frames, self._queue_max_bytes):
+            FRAMES_OUT.inc(len(queue))
+            queue.clear()
+            self._queued_bytes = 0
+            self._writing = False
+        else:
             self._spawn(self._drain())
 
     def push_shared(self, frame: bytes, text: str, max_bytes: int) -> bool:
