@@ -432,7 +432,9 @@ DOCS: dict[str, str] = {
     "sweep_interval_ms": "how often a worker times out due offers",
     "sweep_batch_max": "offers timed out per sweep",
     "token_ttl_s": "default lifetime of `giftwire token` tokens",
-    "room_tick_ms": "room events are coalesced into one frame per room per tick of this length",
+    "room_tick_ms": "room events are coalesced into one frame per room per tick of this length; "
+                    "ticks run on a fixed grid (a slow fan-out does not stretch the next one; a "
+                    "tick missed while one ran late is skipped)",
     "rooms_per_connection_max": "rooms one connection may watch at once",
     "room_share_ttl_ms": "a gateway's audience share lapses this long after its last report (a dead "
                          "gateway stops counting)",
