@@ -12,6 +12,7 @@ import asyncio
 import gc
 import importlib
 import multiprocessing as mp
+import os
 import sys
 import time
 import traceback
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import uvloop
+
+from server.lifetime import stop_when_parent_dies
 
 CONNECT_CONCURRENCY_DEFAULT = 200  # WebSocket handshakes in flight per process
 
@@ -43,7 +46,8 @@ class Ctl:
 
 
 def _entry(fn_name: str, cfg: dict[str, Any], barrier: Any, progress: Any, results: Any,
-           timeout_s: float) -> None:
+           timeout_s: float, parent_pid: int) -> None:
+    stop_when_parent_dies(parent_pid)  # a harness killed outright leaves no generator behind
     module, name = fn_name.split(":")
     fn = getattr(importlib.import_module(module), name)
     gc.collect()
@@ -64,7 +68,8 @@ class Shards:
         self.progress = ctx.Value("q", 0)
         self._results = ctx.Queue()
         self.procs = [ctx.Process(target=_entry, args=(fn_name, cfg, self.barrier, self.progress,
-                                                       self._results, timeout_s), daemon=True)
+                                                       self._results, timeout_s, os.getpid()),
+                                 daemon=True)
                       for cfg in cfgs]
 
     def __enter__(self) -> Shards:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -24,6 +23,7 @@ from server.config import Settings
 from server.gateway.auth import make_token
 from server.gateway.http_limits import HandshakeLimits, http_protocol
 from server.gifting.rules import is_valid_id
+from server.lifetime import stop_when_parent_dies
 from server.logs import configure as configure_logs
 from server.secrets import Secrets, load_or_create
 from server.store.embedded import EmbeddedValkey
@@ -186,7 +186,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not s.redis_url:
         embedded = EmbeddedValkey(s.data_dir, DURABILITY[s.durability],
                                   aof_rewrite_min_mb=s.aof_rewrite_min_mb)
-        embedded.start()
+        # a serve killed outright takes its Valkey with it (SIGTERM: Valkey writes its AOF
+        # and exits), so a restart finds the data directory free
+        embedded.start(stop_with_parent=True)
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -259,23 +261,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 PARENT_ENV = "GIFTWIRE_PARENT_PID"  # set by serve on its children
-PR_SET_PDEATHSIG = 1  # prctl(2)
-
-
 def die_with_parent() -> None:
     """A child of serve stops (SIGTERM: it finishes its batch) when serve dies, even by
-    SIGKILL: otherwise it would run on, alone, against a Redis nobody else uses. Linux only;
-    elsewhere serve's own stop is the only one."""
+    SIGKILL: otherwise it would run on, alone, against a Redis nobody else uses."""
     parent = os.environ.get(PARENT_ENV)
-    if not parent or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != int(parent):  # serve died before the line above: stop now
-        os.kill(os.getpid(), signal.SIGTERM)
+    if parent:
+        stop_when_parent_dies(int(parent))
 
 
 def _worker(args: argparse.Namespace, jobs_only: bool) -> int:

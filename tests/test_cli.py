@@ -224,3 +224,29 @@ async def test_serves_children_stop_when_serve_is_killed(
         srv.stop()
         for pid in processes_with(f"--data-dir {data}"):  # only if the test failed: ours
             os.kill(pid, signal.SIGKILL)
+
+
+async def test_a_killed_serve_takes_its_embedded_valkey_with_it() -> None:
+    """serve on its embedded Valkey, SIGKILLed: the Valkey stops too (it would hold the data
+    directory and answer nobody), and serve starts again on the same directory."""
+    data = short_tmpdir()
+    srv = Proc("serve", data, {"REDIS_URL": ""}).start()
+    again: Proc | None = None
+    try:
+        started = [p for p in processes_with(str(data)) if p != srv.pid]
+        assert processes_with("valkey") and set(processes_with("valkey")) & set(started)
+        srv.signal(signal.SIGKILL)
+        assert srv.wait() == -signal.SIGKILL
+        deadline = time.monotonic() + 10
+        while [p for p in started if p in processes_with(str(data))]:
+            assert time.monotonic() < deadline, "serve's Valkey or workers outlived it"
+            await asyncio.sleep(0.1)
+        again = Proc("serve", data, {"REDIS_URL": ""}).start()
+        async with httpx.AsyncClient() as http:
+            assert (await http.get(f"http://127.0.0.1:{again.port}/health")).status_code == 200
+    finally:
+        srv.stop()
+        if again is not None:
+            assert again.stop() == 0
+        for pid in processes_with(str(data)):  # only if the test failed: ours
+            os.kill(pid, signal.SIGKILL)

