@@ -462,11 +462,14 @@ async def test_debit_replay_exists_and_other_count_conflicts(lab: Lab) -> None:
     await lab.zero_sum(s)
 
 
-async def test_debit_bad_integer_is_an_error_before_any_write(lab: Lab) -> None:
-    """A count that is no integer is an error reply; no key is touched."""
+@pytest.mark.parametrize("count", ["three", "1.5", "nan", "inf", "-inf", "1e300",
+                                   "4503599627370497", ""])
+async def test_debit_bad_integer_is_an_error_before_any_write(lab: Lab, count: str) -> None:
+    """A count that is no integer (a fraction, NaN, infinity, beyond 2^52) is an error
+    reply; no key is touched."""
     s, r = await lab.pair()
     call = lab.gift.debit_call(gift(s, r, 1), TODAY)
-    call[1][4] = "three"
+    call[1][4] = count
     before = await lab.money(s)
     with pytest.raises(ResponseError, match="bad integer argument count"):
         await lab.call("send_debit", call)
