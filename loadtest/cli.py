@@ -26,6 +26,7 @@ from server.bench import full_audit, settle_streams
 # per second whose settled → viewer lag p99 stayed under 2 × (d)'s reach (334 ≤ 422 ms)
 ROOM_TICK_MS = 200
 ROOM_FRAMES_TARGET = 0.5  # of (d)'s frames/s
+STOPPED: list[int] = []  # the signal that stopped the run, if one did
 FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_rate": 20.0,
         "room_s": 10.0, "connections": 20_000, "hold_s": 3.0, "a_s": 3.0, "a_batch": 128,
         "b_gifts": 20_000, "c_conns": 64, "c_s": 3.0, "d_rounds": 5, "fans": 1000, "like_rate": 2.0,
@@ -181,7 +182,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     # this run started are stopped by the `with` blocks that started them, not orphaned
     task = asyncio.current_task()
     assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def on_sigterm() -> None:
+        STOPPED.append(signal.SIGTERM)
+        task.cancel()
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
     z = sizes(args)
     limit = raise_nofile(2 * max(z["connections"], z["viewers"]) + 1024)
     if args.scenario == "idle" and not args.url and z["connections"] > limit - FD_HEADROOM:
@@ -304,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = uvloop.run(run(args))
     except asyncio.CancelledError:
+        if not STOPPED:
+            raise
         print("stopped (SIGTERM): everything this run started was stopped", file=sys.stderr)
         return 128 + signal.SIGTERM
     print(report.table(result))

@@ -77,7 +77,14 @@ class Shards:
             p.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:  # a failure or a SIGTERM: stop now, and free our waiting threads
+            self.barrier.abort()  # (a thread in barrier.wait would hold the loop's exit)
+            for _ in self.procs:
+                self._results.put({"error": "stopped"})  # (likewise a thread in results.get)
+            self._results.cancel_join_thread()
+            for p in self.procs:
+                p.kill()
         for p in self.procs:  # each by its own PID
             p.join(5)
             if p.is_alive():

@@ -25,6 +25,7 @@ import orjson
 
 FrameHandler = Callable[[bytes], None]
 HEADER_MAX = 64 * 1024  # a handshake reply longer than this is not one
+FRAME_MAX = 16 << 20  # a frame longer than this is a broken stream (the gateway's are < 1 MiB)
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -56,6 +57,7 @@ class Viewer(asyncio.Protocol):
         self.buf = b""
         self.upgraded = False
         self.want_welcome = True
+        self.close_sent = False
         self.fragments: list[bytes] = []
         self.waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
@@ -113,8 +115,11 @@ class Viewer(asyncio.Protocol):
                 if len(buf) > HEADER_MAX:
                     self.abort()
                 return
-            self.upgraded = True
             self.handshake.set_result(buf[:end])
+            if b" 101 " not in buf[:buf.find(b"\r\n")]:  # refused: the rest is no frame
+                self.buf = b""
+                return
+            self.upgraded = True
             buf = buf[end + 4:]
         pos, n = 0, len(buf)
         while n - pos >= 2:
@@ -128,6 +133,9 @@ class Viewer(asyncio.Protocol):
                 if n - pos < 10:
                     break
                 length, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                if length > FRAME_MAX:  # no server of ours sends that: a broken stream
+                    self.abort()
+                    return
             if n - pos < head + length:
                 break
             payload = buf[pos + head:pos + head + length]
@@ -158,7 +166,8 @@ class Viewer(asyncio.Protocol):
         elif opcode == OP_PING:
             self.write(OP_PONG, payload)
         elif opcode == OP_CLOSE:
-            self.write(OP_CLOSE, payload[:2])
+            if not self.close_sent:  # the server's close: answer it once (RFC 6455 §5.5.1)
+                self.write(OP_CLOSE, payload[:2])
             self.abort()
 
     # -- what a viewer does -------------------------------------------------------------
@@ -181,6 +190,7 @@ class Viewer(asyncio.Protocol):
         """A normal close (1000); the transport goes when the server answers or at the
         timeout."""
         self.write(OP_CLOSE, struct.pack("!H", 1000))
+        self.close_sent = True
         try:
             await asyncio.wait_for(asyncio.shield(self.closed), timeout_s)
         except TimeoutError:

@@ -292,6 +292,9 @@ class SettingError(ValueError):
     """A `GIFTWIRE_*` value that is not of its setting's type."""
 
 
+POSITIVE = ("room_tick_ms",)  # settings that must be at least 1
+
+
 def problems(s: Settings) -> list[str]:
     """What makes a configuration unsafe to run with (checked at start-up), each naming its
     variable."""
@@ -300,6 +303,9 @@ def problems(s: Settings) -> list[str]:
         value = getattr(s, f.name)
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             out.append(f"GIFTWIRE_{f.name.upper()} must not be negative (it is {value})")
+    for name in POSITIVE:  # periods: 0 would spin a loop or divide by zero
+        if getattr(s, name) < 1:
+            out.append(f"GIFTWIRE_{name.upper()} must be at least 1 (it is {getattr(s, name)})")
     if s.log_format not in ("json", "text"):
         out.append(f"GIFTWIRE_LOG_FORMAT must be json or text, not {s.log_format!r}")
     try:

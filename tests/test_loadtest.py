@@ -57,9 +57,9 @@ async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -
     if scenario == "room":  # the room path's own lag, from each gift's settled time
         assert set(data["settled_latency_ms"]) == {"p50", "p90", "p99", "max"}
         assert 0 <= data["settled_latency_ms"]["p50"] <= data["latency_ms"]["p50"]
-        # the lean viewers counted every confirmed gift at every viewer, or its drop
-        assert data["events"] > 0
-        assert data["events"] + data["dropped"] == data["confirmed"] * data["params"]["viewers"]
+        # the lean viewers counted every confirmed gift at every viewer (none is slow at this
+        # size, so none may miss a frame), none twice
+        assert data["confirmed"] > 0 and data["dropped"] == 0 and data["exactly_once"] is True
         assert set(data["targets_met"]) == {"frames", "lag"}
     if scenario == "chat":  # 20 messages from the owner and an admin, to 20 members
         assert data["posted"] == 20 and data["outcomes"] == {"group.posted": 20}
@@ -153,28 +153,37 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+OURS = (b"server.cli", b"valkey", b"spawn_main")  # what the harness starts
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 async def test_sigterm_stops_everything_the_run_started() -> None:
-    """A harness stopped with SIGTERM mid-run exits 143 and leaves no server, Valkey or load
-    generator of its own running."""
+    """A harness stopped with SIGTERM mid-run (its target up, its load generators waiting at
+    a barrier) exits 143 within seconds and leaves no server, Valkey or generator running."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtest", "room", "--smoke",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    started: set[int] = set()
-    for _ in range(600):  # until the target's gateway is up (and more keep coming)
-        started |= descendants(proc.pid)
-        if any(b"serve" in cmdline(p) for p in started) and len(started) >= 3:
-            break
-        await asyncio.sleep(0.05)
-    assert any(b"serve" in cmdline(p) for p in started)
-    proc.terminate()
-    _, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 143, err.decode()
-    for _ in range(100):
-        if not any(alive(p) for p in started):
-            break
-        await asyncio.sleep(0.1)
-    left = [p for p in started if alive(p)]
-    for p in left:  # a failing run must not leave its orphans to the next tests
-        os.kill(p, signal.SIGKILL)
-    assert not left, "left running after SIGTERM"
+    started: dict[int, bytes] = {}
+    try:
+        for _ in range(1200):  # until the target and the generators are up
+            started |= {p: cmdline(p) for p in descendants(proc.pid) if p not in started}
+            if any(b"serve" in c for c in started.values()) and any(
+                    b"spawn_main" in c for c in started.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert any(b"spawn_main" in c for c in started.values()), started
+        proc.terminate()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 143, err.decode()
+        for _ in range(100):
+            if not [p for p in started if alive(p)]:
+                break
+            await asyncio.sleep(0.1)
+        assert not [p for p in started if alive(p)], "left running after SIGTERM"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for p, line in started.items():  # a failing run must not leave orphans to later tests
+            if alive(p) and cmdline(p) == line and any(o in line for o in OURS):
+                os.kill(p, signal.SIGKILL)

@@ -62,6 +62,9 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
     assert problems(Settings(wish_tiers=("10000:2/1", "1000:1/1", "*:3/1")))
     assert problems(Settings(wish_tiers=("1000:1/1", "10000:2/1")))
     assert Settings(room_queue_max_bytes=2 << 20).room_queue_bytes == (1 << 20) // 2
+    assert problems(Settings(room_tick_ms=0)) == [
+        "GIFTWIRE_ROOM_TICK_MS must be at least 1 (it is 0)"]  # the room tick would never come
+    assert problems(Settings(room_tick_ms=1)) == []
 
 
 def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:

@@ -30,6 +30,9 @@ log = logging.getLogger("giftwire.gateway")
 Buffered = tuple[int, int, str]
 REPLY_ONLY = -1  # a buffered `R` reply: not an event, it has no seq
 BUFFERED_EVENT_BYTES = 256  # a typical event's size, to bound the catch-up buffer by bytes
+# what a connection's own frames may put in its transport's buffer at once: asyncio's (and
+# uvloop's) default high-water mark, where the awaiting path would have paused too
+TRANSPORT_BUFFER_MAX = 64 * 1024
 
 
 class Connection:
@@ -104,8 +107,17 @@ class Connection:
             self._writing = False
             return
         assert self.write_prepared is not None
-        frames = b"".join(prepared_text(text.encode()) for text in queue)
-        if self.write_prepared(frames, self._queue_max_bytes):
+        try:
+            frames = b"".join(prepared_text(text.encode()) for text in queue)
+            # only into a transport below its high-water mark: past it the awaiting writer
+            # keeps the rest in the counted queue, so a client that does not read is cut off
+            # at `_queue_max_bytes` queued, as before
+            written = self.write_prepared(frames, TRANSPORT_BUFFER_MAX)
+        except Exception:  # the socket went away; the endpoint notices and cleans up
+            self.closed = True
+            self._writing = False
+            return
+        if written:
             FRAMES_OUT.inc(len(queue))
             queue.clear()
             self._queued_bytes = 0
@@ -120,8 +132,11 @@ class Connection:
         if self.closed:
             return False
         if not self._writing and self.write_prepared is not None:
-            return self.write_prepared(frame, max_bytes)
-        return self.push_droppable(text, max_bytes)
+            if self.write_prepared(frame, max_bytes):
+                FRAMES_OUT.inc()
+                return True
+            return False
+        return self.push_droppable(text, max_bytes)  # counted out when its writer sends it
 
     def push_droppable(self, text: str, max_bytes: int) -> bool:
         """Queue an at-most-once frame (a room frame) unless `max_bytes` are already queued:
