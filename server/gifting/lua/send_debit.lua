@@ -83,8 +83,9 @@ if not since then return reject('not_following') end
 if now - tonumber(since) < follow_min then return reject('follow_too_recent') end
 local limit = per_day
 if p[4] == '1' then limit = limit + vip_bonus end
-if hget_int(k_today, 'sent') >= limit then return reject('daily_limit') end
-if hget_int(k_today, 'to:' .. recipient) >= pair_per_day then return reject('pair_limit') end
+local counts = redis.call('HMGET', k_today, 'sent', 'to:' .. recipient)
+if tonumber(counts[1] or '0') >= limit then return reject('daily_limit') end
+if tonumber(counts[2] or '0') >= pair_per_day then return reject('pair_limit') end
 
 local cost = math.floor((count * cost_num + cost_den - 1) / cost_den)
 local free = 0
@@ -104,9 +105,10 @@ if free > 0 then
 end
 if surplus > 0 then redis.call('HINCRBY', k_system, 'burn:' .. asset, I(surplus)) end
 redis.call('HINCRBY', k_system, 'escrow:' .. asset, I(count))
-redis.call('HINCRBY', k_today, 'sent', 1)
+-- the day's counters expire `day_ttl` after the day's first gift (set once, when `sent`
+-- becomes 1: no other writer removes a TTL)
+if redis.call('HINCRBY', k_today, 'sent', 1) == 1 then redis.call('EXPIRE', k_today, I(day_ttl)) end
 redis.call('HINCRBY', k_today, 'to:' .. recipient, 1)
-redis.call('EXPIRE', k_today, I(day_ttl))
 -- a gift whose price is not its count (festival, boost, newcomer's free cards) says so on
 -- its line; a plain one (count = cost = paid) does not, which keeps the hot path lean
 local priced = nil
@@ -114,8 +116,9 @@ if cost ~= count or free > 0 or tier > 0 then
   priced = {'count', I(count), 'cost', I(cost), 'free', I(free), 'tier', I(tier)}
 end
 ledger(k_ledger, transfer_id, asset, -pay, 'escrow', 'gift_out', now, priced)
--- the sender's badge with the recipient (their fan-club level), shown with the gift
-local badge = tonumber(redis.call('HGET', k_levels, recipient) or '0')
+-- the sender's badge with the recipient (their fan-club level), shown with a gift in a room
+local badge = 0
+if room ~= '' then badge = tonumber(redis.call('HGET', k_levels, recipient) or '0') end
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
              cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit,
              tier = tier, badge = badge, group = group}
