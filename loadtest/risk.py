@@ -58,7 +58,10 @@ COST_ON_ENV = {**RISK_ENV, "GIFTWIRE_BOT_ACTIONS_PER_S": "50", "GIFTWIRE_BOT_WIN
                "GIFTWIRE_BOT_REGULAR_CV": "0"}
 COST_OFF_ENV = {"GIFTWIRE_RISK_ENABLED": "0", "GIFTWIRE_TRUSTED_PROXIES": "127.0.0.1"}
 HUMAN_GAP_S = (0.4, 1.6)  # a normal user's gaps between gifts: uneven, ~1 a second
-RATE_BOT_GAP_MS = (40, 93)  # uneven, 66 ms on average: ~15 a second
+# uneven, 66 ms on average: ~15 a second. Wide enough that 20 of its gaps never look
+# regular (CV ~0.5; with 40-93 ms, CV ~0.23, a smoke run's 0.15 regularity threshold caught
+# it first by chance a few times in a hundred judgements, under the wrong rule)
+RATE_BOT_GAP_MS = (10, 123)
 PROBE_EVERY_S = 0.003  # enforcement: B probes this often (each after the previous reply)
 ENFORCE_BURST = (60, 0.01)  # enforcement: gifts on A, this far apart (100 a second)
 REFUSALS = ("risk_restricted", "risk_frozen", "risk_banned", "sender_restricted", "sender_frozen",
