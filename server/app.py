@@ -35,6 +35,7 @@ log = logging.getLogger("giftwire")
 
 REDIS_POOL_MAX = 64
 HEALTH_PROBE_S = 1.0  # a published probe must come back through pub/sub within this
+TASKS_STOP_S = 5.0  # a stopping gateway waits this long for its background tasks
 
 
 def connect(url: str, cluster: bool = False) -> Any:
@@ -118,7 +119,11 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
                 await asyncio.gather(worker_task, return_exceptions=True)
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # bounded: a task that ignores its cancellation must not hold the stop forever
+            stuck = (await asyncio.wait(tasks, timeout=TASKS_STOP_S))[1]
+            for t in stuck:
+                log.error("task %s did not stop within %.0f s of its cancellation",
+                          t.get_name(), TASKS_STOP_S)
             await hub.stop()
             await redis.aclose()
 

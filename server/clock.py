@@ -18,6 +18,7 @@ import logging
 import time
 from typing import Any
 
+from server.lifetime import stop_if_cancelled
 from server.store import keys
 
 log = logging.getLogger("giftwire")
@@ -50,6 +51,7 @@ class Clock:
                 await self.sync()
             except Exception:  # Redis is away: keep the last offset
                 log.warning("test clock: offset not readable; keeping %d ms", self.offset_ms)
+            stop_if_cancelled()
             await asyncio.sleep(CLOCK_POLL_MS / 1000)
 
     async def advance(self, ms: int) -> int:

@@ -30,6 +30,7 @@ from server.gateway.http_limits import prepared_writer
 from server.gateway.hub import Hub
 from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
+from server.lifetime import stop_if_cancelled
 from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
@@ -127,6 +128,7 @@ class Gateway:
                 self.backlog = max(lengths)
             except RedisError:
                 log.warning("backlog sample failed")
+            stop_if_cancelled()
             await asyncio.sleep(0.25)
 
     async def serve(self, ws: WebSocket) -> None:

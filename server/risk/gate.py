@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from redis.exceptions import RedisError
 
+from server.lifetime import stop_if_cancelled
 from server.metrics import REGISTRY, Counter
 from server.risk import signals
 from server.risk.rules import ACTIONS, REFUSES
@@ -111,6 +112,7 @@ class RiskGate:
         while True:
             await asyncio.sleep(self.s.risk_tick_ms / 1000)
             await self.flush()
+            stop_if_cancelled()
 
     async def flush(self) -> None:
         if not self.signals:

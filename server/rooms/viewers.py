@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from server.lifetime import stop_if_cancelled
 from server.metrics import REGISTRY, Counter
 from server.store import keys
 from server.store.pipeline import TRANSIENT, run_calls
@@ -169,6 +170,7 @@ class RoomViewers:
                     raise
                 except Exception:
                     log.exception("room tick failed")
+                stop_if_cancelled()
         finally:  # a graceful stop: the tick's likes go in, the shares are withdrawn at once
             await asyncio.shield(self.withdraw())
 
