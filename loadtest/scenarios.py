@@ -181,10 +181,6 @@ class SharedFrames:
         def on_event(msg: dict[str, Any]) -> None:
             if msg["type"] != self.frame_type:
                 return
-            self.frames += 1
-            if msg["from"] <= self.last_to.get(user, 0):
-                self.duplicates += 1
-            self.last_to[user] = msg["to"]
             now_ms = time.time() * 1000
             counted = 0
             for e in msg["events"]:
@@ -194,10 +190,18 @@ class SharedFrames:
                     self.lag_ms.append(now_ms - sent)
                     if "at_ms" in e:
                         self.settled_lag_ms.append(now_ms - e["at_ms"])
-            if counted:
-                self.events += counted
-                self.ctl.tick(counted)
+            self.count(user, msg["from"], msg["to"], counted)
         return on_event
+
+    def count(self, user: str, start: int, to: int, counted: int) -> None:
+        """One frame `start`..`to` seen by `user`, carrying `counted` counted events."""
+        self.frames += 1
+        if start <= self.last_to.get(user, 0):
+            self.duplicates += 1
+        self.last_to[user] = to
+        if counted:
+            self.events += counted
+            self.ctl.tick(counted)
 
     def raw_watcher(self, user: str, sampled: bool, counted_marker: bytes) -> Any:
         """`watcher` for a lean viewer's raw frames. A sampled viewer parses each frame and
@@ -210,17 +214,9 @@ class SharedFrames:
         marker = b'"type":' + orjson.dumps(self.frame_type)
 
         def on_frame(payload: bytes) -> None:
-            if marker not in payload[:HEAD_BYTES]:
-                return
-            self.frames += 1
-            start = int(between(payload, b'"from":', b","))
-            if start <= self.last_to.get(user, 0):
-                self.duplicates += 1
-            self.last_to[user] = int(between(payload, b'"to":', b","))
-            counted = payload.count(counted_marker)
-            if counted:
-                self.events += counted
-                self.ctl.tick(counted)
+            if marker in payload[:HEAD_BYTES]:
+                self.count(user, int(between(payload, b'"from":', b",")),
+                           int(between(payload, b'"to":', b",")), payload.count(counted_marker))
         return on_frame
 
 

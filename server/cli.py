@@ -261,6 +261,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 PARENT_ENV = "GIFTWIRE_PARENT_PID"  # set by serve on its children
+
+
 def die_with_parent() -> None:
     """A child of serve stops (SIGTERM: it finishes its batch) when serve dies, even by
     SIGKILL: otherwise it would run on, alone, against a Redis nobody else uses."""

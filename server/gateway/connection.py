@@ -100,8 +100,8 @@ class Connection:
         """Everything queued by now, framed here and written in one system call: a gift's
         confirmations and received events come in bursts (a worker batch), and a frame
         through Starlette's send costs a task, the ASGI chain and a system call of its own.
-        A transport that is paused or holds `_queue_max_bytes` falls back to the awaiting
-        writer, which waits for it."""
+        A transport that is paused or would hold over TRANSPORT_BUFFER_MAX falls back to the
+        awaiting writer, which waits for it."""
         queue = self._queue
         if self.closed or not queue:
             self._writing = False
