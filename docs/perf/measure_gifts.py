@@ -4,7 +4,9 @@ gifts scenario, between the load generators' start barrier and their results (se
 connecting excluded), per confirmed gift:
 
 - the CPU of the `giftwire serve` process (the gateway) and of its worker process(es),
-- the CPU of Valkey, and Valkey's time inside FCALL/EVALSHA (`INFO commandstats`).
+- the CPU of Valkey, and Valkey's time inside FCALL/EVALSHA (`INFO commandstats`),
+- every command's calls and usec per gift (`commands_per_gift`: [calls, usec]; a command a
+  script ran counts here as well as in its FCALL).
 
 The figures land in the JSON as "measure" (and "at_rate"."measure"). Measurement only:
 not imported by giftwire or by the harness; Linux only (/proc).
@@ -58,7 +60,8 @@ def commandstats(url: str) -> dict[str, float]:
     script = [v for k, v in st.items() if k in SCRIPT_CMDS]
     return {"script_calls": sum(v["calls"] for v in script),
             "script_usec": sum(v["usec"] for v in script),
-            "all_usec": sum(v["usec"] for v in st.values())}
+            "all_usec": sum(v["usec"] for v in st.values()),
+            **{f"cmd:{k[8:]}:{f}": v[f] for k, v in st.items() for f in ("calls", "usec")}}
 
 
 def sample() -> dict[str, float]:
@@ -76,7 +79,7 @@ class Measured(scenarios.Shards):
     async def results(self) -> list[dict[str, Any]]:
         outs: list[dict[str, Any]] = await super().results()
         m1 = sample()
-        PHASES.append({k: m1[k] - self._m0[k] for k in m1})
+        PHASES.append({k: m1[k] - self._m0.get(k, 0) for k in m1})
         return outs
 
 
@@ -99,6 +102,9 @@ async def run_gifts(target: Any, *a: Any, **k: Any) -> dict[str, Any]:
         "script_us_per_gift": round(d["script_usec"] / n, 1),
         "script_us_per_call": round(d["script_usec"] / max(d["script_calls"], 1), 1),
         "all_commands_us_per_gift": round(d["all_usec"] / n, 1),
+        "commands_per_gift": {k[4:-6]: [round(d[k] / n, 3), round(d[k[:-6] + ":usec"] / n, 1)]
+                              for k in sorted(d) if k.startswith("cmd:") and k.endswith(":calls")
+                              and d[k] > 0},
     }
     print(f"measure ({r['params']['rate']}): {r['measure']}", flush=True)
     return r

@@ -64,6 +64,8 @@ class Worker:
         self.streams = [keys.settle_stream(p) for p in range(settings.partitions)]
         self.partition = {stream: p for p, stream in enumerate(self.streams)}
         self._claimed: set[str] = set()  # ids taken over this run, not yet acknowledged
+        # applied batches (with the failure marks read for them), acknowledged with the next read
+        self._acks: list[tuple[list[Entry], dict[str, str]]] = []
         self.dead = DeadLetters(redis, scripts, Replies(redis, settings.redis_cluster), flows,
                                 settings, clock)
         self._stopping = asyncio.Event()
@@ -83,6 +85,7 @@ class Worker:
         apart = [] if burst or not self.s.apart_jobs else self._start_apart()
         try:
             await self._loop(burst)
+            await self._flush_acks()  # the last batch's, if the loop ended before a read
         finally:
             await self._stop_apart(apart)
 
@@ -90,9 +93,11 @@ class Worker:
         backoff_s = 0.0
         while not self._stopping.is_set():
             try:
-                entries = await self._claim() + await self._read(block=not burst)
+                claimed = await self._claim()
+                read, marked = await self._read(block=not burst)
+                entries = claimed + read
                 if entries:
-                    await self.apply(entries)
+                    await self.apply(entries, marked=marked or bool(claimed))
                 handled = await self._periodic(burst)
                 backoff_s = 0.0
             except (RedisError, OSError) as exc:
@@ -161,14 +166,32 @@ class Worker:
                 handled += await job.run(now)
         return handled
 
-    async def _read(self, block: bool) -> list[Entry]:
-        if self.s.redis_cluster and len(self.streams) > 1:
-            return await self._read_each(block)
-        reply = await self.redis.xreadgroup(
-            keys.SETTLE_GROUP, self.name, dict.fromkeys(self.streams, ">"),
-            count=self.s.worker_batch_max, block=self.s.worker_block_ms if block else None,
-        )
-        return [(stream, eid, fields) for stream, items in reply or [] for eid, fields in items]
+    async def _read(self, block: bool) -> tuple[list[Entry], bool]:
+        """New entries, and whether a partition may hold a failed entry's mark (if not, no
+        user of theirs waits for a retry). On one server the previous batch's acknowledgements
+        and the marks' check ride in the read's round trip: the commands queued after a
+        blocking XREADGROUP run once it returns, so the check sees what it read."""
+        if self.s.redis_cluster:  # a pipeline spans slots there: each in its own call
+            await self._flush_acks()
+            if len(self.streams) > 1:
+                return await self._read_each(block), True
+            reply = await self.redis.xreadgroup(
+                keys.SETTLE_GROUP, self.name, dict.fromkeys(self.streams, ">"),
+                count=self.s.worker_batch_max, block=self.s.worker_block_ms if block else None)
+            return [(stream, eid, fields) for stream, items in reply or []
+                    for eid, fields in items], True
+        pipe = self.redis.pipeline(transaction=False)
+        acks = self._queue_acks(pipe)
+        pipe.xreadgroup(keys.SETTLE_GROUP, self.name, dict.fromkeys(self.streams, ">"),
+                        count=self.s.worker_batch_max,
+                        block=self.s.worker_block_ms if block else None)
+        for p in range(len(self.streams)):
+            pipe.exists(keys.settle_failures(p))
+        out = await pipe.execute()
+        self._acked()
+        reply, marks = out[acks], out[acks + 1:]
+        return ([(stream, eid, fields) for stream, items in reply or [] for eid, fields in items],
+                any(marks))
 
     async def _read_each(self, block: bool) -> list[Entry]:
         """On a cluster the partitions live in different slots, so one XREADGROUP cannot name
@@ -209,18 +232,20 @@ class Worker:
             log.warning("took over %d entries left pending by another worker", len(out))
         return out
 
-    async def apply(self, entries: list[Entry]) -> None:
+    async def apply(self, entries: list[Entry], marked: bool = True) -> None:
         """Apply a batch in rounds holding at most one entry per acting user (so each user's
         requests keep their order); in a round each flow runs its steps across its entries,
         one pipelined round trip per step. An entry whose step fails stays unacknowledged
-        (re-run after `claim_idle_ms`) until `settle_attempts_max`, then it is dead-lettered."""
+        (re-run after `claim_idle_ms`) until `settle_attempts_max`, then it is dead-lettered.
+        `marked` False: no failed entry's mark exists (checked as the batch was read). The
+        batch is acknowledged with the next read (or when the worker stops)."""
         started = time.perf_counter()
         now = self.clock.now_ms()
         failed: Failed = {}
         deferred: set[str] = set()  # later entries of a user whose entry failed: kept pending
         # users with an entry that failed and waits for its retry (in an earlier batch, perhaps
         # on another worker): their newer entries wait too, so each user's order holds
-        blocked = await self.dead.blocked_users(entries)
+        blocked = await self.dead.blocked_users(entries) if marked else {}
         marks = dict(blocked)  # as read: a mark is cleared on ack only if it names that entry
         stuck: set[str] = set()  # users whose entry failed in this batch
         prepared: dict[str, Any] = {}  # flow kind → what its calls share in this batch
@@ -247,7 +272,8 @@ class Worker:
                 if eid not in failed and eid not in deferred and blocked.get(fields.get("user", "")) == eid:
                     del blocked[fields["user"]]
         done = [e for e in entries if e[1] not in failed and e[1] not in deferred]
-        await self._ack(done, marks)
+        if done:
+            self._acks.append((done, marks))
         if failed:
             await self.dead.record([e for e in entries if e[1] in failed], failed)
         self._claimed.difference_update(failed, deferred)  # claimed again if they come back
@@ -269,20 +295,38 @@ class Worker:
         for i, error in errors.items():
             failed[pairs[i][0]] = (error, False)
 
-    async def _ack(self, entries: list[Entry], marks: dict[str, str]) -> None:
-        if not entries:
+    def _queue_acks(self, pipe: Any) -> int:
+        """Queue the acknowledgements of the batches applied since the last read; how many
+        commands that queued."""
+        queued = 0
+        for entries, marks in self._acks:
+            for stream, eid, fields in entries:
+                pipe.xack(stream, keys.SETTLE_GROUP, eid)
+                pipe.xdel(stream, eid)
+                queued += 2
+                if eid in self._claimed:  # it may have failed before: forget its count
+                    pipe.hdel(keys.settle_failures(self.partition[stream]), eid, f"{eid}:error")
+                    queued += 1
+                user = fields.get("user", "")
+                if marks.get(user) == eid:  # its user's later entries may go on
+                    pipe.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
+                    queued += 1
+        return queued
+
+    async def _flush_acks(self) -> None:
+        if not self._acks:
             return
         pipe = self.redis.pipeline(transaction=False)
-        for stream, eid, fields in entries:
-            pipe.xack(stream, keys.SETTLE_GROUP, eid)
-            pipe.xdel(stream, eid)
-            if eid in self._claimed:  # it may have failed before: forget its count
-                pipe.hdel(keys.settle_failures(self.partition[stream]), eid, f"{eid}:error")
-                self._claimed.discard(eid)
-            user = fields.get("user", "")
-            if marks.get(user) == eid:  # its user's later entries may go on
-                pipe.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
+        self._queue_acks(pipe)
         await pipe.execute()
+        self._acked()
+
+    def _acked(self) -> None:
+        """The queued acknowledgements reached Redis (until then they are sent again with
+        each attempt: acknowledging twice changes nothing)."""
+        for entries, _ in self._acks:
+            self._claimed.difference_update(eid for _, eid, _ in entries)
+        self._acks.clear()
 
 
 def rounds(entries: list[Entry]) -> list[list[Entry]]:
