@@ -198,6 +198,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             s = s.replace(apart_jobs=False)
             children.append(("jobs", start_worker_process(s, "jobs")))
         # in their own processes the workers take no CPU (or GC pauses) from the gateway's loop
+        if s.worker_processes > s.partitions:
+            print(f"giftwire: {s.worker_processes} worker processes for {s.partitions} "
+                  f"partition(s): one worker reads a partition at a time, so "
+                  f"{s.worker_processes - s.partitions} stand by (raise GIFTWIRE_PARTITIONS "
+                  f"to settle in parallel)", flush=True)
         children += [("worker", start_worker_process(s)) for _ in range(s.worker_processes)]
         uvloop.run(_serve_http(s, with_worker=not s.worker_processes, children=children))
     finally:

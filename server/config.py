@@ -108,6 +108,9 @@ class Settings:
     apart_jobs: bool = True  # this worker runs those jobs (off beside a `giftwire jobs`)
     worker_block_ms: int = 200
     claim_idle_ms: int = 15_000  # a pending entry idle this long is taken over
+    # a worker's hold on a partition lapses this long after its last renewal (renewed every
+    # third of it): how soon a dead worker's partitions pass to the others
+    partition_lease_ms: int = 3_000
     # an entry that failed (or was handed out without being acknowledged) this many times is
     # a poison entry: retrying forever would stall nothing but hide it, so it is set aside
     settle_attempts_max: int = 5
@@ -292,7 +295,10 @@ class SettingError(ValueError):
     """A `GIFTWIRE_*` value that is not of its setting's type."""
 
 
-POSITIVE = ("room_tick_ms",)  # settings that must be at least 1
+# settings that must be at least 1 (a zero partition count divides by zero; a zero read
+# wait would block the worker's read forever: BLOCK 0)
+POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms")
+LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
 def problems(s: Settings) -> list[str]:
@@ -306,6 +312,9 @@ def problems(s: Settings) -> list[str]:
     for name in POSITIVE:  # periods: 0 would spin a loop or divide by zero
         if getattr(s, name) < 1:
             out.append(f"GIFTWIRE_{name.upper()} must be at least 1 (it is {getattr(s, name)})")
+    if s.partition_lease_ms < LEASE_MIN_MS:
+        out.append(f"GIFTWIRE_PARTITION_LEASE_MS must be at least {LEASE_MIN_MS} "
+                   f"(it is {s.partition_lease_ms})")
     if s.log_format not in ("json", "text"):
         out.append(f"GIFTWIRE_LOG_FORMAT must be json or text, not {s.log_format!r}")
     try:
@@ -418,7 +427,8 @@ DOCS: dict[str, str] = {
     "http_headers_max": "most headers in one HTTP request; 431 above",
     "handshake_timeout_s": "time from connect to a complete request head and WebSocket accept (408 above)",
     "handshakes_max": "connections of one process still in that phase; new ones get 503 above",
-    "partitions": "settlement stream partitions (by acting user)",
+    "partitions": "settlement stream partitions (by acting user); each is read by one "
+                  "worker at a time: workers beyond this count stand by",
     "stream_backlog_max": "settlement backlog above which gift.send gets `overloaded`",
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_processes": "`serve` only: settlement workers in processes of their own (0: one "
@@ -430,6 +440,9 @@ DOCS: dict[str, str] = {
     "worker_batch_max": "stream entries a worker reads and applies at once",
     "worker_block_ms": "how long a worker's read waits for new entries",
     "claim_idle_ms": "idle time after which another worker takes over a pending entry",
+    "partition_lease_ms": "a worker's hold on a settlement partition lapses this long after "
+                          "its last renewal (renewed every third of it); one worker reads a "
+                          "partition at a time",
     "settle_attempts_max": "failed attempts (or deliveries never acknowledged) before an entry "
                            "is moved to the dead-letter stream",
     "settle_deliveries_max": "deliveries of an entry that no worker acknowledged (each died on "

@@ -106,6 +106,8 @@ DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections en
 CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
                                "stream entries taken over from a dead worker"))
 BACKLOG = REGISTRY.add(Gauge("giftwire_stream_backlog", "settlement stream length, by partition"))
+HELD = REGISTRY.add(Gauge("giftwire_partition_held",
+                          "1 while a worker holds the partition's lease; 0: nothing settles it"))
 SETTLE_SECONDS = REGISTRY.add(Histogram(
     "giftwire_settlement_seconds", "settlement entry queued → applied",
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)))

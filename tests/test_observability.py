@@ -45,6 +45,7 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
         assert metric(text, "giftwire_frames_out_total") == 4  # the welcome and three replies, once each
         assert metric(text, 'giftwire_stream_backlog{partition="0"}') >= 0
         assert metric(after, "giftwire_connections") == 0
+        assert metric(after, 'giftwire_partition_held{partition="0"}') == 1  # serve's worker
         assert metric(after, 'giftwire_disconnects_total{reason="client"}') == 1
 
 

@@ -38,7 +38,9 @@ async def test_a_slow_apart_job_does_not_hold_up_the_loop(
     periodic = Periodic()
     periodic.add("slow", slow, every_ms=50, apart=True)
     periodic.add("quick", quick, every_ms=50)
-    worker = Worker(redis, Scripts(redis), Flows(), periodic, s, Clock(redis, False))
+    scripts = Scripts(redis)
+    scripts.load("server.settlement")  # the worker's own (leases, dead letters)
+    worker = Worker(redis, scripts, Flows(), periodic, s, Clock(redis, False))
     task = asyncio.create_task(worker.run())
     try:
         await asyncio.sleep(1.0)

@@ -53,8 +53,9 @@ def test_token_roundtrip_forgery_and_expiry() -> None:
 
 
 def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
-    """A boost below 1×, tiers out of order or without `*` are configuration problems (the
-    server refuses to start with them); room frames never take more than half the send queue."""
+    """A boost below 1×, tiers out of order or without `*`, zero periods or partitions and a
+    lease too short to renew are configuration problems (the server refuses to start with
+    them); room frames never take more than half the send queue."""
     from server.config import Settings, problems
 
     assert problems(Settings()) == []
@@ -65,6 +66,10 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
     assert problems(Settings(room_tick_ms=0)) == [
         "GIFTWIRE_ROOM_TICK_MS must be at least 1 (it is 0)"]  # the room tick would never come
     assert problems(Settings(room_tick_ms=1)) == []
+    assert problems(Settings(partitions=0, worker_block_ms=0, partition_lease_ms=299)) == [
+        "GIFTWIRE_PARTITIONS must be at least 1 (it is 0)",  # users map to none of them
+        "GIFTWIRE_WORKER_BLOCK_MS must be at least 1 (it is 0)",  # BLOCK 0 waits for ever
+        "GIFTWIRE_PARTITION_LEASE_MS must be at least 300 (it is 299)"]
 
 
 def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:

@@ -8,6 +8,7 @@ share one Redis); the clock is a fixed `NOW` passed in ARGV, like the worker's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections import defaultdict
@@ -877,6 +878,56 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     assert await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args) == ["not_found", ""]
     assert await lab.r.xlen(dead) == 1
     await lab.r.delete(stream, dead, fails)
+
+
+# == partition_lease, worker_beat ====================================================
+
+async def test_partition_lease_is_held_by_one_worker_until_released_or_lapsed(lab: Lab) -> None:
+    """A free partition is taken, renewed by its holder, refused to another (naming the
+    holder); a release by another is `not_found`; after the holder's release, or once its
+    lease lapses, the other takes it."""
+    owner = keys.settle_owner(1_000_000 + uuid.uuid4().int % 1_000_000)
+    lease = lab.sc["partition_lease"]
+
+    async def call(worker: str, mode: str, ms: int = 60_000) -> Any:
+        return await lease(keys=[owner], args=[worker, ms, mode])
+
+    assert await call("w1", "hold") == ["applied", ""]
+    assert await call("w1", "hold") == ["exists", ""]
+    assert 0 < await lab.r.pttl(owner) <= 60_000
+    assert await call("w2", "hold") == ["conflict", "w1"]
+    assert await call("w2", "release") == ["not_found", "w1"]
+    assert await lab.r.get(owner) == "w1"
+    assert await call("w1", "release") == ["applied", ""]
+    assert await call("w2", "hold", ms=50) == ["applied", ""]
+    await asyncio.sleep(0.12)  # w2's 50 ms lease lapses: it stalled, or died
+    assert await call("w1", "hold") == ["applied", ""]
+    assert await call("w2", "hold") == ["conflict", "w1"]
+    with pytest.raises(ResponseError, match="unknown mode"):
+        await call("w1", "steal")
+    with pytest.raises(ResponseError, match="bad integer argument lease"):
+        await lease(keys=[owner], args=["w1", "soon", "hold"])
+    await lab.r.delete(owner)
+
+
+async def test_worker_beat_counts_the_live_workers_and_drops_the_silent(lab: Lab) -> None:
+    """Each beat counts the workers whose beat has not lapsed; one that stops beating for a
+    lease drops out; one that leaves drops out at once."""
+    live = f"{keys.SETTLE_WORKERS}:{uuid.uuid4().hex}"  # not the shared server's workers
+    beat = lab.sc["worker_beat"]
+
+    async def call(worker: str, mode: str = "beat", ms: int = 60_000) -> Any:
+        return await beat(keys=[live], args=[worker, ms, mode])
+
+    assert await call("w1") == ["applied", 1]
+    assert await call("w2", ms=50) == ["applied", 2]
+    assert await call("w1") == ["applied", 2]
+    await asyncio.sleep(0.12)  # w2 went silent
+    assert await call("w1") == ["applied", 1]
+    assert await call("w3") == ["applied", 2]
+    assert await call("w3", "leave") == ["applied", 1]
+    assert await lab.r.zrange(live, 0, -1) == ["w1"]
+    await lab.r.delete(live)
 
 
 async def test_like_batches_add_once_and_forget_silent_gateways(redis: Redis) -> None:

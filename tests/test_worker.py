@@ -1,5 +1,7 @@
-"""The settlement worker's loop on a real server: a batch is acknowledged (and deleted from
-its stream) with the worker's next read, so nothing it applied stays pending."""
+"""The settlement worker's loop on real processes: a batch is acknowledged (and deleted from
+its stream) with the worker's next read, so nothing it applied stays pending; one worker
+holds a partition at a time, so one user's requests settle in order however many workers
+run; the partitions are shared out among the live workers and handed on when one stops."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import redis
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc
+from tests.support import Admin, Proc, metric
 
 
 async def test_applied_batches_leave_the_stream_with_the_next_read(
@@ -42,5 +44,95 @@ async def test_applied_batches_leave_the_stream_with_the_next_read(
             await asyncio.sleep(0.02)
         assert raw.xpending(stream, keys.SETTLE_GROUP)["pending"] == 0
         assert raw.xlen(stream) == 0
+    finally:
+        raw.close()
+
+
+def holders(raw: redis.Redis, partitions: int) -> list[int | None]:
+    """The PID of the worker holding each partition's lease (a worker's name carries it)."""
+    out: list[int | None] = []
+    for p in range(partitions):
+        name = raw.get(keys.settle_owner(p))
+        out.append(int(str(name).rsplit("-", 2)[1]) if name else None)
+    return out
+
+
+async def seconds_until(check: Callable[[], bool], timeout_s: float) -> float:
+    """Seconds until `check()` held (bounded); raises TimeoutError past `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    while not check():
+        if loop.time() - t0 > timeout_s:
+            raise TimeoutError("never held")
+        await asyncio.sleep(0.05)
+    return loop.time() - t0
+
+
+async def test_one_users_gifts_settle_in_send_order_with_competing_workers(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """Three workers read one partition a gift at a time while 6 senders each send 12 gifts
+    at once: every sender's confirmations carry rising event numbers in the order the gifts
+    were sent (one worker holds the partition; with all three reading it, batches of one
+    gift interleaved across workers and settled a sender's gifts out of order)."""
+    url = fresh_valkey().url
+    env = {"GIFTWIRE_WORKER_BATCH_MAX": "1", "GIFTWIRE_GIFTS_PER_DAY": "100",
+           "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"}
+    gateway = start("gateway", url, None, env)
+    for _ in range(3):
+        start("worker", url, gateway.data_dir, env)
+    async with Admin(gateway) as admin:
+        pairs = [await admin.pair(20) for _ in range(6)]
+        clients = [await Client.connect(gateway.ws, gateway.token(s)) for s, _ in pairs]
+        try:
+            async def burst(c: Client, r: str) -> list[dict[str, object]]:
+                sends = [c.send_gift(r, "note.do", 1, gift_id=f"g{k:02}", timeout_s=30)
+                         for k in range(12)]
+                return list(await asyncio.gather(*sends))
+
+            results = await asyncio.gather(*(burst(c, r) for c, (_, r) in
+                                             zip(clients, pairs, strict=True)))
+        finally:
+            for c in clients:
+                await c.close()
+    for replies in results:
+        assert [x["type"] for x in replies] == ["gift.confirmed"] * 12
+        seqs = [int(str(x["seq"])) for x in replies]
+        assert seqs == sorted(seqs), seqs  # settled in the order sent
+
+
+async def test_partitions_are_shared_out_and_a_stopping_worker_hands_them_on_at_once(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """Four partitions: a lone worker holds all four; a second worker gets two of them; when
+    the first stops, the second holds all four at its next beat, well before the first's
+    leases would have lapsed, and gifts of every partition settle again."""
+    vk = fresh_valkey()
+    raw = redis.Redis(unix_socket_path=str(vk.socket), decode_responses=True)
+    lease_s = 6.0  # a beat every 2 s
+    env = {"GIFTWIRE_PARTITIONS": "4", "GIFTWIRE_PARTITION_LEASE_MS": str(int(lease_s * 1000)),
+           "GIFTWIRE_GIFTS_PER_DAY": "100", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"}
+    try:
+        gateway = start("gateway", vk.url, None, env)
+        await asyncio.sleep(0.5)  # the gateway samples every 250 ms
+        held = [f'giftwire_partition_held{{partition="{p}"}}' for p in range(4)]
+        assert [await metric(gateway, h) for h in held] == [0] * 4  # no worker: nothing settles
+        first = start("worker", vk.url, gateway.data_dir, env)
+        await seconds_until(lambda: holders(raw, 4) == [first.pid] * 4, 5)
+        await asyncio.sleep(0.5)
+        assert [await metric(gateway, h) for h in held] == [1] * 4
+        second = start("worker", vk.url, gateway.data_dir, env)
+        await seconds_until(lambda: sorted(map(str, holders(raw, 4))) ==
+                    sorted(map(str, [first.pid] * 2 + [second.pid] * 2)), 3 * lease_s)
+        first.terminate()
+        assert first.wait() == 0
+        took = await seconds_until(lambda: holders(raw, 4) == [second.pid] * 4, lease_s)
+        assert took < lease_s * 2 / 3  # released at once, taken at the next beat (≤ 2 s)
+        async with Admin(gateway) as admin:
+            pairs = [await admin.pair(5) for _ in range(8)]  # senders over the partitions
+            for s, r in pairs:
+                async with await Client.connect(gateway.ws, gateway.token(s)) as c:
+                    assert (await c.send_gift(r, "note.do", 1, timeout_s=10))["type"] == \
+                        "gift.confirmed"
+        parts = {keys.partition_of(s, 4) for s, _ in pairs}
+        assert len(parts) > 1, parts  # (8 random senders all in one partition: 1 in 2,000)
     finally:
         raw.close()

@@ -31,7 +31,7 @@ from server.gateway.hub import Hub
 from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
 from server.lifetime import stop_if_cancelled
-from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED
+from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
@@ -115,16 +115,20 @@ class Gateway:
                     conn.expire(older_than, lambda rid: error_frame("timeout", rid))
 
     async def sample_backlog(self) -> None:
-        """Refresh the settlement backlog every 250 ms; gift.send is refused above the bound."""
-        streams = [keys.settle_stream(p) for p in range(self.s.partitions)]
+        """Refresh the settlement backlog every 250 ms (gift.send is refused above the bound),
+        and whether a worker holds each partition (none: its settlement waits for one)."""
+        parts = range(self.s.partitions)
         while True:
             try:
                 pipe = self.redis.pipeline(transaction=False)
-                for stream in streams:
-                    pipe.xlen(stream)
-                lengths = await pipe.execute()
-                for partition, length in enumerate(lengths):
-                    BACKLOG.set(length, partition=str(partition))
+                for p in parts:
+                    pipe.xlen(keys.settle_stream(p))
+                    pipe.exists(keys.settle_owner(p))
+                found = await pipe.execute()
+                lengths = found[0::2]
+                for p, length, held in zip(parts, lengths, found[1::2], strict=True):
+                    BACKLOG.set(length, partition=str(p))
+                    HELD.set(held, partition=str(p))
                 self.backlog = max(lengths)
             except RedisError:
                 log.warning("backlog sample failed")

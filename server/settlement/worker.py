@@ -25,6 +25,7 @@ from server.metrics import CLAIMED, SETTLE_SECONDS
 from server.settlement import entries as codec
 from server.settlement.dead_letters import DeadLetters
 from server.settlement.flows import Flows, Item, Job, Periodic, run_steps
+from server.settlement.leases import Leases
 from server.settlement.replies import Replies
 from server.store import keys
 from server.store.scripts import Scripts
@@ -72,6 +73,8 @@ class Worker:
         self._next_run_ms = {job.name: 0 for job in periodic.jobs}
         self._next_claim_ms = 0
         self._turn = 0  # the partition a cluster worker blocks on next
+        self.leases = Leases(redis, scripts, settings, self.name)
+        self._taken_from: dict[int, str] = {}  # a taken partition → where its claim goes on
         self.applied = 0
 
     def stop(self) -> None:
@@ -79,21 +82,36 @@ class Worker:
         self._stopping.set()
 
     async def run(self, burst: bool = False) -> None:
-        """Serve until stopped; in burst mode return once nothing is left to do."""
+        """Serve until stopped; in burst mode return once nothing is left to do (in the
+        partitions this worker could hold)."""
         await ensure_groups(self.redis, self.s.partitions)
-        log.info("worker %s reading %d partition(s)", self.name, len(self.streams))
+        await self.leases.tend()
+        log.info("worker %s holds partition(s) %s of %d (%d worker(s) live)", self.name,
+                 sorted(self.leases.owned), len(self.streams), self.leases.live)
+        done = asyncio.Event()
+        keeper = asyncio.create_task(self.leases.keep(done))
         apart = [] if burst or not self.s.apart_jobs else self._start_apart()
         try:
             await self._loop(burst)
             await self._flush_acks()  # the last batch's, if the loop ended before a read
         finally:
+            done.set()
+            await asyncio.gather(keeper, return_exceptions=True)
             await self._stop_apart(apart)
+            try:  # the next owner need not wait for the leases to lapse
+                await self.leases.leave()
+            except Exception as exc:
+                log.warning("partition leases not released (%r): they lapse in %d ms", exc,
+                            self.leases.lease_ms)
 
     async def _loop(self, burst: bool) -> None:
         backoff_s = 0.0
         while not self._stopping.is_set():
             try:
-                claimed = await self._claim()
+                if self.leases.leaving:  # beyond this worker's share: hand them on
+                    await self._flush_acks()
+                    await self.leases.release(set(self.leases.leaving))
+                claimed = await self._takeover() + await self._claim()
                 read, marked = await self._read(block=not burst)
                 entries = claimed + read
                 if entries:
@@ -171,21 +189,28 @@ class Worker:
         user of theirs waits for a retry). On one server the previous batch's acknowledgements
         and the marks' check ride in the read's round trip: the commands queued after a
         blocking XREADGROUP run once it returns, so the check sees what it read."""
+        parts = self.leases.readable()
+        if not parts:  # all held by other workers (or being taken over): wait a little
+            await self._flush_acks()
+            if block:
+                await asyncio.sleep(self.s.worker_block_ms / 1000)
+            return [], False
+        streams = [self.streams[p] for p in parts]
         if self.s.redis_cluster:  # a pipeline spans slots there: each in its own call
             await self._flush_acks()
-            if len(self.streams) > 1:
-                return await self._read_each(block), True
+            if len(streams) > 1:
+                return await self._read_each(streams, block), True
             reply = await self.redis.xreadgroup(
-                keys.SETTLE_GROUP, self.name, dict.fromkeys(self.streams, ">"),
+                keys.SETTLE_GROUP, self.name, dict.fromkeys(streams, ">"),
                 count=self.s.worker_batch_max, block=self.s.worker_block_ms if block else None)
             return [(stream, eid, fields) for stream, items in reply or []
                     for eid, fields in items], True
         pipe = self.redis.pipeline(transaction=False)
         acks = self._queue_acks(pipe)
-        pipe.xreadgroup(keys.SETTLE_GROUP, self.name, dict.fromkeys(self.streams, ">"),
+        pipe.xreadgroup(keys.SETTLE_GROUP, self.name, dict.fromkeys(streams, ">"),
                         count=self.s.worker_batch_max,
                         block=self.s.worker_block_ms if block else None)
-        for p in range(len(self.streams)):
+        for p in parts:
             pipe.exists(keys.settle_failures(p))
         out = await pipe.execute()
         self._acked()
@@ -193,22 +218,22 @@ class Worker:
         return ([(stream, eid, fields) for stream, items in reply or [] for eid, fields in items],
                 any(marks))
 
-    async def _read_each(self, block: bool) -> list[Entry]:
+    async def _read_each(self, streams: list[str], block: bool) -> list[Entry]:
         """On a cluster the partitions live in different slots, so one XREADGROUP cannot name
         them all: read each without blocking, and when all are empty block briefly on one of
         them in turn (bounded: `worker_block_ms` over a round of partitions)."""
         out: list[Entry] = []
-        for stream in self.streams:
+        for stream in streams:
             reply = await self.redis.xreadgroup(keys.SETTLE_GROUP, self.name, {stream: ">"},
                                                 count=self.s.worker_batch_max)
             out.extend((stream, eid, fields) for _, items in reply or [] for eid, fields in items)
         if out or not block:
             return out
-        self._turn = (self._turn + 1) % len(self.streams)
-        stream = self.streams[self._turn]
+        self._turn = (self._turn + 1) % len(streams)
+        stream = streams[self._turn]
         reply = await self.redis.xreadgroup(
             keys.SETTLE_GROUP, self.name, {stream: ">"}, count=self.s.worker_batch_max,
-            block=max(1, self.s.worker_block_ms // len(self.streams)))
+            block=max(1, self.s.worker_block_ms // len(streams)))
         return [(stream, eid, fields) for _, items in reply or [] for eid, fields in items]
 
     async def _claim(self) -> list[Entry]:
@@ -218,7 +243,7 @@ class Worker:
             return []
         self._next_claim_ms = now + max(1, self.s.claim_idle_ms // 4)
         out: list[Entry] = []
-        for stream in self.streams:
+        for stream in [self.streams[p] for p in sorted(self.leases.owned - self.leases.leaving)]:
             _, items, _ = await self.redis.xautoclaim(
                 stream, keys.SETTLE_GROUP, self.name, self.s.claim_idle_ms,
                 start_id="0-0", count=self.s.worker_batch_max,
@@ -230,6 +255,31 @@ class Worker:
         if out:
             CLAIMED.inc(len(out))
             log.warning("took over %d entries left pending by another worker", len(out))
+        return out
+
+    async def _takeover(self) -> list[Entry]:
+        """The pending entries of partitions just taken (a dead or stalled owner's, of any
+        age), up to a batch a call; a partition is read for new entries only once its
+        pending ones have all been handed out here, so its users' order holds."""
+        out: list[Entry] = []
+        for p in sorted(self.leases.taken):
+            stream = self.streams[p]
+            start = self._taken_from.get(p, "0-0")
+            cursor, items, _ = await self.redis.xautoclaim(
+                stream, keys.SETTLE_GROUP, self.name, 0, start_id=start,
+                count=self.s.worker_batch_max)
+            claimed = [(stream, eid, fields) for eid, fields in items if fields]
+            kept = await self.dead.over_delivered(stream, claimed)
+            self._claimed.update(eid for _, eid, _ in kept)
+            out.extend(kept)
+            if cursor == "0-0":
+                self.leases.taken.discard(p)
+                self._taken_from.pop(p, None)
+            else:
+                self._taken_from[p] = cursor
+        if out:
+            CLAIMED.inc(len(out))
+            log.warning("took over %d entries left pending in a partition taken", len(out))
         return out
 
     async def apply(self, entries: list[Entry], marked: bool = True) -> None:

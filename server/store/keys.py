@@ -403,7 +403,13 @@ def settle_failures(partition: int) -> str:
     return f"{PREFIX}:{{settle:{partition}}}:fail"
 
 
+def settle_owner(partition: int) -> str:
+    """String: the worker holding the partition's lease (expires unless renewed)."""
+    return f"{PREFIX}:{{settle:{partition}}}:owner"
+
+
 SETTLE_GROUP = "settlers"
+SETTLE_WORKERS = f"{PREFIX}:{{settlers}}:live"  # zset: worker → ms its beat lapses
 WISHES_DUE = f"{PREFIX}:{{rooms}}:wishes"  # zset: room → when its gift wish ends (ms)
 POLLS_DUE = f"{PREFIX}:{{groups}}:polls"  # zset: `<group> <poll>` → its deadline (ms)
 POLLS_DIRTY = f"{PREFIX}:{{groups}}:dirty"  # set: `<group> <poll>` with results held back
