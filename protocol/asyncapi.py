@@ -132,6 +132,10 @@ def code_tables() -> str:
         return "yes" if flag else "no"
 
     out = ["### Error codes (`error.code`; the connection stays open)", "",
+           "The `message` column is each code's general meaning. The `message` a frame carries "
+           "is for people and may be more specific (the field, the limit, the type it saw: "
+           "`gift.send needs 'gift_id'`, `frame is larger than 4096 bytes`): match on `code` "
+           "and `temporary`, never on `message`.", "",
            "| code | temporary | message |", "| --- | --- | --- |"]
     out += [f"| `{c.code}` | {yes(c.temporary)} | {c.message} |" for c in ERRORS.values()]
     out += ["", "### Rejection codes (`gift.rejected.code`)", "",

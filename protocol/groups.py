@@ -89,12 +89,13 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("group.manage", "client",
                 "Owner and admins act on a member: `promote`/`demote` an admin (owner only), "
                 "`remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an "
-                "application. Each is in the group's moderation log. Replied by "
+                "application (`approve` also readmits a removed member, whatever the entry "
+                "rule). Each is in the group's moderation log. Replied by "
                 "`group.managed`, or `error` (`not_group_admin`: not yours to do, or the "
                 "user is the owner or, for an admin, another admin; `not_member`: the user is "
-                "not a member, or has no application; `group_full`: approving into a full "
-                "group, the application stays; `missing_field`: a mute without `minutes`; "
-                "`group_unknown`).",
+                "not a member, or has no application (nor, for `approve`, was removed); "
+                "`group_full`: approving into a full group, the application stays; "
+                "`missing_field`: a mute without `minutes`; `group_unknown`).",
                 (req_id(), _GROUP, Field("action", "str", "what to do", enum=MANAGE_ACTIONS),
                  Field("user", "str", "the member (or applicant)", pattern=ID_PATTERN),
                  Field("minutes", "int", "how long a mute lasts", False, minimum=1,

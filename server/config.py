@@ -7,6 +7,7 @@ names (`_ms`, `_s`, `_bytes`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -297,7 +298,7 @@ class SettingError(ValueError):
 
 # settings that must be at least 1 (a zero partition count divides by zero; a zero read
 # wait would block the worker's read forever: BLOCK 0)
-POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms")
+POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
@@ -307,11 +308,22 @@ def problems(s: Settings) -> list[str]:
     out = tier_problems(s.wish_tiers)
     for f in dataclasses.fields(Settings):
         value = getattr(s, f.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        if isinstance(value, float) and not math.isfinite(value):
+            out.append(f"GIFTWIRE_{f.name.upper()} must be a finite number (it is {value})")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             out.append(f"GIFTWIRE_{f.name.upper()} must not be negative (it is {value})")
     for name in POSITIVE:  # periods: 0 would spin a loop or divide by zero
         if getattr(s, name) < 1:
             out.append(f"GIFTWIRE_{name.upper()} must be at least 1 (it is {getattr(s, name)})")
+    for name, low, high in (("boost_decay", 0.0, 1.0), ("bot_regular_cv", 0.0, None)):
+        text = getattr(s, name)
+        try:
+            parsed = float(text)
+        except ValueError:
+            parsed = math.nan
+        if not (low <= parsed and (high is None or parsed <= high)):  # (NaN fails both)
+            span = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            out.append(f"GIFTWIRE_{name.upper()} must be a number {span}, not {text!r}")
     if s.partition_lease_ms < LEASE_MIN_MS:
         out.append(f"GIFTWIRE_PARTITION_LEASE_MS must be at least {LEASE_MIN_MS} "
                    f"(it is {s.partition_lease_ms})")

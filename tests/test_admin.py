@@ -35,6 +35,8 @@ async def test_bad_bodies_get_codes(admin: Admin) -> None:
         ("GET", f"/users/{uid()}", None, 404, "user_unknown"),
         ("GET", "/users/x/ledger?cursor=zzz", None, 400, "bad_cursor"),
         ("POST", "/bulk", {"users": "x"}, 400, "bad_field"),
+        ("POST", "/bulk", {"widgets": []}, 400, "unknown_field"),
+        ("POST", "/bulk", [], 400, "bad_body"),
     ]
     for method, path, body, status, code in cases:
         r = await admin.call(method, path, body, ok=False)
@@ -83,3 +85,5 @@ async def test_bulk_seeding_and_ledger_pages(admin: Admin) -> None:
     assert sorted(deltas) == [1, 2, 3, 4, 5] and len(page1["entries"]) == 3
     assert page2["next_cursor"] is None
     assert all(e["account"] == "mint" and e["kind"] == "grant" for e in page1["entries"])
+    whole = await admin.call("GET", f"/users/{a}/ledger?limit=5")  # exactly the five lines
+    assert len(whole["entries"]) == 5 and whole["next_cursor"] is None  # no empty page after

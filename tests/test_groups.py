@@ -168,7 +168,8 @@ async def test_messages_reach_members_on_both_gateways_with_role_badge_and_menti
 async def test_history_pages_newest_first_and_removed_members_read_nothing(
         server: Proc, admin: Admin) -> None:
     """25 messages read 10 at a time: newest first, no overlap, all of them; after an admin
-    removes a member they can neither post nor read, nor join again."""
+    removes a member they can neither post nor read, nor join again, until an admin's
+    approval readmits them."""
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     a, ua = await iron_member(server, admin, group, owner)
@@ -191,6 +192,15 @@ async def test_history_pages_newest_first_and_removed_members_read_nothing(
     assert (await a.request("group.post", group=group, msg_id="x", text="hi"))["code"] == "group_removed"
     assert (await a.request("group.history", group=group))["code"] == "not_member"
     assert (await a.request("group.join", group=group))["code"] == "group_removed"
+    again = await boss.request("group.manage", group=group, action="approve", user=ua)
+    assert again["type"] == "group.managed", again  # an admin readmits them (no application needed)
+    assert (await a.request("group.history", group=group, limit=1))["messages"][0]["text"] == "n24"
+    members = await admin.call("GET", f"/groups/{group}/members")
+    assert ua in [m["user"] for m in members["members"]] and ua not in members["removed"]
+    assert (await boss.request("group.manage", group=group, action="approve", user=ua))["type"] \
+        == "group.managed"  # approving a member again changes nothing
+    assert (await boss.request("group.manage", group=group, action="reject", user=ua))["code"] \
+        == "not_member"  # nothing to reject: no application
     for c in (a, boss):
         await c.close()
 

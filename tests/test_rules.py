@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime
 
 from server.gateway.auth import TokenError, make_token, verify_token
@@ -70,6 +71,13 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
         "GIFTWIRE_PARTITIONS must be at least 1 (it is 0)",  # users map to none of them
         "GIFTWIRE_WORKER_BLOCK_MS must be at least 1 (it is 0)",  # BLOCK 0 waits for ever
         "GIFTWIRE_PARTITION_LEASE_MS must be at least 300 (it is 299)"]
+    assert problems(Settings(auth_timeout_s=-5.0, request_timeout_s=math.nan,
+                             festival_cost_den=0, boost_decay="-0.5", bot_regular_cv="x")) == [
+        "GIFTWIRE_AUTH_TIMEOUT_S must not be negative (it is -5.0)",  # would close every login
+        "GIFTWIRE_REQUEST_TIMEOUT_S must be a finite number (it is nan)",
+        "GIFTWIRE_FESTIVAL_COST_DEN must be at least 1 (it is 0)",  # festival prices ÷ 0
+        "GIFTWIRE_BOOST_DECAY must be a number from 0 to 1, not '-0.5'",
+        "GIFTWIRE_BOT_REGULAR_CV must be a number at least 0, not 'x'"]
 
 
 def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:

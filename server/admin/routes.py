@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from server.admin import validate as v
 from server.admin.http import error_response, json_response, read_json, storage_error
 from server.admin.validate import AdminError
 from server.parts import AdminHandler, Parts
@@ -69,8 +70,9 @@ async def run_bulk(p: Parts, body: Any) -> dict[str, Any]:
     """Apply each registered kind in turn (users first); report per-kind counts and the
     first errors with their index. Each item is idempotent, so a retry is safe."""
     kinds = list(p.admin.bulk)
-    if not isinstance(body, dict) or set(body) - set(kinds):
+    if not isinstance(body, dict):
         raise AdminError("bad_body", f"bulk takes {', '.join(kinds)} lists")
+    v.obj(body, set(kinds))  # an unknown kind is `unknown_field`, as in every other body
     lists = {k: body.get(k, []) for k in kinds}
     if not all(isinstance(x, list) for x in lists.values()):
         raise AdminError("bad_field", f"{', '.join(kinds)} must be lists")

@@ -132,13 +132,14 @@ class LedgerAdmin:
         if before == (0, 0):  # the smallest stream id: nothing is older (Redis refuses "(0-0")
             return {"entries": [], "next_cursor": None}
         top = "+" if before is None else f"({before[0]}-{before[1]}"
-        rows = await self.redis.xrevrange(lk, max=top, min="-", count=count)
+        # one line more than the page: whether an older one exists (null on the last page)
+        rows = await self.redis.xrevrange(lk, max=top, min="-", count=count + 1)
         entries = [
             {"cursor": eid, "transfer_id": f["tid"], "asset": f["asset"], "delta": int(f["delta"]),
              "account": f["account"], "kind": f["kind"], "at_ms": int(f["ts"]), **gift_line(f)}
-            for eid, f in rows
+            for eid, f in rows[:count]
         ]
-        nxt = entries[-1]["cursor"] if len(entries) == count else None
+        nxt = entries[-1]["cursor"] if len(rows) > count else None
         return {"entries": entries, "next_cursor": nxt}
 
     # -- routes ----------------------------------------------------------------

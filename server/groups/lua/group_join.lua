@@ -16,7 +16,8 @@ if not p[1] then return {'rejected', 'group_unknown'} end
 local role = role_of(k_members, user)
 if role then return {'exists', role} end
 local rule = p[2]
--- a removed user comes back only through an admin's approval (in an approval group)
+-- a removed user comes back only through an admin's approval (`group.manage` approve
+-- readmits them; in an approval group their join is an application again)
 if redis.call('SISMEMBER', k_removed, user) == 1 and rule ~= 'approval' then
   return {'rejected', 'group_removed'}
 end

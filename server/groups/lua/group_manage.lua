@@ -1,4 +1,5 @@
--- The owner or an admin acts on a member or an applicant; every action is logged.
+-- The owner or an admin acts on a member, an applicant or a removed member (`approve`
+-- readmits one); every action is logged.
 -- Admins may not act on the owner or on other admins; only the owner promotes and demotes.
 -- KEYS[1] - profile  KEYS[2] - members  KEYS[3] - mutes  KEYS[4] - removed
 -- KEYS[5] - applications  KEYS[6] - moderation log  KEYS[7] - channel
@@ -19,8 +20,14 @@ local mine = role_of(k_members, actor)
 if not is_manager(mine) then return {'rejected', 'not_group_admin'} end
 
 if action == 'approve' or action == 'reject' then
-  if redis.call('HEXISTS', k_apps, target) == 0 then return {'rejected', 'not_member'} end
+  -- an application is decided; an approval also readmits a removed member (any entry rule)
   local already = role_of(k_members, target)
+  if redis.call('HEXISTS', k_apps, target) == 0 then
+    if action == 'approve' and already then return {'applied', already} end  -- a member now
+    if action == 'reject' or redis.call('SISMEMBER', k_removed, target) == 0 then
+      return {'rejected', 'not_member'}
+    end
+  end
   if action == 'approve' and not already and tonumber(p[3]) >= tonumber(p[2]) then
     return {'rejected', 'group_full'}  -- the application stays for later
   end
