@@ -6,13 +6,18 @@ run; the partitions are shared out among the live workers and handed on when one
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 
 import redis
 
 from protocol.client import Client
+from server.app import connect
+from server.config import Settings
+from server.settlement.leases import Leases
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
+from server.store.scripts import Scripts
 from tests.support import Admin, Proc, metric
 
 
@@ -136,3 +141,54 @@ async def test_partitions_are_shared_out_and_a_stopping_worker_hands_them_on_at_
         assert len(parts) > 1, parts  # (8 random senders all in one partition: 1 in 2,000)
     finally:
         raw.close()
+
+
+async def test_a_dead_workers_pending_gift_settles_before_its_senders_next_one(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """A worker SIGKILLed between a gift's steps keeps its lease until it lapses; the sender's
+    next gift waits behind the stranded one, and the next worker settles the stranded gift
+    first: the confirmations come in the order sent, each once."""
+    url = fresh_valkey().url
+    env = {"GIFTWIRE_PARTITION_LEASE_MS": "1000"}
+    gateway = start("gateway", url, None, env)
+    async with Admin(gateway) as admin:
+        s, r = await admin.pair(10)
+        async with await Client.connect(gateway.ws, gateway.token(s)) as c:
+            first = asyncio.create_task(c.send_gift(r, "note.do", 1, gift_id="a", timeout_s=30))
+            await asyncio.sleep(0.2)  # queued (the waits below block this loop)
+            doomed = start("worker", url, gateway.data_dir, {**env, "GIFTWIRE_FAULT": "kill_after_escrow"})
+            assert doomed.wait() == -signal.SIGKILL
+            assert await admin.balances(s) == {"note.do": 9}  # in escrow, not yet credited
+            second = asyncio.create_task(c.send_gift(r, "note.do", 2, gift_id="b", timeout_s=30))
+            await asyncio.sleep(0.1)  # queued behind the stranded one
+            start("worker", url, gateway.data_dir, env)  # claim_idle_ms stays 15 s: the lease decides
+            a, b = await first, await second
+        assert (a["type"], b["type"]) == ("gift.confirmed", "gift.confirmed")
+        assert a["seq"] < b["seq"]  # the stranded gift settled first
+        assert await admin.balances(r) == {"note.do": 3}
+
+
+async def test_a_lease_granted_unknowingly_is_read_and_a_stop_releases_every_one(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """A hold whose reply was lost leaves the lease in the worker's name: its next beat takes
+    the partition (pending entries first) instead of renewing it unread for ever; leaving
+    releases every lease in its name, known or not, and drops it from the live workers."""
+    vk = fresh_valkey()
+    r = connect(vk.url)
+    try:
+        scripts = Scripts(r)
+        scripts.load("server.settlement")
+        leases = Leases(r, scripts, Settings(redis_url=vk.url, partitions=3), "w-lost")
+        await r.set(keys.settle_owner(0), "w-lost", px=60_000)  # granted; the reply was lost
+        await r.set(keys.settle_owner(2), "w-other", px=60_000)
+        await leases.tend()
+        assert leases.owned == {0, 1} and leases.taken == {0, 1}  # pending entries first
+        assert leases.readable() == []
+        leases.taken.clear()
+        assert leases.readable() == [0, 1]
+        await r.set(keys.settle_owner(2), "w-lost", px=60_000)  # another one it does not know
+        await leases.leave()
+        assert [await r.get(keys.settle_owner(p)) for p in range(3)] == [None, None, None]
+        assert await r.zrange(keys.SETTLE_WORKERS, 0, -1) == []
+    finally:
+        await r.aclose()

@@ -74,7 +74,6 @@ class Worker:
         self._next_claim_ms = 0
         self._turn = 0  # the partition a cluster worker blocks on next
         self.leases = Leases(redis, scripts, settings, self.name)
-        self._taken_from: dict[int, str] = {}  # a taken partition → where its claim goes on
         self.applied = 0
 
     def stop(self) -> None:
@@ -88,21 +87,26 @@ class Worker:
         await self.leases.tend()
         log.info("worker %s holds partition(s) %s of %d (%d worker(s) live)", self.name,
                  sorted(self.leases.owned), len(self.streams), self.leases.live)
+        if burst and not self.leases.owned:
+            log.warning("worker %s: every partition is held by a live worker; nothing to do",
+                        self.name)
         done = asyncio.Event()
         keeper = asyncio.create_task(self.leases.keep(done))
         apart = [] if burst or not self.s.apart_jobs else self._start_apart()
         try:
             await self._loop(burst)
-            await self._flush_acks()  # the last batch's, if the loop ended before a read
         finally:
             done.set()
             await asyncio.gather(keeper, return_exceptions=True)
-            await self._stop_apart(apart)
-            try:  # the next owner need not wait for the leases to lapse
+            try:
+                await self._flush_acks()  # the last batch's, if the loop ended before a read
+                # then at once, not after the jobs apart: the next owner need not wait for
+                # the leases to lapse
                 await self.leases.leave()
-            except Exception as exc:
-                log.warning("partition leases not released (%r): they lapse in %d ms", exc,
-                            self.leases.lease_ms)
+            except Exception as exc:  # (Redis away: re-run by the next owner, once they lapse)
+                log.warning("last acknowledgements or partition leases not sent (%r): the "
+                            "leases lapse in %d ms", exc, self.leases.lease_ms)
+            await self._stop_apart(apart)
 
     async def _loop(self, burst: bool) -> None:
         backoff_s = 0.0
@@ -111,27 +115,33 @@ class Worker:
                 if self.leases.leaving:  # beyond this worker's share: hand them on
                     await self._flush_acks()
                     await self.leases.release(set(self.leases.leaving))
-                claimed = await self._takeover() + await self._claim()
-                read, marked = await self._read(block=not burst)
+                claimed, caught_up = await self._takeover()
+                claimed += await self._claim()
+                # what was claimed is applied now, not after a read's wait
+                read, marked = await self._read(block=not burst and not claimed)
                 entries = claimed + read
                 if entries:
                     await self.apply(entries, marked=marked or bool(claimed))
+                self.leases.taken -= caught_up  # their pending entries are applied: read on
                 handled = await self._periodic(burst)
                 backoff_s = 0.0
             except (RedisError, OSError) as exc:
-                # unacknowledged entries stay pending and are re-run once Redis is back
+                # unacknowledged entries stay pending and are re-run once Redis is back,
+                # before anything newer (so each user's order holds)
+                self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
             except Exception:
                 # never die silently: what was not acknowledged is re-run (every step is
-                # idempotent), by this worker or, after claim_idle_ms, by another
+                # idempotent) before anything newer, by this worker or the next owner
+                self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 log.exception("settlement loop failed; retrying in %.2fs", backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
-            if burst and not entries and not handled:
+            if burst and not entries and not handled and not self.leases.taken:
                 return
 
     async def run_jobs(self) -> None:
@@ -243,7 +253,7 @@ class Worker:
             return []
         self._next_claim_ms = now + max(1, self.s.claim_idle_ms // 4)
         out: list[Entry] = []
-        for stream in [self.streams[p] for p in sorted(self.leases.owned - self.leases.leaving)]:
+        for stream in [self.streams[p] for p in self.leases.claimable()]:
             _, items, _ = await self.redis.xautoclaim(
                 stream, keys.SETTLE_GROUP, self.name, self.s.claim_idle_ms,
                 start_id="0-0", count=self.s.worker_batch_max,
@@ -257,30 +267,32 @@ class Worker:
             log.warning("took over %d entries left pending by another worker", len(out))
         return out
 
-    async def _takeover(self) -> list[Entry]:
+    async def _takeover(self) -> tuple[list[Entry], set[int]]:
         """The pending entries of partitions just taken (a dead or stalled owner's, of any
-        age), up to a batch a call; a partition is read for new entries only once its
-        pending ones have all been handed out here, so its users' order holds."""
+        age) or whose batch failed half-way, up to a batch a call; and the partitions whose
+        pending entries have all been handed out. A partition is read for new entries only
+        once those are applied, so its users' order holds."""
         out: list[Entry] = []
-        for p in sorted(self.leases.taken):
+        caught_up: set[int] = set()
+        leases = self.leases
+        for p in sorted(leases.taken & set(leases.claimable())):
             stream = self.streams[p]
-            start = self._taken_from.get(p, "0-0")
             cursor, items, _ = await self.redis.xautoclaim(
-                stream, keys.SETTLE_GROUP, self.name, 0, start_id=start,
+                stream, keys.SETTLE_GROUP, self.name, 0, start_id=leases.cursor.get(p, "0-0"),
                 count=self.s.worker_batch_max)
             claimed = [(stream, eid, fields) for eid, fields in items if fields]
             kept = await self.dead.over_delivered(stream, claimed)
             self._claimed.update(eid for _, eid, _ in kept)
             out.extend(kept)
             if cursor == "0-0":
-                self.leases.taken.discard(p)
-                self._taken_from.pop(p, None)
+                caught_up.add(p)
+                leases.cursor.pop(p, None)
             else:
-                self._taken_from[p] = cursor
+                leases.cursor[p] = cursor
         if out:
             CLAIMED.inc(len(out))
-            log.warning("took over %d entries left pending in a partition taken", len(out))
-        return out
+            log.warning("took over %d entries left pending; re-run before anything newer", len(out))
+        return out, caught_up
 
     async def apply(self, entries: list[Entry], marked: bool = True) -> None:
         """Apply a batch in rounds holding at most one entry per acting user (so each user's
