@@ -65,7 +65,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             Field("delivery", "str", "instant or pending", enum=("instant", "pending")),
             _BALANCE, _QUOTA, _ROOM,
             Field("tier", "int", "the live-stream boost tier the cost includes (a gift wish was "
-                  "open in the room)", False, minimum=1),
+                  "open in the room): the 1-based row of the room's wish tiers, not the "
+                  "multiplier", False, minimum=1),
             _SEQ,
         ),
     ),

@@ -168,7 +168,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                  Field("gseq", "int", "the group's latest event number", minimum=0),
                  Field("muted_until_ms", "int", "your mute ends then", False, minimum=0),
                  Field("envelopes", "objects", "open red envelopes: `{envelope, from, asset, "
-                       "total, shares, left, left_shares, expires_at_ms}`", max_length=100),
+                       "total, shares, left, left_shares, expires_at_ms, state}` (state "
+                       "`open`)", max_length=100),
                  Field("polls", "objects", "open polls (see `group.poll`)", max_length=100))),
     MessageType("group.applied", "server", "Reply to `group.join` of an approval group: your "
                 "application waits for an admin.", (req_id(), _GROUP)),

@@ -49,7 +49,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 (req_id(), _ROOM, Field("count", "int", "taps in this batch", minimum=1,
                                         maximum=LIKE_BATCH_MAX))),
     MessageType("room.rank.get", "client",
-                "Your place on the live session's contribution board. Replied by `room.rank`.",
+                "Your place on the live session's contribution board. Replied by `room.rank`, "
+                "or `error` `room_unknown`.",
                 (req_id(), _ROOM)),
     MessageType("room.live", "client",
                 "The room's streamer starts (`live: true`) or ends a live session. Replied by "
@@ -67,7 +68,7 @@ SERVER_TYPES: tuple[MessageType, ...] = (
          Field("board", "objects", "the session's contribution board, best first: "
                "`{user, cards}`", max_length=BOARD_MAX),
          Field("wish", "object", "the open gift wish: `{wish, asset, target, progress, "
-               "ends_at_ms}`", False),
+               "ends_at_ms}` (`ends_at_ms` 0: no end set)", False),
          Field("likes", "int", "the live session's likes (0 when not live)", minimum=0),
          Field("effects", "strs", "the room effects this session's likes have fired, in the "
                "order of their thresholds", max_length=EFFECTS_MAX)),
@@ -106,8 +107,10 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "`rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed "
         "some: send `room.state`). Event kinds: `live` {session, live}, `audience` "
         "{audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, "
-        "tier?, badge?: the sender's fan-club level with the recipient}, `wish` {wish, state "
-        "(open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: "
+        "tier?: the wish tier (1-based: the row of `GIFTWIRE_WISH_TIERS` the audience fell in, "
+        "not the multiplier), badge?: the sender's fan-club level with the recipient}, `wish` "
+        "{wish, state (open, progress, reached, closed, ended), asset, target, progress; "
+        "ends_at_ms on open, 0: no end set}, `likes` {likes: "
         "the session's total}, `effect` {effect, likes} (a threshold of likes reached, once "
         "per session).",
         (_ROOM, Field("from", "int", "first event number in this frame", minimum=1),

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import DAY_MS, TEST_CLOCK, Admin, Proc
+from tests.support import DAY_MS, TEST_CLOCK, Admin, Proc, metric
 
 
 async def test_clock_is_locked_unless_enabled(server: Proc, admin: Admin) -> None:
@@ -34,3 +34,17 @@ async def test_one_advance_moves_every_process(
         for bad in (0, -5, "x", 10**15):
             r = await admin.call("POST", "/clock", {"advance_ms": bad}, ok=False)
             assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field"), bad
+
+
+async def test_a_moved_clock_leaves_the_settlement_latency_metric_real(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Two days forward, a gift still settles in well under a second by
+    `giftwire_settlement_seconds` (stream ids are real time; the metric is too)."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        await admin.advance(2 * DAY_MS)
+        s, r = await admin.pair(5)
+        async with await Client.connect(srv.ws, srv.token(s, ttl_s=10 * 86400)) as c:
+            assert (await c.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
+    assert await metric(srv, "giftwire_settlement_seconds_count") == 1
+    assert await metric(srv, "giftwire_settlement_seconds_sum") < 5  # not 2 days

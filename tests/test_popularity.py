@@ -171,7 +171,7 @@ async def test_one_creators_small_cards_exchange_into_points(
             ex = await c.request("popularity.exchange", exchange="x3", creator=a, cards=20)
             assert (ex["delta"], ex["reason"], ex["balance"]) == (200, "exchange", 200)
             same = await c.request("popularity.exchange", exchange="x3", creator=a, cards=20)
-            assert same["balance"] == 200
+            assert {**same, "id": ex["id"]} == ex  # answered as the first time, seq and all
             other = await c.request("popularity.exchange", exchange="x3", creator=b, cards=10)
             assert other["code"] == "exchange_id_conflict"
             bare = await c.request("popularity.exchange", exchange="x4", cards=10)

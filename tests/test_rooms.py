@@ -155,6 +155,8 @@ async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None
     async with await Client.connect(server.ws, server.token(uid("v"))) as c:
         missing = await c.request("room.join", room=uid("nope"))
         assert (missing["type"], missing["code"]) == ("error", "room_unknown")
+        for kind in ("room.state", "room.rank.get"):  # not an empty board of a room never made
+            assert (await c.request(kind, room=uid("nope")))["code"] == "room_unknown", kind
         rooms = [(await new_room(admin))[0] for _ in range(9)]
         for room in rooms[:8]:
             assert (await c.request("room.join", room=room))["type"] == "room.snapshot"

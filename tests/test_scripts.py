@@ -804,12 +804,14 @@ async def test_timeout_before_expiry_is_not_due(lab: Lab) -> None:
     await lab.zero_sum(s, r)
 
 
-async def test_accept_after_deadline_voids_as_expired(lab: Lab) -> None:
-    """An accept at or after the expiry times the offer out instead: `applied` voided with
-    `offer_expired`, its event unrouted; the sender's refund follows."""
+@pytest.mark.parametrize("action", ["accept", "decline"])
+async def test_accept_or_decline_after_deadline_voids_as_expired(lab: Lab, action: str) -> None:
+    """An accept or a decline at or after the expiry (before the sweep came) times the offer
+    out instead: `applied` voided with `offer_expired`, its event unrouted; the sender's
+    refund follows, as after the sweep."""
     s, r, item = await lab.offered(3)
     exp = NOW + S.offer_timeout_s * 1000
-    reply = await lab.resolve(r, item.tid, "accept", now_ms=exp, route="cr/2")
+    reply = await lab.resolve(r, item.tid, action, now_ms=exp, route="cr/2")
     assert reply[0:2] == ["applied", "voided"] and reply[3] == "offer_expired"
     assert json.loads(reply[2])["reason"] == "timeout"
     (_, ev, route) = (await lab.events(r))[-1]

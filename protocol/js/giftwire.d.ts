@@ -123,7 +123,7 @@ export interface RoomLikeMessage {
   count: number;
 }
 
-/** Your place on the live session's contribution board. Replied by `room.rank`. */
+/** Your place on the live session's contribution board. Replied by `room.rank`, or `error` `room_unknown`. */
 export interface RoomRankGetMessage {
   type: "room.rank.get";
   /** client-chosen request id, echoed by the reply */
@@ -528,7 +528,7 @@ export interface GiftConfirmedMessage {
   quota_left: number;
   /** live room the gift was sent in */
   room?: string;
-  /** the live-stream boost tier the cost includes (a gift wish was open in the room) */
+  /** the live-stream boost tier the cost includes (a gift wish was open in the room): the 1-based row of the room's wish tiers, not the multiplier */
   tier?: number;
   /** per-user event sequence number */
   seq: number;
@@ -677,7 +677,7 @@ export interface RoomSnapshotMessage {
   rseq: number;
   /** the session's contribution board, best first: `{user, cards}` */
   board: JsonObject[];
-  /** the open gift wish: `{wish, asset, target, progress, ends_at_ms}` */
+  /** the open gift wish: `{wish, asset, target, progress, ends_at_ms}` (`ends_at_ms` 0: no end set) */
   wish?: JsonObject;
   /** the live session's likes (0 when not live) */
   likes: number;
@@ -750,7 +750,7 @@ export interface RoomBoardMessage {
   board: JsonObject[];
 }
 
-/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, tier?, badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress}, `likes` {likes: the session's total}, `effect` {effect, likes} (a threshold of likes reached, once per session). */
+/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, tier?: the wish tier (1-based: the row of `GIFTWIRE_WISH_TIERS` the audience fell in, not the multiplier), badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress; ends_at_ms on open, 0: no end set}, `likes` {likes: the session's total}, `effect` {effect, likes} (a threshold of likes reached, once per session). */
 export interface RoomFrameMessage {
   type: "room.frame";
   /** room id */
@@ -786,7 +786,7 @@ export interface GroupSnapshotMessage {
   gseq: number;
   /** your mute ends then */
   muted_until_ms?: number;
-  /** open red envelopes: `{envelope, from, asset, total, shares, left, left_shares, expires_at_ms}` */
+  /** open red envelopes: `{envelope, from, asset, total, shares, left, left_shares, expires_at_ms, state}` (state `open`) */
   envelopes: JsonObject[];
   /** open polls (see `group.poll`) */
   polls: JsonObject[];
@@ -1134,7 +1134,6 @@ export type ErrorCode =
   | "unknown_field"
   | "bad_field"
   | "already_authenticated"
-  | "not_authenticated"
   | "too_many_pending"
   | "rate_limited"
   | "overloaded"

@@ -15,7 +15,9 @@ from redis.exceptions import RedisError
 
 from protocol.messages import encode
 from server import days
+from server.admin.validate import STREAM_ID_PART_MAX
 from server.gateway.connection import Connection
+from server.gateway.endpoint import error_frame
 from server.groups import envelopes
 from server.groups.metrics import POSTED
 from server.groups.moderation import ad_found
@@ -255,7 +257,17 @@ async def history(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         return
     limit = d.get("limit", HISTORY_PAGE_DEFAULT)
     oldest = max(0, gw.clock.now_ms() - gw.s.group_history_max_age_s * 1000)
-    top = "(" + d["before"] if "before" in d else "+"
+    top = "+"
+    if "before" in d:  # a message id: two parts in [0, 2^64), as Redis takes them
+        parts = [int(x) for x in d["before"].split("-")]
+        if max(parts) > STREAM_ID_PART_MAX:
+            conn.push(error_frame("bad_field", d["id"], "before must be a message id"))
+            return
+        if parts == [0, 0]:  # nothing is older than the smallest id (Redis refuses "(0-0")
+            conn.push(encode("group.messages", id=d["id"], group=d["group"], messages=[],
+                             next=None).decode())
+            return
+        top = "(" + d["before"]
     entries = await gw.redis.xrevrange(g.history, max=top, min=str(oldest), count=limit + 1)
     page = entries[:limit]
     messages = [{**orjson.loads(f["m"]), "id": eid} for eid, f in page]

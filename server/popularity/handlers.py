@@ -84,8 +84,10 @@ async def exchange(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if st is Status.APPLIED:
         return  # the event answered the request
     conn.forget(no)
-    if st is Status.EXISTS:
-        conn.push(_points_reply(rid, str(reply[1])))
+    if st is Status.EXISTS:  # answered as the first time: the stored event, its seq kept
+        event = orjson.loads(str(reply[1]))
+        event.pop("type", None)
+        conn.push(encode("popularity.points", id=rid, **event).decode())
     else:
         gw.error(conn, "exchange_id_conflict" if st is Status.CONFLICT else str(reply[1]), rid)
 

@@ -136,9 +136,13 @@ async def like(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def rank(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     rk = keys.room(d["room"])
     pipe = gw.redis.pipeline(transaction=False)
+    pipe.exists(rk.profile)
     pipe.zrevrank(rk.board, conn.user)
     pipe.zscore(rk.board, conn.user)
-    place, cards = await pipe.execute()
+    found, place, cards = await pipe.execute()
+    if not found:
+        gw.error(conn, "room_unknown", d["id"])
+        return
     conn.push(encode("room.rank", id=d["id"], room=d["room"],
                      rank=None if place is None else int(place) + 1,
                      cards=int(cards or 0)).decode())

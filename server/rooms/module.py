@@ -30,7 +30,7 @@ def install(p: Parts) -> None:
     p.requests.add("room.leave", handlers.leave, ("room.left",))
     p.requests.add("room.state", handlers.state, ("room.snapshot", "error"))
     p.requests.add("room.live", handlers.live, ("room.snapshot", "error"))
-    p.requests.add("room.rank.get", handlers.rank, ("room.rank",))
+    p.requests.add("room.rank.get", handlers.rank, ("room.rank", "error"))
     p.requests.add("room.wish", handlers.wish, ("room.snapshot", "error"))
     p.requests.add("room.like", handlers.like, ("room.liked", "error"))
     p.flows.add_step(GIFT, quote_step(p.settings, lambda today: today.now_ms), first=True)

@@ -342,8 +342,10 @@ class Worker:
         # acknowledged = applied; the failed and the deferred stay pending
         assert len(done) + len(failed) + len(deferred) == len(entries)
         self.applied += len(done)
-        now_ms = self.clock.now_ms()
-        for _, eid, _ in done:  # a stream id starts with the ms it was appended at
+        # real time, not the platform's clock: a stream id starts with the (real) ms it was
+        # appended at, and a moved test clock would make every settlement take hours
+        now_ms = time.time() * 1000
+        for _, eid, _ in done:
             SETTLE_SECONDS.observe(max(0, now_ms - int(eid.partition("-")[0])) / 1000)
         log.debug("applied %d entries in %.2f ms", len(done), (time.perf_counter() - started) * 1000)
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.responses import FileResponse
+from starlette.exceptions import HTTPException
+from starlette.responses import FileResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import protocol
+from server.admin.http import error_response
 
 STATIC = Path(__file__).parent / "static"
 CLIENT_JS = Path(protocol.__file__).parent / "js" / "giftwire.js"
@@ -56,16 +58,29 @@ class Secured:
                 headers["Cache-Control"] = "no-cache"  # revalidate: a new server, new files
             await send(message)
 
-        await self.app(scope, receive, send_secured)
+        try:
+            await self.app(scope, receive, send_secured)
+        except HTTPException as exc:  # a file that is not there: answered here, headers too
+            if exc.status_code != 404:
+                raise
+            await error_response("not_found")(scope, receive, send_secured)
 
 
 async def _client(scope: Scope, receive: Receive, send: Send) -> None:
     await FileResponse(CLIENT_JS, media_type="text/javascript")(scope, receive, send)
 
 
+async def _to_page(scope: Scope, receive: Receive, send: Send) -> None:
+    """`/widget` → `/widget/` (the page's relative paths need the slash), query kept."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = f"{PREFIX}/" + (f"?{query}" if query else "")
+    await RedirectResponse(url, status_code=307)(scope, receive, send)
+
+
 def routes() -> list[BaseRoute]:
     """`/widget/` (the page and its files) and `/widget/giftwire.js` (the client)."""
     return [
+        Route(PREFIX, Secured(_to_page), methods=["GET", "HEAD"]),
         Route(f"{PREFIX}/giftwire.js", Secured(_client), methods=["GET", "HEAD"]),
         Mount(PREFIX, app=Secured(StaticFiles(directory=STATIC, html=True))),
     ]

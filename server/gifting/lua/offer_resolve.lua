@@ -11,7 +11,7 @@
 -- ARGV[6] - route of the request (`<conn>/<n>` or ''): the new event is its reply
 -- Returns {status, outcome, record, code}:
 --   'applied'   this call resolved the offer (outcome 'accepted' | 'voided'); when `code`
---               is set (an accept that came after the deadline: 'offer_expired') the
+--               is set (an accept or decline after the deadline: 'offer_expired') the
 --               event went out unrouted and the request is answered with that rejection
 --   'exists'    resolved before by the same action: the stored event is the reply
 --   'lost'      resolved before by another action: `code` says how (offer_accepted,
@@ -52,8 +52,9 @@ end
 if action == 'timeout' and now < rec.exp then return {'not_due', '', '', ''} end
 
 local code = ''
-if action == 'accept' and now >= rec.exp then
-  -- too late: the offer times out now, and the accept is told so
+if action ~= 'timeout' and now >= rec.exp then
+  -- too late (the sweep had not come yet): the offer times out now, and the accept or
+  -- decline is told so, as it would be once the sweep had run
   action, code, route = 'timeout', 'offer_expired', ''
 end
 if action == 'accept' and hget_int(k_balances, rec.asset) + rec.count > amount_max then
