@@ -141,7 +141,7 @@ class Worker:
                 log.exception("settlement loop failed; retrying in %.2fs", backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
-            if burst and not entries and not handled and not self.leases.taken:
+            if burst and not entries and not handled and not caught_up and not self.leases.taken:
                 return
 
     async def run_jobs(self) -> None:
@@ -285,8 +285,11 @@ class Worker:
             self._claimed.update(eid for _, eid, _ in kept)
             out.extend(kept)
             if cursor == "0-0":
-                caught_up.add(p)
                 leases.cursor.pop(p, None)
+                if kept:
+                    caught_up.add(p)  # read on once these are applied
+                else:
+                    leases.taken.discard(p)  # nothing was pending: read on at once
             else:
                 leases.cursor[p] = cursor
         if out:
