@@ -111,6 +111,7 @@ class Worker:
     async def _loop(self, burst: bool) -> None:
         backoff_s = 0.0
         while not self._stopping.is_set():
+            settling = True  # entries may be in hand (a periodic job's failure is not that)
             try:
                 if self.leases.leaving:  # beyond this worker's share: hand them on
                     await self._flush_acks()
@@ -123,12 +124,14 @@ class Worker:
                 if entries:
                     await self.apply(entries, marked=marked or bool(claimed))
                 self.leases.taken -= caught_up  # their pending entries are applied: read on
+                settling = False
                 handled = await self._periodic(burst)
                 backoff_s = 0.0
             except (RedisError, OSError) as exc:
                 # unacknowledged entries stay pending and are re-run once Redis is back,
                 # before anything newer (so each user's order holds)
-                self.leases.rerun_pending()
+                if settling:
+                    self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
                 await asyncio.sleep(backoff_s)
@@ -136,7 +139,8 @@ class Worker:
             except Exception:
                 # never die silently: what was not acknowledged is re-run (every step is
                 # idempotent) before anything newer, by this worker or the next owner
-                self.leases.rerun_pending()
+                if settling:
+                    self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 log.exception("settlement loop failed; retrying in %.2fs", backoff_s)
                 await asyncio.sleep(backoff_s)
