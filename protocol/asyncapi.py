@@ -144,7 +144,8 @@ def code_tables() -> str:
     out += ["", "### Close codes", "",
             "Every code the server can close with (and 1006, which clients see when a "
             "connection drops). Clients should follow the reconnect advice (`protocol/client.py` "
-            "does) and treat a code not "
+            "does with `auto_reconnect=True`, the JavaScript client by default) and treat a "
+            "code not "
             "listed here as final.", "",
             "| code | reason | reconnect? | when |", "| --- | --- | --- | --- |"]
     out += [f"| {c.code} | `{c.reason}` | {yes(c.reconnect)} | {c.message} |"

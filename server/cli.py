@@ -53,7 +53,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         redis_cluster=True if getattr(args, "redis_cluster", False) else None,
     )
     if s.durability not in DURABILITY:
-        sys.exit(f"giftwire: durability must be one of {', '.join(DURABILITY)}")
+        sys.exit(f"giftwire: --durability (GIFTWIRE_DURABILITY) must be one of "
+                 f"{', '.join(DURABILITY)}, not {s.durability!r}")
     for problem in config.problems(s):
         sys.exit(f"giftwire: {problem}")
     if not s.redis_cluster and is_cluster_node(s.redis_url):
@@ -147,6 +148,8 @@ async def _serve_http(s: Settings, with_worker: bool,
     await asyncio.wait({task, asyncio.create_task(stop.wait())},
                        return_when=asyncio.FIRST_COMPLETED)
     watch.cancel()
+    for listener in server.servers:  # no new connections: the clients told to reconnect
+        listener.close()  # elsewhere must not come back here (open ones stay until drained)
     await app.state.gateway.drain()
     server.should_exit = True
     await task
@@ -155,7 +158,8 @@ async def _serve_http(s: Settings, with_worker: bool,
 async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     """serve's children started again when one dies (an OOM kill, a crash): otherwise its
     work — settlement, or the risk engine the workers leave to `jobs` — would stop
-    silently. A `jobs` that exits 0 found nothing to run (the risk engine is off)."""
+    silently. serve starts `jobs` only when it has jobs to run, so any exit of it (a
+    SIGTERM from someone, 0) is a death too."""
     loop = asyncio.get_running_loop()
     started = [loop.time()] * len(children)
     dead_since: list[float | None] = [None] * len(children)
@@ -164,7 +168,7 @@ async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[byt
         await asyncio.sleep(CHILD_CHECK_S)
         for i, (command, proc) in enumerate(children):
             code = proc.poll()
-            if code is None or (command == "jobs" and code == 0):
+            if code is None:
                 continue
             now = loop.time()
             if dead_since[i] is None:  # just found dead: how long it lived sets the wait
@@ -174,16 +178,38 @@ async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[byt
             since = dead_since[i]
             if since is not None and now - since < wait[i]:
                 continue
-            print(f"giftwire: {command} process {proc.pid} exited ({code}); starting another",
-                  file=sys.stderr, flush=True)
+            log.warning("%s process %d exited (%s); starting another", command, proc.pid, code)
             children[i] = (command, start_worker_process(s, command))
             started[i], dead_since[i] = now, None
+
+
+def _lock_data_dir(data_dir: Path) -> Any:
+    """Hold `data_dir` for this serve's lifetime (the lock goes with the process, even on
+    SIGKILL): a second serve on it would start a second Valkey on the same append-only
+    file. Returns the open lock file (keep it), or None when another serve holds it."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = (data_dir / "serve.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        return None
+    return lock
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     s = _settings(args)
     embedded = None
+    lock = None
     if not s.redis_url:
+        lock = _lock_data_dir(s.data_dir)
+        if lock is None:
+            print(f"giftwire: {s.data_dir} is in use by another giftwire serve (its embedded "
+                  "Valkey's files); stop it first or pass another --data-dir", file=sys.stderr,
+                  flush=True)
+            return 1
         embedded = EmbeddedValkey(s.data_dir, DURABILITY[s.durability],
                                   aof_rewrite_min_mb=s.aof_rewrite_min_mb)
         # a serve killed outright takes its Valkey with it (SIGTERM: Valkey writes its AOF
@@ -210,6 +236,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             stop_child(proc)
         if embedded:
             embedded.stop()
+        if lock is not None:
+            lock.close()  # (the process's end would release it anyway)
     print("giftwire: stopped", flush=True)
     return 0
 
@@ -325,8 +353,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     if not is_valid_id(args.user):
         sys.exit(f"giftwire: {args.user!r} is not a user id (1–64 letters, digits, _ or -)")
     if ttl < 1:
-        sys.exit("giftwire: --ttl must be at least 1 second")
+        named = "--ttl" if args.ttl is not None else "GIFTWIRE_TOKEN_TTL_S"
+        sys.exit(f"giftwire: {named} must be at least 1 second")
     sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
+    if sec.created:  # the first command on this data dir: say so where serve would (stdout
+        # is the token's alone, so on stderr)
+        print(f"giftwire: generated development secrets in {s.data_dir / 'secrets.json'}\n"
+              f"giftwire: admin key: {sec.admin_key}", file=sys.stderr, flush=True)
     print(make_token(sec.token_secret, args.user, int(time.time()) + ttl))
     return 0
 

@@ -45,12 +45,18 @@ async def test_serve_embedded_survives_restart() -> None:
 
 
 def test_token_command_prints_a_valid_token() -> None:
-    """`giftwire token USER` prints a token the server accepts for USER."""
+    """`giftwire token USER` prints a token the server accepts for USER (and only it, on
+    stdout); on a fresh data dir it says on stderr that it generated the secrets, with the
+    admin key, as serve would."""
     data = short_tmpdir()
     out = subprocess.run([sys.executable, "-m", "server.cli", "token", "alice", "--ttl", "60",
                           "--data-dir", str(data)], capture_output=True, text=True, check=True)
-    secret = Proc("token", data, {}).secrets["token_secret"]
-    assert verify_token(secret, out.stdout.strip(), time.time()) == "alice"
+    sec = Proc("token", data, {}).secrets
+    assert verify_token(sec["token_secret"], out.stdout.strip(), time.time()) == "alice"
+    assert "generated development secrets" in out.stderr and sec["admin_key"] in out.stderr
+    again = subprocess.run([sys.executable, "-m", "server.cli", "token", "bob",
+                            "--data-dir", str(data)], capture_output=True, text=True, check=True)
+    assert again.stderr == ""  # generated once
 
 
 def giftwire(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +85,10 @@ def test_a_bad_setting_is_refused_naming_its_variable() -> None:
                        ({"GIFTWIRE_TIMEZONE": "Mars/Olympus"}, "GIFTWIRE_TIMEZONE"),
                        ({"GIFTWIRE_LIKE_LEVELS": "10,5"}, "GIFTWIRE_LIKE_LEVELS"),
                        ({"GIFTWIRE_RISK_ENABLED": "maybe"}, "GIFTWIRE_RISK_ENABLED"),
-                       ({"GIFTWIRE_LOG_FORMAT": "xml"}, "GIFTWIRE_LOG_FORMAT")):
+                       ({"GIFTWIRE_LOG_FORMAT": "xml"}, "GIFTWIRE_LOG_FORMAT"),
+                       ({"GIFTWIRE_DURABILITY": "weird"}, "GIFTWIRE_DURABILITY"),
+                       ({"GIFTWIRE_TOKEN_TTL_S": "0"}, "GIFTWIRE_TOKEN_TTL_S"),
+                       ({"GIFTWIRE_AUTH_TIMEOUT_S": "-5"}, "GIFTWIRE_AUTH_TIMEOUT_S")):
         out = giftwire("token", "alice", "--data-dir", data, **env)
         assert out.returncode == 1 and named in out.stderr, (env, out.stderr)
         assert "Traceback" not in out.stderr
@@ -120,7 +129,8 @@ async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
 
 
 async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None:
-    """SIGTERM closes every client with 4000 (reconnect elsewhere) and the server exits 0."""
+    """SIGTERM closes every client with 4000 (reconnect elsewhere), lets no new one in, and
+    the server exits 0."""
     from websockets.exceptions import ConnectionClosed
 
     from protocol.errors import close_code
@@ -134,12 +144,20 @@ async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None
             pass
         assert isinstance(c._error, ConnectionClosed) and c._error.rcvd is not None
         assert c._error.rcvd.code == close_code("shutdown").code
+    try:  # told to reconnect elsewhere, a client must not get back in to the draining server
+        again = await Client.connect(srv.ws, srv.token("leaver"))
+    except (OSError, ConnectionError) as exc:  # refused, or closed at once with 4000
+        assert "4000" in str(exc) or isinstance(exc, OSError), exc
+    else:
+        await again.close()
+        raise AssertionError("a draining server let a client back in")
     assert srv.wait() == 0
 
 
 async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
-    """`serve` with GIFTWIRE_WORKER_PROCESSES=2 settles gifts in worker processes of its own,
-    and SIGTERM stops them too (no giftwire process of that data dir is left)."""
+    """`serve` with GIFTWIRE_WORKER_PROCESSES=2 settles gifts in worker processes of its own;
+    a second serve on the same data dir is refused (exit 1) and the first goes on; SIGTERM
+    stops them too (no giftwire process of that data dir is left)."""
     data = short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "2"}).start()
     try:
@@ -149,6 +167,15 @@ async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
                 async with await Client.connect(srv.ws, srv.token(s)) as a:
                     assert (await a.send_gift(r, "note.do", 2))["type"] == "gift.confirmed"
         assert len(processes_with(f"server.cli worker --data-dir {data}")) == 2
+        second = await asyncio.to_thread(  # the same data dir: a 2nd Valkey on the same files
+            subprocess.run,
+            [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--data-dir", str(data)],
+            env={**os.environ, "REDIS_URL": ""}, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "in use by another giftwire serve" in second.stderr
+        async with Admin(srv) as admin:  # the first one is untouched
+            s, r = await admin.pair(10)
+            async with await Client.connect(srv.ws, srv.token(s)) as a:
+                assert (await a.send_gift(r, "note.do", 2))["type"] == "gift.confirmed"
     finally:
         assert srv.stop() == 0
     assert processes_with(f"--data-dir {data}") == []
@@ -156,8 +183,8 @@ async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
 
 async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> None:
     """With the risk engine on, `serve` starts one `giftwire jobs` process beside its worker
-    and starts it again when it is killed (with the engine off there is none); SIGTERM
-    stops it."""
+    and starts it again when it is killed or stopped by someone else (with the engine off
+    there is none); serve's SIGTERM stops it."""
     data, quiet = short_tmpdir(), short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "1",
                                "GIFTWIRE_RISK_ENABLED": "1"}).start()
@@ -173,6 +200,12 @@ async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> No
         deadline = time.monotonic() + 20
         while processes_with(f"server.cli jobs --data-dir {data}") in ([], [jobs]):
             assert time.monotonic() < deadline, "the jobs process was not started again"
+            await asyncio.sleep(0.1)
+        (again,) = processes_with(f"server.cli jobs --data-dir {data}")
+        os.kill(again, signal.SIGTERM)  # stopped cleanly by someone: the engine must not stop
+        deadline = time.monotonic() + 60
+        while processes_with(f"server.cli jobs --data-dir {data}") in ([], [again]):
+            assert time.monotonic() < deadline, "a jobs process stopped by SIGTERM stayed down"
             await asyncio.sleep(0.1)
         deadline = time.monotonic() + 20
         while processes_with(f"server.cli jobs --data-dir {quiet}"):

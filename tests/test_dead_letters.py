@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 
 from protocol.client import Client
@@ -48,6 +49,10 @@ async def test_poison_entry_set_aside_after_bounded_attempts(
         assert dead["fields"]["gift_id"] == "bad1"
         assert raw_redis(vk).xpending(keys.settle_stream(0), keys.SETTLE_GROUP)["pending"] == 0
         assert await metric(srv, "giftwire_dead_lettered_total") == 1
+        logged = [orjson.loads(x) for x in srv.log_path.read_text().splitlines()
+                  if x.startswith("{")]
+        buried = [x for x in logged if "dead-lettered" in x["msg"]]
+        assert buried and buried[0]["transfer_id"] == f"{s}:bad1"  # the log names the gift
         code, out = await run_audit(vk.url)
         assert code == 0 and "dead letters: 1" in out and "bad1" not in out and s in out, out
 

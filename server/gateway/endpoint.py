@@ -101,6 +101,7 @@ class Gateway:
         self.connect_checks: list[Callable[[Connection], Awaitable[str | None]]] = []
         self.guards: list[Callable[[Connection, str, dict[str, Any]], str | None]] = []
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
+        self.draining = False  # shutting down: a connection that still gets in is sent away
         self.producer = StreamProducer(redis, settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
         self._gap_tasks: set[asyncio.Task[None]] = set()
@@ -137,6 +138,10 @@ class Gateway:
 
     async def serve(self, ws: WebSocket) -> None:
         await ws.accept()
+        if self.draining:  # (accepted just before the listener closed) reconnect elsewhere
+            DISCONNECTS.inc(reason="shutdown")
+            await self._close(ws, "shutdown")
+            return
         auth = await self._authenticate(ws)
         if auth is None:
             return
@@ -280,7 +285,9 @@ class Gateway:
         return current, events
 
     async def drain(self, timeout_s: float = DRAIN_TIMEOUT_S) -> None:
-        """Graceful shutdown: close every client with `shutdown` (4000: reconnect elsewhere)."""
+        """Graceful shutdown: close every client with `shutdown` (4000: reconnect elsewhere);
+        a connection arriving meanwhile is sent away the same way."""
+        self.draining = True
         for conn in list(self.hub.by_id.values()):
             conn.kick("shutdown")  # the close ends the connection's read loop
         deadline = time.monotonic() + timeout_s

@@ -135,11 +135,15 @@ class DeadLetters:
         if status(reply) is not Status.APPLIED:
             return  # another worker finished it or buried it first
         DEAD_LETTERED.inc(partition=str(p))
-        log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, reply[1], attempts,
-                  error, extra={"transfer_id": fields.get("transfer_id", "")})
         try:
             env = codec.decode(fields)
+            # a gift's or an offer's item knows its transfer id (the entry has the gift id)
+            tid = str(getattr(self.flows.get(env.kind).decode(env, fields), "tid", ""))
         except (KeyError, ValueError):
+            env, tid = None, ""
+        log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, reply[1], attempts,
+                  error, extra={"transfer_id": tid})
+        if env is None:
             return  # unreadable: nobody to tell
         e = ERRORS["settlement_failed"]
         await self.replies.send(env.user, env.route, encode(
