@@ -25,6 +25,7 @@ from server.gateway.http_limits import HandshakeLimits, http_protocol
 from server.gifting.rules import is_valid_id
 from server.lifetime import stop_when_parent_dies
 from server.logs import configure as configure_logs
+from server.metrics import serve_metrics
 from server.secrets import Secrets, load_or_create
 from server.store.embedded import EmbeddedValkey
 
@@ -132,7 +133,7 @@ def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536,
 
 
 async def _serve_http(s: Settings, with_worker: bool,
-                      children: list[tuple[str, subprocess.Popen[bytes]]] | None = None) -> None:
+                      children: list[Child] | None = None) -> None:
     from server.app import build_app
 
     app = build_app(s, _secrets(s), with_worker)
@@ -155,7 +156,7 @@ async def _serve_http(s: Settings, with_worker: bool,
     await task
 
 
-async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+async def _supervise(s: Settings, children: list[Child]) -> None:
     """serve's children started again when one dies (an OOM kill, a crash): otherwise its
     work — settlement, or the risk engine the workers leave to `jobs` — would stop
     silently. serve starts `jobs` only when it has jobs to run, so any exit of it (a
@@ -166,7 +167,7 @@ async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[byt
     wait = [0.0] * len(children)  # a child that dies young waits longer each time (≤ a minute)
     while True:
         await asyncio.sleep(CHILD_CHECK_S)
-        for i, (command, proc) in enumerate(children):
+        for i, (command, proc, own) in enumerate(children):
             code = proc.poll()
             if code is None:
                 continue
@@ -179,7 +180,7 @@ async def _supervise(s: Settings, children: list[tuple[str, subprocess.Popen[byt
             if since is not None and now - since < wait[i]:
                 continue
             log.warning("%s process %d exited (%s); starting another", command, proc.pid, code)
-            children[i] = (command, start_worker_process(s, command))
+            children[i] = (command, start_worker_process(own, command), own)
             started[i], dead_since[i] = now, None
 
 
@@ -217,22 +218,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded.start(stop_with_parent=True)
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    children: list[Child] = []
     try:
         check_durability(s)
         if s.jobs_process and _apart_jobs(s):  # a process of their own; workers leave them
             s = s.replace(apart_jobs=False)
-            children.append(("jobs", start_worker_process(s, "jobs")))
+            own = s.replace(worker_metrics_port=_child_port(s, s.worker_processes))
+            children.append(("jobs", start_worker_process(own, "jobs"), own))
         # in their own processes the workers take no CPU (or GC pauses) from the gateway's loop
         if s.worker_processes > s.partitions:
             print(f"giftwire: {s.worker_processes} worker processes for {s.partitions} "
                   f"partition(s): one worker reads a partition at a time, so "
                   f"{s.worker_processes - s.partitions} stand by (raise GIFTWIRE_PARTITIONS "
                   f"to settle in parallel)", flush=True)
-        children += [("worker", start_worker_process(s)) for _ in range(s.worker_processes)]
+        for i in range(s.worker_processes):
+            own = s.replace(worker_metrics_port=_child_port(s, i))
+            children.append(("worker", start_worker_process(own), own))
         uvloop.run(_serve_http(s, with_worker=not s.worker_processes, children=children))
     finally:
-        for _, proc in children:  # after the gateway drained: each finishes and acks its batch
+        for _, proc, _ in children:  # after the gateway drained: each finishes and acks its batch
             stop_child(proc)
         if embedded:
             embedded.stop()
@@ -252,11 +256,21 @@ def _apart_jobs(s: Settings) -> list[str]:
     return [job.name for job in p.periodic.jobs if job.apart]
 
 
+Child = tuple[str, subprocess.Popen[bytes], Settings]  # serve's child: command, process, its settings
+
+
+def _child_port(s: Settings, index: int) -> int:
+    """serve's child number `index` serves its /metrics on the port after the base (workers
+    first, then `jobs`), or none."""
+    return s.worker_metrics_port + index if s.worker_metrics_port else 0
+
+
 def start_worker_process(s: Settings, command: str = "worker") -> subprocess.Popen[bytes]:
     """`giftwire worker` (or `jobs`) as serve's child, on serve's Redis."""
     env = {**os.environ, "REDIS_URL": s.redis_url,
            "GIFTWIRE_REDIS_CLUSTER": "1" if s.redis_cluster else "0",
-           "GIFTWIRE_APART_JOBS": "1" if s.apart_jobs else "0", PARENT_ENV: str(os.getpid())}
+           "GIFTWIRE_APART_JOBS": "1" if s.apart_jobs else "0", PARENT_ENV: str(os.getpid()),
+           "GIFTWIRE_WORKER_METRICS_PORT": str(s.worker_metrics_port)}
     # its own session: a Ctrl-C reaches serve, which stops the workers in order
     return subprocess.Popen([sys.executable, "-m", "server.cli", command, "--data-dir",
                              str(s.data_dir)], env=env, start_new_session=True)
@@ -336,10 +350,20 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
         else:
             task = asyncio.create_task(worker.run(burst=args.burst))
             print(f"giftwire: worker {worker.name} started", flush=True)
+        listener = None
+        if s.worker_metrics_port:
+            try:
+                listener = await serve_metrics(s.host, s.worker_metrics_port)
+                print(f"giftwire: metrics on http://{s.host}:{s.worker_metrics_port}/metrics",
+                      flush=True)
+            except OSError as exc:  # settlement matters more than its counters: go on
+                log.error("metrics not served on port %d: %s", s.worker_metrics_port, exc)
         await asyncio.wait({task, asyncio.create_task(stop.wait())},
                            return_when=asyncio.FIRST_COMPLETED)
         worker.stop()
         await task
+        if listener is not None:
+            listener.close()
         clock.cancel()
         await redis.aclose()
 

@@ -103,6 +103,9 @@ class Settings:
     xadd_batch_max: int = 256  # gift requests the gateway appends in one round trip
     worker_batch_max: int = 256
     worker_processes: int = 0  # `serve`: 0 runs the worker in the gateway's process
+    # `worker`/`jobs`: their own /metrics on this port (0: none); serve's children take it
+    # and the ports after it
+    worker_metrics_port: int = 0
     # `serve`: the jobs that run apart from settlement (the risk engine) in a `giftwire jobs`
     # process of their own, where they take no CPU from settlement or the gateway
     jobs_process: bool = True
@@ -445,6 +448,10 @@ DOCS: dict[str, str] = {
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_processes": "`serve` only: settlement workers in processes of their own (0: one "
                         "worker inside the gateway process)",
+    "worker_metrics_port": "`giftwire worker`/`jobs` serve `GET /metrics` (their settlement "
+                           "counters) on `GIFTWIRE_HOST` at this port; `serve` gives its worker "
+                           "processes this port and the next ones, its jobs process the one "
+                           "after them (0: none)",
     "jobs_process": "`serve` only: run the periodic jobs that stand apart from settlement (the "
                     "risk engine) in a `giftwire jobs` process instead of the workers",
     "apart_jobs": "this worker runs the periodic jobs that stand apart from settlement (turn it "

@@ -3,6 +3,7 @@ in the text exposition format at `/metrics`. One per process."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections import defaultdict
 from collections.abc import Callable
@@ -111,3 +112,32 @@ HELD = REGISTRY.add(Gauge("giftwire_partition_held",
 SETTLE_SECONDS = REGISTRY.add(Histogram(
     "giftwire_settlement_seconds", "settlement entry queued → applied",
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)))
+
+
+METRICS_HEAD_MAX = 8192  # bytes of a request head the worker's metrics listener reads
+METRICS_READ_S = 5.0  # how long it waits for that head
+
+
+async def serve_metrics(host: str, port: int) -> asyncio.Server:
+    """`GET /metrics` of this process on host:port, for processes without the gateway's
+    HTTP server (settlement workers, `jobs`): one bounded request a connection, then closed."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), METRICS_READ_S)
+            line = head[:METRICS_HEAD_MAX].split(b"\r\n", 1)[0].split()
+            if line[:2] in ([b"GET", b"/metrics"], [b"HEAD", b"/metrics"]):
+                body = REGISTRY.render().encode()
+                status, ctype = b"200 OK", b"text/plain; version=0.0.4; charset=utf-8"
+            else:
+                body, status, ctype = b"not found\n", b"404 Not Found", b"text/plain"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype +
+                         b"\r\nContent-Length: " + str(len(body)).encode() +
+                         b"\r\nConnection: close\r\n\r\n" + (b"" if line[:1] == [b"HEAD"] else body))
+            await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # a client that left or sent nonsense: nothing to answer
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(answer, host, port, limit=METRICS_HEAD_MAX)

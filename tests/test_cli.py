@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import httpx
 from protocol.client import Client
 from server.gateway.auth import verify_token
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, short_tmpdir
+from tests.support import Admin, Proc, metric, short_tmpdir
 
 OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
 
@@ -152,6 +153,37 @@ async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None
         await again.close()
         raise AssertionError("a draining server let a client back in")
     assert srv.wait() == 0
+
+
+async def test_worker_processes_serve_their_own_settlement_metrics() -> None:
+    """With GIFTWIRE_WORKER_METRICS_PORT, serve's worker process answers `GET /metrics` on
+    that port with its settlement counters (the gateway's own /metrics does not count them);
+    anything else there is a 404."""
+    data = short_tmpdir()
+    with socket.socket() as probe:  # a free port for the worker's listener
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "1",
+                               "GIFTWIRE_WORKER_METRICS_PORT": str(port)}).start()
+    try:
+        async with Admin(srv) as admin:
+            s, r = await admin.pair(10)
+            async with await Client.connect(srv.ws, srv.token(s)) as a:
+                assert (await a.send_gift(r, "note.do", 2))["type"] == "gift.confirmed"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for _ in range(50):  # the worker process may still be binding its port
+                try:
+                    text = (await http.get("/metrics")).text
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert 'giftwire_gifts_settled_total{outcome="delivered"} 1' in text
+            assert "giftwire_settlement_seconds_count 1" in text
+            assert (await http.get("/other")).status_code == 404
+        gateway_side = await metric(srv, "giftwire_gifts_settled_total")
+        assert gateway_side == 0  # counted where the gift settled, once
+    finally:
+        assert srv.stop() == 0
 
 
 async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
