@@ -329,6 +329,14 @@ async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(
     assert (again["share"], again["seq"]) == (first["share"], first["seq"])
     state = await admin.call("GET", f"/groups/{group}/envelopes/{name}")
     assert (state["left"], state["left_shares"], state["state"]) == (0, 0, "done")
+    for bad in ("bad.id", name.split(":")[1], f"{name}.x"):  # `<sender>:<id>`, each part an id
+        r = await admin.call("GET", f"/groups/{group}/envelopes/{bad}", ok=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field"), bad
+    r = await admin.call("GET", f"/groups/{group}/polls/bad.id", ok=False)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field")
+    r = await admin.call("PUT", "/iron-fans", {"fan": grabbers[0][1], "creator": uid("ghost"),
+                                               "iron": True}, ok=False)
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "user_unknown")
     assert sorted(state["grabs"].values()) == sorted(r["share"] for r in won)
     for (_, u), r in zip(grabbers, replies, strict=True):
         want = {"note.do": r["share"]} if r["type"] == "envelope.grabbed" else {}

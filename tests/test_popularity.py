@@ -727,6 +727,9 @@ async def test_a_use_refused_or_still_settling_cannot_be_cancelled_and_has_no_fi
                 r = await admin.call("POST", "/popularity/figures", {**figures, "use": never_boosted},
                                      ok=False)
                 assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), never_boosted
+            r = await admin.call("POST", "/popularity/figures", {**figures, "user": uid("ghost"),
+                                                                  "use": "u1"}, ok=False)
+            assert (r.status_code, r.json()["error"]["code"]) == (404, "user_unknown")
             # a use whose first step ran but whose settlement has not finished (a worker died)
             redis = Redis.from_url(vk.url, decode_responses=True)
             scripts = Scripts(redis)

@@ -128,7 +128,12 @@ def install(p: Parts) -> None:
 
     async def envelope(r: Request) -> Any:
         g = await require_group(group_id(r))
-        name = r.path_params["envelope"]
+        name = r.path_params["envelope"]  # `<sender>:<envelope id>`, as group events name it
+        sender, sep, eid = name.partition(":")
+        if not sep:
+            raise AdminError("bad_field", "envelope must be <sender>:<envelope id>")
+        v.user_id(sender, "envelope's sender")
+        v.user_id(eid, "envelope id")
         h = await p.redis.hgetall(g.envelope(name))
         if not h or h.get("state") == "void":
             raise AdminError("not_found", "no such envelope in this group")
@@ -138,6 +143,7 @@ def install(p: Parts) -> None:
 
     async def poll(r: Request) -> Any:
         g = await require_group(group_id(r))
+        v.user_id(r.path_params["poll"], "poll")  # an id like any other in a path
         h = await p.redis.hgetall(g.poll(r.path_params["poll"]))
         if not h:
             raise AdminError("not_found", "no such poll in this group")
@@ -148,7 +154,7 @@ def install(p: Parts) -> None:
         d = v.obj(await read_json(r), {"fan", "creator", "iron"}, frozenset({"fan", "creator", "iron"}))
         fan, creator = v.user_id(d["fan"], "fan"), v.user_id(d["creator"], "creator")
         iron = v.boolean(d["iron"], "iron")
-        await require_users(p.redis, fan=fan)
+        await require_users(p.redis, fan=fan, creator=creator)
         key = keys.user(fan).iron_fan_of
         await (p.redis.sadd(key, creator) if iron else p.redis.srem(key, creator))
         return {"fan": fan, "creator": creator, "iron": iron}

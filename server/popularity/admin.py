@@ -13,6 +13,7 @@ from server import days
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
+from server.ledger.admin import require_users
 from server.parts import Parts
 from server.popularity import rules
 from server.popularity.flows import note_lots, user_keys
@@ -137,6 +138,7 @@ def install(p: Parts) -> None:
         rates = [v.integer(d[f], f, 0, 10_000) for f in ("completion_bp", "interaction_bp")]
         per_hour = v.integer(d["followers_per_hour"], "followers_per_hour", 0, 10**9)
         bounce = v.integer(d["bounce_bp"], "bounce_bp", 0, 10_000)
+        await require_users(p.redis, user=uid)  # an unknown user, not an unknown use
         reply = await p.scripts["pop_figures"](
             keys=user_keys(uid), args=[use, *rates, per_hour, bounce, s.warn_completion_bp,
                                        s.warn_interaction_bp, s.warn_bounce_bp, s.events_bound])
