@@ -190,8 +190,11 @@ def _lock_data_dir(data_dir: Path) -> Any:
     file. Returns the open lock file (keep it), or None when another serve holds it."""
     import fcntl
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    lock = (data_dir / "serve.lock").open("a")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock = (data_dir / "serve.lock").open("a")
+    except OSError as exc:  # read-only, or not ours: Valkey could not write there either
+        sys.exit(f"giftwire: cannot use the data dir {data_dir}: {exc.strerror or exc}")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -214,8 +217,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         embedded = EmbeddedValkey(s.data_dir, DURABILITY[s.durability],
                                   aof_rewrite_min_mb=s.aof_rewrite_min_mb)
         # a serve killed outright takes its Valkey with it (SIGTERM: Valkey writes its AOF
-        # and exits), so a restart finds the data directory free
-        embedded.start(stop_with_parent=True)
+        # and exits), so a restart finds the data directory free; Valkey holds the lock too,
+        # so a serve started again at once waits for the old Valkey to be gone
+        embedded.start(stop_with_parent=True, keep_fds=(lock.fileno(),))
         s = s.replace(redis_url=embedded.url)
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
     children: list[Child] = []
@@ -270,6 +274,7 @@ def start_worker_process(s: Settings, command: str = "worker") -> subprocess.Pop
     env = {**os.environ, "REDIS_URL": s.redis_url,
            "GIFTWIRE_REDIS_CLUSTER": "1" if s.redis_cluster else "0",
            "GIFTWIRE_APART_JOBS": "1" if s.apart_jobs else "0", PARENT_ENV: str(os.getpid()),
+           "GIFTWIRE_HOST": s.host,  # (serve's --host: where their /metrics listen)
            "GIFTWIRE_WORKER_METRICS_PORT": str(s.worker_metrics_port)}
     # its own session: a Ctrl-C reaches serve, which stops the workers in order
     return subprocess.Popen([sys.executable, "-m", "server.cli", command, "--data-dir",

@@ -324,9 +324,17 @@ def problems(s: Settings) -> list[str]:
             parsed = float(text)
         except ValueError:
             parsed = math.nan
-        if not (low <= parsed and (high is None or parsed <= high)):  # (NaN fails both)
+        if not (math.isfinite(parsed) and low <= parsed and (high is None or parsed <= high)):
             span = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
             out.append(f"GIFTWIRE_{name.upper()} must be a number {span}, not {text!r}")
+    if s.worker_metrics_port:
+        last = s.worker_metrics_port + s.worker_processes  # serve's children take the ports up
+        if last > 65535:
+            out.append(f"GIFTWIRE_WORKER_METRICS_PORT must leave room below 65536 for "
+                       f"{s.worker_processes + 1} ports (it is {s.worker_metrics_port})")
+        elif s.worker_metrics_port <= s.port <= last:
+            out.append(f"GIFTWIRE_WORKER_METRICS_PORT's ports {s.worker_metrics_port}-{last} "
+                       f"take the gateway's port {s.port}")
     if s.partition_lease_ms < LEASE_MIN_MS:
         out.append(f"GIFTWIRE_PARTITION_LEASE_MS must be at least {LEASE_MIN_MS} "
                    f"(it is {s.partition_lease_ms})")

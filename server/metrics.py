@@ -115,14 +115,22 @@ SETTLE_SECONDS = REGISTRY.add(Histogram(
 
 
 METRICS_HEAD_MAX = 8192  # bytes of a request head the worker's metrics listener reads
-METRICS_READ_S = 5.0  # how long it waits for that head
+METRICS_READ_S = 5.0  # how long it waits for that head (and for its answer to be taken)
+METRICS_CONNECTIONS_MAX = 8  # at once: scrapers are few; idle sockets must not pile up
 
 
 async def serve_metrics(host: str, port: int) -> asyncio.Server:
     """`GET /metrics` of this process on host:port, for processes without the gateway's
     HTTP server (settlement workers, `jobs`): one bounded request a connection, then closed."""
 
+    open_now = 0
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now
+        if open_now >= METRICS_CONNECTIONS_MAX:
+            writer.close()
+            return
+        open_now += 1
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), METRICS_READ_S)
             line = head[:METRICS_HEAD_MAX].split(b"\r\n", 1)[0].split()
@@ -134,10 +142,11 @@ async def serve_metrics(host: str, port: int) -> asyncio.Server:
             writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Type: " + ctype +
                          b"\r\nContent-Length: " + str(len(body)).encode() +
                          b"\r\nConnection: close\r\n\r\n" + (b"" if line[:1] == [b"HEAD"] else body))
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), METRICS_READ_S)
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # a client that left or sent nonsense: nothing to answer
+            pass  # a client that left, stalled or sent nonsense: nothing to answer
         finally:
+            open_now -= 1
             writer.close()
 
     return await asyncio.start_server(answer, host, port, limit=METRICS_HEAD_MAX)

@@ -95,6 +95,16 @@ def test_a_bad_setting_is_refused_naming_its_variable() -> None:
         assert "Traceback" not in out.stderr
 
 
+def test_serve_on_an_unusable_data_dir_exits_1_with_a_message() -> None:
+    """A data dir that cannot be made (under a file, here) stops serve with one line, not a
+    traceback."""
+    blocker = short_tmpdir() / "a-file"
+    blocker.write_text("")
+    out = giftwire("serve", "--port", "0", "--data-dir", str(blocker / "data"))
+    assert out.returncode == 1 and "cannot use the data dir" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+
+
 def test_audit_without_a_reachable_redis_exits_2_not_1() -> None:
     """`giftwire audit` exits 1 only for a broken invariant: an unreachable Redis is 2."""
     out = giftwire("audit", "--data-dir", str(short_tmpdir()))

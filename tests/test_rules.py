@@ -78,6 +78,12 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
         "GIFTWIRE_FESTIVAL_COST_DEN must be at least 1 (it is 0)",  # festival prices ÷ 0
         "GIFTWIRE_BOOST_DECAY must be a number from 0 to 1, not '-0.5'",
         "GIFTWIRE_BOT_REGULAR_CV must be a number at least 0, not 'x'"]
+    assert problems(Settings(bot_regular_cv="inf", worker_metrics_port=8699, port=8700,
+                             worker_processes=1)) == [
+        "GIFTWIRE_BOT_REGULAR_CV must be a number at least 0, not 'inf'",  # would ban everyone
+        "GIFTWIRE_WORKER_METRICS_PORT's ports 8699-8700 take the gateway's port 8700"]
+    assert problems(Settings(worker_metrics_port=65535, worker_processes=1)) == [
+        "GIFTWIRE_WORKER_METRICS_PORT must leave room below 65536 for 2 ports (it is 65535)"]
 
 
 def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:

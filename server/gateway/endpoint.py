@@ -170,6 +170,12 @@ class Gateway:
         conn.ip = client_address(peer, forwarded, self.trusted_proxies)
         conn.start_buffering()  # subscribe first, then read the log: no gap
         await self.hub.add(conn)
+        if self.draining:  # drain() ran while this one authenticated: it was not kicked
+            DISCONNECTS.inc(reason="shutdown")
+            conn.close()
+            await self.hub.remove(conn)
+            await self._close(ws, "shutdown")
+            return
         # after subscribing, so a decision published meanwhile is not missed
         for check in self.connect_checks:  # e.g. a blacklisted device may not connect
             refused = await check(conn)

@@ -259,8 +259,10 @@ async def history(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     oldest = max(0, gw.clock.now_ms() - gw.s.group_history_max_age_s * 1000)
     top = "+"
     if "before" in d:  # a message id: two parts in [0, 2^64), as Redis takes them
-        parts = [int(x) for x in d["before"].split("-")]
-        if max(parts) > STREAM_ID_PART_MAX:
+        texts = d["before"].split("-")
+        # ASCII digits only (the schema's \d also takes other scripts' digits, Redis does not)
+        parts = [int(x) if x.isascii() and x.isdigit() else -1 for x in texts]
+        if min(parts) < 0 or max(parts) > STREAM_ID_PART_MAX:
             conn.push(error_frame("bad_field", d["id"], "before must be a message id"))
             return
         if parts == [0, 0]:  # nothing is older than the smallest id (Redis refuses "(0-0")

@@ -135,12 +135,16 @@ class DeadLetters:
         if status(reply) is not Status.APPLIED:
             return  # another worker finished it or buried it first
         DEAD_LETTERED.inc(partition=str(p))
+        env, tid = None, ""
         try:
             env = codec.decode(fields)
-            # a gift's or an offer's item knows its transfer id (the entry has the gift id)
-            tid = str(getattr(self.flows.get(env.kind).decode(env, fields), "tid", ""))
         except (KeyError, ValueError):
-            env, tid = None, ""
+            pass  # unreadable: nobody to tell
+        if env is not None:
+            try:  # a gift's or an offer's item knows its transfer id (the entry: the gift id)
+                tid = str(getattr(self.flows.get(env.kind).decode(env, fields), "tid", ""))
+            except Exception:  # a flow field that does not parse: it is why it is buried
+                tid = ""
         log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, reply[1], attempts,
                   error, extra={"transfer_id": tid})
         if env is None:

@@ -62,9 +62,11 @@ class EmbeddedValkey:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}" if self.port else f"unix://{self.socket}"
 
-    def start(self, timeout_s: float = 10.0, stop_with_parent: bool = False) -> None:
+    def start(self, timeout_s: float = 10.0, stop_with_parent: bool = False,
+              keep_fds: tuple[int, ...] = ()) -> None:
         """`stop_with_parent`: the server gets SIGTERM when this process dies, even by
-        SIGKILL (call it from the main thread: server/lifetime.py)."""
+        SIGKILL (call it from the main thread: server/lifetime.py). `keep_fds`: descriptors
+        the server inherits (serve's data-dir lock: held until the server is gone too)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.socket.exists():
             self.socket.unlink()
@@ -88,7 +90,7 @@ class EmbeddedValkey:
         # have stopped the gateway and the worker; we stop it last, with SHUTDOWN
         parent = os.getpid()
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, start_new_session=True,
+            args, stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=keep_fds,
             preexec_fn=(lambda: stop_when_parent_dies(parent)) if stop_with_parent else None)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
