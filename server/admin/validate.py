@@ -60,13 +60,22 @@ def query_int(value: str, name: str, lo: int, hi: int) -> int:
     return int(value)
 
 
-def cursor(value: str) -> tuple[int, int]:
-    """A ledger cursor `<ms>-<seq>` (a stream id) → its two parts, each in [0, 2^64)."""
+def stream_id(value: str) -> tuple[int, int] | None:
+    """A stream id `<ms>-<seq>` → its two parts, each in [0, 2^64) as Redis takes them, or
+    None (ASCII digits only)."""
     parts = value.split("-")
     if len(parts) != 2 or not all(_DIGITS.fullmatch(p) and int(p) <= STREAM_ID_PART_MAX
                                   for p in parts):
-        raise AdminError("bad_cursor")
+        return None
     return int(parts[0]), int(parts[1])
+
+
+def cursor(value: str) -> tuple[int, int]:
+    """A ledger cursor `<ms>-<seq>` (a stream id) → its two parts, or `bad_cursor`."""
+    found = stream_id(value)
+    if found is None:
+        raise AdminError("bad_cursor")
+    return found
 
 
 def boolean(value: Any, name: str) -> bool:

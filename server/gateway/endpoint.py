@@ -139,8 +139,7 @@ class Gateway:
     async def serve(self, ws: WebSocket) -> None:
         await ws.accept()
         if self.draining:  # (accepted just before the listener closed) reconnect elsewhere
-            DISCONNECTS.inc(reason="shutdown")
-            await self._close(ws, "shutdown")
+            await self._send_away(ws)
             return
         auth = await self._authenticate(ws)
         if auth is None:
@@ -171,10 +170,9 @@ class Gateway:
         conn.start_buffering()  # subscribe first, then read the log: no gap
         await self.hub.add(conn)
         if self.draining:  # drain() ran while this one authenticated: it was not kicked
-            DISCONNECTS.inc(reason="shutdown")
             conn.close()
             await self.hub.remove(conn)
-            await self._close(ws, "shutdown")
+            await self._send_away(ws)
             return
         # after subscribing, so a decision published meanwhile is not missed
         for check in self.connect_checks:  # e.g. a blacklisted device may not connect
@@ -299,6 +297,11 @@ class Gateway:
         deadline = time.monotonic() + timeout_s
         while self.hub.by_id and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
             await asyncio.sleep(0.02)
+
+    async def _send_away(self, ws: WebSocket) -> None:
+        """A connection that got in while the gateway drained: reconnect elsewhere (4000)."""
+        DISCONNECTS.inc(reason="shutdown")
+        await self._close(ws, "shutdown")
 
     async def _close(self, ws: WebSocket, reason: str) -> None:
         if ws.application_state == WebSocketState.CONNECTED:

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from protocol.messages import encode
 from server import days
-from server.admin.validate import STREAM_ID_PART_MAX
+from server.admin.validate import stream_id
 from server.gateway.connection import Connection
 from server.gateway.endpoint import error_frame
 from server.groups import envelopes
@@ -258,14 +258,12 @@ async def history(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     limit = d.get("limit", HISTORY_PAGE_DEFAULT)
     oldest = max(0, gw.clock.now_ms() - gw.s.group_history_max_age_s * 1000)
     top = "+"
-    if "before" in d:  # a message id: two parts in [0, 2^64), as Redis takes them
-        texts = d["before"].split("-")
-        # ASCII digits only (the schema's \d also takes other scripts' digits, Redis does not)
-        parts = [int(x) if x.isascii() and x.isdigit() else -1 for x in texts]
-        if min(parts) < 0 or max(parts) > STREAM_ID_PART_MAX:
+    if "before" in d:  # a message id (the schema's \d also takes other scripts' digits)
+        before = stream_id(d["before"])
+        if before is None:
             conn.push(error_frame("bad_field", d["id"], "before must be a message id"))
             return
-        if parts == [0, 0]:  # nothing is older than the smallest id (Redis refuses "(0-0")
+        if before == (0, 0):  # nothing is older than the smallest id (Redis refuses "(0-0")
             conn.push(encode("group.messages", id=d["id"], group=d["group"], messages=[],
                              next=None).decode())
             return

@@ -257,19 +257,24 @@ class Worker:
             return []
         self._next_claim_ms = now + max(1, self.s.claim_idle_ms // 4)
         out: list[Entry] = []
-        for stream in [self.streams[p] for p in self.leases.claimable()]:
-            _, items, _ = await self.redis.xautoclaim(
-                stream, keys.SETTLE_GROUP, self.name, self.s.claim_idle_ms,
-                start_id="0-0", count=self.s.worker_batch_max,
-            )
-            claimed = [(stream, eid, fields) for eid, fields in items if fields]
-            kept = await self.dead.over_delivered(stream, claimed)
-            self._claimed.update(eid for _, eid, _ in kept)
-            out.extend(kept)
+        for p in self.leases.claimable():
+            out.extend((await self._autoclaim(self.streams[p], self.s.claim_idle_ms, "0-0"))[1])
         if out:
             CLAIMED.inc(len(out))
             log.warning("took over %d entries left pending by another worker", len(out))
         return out
+
+    async def _autoclaim(self, stream: str, idle_ms: int, start: str) -> tuple[str, list[Entry]]:
+        """One XAUTOCLAIM of up to a batch of `stream`'s pending entries idle `idle_ms`, from
+        `start`: the cursor to go on from ("0-0": done) and the entries kept (an entry handed
+        out too often is dead-lettered instead)."""
+        cursor, items, _ = await self.redis.xautoclaim(
+            stream, keys.SETTLE_GROUP, self.name, idle_ms, start_id=start,
+            count=self.s.worker_batch_max)
+        claimed = [(stream, eid, fields) for eid, fields in items if fields]
+        kept = await self.dead.over_delivered(stream, claimed)
+        self._claimed.update(eid for _, eid, _ in kept)
+        return str(cursor), kept
 
     async def _takeover(self) -> tuple[list[Entry], set[int]]:
         """The pending entries of partitions just taken (a dead or stalled owner's, of any
@@ -280,13 +285,7 @@ class Worker:
         caught_up: set[int] = set()
         leases = self.leases
         for p in sorted(leases.taken & set(leases.claimable())):
-            stream = self.streams[p]
-            cursor, items, _ = await self.redis.xautoclaim(
-                stream, keys.SETTLE_GROUP, self.name, 0, start_id=leases.cursor.get(p, "0-0"),
-                count=self.s.worker_batch_max)
-            claimed = [(stream, eid, fields) for eid, fields in items if fields]
-            kept = await self.dead.over_delivered(stream, claimed)
-            self._claimed.update(eid for _, eid, _ in kept)
+            cursor, kept = await self._autoclaim(self.streams[p], 0, leases.cursor.get(p, "0-0"))
             out.extend(kept)
             if cursor == "0-0":
                 leases.cursor.pop(p, None)
