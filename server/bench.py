@@ -22,8 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from server import parts
-from server.app import connect, make_worker
+from server.app import connect, connect_parts, make_worker
 from server.audits import full_audit
 from server.cli import uvicorn_config
 from server.config import Settings
@@ -53,13 +52,13 @@ class Bench:
     four steps for a batch, as the worker pipelines them) or `prefill` + `burst`."""
 
     def __init__(self, redis_url: str, settings: Settings) -> None:
-        self.redis = connect(redis_url, settings.redis_cluster)
-        self.parts = parts.build(settings, self.redis)
+        self.parts = connect_parts(settings.replace(redis_url=redis_url))
+        self.redis = self.parts.redis
         self.flow = self.parts.flows.get(gift_flow.KIND)
         assert isinstance(self.flow, GiftFlow)
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.parts.aclose()
 
     async def seed(self, senders: list[str], recipients: list[str]) -> None:
         """Verified users who followed long ago, each sender rich (written straight into Redis)."""
@@ -80,7 +79,7 @@ class Bench:
                  for i, s in enumerate(senders)]
         today = await self.flow.prepare(self.parts.clock.now_ms())
         p = self.parts
-        failed = await run_steps(self.flow, list(items), today, self.redis, p.scripts,
+        failed = await run_steps(self.flow, list(items), today, p.rounds, p.scripts,
                                  p.settings.redis_cluster)
         assert not failed, failed
         return len(items)

@@ -324,8 +324,7 @@ def die_with_parent() -> None:
 
 
 def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
-    from server import parts
-    from server.app import connect, make_worker
+    from server.app import connect_parts, make_worker
 
     die_with_parent()
 
@@ -336,8 +335,7 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
     async def main() -> None:
         from server.app import quiet_gc
 
-        redis = connect(s.redis_url, s.redis_cluster)
-        p = parts.build(s, redis)
+        p = connect_parts(s)
         worker = make_worker(p)
         await p.clock.sync()
         clock = asyncio.create_task(p.clock.follow())
@@ -348,7 +346,7 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
             if not names:  # e.g. the risk engine is off: nothing to keep a process for
                 print("giftwire: no job runs apart from settlement; jobs exits", flush=True)
                 clock.cancel()
-                await redis.aclose()
+                await p.aclose()
                 return
             task = asyncio.create_task(worker.run_jobs())
             print(f"giftwire: jobs {', '.join(names)} started", flush=True)
@@ -370,7 +368,7 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
         if listener is not None:
             listener.close()
         clock.cancel()
-        await redis.aclose()
+        await p.aclose()
 
     uvloop.run(main())
     return 0

@@ -70,6 +70,9 @@ class Parts:
     clock: Clock
     scripts: Scripts
     replies: Replies
+    # pipelined hot rounds (the worker's batches, the gateway's XADDs), each bounded as a
+    # whole: a client without redis-py's per-reply timeout (`store.pipeline.ROUND_S`)
+    rounds: Any = None
     requests: Requests = field(default_factory=Requests)
     flows: Flows = field(default_factory=Flows)
     periodic: Periodic = field(default_factory=Periodic)
@@ -85,6 +88,12 @@ class Parts:
     # run before a user's balances are shown (`balance.get`, the admin's user and balances)
     balance_refreshes: list[BalanceRefresh] = field(default_factory=list)
 
+    async def aclose(self) -> None:
+        """Close the Redis clients (both, when the rounds have their own)."""
+        if self.rounds is not self.redis:
+            await self.rounds.aclose()
+        await self.redis.aclose()
+
     async def refresh_balances(self, user: str) -> None:
         """Every module's refresh of `user`'s balances, as of now (each one single-owner)."""
         now = self.clock.now_ms()
@@ -92,12 +101,14 @@ class Parts:
             await refresh(user, now)
 
 
-def build(settings: Settings, redis: Any) -> Parts:
-    """Every registry filled by every module, checked complete."""
+def build(settings: Settings, redis: Any, rounds: Any = None) -> Parts:
+    """Every registry filled by every module, checked complete. `rounds`: the client for
+    hot pipelined rounds (`redis` if not given)."""
     from server.modules import MODULES
 
     clock = Clock(redis, settings.test_clock)
-    p = Parts(settings, redis, clock, Scripts(redis), Replies(redis, settings.redis_cluster))
+    p = Parts(settings, redis, clock, Scripts(redis), Replies(redis, settings.redis_cluster),
+              rounds=redis if rounds is None else rounds)
     for module in MODULES:
         module.install(p)
     p.requests.check_complete()

@@ -85,7 +85,7 @@ class TokenBucket:
 
 class Gateway:
     def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str,
-                 requests: Requests, clock: Clock) -> None:
+                 requests: Requests, clock: Clock, rounds: Any = None) -> None:
         self.redis = redis
         self.hub = hub
         self.s = settings
@@ -102,7 +102,9 @@ class Gateway:
         self.guards: list[Callable[[Connection, str, dict[str, Any]], str | None]] = []
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.draining = False  # shutting down: a connection that still gets in is sent away
-        self.producer = StreamProducer(redis, settings.xadd_batch_max)
+        # requests' XADDs go out as bounded pipelined rounds (`store.pipeline.execute`)
+        self.producer = StreamProducer(redis if rounds is None else rounds,
+                                       settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
         self._gap_tasks: set[asyncio.Task[None]] = set()
 

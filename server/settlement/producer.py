@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from server.store.pipeline import execute
+
 Pending = tuple[str, dict[str, Any], "asyncio.Future[None]"]
 
 
@@ -46,7 +48,7 @@ class StreamProducer:
         self.batches += 1
         try:
             # one refused XADD fails its own request only, not the others of the batch
-            results = await pipe.execute(raise_on_error=False)
+            results = await execute(pipe, raise_on_error=False)
         except BaseException as exc:  # the connection: which ones landed is unknown
             for _, _, fut in batch:
                 if not fut.done():

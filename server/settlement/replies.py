@@ -20,6 +20,7 @@ from typing import Any
 
 from server.store import keys
 from server.store.channels import publish
+from server.store.pipeline import execute
 
 # (channel, message) held by the task that reads a step's replies; other tasks (a gateway's
 # handlers sharing this process) publish at once
@@ -63,4 +64,4 @@ async def _publish_all(redis: Any, cluster: bool, pending: list[tuple[str, str]]
     pipe = redis.pipeline(transaction=False)
     for channel, message in pending:
         pipe.publish(channel, message)
-    await pipe.execute()
+    await execute(pipe)

@@ -28,6 +28,7 @@ from server.settlement.flows import Flows, Item, Job, Periodic, run_steps
 from server.settlement.leases import Leases
 from server.settlement.replies import Replies
 from server.store import keys
+from server.store.pipeline import execute
 from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.worker")
@@ -54,8 +55,10 @@ async def ensure_groups(redis: Any, partitions: int) -> None:
 
 class Worker:
     def __init__(self, redis: Any, scripts: Scripts, flows: Flows, periodic: Periodic,
-                 settings: Settings, clock: Clock) -> None:
+                 settings: Settings, clock: Clock, rounds: Any = None) -> None:
         self.redis = redis
+        # the batch's own round trips (read, steps, replies, acks), each bounded as a whole
+        self.rounds = redis if rounds is None else rounds
         self.scripts = scripts
         self.flows = flows
         self.periodic = periodic
@@ -219,14 +222,14 @@ class Worker:
                 count=self.s.worker_batch_max, block=self.s.worker_block_ms if block else None)
             return [(stream, eid, fields) for stream, items in reply or []
                     for eid, fields in items], True
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.rounds.pipeline(transaction=False)
         acks = self._queue_acks(pipe)
         pipe.xreadgroup(keys.SETTLE_GROUP, self.name, dict.fromkeys(streams, ">"),
                         count=self.s.worker_batch_max,
                         block=self.s.worker_block_ms if block else None)
         for p in parts:
             pipe.exists(keys.settle_failures(p))
-        out = await pipe.execute()
+        out = await execute(pipe, block_ms=self.s.worker_block_ms if block else 0)
         self._acked()
         reply, marks = out[acks], out[acks + 1:]
         return ([(stream, eid, fields) for stream, items in reply or [] for eid, fields in items],
@@ -360,7 +363,7 @@ class Worker:
         flow = self.flows.get(kind)
         if kind not in prepared:
             prepared[kind] = await flow.prepare(now)
-        errors = await run_steps(flow, [item for _, item in pairs], prepared[kind], self.redis,
+        errors = await run_steps(flow, [item for _, item in pairs], prepared[kind], self.rounds,
                                  self.scripts, self.s.redis_cluster)
         for i, error in errors.items():
             failed[pairs[i][0]] = (error, False)
@@ -386,9 +389,9 @@ class Worker:
     async def _flush_acks(self) -> None:
         if not self._acks:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.rounds.pipeline(transaction=False)
         self._queue_acks(pipe)
-        await pipe.execute()
+        await execute(pipe)
         self._acked()
 
     def _acked(self) -> None:

@@ -15,6 +15,21 @@ from server.store.scripts import Script, is_missing
 
 Call = tuple[list[str], list[Any]]  # KEYS and ARGV of one script call
 
+# A pipelined round trip is bounded as a whole, by this much (plus what a blocking read
+# asks for): the hot rounds run on a client whose connections bound no single reply
+# (`connect(..., reply_timeouts=False)`), since redis-py's per-reply timeout (an
+# `asyncio.timeout` entered for each reply of a pipeline, and a `wait_for` task for each
+# write) was a fifth of the settlement worker's CPU. 5 s is redis-py's own per-reply default.
+ROUND_S = 5.0
+
+
+async def execute(pipe: Any, raise_on_error: bool = True, block_ms: int = 0) -> list[Any]:
+    """Send a pipeline and read its replies, within `ROUND_S` (+ `block_ms`) altogether: a
+    Redis that does not answer is a TimeoutError (transient; redis-py drops the connection
+    it was reading)."""
+    async with asyncio.timeout(ROUND_S + block_ms / 1000):
+        return list(await pipe.execute(raise_on_error=raise_on_error))
+
 # Errors that say nothing about the transfer, only about the connection (and, on a cluster,
 # redirections redis-py gave up on while a slot moves): the batch is re-run, never failed.
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, AskError, TryAgainError,
@@ -36,7 +51,7 @@ async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call]
     pipe = redis.pipeline(transaction=False)
     for k, a in calls:
         await script(keys=k, args=a, client=pipe)  # queues; redis-py awaits a pipeline
-    results = list(await pipe.execute(raise_on_error=False))
+    results = await execute(pipe, raise_on_error=False)
     # a pipeline does not load libraries first: a server that lacks one (new, or emptied)
     # answers "function not found", and the plain call loads it and runs it once
     for i, res in enumerate(results):
