@@ -1,12 +1,9 @@
 """hiredis command packing (server/store/packing.py): the same bytes as redis-py's own
 packing for every argument shape, redis-py's errors for what it refuses, the class each
-URL scheme gets, a client from `connect` running scripts and pipelines on Valkey, and the
-rounds client (no per-reply timeout) bounded a round at a time."""
+URL scheme gets, and a client from `connect` running scripts and pipelines on Valkey."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -18,10 +15,10 @@ from redis.asyncio.connection import (
     SSLConnection,
     UnixDomainSocketConnection,
 )
-from redis.exceptions import DataError, ResponseError
+from redis.exceptions import DataError
 
 from server.app import connect
-from server.store import pipeline, scripts
+from server.store import scripts
 from server.store.embedded import EmbeddedValkey
 from server.store.packing import (
     HiredisConnection,
@@ -214,51 +211,3 @@ async def test_connect_runs_scripts_and_pipelines(valkey: EmbeddedValkey) -> Non
     finally:
         await redis.aclose(close_connection_pool=True)  # the pool is the caller's: not closed by default
 
-
-async def test_rounds_client_pipelines_on_valkey(valkey: EmbeddedValkey) -> None:
-    """The rounds client (no per-reply timeout) runs a bounded pipeline like the other."""
-    rounds = connect(valkey.url, reply_timeouts=False)
-    try:
-        k = uid("rounds")
-        pipe = rounds.pipeline(transaction=False)
-        for i in range(300):
-            pipe.hset(k, f"f{i}", i)
-        pipe.hlen(k)
-        pipe.hincrby(k, "f1", "x")  # refused: the others still land, the error is in its place
-        out = await pipeline.execute(pipe, raise_on_error=False)
-        assert out[:300] == [1] * 300 and out[300] == 300
-        assert isinstance(out[301], ResponseError)
-        conn = await rounds.connection_pool.get_connection()
-        try:
-            assert conn.socket_timeout is None  # no asyncio.timeout entered per reply
-        finally:
-            await rounds.connection_pool.release(conn)
-        await rounds.delete(k)
-    finally:
-        await rounds.aclose()
-
-
-async def test_a_silent_redis_times_a_round_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server that accepts and never answers: the round fails as a whole within its bound
-    (a transient error: the worker re-runs its batch), it does not hang the caller."""
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(1 << 16):  # take every command, answer none, until closed
-            pass
-        writer.close()
-
-    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
-    monkeypatch.setattr(pipeline, "ROUND_S", 0.3)
-    rounds = connect(f"redis://127.0.0.1:{port}", reply_timeouts=False)
-    try:
-        pipe = rounds.pipeline(transaction=False)
-        pipe.xadd("s", {"a": 1})
-        started = time.monotonic()
-        with pytest.raises(pipeline.TRANSIENT):
-            await pipeline.execute(pipe)
-        assert time.monotonic() - started < 3  # the bound, not redis-py's retries of a hang
-        with pytest.raises(TimeoutError):
-            await pipeline.execute(pipe, block_ms=200)
-    finally:
-        await rounds.aclose()
-        listener.close()

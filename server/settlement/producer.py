@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from server.store.pipeline import execute
+from server.store.pipeline import execute, pipeline
 
 Pending = tuple[str, dict[str, Any], "asyncio.Future[None]"]
 
@@ -42,7 +42,7 @@ class StreamProducer:
             task.add_done_callback(self._tasks.discard)
 
     async def _flush(self, batch: list[Pending]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = pipeline(self.redis)
         for stream, fields, _ in batch:
             pipe.xadd(stream, fields)
         self.batches += 1

@@ -20,7 +20,7 @@ from typing import Any
 
 from server.store import keys
 from server.store.channels import publish
-from server.store.pipeline import execute
+from server.store.pipeline import Round, execute
 
 # (channel, message) held by the task that reads a step's replies; other tasks (a gateway's
 # handlers sharing this process) publish at once
@@ -61,7 +61,7 @@ async def _publish_all(redis: Any, cluster: bool, pending: list[tuple[str, str]]
     if cluster:  # channels live in many slots: concurrent, each to its own node
         await asyncio.gather(*(publish(redis, True, ch, msg) for ch, msg in pending))
         return
-    pipe = redis.pipeline(transaction=False)
+    pipe = Round(redis)
     for channel, message in pending:
         pipe.publish(channel, message)
     await execute(pipe)

@@ -28,7 +28,7 @@ from server.settlement.flows import Flows, Item, Job, Periodic, run_steps
 from server.settlement.leases import Leases
 from server.settlement.replies import Replies
 from server.store import keys
-from server.store.pipeline import execute
+from server.store.pipeline import Round, execute, pipeline
 from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.worker")
@@ -222,7 +222,7 @@ class Worker:
                 count=self.s.worker_batch_max, block=self.s.worker_block_ms if block else None)
             return [(stream, eid, fields) for stream, items in reply or []
                     for eid, fields in items], True
-        pipe = self.rounds.pipeline(transaction=False)
+        pipe = Round(self.rounds)
         acks = self._queue_acks(pipe)
         pipe.xreadgroup(keys.SETTLE_GROUP, self.name, dict.fromkeys(streams, ">"),
                         count=self.s.worker_batch_max,
@@ -389,7 +389,7 @@ class Worker:
     async def _flush_acks(self) -> None:
         if not self._acks:
             return
-        pipe = self.rounds.pipeline(transaction=False)
+        pipe = pipeline(self.rounds)
         self._queue_acks(pipe)
         await execute(pipe)
         self._acked()
