@@ -102,6 +102,7 @@ def _secrets(s: Settings) -> Secrets:
     sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
     if sec.created:
         print(f"giftwire: generated development secrets in {s.data_dir / 'secrets.json'}")
+    if "admin_key" in sec.generated:  # never one the environment gave
         print(f"giftwire: admin key: {sec.admin_key}", flush=True)
     return sec
 
@@ -385,8 +386,10 @@ def cmd_token(args: argparse.Namespace) -> int:
     sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
     if sec.created:  # the first command on this data dir: say so where serve would (stdout
         # is the token's alone, so on stderr)
-        print(f"giftwire: generated development secrets in {s.data_dir / 'secrets.json'}\n"
-              f"giftwire: admin key: {sec.admin_key}", file=sys.stderr, flush=True)
+        print(f"giftwire: generated development secrets in {s.data_dir / 'secrets.json'}",
+              file=sys.stderr, flush=True)
+    if "admin_key" in sec.generated:
+        print(f"giftwire: admin key: {sec.admin_key}", file=sys.stderr, flush=True)
     print(make_token(sec.token_secret, args.user, int(time.time()) + ttl))
     return 0
 

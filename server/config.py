@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.popularity import CARDS
 from protocol.rooms import EFFECTS_MAX
-from protocol.schema import ID_PATTERN
+from protocol.schema import ASSET_PATTERN, ID_PATTERN
 from server.store.embedded import AOF_REWRITE_MIN_MB
 
 DEFAULT_NOTE_KINDS = ("do", "re", "mi", "fa", "sol", "la", "ti", "rare")
@@ -26,6 +27,12 @@ DEFAULT_NOTE_KINDS = ("do", "re", "mi", "fa", "sol", "la", "ti", "rare")
 # followed by any user id; a `:` it refuses, and system accounts are `mint:<asset>`.
 FAN_CARDS = ("small_card", "small_card_rare")
 _CREATOR = re.compile(ID_PATTERN)
+_DIGITS = re.compile(r"[0-9]+")
+_ASSET = re.compile(ASSET_PATTERN)
+_NOTE_KIND = re.compile(r"[A-Za-z0-9_-]{1,64}")  # `note.<kind>` is then an ASSET_PATTERN
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+FAULTS = ("", "kill_after_escrow", "kill_after_finalize", "poison_credit", "kill_after_grab",
+          "lose_like_batches")
 
 
 def fan_card(creator: str, rare: bool = False) -> str:
@@ -280,14 +287,19 @@ def tier_problems(wish_tiers: tuple[str, ...] | list[str]) -> list[str]:
     limits = [lim for lim, _, _ in tiers]
     for lim, _, price in tiers:
         num, _, den = price.partition("/")
-        if not (num.isdigit() and den.isdigit() and int(den) > 0 and int(num) >= int(den)):
+        if not (digits(num) and digits(den) and int(den) > 0 and int(num) >= int(den)):
             out.append(f"wish tier {lim}:{price}: the multiplier must be num/den with num ≥ den > 0 "
                        "(a boost never makes a gift cheaper: the surplus is burned)")
     if not limits or limits[-1] != "*" or "*" in limits[:-1] \
-            or not all(x.isdigit() for x in limits[:-1]) \
+            or not all(digits(x) for x in limits[:-1]) \
             or [int(x) for x in limits[:-1]] != sorted({int(x) for x in limits[:-1]}):
         out.append("wish tiers must ascend by audience and end with `*`")
     return out
+
+
+def digits(text: str) -> bool:
+    """ASCII digits only (`str.isdigit` also takes `²` and other digits `int` refuses)."""
+    return bool(_DIGITS.fullmatch(text))
 
 
 def tiers_arg(wish_tiers: tuple[str, ...] | list[str]) -> str:
@@ -299,16 +311,24 @@ class SettingError(ValueError):
     """A `GIFTWIRE_*` value that is not of its setting's type."""
 
 
-# settings that must be at least 1 (a zero partition count divides by zero; a zero read
-# wait would block the worker's read forever: BLOCK 0)
-POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den")
+# settings that must be above 0: periods (a zero tick spins its loop: a gateway at 100% CPU
+# idle), windows and steps (divisors), batch and page sizes (a zero one never makes progress),
+# and these: a zero partition count divides by zero, a zero read wait blocks the worker's
+# read forever (BLOCK 0)
+POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den",
+            "sweep_interval_ms", "wish_end_check_ms", "group_tick_ms", "popularity_tick_ms",
+            "points_sweep_tick_ms", "risk_tick_ms", "risk_engine_tick_ms", "room_share_refresh_ms",
+            "like_window_ms", "bad_frames_window_s", "boost_decay_step_s", "group_flood_window_ms",
+            "device_window_s", "cluster_window_s", "bot_window_s", "xadd_batch_max",
+            "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
+            "ledger_page_max", "bulk_items_max")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
 def problems(s: Settings) -> list[str]:
     """What makes a configuration unsafe to run with (checked at start-up), each naming its
     variable."""
-    out = tier_problems(s.wish_tiers)
+    out = [f"GIFTWIRE_WISH_TIERS: {p}" for p in tier_problems(s.wish_tiers)]
     for f in dataclasses.fields(Settings):
         value = getattr(s, f.name)
         if isinstance(value, float) and not math.isfinite(value):
@@ -316,8 +336,16 @@ def problems(s: Settings) -> list[str]:
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             out.append(f"GIFTWIRE_{f.name.upper()} must not be negative (it is {value})")
     for name in POSITIVE:  # periods: 0 would spin a loop or divide by zero
-        if getattr(s, name) < 1:
-            out.append(f"GIFTWIRE_{name.upper()} must be at least 1 (it is {getattr(s, name)})")
+        if getattr(s, name) <= 0:
+            out.append(f"GIFTWIRE_{name.upper()} must be more than 0 (it is {getattr(s, name)})")
+    if not 0 <= s.port <= 65535:
+        out.append(f"GIFTWIRE_PORT must be a port, 0–65535 (it is {s.port})")
+    if s.log_level.lower() not in LOG_LEVELS:
+        out.append(f"GIFTWIRE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
+    if s.fault not in FAULTS:
+        out.append(f"GIFTWIRE_FAULT must be empty or one of {', '.join(FAULTS[1:])}, "
+                   f"not {s.fault!r}")
+    out += _asset_problems(s) + _network_problems(s)
     for name, low, high in (("boost_decay", 0.0, 1.0), ("bot_regular_cv", 0.0, None)):
         text = getattr(s, name)
         try:
@@ -347,17 +375,59 @@ def problems(s: Settings) -> list[str]:
     except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
         out.append(f"GIFTWIRE_TIMEZONE {s.timezone!r} is neither an IANA zone nor ±HH:MM[:SS]")
     levels = [x for x in s.like_levels]
-    if not all(x.isdigit() and int(x) > 0 for x in levels) or levels != sorted(levels, key=int):
-        out.append("GIFTWIRE_LIKE_LEVELS must be positive whole numbers in ascending order")
+    if not levels or not all(digits(x) and int(x) > 0 for x in levels) \
+            or [int(x) for x in levels] != sorted({int(x) for x in levels}):
+        out.append("GIFTWIRE_LIKE_LEVELS must be positive whole numbers, strictly ascending")
+    if len(s.signin_points) != 3 or not all(digits(x) for x in s.signin_points):
+        out.append("GIFTWIRE_SIGNIN_POINTS must be three whole numbers: day 1, added per streak "
+                   f"day, at most (it is {','.join(s.signin_points)!r})")
     if len(s.room_effects) > EFFECTS_MAX:  # a snapshot lists the effects fired
         out.append(f"GIFTWIRE_ROOM_EFFECTS has more than {EFFECTS_MAX} effects")
     for name, items in (("ROOM_EFFECTS", s.room_effects), ("CARD_PRICES", s.card_prices)):
         for item in items:
             head, sep, tail = item.partition(":")
             number, label = (head, tail) if name == "ROOM_EFFECTS" else (tail, head)
-            if not sep or not label or not number.isdigit() or int(number) < 1:
+            if not sep or not label or not digits(number) or int(number) < 1:
                 out.append(f"GIFTWIRE_{name} item {item!r} is not "
                            + ("`<likes>:<name>`" if name == "ROOM_EFFECTS" else "`<card>:<points>`"))
+    priced = [item.partition(":")[0] for item in s.card_prices]
+    if sorted(priced) != sorted(CARDS):  # a use of an unpriced card would fail in settlement
+        out.append(f"GIFTWIRE_CARD_PRICES must price each card once: {', '.join(CARDS)} "
+                   f"(it prices {', '.join(priced) or 'none'})")
+    return out
+
+
+def _asset_problems(s: Settings) -> list[str]:
+    out = []
+    bad = [k for k in s.note_kinds if not _NOTE_KIND.fullmatch(k)]
+    if bad or not s.note_kinds:
+        out.append(f"GIFTWIRE_NOTE_KINDS must be kinds of letters, digits, _ or - (not {bad!r})"
+                   if bad else "GIFTWIRE_NOTE_KINDS must name at least one kind")
+    bad = [a for a in s.other_assets if not _ASSET.fullmatch(a) or fan_card_of(a) is not None]
+    if bad:
+        out.append(f"GIFTWIRE_OTHER_ASSETS must be asset names (lower-case letters and _, at "
+                   f"most 24) other than fan-club cards, not {bad!r}")
+    names = s.note_assets + s.other_assets
+    if len(set(names)) != len(names):
+        out.append("GIFTWIRE_NOTE_KINDS and GIFTWIRE_OTHER_ASSETS name an asset twice")
+    if s.mentor_reward_asset not in s.note_assets:  # minted as cards: never a managed asset
+        out.append(f"GIFTWIRE_MENTOR_REWARD_ASSET must be a note card "
+                   f"({', '.join(s.note_assets)}), not {s.mentor_reward_asset!r}")
+    return out
+
+
+def _network_problems(s: Settings) -> list[str]:
+    import ipaddress
+
+    out = []
+    for name, nets in (("TRUSTED_PROXIES", s.trusted_proxies),
+                       ("RISK_EXEMPT_NETWORKS", s.risk_exempt_networks)):
+        for net in nets:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                out.append(f"GIFTWIRE_{name} item {net!r} is not an address or network "
+                           "(`10.0.0.0/8`, `::1`)")
     return out
 
 
@@ -407,9 +477,10 @@ DOCS: dict[str, str] = {
     "data_dir": "secrets.json and the embedded server's append-only file",
     "redis_url": "`REDIS_URL` also works; empty: start the embedded Valkey",
     "redis_cluster": "`REDIS_URL` names a node of a Redis/Valkey Cluster (sharded pub/sub, per-slot calls)",
-    "token_secret": "HMAC secret shared with the platform; empty: generated in data_dir",
-    "admin_key": "bearer key of the admin API; empty: generated in data_dir",
-    "log_level": "log level",
+    "token_secret": "HMAC secret shared with the platform; empty: generated in data_dir "
+                    "(secrets.json holds only the secrets this environment does not set)",
+    "admin_key": "bearer key of the admin API; empty: generated in data_dir (and printed once)",
+    "log_level": "`debug`, `info`, `warning`, `error` or `critical` (any case)",
     "log_format": "`json` (one object per line, with the transfer id on gift lines) or `text`",
     "aof_rewrite_min_mb": "the embedded Valkey compacts its append-only file once it has doubled and is at "
                           "least this large (MB); each rewrite forks Valkey and slows confirmations "
@@ -418,7 +489,8 @@ DOCS: dict[str, str] = {
     "note_kinds": "note-card kinds, comma-separated; each is the asset `note.<kind>`",
     "other_assets": "non-giftable assets, comma-separated (besides each creator's fan-club cards, "
                     "`small_card.<creator>` and `small_card_rare.<creator>`)",
-    "timezone": "the platform's day: IANA name or ±HH:MM[:SS]; counters reset at its midnight",
+    "timezone": "the platform's day: IANA name (`Asia/Shanghai`, `UTC`) or ±HH:MM[:SS], "
+                "optionally after `UTC`; counters reset at its midnight",
     "gifts_per_day": "gifts a sender may send per day",
     "vip_bonus_gifts": "extra gifts per day for VIP senders",
     "pair_gifts_per_day": "gifts one recipient may take per day from one sender",
@@ -429,7 +501,7 @@ DOCS: dict[str, str] = {
     "festival_cost_den": "festival price denominator",
     "newcomer_window_s": "how long after registration a user is a newcomer",
     "newcomer_free_cards": "cards a newcomer may gift free, paid by the promotion account",
-    "mentor_reward_asset": "asset of the mentor reward",
+    "mentor_reward_asset": "asset of the mentor reward: a note card (`note.<kind>`)",
     "mentor_reward_cards": "cards the newcomer and the mentor each get on the first gift",
     "offer_timeout_s": "how long a confirmation-required gift waits before it is voided",
     "offers_per_user_max": "pending offers one recipient may hold",
@@ -499,7 +571,8 @@ DOCS: dict[str, str] = {
     "wish_end_check_ms": "how often workers close gift wishes whose end time passed",
     "like_window_ms": "the like speed rule's sliding window",
     "likes_per_window_max": "likes counted per user per window; faster likes are refused and reported",
-    "like_levels": "likes for one streamer that reach fan-club levels 1, 2, 3, …",
+    "like_levels": "likes for one streamer that reach fan-club levels 1, 2, 3, … (strictly "
+                   "ascending)",
     "room_effects": "room effects by the session's likes, `<likes>:<name>`, each broadcast once a session",
     "like_task_likes": "likes for one streamer in one local day that complete the daily task (one "
                        "`small_card.<streamer>`)",
@@ -526,13 +599,14 @@ DOCS: dict[str, str] = {
     "envelopes_open_max": "open red envelopes per group",
     "group_tick_ms": "how often workers close due polls and refund expired red envelopes",
     "points_lot_ttl_s": "every grant of popularity points (a lot) expires this long after it",
-    "signin_points": "daily sign-in points: the first day, added per unbroken day, the most",
+    "signin_points": "daily sign-in points, three whole numbers: the first day, added per "
+                     "unbroken day, the most",
     "task_posts": "on-topic posts in a weekly cycle that earn the creator task's points, once a cycle",
     "task_points": "points of the creator task",
     "points_per_yuan": "purchased points per yuan (whole points: fen × this // 100)",
     "exchange_cards": "small cards that exchange into `GIFTWIRE_EXCHANGE_POINTS` points",
     "exchange_points": "points those small cards give (a fresh lot)",
-    "card_prices": "points each card use costs, `<card>:<points>`",
+    "card_prices": "points each card use costs, `<card>:<points>`, each of the three cards once",
     "card_uses_per_day": "card uses per account per local day",
     "fan_reach_followers": "followers an account needs for fan reach",
     "mature_days": "days since registration that make an account mature (advanced cards)",

@@ -7,7 +7,7 @@ import re
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
-_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):(\d{2})(?::(\d{2}))?$")
+_OFFSET = re.compile(r"^(?:UTC)?([+-])([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?$")
 
 
 def parse_timezone(name: str) -> tzinfo:
@@ -15,6 +15,8 @@ def parse_timezone(name: str) -> tzinfo:
     m = _OFFSET.match(name)
     if m:
         sign = -1 if m.group(1) == "-" else 1
+        if int(m.group(3)) > 59 or int(m.group(4) or 0) > 59:
+            raise ValueError(f"bad offset {name!r}")
         seconds = int(m.group(2)) * 3600 + int(m.group(3)) * 60 + int(m.group(4) or 0)
         return timezone(sign * timedelta(seconds=seconds))
     return ZoneInfo(name)

@@ -33,5 +33,8 @@ def configure(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler],
+    # a name, never any attribute of `logging` (GIFTWIRE_LOG_LEVEL is checked at start-up)
+    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+              "error": logging.ERROR, "critical": logging.CRITICAL}
+    logging.basicConfig(level=levels.get(level.lower(), logging.INFO), handlers=[handler],
                         force=True)

@@ -325,3 +325,26 @@ async def test_a_killed_serve_takes_its_embedded_valkey_with_it() -> None:
             assert again.stop() == 0
         for pid in processes_with(str(data)):  # only if the test failed: ours
             os.kill(pid, signal.SIGKILL)
+
+
+def test_secrets_set_in_the_environment_are_not_written_nor_printed() -> None:
+    """With both secrets in the environment nothing is generated; with the admin key set, only
+    the token secret is generated (and secrets.json holds no key that would not work); a key
+    the environment gave is never printed."""
+    data = short_tmpdir()
+    both = giftwire("token", "alice", "--data-dir", str(data),
+                    GIFTWIRE_TOKEN_SECRET="s" * 32, GIFTWIRE_ADMIN_KEY="k" * 24)
+    assert both.returncode == 0 and both.stderr == "" and not (data / "secrets.json").exists()
+    assert verify_token("s" * 32, both.stdout.strip(), time.time()) == "alice"
+    one = giftwire("token", "bob", "--data-dir", str(data), GIFTWIRE_ADMIN_KEY="k" * 24)
+    stored = Proc("token", data, {}).secrets
+    assert set(stored) == {"token_secret"} and "k" * 24 not in one.stderr
+    assert "generated development secrets" in one.stderr
+    assert verify_token(stored["token_secret"], one.stdout.strip(), time.time()) == "bob"
+    # the key is unset again later: generated then, and printed
+    later = giftwire("token", "carol", "--data-dir", str(data))
+    stored = Proc("token", data, {}).secrets
+    assert set(stored) == {"token_secret", "admin_key"} and stored["admin_key"] in later.stderr
+    # a key in the file that the environment now overrides is dropped from the file
+    giftwire("token", "dave", "--data-dir", str(data), GIFTWIRE_ADMIN_KEY="k" * 24)
+    assert set(Proc("token", data, {}).secrets) == {"token_secret"}

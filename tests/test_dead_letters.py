@@ -53,6 +53,10 @@ async def test_poison_entry_set_aside_after_bounded_attempts(
                   if x.startswith("{")]
         buried = [x for x in logged if "dead-lettered" in x["msg"]]
         assert buried and buried[0]["transfer_id"] == f"{s}:bad1"  # the log names the gift
+        # and so does every line on the way there: the step's failure, each attempt
+        failing = [x for x in logged if "entry failed" in x["msg"] or "attempt" in x["msg"]]
+        assert len(failing) >= 4, failing
+        assert all(x.get("transfer_id") == f"{s}:bad1" for x in failing), failing
         code, out = await run_audit(vk.url)
         assert code == 0 and "dead letters: 1" in out and "bad1" not in out and s in out, out
 

@@ -65,17 +65,17 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
     assert problems(Settings(wish_tiers=("1000:1/1", "10000:2/1")))
     assert Settings(room_queue_max_bytes=2 << 20).room_queue_bytes == (1 << 20) // 2
     assert problems(Settings(room_tick_ms=0)) == [
-        "GIFTWIRE_ROOM_TICK_MS must be at least 1 (it is 0)"]  # the room tick would never come
+        "GIFTWIRE_ROOM_TICK_MS must be more than 0 (it is 0)"]  # the room tick would never come
     assert problems(Settings(room_tick_ms=1)) == []
     assert problems(Settings(partitions=0, worker_block_ms=0, partition_lease_ms=299)) == [
-        "GIFTWIRE_PARTITIONS must be at least 1 (it is 0)",  # users map to none of them
-        "GIFTWIRE_WORKER_BLOCK_MS must be at least 1 (it is 0)",  # BLOCK 0 waits for ever
+        "GIFTWIRE_PARTITIONS must be more than 0 (it is 0)",  # users map to none of them
+        "GIFTWIRE_WORKER_BLOCK_MS must be more than 0 (it is 0)",  # BLOCK 0 waits for ever
         "GIFTWIRE_PARTITION_LEASE_MS must be at least 300 (it is 299)"]
     assert problems(Settings(auth_timeout_s=-5.0, request_timeout_s=math.nan,
                              festival_cost_den=0, boost_decay="-0.5", bot_regular_cv="x")) == [
         "GIFTWIRE_AUTH_TIMEOUT_S must not be negative (it is -5.0)",  # would close every login
         "GIFTWIRE_REQUEST_TIMEOUT_S must be a finite number (it is nan)",
-        "GIFTWIRE_FESTIVAL_COST_DEN must be at least 1 (it is 0)",  # festival prices ÷ 0
+        "GIFTWIRE_FESTIVAL_COST_DEN must be more than 0 (it is 0)",  # festival prices ÷ 0
         "GIFTWIRE_BOOST_DECAY must be a number from 0 to 1, not '-0.5'",
         "GIFTWIRE_BOT_REGULAR_CV must be a number at least 0, not 'x'"]
     assert problems(Settings(bot_regular_cv="inf", worker_metrics_port=8699, port=8700,
@@ -84,6 +84,42 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
         "GIFTWIRE_WORKER_METRICS_PORT's ports 8699-8700 take the gateway's port 8700"]
     assert problems(Settings(worker_metrics_port=65535, worker_processes=1)) == [
         "GIFTWIRE_WORKER_METRICS_PORT must leave room below 65536 for 2 ports (it is 65535)"]
+
+
+def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:
+    """Zero ticks, windows and batch sizes (a loop at 100% CPU, a division by zero, no
+    progress), sign-in points or card prices a request would crash on, networks that do not
+    parse, non-ASCII digits, unknown log levels, faults and assets: refused at start-up, each
+    naming its variable."""
+    from server.config import POSITIVE, Settings, problems
+
+    for name in POSITIVE:
+        assert problems(Settings(**{name: 0})) == [
+            f"GIFTWIRE_{name.upper()} must be more than 0 (it is 0)"], name
+    assert problems(Settings(bad_frames_window_s=0.5)) == []  # a fraction of a second is a window
+    refused = {
+        "SIGNIN_POINTS": Settings(signin_points=("a", "b")),
+        "CARD_PRICES": Settings(card_prices=("video_heating:100", "bogus:5")),
+        "TRUSTED_PROXIES": Settings(trusted_proxies=("not-an-ip",)),
+        "RISK_EXEMPT_NETWORKS": Settings(risk_exempt_networks=("999.1.1.1/99",)),
+        "LIKE_LEVELS": Settings(like_levels=("100", "100", "1000")),
+        "LOG_LEVEL": Settings(log_level="BASIC_FORMAT"),
+        "FAULT": Settings(fault="kill_after_escro"),
+        "NOTE_KINDS": Settings(note_kinds=("do", "Do!")),
+        "OTHER_ASSETS": Settings(other_assets=("NOT VALID",)),
+        "MENTOR_REWARD_ASSET": Settings(mentor_reward_asset="popularity"),
+        "PORT": Settings(port=70000),
+        "TIMEZONE": Settings(timezone="+08:99"),
+        "WISH_TIERS": Settings(wish_tiers=("²:1/1", "*:1/1")),
+        "ROOM_EFFECTS": Settings(room_effects=("²:hearts",)),
+    }
+    for name, settings in refused.items():
+        found = problems(settings)
+        assert len(found) == 1 and found[0].startswith(f"GIFTWIRE_{name}"), (name, found)
+    assert problems(Settings(like_levels=("²",))) != []
+    assert problems(Settings(card_prices=("fan_reach:1", "video_heating:2",
+                                          "live_recommendation:3"), log_level="WARNING",
+                             trusted_proxies=("10.0.0.1", "fd00::/8"), timezone="UTC+05:30")) == []
 
 
 def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:

@@ -102,7 +102,17 @@ class DeadLetters:
                 await self.bury(entry, error, attempts)
             else:
                 log.warning("entry %s failed (attempt %d of %d), retried after %d ms: %s", eid,
-                            attempts, self.s.settle_attempts_max, self.s.claim_idle_ms, error)
+                            attempts, self.s.settle_attempts_max, self.s.claim_idle_ms, error,
+                            extra={"transfer_id": self.transfer_id(fields)})
+
+    def transfer_id(self, fields: dict[str, str]) -> str:
+        """The transfer id of an entry's item ('' if it has none or does not parse): a gift's
+        or an offer's item knows it (the entry itself carries only the gift id)."""
+        try:
+            env = codec.decode(fields)
+            return str(getattr(self.flows.get(env.kind).decode(env, fields), "tid", ""))
+        except Exception:  # a field that does not parse: likely why it failed
+            return ""
 
     async def over_delivered(self, stream: str, items: list[Entry]) -> list[Entry]:
         """Of entries just claimed, bury those handed out more than `settle_deliveries_max`
@@ -135,19 +145,11 @@ class DeadLetters:
         if status(reply) is not Status.APPLIED:
             return  # another worker finished it or buried it first
         DEAD_LETTERED.inc(partition=str(p))
-        env, tid = None, ""
+        log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, reply[1], attempts,
+                  error, extra={"transfer_id": self.transfer_id(fields)})
         try:
             env = codec.decode(fields)
         except (KeyError, ValueError):
-            pass  # unreadable: nobody to tell
-        if env is not None:
-            try:  # a gift's or an offer's item knows its transfer id (the entry: the gift id)
-                tid = str(getattr(self.flows.get(env.kind).decode(env, fields), "tid", ""))
-            except Exception:  # a flow field that does not parse: it is why it is buried
-                tid = ""
-        log.error("entry %s dead-lettered as %s after %d attempt(s): %s", eid, reply[1], attempts,
-                  error, extra={"transfer_id": tid})
-        if env is None:
             return  # unreadable: nobody to tell
         e = ERRORS["settlement_failed"]
         await self.replies.send(env.user, env.route, encode(

@@ -107,7 +107,8 @@ async def run_steps(flow: Flow, items: list[Item], batch: Any, redis: Any, scrip
                 except TRANSIENT:
                     raise
                 except Exception as exc:  # a script error or an unknown status: a broken invariant
-                    log.error("%s of a %s entry failed: %r", step.script, flow.kind, exc)
+                    log.error("%s of a %s entry failed: %r", step.script, flow.kind, exc,
+                              extra={"transfer_id": getattr(items[i], "tid", "")})
                     failed[i] = f"{step.script}: {type(exc).__name__}: {exc}"
     return failed
 
