@@ -98,7 +98,8 @@ ERRORS = _codes(
     ErrorCode("risk_banned", "your account is banned (automated use); see `risk.notice` for how "
               "to appeal"),
     ErrorCode("settlement_failed", "the request could not be settled and was set aside for an "
-              "operator; send it again with the same gift id to learn its outcome", temporary=True),
+              "operator; once they retried or voided it, the same request (same gift id) "
+              "answers its outcome (until then, this error again)", temporary=True),
 )
 
 # Reasons a gift (or an offer action) is refused: `gift.rejected.code`.

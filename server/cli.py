@@ -20,7 +20,7 @@ import uvloop
 
 from server import config
 from server.config import Settings
-from server.gateway.auth import make_token
+from server.gateway.auth import EXPIRES_MAX_S, make_token
 from server.gateway.http_limits import HandshakeLimits, http_protocol
 from server.gifting.rules import is_valid_id
 from server.lifetime import stop_when_parent_dies
@@ -380,9 +380,11 @@ def cmd_token(args: argparse.Namespace) -> int:
     ttl = s.token_ttl_s if args.ttl is None else args.ttl  # GIFTWIRE_TOKEN_TTL_S by default
     if not is_valid_id(args.user):
         sys.exit(f"giftwire: {args.user!r} is not a user id (1–64 letters, digits, _ or -)")
+    named = "--ttl" if args.ttl is not None else "GIFTWIRE_TOKEN_TTL_S"
     if ttl < 1:
-        named = "--ttl" if args.ttl is not None else "GIFTWIRE_TOKEN_TTL_S"
         sys.exit(f"giftwire: {named} must be at least 1 second")
+    if int(time.time()) + ttl > EXPIRES_MAX_S:  # a longer expiry is a malformed token
+        sys.exit(f"giftwire: {named} {ttl} ends after {EXPIRES_MAX_S} (12 digits of Unix seconds)")
     sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
     if sec.created:  # the first command on this data dir: say so where serve would (stdout
         # is the token's alone, so on stderr)
@@ -402,11 +404,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     url = s.redis_url or EmbeddedValkey(s.data_dir).url
 
     async def main() -> int:
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisError, ResponseError
 
         client = connect(url, s.redis_cluster)
         try:
             result, text = await full_audit(client, s.replace(redis_url=url))
+        except ResponseError as exc:  # Redis answered: a key holds what giftwire never wrote
+            print(f"giftwire: audit failed: Redis refused to read giftwire's data as giftwire "
+                  f"writes it (a corrupt or foreign key): {exc}", file=sys.stderr)
+            return 1
         except (RedisError, OSError) as exc:  # not a verdict: 2, never 1 (an invariant broke)
             print(f"giftwire: cannot audit, Redis at {url} is unreachable: {exc}", file=sys.stderr)
             return 2

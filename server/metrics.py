@@ -105,7 +105,8 @@ GAPS_FILLED = REGISTRY.add(Counter(
     "events a connection missed live (a slot move) and got from the log before the next one"))
 DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections ended, by reason"))
 CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
-                               "stream entries taken over from a dead worker"))
+                               "stream entries taken over: from a dead worker, or a worker's "
+                               "own failed ones run again"))
 BACKLOG = REGISTRY.add(Gauge("giftwire_stream_backlog", "settlement stream length, by partition"))
 HELD = REGISTRY.add(Gauge("giftwire_partition_held",
                           "1 while a worker holds the partition's lease; 0: nothing settles it"))

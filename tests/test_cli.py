@@ -13,11 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import redis
 
 from protocol.client import Client
 from server.gateway.auth import verify_token
+from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, metric, short_tmpdir
+from tests.support import Admin, Proc, metric, run_audit, short_tmpdir, uid
 
 OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
 
@@ -348,3 +350,25 @@ def test_secrets_set_in_the_environment_are_not_written_nor_printed() -> None:
     # a key in the file that the environment now overrides is dropped from the file
     giftwire("token", "dave", "--data-dir", str(data), GIFTWIRE_ADMIN_KEY="k" * 24)
     assert set(Proc("token", data, {}).secrets) == {"token_secret"}
+
+
+def test_token_refuses_a_lifetime_past_what_tokens_can_carry() -> None:
+    """A `--ttl` whose expiry would take more than 12 digits is refused (exit 1) instead of
+    printing a token the server would close as malformed."""
+    out = giftwire("token", "bob", "--ttl", "99999999999999999999", "--data-dir",
+                   str(short_tmpdir()))
+    assert out.returncode == 1 and "--ttl" in out.stderr and out.stdout == "", out
+
+
+async def test_audit_of_a_corrupt_key_is_a_failure_not_an_unreachable_redis(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """A balance key that holds a string (written by something else) makes `giftwire audit`
+    exit 1 saying the data is not giftwire's, not 2 ("unreachable")."""
+    vk = fresh_valkey()
+    client = redis.Redis.from_url(vk.url)
+    try:
+        client.set(keys.user(uid()).balances, "corrupt")
+    finally:
+        client.close()
+    code, out = await run_audit(vk.url)
+    assert code == 1 and "corrupt or foreign key" in out and "unreachable" not in out, out

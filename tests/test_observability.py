@@ -7,7 +7,9 @@ import re
 from collections.abc import Callable
 
 import httpx
+import pytest
 import redis
+import websockets
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
@@ -28,9 +30,10 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
     async with Admin(srv) as admin:
         s, r = await admin.pair(2)
         async with await Client.connect(srv.ws, srv.token(s)) as a:
-            assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
+            assert (await a.send_gift(r, "note.do", 1, gift_id="g1"))["type"] == "gift.confirmed"
             assert (await a.send_gift(r, "note.do", 5))["code"] == "insufficient_balance"
             assert (await a.send_gift(s, "note.do", 1))["code"] == "self_gift"
+            assert (await a.send_gift(r, "note.do", 2, gift_id="g1"))["code"] == "gift_id_conflict"
             async with httpx.AsyncClient(base_url=srv.http) as http:
                 text = (await http.get("/metrics")).text
                 assert metric(text, "giftwire_connections") == 1
@@ -40,13 +43,43 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
         assert metric(text, 'giftwire_gifts_settled_total{outcome="delivered"}') == 1
         assert metric(text, 'giftwire_gifts_rejected_total{reason="insufficient_balance"}') == 1
         assert metric(text, 'giftwire_gifts_rejected_total{reason="self_gift"}') == 1
-        assert metric(text, "giftwire_settlement_seconds_count") == 2
-        assert metric(text, "giftwire_frames_in_total") == 3  # the three requests
-        assert metric(text, "giftwire_frames_out_total") == 4  # the welcome and three replies, once each
+        assert metric(text, 'giftwire_gifts_rejected_total{reason="gift_id_conflict"}') == 1
+        assert metric(text, "giftwire_settlement_seconds_count") == 3
+        assert metric(text, "giftwire_frames_in_total") == 4  # the four requests
+        assert metric(text, "giftwire_frames_out_total") == 5  # the welcome and four replies, once each
         assert metric(text, 'giftwire_stream_backlog{partition="0"}') >= 0
         assert metric(after, "giftwire_connections") == 0
         assert metric(after, 'giftwire_partition_held{partition="0"}') == 1  # serve's worker
         assert metric(after, 'giftwire_disconnects_total{reason="client"}') == 1
+
+
+async def test_server_side_closes_are_counted_under_their_reasons(own_server: OwnServer) -> None:
+    """A connection refused as one too many (4005), a message over the transport limit (1009)
+    and text that is not UTF-8 (1007) count under those reasons, not as a client leaving."""
+    srv, _ = own_server({"GIFTWIRE_CONNECTIONS_PER_USER_MAX": "1", "GIFTWIRE_WS_MAX_BYTES": "2048"})
+    async with Admin(srv) as admin:
+        s, _ = await admin.pair(1)
+    url = f"{srv.ws}?token={srv.token(s)}"
+    async with websockets.connect(url) as first:
+        await first.recv()  # welcome
+        async with websockets.connect(url) as second:
+            with pytest.raises(websockets.ConnectionClosed):
+                await second.recv()
+            assert second.close_code == 4005
+    for payload, code in ((("x" * 4096), 1009), (b"\xff\xfe{}", 1007)):
+        async with websockets.connect(url) as ws:
+            await ws.recv()
+            await ws.send(payload, text=True)
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == code
+    await asyncio.sleep(0.3)
+    async with httpx.AsyncClient(base_url=srv.http) as http:
+        text = (await http.get("/metrics")).text
+    assert metric(text, 'giftwire_disconnects_total{reason="too_many_connections"}') == 1
+    assert metric(text, 'giftwire_disconnects_total{reason="message_too_big"}') == 1
+    assert metric(text, 'giftwire_disconnects_total{reason="invalid_utf8"}') == 1
+    assert metric(text, 'giftwire_disconnects_total{reason="client"}') == 1  # the first one
 
 
 async def test_health_proves_pubsub_and_recovers(own_server: OwnServer) -> None:

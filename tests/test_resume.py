@@ -10,6 +10,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 import redis
+import websockets
 
 from protocol.client import Client
 from server.store import keys
@@ -167,3 +168,15 @@ async def test_an_event_lost_live_is_filled_in_from_the_log(
             await asyncio.sleep(0.2)
             assert b.events() == []
         await b.close()
+
+
+async def test_since_in_the_url_past_any_log_is_not_recovered(server: Proc, admin: Admin) -> None:
+    """`?since=` with a whole number past the log, however long, answers recovered: false
+    (as the same `since` in an `auth` frame does); one that is not a whole number is ignored."""
+    u = uid()
+    await admin.user(u)
+    for since, recovered in (("99", False), ("9" * 19, False), ("9" * 40, False),
+                             ("²", None), ("-1", None), ("x", None)):
+        async with websockets.connect(f"{server.ws}?token={server.token(u)}&since={since}") as ws:
+            welcome = orjson.loads(await ws.recv())
+            assert welcome["type"] == "welcome" and welcome.get("recovered") is recovered, since

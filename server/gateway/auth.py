@@ -31,6 +31,9 @@ def _sign(secret: str, payload: str) -> str:
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
+# an expiry is at most 12 digits of Unix seconds (a longer one is refused as malformed)
+EXPIRES_MAX_S = 10**12 - 1
+
 def make_token(secret: str, user: str, expires_s: int, device: str | None = None) -> str:
     if not is_valid_id(user):
         raise ValueError(f"invalid user id {user!r}")
@@ -57,7 +60,9 @@ def verify_token(secret: str, token: str, now_s: float) -> str | TokenError:
     payload = token.rsplit(".", 1)[0]
     if not hmac.compare_digest(_sign(secret, payload), signature):
         return TokenError("auth_invalid", "bad signature")
-    if not is_valid_id(user) or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
+    # (the length first: int() of thousands of digits raises)
+    if not is_valid_id(user) or not (expires.isascii() and expires.isdigit()) \
+            or len(expires) > len(str(EXPIRES_MAX_S)):
         return TokenError("auth_invalid", "malformed token")
     if int(expires) <= now_s:
         return TokenError("auth_expired", "token expired")

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol import PROTOCOL_VERSION
-from protocol.errors import ERRORS, close_code
+from protocol.errors import CLOSE_CODES, ERRORS, close_code
 from protocol.messages import Decoded, DecodeError, decode_client, encode
 from server.clock import Clock
 from server.config import Settings
@@ -35,6 +35,12 @@ from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
+
+SEQ_BEYOND = 2**63  # a `since` past any seq a log can reach
+
+# the close codes the WebSocket layer sends by itself (the rest of RFC 6455's are a client's)
+TRANSPORT_CLOSES = {c.code: c.reason for c in CLOSE_CODES.values()
+                    if c.reason in ("invalid_utf8", "message_too_big")}
 
 log = logging.getLogger("giftwire.gateway")
 EXPIRE_CHECK_S = 1.0  # how often waiting requests are checked against request_timeout_s
@@ -148,6 +154,7 @@ class Gateway:
             return
         user, request_id, since, device = auth
         if len(list(self.hub.on(keys.user(user).channel))) >= self.s.connections_per_user_max:
+            DISCONNECTS.inc(reason="too_many_connections")
             await self._close(ws, "too_many_connections")
             return
         endpoint_task = asyncio.current_task()
@@ -319,7 +326,10 @@ class Gateway:
         token = ws.query_params.get("token")
         request_id: str | None = None
         raw_since = ws.query_params.get("since")
-        since = int(raw_since) if raw_since and raw_since.isdigit() and len(raw_since) < 19 else None
+        since = None  # not a whole number: ignored, as the docs say
+        if raw_since and raw_since.isascii() and raw_since.isdigit():
+            # any whole number counts; one too long for a seq is past every log (recovered:false)
+            since = int(raw_since) if len(raw_since) < 19 else SEQ_BEYOND
         if token is None:
             try:
                 msg = await asyncio.wait_for(ws.receive(), self.s.auth_timeout_s)
@@ -354,6 +364,9 @@ class Gateway:
         while True:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
+                # closed by the WebSocket layer itself (a message too big, bad UTF-8): counted
+                # under its reason, not as the client's leaving
+                conn.kick_reason = TRANSPORT_CLOSES.get(msg.get("code", 0), "")
                 return None
             FRAMES_IN.inc()
             text = msg.get("text")

@@ -131,6 +131,7 @@ class GiftFlow(GiftingFlow):
         if st is Status.REJECTED:  # the script published the rejection, routed to the request
             REJECTED.inc(reason=orjson.loads(reply[1])["code"])
         elif st is Status.CONFLICT:
+            REJECTED.inc(reason="gift_id_conflict")
             await self.replies.send(item.sender, item.route,
                                     rejection(item.tid, item.gift_id, "gift_id_conflict"))
         elif st is Status.APPLIED or st is Status.EXISTS:

@@ -66,7 +66,8 @@ def record_step(s: Settings) -> Step:
     async def after(item: ReceivedGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
         if st is Status.REJECTED:
-            log.info("gift %s names unknown group %s", item.tid, item.group)
+            log.info("gift %s names unknown group %s", item.tid, item.group,
+                     extra={"transfer_id": item.tid})
         elif st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"group_record answered {reply!r}")
 
