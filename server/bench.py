@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,7 +25,7 @@ import orjson
 
 from server.app import connect, connect_parts, make_worker
 from server.audits import full_audit
-from server.cli import uvicorn_config
+from server.cli import PARENT_ENV, uvicorn_config
 from server.config import Settings
 from server.gateway.auth import make_token
 from server.gifting import flow as gift_flow
@@ -126,10 +127,15 @@ class GiftwireProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.terminated = False
         argv = [sys.executable, "-m", "server.cli", self.command, "--data-dir", str(self.data_dir)]
+        env = dict(self.env)
+        if threading.current_thread() is threading.main_thread():
+            # it stops (SIGTERM) when this process dies, even by SIGKILL; only from the main
+            # thread: the kernel watches the thread that started it (server/lifetime.py)
+            env[PARENT_ENV] = str(os.getpid())
         if self.command in ("serve", "gateway"):
             argv += ["--port", "0"]
         with self.log_path.open("w") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(argv + list(self.args), env=self.env,
+            self.proc = subprocess.Popen(argv + list(self.args), env=env,
                                          stdout=subprocess.PIPE, stderr=log, text=True)
         deadline = time.monotonic() + timeout_s
         assert self.proc.stdout is not None

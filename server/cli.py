@@ -205,6 +205,7 @@ def _lock_data_dir(data_dir: Path) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    die_with_parent()  # started by a harness that set it: stop with the harness
     s = _settings(args)
     embedded = None
     lock = None
@@ -298,6 +299,7 @@ def _require_redis(s: Settings) -> None:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
+    die_with_parent()
     s = _settings(args)
     _require_redis(s)
     check_durability(s)
@@ -313,7 +315,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return _worker(args, jobs_only=True)
 
 
-PARENT_ENV = "GIFTWIRE_PARENT_PID"  # set by serve on its children
+PARENT_ENV = "GIFTWIRE_PARENT_PID"  # set by serve on its children (and by bench's harness)
 
 
 def die_with_parent() -> None:

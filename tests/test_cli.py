@@ -372,3 +372,33 @@ async def test_audit_of_a_corrupt_key_is_a_failure_not_an_unreachable_redis(
         client.close()
     code, out = await run_audit(vk.url)
     assert code == 1 and "corrupt or foreign key" in out and "unreachable" not in out, out
+
+
+async def test_a_harness_killed_takes_its_server_with_it(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """A server started through the harness seam (`server.bench.GiftwireProcess`) stops by
+    itself when the process that started it is SIGKILLed, instead of running on alone."""
+    data = short_tmpdir()
+    harness = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from server.bench import GiftwireProcess\n"
+         f"p = GiftwireProcess('serve', Path({str(data)!r}), {{'REDIS_URL': {fresh_valkey().url!r}}})"
+         ".start()\nprint(p.pid, flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert harness.stdout is not None
+        server_pid = int(harness.stdout.readline())
+        assert processes_with(f"serve --data-dir {data}") == [server_pid]
+        harness.kill()
+        harness.wait(10)
+        deadline = time.monotonic() + 15
+        while processes_with(f"serve --data-dir {data}"):
+            assert time.monotonic() < deadline, "the server outlived its harness"
+            await asyncio.sleep(0.1)
+    finally:
+        harness.kill()
+        harness.wait(10)
+        assert harness.stdout is not None
+        harness.stdout.close()
+        for pid in processes_with(f"serve --data-dir {data}"):  # only if the test failed: ours
+            os.kill(pid, signal.SIGKILL)
