@@ -124,8 +124,11 @@ class Client:
             try:
                 ws, welcome = await self._open(pick() if pick else self.url, self.token,
                                                self.last_seq, self.token_in_query, 10.0)
-            except (OSError, WebSocketException, TimeoutError, ProtocolViolation):
-                if attempt == attempts - 1:
+            except (OSError, WebSocketException, TimeoutError, ProtocolViolation) as exc:
+                # an attempt the server refused with a final code (an expired token, 4003):
+                # retrying cannot help, as for the connection that was lost
+                rcvd = getattr(exc, "rcvd", None)
+                if attempt == attempts - 1 or (rcvd is not None and not should_reconnect(rcvd.code)):
                     raise
                 await asyncio.sleep(backoff_s(attempt, RECONNECT_BASE_S, RECONNECT_MAX_S,
                                               random.random()))

@@ -182,6 +182,8 @@ ADMIN_ERRORS = {
         AdminCode("revoke_id_conflict", 409, "this id was used with different parameters"),
         AdminCode("not_newcomer", 409, "only a newcomer can bind a mentor"),
         AdminCode("mentor_already_bound", 409, "this user already has a mentor"),
+        AdminCode("already_gifted", 409, "the newcomer has already posted a gift: a mentor "
+                  "bound now would never be rewarded"),
         AdminCode("body_too_large", 413, "the body is too large"),
         AdminCode("too_many_items", 413, "the bulk request has too many items"),
         AdminCode("internal", 500, "the server failed on this request; retrying will not help"),

@@ -374,7 +374,7 @@ async def test_audit_of_a_corrupt_key_is_a_failure_not_an_unreachable_redis(
     assert code == 1 and "corrupt or foreign key" in out and "unreachable" not in out, out
 
 
-async def test_a_harness_killed_takes_its_server_with_it(
+def test_a_harness_killed_takes_its_server_with_it(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
     """A server started through the harness seam (`server.bench.GiftwireProcess`) stops by
     itself when the process that started it is SIGKILLed, instead of running on alone."""
@@ -394,7 +394,7 @@ async def test_a_harness_killed_takes_its_server_with_it(
         deadline = time.monotonic() + 15
         while processes_with(f"serve --data-dir {data}"):
             assert time.monotonic() < deadline, "the server outlived its harness"
-            await asyncio.sleep(0.1)
+            time.sleep(0.1)
     finally:
         harness.kill()
         harness.wait(10)

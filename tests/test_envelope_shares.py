@@ -83,3 +83,20 @@ async def test_shares_average_total_over_k(redis: Redis) -> None:
         firsts.append(int((await grab(scripts, flow, group, name, members[0]))[1]))
     mean = sum(firsts) / len(firsts)
     assert 9.0 <= mean <= 11.5 and len(set(firsts)) > 10, (mean, sorted(set(firsts)))
+
+
+async def test_large_envelopes_draw_from_the_whole_range(redis: Redis) -> None:
+    """Envelopes of 10^10 cards for 2: the first share is uniform on [1, 10^10 - 1], so over
+    20 envelopes some share passes 2^32 (a 32-bit draw never did) and the two always sum to
+    the total."""
+    scripts = Scripts(redis)
+    scripts.load("server.groups")
+    firsts = []
+    for _ in range(20):
+        members = [uid("m") for _ in range(2)]
+        group, flow = await open_envelope(redis, scripts, 10**10, 2, members)
+        name = next(iter(await redis.zrange(keys.group(group).envelopes, 0, -1)))
+        a, b = [int((await grab(scripts, flow, group, name, m))[1]) for m in members]
+        assert a + b == 10**10 and min(a, b) >= 1
+        firsts.append(a)
+    assert max(firsts) > 2**32, firsts

@@ -201,6 +201,22 @@ async def test_mentor_reward_on_first_gift(server: Proc, admin: Admin) -> None:
     assert late.json()["error"]["code"] == "not_newcomer"
 
 
+async def test_a_mentor_bound_after_the_first_gift_is_refused(server: Proc, admin: Admin) -> None:
+    """A newcomer who has already posted a gift cannot bind a mentor (`already_gifted`): the
+    reward belongs to the first gift, and no later gift pays it."""
+    now = int(time.time() * 1000)
+    s, r = await admin.pair(10, sender={"registered_at_ms": now - DAY_MS})
+    mentor = uid("m")
+    await admin.user(mentor)
+    async with await connect(server, s) as a:
+        assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
+    refused = await admin.call("PUT", f"/users/{s}/mentor", {"mentor": mentor}, ok=False)
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "already_gifted")
+    async with await connect(server, s) as a:
+        assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
+    assert await admin.balances(mentor) == {}
+
+
 async def test_two_devices_both_see_events(server: Proc, admin: Admin) -> None:
     """A user on two connections gets the gift on both; only the sender's socket gets the reply id."""
     s, r = await admin.pair(5)

@@ -281,8 +281,9 @@ async def test_poll_ballots_results_and_close_at_the_deadline(
 
 
 async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: Admin) -> None:
-    """A gift with `group` settles with every gift rule and the group sees it; to a
-    non-member it is refused before anything is paid."""
+    """A gift with `group` settles with every gift rule and the group sees it (its gift id
+    sent again without the group is `gift_id_conflict`); to a non-member it is refused before
+    anything is paid."""
     group, owner = await new_group(admin)
     s, r = await admin.pair(20)
     a, _ = await iron_member(server, admin, group, owner, s)
@@ -291,6 +292,8 @@ async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: A
     assert sent["type"] == "gift.confirmed"
     again = await a.send_gift(r, "note.do", 3, gift_id="g1", group=group)
     assert again["transfer_id"] == sent["transfer_id"]
+    # the same gift id without the group (or in another) is another request: a conflict
+    assert (await a.send_gift(r, "note.do", 3, gift_id="g1"))["code"] == "gift_id_conflict"
     shown = await until(lambda: group_events(b, "gift"))
     await asyncio.sleep(0.3)
     assert [(e["from"], e["to"], e["count"]) for e in group_events(b, "gift")] == [(s, r, 3)]

@@ -348,7 +348,7 @@ async def test_schedule_cancel_and_the_decaying_weight(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A use scheduled for later takes its points now, starts on time (an event), weighs 1.0
     for 2 h then × 0.85 per 30 min, and ends (an event, weight 0); a scheduled use cancelled
-    before its start comes back as a fresh lot; after its start it cannot be cancelled."""
+    before its start gives its points back; after its start it cannot be cancelled."""
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -391,6 +391,46 @@ async def test_schedule_cancel_and_the_decaying_weight(
             assert (await c.request("popularity.cancel", use="nope", timeout_s=20))["code"] == "use_unknown"
         code, out = await run_audit(vk.url)
         assert code == 0, out
+
+
+async def test_points_parked_in_a_scheduled_use_keep_their_expiry_and_a_violation(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A cancelled scheduled use gives its points back with the expiry of the lots they came
+    from (never a fresh 48 h: parking points for 29 days does not keep them alive), and a use
+    paid before a violation gives nothing back (the violation burned every unused point)."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 300)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400 * 40)) as c:
+            bought = (await c.request("popularity.get"))["lots"][0]["expires_at_ms"]
+            now = await admin.now_ms()
+            await c.request("popularity.use", timeout_s=20, **use(1, start_at_ms=now + 10 * HOUR))
+            await admin.advance(HOUR)
+            back = await c.request("popularity.cancel", use="u1", timeout_s=20)
+            assert (back["state"], back["balance"]) == ("cancelled", 300)
+            lots = (await c.request("popularity.get"))["lots"]
+            assert sorted(lot["expires_at_ms"] for lot in lots) == [bought, bought]  # as bought
+            # parked past the lots' 48 h: a cancel then gives nothing back
+            await c.request("popularity.use", timeout_s=20, **use(2, start_at_ms=now + 29 * DAY))
+            await admin.advance(28 * DAY)
+            late = await c.request("popularity.cancel", use="u2", timeout_s=20)
+            assert (late["state"], late["balance"]) == ("cancelled", 0)
+            # a violation: a use paid before it refunds nothing when cancelled
+            await buy(admin, u, 300)
+            await c.request("popularity.use", timeout_s=20,
+                            **use(3, start_at_ms=await admin.now_ms() + DAY))
+            burned = await admin.call("POST", "/popularity/violations", {"id": uid("v"), "user": u})
+            assert burned["burned"] == 200
+            forfeit = await c.request("popularity.cancel", use="u3", timeout_s=20)
+            assert (forfeit["state"], forfeit["balance"]) == ("cancelled", 0)
+            await buy(admin, u, 300)  # after the violation, uses refund as before
+            await c.request("popularity.use", timeout_s=20,
+                            **use(4, start_at_ms=await admin.now_ms() + DAY))
+            again = await c.request("popularity.cancel", use="u4", timeout_s=20)
+            assert again["balance"] == 300
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
 
 
 async def test_dashboard_figures_and_warnings_once_per_crossing(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 
 import orjson
@@ -12,10 +13,10 @@ import pytest
 import redis
 import websockets
 
-from protocol.client import Client
+from protocol.client import RECONNECT_BASE_S, Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, uid
+from tests.support import TEST_CLOCK, Admin, Proc, uid
 
 OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
 
@@ -180,3 +181,22 @@ async def test_since_in_the_url_past_any_log_is_not_recovered(server: Proc, admi
         async with websockets.connect(f"{server.ws}?token={server.token(u)}&since={since}") as ws:
             welcome = orjson.loads(await ws.recv())
             assert welcome["type"] == "welcome" and welcome.get("recovered") is recovered, since
+
+
+async def test_reconnect_stops_at_a_final_close_code_of_its_own_attempt(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A reconnection whose attempt is refused with a final code (the token expired: 4003)
+    stops at once with that code instead of retrying for seconds."""
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = uid()
+        await admin.user(u)
+        c = await Client.connect(srv.ws, srv.token(u, ttl_s=60))
+        await admin.advance(120_000)  # the token is now expired on the platform's clock
+        started = time.monotonic()
+        with pytest.raises(websockets.ConnectionClosed) as refused:
+            await c.reconnect()
+        assert refused.value.rcvd is not None and refused.value.rcvd.code == 4003
+        # one attempt: eight, with their backoff, took ~11 s
+        assert time.monotonic() - started < 20 * RECONNECT_BASE_S
+        await c.close()

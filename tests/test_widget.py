@@ -741,9 +741,13 @@ async def test_widget_responses_carry_a_strict_content_security_policy(server: P
             assert f"connect-src 'self' ws://127.0.0.1:{server.port} wss://127.0.0.1:{server.port};" in csp
             assert "unsafe" not in csp and "http" not in csp.replace("https", "")
             assert r.headers["x-content-type-options"] == "nosniff"
-        assert (await http.get("/widget/giftwire.js")).headers["content-type"].startswith("text/javascript")
+        client_js = await http.get("/widget/giftwire.js", headers={"Origin": "https://platform.example"})
+        assert client_js.headers["content-type"].startswith("text/javascript")
+        # importable as a module from the platform's own pages (module scripts use CORS)
+        assert client_js.headers["access-control-allow-origin"] == "*"
         again = await http.get("/widget?lang=zh")
-        assert again.status_code == 307 and again.headers["location"].endswith("/widget/?lang=zh")
+        # relative: behind a proxy's path prefix the browser stays under it
+        assert again.status_code == 307 and again.headers["location"] == "widget/?lang=zh"
         missing = await http.get("/widget/nothing-here.js")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
         for r in (again, missing):  # every widget response, not only the files found

@@ -1306,7 +1306,8 @@ export interface ClientOptions {
   connectTimeoutMs?: number;
   /** where the last seq is kept across page reloads (default localStorage; null: nowhere) */
   storage?: StorageLike | null;
-  /** the storage key (default `giftwire:<user of the token>`) */
+  /** the storage key (default `giftwire:<user of the token>` for a token string;
+   * `giftwire:default` when the token is a function: pass one per user then) */
   storageKey?: string;
   /** resume from this seq on the first connection instead of the stored one (null: fresh) */
   since?: number | null;
@@ -1353,7 +1354,8 @@ export declare class GiftwireClient {
   connect(): Promise<WelcomeMessage>;
   close(): void;
   setToken(token: string | (() => string | Promise<string>)): void;
-  /** forget the stored seq and offers (e.g. on logout) */
+  /** forget the stored seq and the offers, stored and in memory (on logout: after `close()`,
+   * or a later frame stores the seq again) */
   forget(): void;
 
   request<K extends ClientType>(

@@ -437,9 +437,11 @@ export class GiftwireClient {
     }
   }
 
-  /** Forget the stored seq and offers (e.g. when the user logs out). */
+  /** Forget the stored seq and the offers, stored and in memory (on logout: after `close()`,
+   * or a later frame stores the seq again). */
   forget() {
     this._since = null;
+    this._offers = {};
     try {
       this.storage?.removeItem(this.storageKey);
     } catch {

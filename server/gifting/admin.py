@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from redis.exceptions import WatchError
 from starlette.requests import Request
 
 from server.admin import validate as v
@@ -15,6 +16,7 @@ from server.parts import Parts
 from server.store import keys
 
 FESTIVAL_DAYS_MAX = 366 * 5  # a calendar five years ahead
+BIND_ATTEMPTS = 5  # a mentor binding retried while the profile changes under it
 
 
 class GiftingAdmin:
@@ -35,9 +37,25 @@ class GiftingAdmin:
             raise AdminError("user_unknown", "no such mentor")
         if self.p.clock.now_ms() - int(registered) >= self.s.newcomer_window_s * 1000:
             raise AdminError("not_newcomer")
-        if not await self.redis.hsetnx(keys.user(uid).profile, "mentor", mentor):
-            raise AdminError("mentor_already_bound")
-        return {"id": uid, "mentor": mentor}
+        profile = keys.user(uid).profile
+        # checked and bound in one transaction: the first gift's finalize sets the mark, and a
+        # mentor bound after it would never be rewarded (WATCH: one key, any deployment)
+        for _ in range(BIND_ATTEMPTS):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(profile)
+                    bound, gifted = await pipe.hmget(profile, "mentor", "mentor_rewarded")
+                    if bound:
+                        raise AdminError("mentor_already_bound")
+                    if gifted == "1":
+                        raise AdminError("already_gifted")
+                    pipe.multi()
+                    pipe.hset(profile, "mentor", mentor)
+                    await pipe.execute()
+                    return {"id": uid, "mentor": mentor}
+                except WatchError:
+                    continue  # the profile changed meanwhile (a gift, a binding): look again
+        raise AdminError("unavailable", "the user's profile kept changing; try again")
 
     async def follow(self, body: Any, on: bool = True) -> dict[str, Any]:
         """PUT checks the edge (no self-follow, both users known); DELETE removes whatever

@@ -67,13 +67,17 @@ class Secured:
 
 
 async def _client(scope: Scope, receive: Receive, send: Send) -> None:
-    await FileResponse(CLIENT_JS, media_type="text/javascript")(scope, receive, send)
+    # any origin may import it (`import ... from ".../widget/giftwire.js"`: module scripts are
+    # fetched with CORS); it is public code and the response carries no credentials
+    await FileResponse(CLIENT_JS, media_type="text/javascript",
+                       headers={"Access-Control-Allow-Origin": "*"})(scope, receive, send)
 
 
 async def _to_page(scope: Scope, receive: Receive, send: Send) -> None:
-    """`/widget` → `/widget/` (the page's relative paths need the slash), query kept."""
+    """`/widget` → `widget/` (the page's relative paths need the slash), query kept; relative,
+    so a proxy's path prefix (`/gifts/widget` → `/gifts/widget/`) is kept too."""
     query = scope.get("query_string", b"").decode("latin-1")
-    url = f"{PREFIX}/" + (f"?{query}" if query else "")
+    url = f"{PREFIX.rsplit('/', 1)[-1]}/" + (f"?{query}" if query else "")
     await RedirectResponse(url, status_code=307)(scope, receive, send)
 
 

@@ -42,6 +42,8 @@ if group == '' then group = nil end  -- left out of the record: a plain gift's s
 if count < 1 then fail('count must be at least 1') end
 -- what a replay must repeat exactly (the count as sent, not as a number)
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
+-- the group too (only when there is one: a plain gift's stored fingerprint stays as it was)
+if group then fingerprint = fingerprint .. '|g:' .. group end
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then

@@ -62,13 +62,17 @@ local function refund()
   ledger(k_ledger, transfer_id, asset, pay, 'escrow', 'refund', now)
 end
 
--- the newcomer's first posted gift rewards them and their mentor (paid by promotion)
+-- the newcomer's first posted gift rewards them and their mentor (paid by promotion). The
+-- mark is set by the first posted gift whether a mentor is bound or not (the field's name
+-- is older than that): a mentor bound later is refused (`already_gifted`), never rewarded
+-- on a later gift.
 local function reward_mentor()
   local m = redis.call('HMGET', k_profile, 'mentor', 'mentor_rewarded')
-  if not m[1] or m[2] == '1' then return end
+  if m[2] == '1' then return end
+  redis.call('HSET', k_profile, 'mentor_rewarded', '1')
+  if not m[1] then return end
   local bal = redis.call('HINCRBY', k_balances, reward_asset, I(reward_cards))
   redis.call('HINCRBY', k_system, 'promo:' .. reward_asset, I(-reward_cards))
-  redis.call('HSET', k_profile, 'mentor_rewarded', '1')
   ledger(k_ledger, '$mentor:' .. transfer_id, reward_asset, reward_cards, 'promo', 'mentor_reward', now)
   emit(k_profile, k_events, k_channel, {type = 'balance.changed', transfer_id = '$mentor:' .. transfer_id,
        asset = reward_asset, delta = reward_cards, reason = 'mentor_reward', balance = bal}, bound, '')

@@ -30,7 +30,9 @@ local share = left
 if k > 1 then
   local m = math.min(math.floor(2 * left / k), left - (k - 1))
   local j = tonumber(e[7]) - k
-  local h = tonumber(string.sub(redis.sha1hex(e[8] .. ':' .. envelope .. ':' .. I(j)), 1, 8), 16)
+  -- 13 hex digits, 52 bits (exact in a Lua double): shares up to any total (amounts stay
+  -- below 2^50), not only below 2^32 as 8 digits were
+  local h = tonumber(string.sub(redis.sha1hex(e[8] .. ':' .. envelope .. ':' .. I(j)), 1, 13), 16)
   share = 1 + h % math.max(m, 1)
 end
 redis.call('HSET', k_grabs, user, I(share))

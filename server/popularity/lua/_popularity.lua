@@ -41,14 +41,19 @@ local function add_lot(k, lot, amount, expires, kind, now)
 end
 
 -- Spend `amount` points, oldest lot (soonest to expire) first, to burn. The caller checked
--- the balance.
+-- the balance. Returns what came from where, {{expires ms, points}, ...}: a refund gives the
+-- points back with the life they had (`refund_parts`), never a fresh 48 h.
 local function take_oldest(k, amount, tid, now)
   local need = amount
-  for _, lot in ipairs(redis.call('ZRANGE', k.lots, 0, -1)) do
+  local parts = {}
+  local lots = redis.call('ZRANGE', k.lots, 0, -1, 'WITHSCORES')
+  for i = 1, #lots, 2 do
     if need == 0 then break end
+    local lot = lots[i]
     local left = tonumber(redis.call('HGET', k.points, lot) or '0')
     local take = math.min(left, need)
     need = need - take
+    if take > 0 then parts[#parts + 1] = {tonumber(lots[i + 1]), take} end
     if take == left then
       redis.call('ZREM', k.lots, lot)
       redis.call('HDEL', k.points, lot)
@@ -60,6 +65,29 @@ local function take_oldest(k, amount, tid, now)
   redis.call('HINCRBY', k.balances, P, -amount)
   redis.call('HINCRBY', k.system, 'burn:' .. P, amount)
   ledger(k.ledger, tid, P, -amount, 'burn', 'card_use', now)
+  return parts
+end
+
+-- A use's price back (a cancel, a refusal): each part as a lot expiring when the lot it came
+-- from would have (parts already past it stay burned; while frozen, the lots' clock is
+-- stopped, so every part comes back and the thaw shifts it with the rest). A use paid before
+-- a violation gets nothing back: the violation burned every unused point, and points parked
+-- in a scheduled use must not escape it. A record from before parts were kept: a fresh lot.
+-- Returns the points given back.
+local function refund_parts(k, rec, use, ttl, now)
+  local violated = tonumber(redis.call('HGET', k.state, 'violation_at') or '-1')
+  if rec.paid_at and rec.paid_at <= violated then return 0 end
+  local parts = rec.lots
+  if not parts then parts = {{now + ttl, rec.price}} end
+  local frozen = redis.call('HEXISTS', k.state, 'frozen_at') == 1
+  local back = 0
+  for i, part in ipairs(parts) do
+    if frozen or part[1] > now then
+      add_lot(k, '$pr:' .. use .. ':' .. I(i), part[2], part[1], 'refund', now)
+      back = back + part[2]
+    end
+  end
+  return back
 end
 
 local function points_of(k)

@@ -1,6 +1,7 @@
 -- Cancelling a scheduled use, on the user's slot, in two idempotent calls around the
 -- content's (its boost window removed): `mark` (only before the start: it will not start
--- now), then `refund` (the price back as a fresh lot, the day's use given back). A use
+-- now), then `refund` (the price back as the lots it came from, each expiring as it would
+-- have; nothing for a use paid before a violation; the day's use given back). A use
 -- refused, or still settling, is `use_unknown`; one started or ended, `use_started`.
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - use id  ARGV[2] - 'mark' | 'refund'  ARGV[3] - now ms  ARGV[4] - lot lifetime ms
@@ -26,9 +27,11 @@ if step == 'mark' then
   return {'applied', rec.content, '', room}
 end
 if rec.st ~= 'cancelling' then fail('refund of a use not being cancelled: ' .. use) end
-add_lot(k, '$pr:' .. use, rec.price, now + ttl, 'refund', now)
+local burned = expire_lots(k, now)  -- first: the balance the user hears is today's
+if burned > 0 then points_event(k, -burned, 'expire', bound, '') end
+local back = refund_parts(k, rec, use, ttl, now)
 redis.call('HINCRBY', k.state, 'uses:' .. rec.day, -1)
-points_event(k, rec.price, 'refund', bound, '')
+points_event(k, back, 'refund', bound, '')
 rec.st = 'cancelled'
 -- the cancel's own event is kept apart from the use's (a replayed use gets `popularity.used`)
 rec.cev = emit(k.profile, k.events, k.channel, {type = 'popularity.use.state', use = use,

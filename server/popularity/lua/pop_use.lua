@@ -44,11 +44,12 @@ if tonumber(s[4] or '0') >= per_day then return {'rejected', 'use_limit'} end
 local burned = expire_lots(k, now)
 if burned > 0 then points_event(k, -burned, 'expire', bound, '') end
 if points_of(k) < price then return {'rejected', 'insufficient_points'} end
-take_oldest(k, price, '$pu:' .. use, now)
+local parts = take_oldest(k, price, '$pu:' .. use, now)
 redis.call('HINCRBY', k.state, 'uses:' .. today, 1)
 if req == '' then req = nil end
 local rec = cjson.encode({st = 'paid', fp = fp, req = req, card = card, cover = cover,
                           content = content, room = room, hash = hash, price = price,
-                          starts = starts, ends = ends, day = today})
+                          starts = starts, ends = ends, day = today, lots = parts,
+                          paid_at = now})
 redis.call('HSET', k.uses, use, rec)
 return {'applied', rec}

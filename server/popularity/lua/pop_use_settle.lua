@@ -1,6 +1,6 @@
 -- A card use, step 4, on the user's slot: the content was claimed and boosted (the use is
 -- scheduled or active, and the user hears `popularity.used`), or it was refused (the price
--- comes back as a fresh lot and the day's use is given back). Idempotent.
+-- comes back as the lots it came from, and the day's use is given back). Idempotent.
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - use id  ARGV[2] - 'ok' | 'refuse'  ARGV[3] - refusal code  ARGV[4] - now ms
 -- ARGV[5] - lot lifetime ms  ARGV[6] - event log bound  ARGV[7] - route
@@ -20,9 +20,9 @@ if rec.st ~= 'paid' then
   return {'exists', rec.st, rec.ev, I(due)}
 end
 if outcome == 'refuse' then
-  add_lot(k, '$pr:' .. use, rec.price, now + ttl, 'refund', now)
+  local back = refund_parts(k, rec, use, ttl, now)
   redis.call('HINCRBY', k.state, 'uses:' .. rec.day, -1)
-  points_event(k, rec.price, 'refund', bound, '')
+  points_event(k, back, 'refund', bound, '')
   rec.st, rec.code = 'refused', code
   redis.call('HSET', k.uses, use, cjson.encode(rec))
   return {'applied', 'refused', code, '0'}

@@ -1,5 +1,6 @@
 -- The platform reports a content violation: every unused point burns (frozen or not),
--- once per violation id, and the user is told.
+-- once per violation id, and the user is told; uses paid before it refund nothing if
+-- cancelled or refused later (`violation_at`, read by `refund_parts`).
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - violation id   ARGV[2] - now ms   ARGV[3] - event log bound
 -- Returns {'applied' | 'exists', points burned} | {'rejected', 'user_unknown'}
@@ -24,5 +25,6 @@ if all > 0 then
   ledger(k.ledger, rid, P, -all, 'burn', 'violation', now)
 end
 points_event(k, -all, 'violation', bound, '')
+redis.call('HSET', k.state, 'violation_at', I(now))
 redis.call('HSET', k.transfers, rid, I(all))
 return {'applied', I(all)}
