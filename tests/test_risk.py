@@ -124,6 +124,17 @@ async def one_network_gifting(srv: Proc, admin: Admin, n: int, net: str
     return recipient, users, clients
 
 
+async def cases_for(admin: Admin, users: list[str]) -> list[dict[str, Any]]:
+    """The case listing once it names every one of `users` (bounded wait): the engine tells a
+    user first and records the case in its next round trip."""
+    for _ in range(100):
+        cases: list[dict[str, Any]] = (await admin.call("GET", "/risk/cases?limit=500"))["cases"]
+        if set(users) <= {c["user"] for c in cases}:
+            return cases
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no case for {users}")
+
+
 async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Three accounts on one device gift freely; the fourth is warned and restricted from
@@ -138,7 +149,7 @@ async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it
         assert [(await gift(c, recipient))["type"] for c in clients[:3]] == ["gift.confirmed"] * 3
         refused = await gift(clients[3], recipient)
         assert (refused["type"], refused["code"]) == ("error", "risk_restricted")
-        cases = (await admin.call("GET", "/risk/cases"))["cases"]
+        cases = await cases_for(admin, [users[3]])
         case = next(c for c in cases if c["user"] == users[3])
         assert case["evidence"]["device"] == "dev-shared" and case["evidence"]["place"] == 4
         wrong = await admin.call("POST", f"/risk/cases/{case['case']}/resolve",
@@ -176,7 +187,7 @@ async def test_ip_cluster_of_20_is_frozen_not_19_and_the_freeze_lapses_after_48h
         assert (await elsewhere.request("envelope.grab", group="g", envelope="a:b"))["code"] \
             == "risk_frozen"
         assert [(await gift(c, recipient))["type"] for c in calm_c[:3]] == ["gift.confirmed"] * 3
-        cases = (await admin.call("GET", "/risk/cases", None))["cases"]
+        cases = await cases_for(admin, hot)
         appealed = next(c for c in cases if c["user"] == hot[1])
         assert appealed["evidence"]["network"] == "10.2.2.0/24" and appealed["evidence"]["count"] == 20
         await admin.call("POST", f"/risk/cases/{appealed['case']}/resolve", {"evidence": "phone_bill"})
@@ -254,7 +265,7 @@ async def test_automation_rate_10_vs_11_actions_a_second(
             await Raw.open(srv, fresh, device=f"d-{u}")
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == close_code("device_banned").code
-        case = (await admin.call("GET", "/risk/cases"))["cases"][0]
+        case = (await cases_for(admin, [u]))[0]
         await admin.call("POST", f"/risk/cases/{case['case']}/resolve", {"evidence": "notarization"})
         again = await Raw.open(srv, fresh, device=f"d-{u}")
         await again.close()
@@ -411,6 +422,11 @@ async def test_an_ip_clusters_cases_page_whole_7_at_a_time(
         _, hot, clients = await one_network_gifting(srv, admin, 20, "10.4.4")
         for c in clients:
             await c.notice()
+        # the engine tells the users first and records the cases in its next round trip
+        for _ in range(100):
+            if len((await admin.call("GET", "/risk/cases?limit=50"))["cases"]) == 20:
+                break
+            await asyncio.sleep(0.05)
 
         async def page(cursor: str | None) -> dict[str, Any]:
             after = f"&cursor={quote(cursor, safe='')}" if cursor else ""
