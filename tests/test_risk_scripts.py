@@ -80,3 +80,27 @@ async def test_action_record_replies_with_what_each_action_saw(scripts: Scripts,
     assert reply[1].split(",") == [*reversed(new), *reversed(old)][:7]
     assert await redis.lrange(key, 0, -1) == [*reversed(new), *reversed(old)][:5]
     assert 0 < await redis.pttl(key) <= 60_000
+
+
+async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scripts,
+                                                                    redis: Redis) -> None:
+    """risk_apply: a restriction applies once; the same decision run again (an engine that died
+    after it) answers `exists` with its own case, another one with the first case, so the
+    engine keeps exactly the case that is in force; a ban likewise; a lift clears it."""
+    user = uid("rk")
+    uk = keys.user(user)
+    await redis.hset(uk.profile, "registered_at_ms", T0)
+
+    async def apply(action: str, case: str, level: str = "low") -> list[Any]:
+        return list(await scripts["risk_apply"](
+            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions],
+            args=[action, T0 + 86_400_000, case, level, "shared_device", "face_verification",
+                  T0, "100:3600:p"]))
+
+    assert (await apply("restrict", "c1"))[0] == "applied"
+    assert (await apply("restrict", "c1"))[::2] == ["exists", "c1"]  # its own re-run
+    assert (await apply("restrict", "c2"))[::2] == ["exists", "c1"]  # another decision
+    assert (await apply("ban", "b1", "high"))[0] == "applied"
+    assert (await apply("ban", "b2", "high"))[::2] == ["exists", "b1"]
+    assert (await apply("lift", "c1"))[0] == "applied"
+    assert (await apply("restrict", "c3"))[::2] == ["exists", ""]  # cleared after the appeal

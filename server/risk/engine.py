@@ -245,30 +245,43 @@ class Engine:
     async def decide_many(self, users: list[str], action: str, level: str, reason: str, at: int,
                           until: int, evidence: dict[str, Any]) -> list[str | None]:
         """One decision for many accounts (a cluster), one pipelined round trip: only the
-        accounts it is new for get a case."""
+        accounts it is new for keep a case. The cases are recorded *before* the decision
+        lands, so a user who hears of one always has a case to appeal, even if this process
+        dies in between (its re-run finds its own case in force and keeps it); the cases of
+        accounts it was not new for are then removed."""
+        cases = {user: f"{reason}-{user}-{at}" for user in users}  # the same on a re-run
         calls: list[Call] = []
+        pipe = self.redis.pipeline(transaction=True)  # one slot: `{risk}`
         for user in users:
             uk = keys.user(user)
             calls.append(([uk.profile, uk.events, uk.channel, uk.risk_actions],
-                          [action, until, f"{reason}-{user}-{at}", level, reason, EVIDENCE[level],
+                          [action, until, cases[user], level, reason, EVIDENCE[level],
                            at, self.s.events_bound]))
-        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts["risk_apply"], calls)
-        opened: list[str | None] = []
-        pipe = self.redis.pipeline(transaction=True)  # one slot: `{risk}`
-        for user, reply in zip(users, replies, strict=True):
-            if isinstance(reply, Exception) or status(reply) is not Status.APPLIED:
-                opened.append(None)
-                continue
-            case = f"{reason}-{user}-{at}"
-            record = {"case": case, "user": user, "level": level, "reason": reason,
+            record = {"case": cases[user], "user": user, "level": level, "reason": reason,
                       "action": action, "until_ms": until or None, "opened_ms": at,
                       "evidence": evidence, "status": "open"}
-            pipe.set(keys.risk_case(case), orjson.dumps(record))
-            pipe.zadd(keys.RISK_CASES, {case: at})
-            opened.append(case)
-            log.info("risk decision: %s %s (%s)", action, user, reason)
-        if any(opened):
+            pipe.set(keys.risk_case(cases[user]), orjson.dumps(record))
+            pipe.zadd(keys.RISK_CASES, {cases[user]: at})
+        await pipe.execute()
+        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts["risk_apply"], calls)
+        opened: list[str | None] = []
+        dropped: list[str] = []
+        for user, reply in zip(users, replies, strict=True):
+            case = cases[user]
+            st = None if isinstance(reply, Exception) else status(reply)
+            if st is Status.APPLIED or (st is Status.EXISTS and len(reply) > 2 and reply[2] == case):
+                opened.append(case)
+                if st is Status.APPLIED:
+                    log.info("risk decision: %s %s (%s)", action, user, reason)
+            else:  # in force already (another case), cleared by an appeal, or failed
+                opened.append(None)
+                dropped.append(case)
+        if dropped:
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zrem(keys.RISK_CASES, *dropped)
+            pipe.delete(*(keys.risk_case(c) for c in dropped))
             await pipe.execute()
+        if any(opened):
             await self.trim()
         return opened
 

@@ -7,7 +7,9 @@
 --           until then)   ARGV[3] - case id
 -- ARGV[4] - level   ARGV[5] - reason   ARGV[6] - the evidence an appeal needs
 -- ARGV[7] - now ms   ARGV[8] - event log bound
--- Returns {'applied' | 'exists', state JSON}
+-- Returns {'applied' | 'exists', state JSON} (a restriction, freeze or ban already in force:
+-- {'exists', state JSON, the case that put it in force or ''}: a re-run of the same decision
+-- finds its own case there)
 local k_profile, k_events, k_channel, k_times = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local action = enum_arg(ARGV[1], 'action', {restrict = true, freeze = true, ban = true, lift = true})
 local until_ms, case, level, reason, appeal = int_arg(ARGV[2], 'until'), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -38,15 +40,19 @@ if action == 'lift' then
   redis.call('DEL', k_times)  -- judged afresh from the next action
   event.action = 'lifted'
 elseif action == 'ban' then
-  if redis.call('HGET', k_profile, 'risk_banned') == '1' then return {'exists', state()} end
+  if redis.call('HGET', k_profile, 'risk_banned') == '1' then
+    return {'exists', state(), redis.call('HGET', k_profile, 'risk_banned_case') or ''}
+  end
   redis.call('HSET', k_profile, 'risk_banned', '1', 'risk_banned_case', case)
   event.action = 'banned'
 else
-  if tonumber(redis.call('HGET', k_profile, field[action]) or '0') > now
-      or tonumber(redis.call('HGET', k_profile, 'risk_cleared_until') or '0') > now then
-    return {'exists', state()}
+  if tonumber(redis.call('HGET', k_profile, field[action]) or '0') > now then
+    return {'exists', state(), redis.call('HGET', k_profile, field[action] .. '_case') or ''}
   end
-  redis.call('HSET', k_profile, field[action], I(until_ms))
+  if tonumber(redis.call('HGET', k_profile, 'risk_cleared_until') or '0') > now then
+    return {'exists', state(), ''}
+  end
+  redis.call('HSET', k_profile, field[action], I(until_ms), field[action] .. '_case', case)
   event.until_ms = until_ms
   event.action = 'restricted'
   if action == 'freeze' then event.action = 'frozen' end
