@@ -425,7 +425,8 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
 async def test_daily_like_task_and_streak_over_moved_days(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """The first N likes of a local day for a streamer earn one small card of the streamer's
-    fan club (once a day); N-day streaks earn a rare one; a missed day restarts the streak.
+    fan club (once a day); N-day streaks earn a rare one; a missed day restarts the streak (and
+    the admin's likes view shows 0 once a day went by without the task).
     Days pass on the moved clock; the cards come from mint through the ledger and the audit
     stays clean."""
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "5", "GIFTWIRE_LIKE_STREAK_DAYS": "3",
@@ -450,6 +451,16 @@ async def test_daily_like_task_and_streak_over_moved_days(
                 await admin.advance(advance)
                 streaks.append((await c.request("room.like", room=room, count=5))["streak"])
             assert streaks == [2, 3, 1]
+
+        async def shown() -> int:
+            (row,) = (await admin.call("GET", f"/users/{fan}/likes"))["creators"]
+            return int(row["streak"])
+
+        assert await shown() == 1
+        await admin.advance(day)  # yesterday's task still stands today
+        assert await shown() == 1
+        await admin.advance(day)  # a day went by without it: the admin's view says 0 too
+        assert await shown() == 0
         assert await admin.balances(fan) == {f"small_card.{streamer}": 4,
                                              f"small_card_rare.{streamer}": 1}
         code, out = await run_audit(vk.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -10,6 +11,7 @@ from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
 from server.config import fan_card_of, tiers_arg
+from server.gifting import rules
 from server.ledger.admin import require_users
 from server.parts import Parts
 from server.rooms.audit import rebuild_board
@@ -85,6 +87,14 @@ def install(p: Parts) -> None:
         for key in (uk.like_totals, uk.like_levels, uk.balances, uk.like_tasks):
             pipe.hgetall(key)
         totals, levels, balances, tasks = await pipe.execute()
+        # a streak stands while its last task day is today or yesterday (the platform's local
+        # days), as `like_fan.lua` judges it on the next like: older ones show 0, not stale
+        today = rules.local_day(p.clock.now_ms(), rules.parse_timezone(p.settings.timezone))
+        standing = {rules.day_key(today), rules.day_key(today - timedelta(days=1))}
+
+        def streak(c: str) -> int:
+            return int(tasks.get(f"{c}:streak", 0)) if tasks.get(f"{c}:done") in standing else 0
+
         cards: dict[tuple[str, bool], int] = {}
         for asset, n in balances.items():
             of = fan_card_of(asset)
@@ -94,7 +104,7 @@ def install(p: Parts) -> None:
         return {"user": uid, "creators": [
             {"creator": c, "likes": int(totals.get(c, 0)), "level": int(levels.get(c, 0)),
              "small_cards": cards.get((c, False), 0), "rare_cards": cards.get((c, True), 0),
-             "streak": int(tasks.get(f"{c}:streak", 0)), "task_done_day": iso_day(tasks.get(f"{c}:done"))}
+             "streak": streak(c), "task_done_day": iso_day(tasks.get(f"{c}:done"))}
             for c in creators[:LIKES_CREATORS_MAX]]}
 
     p.admin.add(("GET", "PUT"), "/rooms/{room}", room)
