@@ -17,6 +17,7 @@ from typing import Any
 from protocol.popularity import CARDS
 from protocol.rooms import EFFECTS_MAX
 from protocol.schema import ASSET_PATTERN, ID_PATTERN
+from server.logs import LEVELS
 from server.store.embedded import AOF_REWRITE_MIN_MB
 
 DEFAULT_NOTE_KINDS = ("do", "re", "mi", "fa", "sol", "la", "ti", "rare")
@@ -30,7 +31,7 @@ _CREATOR = re.compile(ID_PATTERN)
 _DIGITS = re.compile(r"[0-9]+")
 _ASSET = re.compile(ASSET_PATTERN)
 _NOTE_KIND = re.compile(r"[A-Za-z0-9_-]{1,64}")  # `note.<kind>` is then an ASSET_PATTERN
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_LEVELS = tuple(LEVELS)
 FAULTS = ("", "kill_after_escrow", "kill_after_finalize", "poison_credit", "kill_after_grab",
           "lose_like_batches")
 
@@ -417,14 +418,14 @@ def _asset_problems(s: Settings) -> list[str]:
 
 
 def _network_problems(s: Settings) -> list[str]:
-    import ipaddress
+    from server.gateway.peers import parse_trusted  # the parser both settings go through
 
     out = []
     for name, nets in (("TRUSTED_PROXIES", s.trusted_proxies),
                        ("RISK_EXEMPT_NETWORKS", s.risk_exempt_networks)):
         for net in nets:
             try:
-                ipaddress.ip_network(net, strict=False)
+                parse_trusted((net,))
             except ValueError:
                 out.append(f"GIFTWIRE_{name} item {net!r} is not an address or network "
                            "(`10.0.0.0/8`, `::1`)")

@@ -9,6 +9,9 @@ import time
 
 import orjson
 
+# GIFTWIRE_LOG_LEVEL's names (checked at start-up against these: never any attribute of `logging`)
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -33,8 +36,5 @@ def configure(level: str, fmt: str) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    # a name, never any attribute of `logging` (GIFTWIRE_LOG_LEVEL is checked at start-up)
-    levels = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-              "error": logging.ERROR, "critical": logging.CRITICAL}
-    logging.basicConfig(level=levels.get(level.lower(), logging.INFO), handlers=[handler],
+    logging.basicConfig(level=LEVELS.get(level.lower(), logging.INFO), handlers=[handler],
                         force=True)

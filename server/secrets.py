@@ -21,8 +21,12 @@ FILE = "secrets.json"
 class Secrets:
     token_secret: str
     admin_key: str
-    created: bool = False
     generated: tuple[str, ...] = ()  # which of the two were generated just now
+
+    @property
+    def created(self) -> bool:
+        """This call wrote secrets.json's generated secrets (the first on this data dir)."""
+        return bool(self.generated)
 
 
 GENERATED_BYTES = {"token_secret": 32, "admin_key": 24}  # of randomness, URL-safe base64
@@ -36,14 +40,13 @@ def load_or_create(data_dir: Path, token_secret: str = "", admin_key: str = "") 
         stored = orjson.loads(path.read_bytes())
     stale = {k: v for k, v in stored.items() if k in given and given[k] and v != given[k]}
     missing = [k for k, v in given.items() if not v and not stored.get(k)]
-    created = bool(missing)
     if missing or stale:  # the file keeps only keys that work
         keep = {k: v for k, v in stored.items() if k not in stale}
         keep.update((k, secrets.token_urlsafe(GENERATED_BYTES[k])) for k in missing)
         data_dir.mkdir(parents=True, exist_ok=True)
         _write(path, keep, fresh=not stored)
         stored = keep
-    return Secrets(token_secret or stored["token_secret"], admin_key or stored["admin_key"], created,
+    return Secrets(token_secret or stored["token_secret"], admin_key or stored["admin_key"],
                    tuple(missing))
 
 
