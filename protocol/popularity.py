@@ -63,7 +63,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                  Field("start_at_ms", "int", "a later start, at most 30 days ahead (absent: "
                        "now)", False, minimum=0, maximum=AMOUNT_MAX * 10))),
     MessageType("popularity.cancel", "client",
-                "Cancel a scheduled use before it starts: its points come back as a fresh lot. "
+                "Cancel a scheduled use before it starts: its points come back as the lots "
+                "they came from, each expiring as it would have. "
                 "Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`: no "
                 "such use, or one refused or still settling; `use_started`).",
                 (req_id(), _USE_ID)),

@@ -33,7 +33,7 @@ _ASSET = re.compile(ASSET_PATTERN)
 _NOTE_KIND = re.compile(r"[A-Za-z0-9_-]{1,64}")  # `note.<kind>` is then an ASSET_PATTERN
 LOG_LEVELS = tuple(LEVELS)
 FAULTS = ("", "kill_after_escrow", "kill_after_finalize", "poison_credit", "kill_after_grab",
-          "lose_like_batches")
+          "lose_like_batches", "poison_use_settle")
 
 
 def fan_card(creator: str, rare: bool = False) -> str:

@@ -22,6 +22,7 @@ from server.store.embedded import EmbeddedValkey
 from server.store.scripts import Scripts
 from tests.support import TEST_CLOCK, Admin, Proc, metric, run_audit, uid
 from tests.test_calendar import offset_with_midnight_in
+from tests.test_dead_letters import dead_letters
 
 HOUR = 3_600_000
 DAY = 24 * HOUR
@@ -850,3 +851,89 @@ async def test_a_cancel_run_again_after_a_crash_still_leaves_its_refund_to_the_s
             assert again["seq"] == cancelled["seq"]
         assert await redis.zscore(keys.LOTS_DUE, u) is not None
     await redis.aclose()
+
+
+async def test_a_hash_is_given_back_when_its_owners_last_use_is_cancelled(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Content whose only uses were cancelled before they started never boosted, so another
+    account may boost it; while one of the owner's uses still holds the hash it stays
+    `content_taken`, and replaying a cancelled use's request does not claim it again."""
+    srv, _vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        a, b = await creator(admin), await creator(admin)
+        await buy(admin, a, 300)
+        await buy(admin, b, 300)
+        async with await Client.connect(srv.ws, srv.token(a, ttl_s=86400)) as ca, \
+                await Client.connect(srv.ws, srv.token(b, ttl_s=86400)) as cb:
+            start = await admin.now_ms() + HOUR
+            first = use(1, start_at_ms=start)
+            second = {**first, "use": "u2", "start_at_ms": start + HOUR}
+            for u in (first, second):
+                assert (await ca.request("popularity.use", timeout_s=20, **u))["type"] == "popularity.used"
+            theirs = {**use(1), "content_hash": first["content_hash"]}
+            assert (await cb.request("popularity.use", timeout_s=20, **theirs))["code"] == "content_taken"
+            assert (await ca.request("popularity.cancel", use="u1", timeout_s=20))["state"] == "cancelled"
+            theirs["use"] = "u2"
+            assert (await cb.request("popularity.use", timeout_s=20, **theirs))["code"] == "content_taken"
+            assert (await ca.request("popularity.cancel", use="u2", timeout_s=20))["state"] == "cancelled"
+            replay = await ca.request("popularity.use", timeout_s=20, **first)
+            assert (replay["type"], replay["use"]) == ("popularity.used", "u1")
+            theirs["use"] = "u3"
+            assert (await cb.request("popularity.use", timeout_s=20, **theirs))["type"] == "popularity.used"
+            again = {**use(3), "content_hash": first["content_hash"]}
+            assert (await ca.request("popularity.use", timeout_s=20, **again))["code"] == "content_taken"
+
+
+async def test_content_claim_release_keeps_a_hash_claimed_before_uses_were_kept(
+        redis: Redis) -> None:
+    """The claim step directly: a release by another account or of an unknown use changes
+    nothing; a hash claimed before its uses were kept with it (a bare owner key) is never
+    given back by a release."""
+    scripts = Scripts(redis)
+    scripts.load("server.popularity")
+    h = f"{random.getrandbits(64):016x}"
+    ks = [keys.content_owner(h), keys.content_owner_uses(h)]
+    claim = scripts["content_claim"]
+    assert (await claim(keys=ks, args=["ann", "u1", "claim"]))[0] == "applied"
+    assert (await claim(keys=ks, args=["ann", "u1", "claim"]))[0] == "exists"
+    assert list(await claim(keys=ks, args=["bo", "u9", "claim"])) == ["rejected", "content_taken"]
+    assert (await claim(keys=ks, args=["bo", "u1", "release"]))[0] == "exists"
+    assert (await claim(keys=ks, args=["ann", "u7", "release"]))[0] == "exists"
+    assert (await claim(keys=ks, args=["ann", "u1", "release"]))[0] == "applied"
+    assert await redis.exists(*ks) == 0
+    old = f"{random.getrandbits(64):016x}"
+    ks = [keys.content_owner(old), keys.content_owner_uses(old)]
+    await redis.set(ks[0], "ann")  # as an earlier version recorded the first booster
+    assert (await claim(keys=ks, args=["ann", "u2", "claim"]))[0] == "applied"
+    assert (await claim(keys=ks, args=["ann", "u2", "release"]))[0] == "applied"
+    assert await redis.get(ks[0]) == "ann"
+    assert list(await claim(keys=ks, args=["bo", "u1", "claim"])) == ["rejected", "content_taken"]
+
+
+async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A use whose last step always fails (a fault) has claimed its hash and boosted its
+    content when it is dead-lettered; voiding it takes the boost away, gives the hash back
+    and refunds the price: nothing charged, nothing boosted, the audit clean."""
+    srv, vk = own_server({**TEST_CLOCK, "GIFTWIRE_CLAIM_IDLE_MS": "100",
+                          "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "3", "GIFTWIRE_FAULT": "poison_use_settle"})
+    async with Admin(srv) as admin:
+        a, b = await creator(admin), await creator(admin)
+        await buy(admin, a, 300)
+        await buy(admin, b, 300)
+        async with await Client.connect(srv.ws, srv.token(a, ttl_s=86400)) as ca, \
+                await Client.connect(srv.ws, srv.token(b, ttl_s=86400)) as cb:
+            poisoned = {**use(1), "use": "poison-1"}
+            failed = await ca.request("popularity.use", timeout_s=30, **poisoned)
+            assert (failed["type"], failed["code"]) == ("error", "settlement_failed")
+            boost = f"/content/{poisoned['content']}/boost"
+            assert (await admin.call("GET", boost))["weight"] == 1.0  # step 3 ran
+            (dead,) = (await dead_letters(admin, 1))["dead_letters"]
+            voided = await admin.call("POST", f"/dead-letters/0/{dead['id']}/void")
+            assert voided["outcome"] == "refunded"
+            assert (await admin.call("GET", boost))["weight"] == 0.0
+            assert (await ca.request("popularity.get"))["balance"] == 300
+            theirs = {**use(1), "content_hash": poisoned["content_hash"]}
+            assert (await cb.request("popularity.use", timeout_s=20, **theirs))["type"] == "popularity.used"
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "dead letters: 0" in out, out

@@ -4,9 +4,10 @@ dies anywhere leaves nothing half done (SPEC "Scale and durability").
     popularity.use:     pop_use (user: rules, price from the oldest lots) → content_claim
                         (the hash's slot: first booster owns it) → boost_set (the content's
                         slot: its window) → pop_use_settle (user: scheduled / active, or
-                        refunded as a fresh lot)
-    popularity.cancel:  pop_cancel mark (user) → boost_set remove (content) → pop_cancel
-                        refund (user)
+                        refunded as the lots it came from)
+    popularity.cancel:  pop_cancel mark (user) → boost_set remove (content) → content_claim
+                        release (the hash's slot: given back when none of the owner's uses
+                        is left) → pop_cancel refund (user)
     the schedule:       a periodic job starts and ends uses on time (pop_use_tick); the due
                         times live in Redis, never only in a timer
 """
@@ -46,6 +47,12 @@ async def note_lots(redis: Any, user: str, now_ms: int) -> None:
     come between): the expiry sweep looks at `user` from now on (server/popularity/sweep.py).
     `LT`: a sooner time already there stays, and a sweep reading the user now keeps it."""
     await redis.zadd(keys.LOTS_DUE, {user: now_ms}, lt=True)
+
+
+def claim_call(user: str, use: str, content_hash: str, action: str) -> Call:
+    """content_claim on the hash's slot: `claim` (a use's step 2) or `release` (a cancel)."""
+    return ([keys.content_owner(content_hash), keys.content_owner_uses(content_hash)],
+            [user, use, action])
 
 
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
@@ -121,8 +128,10 @@ class UseFlow(DayFlow):
         else:
             raise UnknownStatus(f"pop_use answered {reply!r}")
 
-    def claim_call(self, item: UseItem, _now: Now) -> Call:
-        return ([keys.content_owner(item.content_hash)], [item.user])
+    def claim_call(self, item: UseItem, _now: Now) -> Call | None:
+        if item.outcome != "ok":  # settled before (maybe cancelled since: never claim again)
+            return None
+        return claim_call(item.user, item.use, item.content_hash, "claim")
 
     async def after_claim(self, item: UseItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
@@ -152,8 +161,12 @@ class UseFlow(DayFlow):
             raise UnknownStatus(f"boost_set answered {reply!r}")
 
     def settle_call(self, item: UseItem, now: Now) -> Call:
+        at: Any = now.now_ms
+        if self.s.fault == "poison_use_settle" and item.use.startswith("poison") \
+                and item.outcome == "ok":
+            at = "not-a-number"  # fault injection: the last step fails every time (a void refuses)
         return (user_keys(item.user),
-                [item.use, "refuse" if item.outcome == "refuse" else "ok", item.code, now.now_ms,
+                [item.use, "refuse" if item.outcome == "refuse" else "ok", item.code, at,
                  self.s.points_lot_ttl_s * 1000, self.s.events_bound, item.route])
 
     async def after_settle(self, item: UseItem, reply: list[Any], now: Now) -> None:
@@ -171,14 +184,28 @@ class UseFlow(DayFlow):
             await self.replies.send(item.user, item.route, str(reply[2]))
 
     async def void(self, item: UseItem, now_ms: int) -> str:
-        """An operator gives up: a use paid but not settled is refunded (a fresh lot);
-        nothing is charged; one settled before stays as it is."""
+        """An operator gives up: a use paid but not settled is refunded (as the lots it
+        came from) after its windows are taken away and its hash given back, so nothing is
+        charged and nothing boosted; one settled before stays as it is."""
         now = await self.prepare(now_ms)
         stored = await self.scripts.redis.hget(keys.user(item.user).card_uses, item.use)
         if stored is None:
             return "nothing_moved"
         if orjson.loads(stored)["st"] != "paid":
             return "settled"
+        # first what the steps after pop_use may have done (each idempotent), then the refund:
+        # a crash in between leaves the use `paid`, so the void can be run again
+        member = f"{item.user}:{item.use}"
+        undo: list[tuple[str, Call]] = [
+            ("boost_set", ([keys.content_boosts(item.content)], [member, "remove", 0, 0, 0])),
+            ("content_claim", claim_call(item.user, item.use, item.content_hash, "release"))]
+        if item.live_room:
+            undo.append(("boost_set", ([keys.content_boosts(item.live_room)],
+                                       [member, "remove", 0, 0, 0])))
+        for script, (ks, args) in undo:
+            if status(await self.scripts[script](keys=ks, args=args)) not in (Status.APPLIED,
+                                                                               Status.EXISTS):
+                raise UnknownStatus(f"{script} did not undo {member}")
         item.route, item.outcome, item.code = "", "refuse", "settlement_failed"
         call = self.settle_call(item, now)
         await self.scripts["pop_use_settle"](keys=call[0], args=call[1])
@@ -194,6 +221,7 @@ class CancelItem:
     done: bool = False
     content: str = ""
     live_room: str = ""
+    content_hash: str = ""  # '' for a use recorded before uses kept their hash
 
 
 class CancelFlow(DayFlow):
@@ -205,6 +233,7 @@ class CancelFlow(DayFlow):
             Step("pop_cancel", self.mark_call, self.after_mark),
             Step("boost_set", self.remove_call, self.after_remove),
             Step("boost_set", self.remove_room_call, self.after_remove),
+            Step("content_claim", self.release_call, self.after_release),
             Step("pop_cancel", self.refund_call, self.after_refund),
         )
 
@@ -231,7 +260,8 @@ class CancelFlow(DayFlow):
             await self.replies.send(item.user, item.route, str(reply[2]))
             item.done = True
         elif st is Status.APPLIED or st is Status.EXISTS:
-            item.content, item.live_room = str(reply[1]), str(reply[3])
+            item.content, item.live_room, item.content_hash = (str(reply[1]), str(reply[3]),
+                                                               str(reply[4]))
         else:
             raise UnknownStatus(f"pop_cancel answered {reply!r}")
 
@@ -246,6 +276,15 @@ class CancelFlow(DayFlow):
     async def after_remove(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
         if status(reply) not in (Status.APPLIED, Status.EXISTS):
             raise UnknownStatus(f"boost_set answered {reply!r}")
+
+    def release_call(self, item: CancelItem, _now: Now) -> Call | None:
+        if not item.content_hash:
+            return None
+        return claim_call(item.user, item.use, item.content_hash, "release")
+
+    async def after_release(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
+        if status(reply) not in (Status.APPLIED, Status.EXISTS):
+            raise UnknownStatus(f"content_claim answered {reply!r}")
 
     def refund_call(self, item: CancelItem, now: Now) -> Call:
         return self._call(item, "refund", now)

@@ -349,6 +349,12 @@ def content_owner(content_hash: str) -> str:
     return f"{PREFIX}:{{h:{content_hash}}}:o"
 
 
+def content_owner_uses(content_hash: str) -> str:
+    """The owner's card uses of this hash (same slot): the hash is given back when the last
+    one is cancelled before it boosted."""
+    return f"{PREFIX}:{{h:{content_hash}}}:u"
+
+
 def content_boosts(content: str) -> str:
     """A content's card uses, `<owner>:<use>` → `<start ms>:<end ms>` (slot `{c:<content>}`)."""
     return f"{PREFIX}:{{c:{content}}}:b"
