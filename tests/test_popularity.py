@@ -120,8 +120,9 @@ async def test_signin_streak_grows_caps_and_resets(
 
 async def test_tasks_and_purchases(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The 6th on-topic post of a week grants 500 once (reported twice, counted once);
-    purchases are idempotent by order and exact."""
+    """The 6th on-topic post of a week grants 500 once (reported twice, counted once, and
+    a replay a week later answers as first counted); purchases are idempotent by order and
+    exact."""
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -132,6 +133,8 @@ async def test_tasks_and_purchases(
         await admin.advance(7 * DAY)  # the next weekly cycle counts afresh
         later = await admin.call("POST", "/popularity/posts", {"id": "p8", "user": u})
         assert (later["posts"], later["granted"]) == (1, 0) and later["cycle"] != posts[0]["cycle"]
+        replay = await admin.call("POST", "/popularity/posts", {"id": "p6", "user": u})
+        assert replay == posts[6]  # answered as first counted: last week's cycle and count
         bought = await admin.call("POST", "/popularity/purchases", {"order": "o1", "user": u, "fen": 1250})
         again = await admin.call("POST", "/popularity/purchases", {"order": "o1", "user": u, "fen": 1250})
         assert (bought["points"], bought["applied"], again["applied"]) == (100, True, False)

@@ -61,15 +61,16 @@ def install(p: Parts) -> None:
         grants the task's points once."""
         d = v.obj(await read_json(r), {"id", "user"}, frozenset({"id", "user"}))
         pid, uid, now = v.user_id(d["id"], "id"), v.user_id(d["user"]), p.clock.now_ms()
+        cycle = rules.cycle_key(today())
         reply = await p.scripts["pop_post"](
             keys=user_keys(uid),
-            args=[pid, rules.cycle_key(today()), s.task_posts, s.task_points, now,
+            args=[pid, cycle, s.task_posts, s.task_points, now,
                   s.points_lot_ttl_s * 1000, s.events_bound])
         if status(reply) is Status.REJECTED:
             raise AdminError("user_unknown")
         if int(reply[2]):  # the task's lot
             await note_lots(p.redis, uid, now)
-        return {"id": pid, "user": uid, "cycle": rules.cycle_key(today()),
+        return {"id": pid, "user": uid, "cycle": str(reply[3]) or cycle,  # a replay: as first
                 "posts": int(reply[1]), "granted": int(reply[2])}
 
     async def purchase(r: Request) -> Any:

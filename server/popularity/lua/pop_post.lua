@@ -3,7 +3,9 @@
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - post id   ARGV[2] - cycle (e.g. 2026-W48)   ARGV[3] - posts needed
 -- ARGV[4] - points   ARGV[5] - now ms   ARGV[6] - lot lifetime ms   ARGV[7] - event log bound
--- Returns {'applied' | 'exists', posts in the cycle, points granted by this post}
+-- Returns {'applied' | 'exists', posts in the cycle, points granted by this post, the cycle}
+-- (a replay answers as the post was first counted: its cycle, not today's; '' for a post
+-- recorded before the cycle was kept)
 --       | {'rejected', 'user_unknown'}
 local k = pop_keys(KEYS)
 local post, cycle = ARGV[1], ARGV[2]
@@ -14,7 +16,7 @@ local rid = '$pt:' .. post
 local stored = redis.call('HGET', k.transfers, rid)
 if stored then
   local rec = cjson.decode(stored)
-  return {'exists', I(rec.count), I(rec.granted)}
+  return {'exists', I(rec.count), I(rec.granted), rec.cycle or ''}
 end
 if redis.call('HEXISTS', k.profile, 'registered_at_ms') == 0 then
   return {'rejected', 'user_unknown'}
@@ -28,5 +30,5 @@ if count == needed then
   points_event(k, points, 'task', bound, '')
   granted = points
 end
-redis.call('HSET', k.transfers, rid, cjson.encode({count = count, granted = granted}))
-return {'applied', I(count), I(granted)}
+redis.call('HSET', k.transfers, rid, cjson.encode({count = count, granted = granted, cycle = cycle}))
+return {'applied', I(count), I(granted), cycle}
