@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,6 +45,18 @@ async def buy(admin: Admin, user: str, points: int) -> None:
     """Points bought: 8 per yuan (fen × 8 // 100)."""
     await admin.call("POST", "/popularity/purchases",
                      {"order": uid("o"), "user": user, "fen": points * 100 // 8})
+
+
+@asynccontextmanager
+async def two_creators(srv: Proc, admin: Admin, points: tuple[int, int] = (300, 300)
+                       ) -> AsyncIterator[tuple[str, Client, Client]]:
+    """Two creators with points bought, each connected: (the first's id, their clients)."""
+    a, b = await creator(admin), await creator(admin)
+    await buy(admin, a, points[0])
+    await buy(admin, b, points[1])
+    async with await Client.connect(srv.ws, srv.token(a, ttl_s=86400)) as ca, \
+            await Client.connect(srv.ws, srv.token(b, ttl_s=86400)) as cb:
+        yield a, ca, cb
 
 
 def use(n: int, **extra: Any) -> dict[str, Any]:
@@ -753,11 +766,7 @@ async def test_a_use_refused_or_still_settling_cannot_be_cancelled_and_has_no_fi
     unknown one too; the audit stays clean."""
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
-        u, other = await creator(admin), await creator(admin)
-        await buy(admin, u, 300)
-        await buy(admin, other, 100)
-        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400)) as c, \
-                await Client.connect(srv.ws, srv.token(other, ttl_s=86400)) as o:
+        async with two_creators(srv, admin, (300, 100)) as (u, c, o):
             taken = use(1)
             assert (await o.request("popularity.use", timeout_s=20, **taken))["type"] == "popularity.used"
             assert (await c.request("popularity.use", timeout_s=20, **taken))["code"] == "content_taken"
@@ -863,11 +872,7 @@ async def test_a_hash_is_given_back_when_its_owners_last_use_is_cancelled(
     `content_taken`, and replaying a cancelled use's request does not claim it again."""
     srv, _vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
-        a, b = await creator(admin), await creator(admin)
-        await buy(admin, a, 300)
-        await buy(admin, b, 300)
-        async with await Client.connect(srv.ws, srv.token(a, ttl_s=86400)) as ca, \
-                await Client.connect(srv.ws, srv.token(b, ttl_s=86400)) as cb:
+        async with two_creators(srv, admin) as (_a, ca, cb):
             start = await admin.now_ms() + HOUR
             first = use(1, start_at_ms=start)
             second = {**first, "use": "u2", "start_at_ms": start + HOUR}
@@ -921,11 +926,7 @@ async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
     srv, vk = own_server({**TEST_CLOCK, "GIFTWIRE_CLAIM_IDLE_MS": "100",
                           "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "3", "GIFTWIRE_FAULT": "poison_use_settle"})
     async with Admin(srv) as admin:
-        a, b = await creator(admin), await creator(admin)
-        await buy(admin, a, 300)
-        await buy(admin, b, 300)
-        async with await Client.connect(srv.ws, srv.token(a, ttl_s=86400)) as ca, \
-                await Client.connect(srv.ws, srv.token(b, ttl_s=86400)) as cb:
+        async with two_creators(srv, admin) as (_a, ca, cb):
             poisoned = {**use(1), "use": "poison-1"}
             failed = await ca.request("popularity.use", timeout_s=30, **poisoned)
             assert (failed["type"], failed["code"]) == ("error", "settlement_failed")
