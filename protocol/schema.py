@@ -105,6 +105,8 @@ def _check(f: Field, value: Any) -> str | None:
         if f.enum and value not in f.enum:
             return f"{f.name} must be one of {', '.join(f.enum)}"
     elif f.kind == "int":
+        if isinstance(value, float) and value.is_integer() and abs(value) >= 2**64:
+            value = int(value)  # a whole number past 64 bits (the JSON parser made it a float)
         if not isinstance(value, int) or isinstance(value, bool):
             return f"{f.name} must be an integer"
         if f.minimum is not None and value < f.minimum:

@@ -415,6 +415,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"giftwire: audit failed: Redis refused to read giftwire's data as giftwire "
                   f"writes it (a corrupt or foreign key): {exc}", file=sys.stderr)
             return 1
+        except ValueError as exc:  # read, but not what giftwire writes (JSON errors included)
+            print(f"giftwire: audit failed: a key holds data giftwire never writes there "
+                  f"(a corrupt or foreign key): {exc}", file=sys.stderr)
+            return 1
         except (RedisError, OSError) as exc:  # not a verdict: 2, never 1 (an invariant broke)
             print(f"giftwire: cannot audit, Redis at {url} is unreachable: {exc}", file=sys.stderr)
             return 2

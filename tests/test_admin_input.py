@@ -132,6 +132,32 @@ async def test_edges_to_unknown_users_are_refused(admin: Admin) -> None:
             "following"] is False
 
 
+async def test_head_on_a_get_route_answers_as_get_without_a_body(server: Proc, admin: Admin
+                                                                  ) -> None:
+    """HEAD, which every GET route lists in `Allow`, answers with the GET's status and
+    headers and no body (it was a 500), an error's status included."""
+    u = uid("h")
+    await admin.user(u)
+    async with httpx.AsyncClient(base_url=server.http + "/admin/v1",
+                                 headers={"Authorization": f"Bearer {server.secrets['admin_key']}"}) as c:
+        for path, status in ((f"/users/{u}", 200), (f"/users/{u}/ledger", 200), ("/festivals", 200),
+                             ("/dead-letters", 200), (f"/users/{uid('ghost')}", 404)):
+            r = await c.head(path)
+            assert (r.status_code, r.content) == (status, b""), path
+            assert r.headers["content-type"] == "application/json", path
+        # no stray body bytes were left on the kept-alive connection
+        assert (await c.get(f"/users/{u}")).json()["id"] == u
+
+
+async def test_bulk_users_without_an_id_are_missing_field(admin: Admin) -> None:
+    """A bulk user item with no `id` is `missing_field`, one that is not an object
+    `bad_body`: the codes a PUT body gets, not `bad_field`."""
+    out = await admin.call("POST", "/bulk", {"users": [{"vip": True}, "carol", {"id": uid("b")}]})
+    assert out["users"] == 1, out
+    assert sorted((e["index"], e["code"]) for e in out["errors"]) == [(0, "missing_field"),
+                                                                      (1, "bad_body")]
+
+
 async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
     """Edges to users created in the same bulk land; edges to unknown users or oneself are errors."""
     a, b, ghost = uid("a"), uid("b"), uid("ghost")
@@ -162,5 +188,8 @@ async def test_dead_letter_partition_and_appeal_evidence_are_checked(admin: Admi
     that does not fit the case)."""
     r = await admin.call("POST", "/dead-letters/7/1-1/retry", ok=False)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
+    for bad_id in ("garbage", "1-2-3", "99999999999999999999-0"):  # no dead letter has it
+        r = await admin.call("POST", f"/dead-letters/0/{bad_id}/void", ok=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), bad_id
     r = await admin.call("POST", "/risk/cases/any-case/resolve", {"evidence": "selfie"}, ok=False)
     assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field")

@@ -374,6 +374,22 @@ async def test_audit_of_a_corrupt_key_is_a_failure_not_an_unreachable_redis(
     assert code == 1 and "corrupt or foreign key" in out and "unreachable" not in out, out
 
 
+async def test_audit_of_a_balance_that_is_no_integer_names_it(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """A balance field holding no integer makes `giftwire audit` exit 1 with one line naming
+    the key and field (it was a traceback)."""
+    vk = fresh_valkey()
+    key = keys.user(uid()).balances
+    client = redis.Redis.from_url(vk.url)
+    try:
+        client.hset(key, "note.mi", "1.5")
+    finally:
+        client.close()
+    code, out = await run_audit(vk.url)
+    assert code == 1 and "corrupt or foreign key" in out and f"{key} field note.mi" in out, out
+    assert "Traceback" not in out, out
+
+
 def test_a_harness_killed_takes_its_server_with_it(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
     """A server started through the harness seam (`server.bench.GiftwireProcess`) stops by

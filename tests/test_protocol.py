@@ -53,6 +53,17 @@ def test_malformed_frames_get_their_code(frame: bytes, code: str) -> None:
     assert out.code in ERRORS
 
 
+@pytest.mark.parametrize("count", [b"9007199254740992", b"18446744073709551615",
+                                   b"18446744073709551616", b"1" + b"0" * 30])
+def test_a_count_past_every_bound_says_so_however_long_it_is(count: bytes) -> None:
+    """A whole count past 10^12 is `bad_field` "count must be <= ...", also past 64 bits
+    (which the JSON parser hands over as a float: it said "must be an integer")."""
+    frame = orjson.dumps({**GIFT, "count": 7}).replace(b":7", b":" + count)
+    out = decode_client(frame, MAX)
+    assert isinstance(out, DecodeError) and out.code == "bad_field"
+    assert out.detail == "count must be <= 1000000000000", out.detail
+
+
 def test_error_keeps_request_id() -> None:
     """An error for a frame that carried a valid id echoes that id."""
     out = dec({**GIFT, "count": -1})

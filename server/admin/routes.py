@@ -60,6 +60,9 @@ def mount(p: Parts, admin_key: str) -> list[Route]:
     for path, handlers in by_path.items():
 
         async def dispatch(r: Request, handlers: dict[str, AdminHandler] = handlers) -> Any:
+            if r.method == "HEAD":  # Starlette lists HEAD on every GET route: the GET's
+                # answer (handlers branch on the method), whose body uvicorn leaves out
+                return await handlers["GET"](Request({**r.scope, "method": "GET"}, r.receive))
             return await handlers[r.method](r)
 
         routes.append(Route(PREFIX + path, wrap(dispatch, admin_key), methods=list(handlers)))

@@ -69,7 +69,12 @@ class LedgerAdmin:
         return {"id": uid, "created": bool(created)}
 
     async def bulk_user(self, item: Any) -> Any:
-        uid = item.get("id") if isinstance(item, dict) else None
+        """A bulk item is a PUT /users/{id} body with its `id` in it."""
+        if not isinstance(item, dict):
+            raise AdminError("bad_body", "each user is an object with its id")
+        if "id" not in item:
+            raise AdminError("missing_field", "missing field(s): id")
+        uid = item["id"]
         return await self.put_user(uid if isinstance(uid, str) else "", item)
 
     async def get_user(self, uid: str) -> dict[str, Any]:

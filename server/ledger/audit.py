@@ -61,6 +61,14 @@ async def _hashes(redis: Any, pattern: str) -> dict[str, dict[str, str]]:
 EscrowHolder = Callable[[dict[str, dict[str, str]]], dict[str, int]]
 
 
+def amount_of(value: str, where: str) -> int:
+    """A stored amount, or a ValueError naming where it was (a corrupt or foreign key)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{where} holds {value[:40]!r}, not an integer amount") from None
+
+
 async def audit(redis: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResult:
     r = AuditResult()
     balances = await _hashes(redis, keys.SCAN_BALANCES)
@@ -71,17 +79,18 @@ async def audit(redis: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResult
     sums: dict[str, int] = defaultdict(int)
     for user, hb in balances.items():
         for asset, amount in hb.items():
-            n = int(amount)
+            n = amount_of(amount, f"{keys.user(user).balances} field {asset}")
             sums[asset] += n
             if n < 0:
                 r.fail("no_negative_balance", f"{user} holds {n} {asset}")
     escrow: dict[str, int] = defaultdict(int)
-    for hs in system.values():
+    for owner, hs in system.items():
         for account, amount in hs.items():
             _, _, asset = account.partition(":")
-            sums[asset] += int(amount)
+            n = amount_of(amount, f"{keys.user(owner).system} field {account}")
+            sums[asset] += n
             if account.startswith("escrow:"):
-                escrow[asset] += int(amount)
+                escrow[asset] += n
     r.totals = dict(sums)
     for asset, total in sorted(sums.items()):
         if total != 0:

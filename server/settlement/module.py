@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from server.admin import validate as v
 from server.admin.http import read_json
-from server.admin.validate import AdminError
+from server.admin.validate import AdminError, stream_id
 from server.clock import ADVANCE_MAX_MS, ClockLocked
 from server.parts import Parts
 from server.settlement.dead_letters import DeadLetterError, DeadLetters
@@ -32,7 +32,8 @@ def install(p: Parts) -> None:
             raise AdminError("not_found", f"no partition {raw!r} (there are {p.settings.partitions})")
         partition = int(raw)
         dead_id = r.path_params["id"]
-        v.cursor(dead_id)  # a stream id, like a ledger cursor
+        if stream_id(dead_id) is None:  # not a stream id: no dead letter has it
+            raise AdminError("not_found", f"no dead letter {dead_id[:80]!r} (ids are <ms>-<seq>)")
         try:
             if r.path_params["action"] == "retry":
                 return await dead.retry(partition, dead_id)
