@@ -92,10 +92,11 @@ SERVER_TYPES: tuple[MessageType, ...] = (
          Field("total", "int", "your likes for this streamer", minimum=0),
          Field("seq", "int", "per-user event sequence number", minimum=1))),
     MessageType(
-        "room.rank", "server", "Reply to `room.rank.get`: your rank (1 = first) and the cards you "
-        "paid in this session; no `rank` when you are not on the board.",
+        "room.rank", "server", "Reply to `room.rank.get`: your rank (1 = first) and what your "
+        "gifts in this session cost (each gift's `cost`); no `rank` when you are not on the "
+        "board.",
         (req_id(), _ROOM, Field("rank", "int", "your place, 1 first", False, minimum=1),
-         Field("cards", "int", "cards you paid in this session's gifts", minimum=0))),
+         Field("cards", "int", "the sum of your gifts' `cost` in this session", minimum=0))),
     MessageType(
         "room.board", "server",
         "The session's contribution board changed: its top entries, pushed at most once a "

@@ -207,7 +207,7 @@ async def test_board_under_200_concurrent_gifts_matches_audit_and_rebuild(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """200 gifts in a live room at once: the board equals what each sender paid, viewers
     get a pushed board, `room.rank` answers; the audit checks the board against the recorded
-    gifts, names a corrupted one, and the rebuild restores it."""
+    gifts, names a corrupted one, and the rebuild restores it, also after the session ended."""
     srv, vk = own_server({"GIFTWIRE_GIFTS_PER_DAY": "1000", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000"})
     async with Admin(srv) as admin:
         streamer = uid("st")
@@ -249,6 +249,11 @@ async def test_board_under_200_concurrent_gifts_matches_audit_and_rebuild(
         assert rebuilt["board"] == want
         code, out = await run_audit(vk.url)
         assert code == 0, out
+        # the session ended: its board stays readable, and a rebuild rebuilds it (it wiped it)
+        await admin.call("POST", f"/rooms/{room}/live", {"live": False})
+        assert (await admin.call("POST", f"/rooms/{room}/board/rebuild"))["board"] == want
+        board = (await viewer.request("room.state", room=room))["board"]
+        assert sorted(board, key=lambda e: (-e["cards"], e["user"])) == want
         for c in clients:
             await c.close()
         await viewer.close()
@@ -682,7 +687,8 @@ async def test_festival_and_wish_prices_multiply(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """On a festival day, a gift of an open wish's asset in a room whose audience sets ×2
     costs ceil(count × 6/5 × 2): 5 cards cost 12; the recipient gets 5, the 7 over them
-    burn, the ledger line says so, and the audit is clean."""
+    burn, the ledger line says so, the board ranks the sender by the 12, and the audit is
+    clean."""
     srv, vk = own_server({"GIFTWIRE_WISH_TIERS": "1:1/1,*:2/1", "GIFTWIRE_TEST_CLOCK": "1"})
     async with Admin(srv) as admin:
         s, streamer = await admin.pair(20)
@@ -699,6 +705,11 @@ async def test_festival_and_wish_prices_multiply(
             await audience_is(viewer, room, 1)  # one viewer: the ×2 tier
             sent = await a.send_gift(streamer, "note.do", 5, gift_id="fw", room=room)
             assert (sent["cost"], sent["tier"], sent["balance"]) == (12, 2, 8)
+            # the board ranks what the gift cost (the boost's and the festival's part too); the
+            # room's step comes after the confirmation, so the board shows it a moment later
+            board = await until(lambda: [f for f in viewer.events() if f["type"] == "room.board"
+                                         and f["board"]], timeout_s=5)
+            assert board[-1]["board"] == [{"user": s, "cards": 12}]
             await viewer.close()
         line = next(e for e in (await admin.call("GET", f"/users/{s}/ledger"))["entries"]
                     if e["kind"] == "gift_out")

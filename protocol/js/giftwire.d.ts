@@ -728,7 +728,7 @@ export interface LikesLevelMessage {
   seq: number;
 }
 
-/** Reply to `room.rank.get`: your rank (1 = first) and the cards you paid in this session; no `rank` when you are not on the board. */
+/** Reply to `room.rank.get`: your rank (1 = first) and what your gifts in this session cost (each gift's `cost`); no `rank` when you are not on the board. */
 export interface RoomRankMessage {
   type: "room.rank";
   /** client-chosen request id, echoed by the reply */
@@ -737,7 +737,7 @@ export interface RoomRankMessage {
   room: string;
   /** your place, 1 first */
   rank?: number;
-  /** cards you paid in this session's gifts */
+  /** the sum of your gifts' `cost` in this session */
   cards: number;
 }
 

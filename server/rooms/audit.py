@@ -14,10 +14,11 @@ INVARIANT = "board_matches_gifts"
 
 
 def expected_board(profile: dict[str, str], recorded: dict[str, str]) -> dict[str, int]:
-    """The board the recorded gifts of the room's current session add up to."""
-    if profile.get("live") != "1":
-        return {}
+    """The board the recorded gifts of the room's session add up to: the live one, or the
+    last one after it ended (its board stays readable until the next starts)."""
     session = profile.get("session", "")
+    if not session:
+        return {}
     board: dict[str, int] = defaultdict(int)
     for record in recorded.values():
         rec_session, _, rest = record.partition("|")
@@ -38,7 +39,8 @@ async def check_boards(redis: Any, r: AuditResult) -> None:
 
 
 async def rebuild_board(redis: Any, room: str) -> dict[str, int]:
-    """Replace the live session's board by what its recorded gifts add up to."""
+    """Replace the session's board (the live one, or the last one ended) by what its
+    recorded gifts add up to."""
     rk = keys.room(room)
     want = expected_board(await redis.hgetall(rk.profile), await redis.hgetall(rk.recorded))
     pipe = redis.pipeline(transaction=True)  # one slot: the board is swapped atomically
