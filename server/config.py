@@ -280,6 +280,13 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+# A wish tier's multiplier num/den: each term at most 10^6 and the multiplier at most 100×,
+# far past any platform's table, so count × festival × tier stays exact in Lua's doubles (an
+# unbounded one stalled every boosted gift in the room in settlement).
+WISH_TERM_MAX = 10**6
+WISH_MULTIPLIER_MAX = 100
+
+
 def tier_problems(wish_tiers: tuple[str, ...] | list[str]) -> list[str]:
     """What is wrong with gift-wish tiers `<viewers below or *>:<num>/<den>` (config or a
     room's own, set through the admin API)."""
@@ -291,6 +298,9 @@ def tier_problems(wish_tiers: tuple[str, ...] | list[str]) -> list[str]:
         if not (digits(num) and digits(den) and int(den) > 0 and int(num) >= int(den)):
             out.append(f"wish tier {lim}:{price}: the multiplier must be num/den with num ≥ den > 0 "
                        "(a boost never makes a gift cheaper: the surplus is burned)")
+        elif int(num) > WISH_TERM_MAX or int(num) > WISH_MULTIPLIER_MAX * int(den):
+            out.append(f"wish tier {lim}:{price}: num and den at most {WISH_TERM_MAX:,}, the "
+                       f"multiplier at most {WISH_MULTIPLIER_MAX}")
     if not limits or limits[-1] != "*" or "*" in limits[:-1] \
             or not all(digits(x) for x in limits[:-1]) \
             or [int(x) for x in limits[:-1]] != sorted({int(x) for x in limits[:-1]}):
@@ -568,7 +578,8 @@ DOCS: dict[str, str] = {
     "room_recorded_ttl_s": "how long a room remembers that a gift was recorded (retries within it "
                            "are recorded once)",
     "wish_tiers": "gift wish price multipliers by the room's audience, `<viewers below>:<num>/<den>` "
-                  "ascending, `*` for the rest (cost = ceil(count × num/den), surplus burned)",
+                  "ascending, `*` for the rest (cost = ceil(count × num/den), surplus burned; "
+                  "1 ≤ num/den ≤ 100, num and den ≤ 1,000,000)",
     "wish_end_check_ms": "how often workers close gift wishes whose end time passed",
     "like_window_ms": "the like speed rule's sliding window",
     "likes_per_window_max": "likes counted per user per window; faster likes are refused and reported",
@@ -590,7 +601,8 @@ DOCS: dict[str, str] = {
     "group_flood_window_ms": "the flood rule's window",
     "group_strikes": "violations (ads, flooding) that remove a member; each one before is a warning",
     "group_ad_terms": "a message containing one of these is an ad (matched ignoring case, "
-                      "full-width forms and inserted spaces or punctuation)",
+                      "full-width forms and spaces, punctuation or symbols inserted between "
+                      "a term's characters)",
     "group_log_max": "moderation log lines kept per group",
     "group_invites_max": "live invite codes per group",
     "group_day_ttl_s": "how long a group's daily metrics are kept",

@@ -592,11 +592,14 @@ async def test_seven_day_streak_with_the_defaults(
 
 
 async def test_a_rooms_own_wish_tiers_set_through_the_admin_api(server: Proc, admin: Admin) -> None:
-    """The platform sets a room's own wish tiers (checked like the configured ones): gifts in
-    that room are priced by them, the room shows them, and null restores the default."""
+    """The platform sets a room's own wish tiers (checked like the configured ones, a
+    multiplier past 100× or a term past 10^6 refused: an unbounded one stalled the room's
+    boosted gifts in settlement): gifts in that room are priced by them, the room shows
+    them, and null restores the default."""
     s, streamer = await admin.pair(100)
     room, _ = await new_room(admin, streamer)
-    for bad in (["*:1/2"], ["10:2/1"], ["5:1/1", "3:2/1", "*:3/1"], [], "1:1/1", ["x" * 40]):
+    for bad in (["*:1/2"], ["10:2/1"], ["5:1/1", "3:2/1", "*:3/1"], [], "1:1/1", ["x" * 40],
+                ["*:99999999999999999999/1"], ["*:101/1"], ["*:2000000/1000000"]):
         r = await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer, "wish_tiers": bad},
                              ok=False)
         assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field"), bad

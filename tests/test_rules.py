@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime
 
+from server.config import Settings
 from server.gateway.auth import TokenError, make_token, verify_token
 from server.gifting import rules
+from server.groups.moderation import ad_found
 
 
 def ms(*args: int) -> int:
@@ -117,6 +119,8 @@ def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:
         found = problems(settings)
         assert len(found) == 1 and found[0].startswith(f"GIFTWIRE_{name}"), (name, found)
     assert problems(Settings(like_levels=("²",))) != []
+    assert problems(Settings(wish_tiers=("*:101/1",))) != []  # past 100×
+    assert problems(Settings(wish_tiers=("10:100/1", "*:1000000/10000"))) == []  # at the bounds
     assert problems(Settings(card_prices=("fan_reach:1", "video_heating:2",
                                           "live_recommendation:3"), log_level="WARNING",
                              trusted_proxies=("10.0.0.1", "fd00::/8"), timezone="UTC+05:30")) == []
@@ -134,3 +138,17 @@ def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:
     assert (cycle_key(sunday_last), cycle_key(monday_first)) == ("2026-W48", "2026-W49")
     assert cycle_key(date(2027, 1, 3)) == "2026-W53"  # a Sunday of 2027 ends 2026's last week
     assert cycle_key(date(2027, 1, 4)) == "2027-W01"
+
+
+def test_the_ad_matcher_sees_through_inserted_punctuation_but_not_into_words() -> None:
+    """A term split by any punctuation, symbol, space or zero-width mark between its
+    letters, in full-width forms or another case, is found; a term's own punctuation must be
+    there, so ordinary words that contain its letters are not ads."""
+    terms = Settings().group_ad_terms
+    for ad in ("加.微.信", "加!微!信", "加:微:信", "加/微/信", "加。微。信", "加 微 信", "加\u200b微信",
+               "we.chat", "wei.xin", "W-E-C-H-A-T", "t.m.e/x", "h.t.t.p://x", "w.w.w.x", "ｗｗｗ．ｘ",
+               "W W W . x . C O M", "ｖｘ：abc", "QQ群 123", "see https : / / x"):
+        assert ad_found(ad, terms) is not None, ad
+    for fine in ("welcome to the group", "come on", "加油!", "the weather chat", "http status",
+                 "vx1", "wwwow", "t.mex", "great show, see you"):
+        assert ad_found(fine, terms) is None, fine
