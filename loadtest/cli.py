@@ -61,12 +61,40 @@ SETTLE_S = 30.0
 RSS_TARGET_BYTES = 15 * 1024
 
 
+def above_zero(kind: type) -> Any:
+    """An argparse type: a number of `kind` above 0 (a zero window waits forever, zero
+    senders divide by zero, zero viewers wait for a frame that never comes)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"{text} must be above 0 (and finite)")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
+
+
+def client_counts(text: str) -> str:
+    """boost's --clients: a comma list of counts above 0."""
+    parts = text.split(",")
+    if not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a comma list of counts above 0")
+    return text
+
+
+POSITIVE_INT, POSITIVE_FLOAT = above_zero(int), above_zero(float)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="giftwire-loadtest", description=__doc__)
     p.add_argument("scenario", choices=["gifts", "room", "idle", "likes", "envelope", "chat",
                                         "attack", "risk-cost", "boost"])
     p.add_argument("--smoke", action="store_true", help="a size that finishes in seconds")
-    p.add_argument("--procs", type=int, default=2, help="load-generating processes")
+    p.add_argument("--procs", type=POSITIVE_INT, default=2, help="load-generating processes")
     p.add_argument("--json", type=Path, help="write the result here")
     p.add_argument("--plot", type=Path, help="write a PNG: latency over time and a histogram")
     p.add_argument("--url", help="a running giftwire (default: start one on the embedded Valkey)")
@@ -74,33 +102,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token-secret")
     p.add_argument("--redis-url", help="the target's Redis, for the audit and ceiling (a)")
     p.add_argument("--server-pid", type=int, help="the target gateway's PID (idle reads its RSS)")
-    p.add_argument("--rate", type=float,
+    p.add_argument("--rate", type=POSITIVE_FLOAT,
                    help="gifts: the set rate of the second phase (default: half the max); "
                         "chat: messages/s posted in all (default 50)")
-    p.add_argument("--senders", type=int)
-    p.add_argument("--gifts", type=int)
-    p.add_argument("--window", type=int, help="gifts in flight per sender at max rate")
-    p.add_argument("--viewers", type=int, help="room receivers, and the connections of ceiling (d)")
-    p.add_argument("--connections", type=int, help="idle connections")
-    p.add_argument("--members", type=int,
+    p.add_argument("--senders", type=POSITIVE_INT)
+    p.add_argument("--gifts", type=POSITIVE_INT)
+    p.add_argument("--window", type=POSITIVE_INT, help="gifts in flight per sender at max rate")
+    p.add_argument("--viewers", type=POSITIVE_INT, help="room receivers, and the connections of ceiling (d)")
+    p.add_argument("--connections", type=POSITIVE_INT, help="idle connections")
+    p.add_argument("--members", type=POSITIVE_INT,
                    help="envelope: members, each grabbing once (default 1,000); chat: members "
                         "watching (default 500)")
-    p.add_argument("--shares", type=int, help="envelope: grabbers the envelope allows (default 200)")
-    p.add_argument("--total", type=int, help="envelope: cards in the envelope (default 1,000)")
-    p.add_argument("--posters", type=int,
+    p.add_argument("--shares", type=POSITIVE_INT, help="envelope: grabbers the envelope allows (default 200)")
+    p.add_argument("--total", type=POSITIVE_INT, help="envelope: cards in the envelope (default 1,000)")
+    p.add_argument("--posters", type=POSITIVE_INT,
                    help="chat: the owner and posters-1 admins post (default 5)")
-    p.add_argument("--room-tick-ms", type=int, default=ROOM_TICK_MS,
+    p.add_argument("--room-tick-ms", type=POSITIVE_INT, default=ROOM_TICK_MS,
                    help="room: the gateway's room tick (its own target only): 10,000 viewers "
                         "at 100 ms need 100,000 frames/s")
-    p.add_argument("--normal", type=int, help="attack: normal users (default 300)")
-    p.add_argument("--attack-s", type=float, help="attack: seconds the attacks run (default 20)")
+    p.add_argument("--normal", type=POSITIVE_INT, help="attack: normal users (default 300)")
+    p.add_argument("--attack-s", type=POSITIVE_FLOAT, help="attack: seconds the attacks run (default 20)")
     p.add_argument("--second-url", help="attack against --url: another gateway of the same "
                                         "deployment, for the enforcement samples")
-    p.add_argument("--rounds", type=int, help="risk-cost: off/on pairs of targets, in the order "
+    p.add_argument("--rounds", type=POSITIVE_INT, help="risk-cost: off/on pairs of targets, in the order "
                                               "off, on, on, off, ... (default 3)")
-    p.add_argument("--clients", help="boost: concurrent HTTP clients, a comma list (default "
-                                     "1,8,32,64)")
-    p.add_argument("--max-seconds", type=float, default=120.0, help="bound on each phase")
+    p.add_argument("--clients", type=client_counts,
+                   help="boost: concurrent HTTP clients, a comma list (default 1,8,32,64)")
+    p.add_argument("--max-seconds", type=POSITIVE_FLOAT, default=120.0, help="bound on each phase")
     return p
 
 

@@ -119,6 +119,17 @@ async def test_smoke_boost(tmp_path: Path) -> None:
     assert data["params"]["boosted_contents"] == 4 and data["throughput_per_s"] > 0
 
 
+@pytest.mark.parametrize("bad", [("gifts", "--window", "0"), ("room", "--viewers", "0"),
+                                 ("gifts", "--senders", "0"), ("gifts", "--procs", "-1"),
+                                 ("gifts", "--rate", "nan"), ("risk-cost", "--rounds", "0"),
+                                 ("boost", "--clients", "1,abc"), ("idle", "--connections", "-5")])
+async def test_a_size_below_one_is_refused_before_anything_starts(bad: tuple[str, ...]) -> None:
+    """A size that could never run (a zero window waited forever, zero viewers waited a
+    minute for a frame, zero senders divided by zero) is a usage error, exit 2, at once."""
+    code, text = await run_harness(*bad, "--smoke")
+    assert code == 2 and f"argument {bad[1]}:" in text, text
+
+
 def descendants(pid: int) -> set[int]:
     """The processes below `pid` now (from /proc)."""
     parent: dict[int, int] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from pathlib import Path
 
 import orjson
@@ -198,3 +200,41 @@ async def test_every_client_message_has_one_handler_and_declared_replies(valkey:
     assert all(kinds[t] and set(kinds[t]) <= set(SERVER) for t in kinds)
     assert set(p.flows.kinds()) == {"send", "accept", "decline", "envelope.send", "envelope.grab",
                                     "popularity.use", "popularity.cancel"}
+
+
+def layout_block() -> str:
+    """The README's Layout tree (the code block under `## Layout`)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1]
+    return section.split("```\n", 2)[1]
+
+
+def test_readme_layout_names_every_source_file() -> None:
+    """Each Python and Lua file of protocol/, server/ and loadtest/ is named in the README's
+    Layout tree (a glob such as `pop_*.lua` covers its files), so the tree answers "where is
+    X" for every file a reader can open."""
+    tree = layout_block()
+    names = set(re.findall(r"[\w*]+\.(?:py|lua)", tree))
+    globs = {n for n in names if "*" in n}
+    root = Path(__file__).parent.parent
+    missing = []
+    for folder in ("protocol", "server", "loadtest"):
+        for path in sorted((root / folder).rglob("*")):
+            if path.suffix not in (".py", ".lua") or path.name == "__init__.py":
+                continue
+            if path.name not in names and not any(fnmatch.fnmatch(path.name, g) for g in globs):
+                missing.append(str(path.relative_to(root)))
+    assert missing == [], f"add to the README's Layout: {missing}"
+
+
+def test_readme_adding_a_subsystem_example_is_the_real_module() -> None:
+    """Every line of the README's "Adding a subsystem" example (comments aside) is a line of
+    server/rooms/module.py, so the example calls the registries as they really are."""
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    example = readme.split("### Adding a subsystem\n", 1)[1].split("```python\n", 1)[1]
+    example = example.split("```", 1)[0]
+    module = {line.strip() for line in (root / "server/rooms/module.py").read_text().splitlines()}
+    code = [line.split("  #", 1)[0].strip() for line in example.splitlines()
+            if not line.lstrip().startswith("#")]
+    assert [c for c in code if c and c not in module] == []
