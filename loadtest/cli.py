@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -206,16 +207,17 @@ FD_HEADROOM = 256  # the server's own descriptors besides connections: Redis, li
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    # SIGTERM unwinds the run like Ctrl-C: the target, its Valkey and the load generators
-    # this run started are stopped by the `with` blocks that started them, not orphaned
+    # SIGTERM or Ctrl-C unwinds the run: the target, its Valkey and the load generators this
+    # run started are stopped by the `with` blocks that started them, not orphaned
     task = asyncio.current_task()
     assert task is not None
 
-    def on_sigterm() -> None:
-        STOPPED.append(signal.SIGTERM)
+    def on_signal(signum: int) -> None:
+        STOPPED.append(signum)
         task.cancel()
 
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    for signum in (signal.SIGTERM, signal.SIGINT):  # Ctrl-C unwinds the same way
+        asyncio.get_running_loop().add_signal_handler(signum, on_signal, signum)
     z = sizes(args)
     limit = raise_nofile(2 * max(z["connections"], z["viewers"]) + 1024)
     if args.scenario == "idle" and not args.url and z["connections"] > limit - FD_HEADROOM:
@@ -333,15 +335,33 @@ def ratios_to_ceilings(scenario: str, result: dict[str, Any], cs: dict[str, floa
     return {}
 
 
+def unwritable(path: Path | None) -> str | None:
+    """Why the result could not be written to `path` (checked before a run, not after)."""
+    if path is None:
+        return None
+    if path.is_dir():
+        return f"{path} is a directory"
+    parent = path.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        return f"cannot write {path}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    for why in (unwritable(args.json), unwritable(args.plot)):
+        if why:
+            print(f"giftwire-loadtest: {why}: nothing was run", file=sys.stderr)
+            return 1
     try:
         result = uvloop.run(run(args))
     except asyncio.CancelledError:
         if not STOPPED:
             raise
-        print("stopped (SIGTERM): everything this run started was stopped", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        name = signal.Signals(STOPPED[0]).name
+        print(f"stopped ({name}): everything this run started was stopped", file=sys.stderr)
+        return 128 + STOPPED[0]
     print(report.table(result))
     if args.json:
         report.write_json(args.json, result)

@@ -130,6 +130,14 @@ async def test_a_size_below_one_is_refused_before_anything_starts(bad: tuple[str
     assert code == 2 and f"argument {bad[1]}:" in text, text
 
 
+async def test_a_result_path_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
+    """`--json` or `--plot` where nothing can be written exits 1 at once, naming the path,
+    instead of after a run whose figures are then lost."""
+    for flag, path in (("--json", "/nonexistent-dir/out.json"), ("--plot", str(tmp_path))):
+        code, text = await run_harness("gifts", "--smoke", flag, path)
+        assert code == 1 and path in text and "nothing was run" in text, text
+
+
 def descendants(pid: int) -> set[int]:
     """The processes below `pid` now (from /proc)."""
     parent: dict[int, int] = {}
@@ -168,9 +176,11 @@ OURS = (b"server.cli", b"valkey", b"spawn_main")  # what the harness starts
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-async def test_sigterm_stops_everything_the_run_started() -> None:
-    """A harness stopped with SIGTERM mid-run (its target up, its load generators waiting at
-    a barrier) exits 143 within seconds and leaves no server, Valkey or generator running."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_a_stop_signal_stops_everything_the_run_started(signum: signal.Signals) -> None:
+    """A harness stopped with SIGTERM or Ctrl-C (SIGINT) mid-run (its target up, its load
+    generators waiting at a barrier) exits 128 + the signal within seconds, says so in one
+    line (no traceback), and leaves no server, Valkey or generator running."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtest", "room", "--smoke",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
@@ -183,14 +193,15 @@ async def test_sigterm_stops_everything_the_run_started() -> None:
                 break
             await asyncio.sleep(0.05)
         assert any(b"spawn_main" in c for c in started.values()), started
-        proc.terminate()
+        proc.send_signal(signum)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode == 143, err.decode()
+        assert proc.returncode == 128 + signum, err.decode()
+        assert f"stopped ({signum.name})" in err.decode() and b"Traceback" not in err, err.decode()
         for _ in range(100):
             if not [p for p in started if alive(p)]:
                 break
             await asyncio.sleep(0.1)
-        assert not [p for p in started if alive(p)], "left running after SIGTERM"
+        assert not [p for p in started if alive(p)], f"left running after {signum.name}"
     finally:
         if proc.returncode is None:
             proc.kill()
