@@ -239,7 +239,8 @@ async def test_an_order_is_one_payment_platform_wide(
         old = uid("o")
         await scripts["pop_grant"](keys=user_keys(u), args=[f"$pp:{old}", 8, "purchase",
                                                             await admin.now_ms(), 48 * HOUR,
-                                                            Settings().events_bound, ""])
+                                                            Settings().events_bound, "",
+                                                            Settings().amount_max])
         await redis.aclose()
         retried = await admin.call("POST", "/popularity/purchases", crashed)
         assert (retried["points"], retried["applied"]) == (200, True)
@@ -941,3 +942,45 @@ async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
             assert (await cb.request("popularity.use", timeout_s=20, **theirs))["type"] == "popularity.used"
         code, out = await run_audit(vk.url)
         assert code == 0 and "dead letters: 0" in out, out
+
+
+async def test_a_cancel_while_frozen_gives_back_only_what_was_alive_at_the_freeze(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Points parked in a scheduled use whose lot expired before a freeze stay burned when
+    the use is cancelled during the freeze (they came back, and the balance showed them
+    until the thaw burned them again); the audit stays clean."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await buy(admin, u, 200)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400 * 5)) as c:
+            later = use(1, start_at_ms=await admin.now_ms() + 10 * DAY)
+            assert (await c.request("popularity.use", timeout_s=20, **later))["balance"] == 100
+            await admin.advance(2 * DAY + HOUR)  # the lot's 48 h are over
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": True})
+            cancelled = await c.request("popularity.cancel", use="u1", timeout_s=20)
+            assert (cancelled["state"], cancelled["balance"]) == ("cancelled", 0)
+            assert (await admin.call("GET", f"/popularity/accounts/{u}"))["balance"] == 0
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": False})
+            assert (await c.request("popularity.get"))["balance"] == 0
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_a_purchase_past_the_balance_bound_is_refused_and_its_order_stays_free(
+        admin: Admin) -> None:
+    """Orders of 10^12 fen buy 8·10^10 points each: twelve fit under GIFTWIRE_AMOUNT_MAX
+    (10^12), the thirteenth is `400 amount_too_large` with nothing granted (the balance went
+    past the bound before), and its order can still be reported for another user."""
+    rich, other = await creator(admin), await creator(admin)
+    for _ in range(12):
+        await admin.call("POST", "/popularity/purchases",
+                         {"order": uid("big"), "user": rich, "fen": 10**12})
+    order = uid("big")
+    r = await admin.call("POST", "/popularity/purchases",
+                         {"order": order, "user": rich, "fen": 10**12}, ok=False)
+    assert (r.status_code, r.json()["error"]["code"]) == (400, "amount_too_large")
+    assert (await admin.balances(rich))["popularity"] == 12 * 8 * 10**10
+    moved = await admin.call("POST", "/popularity/purchases",
+                             {"order": order, "user": other, "fen": 10**12})
+    assert (moved["points"], moved["applied"]) == (8 * 10**10, True)

@@ -96,7 +96,8 @@ def install(p: Parts) -> None:
         points = int(claim[1])  # as first recorded: a retry grants what the order bought then
         reply = await p.scripts["pop_grant"](
             keys=user_keys(uid), args=[f"$pp:{order}", points, "purchase", p.clock.now_ms(),
-                                       s.points_lot_ttl_s * 1000, s.events_bound, ""])
+                                       s.points_lot_ttl_s * 1000, s.events_bound, "",
+                                       s.amount_max])
         st = status(reply)
         if st is Status.CONFLICT:  # granted before the order had its own record: the claim
             # this call made is taken back, so the right report can still replay
@@ -104,6 +105,11 @@ def install(p: Parts) -> None:
                                            args=[uid, fen, points, "release"])
             raise AdminError("order_id_conflict")
         if st is Status.REJECTED:
+            if reply[1] == "amount_too_large":  # nothing granted: the order stays free
+                await p.scripts["order_claim"](keys=[keys.purchase_order(order)],
+                                               args=[uid, fen, points, "release"])
+                raise AdminError("amount_too_large", f"the user's points would pass "
+                                                     f"GIFTWIRE_AMOUNT_MAX ({s.amount_max})")
             raise AdminError("user_unknown")
         await note_lots(p.redis, uid, p.clock.now_ms())
         return {"order": order, "user": uid, "points": points, "applied": st is Status.APPLIED}

@@ -69,8 +69,9 @@ local function take_oldest(k, amount, tid, now)
 end
 
 -- A use's price back (a cancel, a refusal): each part as a lot expiring when the lot it came
--- from would have (parts already past it stay burned; while frozen, the lots' clock is
--- stopped, so every part comes back and the thaw shifts it with the rest). A use paid before
+-- from would have (parts already past it stay burned; while frozen, the lots' clock stopped
+-- at the freeze, so a part still alive then comes back and the thaw shifts it with the rest,
+-- and one that had expired before the freeze stays burned). A use paid before
 -- a violation gets nothing back: the violation burned every unused point, and points parked
 -- in a scheduled use must not escape it. A record from before parts were kept: a fresh lot.
 -- Returns the points given back.
@@ -79,10 +80,11 @@ local function refund_parts(k, rec, use, ttl, now)
   if rec.paid_at and rec.paid_at <= violated then return 0 end
   local parts = rec.lots
   if not parts then parts = {{now + ttl, rec.price}} end
-  local frozen = redis.call('HEXISTS', k.state, 'frozen_at') == 1
+  -- the lots' clock: now, or the freeze's start while frozen
+  local clock = tonumber(redis.call('HGET', k.state, 'frozen_at') or now)
   local back = 0
   for i, part in ipairs(parts) do
-    if frozen or part[1] > now then
+    if part[1] > clock then
       add_lot(k, '$pr:' .. use .. ':' .. I(i), part[2], part[1], 'refund', now)
       back = back + part[2]
     end

@@ -4,12 +4,14 @@
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - record id   ARGV[2] - points   ARGV[3] - reason   ARGV[4] - now ms
 -- ARGV[5] - lot lifetime ms   ARGV[6] - event log bound   ARGV[7] - route
+-- ARGV[8] - the bound on any balance (a grant past it is refused `amount_too_large`)
 -- Returns {'applied' | 'exists', event JSON} | {'conflict', ''} | {'rejected', code}
 local k = pop_keys(KEYS)
 local rid, amount = ARGV[1], int_arg(ARGV[2], 'points')
 local reason = enum_arg(ARGV[3], 'reason', {task = true, purchase = true, refund = true})
 local now, ttl, bound, route = int_arg(ARGV[4], 'now'), int_arg(ARGV[5], 'ttl'),
   events_bound(ARGV[6]), ARGV[7]
+local amount_max = int_arg(ARGV[8], 'amount_max')
 if amount < 1 then fail('a grant needs points') end
 
 local stored = redis.call('HGET', k.transfers, rid)
@@ -21,6 +23,14 @@ end
 if redis.call('HEXISTS', k.profile, 'registered_at_ms') == 0 then
   return {'rejected', 'user_unknown'}
 end
+-- the bound is checked on the balance net of what expires now, before anything is written
+local due = 0
+if redis.call('HEXISTS', k.state, 'frozen_at') == 0 then
+  for _, lot in ipairs(redis.call('ZRANGEBYSCORE', k.lots, '-inf', I(now))) do
+    due = due + tonumber(redis.call('HGET', k.points, lot) or '0')
+  end
+end
+if points_of(k) - due + amount > amount_max then return {'rejected', 'amount_too_large'} end
 local burned = expire_lots(k, now)
 if burned > 0 then points_event(k, -burned, 'expire', bound, '') end
 add_lot(k, rid, amount, now + ttl, reason, now)
