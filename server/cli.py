@@ -1,4 +1,4 @@
-"""`giftwire serve | gateway | worker | token | audit`."""
+"""`giftwire serve | gateway | worker | jobs | token | audit`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,6 +44,13 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+def whole_seconds(text: str) -> int:
+    """`--ttl`: whole seconds in ASCII digits (`int` also takes `５`, `1_0` and spaces)."""
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds")
+    return int(text)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -454,7 +462,8 @@ def parser() -> argparse.ArgumentParser:
     add("jobs", "the periodic jobs that stand apart from settlement (the risk engine) alone")
     tok = add("token", "print a development token for USER")
     tok.add_argument("user")
-    tok.add_argument("--ttl", type=int, help="seconds (default GIFTWIRE_TOKEN_TTL_S, 86400)")
+    tok.add_argument("--ttl", type=whole_seconds,
+                     help="seconds (default GIFTWIRE_TOKEN_TTL_S, 86400)")
     add("audit", "check the ledger invariants; exit 1 naming any that broke")
     return p
 

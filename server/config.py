@@ -29,6 +29,8 @@ DEFAULT_NOTE_KINDS = ("do", "re", "mi", "fa", "sol", "la", "ti", "rare")
 FAN_CARDS = ("small_card", "small_card_rare")
 _CREATOR = re.compile(ID_PATTERN)
 _DIGITS = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?|-?(inf|nan)", re.IGNORECASE)
 _ASSET = re.compile(ASSET_PATTERN)
 _NOTE_KIND = re.compile(r"[A-Za-z0-9_-]{1,64}")  # `note.<kind>` is then an ASSET_PATTERN
 LOG_LEVELS = tuple(LEVELS)
@@ -448,16 +450,15 @@ def _parse(value: str, like: Any, name: str = "") -> Any:
         if word not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
             raise SettingError(f"GIFTWIRE_{name.upper()} must be 1 or 0 (true/false), not {value!r}")
         return word in ("1", "true", "yes", "on")
+    # numbers in ASCII only (`int` also takes `５`, `٣`, `1_0` and surrounding spaces)
     if isinstance(like, int):
-        try:
-            return int(value)
-        except ValueError:
-            raise SettingError(f"GIFTWIRE_{name.upper()} must be a whole number, not {value!r}") from None
+        if not _INTEGER.fullmatch(value):
+            raise SettingError(f"GIFTWIRE_{name.upper()} must be a whole number, not {value!r}")
+        return int(value)
     if isinstance(like, float):
-        try:
-            return float(value)
-        except ValueError:
-            raise SettingError(f"GIFTWIRE_{name.upper()} must be a number, not {value!r}") from None
+        if not _DECIMAL.fullmatch(value):
+            raise SettingError(f"GIFTWIRE_{name.upper()} must be a number, not {value!r}")
+        return float(value)
     if isinstance(like, Path):
         return Path(value)
     if isinstance(like, tuple):
@@ -535,7 +536,8 @@ DOCS: dict[str, str] = {
     "handshakes_max": "connections of one process still in that phase; new ones get 503 above",
     "partitions": "settlement stream partitions (by acting user); each is read by one "
                   "worker at a time: workers beyond this count stand by",
-    "stream_backlog_max": "settlement backlog above which gift.send gets `overloaded`",
+    "stream_backlog_max": "settlement backlog at which gift.send gets `overloaded` (a "
+                          "request is refused while the backlog is this or more)",
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_processes": "`serve` only: settlement workers in processes of their own (0: one "
                         "worker inside the gateway process)",
@@ -664,8 +666,8 @@ DOCS: dict[str, str] = {
     "resume_page_max": "events read per round trip when a client resumes",
     "ledger_page_max": "largest ledger page of the admin API",
     "bulk_items_max": "items in one bulk admin request",
-    "fault": "fault injection for crash tests (`kill_after_escrow`, `kill_after_finalize`, "
-             "`poison_credit`, `kill_after_grab`, `lose_like_batches`); leave empty",
+    "fault": "fault injection for crash tests (" + ", ".join(f"`{f}`" for f in FAULTS[1:])
+             + "); leave empty",
     "test_clock": "let `POST /admin/v1/clock` move the time of every process forward (tests and "
                   "development only; never in production)",
 }

@@ -77,6 +77,9 @@ def test_token_lifetime_comes_from_the_setting_and_bad_input_is_refused() -> Non
     for args in (("bad.user",), ("alice", "--ttl", "-5")):
         out = giftwire("token", *args, "--data-dir", data)
         assert out.returncode == 1 and "giftwire:" in out.stderr and "Traceback" not in out.stderr
+    for ttl in ("５", "1_0", " 7", "1.5"):  # whole seconds in ASCII digits, else a usage error
+        out = giftwire("token", "alice", "--ttl", ttl, "--data-dir", data)
+        assert out.returncode == 2 and "--ttl" in out.stderr and out.stdout == "", (ttl, out)
 
 
 def test_a_bad_setting_is_refused_naming_its_variable() -> None:
@@ -91,7 +94,12 @@ def test_a_bad_setting_is_refused_naming_its_variable() -> None:
                        ({"GIFTWIRE_LOG_FORMAT": "xml"}, "GIFTWIRE_LOG_FORMAT"),
                        ({"GIFTWIRE_DURABILITY": "weird"}, "GIFTWIRE_DURABILITY"),
                        ({"GIFTWIRE_TOKEN_TTL_S": "0"}, "GIFTWIRE_TOKEN_TTL_S"),
-                       ({"GIFTWIRE_AUTH_TIMEOUT_S": "-5"}, "GIFTWIRE_AUTH_TIMEOUT_S")):
+                       ({"GIFTWIRE_AUTH_TIMEOUT_S": "-5"}, "GIFTWIRE_AUTH_TIMEOUT_S"),
+                       # digits are ASCII: full-width, Arabic-Indic, `_` and spaces are no number
+                       ({"GIFTWIRE_GIFTS_PER_DAY": "５"}, "GIFTWIRE_GIFTS_PER_DAY"),
+                       ({"GIFTWIRE_GIFTS_PER_DAY": "٣"}, "GIFTWIRE_GIFTS_PER_DAY"),
+                       ({"GIFTWIRE_REQUESTS_PER_S": "1_0"}, "GIFTWIRE_REQUESTS_PER_S"),
+                       ({"GIFTWIRE_PAIR_GIFTS_PER_DAY": " 5 "}, "GIFTWIRE_PAIR_GIFTS_PER_DAY")):
         out = giftwire("token", "alice", "--data-dir", data, **env)
         assert out.returncode == 1 and named in out.stderr, (env, out.stderr)
         assert "Traceback" not in out.stderr

@@ -53,6 +53,31 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
         assert metric(after, 'giftwire_disconnects_total{reason="client"}') == 1
 
 
+async def test_settled_gifts_are_counted_by_how_they_ended(own_server: OwnServer) -> None:
+    """Two offers made (`offered` 2), one accepted (`accepted`), one declined (`voided`), and
+    a gift the recipient's side refused (banned: `rejected`), as the README names them."""
+    srv, _ = own_server()
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10, recipient={"confirm_gifts": True})
+        s2, banned = await admin.pair(10, recipient={"banned": True})
+        async with await Client.connect(srv.ws, srv.token(s)) as a, \
+                await Client.connect(srv.ws, srv.token(r)) as b, \
+                await Client.connect(srv.ws, srv.token(s2)) as c:
+            offers = []
+            for _ in range(2):
+                assert (await a.send_gift(r, "note.do", 1))["delivery"] == "pending"
+                offers.append((await b.next_event("gift.offer"))["transfer_id"])
+            assert (await b.request("gift.accept", offer_id=offers[0]))["type"] == "gift.received"
+            assert (await b.request("gift.decline", offer_id=offers[1]))["type"] == "gift.voided"
+            assert (await c.send_gift(banned, "note.do", 1))["code"] == "recipient_banned"
+            await a.next_event("gift.voided")
+            async with httpx.AsyncClient(base_url=srv.http) as http:
+                text = (await http.get("/metrics")).text
+    settled = {o: float(n) for o, n in re.findall(
+        r'^giftwire_gifts_settled_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+    assert settled == {"offered": 2, "accepted": 1, "voided": 1, "rejected": 1}
+
+
 async def test_server_side_closes_are_counted_under_their_reasons(own_server: OwnServer) -> None:
     """A connection refused as one too many (4005), a message over the transport limit (1009)
     and text that is not UTF-8 (1007) count under those reasons, not as a client leaving."""
