@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 import time
@@ -67,10 +68,11 @@ def above_zero(kind: type) -> Any:
     senders divide by zero, zero viewers wait for a frame that never comes)."""
 
     def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        # ASCII digits only: `int` and `float` also take `５`, `1_0` and spaces
+        shape = r"[0-9]+" if kind is int else r"([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?"
+        if not re.fullmatch(shape, text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number above 0")
+        value = kind(text)
         if not value > 0 or value != value or value == float("inf"):
             raise argparse.ArgumentTypeError(f"{text} must be above 0 (and finite)")
         return value

@@ -971,7 +971,8 @@ async def test_a_purchase_past_the_balance_bound_is_refused_and_its_order_stays_
         admin: Admin) -> None:
     """Orders of 10^12 fen buy 8·10^10 points each: twelve fit under GIFTWIRE_AMOUNT_MAX
     (10^12), the thirteenth is `400 amount_too_large` with nothing granted (the balance went
-    past the bound before), and its order can still be reported for another user."""
+    past the bound before); the order stays that user's payment, and the same report again
+    is granted once a violation burned the points."""
     rich, other = await creator(admin), await creator(admin)
     for _ in range(12):
         await admin.call("POST", "/popularity/purchases",
@@ -981,6 +982,37 @@ async def test_a_purchase_past_the_balance_bound_is_refused_and_its_order_stays_
                          {"order": order, "user": rich, "fen": 10**12}, ok=False)
     assert (r.status_code, r.json()["error"]["code"]) == (400, "amount_too_large")
     assert (await admin.balances(rich))["popularity"] == 12 * 8 * 10**10
-    moved = await admin.call("POST", "/popularity/purchases",
-                             {"order": order, "user": other, "fen": 10**12})
-    assert (moved["points"], moved["applied"]) == (8 * 10**10, True)
+    r = await admin.call("POST", "/popularity/purchases",
+                         {"order": order, "user": other, "fen": 10**12}, ok=False)
+    assert (r.status_code, r.json()["error"]["code"]) == (409, "order_id_conflict")
+    await admin.call("POST", "/popularity/violations", {"id": uid("v"), "user": rich})
+    again = await admin.call("POST", "/popularity/purchases",
+                             {"order": order, "user": rich, "fen": 10**12})
+    assert (again["points"], again["applied"]) == (8 * 10**10, True)
+    assert (await admin.balances(rich))["popularity"] == 8 * 10**10
+
+
+async def test_points_parked_in_a_use_keep_the_life_a_lifted_freeze_gave_every_lot(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A freeze of 72 h lifted while points sit in a scheduled use moves their expiry as it
+    moved every lot's: cancelled 75 h after the purchase, they come back (they expired at
+    48 h before) and expire 120 h after it, 48 h + the frozen time."""
+    srv, vk = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        bought = await admin.now_ms()
+        await buy(admin, u, 100)
+        async with await Client.connect(srv.ws, srv.token(u, ttl_s=86400 * 6)) as c:
+            later = use(1, start_at_ms=bought + 10 * DAY)
+            assert (await c.request("popularity.use", timeout_s=20, **later))["balance"] == 0
+            await admin.advance(2 * HOUR)
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": True})
+            await admin.advance(72 * HOUR)
+            await admin.call("POST", "/popularity/freezes", {"user": u, "frozen": False})
+            await admin.advance(HOUR)  # 75 h after the purchase
+            cancelled = await c.request("popularity.cancel", use="u1", timeout_s=20)
+            assert (cancelled["state"], cancelled["balance"]) == ("cancelled", 100)
+            (lot,) = (await admin.call("GET", f"/popularity/accounts/{u}"))["lots"]
+            assert abs(lot["expires_at_ms"] - (bought + 120 * HOUR)) < 5_000, lot
+        code, out = await run_audit(vk.url)
+        assert code == 0 and "ok   lots_match_points" in out, out

@@ -141,14 +141,17 @@ def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:
 
 
 def test_the_ad_matcher_sees_through_inserted_punctuation_but_not_into_words() -> None:
-    """A term split by any punctuation, symbol, space or zero-width mark between its
-    letters, in full-width forms or another case, is found; a term's own punctuation must be
-    there, so ordinary words that contain its letters are not ads."""
+    """A term split by a little punctuation, symbols, spaces or zero-width marks between
+    its letters, in full-width forms or another case, is found; a term's own punctuation must
+    be there, a sentence's end does not split a Latin term and a Latin term is a whole word,
+    so ordinary sentences that contain its letters are not ads."""
     terms = Settings().group_ad_terms
     for ad in ("加.微.信", "加!微!信", "加:微:信", "加/微/信", "加。微。信", "加 微 信", "加\u200b微信",
                "we.chat", "wei.xin", "W-E-C-H-A-T", "t.m.e/x", "h.t.t.p://x", "w.w.w.x", "ｗｗｗ．ｘ",
                "W W W . x . C O M", "ｖｘ：abc", "QQ群 123", "see https : / / x"):
         assert ad_found(ad, terms) is not None, ad
     for fine in ("welcome to the group", "come on", "加油!", "the weather chat", "http status",
-                 "vx1", "wwwow", "t.mex", "great show, see you"):
+                 "vx1", "wwwow", "t.mex", "great show, see you", "欢迎参加！VIP专场",
+                 "我要参加。V神来了", "Can we? Chat later", "Can we... chat later?",
+                 "Great show. Come back tomorrow!", "w - - - - e chat"):
         assert ad_found(fine, terms) is None, fine

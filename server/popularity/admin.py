@@ -105,9 +105,9 @@ def install(p: Parts) -> None:
                                            args=[uid, fen, points, "release"])
             raise AdminError("order_id_conflict")
         if st is Status.REJECTED:
-            if reply[1] == "amount_too_large":  # nothing granted: the order stays free
-                await p.scripts["order_claim"](keys=[keys.purchase_order(order)],
-                                               args=[uid, fen, points, "release"])
+            if reply[1] == "amount_too_large":  # nothing granted; the order stays this
+                # user's payment (releasing it could race a retry that was granted), and the
+                # same report again is granted once the points leave room for it
                 raise AdminError("amount_too_large", f"the user's points would pass "
                                                      f"GIFTWIRE_AMOUNT_MAX ({s.amount_max})")
             raise AdminError("user_unknown")

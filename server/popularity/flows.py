@@ -192,6 +192,9 @@ class UseFlow(DayFlow):
         if stored is None:
             return "nothing_moved"
         if orjson.loads(stored)["st"] != "paid":
+            # settled, or refunded by a void that crashed before noting its lots: noting
+            # them again is harmless
+            await note_lots(self.scripts.redis, item.user, now.now_ms)
             return "settled"
         # first what the steps after pop_use may have done (each idempotent), then the refund:
         # a crash in between leaves the use `paid`, so the void can be run again

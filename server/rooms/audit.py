@@ -42,7 +42,12 @@ async def rebuild_board(redis: Any, room: str) -> dict[str, int]:
     """Replace the session's board (the live one, or the last one ended) by what its
     recorded gifts add up to."""
     rk = keys.room(room)
-    want = expected_board(await redis.hgetall(rk.profile), await redis.hgetall(rk.recorded))
+    profile, recorded = await redis.hgetall(rk.profile), await redis.hgetall(rk.recorded)
+    if profile.get("live") != "1" and not recorded:
+        # an ended session's records expire a while after its last gift; its board stays
+        # readable until the next session, so it is kept, not rebuilt into nothing
+        return {u: int(c) for u, c in await redis.zrange(rk.board, 0, -1, withscores=True)}
+    want = expected_board(profile, recorded)
     pipe = redis.pipeline(transaction=True)  # one slot: the board is swapped atomically
     pipe.delete(rk.board)
     if want:

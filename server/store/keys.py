@@ -19,8 +19,9 @@ Per user (`gw:{u:<id>}:…`):
   if  creators this fan is an iron fan of (set by the platform; a group entry rule)
   ra  the risk engine's recent action times (ms, newest first, bounded)
   pl  popularity lots: lot id → expiry ms;  pv  lot id → points left in it
-  ps  popularity state: signin day and streak, frozen_at, uses:<day>, posts:<cycle>,
-      category, followers (the platform's figures);  pu  card uses: use id → JSON
+  ps  popularity state: signin day and streak, frozen_at, frozen_total (ms of lifted
+      freezes), violation_at, uses:<day>, posts:<cycle>, category, followers (the platform's
+      figures);  pu  card uses: use id → JSON
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
   c   pub/sub channel of the user's live events

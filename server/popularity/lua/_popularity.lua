@@ -69,9 +69,10 @@ local function take_oldest(k, amount, tid, now)
 end
 
 -- A use's price back (a cancel, a refusal): each part as a lot expiring when the lot it came
--- from would have (parts already past it stay burned; while frozen, the lots' clock stopped
--- at the freeze, so a part still alive then comes back and the thaw shifts it with the rest,
--- and one that had expired before the freeze stays burned). A use paid before
+-- from would have (parts already past it stay burned; freezes lifted since the payment move
+-- a part's expiry as they moved every lot's; while frozen, the lots' clock stopped at the
+-- freeze, so a part still alive then comes back and the thaw shifts it with the rest, and
+-- one that had expired before the freeze stays burned). A use paid before
 -- a violation gets nothing back: the violation burned every unused point, and points parked
 -- in a scheduled use must not escape it. A record from before parts were kept: a fresh lot.
 -- Returns the points given back.
@@ -80,12 +81,18 @@ local function refund_parts(k, rec, use, ttl, now)
   if rec.paid_at and rec.paid_at <= violated then return 0 end
   local parts = rec.lots
   if not parts then parts = {{now + ttl, rec.price}} end
-  -- the lots' clock: now, or the freeze's start while frozen
-  local clock = tonumber(redis.call('HGET', k.state, 'frozen_at') or now)
+  -- the lots' clock: now, or the freeze's start while frozen; and the freezes lifted since
+  -- the use was paid, which the lots it came from would have been given (`frz`: the
+  -- frozen time summed at payment; a use recorded before it was kept gets none)
+  local st = redis.call('HMGET', k.state, 'frozen_at', 'frozen_total')
+  local clock = tonumber(st[1] or now)
+  local shift = 0
+  if rec.frz then shift = tonumber(st[2] or '0') - rec.frz end
   local back = 0
   for i, part in ipairs(parts) do
-    if part[1] > clock then
-      add_lot(k, '$pr:' .. use .. ':' .. I(i), part[2], part[1], 'refund', now)
+    local expires = part[1] + shift
+    if expires > clock then
+      add_lot(k, '$pr:' .. use .. ':' .. I(i), part[2], expires, 'refund', now)
       back = back + part[2]
     end
   end

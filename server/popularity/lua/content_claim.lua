@@ -1,7 +1,8 @@
 -- A card use, step 2, on the content hash's own slot: the first account to boost content
 -- with this hash owns it; a re-upload by another account is refused. The owner's uses of
--- the hash are kept with it, so a cancel (or an operator's void) of a use that never
--- boosted gives the hash back once none of its uses is left (`release`).
+-- the hash are kept with it, so a cancel before the start (or an operator's void of a use
+-- that never settled, its window taken away) gives the hash back once none of its uses is
+-- left (`release`).
 -- KEYS[1] - the hash's owner   KEYS[2] - the owner's uses of the hash (a set)
 -- ARGV[1] - the user           ARGV[2] - the use id   ARGV[3] - 'claim' | 'release'
 -- Returns {'applied' | 'exists', ''} | {'rejected', 'content_taken'}

@@ -28,6 +28,8 @@ else
     if shift > 0 then redis.call('ZINCRBY', k.lots, I(shift), ids[i]) end
   end
   redis.call('HDEL', k.state, 'frozen_at')
+  -- every freeze's length, summed: points parked in a use while frozen get it on a refund
+  redis.call('HINCRBY', k.state, 'frozen_total', I(now - tonumber(frozen_at)))
 end
 emit(k.profile, k.events, k.channel, points_view(k), bound, '')
 return {'applied', ''}

@@ -32,7 +32,8 @@ if stored then
 end
 local registered = redis.call('HGET', k.profile, 'registered_at_ms')
 if not registered then return {'rejected', 'not_registered'} end
-local s = redis.call('HMGET', k.state, 'frozen_at', 'category', 'followers', 'uses:' .. today)
+local s = redis.call('HMGET', k.state, 'frozen_at', 'category', 'followers', 'uses:' .. today,
+                    'frozen_total')
 if s[1] then return {'rejected', 'points_frozen'} end
 if s[2] ~= category then return {'rejected', 'category_mismatch'} end
 local followers = tonumber(s[3] or '0')
@@ -50,6 +51,6 @@ if req == '' then req = nil end
 local rec = cjson.encode({st = 'paid', fp = fp, req = req, card = card, cover = cover,
                           content = content, room = room, hash = hash, price = price,
                           starts = starts, ends = ends, day = today, lots = parts,
-                          paid_at = now})
+                          paid_at = now, frz = tonumber(s[5] or '0')})
 redis.call('HSET', k.uses, use, rec)
 return {'applied', rec}
