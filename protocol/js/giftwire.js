@@ -440,7 +440,10 @@ export class GiftwireClient {
   /** Forget the stored seq and the offers, stored and in memory (on logout: after `close()`,
    * or a later frame stores the seq again). */
   forget() {
+    // the next connection starts fresh: no `since` from storage or from this client's memory
     this._since = null;
+    this.welcome = null;
+    this.lastSeq = 0;
     this._offers = {};
     try {
       this.storage?.removeItem(this.storageKey);

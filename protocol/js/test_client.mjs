@@ -240,6 +240,21 @@ const tests = {
     assert.equal(e.state, "closed");
   },
 
+  async "forget() after close(): the next connection starts fresh, with no since"() {
+    const storage = new MemoryStorage();
+    const c = client(storage);
+    const ws = await open(c, 5);
+    ws.push({ type: "gift.received", transfer_id: "a:g", gift_id: "g", from: "a", asset: "note.do",
+      count: 1, balance: 4, seq: 6 });
+    assert.equal(c.lastSeq, 6);
+    c.close();
+    c.forget();
+    const again = await open(c, 9);
+    assert.equal(again.url.searchParams.get("since"), null);
+    assert.equal(c.lastSeq, 9);
+    c.close();
+  },
+
   async "a request times out without a reply"() {
     const c = client(new MemoryStorage(), { requestTimeoutMs: 20 });
     await open(c, 1);

@@ -379,8 +379,9 @@ function onGiftReply(g, reply) {
     setState(g, "rejected");
     g.reason = why(reply);
   }
-  postHost("sent", { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state,
-    code: reply.code });
+  const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
+  if (reply.code) sent.code = reply.code; // only when refused
+  postHost("sent", sent);
 }
 
 function addIncoming(msg, note = null) {
