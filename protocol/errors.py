@@ -206,12 +206,12 @@ class CloseCode:
 CLOSE_CODES = {
     c.reason: c
     for c in (
-        CloseCode(1000, "normal", False, "closed as asked (the client closed first)"),
+        CloseCode(1000, "normal", False, "closed as asked (the client closed first; its "
+                  "own code is echoed)"),
         CloseCode(1002, "protocol_error", False, "the client broke the WebSocket protocol"),
         CloseCode(1006, "abnormal", True,
                   "never sent: the connection dropped without a close frame (seen by clients)"),
-        CloseCode(1007, "invalid_utf8", False, "a text frame was not valid UTF-8 (for 1007 and "
-                  "1009 the close frame's reason text is the WebSocket layer's own)"),
+        CloseCode(1007, "invalid_utf8", False, "a text frame was not valid UTF-8"),
         CloseCode(1009, "message_too_big", False,
                   "a message over GIFTWIRE_WS_MAX_BYTES (the transport limit)"),
         CloseCode(1011, "internal_error", True,

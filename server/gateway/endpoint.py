@@ -316,8 +316,8 @@ class Gateway:
         if ws.application_state == WebSocketState.CONNECTED:
             try:
                 await ws.close(code=close_code(reason).code, reason=reason)
-            except RuntimeError:
-                pass
+            except (RuntimeError, WebSocketDisconnect, OSError):
+                pass  # the transport closed it first (a server stopping: 1012), or it dropped
 
     async def _authenticate(self, ws: WebSocket
                             ) -> tuple[str, str | None, int | None, str | None] | None:
