@@ -126,8 +126,10 @@ class Settings:
     # third of it): how soon a dead worker's partitions pass to the others
     partition_lease_ms: int = 3_000
     # an entry that failed (or was handed out without being acknowledged) this many times is
-    # a poison entry: retrying forever would stall nothing but hide it, so it is set aside
-    settle_attempts_max: int = 5
+    # a poison entry: retrying forever would stall nothing but hide it, so it is set aside.
+    # 3 tries take ~2 × claim_idle_ms (30 s), inside request_timeout_s (60 s): the request
+    # still waits and hears `settlement_failed` (with 5, ~60-75 s, it had timed out first)
+    settle_attempts_max: int = 3
     # handed out this many times without any worker acknowledging or failing it: it kills its
     # worker (set high: a batch aborted by a storage outage is handed out again too)
     settle_deliveries_max: int = 20
@@ -556,7 +558,9 @@ DOCS: dict[str, str] = {
                           "its last renewal (renewed every third of it); one worker reads a "
                           "partition at a time",
     "settle_attempts_max": "failed attempts (or deliveries never acknowledged) before an entry "
-                           "is moved to the dead-letter stream",
+                           "is moved to the dead-letter stream (retried every CLAIM_IDLE_MS: "
+                           "keep (attempts - 1) × CLAIM_IDLE_MS under REQUEST_TIMEOUT_S, so the "
+                           "request still waits for its `settlement_failed`)",
     "settle_deliveries_max": "deliveries of an entry that no worker acknowledged (each died on "
                              "it) before it is moved to the dead-letter stream",
     "dead_letters_max": "dead-letter entries kept per partition (oldest trimmed)",

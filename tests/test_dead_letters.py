@@ -82,6 +82,21 @@ async def test_malformed_entry_dead_lettered_at_once(
         assert dead["attempts"] == 1 and "malformed" in dead["error"]
 
 
+async def test_with_the_default_attempts_a_poison_gift_is_answered_before_its_request_times_out(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """With the default GIFTWIRE_SETTLE_ATTEMPTS_MAX, a request timeout a few retry intervals
+    long (the defaults: 60 s and 15 s; here 3.5 s and 1 s) outlasts the tries: the sender of a
+    gift that cannot settle hears `settlement_failed`, not `timeout` (with 5 attempts, 4
+    intervals, the request timed out first and never heard why)."""
+    srv, _ = own_server({"GIFTWIRE_FAULT": "poison_credit", "GIFTWIRE_CLAIM_IDLE_MS": "1000",
+                         "GIFTWIRE_REQUEST_TIMEOUT_S": "3.5"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            reply = await a.send_gift(r, "note.do", 1, gift_id="poison-default", timeout_s=20)
+            assert (reply["type"], reply["code"]) == ("error", "settlement_failed"), reply
+
+
 async def test_gift_stuck_in_escrow_is_refunded_by_void(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A gift whose recipient step always fails: the sender's request is answered with
