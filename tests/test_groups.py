@@ -555,6 +555,20 @@ async def test_owner_promotes_and_demotes_an_admin_who_cannot_act_on_another_adm
     listing = await admin.call("GET", f"/groups/{group}/members")
     assert {x["user"]: x["role"] for x in listing["members"]} == {
         owner: "owner", ua: "member", ub: "admin", um: "member"}
+    assert (listing["total"], listing["next"]) == (4, None)
+    # two at a time, by user id: every member once, the last page says there is no more
+    pages, after = [], None
+    while True:
+        page = await admin.call("GET", f"/groups/{group}/members?limit=2"
+                                + (f"&after={after}" if after else ""))
+        pages.append([x["user"] for x in page["members"]])
+        after = page["next"]
+        if after is None:
+            break
+    assert pages == [sorted([owner, ua, ub, um])[:2], sorted([owner, ua, ub, um])[2:]]
+    for bad in ("limit=0", "limit=5001", "after=a.b"):
+        r = await admin.call("GET", f"/groups/{group}/members?{bad}", ok=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field"), bad
     log = (await admin.call("GET", f"/groups/{group}/moderation"))["log"]
     assert [(x["actor"], x["action"], x["user"]) for x in log][::-1] == [
         (owner, "promote", ua), (owner, "promote", ub), (ua, "mute", um), (owner, "demote", ua)]

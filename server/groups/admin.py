@@ -20,6 +20,7 @@ from server.store import keys
 from server.store.outcomes import Status, status
 
 MEMBERS_LISTED_MAX = 5000  # members one GET lists (capacity is 500 by default)
+MEMBERS_PAGE_DEFAULT = 1000
 LOG_LISTED_MAX = 200  # moderation log lines one GET lists
 CAPACITY_MAX = 100_000
 DAY_ENVELOPES_MAX = 10_000  # envelopes of one day the claim rate reads
@@ -79,10 +80,18 @@ def install(p: Parts) -> None:
         pipe.smembers(g.removed)
         pipe.hgetall(g.warnings)
         roles, mutes, apps, removed, warnings = await pipe.execute()
-        listed = sorted(roles)[:MEMBERS_LISTED_MAX]
-        return {"group": g.group, "members": [
+        # pages by user id: `after` the last one a page listed, `limit` at a time
+        limit = v.query_int(r.query_params.get("limit", str(MEMBERS_PAGE_DEFAULT)), "limit", 1,
+                            MEMBERS_LISTED_MAX)
+        after = r.query_params.get("after")
+        if after is not None:
+            v.user_id(after, "after")
+        rest = sorted(u for u in roles if after is None or u > after)
+        listed = rest[:limit]
+        return {"group": g.group, "total": len(roles), "members": [
             {"user": u, "role": roles[u], "muted_until_ms": int(mutes.get(u, 0)),
              "warnings": int(warnings.get(u, 0))} for u in listed],
+            "next": listed[-1] if len(rest) > limit else None,
             "applications": sorted(apps)[:MEMBERS_LISTED_MAX],
             "removed": sorted(removed)[:MEMBERS_LISTED_MAX]}
 
