@@ -69,6 +69,8 @@ ERRORS = _codes(
     ErrorCode("envelope_id_conflict", "this envelope id was used with different parameters"),
     ErrorCode("envelope_insufficient", "not enough cards for this red envelope"),
     ErrorCode("envelope_asset", "red envelopes carry note cards only"),
+    ErrorCode("balance_full", "your share would take your balance past what an account may "
+              "hold; it stays yours: grab again once there is room", temporary=True),
     ErrorCode("owner_cannot_leave", "the owner cannot leave their own group"),
     ErrorCode("too_many_invites", "the group has as many live invite codes as it may"),
     ErrorCode("too_many_polls", "the group has as many open polls as it may"),

@@ -148,7 +148,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "Grab a share of a red envelope (once per member). Replied by "
                 "`envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, "
                 "`envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, "
-                "`risk_banned`).",
+                "`risk_banned`, `balance_full`: the share would take your balance past the "
+                "bound; it stays yours, and grabbing again credits it once there is room).",
                 (req_id(), _GROUP, Field("envelope", "str", "the envelope's id as the group "
                                          "shows it, `<sender>:<envelope id>`",
                                          pattern=r"^[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_-]{1,64}$",

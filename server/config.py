@@ -510,7 +510,10 @@ DOCS: dict[str, str] = {
     "pair_gifts_per_day": "gifts one recipient may take per day from one sender",
     "follow_min_s": "how long the sender must have followed the recipient",
     "count_max": "cards in one gift",
-    "amount_max": "bound on any balance or amount (far below 2^53)",
+    "amount_max": "bound on any amount, and on the balance a credit makes: a gift, an accept, "
+                  "a grab (`balance_full`), a grant or a purchase past it is refused (far "
+                  "below 2^53 and the 14 digits Lua's JSON writes exactly); refunds and the "
+                  "small daily rewards are never refused, so a balance may pass it by those",
     "festival_cost_num": "festival price numerator (price = ceil(count × num / den))",
     "festival_cost_den": "festival price denominator",
     "newcomer_window_s": "how long after registration a user is a newcomer",

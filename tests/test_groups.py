@@ -353,6 +353,34 @@ async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(
         await c.close()
 
 
+async def test_a_share_past_the_balance_bound_waits_for_room(
+        server: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
+    """A grabber whose balance a share would take past GIFTWIRE_AMOUNT_MAX (10^12) is
+    refused `balance_full` (it was credited, however far past); the share stays theirs
+    in escrow, and grabbing again after a revocation made room credits it once."""
+    group, owner = await new_group(admin)
+    sender, _ = await admin.pair(50)
+    s, _ = await iron_member(server, admin, group, owner, sender)
+    rich_c, rich = await iron_member(server, admin, group, owner)
+    await admin.grant(rich, 10**12 - 1)
+    name = (await s.request("envelope.send", group=group, envelope="big", asset="note.do",
+                            total=5, shares=1))["envelope"]
+    refused = await rich_c.request("envelope.grab", group=group, envelope=name, timeout_s=20)
+    assert (refused["type"], refused["code"]) == ("error", "balance_full"), refused
+    assert await admin.balances(rich) == {"note.do": 10**12 - 1}
+    code, out = await run_audit(valkey.url)
+    assert code == 0, out  # the share is in escrow, counted in flight
+    await admin.call("POST", "/revocations", {"id": uid("rv"), "user": rich, "asset": "note.do",
+                                               "amount": 10})
+    grabbed = await rich_c.request("envelope.grab", group=group, envelope=name, timeout_s=20)
+    assert (grabbed["type"], grabbed["share"], grabbed["balance"]) == (
+        "envelope.grabbed", 5, 10**12 - 6)
+    code, out = await run_audit(valkey.url)
+    assert code == 0 and "ok   envelopes_exact" in out, out
+    for c in (s, rich_c):
+        await c.close()
+
+
 async def test_envelope_rush_of_1000_grabbers_with_a_worker_killed_in_it(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """1,000 members rush one envelope of 300 cards for 100 shares over two gateways while the

@@ -195,6 +195,18 @@ async def test_grant_moves_balance_against_mint(lab: Lab) -> None:
     await lab.zero_sum(u)
 
 
+async def test_a_revocation_is_not_held_back_by_a_balance_past_the_bound(lab: Lab) -> None:
+    """A balance already past GIFTWIRE_AMOUNT_MAX (refunds are never refused) can still be
+    revoked from, while a grant on top of it is refused `amount_too_large`."""
+    u = uid()
+    await lab.user(u)
+    await lab.grant(u, "g1", 10**12)
+    await lab.r.hincrby(keys.user(u).balances, ASSET, 5)  # as a refund past the bound leaves it
+    assert await lab.grant(u, "g2", 1) == ["rejected", "amount_too_large"]
+    assert await lab.grant(u, "r1", -7, account="burn", reason="revoke") == [
+        "applied", str(10**12 - 2)]
+
+
 async def test_grant_replay_exists_and_other_amount_conflicts(lab: Lab) -> None:
     """The same grant id again is `exists` (the stored balance), with another amount a
     `conflict`; neither moves anything."""

@@ -310,7 +310,7 @@ export interface EnvelopeSendMessage {
   shares: number;
 }
 
-/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, `risk_banned`). */
+/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, `risk_banned`, `balance_full`: the share would take your balance past the bound; it stays yours, and grabbing again credits it once there is room). */
 export interface EnvelopeGrabMessage {
   type: "envelope.grab";
   /** client-chosen request id, echoed by the reply */
@@ -1166,6 +1166,7 @@ export type ErrorCode =
   | "envelope_id_conflict"
   | "envelope_insufficient"
   | "envelope_asset"
+  | "balance_full"
   | "owner_cannot_leave"
   | "too_many_invites"
   | "too_many_polls"

@@ -220,7 +220,8 @@ class GrabFlow(DayFlow):
     def credit_call(self, item: GrabItem, now: Now) -> Call:
         return (keys.user(item.user).account,
                 [grab_record(item.group, item.envelope), "grab", item.group, item.envelope,
-                 item.asset, item.share, now.now_ms, self.s.events_bound, item.route])
+                 item.asset, item.share, now.now_ms, self.s.events_bound, item.route,
+                 self.s.amount_max])
 
     async def after_credit(self, item: GrabItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
@@ -228,12 +229,16 @@ class GrabFlow(DayFlow):
             await self.replies.send(item.user, item.route, str(reply[1]))
         elif st is Status.APPLIED:
             GRABS.inc(outcome="credited")
+        elif st is Status.REJECTED:  # past the balance bound: the share waits in escrow
+            GRABS.inc(outcome=str(reply[1]))
+            await self.replies.send(item.user, item.route, error_frame(str(reply[1])))
         else:
             raise UnknownStatus(f"env_credit answered {reply!r}")
 
     async def void(self, item: GrabItem, now_ms: int) -> str:
-        """A grab whose share was decided is credited (the share is the member's); one that
-        was not decided moved nothing."""
+        """A grab whose share was decided is credited (the share is the member's), unless it
+        would take the member past the balance bound (`balance_full`: it waits in escrow for
+        a grab again); one that was not decided moved nothing."""
         now = await self.prepare(now_ms)
         share = await self.scripts.redis.hget(keys.group(item.group).grabs(item.envelope), item.user)
         if share is None:
@@ -241,7 +246,9 @@ class GrabFlow(DayFlow):
         env = await self.scripts.redis.hget(keys.group(item.group).envelope(item.envelope), "asset")
         item.share, item.asset, item.route = int(share), str(env), ""
         call = self.credit_call(item, now)
-        await self.scripts["env_credit"](keys=call[0], args=call[1])
+        reply = await self.scripts["env_credit"](keys=call[0], args=call[1])
+        if status(reply) is Status.REJECTED:  # past the bound: it waits for a grab again
+            return str(reply[1])
         return "credited"
 
 

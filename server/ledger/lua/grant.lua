@@ -26,7 +26,8 @@ end
 if redis.call('EXISTS', k_profile) == 0 then return {'rejected', 'user_unknown'} end
 local balance = hget_int(k_balances, asset)
 if balance + delta < 0 then return {'rejected', 'insufficient_balance'} end
-if balance + delta > amount_max or math.abs(delta) > amount_max then
+-- a revocation is never held back by the bound (a balance past it, from refunds, can shrink)
+if (delta > 0 and balance + delta > amount_max) or math.abs(delta) > amount_max then
   return {'rejected', 'amount_too_large'}
 end
 
