@@ -8,7 +8,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from protocol.client import Client
@@ -37,6 +37,29 @@ async def test_rate_limit_and_connection_limit(own_server: OwnServer) -> None:
             await Client.connect(srv.ws, srv.token(u))
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == close_code("too_many_connections").code
+
+
+async def test_logins_at_one_instant_do_not_get_past_the_connection_limit(server: Proc) -> None:
+    """30 connections of one user that send their `auth` frames at once: 8 are welcomed
+    (GIFTWIRE_CONNECTIONS_PER_USER_MAX) and 22 closed 4005; each welcomed one was counted
+    before the next login was judged (all 30 got in while joining the hub took a moment)."""
+    u = uid("u")
+    sockets = [await connect(server.ws) for _ in range(30)]
+    try:
+        await asyncio.gather(*(ws.send(f'{{"type":"auth","id":"a","token":"{server.token(u)}"}}')
+                               for ws in sockets))
+
+        async def outcome(ws: ClientConnection) -> str:
+            try:
+                return str(await ws.recv())[:20]
+            except ConnectionClosed as closed:
+                return f"closed {closed.rcvd.code if closed.rcvd else None}"
+
+        seen = await asyncio.gather(*(outcome(ws) for ws in sockets))
+        welcomed = [x for x in seen if '"welcome"' in x]
+        assert len(welcomed) == 8 and seen.count("closed 4005") == 22, seen
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets))
 
 
 async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:

@@ -108,6 +108,9 @@ class Gateway:
         self.guards: list[Callable[[Connection, str, dict[str, Any]], str | None]] = []
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.draining = False  # shutting down: a connection that still gets in is sent away
+        # a user's connections past the limit check but not yet on the hub (joining it waits
+        # for a subscription): counted too, or logins at one instant all passed the check
+        self.admitting: dict[str, int] = {}
         # requests' XADDs go out as bounded pipelined rounds (`store.pipeline.execute`)
         self.producer = StreamProducer(redis if rounds is None else rounds,
                                        settings.xadd_batch_max)
@@ -153,7 +156,8 @@ class Gateway:
         if auth is None:
             return
         user, request_id, since, device = auth
-        if len(list(self.hub.on(keys.user(user).channel))) >= self.s.connections_per_user_max:
+        held = len(list(self.hub.on(keys.user(user).channel))) + self.admitting.get(user, 0)
+        if held >= self.s.connections_per_user_max:
             DISCONNECTS.inc(reason="too_many_connections")
             await self._close(ws, "too_many_connections")
             return
@@ -177,7 +181,13 @@ class Gateway:
         forwarded = ",".join(ws.headers.getlist("x-forwarded-for")) or None
         conn.ip = client_address(peer, forwarded, self.trusted_proxies)
         conn.start_buffering()  # subscribe first, then read the log: no gap
-        await self.hub.add(conn)
+        self.admitting[user] = self.admitting.get(user, 0) + 1
+        try:
+            await self.hub.add(conn)
+        finally:  # on the hub now (counted there), or never
+            left = self.admitting.pop(user) - 1
+            if left:
+                self.admitting[user] = left
         if self.draining:  # drain() ran while this one authenticated: it was not kicked
             conn.close()
             await self.hub.remove(conn)
