@@ -186,6 +186,7 @@ ADMIN_ERRORS = {
         AdminCode("mentor_already_bound", 409, "this user already has a mentor"),
         AdminCode("already_gifted", 409, "the newcomer has already posted a gift: a mentor "
                   "bound now would never be rewarded"),
+        AdminCode("body_timeout", 408, "the body did not arrive in time"),
         AdminCode("body_too_large", 413, "the body is too large"),
         AdminCode("too_many_items", 413, "the bulk request has too many items"),
         AdminCode("internal", 500, "the server failed on this request; retrying will not help"),

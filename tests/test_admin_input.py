@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from urllib.parse import urlsplit
+
 import httpx
 
 from tests.support import Admin, Proc, uid
@@ -193,3 +196,21 @@ async def test_dead_letter_partition_and_appeal_evidence_are_checked(admin: Admi
         assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found"), bad_id
     r = await admin.call("POST", "/risk/cases/any-case/resolve", {"evidence": "selfie"}, ok=False)
     assert (r.status_code, r.json()["error"]["code"]) == (400, "bad_field")
+
+
+async def test_a_body_too_large_or_unauthorized_is_refused_before_it_is_read(server: Proc) -> None:
+    """A request declaring a body over 8 MiB gets 413 at once, before a byte of it is sent
+    (it was read whole first), and an unauthorized one 401; both close the connection, so a
+    body that never ends holds nothing open."""
+    url = urlsplit(server.http)
+    for auth in (f"Bearer {server.secrets['admin_key']}", "Bearer wrong"):
+        reader, writer = await asyncio.open_connection(url.hostname, url.port)
+        writer.write(f"POST /admin/v1/bulk HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+                     "{".encode())
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # to EOF: the server closed it
+        writer.close()
+        status = answer.split(b" ", 2)[1]
+        assert status == (b"413" if "wrong" not in auth else b"401"), answer[:200]
+        assert b"connection: close" in answer.lower(), answer[:300]

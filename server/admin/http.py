@@ -3,12 +3,13 @@ errors are answered."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
 from redis.exceptions import DataError, RedisError, ResponseError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from server.admin import validate as v
@@ -17,6 +18,13 @@ from server.admin.validate import AdminError
 log = logging.getLogger("giftwire")
 
 BODY_MAX_BYTES = 8 << 20
+# a whole body within this long, or 408: the handshake bound ends with the request's head,
+# and a body trickled a byte at a time would hold a connection (and its buffer) forever
+BODY_READ_S = 30.0
+# errors answered before the body was read to its end: the connection is closed after the
+# answer, not kept alive to drain what is left of a body that may never end
+_CLOSING = frozenset({"body_too_large", "body_timeout", "unauthorized", "not_found",
+                      "method_not_allowed"})
 # plain ResponseErrors that report the server's state, not a refused command: retryable
 _TRANSIENT_REPLIES = ("BUSY ", "MISCONF ", "NOREPLICAS ")
 
@@ -29,15 +37,34 @@ def error_response(code: str, detail: str | None = None) -> Response:
     """The error reply for `code`: its status and, unless `detail` is given, its message come
     from `protocol.errors.ADMIN_ERRORS`."""
     exc = AdminError(code, detail)
-    return json_response({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+    response = json_response({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+    if code in _CLOSING:
+        response.headers["connection"] = "close"
+    return response
 
 
 async def read_json(request: Request) -> Any:
-    body = await request.body()
-    if len(body) > BODY_MAX_BYTES:
+    """The body as JSON: refused as soon as it passes BODY_MAX_BYTES (never buffered whole),
+    408 when it does not arrive within BODY_READ_S."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > BODY_MAX_BYTES:
         raise AdminError("body_too_large", f"the body exceeds {BODY_MAX_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
     try:
-        return orjson.loads(body)
+        async with asyncio.timeout(BODY_READ_S):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > BODY_MAX_BYTES:
+                    raise AdminError("body_too_large", f"the body exceeds {BODY_MAX_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise AdminError("body_timeout", f"the body did not arrive within {BODY_READ_S:g} s") \
+            from None
+    except ClientDisconnect:  # nobody is left to answer; no traceback for it
+        raise AdminError("bad_json", "the client went away before its body ended") from None
+    try:
+        return orjson.loads(b"".join(chunks))
     except orjson.JSONDecodeError:
         raise AdminError("bad_json") from None
 
