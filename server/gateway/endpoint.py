@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from protocol import PROTOCOL_VERSION
@@ -395,6 +397,11 @@ class Gateway:
                 continue
             try:
                 await self._handle(conn, decoded)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # Redis away or every pooled connection busy (an overload): one line each,
+                # not a traceback per request, which flooded the log when it mattered most
+                log.warning("redis unavailable serving %s: %s", decoded.type, exc)
+                conn.push(error_frame("unavailable", decoded.data.get("id")))
             except RedisError:
                 log.exception("redis error serving %s", decoded.type)
                 conn.push(error_frame("unavailable", decoded.data.get("id")))
