@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -47,8 +46,8 @@ class _Server(uvicorn.Server):
 
 
 def whole_seconds(text: str) -> int:
-    """`--ttl`: whole seconds in ASCII digits (`int` also takes `５`, `1_0` and spaces)."""
-    if not re.fullmatch(r"-?[0-9]+", text):
+    """`--ttl`: whole seconds in ASCII digits (`config.whole_number`)."""
+    if not config.whole_number(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds")
     return int(text)
 

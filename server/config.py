@@ -317,6 +317,11 @@ def digits(text: str) -> bool:
     return bool(_DIGITS.fullmatch(text))
 
 
+def whole_number(text: str) -> bool:
+    """A whole number, maybe negative, in ASCII digits (`int` also takes `５`, `1_0`, spaces)."""
+    return bool(_INTEGER.fullmatch(text))
+
+
 def tiers_arg(wish_tiers: tuple[str, ...] | list[str]) -> str:
     """Tiers as the quote script takes them: `<limit>:<num>:<den>,…`."""
     return ",".join(t.replace("/", ":") for t in wish_tiers)
@@ -454,7 +459,7 @@ def _parse(value: str, like: Any, name: str = "") -> Any:
         return word in ("1", "true", "yes", "on")
     # numbers in ASCII only (`int` also takes `５`, `٣`, `1_0` and surrounding spaces)
     if isinstance(like, int):
-        if not _INTEGER.fullmatch(value):
+        if not whole_number(value):
             raise SettingError(f"GIFTWIRE_{name.upper()} must be a whole number, not {value!r}")
         return int(value)
     if isinstance(like, float):

@@ -55,6 +55,11 @@ def claim_call(user: str, use: str, content_hash: str, action: str) -> Call:
             [user, use, action])
 
 
+def unboost_call(user: str, use: str, content: str) -> Call:
+    """boost_set on the content's slot: the use's window taken away (a cancel, a void)."""
+    return ([keys.content_boosts(content)], [f"{user}:{use}", "remove", 0, 0, 0])
+
+
 def use_payload(d: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """The entry of a card use: its parameters with their defaults (an absent start is now)
     and `fp`, the fingerprint of the request as sent, which decides what a retry is."""
@@ -198,17 +203,15 @@ class UseFlow(DayFlow):
             return "settled"
         # first what the steps after pop_use may have done (each idempotent), then the refund:
         # a crash in between leaves the use `paid`, so the void can be run again
-        member = f"{item.user}:{item.use}"
         undo: list[tuple[str, Call]] = [
-            ("boost_set", ([keys.content_boosts(item.content)], [member, "remove", 0, 0, 0])),
+            ("boost_set", unboost_call(item.user, item.use, item.content)),
             ("content_claim", claim_call(item.user, item.use, item.content_hash, "release"))]
         if item.live_room:
-            undo.append(("boost_set", ([keys.content_boosts(item.live_room)],
-                                       [member, "remove", 0, 0, 0])))
+            undo.append(("boost_set", unboost_call(item.user, item.use, item.live_room)))
         for script, (ks, args) in undo:
             if status(await self.scripts[script](keys=ks, args=args)) not in (Status.APPLIED,
                                                                                Status.EXISTS):
-                raise UnknownStatus(f"{script} did not undo {member}")
+                raise UnknownStatus(f"{script} did not undo {item.user}:{item.use}")
         item.route, item.outcome, item.code = "", "refuse", "settlement_failed"
         call = self.settle_call(item, now)
         await self.scripts["pop_use_settle"](keys=call[0], args=call[1])
@@ -269,12 +272,10 @@ class CancelFlow(DayFlow):
             raise UnknownStatus(f"pop_cancel answered {reply!r}")
 
     def remove_call(self, item: CancelItem, _now: Now) -> Call:
-        return ([keys.content_boosts(item.content)], [f"{item.user}:{item.use}", "remove", 0, 0, 0])
+        return unboost_call(item.user, item.use, item.content)
 
     def remove_room_call(self, item: CancelItem, _now: Now) -> Call | None:
-        if not item.live_room:
-            return None
-        return ([keys.content_boosts(item.live_room)], [f"{item.user}:{item.use}", "remove", 0, 0, 0])
+        return unboost_call(item.user, item.use, item.live_room) if item.live_room else None
 
     async def after_remove(self, item: CancelItem, reply: list[Any], _now: Now) -> None:
         if status(reply) not in (Status.APPLIED, Status.EXISTS):

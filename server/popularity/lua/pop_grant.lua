@@ -23,16 +23,11 @@ end
 if redis.call('HEXISTS', k.profile, 'registered_at_ms') == 0 then
   return {'rejected', 'user_unknown'}
 end
--- the bound is checked on the balance net of what expires now, before anything is written
-local due = 0
-if redis.call('HEXISTS', k.state, 'frozen_at') == 0 then
-  for _, lot in ipairs(redis.call('ZRANGEBYSCORE', k.lots, '-inf', I(now))) do
-    due = due + tonumber(redis.call('HGET', k.points, lot) or '0')
-  end
-end
-if points_of(k) - due + amount > amount_max then return {'rejected', 'amount_too_large'} end
+-- what is due expires first (whatever follows: it would at the next read), so the bound
+-- is checked on the balance as it is now
 local burned = expire_lots(k, now)
 if burned > 0 then points_event(k, -burned, 'expire', bound, '') end
+if points_of(k) + amount > amount_max then return {'rejected', 'amount_too_large'} end
 add_lot(k, rid, amount, now + ttl, reason, now)
 local ev = points_event(k, amount, reason, bound, route)
 redis.call('HSET', k.transfers, rid, cjson.encode({points = amount, ev = ev}))
