@@ -93,6 +93,11 @@ ERRORS = _codes(
     ErrorCode("insufficient_cards", "not enough of that creator's small cards"),
     ErrorCode("exchange_unit", "small cards exchange in whole units (10 by default)"),
     ErrorCode("exchange_id_conflict", "this exchange id was used with different parameters"),
+    ErrorCode("set_incomplete", "you hold fewer complete sets than that (one card of each set "
+              "kind a set)"),
+    ErrorCode("redemption_id_conflict", "this redemption id was used with another count of sets"),
+    ErrorCode("set_reward_full", "the reward would take your balance past what an account may "
+              "hold; nothing was redeemed", temporary=True),
     ErrorCode("risk_restricted", "your account may not gift for now (one device served too many "
               "accounts); the event `risk.notice` says until when and how to appeal"),
     ErrorCode("risk_frozen", "your account is frozen for now (an IP cluster gifting one account); "
@@ -177,6 +182,13 @@ ADMIN_ERRORS = {
         AdminCode("insufficient_balance", 409, "the user's balance is smaller than the amount"),
         AdminCode("grant_id_conflict", 409, "this id was used with different parameters"),
         AdminCode("order_id_conflict", 409, "this order id was reported with other figures"),
+        AdminCode("stock_empty", 409, "the note-card stock holds fewer cards of the kinds that "
+                  "can be drawn than the reward asks: refill it (nothing was drawn)"),
+        AdminCode("refill_id_conflict", 409, "this refill id was used with another asset or amount"),
+        AdminCode("reward_id_conflict", 409, "this reward id was used for another user or card count"),
+        AdminCode("redemption_id_conflict", 409, "this redemption id was used with another count "
+                  "of sets"),
+        AdminCode("set_incomplete", 409, "the user holds fewer complete sets than that"),
         AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "
                   "verification (low), a phone bill (medium), offline notarization (high)"),
         AdminCode("case_resolved", 409, "this case was resolved already"),

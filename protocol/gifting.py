@@ -131,9 +131,11 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                   "for a streamer done: a small card of their fan club, `small_card.<streamer>`), "
                   "like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), "
                   "envelope_refund (what was left in your red envelope came back, or the group "
-                  "refused it)",
+                  "refused it), task_reward (a task's note cards, drawn by the published odds), "
+                  "set_redeem (a card of each set kind burned, per set) and set_reward (what "
+                  "the sets earned)",
                   enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak",
-                        "envelope_refund")),
+                        "envelope_refund", "task_reward", "set_redeem", "set_reward")),
             _BALANCE, _SEQ,
         ),
     ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from protocol import gifting, groups, popularity, risk, rooms, session
+from protocol import gifting, groups, notes, popularity, risk, rooms, session
 from protocol.gifting import rejection
 from protocol.schema import (
     AMOUNT_MAX,
@@ -62,7 +62,7 @@ class Subsystem(Protocol):
 
 # The one list of subsystems. Their order is the order of the types in the AsyncAPI
 # document, so append new ones at the end.
-SUBSYSTEMS: tuple[Subsystem, ...] = (session, gifting, rooms, groups, popularity, risk)
+SUBSYSTEMS: tuple[Subsystem, ...] = (session, gifting, rooms, groups, popularity, risk, notes)
 
 CLIENT_TYPES: tuple[MessageType, ...] = tuple(t for s in SUBSYSTEMS for t in s.CLIENT_TYPES)
 SERVER_TYPES: tuple[MessageType, ...] = tuple(t for s in SUBSYSTEMS for t in s.SERVER_TYPES)

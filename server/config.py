@@ -88,6 +88,16 @@ class Settings:
     offer_timeout_s: int = 600
     offers_per_user_max: int = 100
 
+    # the note economy (SPEC section 1, "Kinds, sets and stock"): a task reward draws each
+    # card's kind by these weights among the kinds still in stock (`<kind>:<weight>`; a kind
+    # not named is never drawn; empty: DEFAULT_WEIGHT each, RARE_WEIGHT for a kind `rare`)
+    note_odds: tuple[str, ...] = ()
+    reward_cards_max: int = 10  # cards one task reward may draw
+    note_draw_ttl_s: int = 7 * 86400  # a reward's draw is kept this long for its retries
+    set_kinds: tuple[str, ...] = ()  # the kinds a complete set holds one of (empty: every kind)
+    set_reward: str = "coin:100"  # `<asset>:<amount>` granted (from mint) for each set redeemed
+    sets_per_redemption_max: int = 100
+
     # gateway bounds
     frame_max_bytes: int = 4096  # protocol limit: larger frames get an error reply
     ws_max_bytes: int = 65536  # transport limit: larger messages close with 1009
@@ -341,7 +351,8 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "like_window_ms", "bad_frames_window_s", "boost_decay_step_s", "group_flood_window_ms",
             "device_window_s", "cluster_window_s", "bot_window_s", "xadd_batch_max",
             "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
-            "ledger_page_max", "bulk_items_max")
+            "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
+            "sets_per_redemption_max")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
@@ -430,9 +441,61 @@ def _asset_problems(s: Settings) -> list[str]:
     names = s.note_assets + s.other_assets
     if len(set(names)) != len(names):
         out.append("GIFTWIRE_NOTE_KINDS and GIFTWIRE_OTHER_ASSETS name an asset twice")
+    if not out:  # odds and sets name kinds and assets: judged once those are valid
+        out += _economy_problems(s)
     if s.mentor_reward_asset not in s.note_assets:  # minted as cards: never a managed asset
         out.append(f"GIFTWIRE_MENTOR_REWARD_ASSET must be a note card "
                    f"({', '.join(s.note_assets)}), not {s.mentor_reward_asset!r}")
+    return out
+
+
+NOTE_WEIGHT_MAX = 10**6  # per kind: odds stay exact as ratios of whole numbers
+# the default odds: seven notes at 14% and one rare kind at 2% (of 100)
+DEFAULT_WEIGHT, RARE_WEIGHT = 14, 2
+
+
+def note_weights(s: Settings) -> dict[str, int]:
+    """`GIFTWIRE_NOTE_ODDS` as asset → weight, every note asset present (0: never drawn).
+    Call only on settings `problems` accepted."""
+    if not s.note_odds:
+        return {f"note.{k}": RARE_WEIGHT if k == "rare" else DEFAULT_WEIGHT for k in s.note_kinds}
+    named = {k: int(w) for k, _, w in (item.partition(":") for item in s.note_odds)}
+    return {f"note.{k}": named.get(k, 0) for k in s.note_kinds}
+
+
+def set_assets(s: Settings) -> tuple[str, ...]:
+    """The assets a complete set holds one of each of."""
+    return tuple(f"note.{k}" for k in (s.set_kinds or s.note_kinds))
+
+
+def set_reward(s: Settings) -> tuple[str, int]:
+    """`GIFTWIRE_SET_REWARD` as (asset, amount per set)."""
+    asset, _, amount = s.set_reward.rpartition(":")
+    return asset, int(amount)
+
+
+def _economy_problems(s: Settings) -> list[str]:
+    out = []
+    items = [item.partition(":") for item in s.note_odds]
+    kinds = [k for k, _, _ in items]
+    if any(not sep or k not in s.note_kinds or not digits(w) or int(w) > NOTE_WEIGHT_MAX
+           for k, sep, w in items) or len(set(kinds)) != len(kinds):
+        out.append(f"GIFTWIRE_NOTE_ODDS must be `<kind>:<weight>` items, each a kind of "
+                   f"GIFTWIRE_NOTE_KINDS named once with a whole weight <= {NOTE_WEIGHT_MAX} "
+                   f"(it is {','.join(s.note_odds)!r})")
+    elif items and not any(int(w) for _, _, w in items):
+        out.append("GIFTWIRE_NOTE_ODDS must give at least one kind a weight above 0")
+    bad = [k for k in s.set_kinds if k not in s.note_kinds]
+    if bad or len(set(s.set_kinds)) != len(s.set_kinds):
+        out.append(f"GIFTWIRE_SET_KINDS must name kinds of GIFTWIRE_NOTE_KINDS, each once "
+                   f"(not {','.join(s.set_kinds)!r})")
+    asset, _, amount = s.set_reward.rpartition(":")
+    # granted from mint as a plain balance: popularity points are lots, fan-club cards earned
+    if asset not in s.assets or asset == "popularity" or not digits(amount) \
+            or not 1 <= int(amount) <= s.amount_max:
+        out.append(f"GIFTWIRE_SET_REWARD must be `<asset>:<amount>`, a note card or another "
+                   f"asset but popularity, and 1 <= amount <= GIFTWIRE_AMOUNT_MAX "
+                   f"(it is {s.set_reward!r})")
     return out
 
 
@@ -527,6 +590,18 @@ DOCS: dict[str, str] = {
     "mentor_reward_cards": "cards the newcomer and the mentor each get on the first gift",
     "offer_timeout_s": "how long a confirmation-required gift waits before it is voided",
     "offers_per_user_max": "pending offers one recipient may hold",
+    "note_odds": "a task reward draws each card's kind by these weights, `<kind>:<weight>` "
+                 "(whole, ≤ 1,000,000), among the kinds still in stock (a kind not named is "
+                 "never drawn; empty: 14 for each kind and 2 for `rare`, so do…ti 14% and rare "
+                 "2%); published by `GET /admin/v1/notes` and `notes.get`",
+    "reward_cards_max": "cards one task reward (`POST /admin/v1/notes/rewards`) may draw",
+    "note_draw_ttl_s": "a task reward's draw is kept this long: a retry of the reward within it "
+                       "credits the same cards (after it, a reward already credited still "
+                       "replays from the user's record)",
+    "set_kinds": "the kinds a complete set holds one of each of (empty: every kind)",
+    "set_reward": "what each redeemed set grants (from mint), `<asset>:<amount>`: a note card or "
+                  "another asset but popularity",
+    "sets_per_redemption_max": "sets one redemption may redeem",
     "frame_max_bytes": "largest client frame; larger ones get `frame_too_large`",
     "ws_max_bytes": "largest WebSocket message at all; larger ones close with 1009",
     "auth_timeout_s": "time to authenticate before the connection is closed (4004)",

@@ -9,6 +9,7 @@ from server.gateway import session
 from server.gifting import module as gifting
 from server.groups import module as groups
 from server.ledger import module as ledger
+from server.notes import module as notes
 from server.parts import Parts
 from server.popularity import module as popularity
 from server.risk import module as risk
@@ -20,4 +21,5 @@ class Module(Protocol):
     def install(self, p: Parts) -> None: ...
 
 
-MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity, risk)
+MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity, risk,
+                                notes)

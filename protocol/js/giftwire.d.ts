@@ -382,6 +382,24 @@ export interface PopularityCancelMessage {
   use: string;
 }
 
+/** The published odds of a task reward's draw (each card's kind), which kinds are in stock, and what a complete set is and earns. Replied by `notes.info`. */
+export interface NotesGetMessage {
+  type: "notes.get";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
+/** Redeem complete sets: one card of each set kind per set is burned and the set's reward granted, in one step. Replied by `notes.redeemed`, or `error` (`set_incomplete`: fewer than `sets` of some kind; `redemption_id_conflict`: the id used with another `sets`; `set_reward_full`; `not_registered`). The balances also change by `balance.changed` events (`set_redeem`, `set_reward`). */
+export interface NotesRedeemMessage {
+  type: "notes.redeem";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** your id for this redemption (idempotent) */
+  redemption: string;
+  /** sets to redeem (absent: 1) */
+  sets?: number;
+}
+
 export type ClientMessage =
   | AuthMessage
   | PingMessage
@@ -414,7 +432,9 @@ export type ClientMessage =
   | PopularitySigninMessage
   | PopularityExchangeMessage
   | PopularityUseMessage
-  | PopularityCancelMessage;
+  | PopularityCancelMessage
+  | NotesGetMessage
+  | NotesRedeemMessage;
 
 /** Message type name → its interface. */
 export interface ClientMessages {
@@ -450,6 +470,8 @@ export interface ClientMessages {
   "popularity.exchange": PopularityExchangeMessage;
   "popularity.use": PopularityUseMessage;
   "popularity.cancel": PopularityCancelMessage;
+  "notes.get": NotesGetMessage;
+  "notes.redeem": NotesRedeemMessage;
 }
 export type ClientType = keyof ClientMessages;
 
@@ -650,8 +672,8 @@ export interface BalanceChangedMessage {
   asset: string;
   /** signed change */
   delta: number;
-  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it) */
-  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund";
+  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a card of each set kind burned, per set) and set_reward (what the sets earned) */
+  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund" | "task_reward" | "set_redeem" | "set_reward";
   /** your balance of `asset` after this event */
   balance: number;
   /** per-user event sequence number */
@@ -1043,6 +1065,36 @@ export interface RiskNoticeMessage {
   seq: number;
 }
 
+/** The reply to `notes.get`: `kinds` lists every note card `{asset, odds, odds_now, in_stock}` — `odds` the published chance of one card (weight over the total), `odds_now` the chance with the kinds out of stock left out; `set_kinds` and `set_reward` `{asset, amount}` per set. */
+export interface NotesInfoMessage {
+  type: "notes.info";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** every note card's odds */
+  kinds: JsonObject[];
+  /** the assets a complete set holds one of */
+  set_kinds: string[];
+  /** `{asset, amount}` each set earns */
+  set_reward: JsonObject;
+}
+
+/** Your sets are redeemed (the reply to `notes.redeem`; a repeat of the same id answers the same, `replayed: true`). */
+export interface NotesRedeemedMessage {
+  type: "notes.redeemed";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** your id for this redemption (idempotent) */
+  redemption: string;
+  /** sets redeemed */
+  sets: number;
+  /** `{asset, amount}` granted for them all */
+  reward: JsonObject;
+  /** your balances of the set's kinds and the reward's asset after it */
+  balances: Record<string, number>;
+  /** this id was redeemed before */
+  replayed: boolean;
+}
+
 export type ServerMessage =
   | WelcomeMessage
   | PongMessage
@@ -1079,7 +1131,9 @@ export type ServerMessage =
   | PopularityUsedMessage
   | PopularityUseStateMessage
   | PopularityDashboardMessage
-  | RiskNoticeMessage;
+  | RiskNoticeMessage
+  | NotesInfoMessage
+  | NotesRedeemedMessage;
 
 /** Message type name → its interface. */
 export interface ServerMessages {
@@ -1119,6 +1173,8 @@ export interface ServerMessages {
   "popularity.use.state": PopularityUseStateMessage;
   "popularity.dashboard": PopularityDashboardMessage;
   "risk.notice": RiskNoticeMessage;
+  "notes.info": NotesInfoMessage;
+  "notes.redeemed": NotesRedeemedMessage;
 }
 export type ServerType = keyof ServerMessages;
 
@@ -1188,6 +1244,9 @@ export type ErrorCode =
   | "insufficient_cards"
   | "exchange_unit"
   | "exchange_id_conflict"
+  | "set_incomplete"
+  | "redemption_id_conflict"
+  | "set_reward_full"
   | "risk_restricted"
   | "risk_frozen"
   | "risk_banned"

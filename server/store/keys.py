@@ -382,6 +382,17 @@ def cluster_gifts(network: str, recipient: str) -> str:
     return f"{PREFIX}:{{n:{network}}}:r:{recipient}"
 
 
+# the note economy's stock, one owner (`{notes}`): a draw and the stock it takes are one call
+NOTE_STOCK = f"{PREFIX}:{{notes}}:stock"  # hash: `<asset>` → cards left, `issued:<asset>` → drawn
+NOTE_REFILLS = f"{PREFIX}:{{notes}}:refills"  # hash: refill id → `<asset>|<amount>` (idempotency)
+
+
+def note_draw(reward: str) -> str:
+    """A task reward's draw (same slot as the stock): its user, cards and kinds, kept
+    GIFTWIRE_NOTE_DRAW_TTL_S so a retry credits the same cards."""
+    return f"{PREFIX}:{{notes}}:d:{reward}"
+
+
 RISK_CASES = f"{PREFIX}:{{risk}}:cases"  # zset: case id → opened ms (newest last)
 
 

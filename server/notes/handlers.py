@@ -1,0 +1,52 @@
+"""The note economy's requests at the gateway: the published odds, and redeeming sets
+(one Lua call on the user's own slot, answered directly)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from protocol.messages import encode
+from server.gateway.connection import Connection
+from server.notes import metrics
+from server.notes.economy import Economy, Refused, odds
+
+if TYPE_CHECKING:
+    from server.gateway.endpoint import Gateway
+
+EXT = "notes"  # this module's Economy in `Gateway.ext`
+# the redemption's refusals → the protocol's error codes
+REDEEM_ERRORS = {"user_unknown": "not_registered", "amount_too_large": "set_reward_full",
+                 "set_incomplete": "set_incomplete",
+                 "redemption_id_conflict": "redemption_id_conflict"}
+
+
+def _economy(gw: Gateway) -> Economy:
+    e: Economy = gw.ext[EXT]
+    return e
+
+
+async def get(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    e = _economy(gw)
+    stock = {a: left for a, (left, _) in (await e.stock()).items()}
+    now = odds(e.weights, stock)
+    kinds = [{"asset": a, "odds": p, "odds_now": now[a], "in_stock": stock[a] > 0}
+             for a, p in odds(e.weights).items()]
+    conn.push(encode("notes.info", id=d["id"], kinds=kinds, set_kinds=list(e.set_assets),
+                     set_reward={"asset": e.reward_asset, "amount": e.reward_per_set}).decode())
+
+
+async def redeem(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    e, rid, sets = _economy(gw), d["id"], d.get("sets", 1)
+    if sets > gw.s.sets_per_redemption_max:
+        gw.error(conn, "bad_field", rid)
+        return
+    try:
+        r = await e.redeem(d["redemption"], conn.user, sets, gw.clock.now_ms())
+    except Refused as exc:
+        gw.error(conn, REDEEM_ERRORS[exc.code], rid)
+        return
+    if not r.replayed:
+        metrics.SETS.inc(r.sets)
+    conn.push(encode("notes.redeemed", id=rid, redemption=d["redemption"], sets=r.sets,
+                     reward={"asset": r.reward[0], "amount": r.reward[1]}, balances=r.balances,
+                     replayed=r.replayed).decode())
