@@ -140,3 +140,26 @@ async def test_group_chat_and_red_envelope_on_a_cluster(
     await s.close()
     code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
     assert code == 0 and "ok   envelopes_exact" in out, out
+
+
+async def test_note_economy_on_a_cluster(cluster: list[EmbeddedValkey], cluster_server: Proc,
+                                         cadmin: Admin) -> None:
+    """The stock's slot and the users' slots on different masters: refills, a reward drawn and
+    credited, its replay, a set redeemed over the WebSocket, the audit."""
+    kinds = (await cadmin.call("GET", "/notes"))["set_kinds"]
+    for a in kinds:
+        await cadmin.call("POST", "/notes/stock", {"id": "c-" + a.replace(".", "-"), "asset": a, "amount": 20})
+    u = "cnotes"
+    await cadmin.user(u)
+    got = await cadmin.call("POST", "/notes/rewards", {"id": "cr1", "user": u, "cards": 4})
+    assert sum(got["drawn"].values()) == 4
+    again = await cadmin.call("POST", "/notes/rewards", {"id": "cr1", "user": u, "cards": 4})
+    assert again == {**got, "replayed": True}
+    for a in kinds:
+        await cadmin.grant(u, 1, a)
+    async with await Client.connect(cluster_server.ws, cluster_server.token(u)) as c:
+        done = await c.request("notes.redeem", redemption="cs1")
+        assert done["type"] == "notes.redeemed" and done["reward"]["amount"] == 100, done
+    assert (await cadmin.balances(u)).get("coin") == 100
+    code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+    assert code == 0, out
