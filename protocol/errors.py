@@ -185,7 +185,7 @@ ADMIN_ERRORS = {
         AdminCode("stock_empty", 409, "the note-card stock holds fewer cards of the kinds that "
                   "can be drawn than the reward asks: refill it (nothing was drawn)"),
         AdminCode("refill_id_conflict", 409, "this refill id was used with another asset or amount"),
-        AdminCode("reward_id_conflict", 409, "this reward id was used for another user or card count"),
+        AdminCode("reward_id_conflict", 409, "this reward id was used for the user with another card count"),
         AdminCode("redemption_id_conflict", 409, "this redemption id was used with another count "
                   "of sets"),
         AdminCode("set_incomplete", 409, "the user holds fewer complete sets than that"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.notes import REDEEM_SETS_MAX
 from protocol.popularity import CARDS
 from protocol.rooms import EFFECTS_MAX
 from protocol.schema import ASSET_PATTERN, ID_PATTERN
@@ -450,6 +451,7 @@ def _asset_problems(s: Settings) -> list[str]:
 
 
 NOTE_WEIGHT_MAX = 10**6  # per kind: odds stay exact as ratios of whole numbers
+REWARD_CARDS_LIMIT = 1000  # cards one reward may draw, at most: one random number each in ARGV
 # the default odds: seven notes at 14% and one rare kind at 2% (of 100)
 DEFAULT_WEIGHT, RARE_WEIGHT = 14, 2
 
@@ -485,6 +487,13 @@ def _economy_problems(s: Settings) -> list[str]:
                    f"(it is {','.join(s.note_odds)!r})")
     elif items and not any(int(w) for _, _, w in items):
         out.append("GIFTWIRE_NOTE_ODDS must give at least one kind a weight above 0")
+    # each bounds one Lua call's arguments (a random number per card, a set per redemption)
+    # (and above 0: POSITIVE)
+    if s.reward_cards_max > REWARD_CARDS_LIMIT:
+        out.append(f"GIFTWIRE_REWARD_CARDS_MAX must be at most {REWARD_CARDS_LIMIT}")
+    if s.sets_per_redemption_max > REDEEM_SETS_MAX:
+        out.append(f"GIFTWIRE_SETS_PER_REDEMPTION_MAX must be at most {REDEEM_SETS_MAX} (the "
+                   f"protocol's bound)")
     bad = [k for k in s.set_kinds if k not in s.note_kinds]
     if bad or len(set(s.set_kinds)) != len(s.set_kinds):
         out.append(f"GIFTWIRE_SET_KINDS must name kinds of GIFTWIRE_NOTE_KINDS, each once "
@@ -594,14 +603,14 @@ DOCS: dict[str, str] = {
                  "(whole, ≤ 1,000,000), among the kinds still in stock (a kind not named is "
                  "never drawn; empty: 14 for each kind and 2 for `rare`, so do…ti 14% and rare "
                  "2%); published by `GET /admin/v1/notes` and `notes.get`",
-    "reward_cards_max": "cards one task reward (`POST /admin/v1/notes/rewards`) may draw",
-    "note_draw_ttl_s": "a task reward's draw is kept this long: a retry of the reward within it "
-                       "credits the same cards (after it, a reward already credited still "
-                       "replays from the user's record)",
+    "reward_cards_max": "cards one task reward (`POST /admin/v1/notes/rewards`) may draw (1–1,000)",
+    "note_draw_ttl_s": "a task reward's draw not yet credited (a crash, or `amount_too_large`) "
+                       "waits this long for the same reward again, which credits it; then its "
+                       "cards go back to the stock (a worker's sweep, every minute)",
     "set_kinds": "the kinds a complete set holds one of each of (empty: every kind)",
     "set_reward": "what each redeemed set grants (from mint), `<asset>:<amount>`: a note card or "
                   "another asset but popularity",
-    "sets_per_redemption_max": "sets one redemption may redeem",
+    "sets_per_redemption_max": "sets one redemption may redeem (1–100)",
     "frame_max_bytes": "largest client frame; larger ones get `frame_too_large`",
     "ws_max_bytes": "largest WebSocket message at all; larger ones close with 1009",
     "auth_timeout_s": "time to authenticate before the connection is closed (4004)",

@@ -148,7 +148,8 @@ async def test_note_economy_on_a_cluster(cluster: list[EmbeddedValkey], cluster_
     credited, its replay, a set redeemed over the WebSocket, the audit."""
     kinds = (await cadmin.call("GET", "/notes"))["set_kinds"]
     for a in kinds:
-        await cadmin.call("POST", "/notes/stock", {"id": "c-" + a.replace(".", "-"), "asset": a, "amount": 20})
+        refill = {"id": "c-" + a.replace(".", "-"), "asset": a, "amount": 20}
+        await cadmin.call("POST", "/notes/stock", refill)
     u = "cnotes"
     await cadmin.user(u)
     got = await cadmin.call("POST", "/notes/rewards", {"id": "cr1", "user": u, "cards": 4})

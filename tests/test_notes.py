@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from protocol.client import Client
 from server.config import Settings, note_weights, problems
-from server.notes.economy import odds
+from server.notes.economy import DRAW_KEYS, Economy, odds
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from server.store.scripts import Scripts
@@ -41,11 +41,20 @@ def stock_key() -> str:
     return f"{keys.NOTE_STOCK}-{uid()}"  # the same slot, a stock of the test's own
 
 
+def draw_keys(stock: str) -> list[str]:
+    return [stock, f"{stock}:pending", f"{stock}:pending:at"]
+
+
 async def draw(sc: Scripts, stock: str, reward: str, user: str, randoms: list[int],
-               weights: dict[str, int] = W) -> Any:
+               weights: dict[str, int] = W, nonce: str = "n1", now: int = NOW) -> Any:
     return await sc["note_draw"](
-        keys=[stock, keys.note_draw(reward)],
-        args=[user, len(randoms), 60, len(weights), *weights, *weights.values(), *randoms])
+        keys=draw_keys(stock),
+        args=[user, reward, len(randoms), nonce, now, len(weights), *weights, *weights.values(),
+              *randoms])
+
+
+async def settle(sc: Scripts, stock: str, user: str, reward: str, nonce: str, mode: str) -> Any:
+    return await sc["note_settle"](keys=draw_keys(stock), args=[user, reward, nonce, mode])
 
 
 async def fill(r: Redis, stock: str, **cards: int) -> None:
@@ -61,8 +70,9 @@ async def test_a_draw_follows_the_weights_by_its_random_numbers(redis: Redis, sc
     assert reply[0] == "applied"
     d = json.loads(reply[1])
     # 2^52 - 1 = 4503599627370495, whose remainder by 100 is 95: ti
-    assert d == {"user": "alice", "cards": 8, "drawn": ["note.do", "note.do", "note.re", "note.ti",
-                                                        "note.rare", "note.rare", "note.do", "note.ti"]}
+    assert d == {"user": "alice", "reward": d["reward"], "cards": 8, "nonce": "n1",
+                 "drawn": ["note.do", "note.do", "note.re", "note.ti", "note.rare", "note.rare",
+                           "note.do", "note.ti"]}
     left = await redis.hgetall(stock)
     assert left["note.do"] == "7" and left["issued:note.do"] == "3"
     assert left["note.rare"] == "8" and left["issued:note.rare"] == "2"
@@ -98,38 +108,47 @@ async def test_a_draw_past_the_stock_takes_nothing(redis: Redis, scripts: Script
     assert await redis.hgetall(stock) == before
 
 
-async def test_a_draw_replays_and_its_id_is_one_users(redis: Redis, scripts: Scripts) -> None:
-    """The same reward id again returns the first draw and takes nothing more, whatever
-    numbers it brings; for another user or card count it is a conflict."""
+async def test_a_pending_draw_replays_until_it_is_settled(redis: Redis, scripts: Scripts) -> None:
+    """The same (user, reward) again returns the pending draw and takes nothing more,
+    whatever numbers it brings; another card count is a conflict; another user's reward of
+    the same id is another draw. Settled `done`, it leaves the pending set and the stock
+    as it is; a later draw settled `return` gives its cards back and leaves the drawn count."""
     stock = stock_key()
     await fill(redis, stock, **{k: 10 for k in S.note_kinds})
-    rid = uid("rw")
-    first = await draw(scripts, stock, rid, "u", [0, 50])
+    first = await draw(scripts, stock, "r1", "u", [0, 50])
     after = await redis.hgetall(stock)
-    assert await draw(scripts, stock, rid, "u", [99, 99]) == ["exists", first[1]]
-    assert await draw(scripts, stock, rid, "v", [0, 50]) == ["conflict", ""]
-    assert await draw(scripts, stock, rid, "u", [0]) == ["conflict", ""]
+    assert await draw(scripts, stock, "r1", "u", [99, 99], nonce="n2") == ["exists", first[1]]
+    assert await draw(scripts, stock, "r1", "u", [0]) == ["conflict", ""]
     assert await redis.hgetall(stock) == after
-    assert 0 < await redis.ttl(keys.note_draw(rid)) <= 60
+    assert (await draw(scripts, stock, "r1", "v", [0]))[0] == "applied"
+    pending, at = draw_keys(stock)[1:]
+    assert await redis.zscore(at, "u r1") == NOW
+    assert await settle(scripts, stock, "u", "r1", "other", "done") == ["not_found", ""]
+    assert await settle(scripts, stock, "u", "r1", "n1", "done") == ["applied", ""]
+    assert await settle(scripts, stock, "u", "r1", "n1", "return") == ["not_found", ""]
+    assert not await redis.hexists(pending, "u r1") and await redis.zscore(at, "u r1") is None
+    assert (await redis.hgetall(stock))["issued:note.do"] == "2"  # v's card and u's first
+    again = await draw(scripts, stock, "r1", "u", [14], nonce="n3")
+    assert json.loads(again[1])["drawn"] == ["note.re"]
+    assert await settle(scripts, stock, "u", "r1", "n3", "return") == ["applied", ""]
+    left = await redis.hgetall(stock)
+    assert (left["note.re"], left["issued:note.re"]) == ("10", "0")
 
 
 async def test_a_refill_is_idempotent_and_bounded(redis: Redis, scripts: Scripts) -> None:
     """A refill adds once per id (another asset or amount: conflict); past the amount bound
-    it is refused; a `return` also lowers the drawn count."""
+    it is refused."""
     stock, refills = stock_key(), f"{keys.NOTE_REFILLS}-{uid()}"
 
-    async def call(rid: str, asset: str, n: int, mode: str = "refill") -> Any:
-        return await scripts["note_stock"](keys=[stock, refills],
-                                           args=[rid, asset, n, S.amount_max, mode])
+    async def call(rid: str, asset: str, n: int) -> Any:
+        return await scripts["note_stock"](keys=[stock, refills], args=[rid, asset, n, S.amount_max])
 
     assert await call("r1", "note.do", 5) == ["applied", "5"]
     assert await call("r1", "note.do", 5) == ["exists", "5"]
     assert await call("r1", "note.do", 6) == ["conflict", ""]
     assert await call("r1", "note.re", 5) == ["conflict", ""]
     assert await call("r2", "note.do", S.amount_max) == ["rejected", "amount_too_large"]
-    await redis.hset(stock, "issued:note.do", 3)
-    assert await call("b1", "note.do", 2, "return") == ["applied", "7"]
-    assert (await redis.hgetall(stock))["issued:note.do"] == "1"
+    assert await redis.hgetall(stock) == {"note.do": "5"}
 
 
 async def user(redis: Redis, balances: dict[str, int] | None = None) -> str:
@@ -158,11 +177,11 @@ async def test_a_reward_credits_from_mint_once(redis: Redis, scripts: Scripts) -
     a `balance.changed` (`task_reward`); a replay returns the record and moves nothing."""
     u = await user(redis, {"note.do": 1})
     k = keys.user(u)
-    args = ["$reward:r1", NOW, S.amount_max, S.events_bound, "note.do", 2, "note.rare", 1]
+    args = ["$reward:r1", "n1", NOW, S.amount_max, S.events_bound, "note.do", 2, "note.rare", 1]
     reply = await scripts["note_reward"](keys=k.account, args=args)
     assert reply[0] == "applied"
     assert json.loads(reply[1]) == {"st": "posted", "drawn": {"note.do": 2, "note.rare": 1},
-                                    "balances": {"note.do": 3, "note.rare": 1}}
+                                    "balances": {"note.do": 3, "note.rare": 1}, "nonce": "n1"}
     assert await scripts["note_reward"](keys=k.account, args=args) == ["exists", reply[1]]
     assert await redis.hgetall(k.balances) == {"note.do": "3", "note.rare": "1"}
     lines = [f for _, f in await redis.xrange(k.ledger)]
@@ -180,12 +199,13 @@ async def test_a_reward_past_the_bound_credits_nothing(redis: Redis, scripts: Sc
     u = await user(redis, {"note.re": S.amount_max})
     k = keys.user(u)
     reply = await scripts["note_reward"](keys=k.account, args=[
-        "$reward:r1", NOW, S.amount_max, S.events_bound, "note.do", 1, "note.re", 1])
+        "$reward:r1", "n1", NOW, S.amount_max, S.events_bound, "note.do", 1, "note.re", 1])
     assert reply == ["rejected", "amount_too_large"]
     assert await redis.hgetall(k.balances) == {"note.re": str(S.amount_max)}
     ghost = keys.user(uid())
     assert await scripts["note_reward"](keys=ghost.account, args=[
-        "$reward:r1", NOW, S.amount_max, S.events_bound, "note.do", 1]) == ["rejected", "user_unknown"]
+        "$reward:r1", "n1", NOW, S.amount_max, S.events_bound, "note.do", 1]) == [
+            "rejected", "user_unknown"]
 
 
 async def redeem(sc: Scripts, u: str, rid: str, sets: int, kinds: list[str] = SET,
@@ -227,6 +247,37 @@ async def test_an_incomplete_set_or_a_full_balance_redeems_nothing(redis: Redis,
     assert await redis.hlen(keys.user(v).transfers) == 0
 
 
+async def test_forgotten_draws_go_back_to_the_stock(redis: Redis, scripts: Scripts) -> None:
+    """A draw whose reward was never credited (and never asked again) goes back to the stock
+    once it has waited GIFTWIRE_NOTE_DRAW_TTL_S; one credited just before a crash kept it
+    from being settled is only settled: its card stays the user's, out of the stock."""
+    e = Economy(scripts, S, redis)
+    for a in SET:
+        await e.refill(uid("f"), a, 10)
+    u = await user(redis)
+    ttl_ms = S.note_draw_ttl_s * 1000
+
+    async def raw_draw(reward: str, nonce: str, randoms: list[int]) -> None:
+        reply = await scripts["note_draw"](keys=DRAW_KEYS, args=[
+            u, reward, len(randoms), nonce, NOW, len(W), *W, *W.values(), *randoms])
+        assert reply[0] == "applied"
+
+    before = await e.stock()
+    await raw_draw("lost", "nx", [0, 0])  # two `do`, never credited
+    await raw_draw("kept", "nk", [14])  # one `re`, credited, never settled
+    await scripts["note_reward"](keys=keys.user(u).account, args=[
+        "$reward:kept", "nk", NOW, S.amount_max, S.events_bound, "note.re", 1])
+    await e.sweep(NOW + ttl_ms - 1)  # not yet due
+    assert await redis.hexists(keys.NOTE_PENDING, f"{u} lost")
+    await e.sweep(NOW + ttl_ms)
+    after = await e.stock()
+    assert after["note.do"] == before["note.do"]  # given back, and out of the drawn count
+    assert after["note.re"] == (before["note.re"][0] - 1, before["note.re"][1] + 1)
+    assert not await redis.hexists(keys.NOTE_PENDING, f"{u} lost")
+    assert not await redis.hexists(keys.NOTE_PENDING, f"{u} kept")
+    assert await redis.hgetall(keys.user(u).balances) == {"note.re": "1"}
+
+
 def test_odds_are_published_as_weights_over_the_total() -> None:
     """The default odds: 14% for each of do..ti and 2% rare; with kinds out of stock the
     others share their chance."""
@@ -237,15 +288,18 @@ def test_odds_are_published_as_weights_over_the_total() -> None:
 
 
 def test_economy_settings_are_checked_at_start() -> None:
-    """Odds naming an unknown kind, no weight at all, a set kind that is not a kind, or a
-    reward in popularity points (lots) are refused with the variable's name."""
+    """Odds naming an unknown kind, no weight at all, a set kind that is not a kind, a
+    reward in popularity points (lots), or bounds past what one call may carry are refused
+    with the variable's name."""
     for changes, name in [({"note_odds": ("gold:1",)}, "GIFTWIRE_NOTE_ODDS"),
                           ({"note_odds": ("do:0",)}, "GIFTWIRE_NOTE_ODDS"),
                           ({"note_odds": ("do:1", "do:2")}, "GIFTWIRE_NOTE_ODDS"),
                           ({"set_kinds": ("do", "gold")}, "GIFTWIRE_SET_KINDS"),
                           ({"set_reward": "popularity:5"}, "GIFTWIRE_SET_REWARD"),
                           ({"set_reward": "coin:0"}, "GIFTWIRE_SET_REWARD"),
-                          ({"set_reward": "coin"}, "GIFTWIRE_SET_REWARD")]:
+                          ({"set_reward": "coin"}, "GIFTWIRE_SET_REWARD"),
+                          ({"reward_cards_max": 1001}, "GIFTWIRE_REWARD_CARDS_MAX"),
+                          ({"sets_per_redemption_max": 101}, "GIFTWIRE_SETS_PER_REDEMPTION_MAX")]:
         assert any(name in p for p in problems(S.replace(**changes))), changes
     assert not problems(S.replace(note_odds=("rare:1",), set_kinds=("do", "re"),
                                   set_reward="note.rare:1"))
@@ -307,9 +361,10 @@ async def test_refills_through_the_admin_api(admin: Admin) -> None:
     first = await admin.call("POST", "/notes/stock", {"id": rid, "asset": "note.mi", "amount": 3})
     assert first["replayed"] is False
     again = await admin.call("POST", "/notes/stock", {"id": rid, "asset": "note.mi", "amount": 3})
-    assert again["replayed"] is True and again["stock"] >= first["stock"] - 1000
+    assert again == {**first, "replayed": True}  # the stock as it is now: nothing drawn since
     for body, status, code in [({"id": rid, "asset": "note.mi", "amount": 4}, 409, "refill_id_conflict"),
                                ({"id": "z", "asset": "coin", "amount": 4}, 400, "unknown_asset"),
+                               ({"id": "z", "asset": ["note.do"], "amount": 4}, 400, "unknown_asset"),
                                ({"id": "z", "asset": "note.mi", "amount": 0}, 400, "bad_field")]:
         r = await admin.call("POST", "/notes/stock", body, ok=False)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
@@ -393,15 +448,23 @@ async def test_an_empty_stock_and_custom_odds(own_server: Callable[..., tuple[Pr
 
 
 async def test_one_reward_raced_from_many_requests_is_drawn_once(server: Proc, admin: Admin) -> None:
-    """Twenty concurrent requests of one reward id draw once and credit once."""
+    """Twenty concurrent requests of one reward draw and credit once: one answer is fresh,
+    the others replay it, and the stock is down by exactly its cards (a draw that lost the
+    race went back)."""
     await refill_all(admin, 100)
+
+    async def totals() -> tuple[int, int]:
+        kinds = (await admin.call("GET", "/notes"))["kinds"]
+        return sum(k["stock"] for k in kinds), sum(k["drawn"] for k in kinds)
+
+    stock, drawn = await totals()
     u = uid()
     await admin.user(u)
     body = {"id": f"race-{u}", "user": u, "cards": 3}
     async with httpx.AsyncClient(base_url=admin.client.base_url, headers=admin.client.headers) as h:
         replies = await asyncio.gather(*(h.post("/notes/rewards", json=body) for _ in range(20)))
     assert {r.status_code for r in replies} == {200}
-    drawn = {json.dumps(r.json()["drawn"], sort_keys=True) for r in replies}
-    assert len(drawn) == 1
+    assert len({json.dumps(r.json()["drawn"], sort_keys=True) for r in replies}) == 1
+    assert sum(not r.json()["replayed"] for r in replies) == 1
     assert sum((await admin.balances(u)).values()) == 3
-    assert sum(not r.json()["replayed"] for r in replies) >= 1
+    assert await totals() == (stock - 3, drawn + 3)

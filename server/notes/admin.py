@@ -53,7 +53,7 @@ def install(p: Parts, e: Economy) -> None:
     async def refill(r: Request) -> Any:
         d = v.obj(await read_json(r), {"id", "asset", "amount"}, frozenset({"id", "asset", "amount"}))
         rid = v.user_id(d["id"], "id")
-        if d["asset"] not in e.weights:
+        if not isinstance(d["asset"], str) or d["asset"] not in e.weights:
             raise AdminError("unknown_asset", f"the stock holds note cards: {', '.join(e.weights)}")
         amount = v.integer(d["amount"], "amount", 1, s.amount_max)
         try:

@@ -16,6 +16,8 @@ from server.store.outcomes import Status, UnknownStatus, status
 from server.store.scripts import Scripts
 
 RANDOM_BITS = 52  # uniform in [0, 2^52): exact in Lua's doubles, the modulo bias < 2^-29
+NONCE_BYTES = 8  # tells one draw of a reward from another
+DRAW_KEYS = [keys.NOTE_STOCK, keys.NOTE_PENDING, keys.NOTE_PENDING_AT]
 
 
 class Refused(Exception):
@@ -68,12 +70,11 @@ class Economy:
         raw = await self.redis.hgetall(keys.NOTE_STOCK)
         return {a: (int(raw.get(a, 0)), int(raw.get(f"issued:{a}", 0))) for a in self.weights}
 
-    async def refill(self, refill_id: str, asset: str, amount: int,
-                     mode: str = "refill") -> tuple[int, bool]:
+    async def refill(self, refill_id: str, asset: str, amount: int) -> tuple[int, bool]:
         """(the asset's stock now, replayed)."""
         reply = await self.scripts["note_stock"](
             keys=[keys.NOTE_STOCK, keys.NOTE_REFILLS],
-            args=[refill_id, asset, amount, self.s.amount_max, mode])
+            args=[refill_id, asset, amount, self.s.amount_max])
         st = _checked(reply, "note_stock", Status.APPLIED, Status.EXISTS, Status.CONFLICT,
                       Status.REJECTED)
         if st is Status.CONFLICT:
@@ -83,53 +84,75 @@ class Economy:
         return int(reply[1]), st is Status.EXISTS
 
     async def reward(self, reward_id: str, user: str, cards: int, now_ms: int) -> Reward:
-        """A task reward: the draw on the stock's slot, then the credit on the user's. A
-        retry after a crash between them credits the same draw; a draw made again after the
-        first one lapsed (GIFTWIRE_NOTE_DRAW_TTL_S) goes back to the stock."""
+        """A task reward, idempotent by (user, id): the draw on the stock's slot, the credit
+        on the user's, then the draw settled on the stock's slot. A retry after a crash
+        between them credits the pending draw; a draw that lost a race to another one
+        already credited goes back to the stock (and the sweep returns forgotten ones)."""
         tid = f"$reward:{reward_id}"
         uk = keys.user(user)
         done = await self.redis.hget(uk.transfers, tid)
         if done is not None:  # credited before: no new draw at all
-            rec = orjson.loads(done)
-            if sum(rec["drawn"].values()) != cards:
-                raise Refused("reward_id_conflict")
-            return self._reward(rec, replayed=True)
+            return self._replay(orjson.loads(done), cards)
         if not await self.redis.hexists(uk.profile, "registered_at_ms"):
             raise Refused("user_unknown")  # before the draw: the stock stays untouched
         assets = list(self.weights)
         reply = await self.scripts["note_draw"](
-            keys=[keys.NOTE_STOCK, keys.note_draw(reward_id)],
-            args=[user, cards, self.s.note_draw_ttl_s, len(assets), *assets,
-                  *self.weights.values(), *(secrets.randbits(RANDOM_BITS) for _ in range(cards))])
+            keys=DRAW_KEYS,
+            args=[user, reward_id, cards, secrets.token_hex(NONCE_BYTES), now_ms, len(assets),
+                  *assets, *self.weights.values(),
+                  *(secrets.randbits(RANDOM_BITS) for _ in range(cards))])
         st = _checked(reply, "note_draw", Status.APPLIED, Status.EXISTS, Status.CONFLICT,
                       Status.REJECTED)
         if st is Status.CONFLICT:
             raise Refused("reward_id_conflict")
         if st is Status.REJECTED:
             raise Refused(str(reply[1]))
-        drawn = self._counts(orjson.loads(reply[1])["drawn"])
+        d = orjson.loads(reply[1])
+        drawn = self._counts(d["drawn"])
         credit = await self.scripts["note_reward"](
-            keys=uk.account, args=[tid, now_ms, self.s.amount_max, self.s.events_bound,
+            keys=uk.account, args=[tid, d["nonce"], now_ms, self.s.amount_max, self.s.events_bound,
                                    *(x for a, n in drawn.items() for x in (a, n))])
         cst = _checked(credit, "note_reward", Status.APPLIED, Status.EXISTS, Status.REJECTED)
-        if cst is Status.REJECTED:  # the draw stays this reward's: a retry credits it
+        if cst is Status.REJECTED:  # the draw stays pending: the same reward again credits it
             raise Refused(str(credit[1]))
         rec = orjson.loads(credit[1])
-        if cst is Status.EXISTS and st is Status.APPLIED and rec["drawn"] != drawn:
-            await self._give_back(drawn)  # a fresh draw for a reward credited long ago
-        return self._reward(rec, replayed=cst is Status.EXISTS)
+        # credited with this draw (now or by a racing retry): settled; with another: given back
+        await self.settle(user, reward_id, d["nonce"], "done" if rec["nonce"] == d["nonce"] else "return")
+        if cst is Status.EXISTS:
+            return self._replay(rec, cards)
+        return Reward(rec["drawn"], rec["balances"], replayed=False)
+
+    async def settle(self, user: str, reward_id: str, nonce: str, mode: str) -> None:
+        await self.scripts["note_settle"](keys=DRAW_KEYS, args=[user, reward_id, nonce, mode])
+
+    async def sweep(self, now_ms: int) -> int:
+        """Settle draws pending longer than GIFTWIRE_NOTE_DRAW_TTL_S (their reward was never
+        retried after a crash or a refusal): credited ones are done, the others go back to
+        the stock. At most `sweep_batch_max` a run; returns how many."""
+        due = await self.redis.zrangebyscore(keys.NOTE_PENDING_AT, "-inf",
+                                             now_ms - self.s.note_draw_ttl_s * 1000,
+                                             start=0, num=self.s.sweep_batch_max)
+        for field in due:
+            raw = await self.redis.hget(keys.NOTE_PENDING, field)
+            if raw is None:  # settled meanwhile
+                await self.redis.zrem(keys.NOTE_PENDING_AT, field)
+                continue
+            d = orjson.loads(raw)
+            rec = await self.redis.hget(keys.user(d["user"]).transfers, f"$reward:{d['reward']}")
+            credited = rec is not None and orjson.loads(rec).get("nonce") == d["nonce"]
+            await self.settle(d["user"], d["reward"], d["nonce"], "done" if credited else "return")
+        return len(due)
 
     def _counts(self, drawn: list[str]) -> dict[str, int]:
-        return {a: drawn.count(a) for a in self.weights if a in drawn}
+        """Asset → cards, in the order of the kinds (a kind no longer configured last)."""
+        order = [*self.weights, *sorted(set(drawn) - set(self.weights))]
+        return {a: drawn.count(a) for a in order if a in drawn}
 
     @staticmethod
-    def _reward(rec: dict[str, Any], replayed: bool) -> Reward:
-        return Reward(rec["drawn"], rec["balances"], replayed)
-
-    async def _give_back(self, drawn: dict[str, int]) -> None:
-        # refill records are idempotency, not history: the id is this give-back's own
-        for asset, n in drawn.items():
-            await self.refill(f"$back:{secrets.token_hex(8)}", asset, n, "return")
+    def _replay(rec: dict[str, Any], cards: int) -> Reward:
+        if sum(rec["drawn"].values()) != cards:
+            raise Refused("reward_id_conflict")
+        return Reward(rec["drawn"], rec["balances"], replayed=True)
 
     async def redeem(self, redemption_id: str, user: str, sets: int, now_ms: int) -> Redemption:
         """`sets` complete sets burned and their reward granted, one call on the user's slot."""

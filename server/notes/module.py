@@ -8,6 +8,7 @@ sets redeemed for a reward. Where things are:
     lua/note_draw.lua     where a reward's kinds are drawn and the stock runs out
     lua/note_reward.lua   where the drawn cards are credited (from mint), once
     lua/note_redeem.lua   where a set is checked complete, burned and rewarded
+    lua/note_settle.lua   where a draw is settled: credited, or its cards back in stock
     lua/note_stock.lua    where the stock is refilled
 """
 
@@ -19,6 +20,9 @@ from server.notes import admin, handlers
 from server.notes.economy import Economy
 from server.parts import Parts
 
+# how often a worker looks for draws pending past GIFTWIRE_NOTE_DRAW_TTL_S (days): rare work
+NOTE_SWEEP_MS = 60_000
+
 
 def install(p: Parts) -> None:
     p.scripts.load("server.notes")
@@ -29,6 +33,7 @@ def install(p: Parts) -> None:
     p.requests.add("notes.get", handlers.get, ("notes.info",))
     p.requests.add("notes.redeem", handlers.redeem, ("notes.redeemed", "error"))
     admin.install(p, e)
+    p.periodic.add("note-draw-returns", e.sweep, every_ms=NOTE_SWEEP_MS)
 
     def setup(gw: Any) -> None:
         gw.ext[handlers.EXT] = e

@@ -385,12 +385,10 @@ def cluster_gifts(network: str, recipient: str) -> str:
 # the note economy's stock, one owner (`{notes}`): a draw and the stock it takes are one call
 NOTE_STOCK = f"{PREFIX}:{{notes}}:stock"  # hash: `<asset>` → cards left, `issued:<asset>` → drawn
 NOTE_REFILLS = f"{PREFIX}:{{notes}}:refills"  # hash: refill id → `<asset>|<amount>` (idempotency)
-
-
-def note_draw(reward: str) -> str:
-    """A task reward's draw (same slot as the stock): its user, cards and kinds, kept
-    GIFTWIRE_NOTE_DRAW_TTL_S so a retry credits the same cards."""
-    return f"{PREFIX}:{{notes}}:d:{reward}"
+# draws not yet settled (credited, or returned to the stock): `<user> <reward>` → the draw's
+# JSON, and the same fields by the ms they were drawn (the sweep returns the forgotten ones)
+NOTE_PENDING = f"{PREFIX}:{{notes}}:pending"
+NOTE_PENDING_AT = f"{PREFIX}:{{notes}}:pending:at"
 
 
 RISK_CASES = f"{PREFIX}:{{risk}}:cases"  # zset: case id → opened ms (newest last)

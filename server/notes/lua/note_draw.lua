@@ -1,37 +1,40 @@
 -- Step 1 of a task reward, on the stock's slot: draw each card's kind by the published
 -- weights among the kinds still in stock, and take the cards from the stock. This is where
--- the odds are applied and the stock runs out. The draw is kept `ttl` seconds under the
--- reward's id, so a retry (a crash before step 2 credited it) finds the same cards; the
--- same id for another user or card count is a conflict. The random numbers come in ARGV
--- (one per card, uniform in [0, 2^52)): the draw is a function of them and the stock alone.
--- KEYS[1] - the stock (server/store/keys.py NOTE_STOCK)   KEYS[2] - this reward's draw
--- ARGV[1] - user   ARGV[2] - cards (n)   ARGV[3] - the draw is kept this many s
--- ARGV[4] - kinds (k)   ARGV[5 .. 4+k] - their assets   ARGV[5+k .. 4+2k] - their weights
--- ARGV[5+2k .. 4+2k+n] - one random number per card
--- Returns {'applied' | 'exists', draw json {user, cards, drawn: [asset per card]}} |
---         {'conflict', ''} | {'rejected', 'stock_empty'} (the kinds that can be drawn hold
---         fewer cards than asked: nothing is taken)
-local k_stock, k_draw = KEYS[1], KEYS[2]
-local user, cards = ARGV[1], int_arg(ARGV[2], 'cards')
-local ttl, k = int_arg(ARGV[3], 'ttl'), int_arg(ARGV[4], 'kinds')
-if user == '' or cards < 1 or ttl < 1 or k < 1 or #ARGV ~= 4 + 2 * k + cards then
-  fail('a draw needs a user, cards, a ttl, kinds with weights and a random number per card')
+-- the odds are applied and the stock runs out. The draw stays pending under `<user>
+-- <reward>` until it is settled (`note_settle`: credited, or given back), so a retry after
+-- a crash before the credit finds the same cards; the same pending reward with another
+-- card count is a conflict. The random numbers come in ARGV (one per card, uniform in
+-- [0, 2^52)): the draw is a function of them and the stock alone.
+-- KEYS[1] - the stock (server/store/keys.py NOTE_STOCK)
+-- KEYS[2] - pending draws (NOTE_PENDING)   KEYS[3] - pending draws by time (NOTE_PENDING_AT)
+-- ARGV[1] - user   ARGV[2] - reward id   ARGV[3] - cards (n)   ARGV[4] - this draw's nonce
+-- ARGV[5] - now ms   ARGV[6] - kinds (k)   ARGV[7 .. 6+k] - their assets
+-- ARGV[7+k .. 6+2k] - their weights   ARGV[7+2k .. 6+2k+n] - one random number per card
+-- Returns {'applied' | 'exists', draw json {user, reward, cards, nonce, drawn: [asset per
+--         card]}} | {'conflict', ''} | {'rejected', 'stock_empty'} (the kinds that can be
+--         drawn hold fewer cards than asked: nothing is taken)
+local k_stock, k_pending, k_pending_at = KEYS[1], KEYS[2], KEYS[3]
+local user, reward, cards = ARGV[1], ARGV[2], int_arg(ARGV[3], 'cards')
+local nonce, now, k = ARGV[4], int_arg(ARGV[5], 'now'), int_arg(ARGV[6], 'kinds')
+if user == '' or reward == '' or nonce == '' or cards < 1 or k < 1
+    or #ARGV ~= 6 + 2 * k + cards then
+  fail('a draw needs a user, a reward, cards, a nonce, kinds with weights and a random number per card')
 end
 local assets, weights, randoms = {}, {}, {}
 for i = 1, k do
-  assets[i] = ARGV[4 + i]
-  weights[i] = int_arg(ARGV[4 + k + i], 'weight')
+  assets[i] = ARGV[6 + i]
+  weights[i] = int_arg(ARGV[6 + k + i], 'weight')
   if weights[i] < 0 then fail('a weight is never negative') end
 end
 for c = 1, cards do
-  randoms[c] = int_arg(ARGV[4 + 2 * k + c], 'random')
+  randoms[c] = int_arg(ARGV[6 + 2 * k + c], 'random')
   if randoms[c] < 0 then fail('a random number is never negative') end
 end
+local field = user .. ' ' .. reward
 
-local stored = redis.call('GET', k_draw)
+local stored = redis.call('HGET', k_pending, field)
 if stored then
-  local d = cjson.decode(stored)
-  if d.user ~= user or d.cards ~= cards then return {'conflict', ''} end
+  if cjson.decode(stored).cards ~= cards then return {'conflict', ''} end
   return {'exists', stored}
 end
 
@@ -69,6 +72,7 @@ for i = 1, k do
     redis.call('HINCRBY', k_stock, 'issued:' .. assets[i], I(taken[i]))
   end
 end
-local json = cjson.encode({user = user, cards = cards, drawn = drawn})
-redis.call('SET', k_draw, json, 'EX', I(ttl))
+local json = cjson.encode({user = user, reward = reward, cards = cards, nonce = nonce, drawn = drawn})
+redis.call('HSET', k_pending, field, json)
+redis.call('ZADD', k_pending_at, I(now), field)
 return {'applied', json}
