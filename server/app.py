@@ -151,6 +151,9 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
         lifespan=lifespan,
         exception_handlers={404: not_found, 405: method_not_allowed},
     )
+    # `/admin/v1/users/x/` is a 404 like any unknown path, not a 307 to another resource
+    # (the widget redirects `/widget` itself)
+    app.router.redirect_slashes = False
     app.state.worker = worker
     app.state.gateway = gateway
     return app

@@ -136,19 +136,20 @@ async def test_a_pending_draw_replays_until_it_is_settled(redis: Redis, scripts:
 
 
 async def test_a_refill_is_idempotent_and_bounded(redis: Redis, scripts: Scripts) -> None:
-    """A refill adds once per id (another asset or amount: conflict); past the amount bound
-    it is refused."""
+    """A refill adds once per id, and a replay answers the stock as it was after it (another
+    asset or amount: conflict); past the amount bound it is refused."""
     stock, refills = stock_key(), f"{keys.NOTE_REFILLS}-{uid()}"
 
     async def call(rid: str, asset: str, n: int) -> Any:
         return await scripts["note_stock"](keys=[stock, refills], args=[rid, asset, n, S.amount_max])
 
     assert await call("r1", "note.do", 5) == ["applied", "5"]
-    assert await call("r1", "note.do", 5) == ["exists", "5"]
+    await redis.hincrby(stock, "note.do", -2)  # as draws leave it
+    assert await call("r1", "note.do", 5) == ["exists", "5"]  # the first answer
     assert await call("r1", "note.do", 6) == ["conflict", ""]
     assert await call("r1", "note.re", 5) == ["conflict", ""]
     assert await call("r2", "note.do", S.amount_max) == ["rejected", "amount_too_large"]
-    assert await redis.hgetall(stock) == {"note.do": "5"}
+    assert await redis.hgetall(stock) == {"note.do": "3"}
 
 
 async def user(redis: Redis, balances: dict[str, int] | None = None) -> str:
@@ -356,12 +357,15 @@ async def test_task_rewards_through_the_admin_api(server: Proc, admin: Admin) ->
 
 
 async def test_refills_through_the_admin_api(admin: Admin) -> None:
-    """A refill adds to one kind's stock once per id; other ids, assets or amounts get codes."""
+    """A refill adds to one kind's stock once per id (a replay answers as the first time);
+    other ids, assets or amounts get codes; a trailing slash is no route (404, not a 307)."""
     rid = uid("f")
     first = await admin.call("POST", "/notes/stock", {"id": rid, "asset": "note.mi", "amount": 3})
     assert first["replayed"] is False
     again = await admin.call("POST", "/notes/stock", {"id": rid, "asset": "note.mi", "amount": 3})
     assert again == {**first, "replayed": True}  # the stock as it is now: nothing drawn since
+    r = await admin.call("GET", "/notes/", ok=False)  # a trailing slash is another path
+    assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
     for body, status, code in [({"id": rid, "asset": "note.mi", "amount": 4}, 409, "refill_id_conflict"),
                                ({"id": "z", "asset": "coin", "amount": 4}, 400, "unknown_asset"),
                                ({"id": "z", "asset": ["note.do"], "amount": 4}, 400, "unknown_asset"),

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from protocol.messages import encode
 from server.gateway.connection import Connection
+from server.gateway.endpoint import error_frame
 from server.notes import metrics
 from server.notes.economy import Economy, Refused, odds
 
@@ -38,7 +39,7 @@ async def get(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def redeem(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     e, rid, sets = _economy(gw), d["id"], d.get("sets", 1)
     if sets > gw.s.sets_per_redemption_max:
-        gw.error(conn, "bad_field", rid)
+        conn.push(error_frame("bad_field", rid, f"sets must be <= {gw.s.sets_per_redemption_max}"))
         return
     try:
         r = await e.redeem(d["redemption"], conn.user, sets, gw.clock.now_ms())
