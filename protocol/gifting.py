@@ -26,6 +26,9 @@ _ROOM = Field("room", "str", "live room the gift was sent in", False, ID_PATTERN
 _GROUP = Field("group", "str", "fan group the gift was sent in (both must be members; the group "
                "sees it)", False, ID_PATTERN)
 _SEQ = Field("seq", "int", "per-user event sequence number", minimum=1)
+CHANNEL_PATTERN = r"^[a-z0-9_]{1,24}$"
+_CHANNEL = Field("channel", "str", "the partner app the gift was sent from (its users' tokens "
+                 "are signed by it); absent: the platform's own", False, CHANNEL_PATTERN)
 _BALANCE = Field("balance", "int", "your balance of `asset` after this event", minimum=0)
 _QUOTA = Field("quota_left", "int", "gifts you may still send today", minimum=0)
 
@@ -63,7 +66,7 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             Field("cost", "int", "cards debited (festival pricing, free quota)", minimum=0),
             Field("free", "int", "cards paid by the newcomer promotion", minimum=0),
             Field("delivery", "str", "instant or pending", enum=("instant", "pending")),
-            _BALANCE, _QUOTA, _ROOM,
+            _BALANCE, _QUOTA, _ROOM, _CHANNEL,
             Field("tier", "int", "the live-stream boost tier the cost includes (a gift wish was "
                   "open in the room): the 1-based row of the room's wish tiers, not the "
                   "multiplier", False, minimum=1),
@@ -89,14 +92,14 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "server",
         "To the recipient: cards were credited (instantly, or on accepting an offer).",
         (req_id(False), _TID, _GIFT_ID, user_field("from", "sender"), _ASSET, _COUNT, _ROOM,
-         _BALANCE, _SEQ),
+         _CHANNEL, _BALANCE, _SEQ),
     ),
     MessageType(
         "gift.offer",
         "server",
         "To a recipient who confirms gifts: accept or decline before `expires_at_ms`.",
         (
-            _TID, _GIFT_ID, user_field("from", "sender"), _ASSET, _COUNT, _ROOM,
+            _TID, _GIFT_ID, user_field("from", "sender"), _ASSET, _COUNT, _ROOM, _CHANNEL,
             Field("expires_at_ms", "int", "when the offer times out, Unix ms", minimum=0),
             Field("seq", "int", "sequence number of the event that offered it", minimum=1),
         ),

@@ -74,12 +74,13 @@ SERVER_TYPES: tuple[MessageType, ...] = (
     MessageType("popularity.points", "server",
                 "Your points changed (an event of yours), or the reply to a points request: "
                 "`delta` and `reason` (signin, task, purchase, exchange, refund, expire, "
-                "violation) when they changed.",
+                "violation, partner) when they changed.",
                 (req_id(False), _BALANCE, _LOTS,
                  Field("delta", "int", "the change", False, minimum=-AMOUNT_MAX, maximum=AMOUNT_MAX),
-                 Field("reason", "str", "why", False, enum=("signin", "task", "purchase",
-                                                            "exchange", "refund", "expire",
-                                                            "violation")),
+                 Field("reason", "str", "why (partner: a gift you received from a partner "
+                       "app's channel earned them)", False,
+                       enum=("signin", "task", "purchase", "exchange", "refund", "expire",
+                             "violation", "partner")),
                  Field("frozen", "bool", "a fraud finding froze your points (they neither "
                        "spend nor expire until lifted)"),
                  Field("streak", "int", "sign-in days in a row (as of your last sign-in)",

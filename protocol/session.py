@@ -34,6 +34,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             Field("seq", "int", "your latest event `seq`: live events continue from it", minimum=0),
             Field("recovered", "bool", "when resuming: true if every missed event follows, "
                   "false if the log no longer holds them (re-read your balances)", False),
+            Field("channel", "str", "the partner app whose secret signed your token (your gifts "
+                  "carry it); absent: the platform's own", False, r"^[a-z0-9_]{1,24}$"),
         ),
     ),
     MessageType("pong", "server", "Reply to `ping`.", (req_id(),)),

@@ -94,7 +94,8 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
     p = connect_parts(settings)
     redis = p.redis
     hub = Hub(redis, settings.redis_cluster)
-    gateway = Gateway(redis, hub, settings, secrets.token_secret, p.requests, p.clock, p.rounds)
+    gateway = Gateway(redis, hub, settings, p.token_secrets(secrets.token_secret), p.requests,
+                      p.clock, p.rounds)
     worker = make_worker(p) if with_worker else None
     module_tasks = [run for setup in p.gateway if (run := setup(gateway)) is not None]
     module_tasks.append(gateway.broadcast.run)

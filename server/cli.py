@@ -1,4 +1,4 @@
-"""`giftwire serve | gateway | worker | jobs | token | audit`."""
+"""`giftwire serve | gateway | worker | jobs | token | partner-secret | audit`."""
 
 from __future__ import annotations
 
@@ -401,7 +401,27 @@ def cmd_token(args: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
     if "admin_key" in sec.generated:
         print(f"giftwire: admin key: {sec.admin_key}", file=sys.stderr, flush=True)
-    print(make_token(sec.token_secret, args.user, int(time.time()) + ttl))
+    secret = sec.token_secret if args.partner is None else _partner_secret(s, args.partner)
+    print(make_token(secret, args.user, int(time.time()) + ttl))
+    return 0
+
+
+def _partner_secret(s: config.Settings, channel: str) -> str:
+    """The secret partner app `channel` signs its users' tokens with (exits if none is set up)."""
+    from server.partners import rules
+
+    partners = rules.parse(s.partners)
+    if isinstance(partners, str):
+        sys.exit(f"giftwire: GIFTWIRE_PARTNERS: {partners}")
+    if channel not in partners:
+        sys.exit(f"giftwire: no partner {channel!r} in GIFTWIRE_PARTNERS "
+                 f"({', '.join(partners) or 'none set'})")
+    sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
+    return rules.secrets_of(partners, s.partner_secrets, sec.token_secret)[channel]
+
+
+def cmd_partner_secret(args: argparse.Namespace) -> int:
+    print(_partner_secret(_settings(args), args.channel))
     return 0
 
 
@@ -463,13 +483,17 @@ def parser() -> argparse.ArgumentParser:
     tok.add_argument("user")
     tok.add_argument("--ttl", type=whole_seconds,
                      help="seconds (default GIFTWIRE_TOKEN_TTL_S, 86400)")
+    tok.add_argument("--partner", metavar="CHANNEL",
+                     help="signed as partner app CHANNEL signs its users' tokens")
+    ps = add("partner-secret", "print the secret partner app CHANNEL signs its users' tokens with")
+    ps.add_argument("channel")
     add("audit", "check the ledger invariants; exit 1 naming any that broke")
     return p
 
 
 COMMANDS: dict[str, Any] = {
     "serve": cmd_serve, "gateway": cmd_gateway, "worker": cmd_worker, "jobs": cmd_jobs,
-    "token": cmd_token, "audit": cmd_audit,
+    "token": cmd_token, "partner-secret": cmd_partner_secret, "audit": cmd_audit,
 }
 
 

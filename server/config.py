@@ -99,6 +99,12 @@ class Settings:
     set_reward: str = "coin:100"  # `<asset>:<amount>` granted (from mint) for each set redeemed
     sets_per_redemption_max: int = 100
 
+    # partner apps (SPEC section 1, table 2): `<channel>[:<bonus>[+<bonus>]]`, bonuses
+    # `points=<N>` and `campaign` (server/partners/rules.py); their users' tokens are signed
+    # with the partner's secret: `<channel>=<secret>` here, else derived from token_secret
+    partners: tuple[str, ...] = ()
+    partner_secrets: tuple[str, ...] = ()
+
     # gateway bounds
     frame_max_bytes: int = 4096  # protocol limit: larger frames get an error reply
     ws_max_bytes: int = 65536  # transport limit: larger messages close with 1009
@@ -444,6 +450,7 @@ def _asset_problems(s: Settings) -> list[str]:
         out.append("GIFTWIRE_NOTE_KINDS and GIFTWIRE_OTHER_ASSETS name an asset twice")
     if not out:  # odds and sets name kinds and assets: judged once those are valid
         out += _economy_problems(s)
+    out += _partner_problems(s)
     if s.mentor_reward_asset not in s.note_assets:  # minted as cards: never a managed asset
         out.append(f"GIFTWIRE_MENTOR_REWARD_ASSET must be a note card "
                    f"({', '.join(s.note_assets)}), not {s.mentor_reward_asset!r}")
@@ -506,6 +513,15 @@ def _economy_problems(s: Settings) -> list[str]:
                    f"asset but popularity, and 1 <= amount <= GIFTWIRE_AMOUNT_MAX "
                    f"(it is {s.set_reward!r})")
     return out
+
+
+def _partner_problems(s: Settings) -> list[str]:
+    from server.partners import rules  # pure; it names the grammar both settings follow
+
+    parsed = rules.parse(s.partners)
+    if isinstance(parsed, str):
+        return [f"GIFTWIRE_PARTNERS: {parsed}"]
+    return [f"GIFTWIRE_PARTNER_SECRETS: {p}" for p in rules.secret_problems(parsed, s.partner_secrets)]
 
 
 def _network_problems(s: Settings) -> list[str]:
@@ -611,6 +627,14 @@ DOCS: dict[str, str] = {
     "set_reward": "what each redeemed set grants (from mint), `<asset>:<amount>`: a note card or "
                   "another asset but popularity",
     "sets_per_redemption_max": "sets one redemption may redeem (1–100)",
+    "partners": "partner apps, `<channel>` or `<channel>:<bonus>[+<bonus>]` (channel: 1–24 of a-z, 0-9, "
+                "_; at most 32): `points=<N>` (the recipient earns N popularity points per card of a "
+                "gift from the channel) and `campaign` (both sides join the channel's joint "
+                "campaign), e.g. `huoshan:points=2,duoshan:campaign,toutiao`",
+    "partner_secrets": "`<channel>=<secret>` (16 characters or more) a partner signs its users' "
+                       "tokens with; a partner not named here signs with a secret derived from "
+                       "the token secret (`giftwire token --partner CHANNEL` mints with it, "
+                       "`giftwire partner-secret CHANNEL` prints it)",
     "frame_max_bytes": "largest client frame; larger ones get `frame_too_large`",
     "ws_max_bytes": "largest WebSocket message at all; larger ones close with 1009",
     "auth_timeout_s": "time to authenticate before the connection is closed (4004)",

@@ -10,6 +10,7 @@ from server.gifting import module as gifting
 from server.groups import module as groups
 from server.ledger import module as ledger
 from server.notes import module as notes
+from server.partners import module as partners
 from server.parts import Parts
 from server.popularity import module as popularity
 from server.risk import module as risk
@@ -22,4 +23,4 @@ class Module(Protocol):
 
 
 MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity, risk,
-                                notes)
+                                notes, partners)

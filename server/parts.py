@@ -87,12 +87,22 @@ class Parts:
     managed_assets: set[str] = field(default_factory=set)
     # run before a user's balances are shown (`balance.get`, the admin's user and balances)
     balance_refreshes: list[BalanceRefresh] = field(default_factory=list)
+    # who else signs tokens: given the platform's token secret, channel → secret (partner
+    # apps); a token one of them signed proves its user on that channel
+    signers: list[Callable[[str], dict[str, str]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
         """Close the Redis clients (both, when the rounds have their own)."""
         if self.rounds is not self.redis:
             await self.rounds.aclose()
         await self.redis.aclose()
+
+    def token_secrets(self, token_secret: str) -> dict[str, str]:
+        """Channel → the secret its tokens are signed with: "" the platform's, first."""
+        out = {"": token_secret}
+        for signer in self.signers:
+            out.update(signer(token_secret))
+        return out
 
     async def refresh_balances(self, user: str) -> None:
         """Every module's refresh of `user`'s balances, as of now (each one single-owner)."""

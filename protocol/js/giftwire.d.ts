@@ -492,6 +492,8 @@ export interface WelcomeMessage {
   seq: number;
   /** when resuming: true if every missed event follows, false if the log no longer holds them (re-read your balances) */
   recovered?: boolean;
+  /** the partner app whose secret signed your token (your gifts carry it); absent: the platform's own */
+  channel?: string;
 }
 
 /** Reply to `ping`. */
@@ -550,6 +552,8 @@ export interface GiftConfirmedMessage {
   quota_left: number;
   /** live room the gift was sent in */
   room?: string;
+  /** the partner app the gift was sent from (its users' tokens are signed by it); absent: the platform's own */
+  channel?: string;
   /** the live-stream boost tier the cost includes (a gift wish was open in the room): the 1-based row of the room's wish tiers, not the multiplier */
   tier?: number;
   /** per-user event sequence number */
@@ -596,6 +600,8 @@ export interface GiftReceivedMessage {
   count: number;
   /** live room the gift was sent in */
   room?: string;
+  /** the partner app the gift was sent from (its users' tokens are signed by it); absent: the platform's own */
+  channel?: string;
   /** your balance of `asset` after this event */
   balance: number;
   /** per-user event sequence number */
@@ -617,6 +623,8 @@ export interface GiftOfferMessage {
   count: number;
   /** live room the gift was sent in */
   room?: string;
+  /** the partner app the gift was sent from (its users' tokens are signed by it); absent: the platform's own */
+  channel?: string;
   /** when the offer times out, Unix ms */
   expires_at_ms: number;
   /** sequence number of the event that offered it */
@@ -972,7 +980,7 @@ export interface GroupFrameMessage {
   events: JsonObject[];
 }
 
-/** Your points changed (an event of yours), or the reply to a points request: `delta` and `reason` (signin, task, purchase, exchange, refund, expire, violation) when they changed. */
+/** Your points changed (an event of yours), or the reply to a points request: `delta` and `reason` (signin, task, purchase, exchange, refund, expire, violation, partner) when they changed. */
 export interface PopularityPointsMessage {
   type: "popularity.points";
   /** client-chosen request id, echoed by the reply */
@@ -983,8 +991,8 @@ export interface PopularityPointsMessage {
   lots?: JsonObject[];
   /** the change */
   delta?: number;
-  /** why */
-  reason?: "signin" | "task" | "purchase" | "exchange" | "refund" | "expire" | "violation";
+  /** why (partner: a gift you received from a partner app's channel earned them) */
+  reason?: "signin" | "task" | "purchase" | "exchange" | "refund" | "expire" | "violation" | "partner";
   /** a fraud finding froze your points (they neither spend nor expire until lifted) */
   frozen: boolean;
   /** sign-in days in a row (as of your last sign-in) */

@@ -3,8 +3,9 @@
 A token is `v1.<user>.<expires_s>.<signature>`, or `v2.<user>.<expires_s>.<device>.<signature>`
 with the device fingerprint the platform saw (the risk engine's signal), where the signature
 is base64url(HMAC-SHA256(secret, everything before it)). v1 tokens stay valid (no device).
-The platform backend signs them with the shared secret; `giftwire token` makes development
-ones.
+The platform backend signs them with the shared secret; a partner app signs its users' tokens
+with its own secret, which names the channel their gifts carry. `giftwire token` makes
+development ones.
 """
 
 from __future__ import annotations
@@ -52,13 +53,23 @@ def token_device(token: str) -> str | None:
 
 def verify_token(secret: str, token: str, now_s: float) -> str | TokenError:
     """The user id the token proves, or why it proves nothing."""
+    found = verify_signed({"": secret}, token, now_s)
+    return found if isinstance(found, TokenError) else found[0]
+
+
+def verify_signed(secrets: dict[str, str], token: str, now_s: float) -> tuple[str, str] | TokenError:
+    """(the user the token proves, the channel whose secret signed it: '' for the platform's,
+    a partner app's channel for its own), or why it proves nothing. The platform's secret is
+    tried first, then each partner's (a bounded few: server/partners/rules.py)."""
     parts = token.split(".")
     if not ((len(parts) == 4 and parts[0] == VERSION)
             or (len(parts) == 5 and parts[0] == VERSION_DEVICE and is_valid_id(parts[3]))):
         return TokenError("auth_invalid", "malformed token")
     user, expires, signature = parts[1], parts[2], parts[-1]
     payload = token.rsplit(".", 1)[0]
-    if not hmac.compare_digest(_sign(secret, payload), signature):
+    channel = next((c for c, secret in secrets.items()
+                    if hmac.compare_digest(_sign(secret, payload), signature)), None)
+    if channel is None:
         return TokenError("auth_invalid", "bad signature")
     # (the length first: int() of thousands of digits raises)
     if not is_valid_id(user) or not (expires.isascii() and expires.isdigit()) \
@@ -66,4 +77,4 @@ def verify_token(secret: str, token: str, now_s: float) -> str | TokenError:
         return TokenError("auth_invalid", "malformed token")
     if int(expires) <= now_s:
         return TokenError("auth_expired", "token expired")
-    return user
+    return user, channel

@@ -37,7 +37,7 @@ TRANSPORT_BUFFER_MAX = 64 * 1024
 
 class Connection:
     __slots__ = ("_close", "_next_request", "_queue", "_queue_max_bytes", "_queued_bytes",
-                 "_send_text", "_tasks", "_writing", "buffer", "channels", "closed", "device",
+                 "_send_text", "_tasks", "_writing", "buffer", "channel", "channels", "closed", "device",
                  "held", "id", "ip", "kick_reason", "last_seq", "live", "on_gap", "pending",
                  "pending_since", "user", "write_prepared")
 
@@ -72,6 +72,7 @@ class Connection:
         # write_prepared), when the server offers it
         self.write_prepared: Callable[[bytes, int], bool] | None = None
         self.device = ""  # the token's device fingerprint (v2 tokens), for the risk engine
+        self.channel = ""  # the partner app whose secret signed the token ("": the platform)
         # a user's events are numbered without gaps: an event past `last_seq + 1` means one
         # went missing live (around a slot move); the gateway fills it in from the log
         self.on_gap: Callable[[Connection], None] | None = None

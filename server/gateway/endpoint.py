@@ -25,7 +25,7 @@ from protocol.errors import CLOSE_CODES, ERRORS, close_code
 from protocol.messages import Decoded, DecodeError, decode_client, encode
 from server.clock import Clock
 from server.config import Settings
-from server.gateway.auth import TokenError, token_device, verify_token
+from server.gateway.auth import TokenError, token_device, verify_signed
 from server.gateway.broadcast import Broadcast
 from server.gateway.connection import Connection
 from server.gateway.http_limits import prepared_writer
@@ -92,12 +92,13 @@ class TokenBucket:
 
 
 class Gateway:
-    def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secret: str,
+    def __init__(self, redis: Any, hub: Hub, settings: Settings, token_secrets: dict[str, str],
                  requests: Requests, clock: Clock, rounds: Any = None) -> None:
         self.redis = redis
         self.hub = hub
         self.s = settings
-        self.secret = token_secret
+        # channel → secret: "" the platform's, then partner apps' (Parts.token_secrets)
+        self.secrets = token_secrets
         self.requests = requests
         self.clock = clock
         self.ext: dict[str, Any] = {}  # what modules keep per gateway (set by their setup)
@@ -157,7 +158,7 @@ class Gateway:
         auth = await self._authenticate(ws)
         if auth is None:
             return
-        user, request_id, since, device = auth
+        user, channel, request_id, since, device = auth
         held = len(list(self.hub.on(keys.user(user).channel))) + self.admitting.get(user, 0)
         if held >= self.s.connections_per_user_max:
             DISCONNECTS.inc(reason="too_many_connections")
@@ -178,6 +179,7 @@ class Gateway:
                           self.s.send_queue_max_bytes)
         conn.write_prepared = prepared_writer(ws.scope)
         conn.device = device or ""
+        conn.channel = channel  # a partner app's users: their gifts carry it
         conn.on_gap = self._gap
         peer = ws.client.host if ws.client else ""
         forwarded = ",".join(ws.headers.getlist("x-forwarded-for")) or None
@@ -226,7 +228,7 @@ class Gateway:
         recovered = None if since is None else missed is not None
         conn.push(encode("welcome", id=request_id, user=conn.user, protocol=PROTOCOL_VERSION,
                          server_time_ms=self.clock.now_ms(), seq=current,
-                         recovered=recovered).decode())
+                         recovered=recovered, channel=conn.channel or None).decode())
         if missed is not None:
             for event_json, _ in missed:
                 conn.push(event_json)
@@ -332,8 +334,8 @@ class Gateway:
                 pass  # the transport closed it first (a server stopping: 1012), or it dropped
 
     async def _authenticate(self, ws: WebSocket
-                            ) -> tuple[str, str | None, int | None, str | None] | None:
-        """(user, auth request id, resume point, device) from the query string or a first
+                            ) -> tuple[str, str, str | None, int | None, str | None] | None:
+        """(user, channel, auth request id, resume point, device) from the query string or a first
         `auth` message; closes the connection on failure."""
         token = ws.query_params.get("token")
         request_id: str | None = None
@@ -357,7 +359,7 @@ class Gateway:
                 return None
             token, request_id = decoded.data["token"], decoded.data["id"]
             since = decoded.data.get("since")
-        result = verify_token(self.secret, token, self.clock.now_ms() / 1000)
+        result = verify_signed(self.secrets, token, self.clock.now_ms() / 1000)
         if isinstance(result, TokenError):
             DISCONNECTS.inc(reason=result.reason)
             await self._close(ws, result.reason)
@@ -367,7 +369,8 @@ class Gateway:
             DISCONNECTS.inc(reason="auth_device_required")
             await self._close(ws, "auth_device_required")
             return None
-        return result, request_id, since, device
+        user, channel = result
+        return user, channel, request_id, since, device
 
     async def _read_loop(self, ws: WebSocket, conn: Connection) -> str | None:
         """Serve requests until the client leaves (None) or must be closed (a reason)."""

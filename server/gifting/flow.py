@@ -65,6 +65,7 @@ class GiftItem:
     room: str
     route: str  # `<conn>/<n>` of the request, or '' (no one waits for the reply)
     group: str = ""  # the fan group it was sent in (groups add their steps)
+    channel: str = ""  # the partner app it came from ("": the platform's own)
     void: bool = False  # an operator gives up on it: the recipient's step refuses
     # a price multiplier quoted before the debit (the live-stream boost) and its tier
     price_num: int = 1
@@ -88,10 +89,14 @@ class GiftItem:
         return self.rec if self.outcome in ("delivered", "accepted") else None
 
 
-def payload(d: dict[str, Any]) -> dict[str, Any]:
-    """The entry fields of a `gift.send` frame (the gateway writes them, `decode` reads)."""
-    return {"gift_id": d["gift_id"], "to": d["to"], "asset": d["asset"], "count": d["count"],
-            "room": d.get("room", ""), "group": d.get("group", "")}
+def payload(d: dict[str, Any], channel: str = "") -> dict[str, Any]:
+    """The entry fields of a `gift.send` frame (the gateway writes them, `decode` reads), and
+    the partner app's channel of the connection it came on, if any."""
+    out = {"gift_id": d["gift_id"], "to": d["to"], "asset": d["asset"], "count": d["count"],
+           "room": d.get("room", ""), "group": d.get("group", "")}
+    if channel:
+        out["channel"] = channel
+    return out
 
 
 class GiftFlow(GiftingFlow):
@@ -108,7 +113,8 @@ class GiftFlow(GiftingFlow):
 
     def decode(self, env: Envelope, f: dict[str, str]) -> GiftItem:
         return GiftItem(env.user, f["gift_id"], f["to"], f["asset"], int(f["count"]),
-                        f.get("room", ""), env.route, f.get("group", ""))
+                        f.get("room", ""), env.route, f.get("group", ""),
+                        channel=f.get("channel", ""))
 
     # -- 1: the sender's side ----------------------------------------------------
     def debit_call(self, item: GiftItem, today: Today) -> Call:
@@ -122,7 +128,8 @@ class GiftFlow(GiftingFlow):
             [item.tid, item.gift_id, item.to, item.asset, item.count, item.room, today.day,
              today.now_ms, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
-             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route, item.tier, item.group],
+             s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route, item.tier, item.group,
+             item.channel],
         )
 
     async def after_debit(self, item: GiftItem, reply: list[Any], today: Today) -> None:
@@ -163,7 +170,7 @@ class GiftFlow(GiftingFlow):
              rk.events, rk.channel],
             [item.tid, item.gift_id, item.sender, rec["asset"], count, rec["room"], rec["day"],
              today.now_ms, s.offer_timeout_s * 1000, s.offers_per_user_max, s.amount_max,
-             s.events_bound, "void" if item.void else "credit"],
+             s.events_bound, "void" if item.void else "credit", rec.get("ch", "")],
         )
 
     async def after_credit(self, item: GiftItem, reply: list[Any], today: Today) -> None:

@@ -35,7 +35,7 @@ async def send(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         tid = rules.transfer_id(conn.user, d["gift_id"])
         conn.push(rejection(tid, d["gift_id"], code, d["id"]))
         return
-    await gw.enqueue(conn, d["id"], flow.KIND, flow.payload(d))
+    await gw.enqueue(conn, d["id"], flow.KIND, flow.payload(d, conn.channel))
 
 
 async def accept(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:

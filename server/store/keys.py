@@ -391,6 +391,11 @@ NOTE_PENDING = f"{PREFIX}:{{notes}}:pending"
 NOTE_PENDING_AT = f"{PREFIX}:{{notes}}:pending:at"
 
 
+def partner_campaign(channel: str) -> str:
+    """A partner's joint campaign: user → ms they joined (its own slot `{pc:<channel>}`)."""
+    return f"{PREFIX}:{{pc:{channel}}}:m"
+
+
 RISK_CASES = f"{PREFIX}:{{risk}}:cases"  # zset: case id → opened ms (newest last)
 
 

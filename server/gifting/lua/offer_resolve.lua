@@ -66,7 +66,7 @@ if action == 'accept' then
   local after = credit_from_escrow(k_balances, k_system, k_ledger, tid, rec.asset, rec.count, now)
   rec.ev = emit(k_profile, k_events, k_channel, {type = 'gift.received', transfer_id = tid,
        gift_id = rec.gift_id, from = rec.from, asset = rec.asset, count = rec.count,
-       balance = after}, events_max, route)
+       balance = after, channel = rec.ch}, events_max, route)
   rec.st = 'accepted'
 else
   rec.st = 'voided'

@@ -13,6 +13,7 @@
 -- ARGV[12] - event log bound
 -- ARGV[13] - mode: 'credit', or 'void' when an operator gives up on the gift (a dead
 --            letter): unless this side already decided, it is rejected `operator_voided`
+-- ARGV[14] - the partner app's channel the gift came from, or '' (shown in the events)
 -- Returns {'applied' | 'exists', outcome, detail}: outcome 'delivered' (detail ''),
 -- 'offered' (detail: expiry ms) or 'rejected' (detail: the code)
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -23,6 +24,8 @@ local gift_day, now = ARGV[7], int_arg(ARGV[8], 'now')
 local offer_ms, offers_max = int_arg(ARGV[9], 'offer_timeout'), int_arg(ARGV[10], 'offers_max')
 local amount_max, bound = int_arg(ARGV[11], 'amount_max'), events_bound(ARGV[12])
 local mode = enum_arg(ARGV[13], 'mode', {credit = true, void = true})
+local channel = ARGV[14]
+if channel == '' then channel = nil end
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
@@ -52,16 +55,16 @@ if p[3] == '1' then
   local exp = now + offer_ms
   local json = emit(k_profile, k_events, k_channel, {type = 'gift.offer', transfer_id = transfer_id,
        gift_id = gift_id, from = sender, asset = asset, count = count, room = room_or_nil,
-       expires_at_ms = exp}, bound, '')
+       expires_at_ms = exp, channel = channel}, bound, '')
   redis.call('HSET', k_offers, transfer_id, json)
   redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'offered', from = sender, exp = exp,
-             asset = asset, count = count, gift_id = gift_id, day = gift_day}))
+             asset = asset, count = count, gift_id = gift_id, day = gift_day, ch = channel}))
   return {'applied', 'offered', I(exp)}
 end
 
 local after = credit_from_escrow(k_balances, k_system, k_ledger, transfer_id, asset, count, now)
 emit(k_profile, k_events, k_channel, {type = 'gift.received', transfer_id = transfer_id,
      gift_id = gift_id, from = sender, asset = asset, count = count, room = room_or_nil,
-     balance = after}, bound, '')
+     balance = after, channel = channel}, bound, '')
 redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'delivered', from = sender}))
 return {'applied', 'delivered', ''}

@@ -23,6 +23,8 @@
 --            -1: the gift names a room that was never created, refused `no_such_room`)
 -- ARGV[22] - the fan group it was sent in, or '' (kept in the record: an offer accepted
 --            later is shown in its room and group by the accept's steps)
+-- ARGV[23] - the partner app's channel it came from, or '' (kept in the record as `ch`:
+--            the later steps show it, the partner's bonuses follow it)
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -37,13 +39,15 @@ local newcomer_ms, free_cards = int_arg(ARGV[15], 'newcomer_window'), int_arg(AR
 local amount_max, day_ttl = int_arg(ARGV[17], 'amount_max'), int_arg(ARGV[18], 'day_ttl')
 local bound, route = events_bound(ARGV[19]), ARGV[20]
 local tier = int_arg(ARGV[21], 'tier')
-local group = ARGV[22]
+local group, channel = ARGV[22], ARGV[23]
 if group == '' then group = nil end  -- left out of the record: a plain gift's stays as it was
+if channel == '' then channel = nil end
 if count < 1 then fail('count must be at least 1') end
 -- what a replay must repeat exactly (the count as sent, not as a number)
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
 -- the group too (only when there is one: a plain gift's stored fingerprint stays as it was)
 if group then fingerprint = fingerprint .. '|g:' .. group end
+if channel then fingerprint = fingerprint .. '|c:' .. channel end
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
@@ -123,7 +127,7 @@ local badge = 0
 if room ~= '' then badge = tonumber(redis.call('HGET', k_levels, recipient) or '0') end
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
              cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit,
-             tier = tier, badge = badge, group = group}
+             tier = tier, badge = badge, group = group, ch = channel}
 local json = cjson.encode(rec)
 redis.call('HSET', k_transfers, transfer_id, json)
 return {'applied', json}

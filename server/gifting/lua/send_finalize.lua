@@ -101,6 +101,7 @@ else
         asset = asset, count = count, cost = rec.cost, free = rec.free, delivery = delivery,
         balance = hget_int(k_balances, asset), quota_left = quota_left(), room = room}
   if (rec.tier or 0) > 0 then ev.tier = rec.tier end
+  ev.channel = rec.ch  -- a partner app's gift says so (nil: left out)
 end
 local json = emit(k_profile, k_events, k_channel, ev, bound, route)
 if outcome == 'accepted' or outcome == 'voided' then rec.ev2 = json else rec.ev = json end

@@ -1,6 +1,6 @@
 -- Points granted as a fresh lot that expires `ttl` after now (a creator task, a purchase,
--- a refund), from mint, idempotent by its record id (the same id with another amount is a
--- conflict).
+-- a refund, a partner's bonus), from mint, idempotent by its record id (the same id with
+-- another amount is a conflict).
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - record id   ARGV[2] - points   ARGV[3] - reason   ARGV[4] - now ms
 -- ARGV[5] - lot lifetime ms   ARGV[6] - event log bound   ARGV[7] - route
@@ -8,7 +8,8 @@
 -- Returns {'applied' | 'exists', event JSON} | {'conflict', ''} | {'rejected', code}
 local k = pop_keys(KEYS)
 local rid, amount = ARGV[1], int_arg(ARGV[2], 'points')
-local reason = enum_arg(ARGV[3], 'reason', {task = true, purchase = true, refund = true})
+local reason = enum_arg(ARGV[3], 'reason', {task = true, purchase = true, refund = true,
+                                            partner = true})
 local now, ttl, bound, route = int_arg(ARGV[4], 'now'), int_arg(ARGV[5], 'ttl'),
   events_bound(ARGV[6]), ARGV[7]
 local amount_max = int_arg(ARGV[8], 'amount_max')
