@@ -374,11 +374,10 @@ async def test_refills_through_the_admin_api(admin: Admin) -> None:
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
 
 
-async def test_sets_are_redeemed_over_the_websocket(server: Proc, admin: Admin,
-                                                    valkey: EmbeddedValkey) -> None:
+async def test_sets_are_redeemed_over_the_websocket(server: Proc, admin: Admin) -> None:
     """`notes.get` publishes the odds; `notes.redeem` refuses an incomplete set, then burns
     one of each kind and grants 100 coin, answering `notes.redeemed` and the events; the
-    same id replays; the audit holds."""
+    same id replays."""
     u = uid()
     await admin.user(u)
     for a in SET[:-1]:
@@ -410,8 +409,8 @@ async def test_sets_are_redeemed_over_the_websocket(server: Proc, admin: Admin,
     assert await admin.balances(u) == {"coin": 100}
     r = await admin.call("POST", "/notes/redemptions", {"id": "x9", "user": u}, ok=False)
     assert (r.status_code, r.json()["error"]["code"]) == (409, "set_incomplete")
-    rc, out = await run_audit(valkey.url)
-    assert rc == 0, out
+    # (the audit runs on a server of its own below: the shared one has other tests' gifts in
+    # flight, which a snapshot read while they settle cannot balance)
 
 
 async def test_an_empty_stock_and_custom_odds(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]
