@@ -138,6 +138,10 @@ REJECTIONS = _codes(
     ErrorCode("offer_expired", "this offer timed out; the cards went back to the sender"),
     ErrorCode("sender_restricted", "your account may not gift for now (risk engine)"),
     ErrorCode("sender_frozen", "your account is frozen for now (risk engine)"),
+    ErrorCode("approval_pending", "this gift waits for a third party's approval (your region's "
+              "rule): it is theirs to approve or deny, not yours to accept or decline",
+              temporary=True),
+    ErrorCode("approval_denied", "the gift's approver denied it; the cards went back to the sender"),
     ErrorCode("operator_voided", "the gift could not be settled and an operator voided it; "
               "the cards went back to the sender"),
 )
@@ -189,6 +193,12 @@ ADMIN_ERRORS = {
         AdminCode("redemption_id_conflict", 409, "this redemption id was used with another count "
                   "of sets"),
         AdminCode("set_incomplete", 409, "the user holds fewer complete sets than that"),
+        AdminCode("balance_not_zero", 409, "the user still holds a balance: revoke it first "
+                  "(an erasure keeps the ledger exact)"),
+        AdminCode("gifts_in_flight", 409, "a gift of the user's is still in escrow, or one waits "
+                  "for their answer: erase once it settled"),
+        AdminCode("offer_resolved", 409, "the gift held for approval was resolved already (the "
+                  "message says how: accepted, denied, expired)"),
         AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "
                   "verification (low), a phone bill (medium), offline notarization (high)"),
         AdminCode("case_resolved", 409, "this case was resolved already"),

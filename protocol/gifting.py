@@ -97,10 +97,15 @@ SERVER_TYPES: tuple[MessageType, ...] = (
     MessageType(
         "gift.offer",
         "server",
-        "To a recipient who confirms gifts: accept or decline before `expires_at_ms`.",
+        "To a recipient who confirms gifts: accept or decline before `expires_at_ms`. Or, "
+        "with `approval: true`, a gift held for a third party's approval (your region's "
+        "rule): you are told, they decide.",
         (
             _TID, _GIFT_ID, user_field("from", "sender"), _ASSET, _COUNT, _ROOM, _CHANNEL,
             Field("expires_at_ms", "int", "when the offer times out, Unix ms", minimum=0),
+            Field("approval", "bool", "true: your region needs a third party's approval of this "
+                  "gift (a guardian's): it is theirs to approve or deny, not yours to accept "
+                  "(`approval_pending`); absent: yours", False),
             Field("seq", "int", "sequence number of the event that offered it", minimum=1),
         ),
     ),
@@ -113,11 +118,12 @@ SERVER_TYPES: tuple[MessageType, ...] = (
     MessageType(
         "gift.voided",
         "server",
-        "To both sides: a pending gift was declined or timed out; the sender got "
-        "the cards and the daily quota back.",
+        "To both sides: a pending gift was declined, denied by its approver or timed out; "
+        "the sender got the cards and the daily quota back.",
         (
             req_id(False), _TID, _GIFT_ID, _ASSET, _COUNT,
-            Field("reason", "str", "declined or timeout", enum=("declined", "timeout")),
+            Field("reason", "str", "declined, denied (by the approver a region requires) or "
+                  "timeout", enum=("declined", "denied", "timeout")),
             Field("balance", "int", "your balance of `asset` now", False, minimum=0),
             Field("quota_left", "int", "sender only: gifts left today", False, minimum=0),
             _SEQ,

@@ -7,6 +7,7 @@ names (`_ms`, `_s`, `_bytes`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -104,6 +105,12 @@ class Settings:
     # with the partner's secret: `<channel>=<secret>` here, else derived from token_secret
     partners: tuple[str, ...] = ()
     partner_secrets: tuple[str, ...] = ()
+
+    # regions (SPEC section 1, table 5): `<region>:<policy>[+<policy>]`, policies `approval`
+    # (a gift to the region's users waits for a third party's approval), `approval=<sender
+    # gender>><recipient gender>` (only such gifts), `gdpr` (server/regions/rules.py)
+    regions: tuple[str, ...] = ()
+    approval_timeout_s: int = 86400  # an approval not given by then voids the gift
 
     # gateway bounds
     frame_max_bytes: int = 4096  # protocol limit: larger frames get an error reply
@@ -264,6 +271,15 @@ class Settings:
     # a clock tests (and a development deployment) can move forward: refused unless set
     test_clock: bool = False
 
+    @functools.cached_property
+    def approvals_arg(self) -> str:
+        """The regions' approval rules as the recipient's gift step takes them (parsed once)."""
+        from server.regions import rules  # pure
+
+        parsed = rules.parse(self.regions)
+        assert not isinstance(parsed, str), parsed  # refused at start-up (problems)
+        return rules.approvals_arg(parsed)
+
     @property
     def note_assets(self) -> tuple[str, ...]:
         return tuple(f"note.{k}" for k in self.note_kinds)
@@ -359,7 +375,7 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "device_window_s", "cluster_window_s", "bot_window_s", "xadd_batch_max",
             "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
-            "sets_per_redemption_max")
+            "sets_per_redemption_max", "approval_timeout_s")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
@@ -451,6 +467,11 @@ def _asset_problems(s: Settings) -> list[str]:
     if not out:  # odds and sets name kinds and assets: judged once those are valid
         out += _economy_problems(s)
     out += _partner_problems(s)
+    from server.regions import rules as region_rules  # pure: the grammar of GIFTWIRE_REGIONS
+
+    parsed = region_rules.parse(s.regions)
+    if isinstance(parsed, str):
+        out.append(f"GIFTWIRE_REGIONS: {parsed}")
     if s.mentor_reward_asset not in s.note_assets:  # minted as cards: never a managed asset
         out.append(f"GIFTWIRE_MENTOR_REWARD_ASSET must be a note card "
                    f"({', '.join(s.note_assets)}), not {s.mentor_reward_asset!r}")
@@ -631,6 +652,13 @@ DOCS: dict[str, str] = {
                 "_; at most 32): `points=<N>` (the recipient earns N popularity points per card of a "
                 "gift from the channel) and `campaign` (both sides join the channel's joint "
                 "campaign), e.g. `huoshan:points=2,duoshan:campaign,toutiao`",
+    "regions": "regions with a policy, `<region>:<policy>[+<policy>]` (region: 1–24 of a-z, 0-9, _ "
+               "as `PUT /admin/v1/users` sets it): `approval` (every gift to the region's users waits "
+               "for a third party's approval), `approval=<sender gender>><recipient gender>` (only "
+               "such gifts, e.g. `approval=male>female`), `gdpr` (listed by `GET /admin/v1/regions`), "
+               "e.g. `me:approval=male>female,eu:gdpr`",
+    "approval_timeout_s": "a gift waiting for a third party's approval is voided (cards and quota "
+                          "back to the sender) if none came within this",
     "partner_secrets": "`<channel>=<secret>` (16 characters or more) a partner signs its users' "
                        "tokens with; a partner not named here signs with a secret derived from "
                        "the token secret (`giftwire token --partner CHANNEL` mints with it, "

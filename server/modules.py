@@ -13,6 +13,7 @@ from server.notes import module as notes
 from server.partners import module as partners
 from server.parts import Parts
 from server.popularity import module as popularity
+from server.regions import module as regions
 from server.risk import module as risk
 from server.rooms import module as rooms
 from server.settlement import module as settlement
@@ -23,4 +24,4 @@ class Module(Protocol):
 
 
 MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity, risk,
-                                notes, partners)
+                                notes, partners, regions)

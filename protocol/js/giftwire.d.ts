@@ -608,7 +608,7 @@ export interface GiftReceivedMessage {
   seq: number;
 }
 
-/** To a recipient who confirms gifts: accept or decline before `expires_at_ms`. */
+/** To a recipient who confirms gifts: accept or decline before `expires_at_ms`. Or, with `approval: true`, a gift held for a third party's approval (your region's rule): you are told, they decide. */
 export interface GiftOfferMessage {
   type: "gift.offer";
   /** `<sender>:<gift_id>`, unique */
@@ -627,6 +627,8 @@ export interface GiftOfferMessage {
   channel?: string;
   /** when the offer times out, Unix ms */
   expires_at_ms: number;
+  /** true: your region needs a third party's approval of this gift (a guardian's): it is theirs to approve or deny, not yours to accept (`approval_pending`); absent: yours */
+  approval?: boolean;
   /** sequence number of the event that offered it */
   seq: number;
 }
@@ -648,7 +650,7 @@ export interface GiftAcceptedMessage {
   seq: number;
 }
 
-/** To both sides: a pending gift was declined or timed out; the sender got the cards and the daily quota back. */
+/** To both sides: a pending gift was declined, denied by its approver or timed out; the sender got the cards and the daily quota back. */
 export interface GiftVoidedMessage {
   type: "gift.voided";
   /** client-chosen request id, echoed by the reply */
@@ -661,8 +663,8 @@ export interface GiftVoidedMessage {
   asset: string;
   /** cards the recipient gets */
   count: number;
-  /** declined or timeout */
-  reason: "declined" | "timeout";
+  /** declined, denied (by the approver a region requires) or timeout */
+  reason: "declined" | "denied" | "timeout";
   /** your balance of `asset` now */
   balance?: number;
   /** sender only: gifts left today */
@@ -1286,6 +1288,8 @@ export type RejectionCode =
   | "offer_expired"
   | "sender_restricted"
   | "sender_frozen"
+  | "approval_pending"
+  | "approval_denied"
   | "operator_voided";
 /** Every close code a client can see. */
 export type CloseCode =

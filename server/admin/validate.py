@@ -105,7 +105,11 @@ PROFILE_FIELDS = {
     "vip": "vip",
     "banned": "banned",
     "confirm_gifts": "confirm",
+    "region": "region",
+    "gender": "gender",
 }
+REGION = re.compile(r"[a-z0-9_]{1,24}")
+GENDERS = ("male", "female", "other")
 
 
 def profile(body: Any, now_ms: int) -> dict[str, str]:
@@ -117,6 +121,14 @@ def profile(body: Any, now_ms: int) -> dict[str, str]:
             continue
         if name == "registered_at_ms":
             out[field] = str(integer(d[name], name, 0, now_ms + 86400_000))
+        elif name == "region":  # the platform's region of the account (GIFTWIRE_REGIONS)
+            if not isinstance(d[name], str) or not REGION.fullmatch(d[name]):
+                raise AdminError("bad_field", "region must be 1-24 of a-z, 0-9 and _")
+            out[field] = d[name]
+        elif name == "gender":
+            if d[name] not in GENDERS:
+                raise AdminError("bad_field", f"gender must be one of {', '.join(GENDERS)}")
+            out[field] = d[name]
         else:
             out[field] = "1" if boolean(d[name], name) else "0"
     return out

@@ -170,7 +170,8 @@ class GiftFlow(GiftingFlow):
              rk.events, rk.channel],
             [item.tid, item.gift_id, item.sender, rec["asset"], count, rec["room"], rec["day"],
              today.now_ms, s.offer_timeout_s * 1000, s.offers_per_user_max, s.amount_max,
-             s.events_bound, "void" if item.void else "credit", rec.get("ch", "")],
+             s.events_bound, "void" if item.void else "credit", rec.get("ch", ""),
+             s.approvals_arg, rec.get("sg", ""), s.approval_timeout_s * 1000],
         )
 
     async def after_credit(self, item: GiftItem, reply: list[Any], today: Today) -> None:

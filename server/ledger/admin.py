@@ -90,6 +90,8 @@ class LedgerAdmin:
             "banned": p.get("banned") == "1",
             "confirm_gifts": p.get("confirm") == "1",
             "mentor": p.get("mentor"),
+            "region": p.get("region"),
+            "gender": p.get("gender"),
             "free_cards_used": int(p.get("free_used", 0)),
             "balances": await self.balances(uid),
         }

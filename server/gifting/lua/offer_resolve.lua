@@ -6,7 +6,9 @@
 -- KEYS[3] - recipient system accounts  KEYS[4] - recipient transfer records
 -- KEYS[5] - recipient pending offers   KEYS[6] - recipient ledger
 -- KEYS[7] - recipient event stream     KEYS[8] - recipient channel
--- ARGV[1] - transfer id  ARGV[2] - 'accept' | 'decline' | 'timeout'  ARGV[3] - now ms
+-- ARGV[1] - transfer id  ARGV[3] - now ms
+-- ARGV[2] - 'accept' | 'decline' (the recipient), 'approve' | 'deny' (a third party, for an
+--           offer held for approval: its recipient cannot resolve it) or 'timeout' 
 -- ARGV[4] - amount bound ARGV[5] - event log bound
 -- ARGV[6] - route of the request (`<conn>/<n>` or ''): the new event is its reply
 -- Returns {status, outcome, record, code}:
@@ -22,7 +24,11 @@
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_offers, k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local tid = ARGV[1]
-local action = enum_arg(ARGV[2], 'offer action', {accept = true, decline = true, timeout = true})
+local action = enum_arg(ARGV[2], 'offer action', {accept = true, decline = true, timeout = true,
+                                                  approve = true, deny = true})
+local by_approver = action == 'approve' or action == 'deny'
+-- an approver's word is the recipient's accept or decline, for an offer held for approval
+if action == 'approve' then action = 'accept' elseif action == 'deny' then action = 'decline' end
 local now = int_arg(ARGV[3], 'now')
 local amount_max = int_arg(ARGV[4], 'amount_max')
 local events_max = events_bound(ARGV[5])
@@ -36,12 +42,15 @@ local rec = cjson.decode(stored)
 local function ended_by()
   if rec.st == 'accepted' then return 'offer_accepted' end
   if rec.reason == 'timeout' then return 'offer_expired' end
+  if rec.reason == 'denied' then return 'approval_denied' end
   return 'offer_declined'
 end
+local declined_as = 'declined'
+if by_approver then declined_as = 'denied' end
 
 if rec.st == 'accepted' or rec.st == 'voided' then
   local same = (action == 'accept' and rec.st == 'accepted')
-      or (action == 'decline' and rec.st == 'voided' and rec.reason == 'declined')
+      or (action == 'decline' and rec.st == 'voided' and rec.reason == declined_as)
   if same then return {'exists', rec.st, stored, ''} end
   return {'lost', rec.st, stored, ended_by()}
 end
@@ -50,6 +59,11 @@ if rec.st ~= 'offered' or redis.call('HEXISTS', k_offers, tid) == 0 then
   return {'not_found', '', '', ''}
 end
 if action == 'timeout' and now < rec.exp then return {'not_due', '', '', ''} end
+-- an offer held for approval is the approver's to resolve, and only such an offer is
+if action ~= 'timeout' and by_approver ~= (rec.by == 'approver') then
+  if by_approver then return {'not_found', '', '', ''} end
+  return {'rejected', '', '', 'approval_pending'}
+end
 
 local code = ''
 if action ~= 'timeout' and now >= rec.exp then
@@ -70,7 +84,7 @@ if action == 'accept' then
   rec.st = 'accepted'
 else
   rec.st = 'voided'
-  if action == 'timeout' then rec.reason = 'timeout' else rec.reason = 'declined' end
+  if action == 'timeout' then rec.reason = 'timeout' else rec.reason = declined_as end
   rec.ev = emit(k_profile, k_events, k_channel, {type = 'gift.voided', transfer_id = tid,
        gift_id = rec.gift_id, asset = rec.asset, count = rec.count, reason = rec.reason},
        events_max, route)

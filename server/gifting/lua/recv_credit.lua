@@ -14,6 +14,9 @@
 -- ARGV[13] - mode: 'credit', or 'void' when an operator gives up on the gift (a dead
 --            letter): unless this side already decided, it is rejected `operator_voided`
 -- ARGV[14] - the partner app's channel the gift came from, or '' (shown in the events)
+-- ARGV[15] - the regions whose users' gifts wait for a third party's approval,
+--            `;<region>=<rule>;…;` ('' none; rule `*` or `<sender gender>><recipient gender>`)
+-- ARGV[16] - the sender's gender, or ''   ARGV[17] - how long an approval may take, ms
 -- Returns {'applied' | 'exists', outcome, detail}: outcome 'delivered' (detail ''),
 -- 'offered' (detail: expiry ms) or 'rejected' (detail: the code)
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -26,6 +29,8 @@ local amount_max, bound = int_arg(ARGV[11], 'amount_max'), events_bound(ARGV[12]
 local mode = enum_arg(ARGV[13], 'mode', {credit = true, void = true})
 local channel = ARGV[14]
 if channel == '' then channel = nil end
+local approvals, sender_gender = ARGV[15], ARGV[16]
+local approval_ms = int_arg(ARGV[17], 'approval_timeout')
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
@@ -42,7 +47,7 @@ local function reject(code)
 end
 
 if mode == 'void' then return reject('operator_voided') end
-local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'confirm')
+local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'confirm', 'region', 'gender')
 if not p[1] then return reject('recipient_unknown') end
 if p[2] == '1' then return reject('recipient_banned') end
 if redis.call('SISMEMBER', k_blocks, sender) == 1 then return reject('blocked') end
@@ -50,15 +55,29 @@ if hget_int(k_balances, asset) + count > amount_max then return reject('amount_t
 
 local room_or_nil = nil
 if room ~= '' then room_or_nil = room end
-if p[3] == '1' then
+-- where the recipient's region needs a third party's approval (SPEC table 5), the gift
+-- waits for it as an offer only an approver resolves
+local approval = nil
+if p[4] and approvals ~= '' then
+  local _, e = string.find(approvals, ';' .. p[4] .. '=', 1, true)
+  if e then
+    local rule = string.match(approvals, '^([^;]*)', e + 1)
+    if rule == '*' or rule == sender_gender .. '>' .. (p[5] or '') then approval = true end
+  end
+end
+if p[3] == '1' or approval then
   if redis.call('HLEN', k_offers) >= offers_max then return reject('offers_full') end
   local exp = now + offer_ms
+  if approval then exp = now + approval_ms end
   local json = emit(k_profile, k_events, k_channel, {type = 'gift.offer', transfer_id = transfer_id,
        gift_id = gift_id, from = sender, asset = asset, count = count, room = room_or_nil,
-       expires_at_ms = exp, channel = channel}, bound, '')
+       expires_at_ms = exp, channel = channel, approval = approval}, bound, '')
   redis.call('HSET', k_offers, transfer_id, json)
+  local by = nil
+  if approval then by = 'approver' end
   redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'offered', from = sender, exp = exp,
-             asset = asset, count = count, gift_id = gift_id, day = gift_day, ch = channel}))
+             asset = asset, count = count, gift_id = gift_id, day = gift_day, ch = channel,
+             by = by}))
   return {'applied', 'offered', I(exp)}
 end
 

@@ -65,7 +65,7 @@ local function reject(code)
 end
 
 local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'real_name', 'vip', 'free_used',
-                    'risk_restricted_until', 'risk_frozen_until', 'risk_banned')
+                    'risk_restricted_until', 'risk_frozen_until', 'risk_banned', 'gender')
 if not p[1] then
   -- no account to log it in (an event would create one): the refusal goes to the request
   -- only, as a reply (`R<route> <json>`), and nothing is written
@@ -127,7 +127,8 @@ local badge = 0
 if room ~= '' then badge = tonumber(redis.call('HGET', k_levels, recipient) or '0') end
 local rec = {st = 'escrowed', fp = fingerprint, to = recipient, asset = asset, count = count,
              cost = cost, free = free, day = day, gift_id = gift_id, room = room, limit = limit,
-             tier = tier, badge = badge, group = group, ch = channel}
+             tier = tier, badge = badge, group = group, ch = channel,
+             sg = p[9] or nil}  -- the sender's gender: a region's approval rule may name it
 local json = cjson.encode(rec)
 redis.call('HSET', k_transfers, transfer_id, json)
 return {'applied', json}

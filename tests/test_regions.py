@@ -1,0 +1,165 @@
+"""Regions: a gift to a user of a region that needs a third party's approval is held for
+it (the recipient is told, the approver decides through the admin API), voided when denied
+or when no approval came in time; other gifts are untouched."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from protocol.client import Client
+from server.config import Settings, problems
+from server.regions.rules import EVERY_GIFT, Region, approvals_arg, parse
+from server.store.embedded import EmbeddedValkey
+from tests.support import TEST_CLOCK, Admin, Proc, run_audit
+
+REGIONS = "me:approval=male>female,eu:gdpr,ky:approval"
+HOUR_MS = 3_600_000
+
+
+def test_region_policies_are_parsed_and_checked() -> None:
+    """`<region>:<policy>[+<policy>]`; a bad region, policy or gender is refused at start."""
+    got = parse(tuple(REGIONS.split(",")))
+    assert got == {"me": Region("me", "male>female"), "eu": Region("eu", "", True),
+                   "ky": Region("ky", EVERY_GIFT)}
+    assert isinstance(got, dict) and approvals_arg(got) == ";me=male>female;ky=*;"
+    for bad in [("ME:gdpr",), ("me:approval=man>woman",), ("me:approve",), ("me", "me")]:
+        assert isinstance(parse(bad), str), bad
+        assert any(p.startswith("GIFTWIRE_REGIONS") for p in problems(Settings(regions=bad)))
+
+
+@pytest.fixture
+def region_server(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]
+                  ) -> tuple[Proc, EmbeddedValkey]:
+    srv, vk = own_server({"GIFTWIRE_REGIONS": REGIONS, **TEST_CLOCK})
+    return srv, vk
+
+
+async def test_a_guardian_approves_or_denies_a_held_gift(
+        region_server: tuple[Proc, EmbeddedValkey]) -> None:
+    """A man's gift to a woman of `me` is held: the sender hears `pending`, the recipient a
+    `gift.offer` with `approval: true` she cannot accept (`approval_pending`); approved, it
+    posts to both sides; a second one denied is voided (`denied`) and refunded; deciding
+    again replays or is `offer_resolved`; a woman's gift to her is instant."""
+    srv, vk = region_server
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(20, sender={"gender": "male"},
+                                recipient={"region": "me", "gender": "female"})
+        assert (await admin.call("GET", f"/users/{r}"))["region"] == "me"
+        async with await Client.connect(srv.ws, srv.token(s)) as a, \
+                await Client.connect(srv.ws, srv.token(r)) as b:
+            sent = await a.send_gift(r, "note.do", 4)
+            assert (sent["type"], sent["delivery"]) == ("gift.confirmed", "pending")
+            offer = await b.next_event("gift.offer")
+            assert offer["approval"] is True
+            tid = offer["transfer_id"]
+            refused = await b.request("gift.accept", offer_id=tid)
+            assert (refused["type"], refused["code"]) == ("gift.rejected", "approval_pending")
+            held = (await admin.call("GET", f"/users/{r}/offers"))["offers"]
+            assert [(o["transfer_id"], o["approval"], o["count"]) for o in held] == [(tid, True, 4)]
+            ok = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": tid,
+                                                         "approve": True})
+            assert ok == {"recipient": r, "transfer_id": tid, "outcome": "accepted",
+                          "replayed": False}
+            got = await b.next_event("gift.received")
+            assert (got["transfer_id"], got["count"]) == (tid, 4)
+            assert (await a.next_event("gift.accepted"))["transfer_id"] == tid
+            again = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": tid,
+                                                            "approve": True})
+            assert again["replayed"] is True
+            second = await a.send_gift(r, "note.do", 2)
+            tid2 = (await b.next_event("gift.offer"))["transfer_id"]
+            assert second["transfer_id"] == tid2
+            no = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": tid2,
+                                                         "approve": False})
+            assert no["outcome"] == "denied"
+            voided = await a.next_event("gift.voided")
+            assert (voided["reason"], voided["balance"]) == ("denied", 16)
+            assert (await b.next_event("gift.voided"))["reason"] == "denied"
+            late = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": tid2,
+                                                           "approve": True}, ok=False)
+            assert (late.status_code, late.json()["error"]["code"]) == (409, "offer_resolved")
+        assert await admin.balances(r) == {"note.do": 4}
+        assert await admin.balances(s) == {"note.do": 16}
+        w, _ = await admin.pair(5, sender={"gender": "female"})
+        await admin.follow(w, r)
+        async with await Client.connect(srv.ws, srv.token(w)) as c:
+            assert (await c.send_gift(r, "note.do", 1))["delivery"] == "instant"
+        regions = (await admin.call("GET", "/regions"))["regions"]
+        assert {x["region"]: x["approval"] for x in regions} == {
+            "me": "male>female", "eu": None, "ky": "*"}
+    rc, out = await run_audit(vk.url)
+    assert rc == 0, out
+
+
+async def test_an_approval_not_given_in_time_voids_the_gift(
+        region_server: tuple[Proc, EmbeddedValkey]) -> None:
+    """In `ky` every gift waits for approval; none within GIFTWIRE_APPROVAL_TIMEOUT_S (a day)
+    times it out: the cards go back, and a late approval is `offer_resolved`. Approving a
+    plain offer (the recipient's own to accept) is `not_found`."""
+    srv, vk = region_server
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10, recipient={"region": "ky"})
+        async with await Client.connect(srv.ws, srv.token(s, ttl_s=3 * 86400)) as a:
+            await a.send_gift(r, "note.do", 3)
+            await admin.advance(23 * HOUR_MS)
+            tid = (await admin.call("GET", f"/users/{r}/offers"))["offers"][0]["transfer_id"]
+            await admin.advance(2 * HOUR_MS)
+            voided = await a.next_event("gift.voided", timeout_s=30)
+            assert (voided["transfer_id"], voided["reason"]) == (tid, "timeout")
+        late = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": tid,
+                                                       "approve": True}, ok=False)
+        assert (late.status_code, late.json()["error"]["code"]) == (409, "offer_resolved")
+        assert await admin.balances(s) == {"note.do": 10}
+        s2, r2 = await admin.pair(5, recipient={"confirm_gifts": True})
+        async with await Client.connect(srv.ws, srv.token(s2, ttl_s=3 * 86400)) as a:
+            plain = (await a.send_gift(r2, "note.do", 1))["transfer_id"]
+        nf = await admin.call("POST", "/approvals", {"recipient": r2, "transfer_id": plain,
+                                                     "approve": True}, ok=False)
+        assert (nf.status_code, nf.json()["error"]["code"]) == (404, "not_found")
+        bad = await admin.call("POST", "/approvals", {"recipient": r2, "transfer_id": "x",
+                                                      "approve": True}, ok=False)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field")
+    rc, out = await run_audit(vk.url)
+    assert rc == 0, out
+
+
+async def test_a_users_data_is_exported_then_erased(
+        region_server: tuple[Proc, EmbeddedValkey]) -> None:
+    """The export holds the user's profile, balances, follows, blocks, events, transfers and
+    ledger. Erasure is refused while they hold cards or a gift waits for them; once they hold
+    nothing it removes the person's data but keeps the ledger and transfer records (the
+    audit still balances), and the account is unknown from then on."""
+    srv, vk = region_server
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10, sender={"region": "eu"}, recipient={"confirm_gifts": True})
+        await admin.call("PUT", "/blocks", {"blocker": s, "blocked": "nobody-here"}, ok=False)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            await a.send_gift(r, "note.do", 2)
+        data = await admin.call("GET", f"/users/{s}/export")
+        assert data["profile"]["region"] == "eu" and data["balances"] == {"note.do": 8}
+        assert r in data["follows"] and data["truncated"] == []
+        assert [line["kind"] for line in data["ledger"]] == ["grant", "gift_out"]
+        assert {e["e"]["type"] for e in data["events"]} >= {"balance.changed", "gift.confirmed"}
+        assert any(rec.get("to") == r for rec in data["transfers"].values())
+        busy = await admin.call("POST", f"/users/{r}/erasure", ok=False)
+        assert (busy.status_code, busy.json()["error"]["code"]) == (409, "gifts_in_flight")
+        held = await admin.call("POST", f"/users/{s}/erasure", ok=False)
+        assert held.json()["error"]["code"] in ("balance_not_zero", "gifts_in_flight")
+        offer = (await admin.call("GET", f"/users/{r}/offers"))["offers"][0]
+        async with await Client.connect(srv.ws, srv.token(r)) as b:
+            await b.request("gift.decline", offer_id=offer["transfer_id"])
+        await admin.call("POST", "/revocations", {"id": "all", "user": s, "asset": "note.do",
+                                                  "amount": 10})
+        gone = await admin.call("POST", f"/users/{s}/erasure")
+        assert gone["replayed"] is False and gone["kept"] == ["ledger", "transfers",
+                                                              "system_accounts"]
+        assert (await admin.call("POST", f"/users/{s}/erasure"))["replayed"] is True
+        for path in (f"/users/{s}", f"/users/{s}/export"):
+            r404 = await admin.call("GET", path, ok=False)
+            assert (r404.status_code, r404.json()["error"]["code"]) == (404, "user_unknown")
+        left = await admin.call("GET", f"/users/{s}/ledger", ok=False)
+        assert left.status_code == 404  # the ledger is kept, but no longer anyone's to page
+    rc, out = await run_audit(vk.url)
+    assert rc == 0, out
