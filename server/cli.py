@@ -417,6 +417,9 @@ def _partner_secret(s: config.Settings, channel: str) -> str:
         sys.exit(f"giftwire: no partner {channel!r} in GIFTWIRE_PARTNERS "
                  f"({', '.join(partners) or 'none set'})")
     sec = load_or_create(s.data_dir, s.token_secret, s.admin_key)
+    if sec.created:  # stdout is the secret's alone, so on stderr
+        print(f"giftwire: generated development secrets in {s.data_dir / 'secrets.json'}",
+              file=sys.stderr, flush=True)
     return rules.secrets_of(partners, s.partner_secrets, sec.token_secret)[channel]
 
 

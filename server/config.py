@@ -542,7 +542,8 @@ def _partner_problems(s: Settings) -> list[str]:
     parsed = rules.parse(s.partners)
     if isinstance(parsed, str):
         return [f"GIFTWIRE_PARTNERS: {parsed}"]
-    return [f"GIFTWIRE_PARTNER_SECRETS: {p}" for p in rules.secret_problems(parsed, s.partner_secrets)]
+    return [f"GIFTWIRE_PARTNER_SECRETS: {p}"
+            for p in rules.secret_problems(parsed, s.partner_secrets, s.token_secret)]
 
 
 def _network_problems(s: Settings) -> list[str]:

@@ -5,10 +5,12 @@ campaign) follow a delivered gift once. Rules first (pure), then a real server."
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -34,9 +36,15 @@ def test_partners_and_their_bonuses_are_parsed_and_checked() -> None:
                 tuple(f"p{i}" for i in range(33))]:
         assert isinstance(parse(bad), str), bad
         assert any(p.startswith("GIFTWIRE_PARTNERS") for p in problems(Settings(partners=bad)))
-    for secrets in [("huoshan=short",), ("nobody=" + "x" * 20,), ("huoshan",)]:
-        found = problems(Settings(partners=("huoshan",), partner_secrets=secrets))
+    two = ("huoshan", "duoshan")
+    for secrets in [("huoshan=short",), ("nobody=" + "x" * 20,), ("huoshan",),
+                    ("huoshan=" + "x" * 20, "duoshan=" + "x" * 20),
+                    ("huoshan=" + "x" * 20, "huoshan=" + "y" * 20)]:
+        found = problems(Settings(partners=two, partner_secrets=secrets))
         assert any(p.startswith("GIFTWIRE_PARTNER_SECRETS") for p in found), secrets
+        assert not any("x" * 16 in p for p in found)  # a secret is never echoed
+    same = Settings(partners=two, partner_secrets=("huoshan=" + "p" * 20,), token_secret="p" * 20)
+    assert any("platform" in p for p in problems(same))
 
 
 def test_a_token_names_the_channel_whose_secret_signed_it() -> None:
@@ -52,6 +60,8 @@ def test_a_token_names_the_channel_whose_secret_signed_it() -> None:
     assert verify_signed(secrets, tok, time.time()) == ("al", "duoshan")
     forged = verify_signed(secrets, make_token("x" * 32, "al", exp), time.time())
     assert isinstance(forged, TokenError) and forged.reason == "auth_invalid"
+    odd = verify_signed(secrets, f"v1.al.{exp}.sig\u00e9", time.time())  # not a verdict crash
+    assert isinstance(odd, TokenError) and odd.reason == "auth_invalid"
 
 
 @pytest.fixture
@@ -86,7 +96,13 @@ async def test_partner_gifts_carry_their_channel_and_bonuses(
             points = await b.next_event("popularity.points")
             assert (points["delta"], points["reason"], points["balance"]) == (6, "partner", 6)
             again = await a.send_gift(r, "note.do", 3, gift_id="h1")
-            assert again["transfer_id"] == sent["transfer_id"]
+            assert again == {**sent, "id": again["id"]}  # the stored answer
+        async with await Client.connect(srv.ws, partner_token(srv, "toutiao", s)) as other:
+            # the gift id is the sender's, whatever the app: the first answer, its channel
+            elsewhere = await other.send_gift(r, "note.do", 3, gift_id="h1")
+            assert (elsewhere["transfer_id"], elsewhere["channel"]) == (sent["transfer_id"],
+                                                                        "huoshan")
+        await asyncio.sleep(0.5)  # the resends' later steps ran again, idempotently
         assert (await admin.balances(r)) == {"note.do": 3, "popularity": 6}
         s2, r2 = await admin.pair(30)
         async with await Client.connect(srv.ws, partner_token(srv, "duoshan", s2)) as a:
@@ -110,7 +126,8 @@ async def test_partner_gifts_carry_their_channel_and_bonuses(
         assert listing["duoshan"]["campaign_members"] == 2
         r404 = await admin.call("GET", "/partners/huoshan/campaign", ok=False)
         assert (r404.status_code, r404.json()["error"]["code"]) == (404, "not_found")
-        assert await metric(srv, "giftwire_partner_bonuses_total") >= 1
+        # one gift earned points, two users joined a campaign: counted once each
+        assert await metric(srv, "giftwire_partner_bonuses_total") == 3
     rc, out = await run_audit(vk.url)
     assert rc == 0, out
 
@@ -145,8 +162,11 @@ def test_the_cli_mints_a_partners_token(tmp_path: object) -> None:
                               capture_output=True, text=True, timeout=60)
 
     secret = run("partner-secret", "huoshan").stdout.strip()
+    platform = json.loads((Path(str(tmp_path)) / "secrets.json").read_text())["token_secret"]
+    assert secret == derived_secret(platform, "huoshan") != platform
     token = run("token", "alice", "--partner", "huoshan").stdout.strip()
-    assert verify_signed({"huoshan": secret}, token, time.time()) == ("alice", "huoshan")
+    assert verify_signed({"": platform, "huoshan": secret}, token, time.time()) == (
+        "alice", "huoshan")
     assert run("partner-secret", "toutiao").stdout.strip() == TOUTIAO_SECRET
     bad = run("token", "alice", "--partner", "nope")
     assert bad.returncode == 1 and "huoshan, duoshan, toutiao" in bad.stderr

@@ -66,6 +66,8 @@ def verify_signed(secrets: dict[str, str], token: str, now_s: float) -> tuple[st
             or (len(parts) == 5 and parts[0] == VERSION_DEVICE and is_valid_id(parts[3]))):
         return TokenError("auth_invalid", "malformed token")
     user, expires, signature = parts[1], parts[2], parts[-1]
+    if not signature.isascii():  # compare_digest refuses other str (a TypeError, not a verdict)
+        return TokenError("auth_invalid", "malformed token")
     payload = token.rsplit(".", 1)[0]
     channel = next((c for c, secret in secrets.items()
                     if hmac.compare_digest(_sign(secret, payload), signature)), None)

@@ -36,8 +36,10 @@ def install(p: Parts, partners: dict[str, Partner]) -> None:
         start = v.query_int(q.get("after", "0"), "after", 0, OFFSET_MAX)
         k = keys.partner_campaign(channel)
         # members only ever join, oldest first: an offset pages them stably
-        rows = await p.redis.zrange(k, start, start + limit, withscores=True)
-        total = await p.redis.zcard(k)
+        pipe = p.redis.pipeline(transaction=True)  # the page and its total, one reading
+        pipe.zrange(k, start, start + limit, withscores=True)
+        pipe.zcard(k)
+        rows, total = await pipe.execute()
         listed = rows[:limit]
         return {"channel": channel, "total": total,
                 "members": [{"user": u, "joined_at_ms": int(ms)} for u, ms in listed],

@@ -52,8 +52,11 @@ def points_step(s: Settings, partners: dict[str, Partner], redis: Any,
             await note_lots(redis, item.to, now_ms())  # the lot's expiry is swept
             if st is Status.APPLIED:
                 metrics.BONUSES.inc(channel=channel, bonus="points")
-        elif st is Status.REJECTED:
-            log.info("partner points for gift %s refused: %s", item.tid, reply[1],
+        elif st is Status.REJECTED or st is Status.CONFLICT:
+            # past the bound (a resend may grant it once there is room), or granted before
+            # with another GIFTWIRE_PARTNERS: the gift stands either way
+            log.info("partner points for gift %s not granted: %s", item.tid,
+                     reply[1] if st is Status.REJECTED else "granted before with other points",
                      extra={"transfer_id": item.tid})
         else:
             raise UnknownStatus(f"pop_grant answered {reply!r}")

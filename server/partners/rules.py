@@ -73,14 +73,28 @@ def secrets_of(partners: dict[str, Partner], configured: tuple[str, ...],
     """Channel → the secret its tokens are signed with (`GIFTWIRE_PARTNER_SECRETS` items
     `<channel>=<secret>` win over the derived one)."""
     given = dict(item.split("=", 1) for item in configured)
-    return {c: given.get(c) or derived_secret(token_secret, c) for c in partners}
+    out = {c: given.get(c) or derived_secret(token_secret, c) for c in partners}
+    # (a configured one equal to a generated token secret is the one start-up cannot see)
+    if len(set(out.values()) | {token_secret}) != len(out) + 1:
+        raise ValueError("GIFTWIRE_PARTNER_SECRETS: a partner's secret is another's or the "
+                         "platform's token secret")
+    return out
 
 
-def secret_problems(partners: dict[str, Partner], configured: tuple[str, ...]) -> list[str]:
-    out = []
-    for item in configured:
+def secret_problems(partners: dict[str, Partner], configured: tuple[str, ...],
+                    token_secret: str = "") -> list[str]:
+    """What is wrong with `GIFTWIRE_PARTNER_SECRETS` (never echoing a secret)."""
+    out, seen, secrets = [], set(), {token_secret} - {""}
+    for i, item in enumerate(configured, 1):
         channel, sep, secret = item.partition("=")
         if not sep or channel not in partners or len(secret) < 16:
-            out.append(f"item for {channel!r} must be `<channel>=<secret>` for a channel of "
+            out.append(f"item {i} must be `<channel>=<secret>` for a channel of "
                        "GIFTWIRE_PARTNERS, the secret at least 16 characters")
+        elif channel in seen:
+            out.append(f"item {i} names {channel!r} a second time")
+        elif secret in secrets:  # one secret for two signers: one could sign as the other
+            out.append(f"item {i}: {channel!r}'s secret is another partner's or the "
+                       "platform's token secret")
+        seen.add(channel)
+        secrets.add(secret)
     return out

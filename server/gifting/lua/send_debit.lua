@@ -24,7 +24,9 @@
 -- ARGV[22] - the fan group it was sent in, or '' (kept in the record: an offer accepted
 --            later is shown in its room and group by the accept's steps)
 -- ARGV[23] - the partner app's channel it came from, or '' (kept in the record as `ch`:
---            the later steps show it, the partner's bonuses follow it)
+--            the later steps show it, the partner's bonuses follow it; not in the
+--            fingerprint: a resend from another app answers as the first, and an entry
+--            re-run by a worker of the version before channels still matches)
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -47,7 +49,6 @@ if count < 1 then fail('count must be at least 1') end
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
 -- the group too (only when there is one: a plain gift's stored fingerprint stays as it was)
 if group then fingerprint = fingerprint .. '|g:' .. group end
-if channel then fingerprint = fingerprint .. '|c:' .. channel end
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
