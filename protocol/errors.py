@@ -194,9 +194,11 @@ ADMIN_ERRORS = {
                   "of sets"),
         AdminCode("set_incomplete", 409, "the user holds fewer complete sets than that"),
         AdminCode("balance_not_zero", 409, "the user still holds a balance: revoke it first "
-                  "(an erasure keeps the ledger exact)"),
-        AdminCode("gifts_in_flight", 409, "a gift of the user's is still in escrow, or one waits "
-                  "for their answer: erase once it settled"),
+                  "(popularity points: a violation burns them), so the ledger stays exact"),
+        AdminCode("gifts_in_flight", 409, "an offer waits for the user's answer: erase once it "
+                  "is resolved"),
+        AdminCode("user_erased", 409, "this user's data was erased: the id is not registered "
+                  "again"),
         AdminCode("offer_resolved", 409, "the gift held for approval was resolved already (the "
                   "message says how: accepted, denied, expired)"),
         AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "

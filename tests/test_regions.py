@@ -101,11 +101,16 @@ async def test_an_approval_not_given_in_time_voids_the_gift(
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient={"region": "ky"})
-        async with await Client.connect(srv.ws, srv.token(s, ttl_s=3 * 86400)) as a:
+        async with await Client.connect(srv.ws, srv.token(s, ttl_s=3 * 86400)) as a, \
+                await Client.connect(srv.ws, srv.token(r, ttl_s=3 * 86400)) as b:
             await a.send_gift(r, "note.do", 3)
             await admin.advance(23 * HOUR_MS)
             tid = (await admin.call("GET", f"/users/{r}/offers"))["offers"][0]["transfer_id"]
             await admin.advance(2 * HOUR_MS)
+            # past the deadline the recipient hears it expired (the sweep or this accept
+            # times it out), not approval_pending
+            late_accept = await b.request("gift.accept", offer_id=tid)
+            assert (late_accept["type"], late_accept["code"]) == ("gift.rejected", "offer_expired")
             voided = await a.next_event("gift.voided", timeout_s=30)
             assert (voided["transfer_id"], voided["reason"]) == (tid, "timeout")
         late = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": tid,
@@ -130,7 +135,8 @@ async def test_a_users_data_is_exported_then_erased(
     """The export holds the user's profile, balances, follows, blocks, events, transfers and
     ledger. Erasure is refused while they hold cards or a gift waits for them; once they hold
     nothing it removes the person's data but keeps the ledger and transfer records (the
-    audit still balances), and the account is unknown from then on."""
+    audit still balances), and the account is unknown from then on: no grant reaches it, and
+    the id is never registered again."""
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, sender={"region": "eu"}, recipient={"confirm_gifts": True})
@@ -161,5 +167,12 @@ async def test_a_users_data_is_exported_then_erased(
             assert (r404.status_code, r404.json()["error"]["code"]) == (404, "user_unknown")
         left = await admin.call("GET", f"/users/{s}/ledger", ok=False)
         assert left.status_code == 404  # the ledger is kept, but no longer anyone's to page
+        minted = await admin.call("POST", "/grants", {"id": "after", "user": s,
+                                                      "asset": "note.do", "amount": 5}, ok=False)
+        assert (minted.status_code, minted.json()["error"]["code"]) == (404, "user_unknown")
+        back = await admin.call("PUT", f"/users/{s}", {"banned": False}, ok=False)
+        assert (back.status_code, back.json()["error"]["code"]) == (409, "user_erased")
+        # the recipient, who received a gift (and declined another), can be erased too
+        assert (await admin.call("POST", f"/users/{r}/erasure"))["replayed"] is False
     rc, out = await run_audit(vk.url)
     assert rc == 0, out

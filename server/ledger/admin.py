@@ -58,6 +58,8 @@ class LedgerAdmin:
         uid = v.user_id(uid)
         now = self.p.clock.now_ms()
         fields = v.profile(body, now)
+        if await self.redis.exists(keys.user(uid).erased):  # GDPR: gone means gone
+            raise AdminError("user_erased")
         pk = keys.user(uid).profile
         # registration time is set once, on creation, unless given
         created = await self.redis.hsetnx(pk, "registered_at_ms", fields.pop(

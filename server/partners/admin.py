@@ -28,8 +28,9 @@ def install(p: Parts, partners: dict[str, Partner]) -> None:
 
     async def campaign(r: Request) -> Any:
         channel = r.path_params["channel"]
-        if not CHANNEL.fullmatch(channel) or channel not in partners \
-                or not partners[channel].campaign:
+        if not CHANNEL.fullmatch(channel):
+            raise AdminError("bad_field", "a channel is 1-24 of a-z, 0-9 and _")
+        if channel not in partners or not partners[channel].campaign:
             raise AdminError("not_found", "no partner with a campaign by that channel")
         q = r.query_params
         limit = v.query_int(q.get("limit", str(MEMBERS_PAGE_DEFAULT)), "limit", 1, MEMBERS_PAGE_MAX)
@@ -43,7 +44,7 @@ def install(p: Parts, partners: dict[str, Partner]) -> None:
         listed = rows[:limit]
         return {"channel": channel, "total": total,
                 "members": [{"user": u, "joined_at_ms": int(ms)} for u, ms in listed],
-                "next": str(start + limit) if len(rows) > limit else None}
+                "next": start + limit if len(rows) > limit else None}
 
     p.admin.add("GET", "/partners", listing)
     p.admin.add("GET", "/partners/{channel}/campaign", campaign)

@@ -43,6 +43,7 @@ def install(p: Parts, regions: dict[str, Region]) -> None:
         sender, _, gift_id = tid.partition(":") if isinstance(tid, str) else ("", "", "")
         v.user_id(sender, "transfer_id's sender")  # `<sender>:<gift id>`, as gift.offer gives it
         v.user_id(gift_id, "transfer_id's gift id")
+        await require_users(p.redis, user=recipient)
         return await decide(p, recipient, tid, v.boolean(d["approve"], "approve"))
 
     async def export(r: Request) -> Any:

@@ -85,7 +85,7 @@ async def export(p: Parts, user: str) -> dict[str, Any]:
 async def erase(p: Parts, user: str) -> dict[str, Any]:
     uk = keys.user(user)
     reply = await p.scripts["user_erase"](
-        keys=[uk.profile, uk.balances, uk.system, uk.offers, *_personal(uk).values()],
+        keys=[uk.profile, uk.balances, uk.offers, uk.erased, *_personal(uk).values()],
         args=[p.clock.now_ms()])
     st = status(reply)
     if st is Status.REJECTED:

@@ -22,6 +22,7 @@ Per user (`gw:{u:<id>}:…`):
   ps  popularity state: signin day and streak, frozen_at, frozen_total (ms of lifted
       freezes), violation_at, uses:<day>, posts:<cycle>, category, followers (the platform's
       figures);  pu  card uses: use id → JSON
+  erased  when the user's data was erased (the id is never registered again)
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
   c   pub/sub channel of the user's live events
@@ -105,6 +106,11 @@ class UserKeys:
     @property
     def like_tasks(self) -> str:
         return f"{self.tag}:lt"
+
+    @property
+    def erased(self) -> str:
+        """Set when the user's data was erased (GDPR): the ms it was; the id stays taken."""
+        return f"{self.tag}:erased"
 
     @property
     def iron_fan_of(self) -> str:

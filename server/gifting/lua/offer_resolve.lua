@@ -59,17 +59,18 @@ if rec.st ~= 'offered' or redis.call('HEXISTS', k_offers, tid) == 0 then
   return {'not_found', '', '', ''}
 end
 if action == 'timeout' and now < rec.exp then return {'not_due', '', '', ''} end
--- an offer held for approval is the approver's to resolve, and only such an offer is
-if action ~= 'timeout' and by_approver ~= (rec.by == 'approver') then
-  if by_approver then return {'not_found', '', '', ''} end
-  return {'rejected', '', '', 'approval_pending'}
-end
 
 local code = ''
 if action ~= 'timeout' and now >= rec.exp then
   -- too late (the sweep had not come yet): the offer times out now, and the accept or
   -- decline is told so, as it would be once the sweep had run
   action, code, route = 'timeout', 'offer_expired', ''
+end
+-- an offer held for approval is the approver's to resolve, and only such an offer is
+-- (past its deadline, any action above timed it out)
+if action ~= 'timeout' and by_approver ~= (rec.by == 'approver') then
+  if by_approver then return {'not_found', '', '', ''} end
+  return {'rejected', '', '', 'approval_pending'}
 end
 if action == 'accept' and hget_int(k_balances, rec.asset) + rec.count > amount_max then
   return {'rejected', '', '', 'amount_too_large'}

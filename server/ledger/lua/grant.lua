@@ -23,7 +23,8 @@ if stored then
   if rec.fp ~= fingerprint then return {'conflict', ''} end
   return {'exists', I(rec.balance)}
 end
-if redis.call('EXISTS', k_profile) == 0 then return {'rejected', 'user_unknown'} end
+-- registered, not only a profile (an event to an erased account leaves one with `seq`)
+if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then return {'rejected', 'user_unknown'} end
 local balance = hget_int(k_balances, asset)
 if balance + delta < 0 then return {'rejected', 'insufficient_balance'} end
 -- a revocation is never held back by the bound (a balance past it, from refunds, can shrink)

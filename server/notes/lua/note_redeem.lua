@@ -26,7 +26,8 @@ if stored then
   if cjson.decode(stored).sets ~= sets then return {'conflict', ''} end
   return {'exists', stored}
 end
-if redis.call('EXISTS', k_profile) == 0 then return {'rejected', 'user_unknown'} end
+-- registered, not only a profile (an event to an erased account leaves one with `seq`)
+if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then return {'rejected', 'user_unknown'} end
 for _, asset in ipairs(kinds) do
   if hget_int(k_balances, asset) < sets then return {'rejected', 'set_incomplete'} end
 end

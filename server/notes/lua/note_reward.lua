@@ -25,7 +25,8 @@ if #assets == 0 or nonce == '' then fail('a reward credits at least one card of 
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then return {'exists', stored} end
-if redis.call('EXISTS', k_profile) == 0 then return {'rejected', 'user_unknown'} end
+-- registered, not only a profile (an event to an erased account leaves one with `seq`)
+if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then return {'rejected', 'user_unknown'} end
 local before = {}
 for i, asset in ipairs(assets) do
   before[i] = hget_int(k_balances, asset)
