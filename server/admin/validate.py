@@ -9,6 +9,8 @@ from typing import Any
 from protocol.errors import ADMIN_ERRORS
 from protocol.messages import ID_PATTERN
 from server.config import FAN_CARDS, Settings, tier_problems
+from server.named import NAME
+from server.regions.rules import GENDERS
 
 # fullmatch: `$` in ID_PATTERN would also accept a trailing newline under re.match
 _ID = re.compile(ID_PATTERN)
@@ -108,8 +110,6 @@ PROFILE_FIELDS = {
     "region": "region",
     "gender": "gender",
 }
-REGION = re.compile(r"[a-z0-9_]{1,24}")
-GENDERS = ("male", "female", "other")
 
 
 def profile(body: Any, now_ms: int) -> dict[str, str]:
@@ -122,7 +122,7 @@ def profile(body: Any, now_ms: int) -> dict[str, str]:
         if name == "registered_at_ms":
             out[field] = str(integer(d[name], name, 0, now_ms + 86400_000))
         elif name == "region":  # the platform's region of the account (GIFTWIRE_REGIONS)
-            if not isinstance(d[name], str) or not REGION.fullmatch(d[name]):
+            if not isinstance(d[name], str) or not NAME.fullmatch(d[name]):
                 raise AdminError("bad_field", "region must be 1-24 of a-z, 0-9 and _")
             out[field] = d[name]
         elif name == "gender":

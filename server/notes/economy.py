@@ -58,6 +58,16 @@ def _checked(reply: list[Any], name: str, *allowed: Status) -> Status:
     return st
 
 
+def _outcome(reply: list[Any], name: str, conflict: str) -> Status:
+    """APPLIED or EXISTS; a conflict raises Refused(`conflict`), a refusal its own code."""
+    st = _checked(reply, name, Status.APPLIED, Status.EXISTS, Status.CONFLICT, Status.REJECTED)
+    if st is Status.CONFLICT:
+        raise Refused(conflict)
+    if st is Status.REJECTED:
+        raise Refused(str(reply[1]))
+    return st
+
+
 class Economy:
     def __init__(self, scripts: Scripts, s: Settings, redis: Any) -> None:
         self.scripts, self.s, self.redis = scripts, s, redis
@@ -75,12 +85,7 @@ class Economy:
         reply = await self.scripts["note_stock"](
             keys=[keys.NOTE_STOCK, keys.NOTE_REFILLS],
             args=[refill_id, asset, amount, self.s.amount_max])
-        st = _checked(reply, "note_stock", Status.APPLIED, Status.EXISTS, Status.CONFLICT,
-                      Status.REJECTED)
-        if st is Status.CONFLICT:
-            raise Refused("refill_id_conflict")
-        if st is Status.REJECTED:
-            raise Refused(str(reply[1]))
+        st = _outcome(reply, "note_stock", "refill_id_conflict")
         return int(reply[1]), st is Status.EXISTS
 
     async def reward(self, reward_id: str, user: str, cards: int, now_ms: int) -> Reward:
@@ -101,12 +106,7 @@ class Economy:
             args=[user, reward_id, cards, secrets.token_hex(NONCE_BYTES), now_ms, len(assets),
                   *assets, *self.weights.values(),
                   *(secrets.randbits(RANDOM_BITS) for _ in range(cards))])
-        st = _checked(reply, "note_draw", Status.APPLIED, Status.EXISTS, Status.CONFLICT,
-                      Status.REJECTED)
-        if st is Status.CONFLICT:
-            raise Refused("reward_id_conflict")
-        if st is Status.REJECTED:
-            raise Refused(str(reply[1]))
+        _outcome(reply, "note_draw", "reward_id_conflict")
         d = orjson.loads(reply[1])
         drawn = self._counts(d["drawn"])
         credit = await self.scripts["note_reward"](
@@ -160,12 +160,7 @@ class Economy:
             keys=keys.user(user).account,
             args=[f"$set:{redemption_id}", sets, self.reward_asset, self.reward_per_set, now_ms,
                   self.s.amount_max, self.s.events_bound, *self.set_assets])
-        st = _checked(reply, "note_redeem", Status.APPLIED, Status.EXISTS, Status.CONFLICT,
-                      Status.REJECTED)
-        if st is Status.CONFLICT:
-            raise Refused("redemption_id_conflict")
-        if st is Status.REJECTED:
-            raise Refused(str(reply[1]))
+        st = _outcome(reply, "note_redeem", "redemption_id_conflict")
         rec = orjson.loads(reply[1])
         return Redemption(int(rec["sets"]), (rec["reward"]["asset"], int(rec["reward"]["amount"])),
                           {a: int(n) for a, n in rec["balances"].items()}, st is Status.EXISTS)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 
-CHANNEL = re.compile(r"[a-z0-9_]{1,24}")
+from server.named import NAME, parse_named
+
+CHANNEL = NAME
 PARTNERS_MAX = 32  # a token is tried against each partner's secret: a handful, bounded
 POINTS_PER_CARD_MAX = 10**6
 
@@ -40,24 +41,7 @@ def _bonus(partner: Partner, bonus: str) -> Partner | str:
 
 def parse(items: tuple[str, ...]) -> dict[str, Partner] | str:
     """Channel → partner, or what is wrong with the items."""
-    out: dict[str, Partner] = {}
-    for item in items:
-        channel, _, bonuses = item.partition(":")
-        if not CHANNEL.fullmatch(channel):
-            return f"channel {channel!r} is not 1-24 of a-z, 0-9 and _"
-        if channel in out:
-            return f"channel {channel!r} is named twice"
-        partner: Partner | str = Partner(channel)
-        for bonus in filter(None, bonuses.split("+")):
-            assert isinstance(partner, Partner)
-            partner = _bonus(partner, bonus)
-            if isinstance(partner, str):
-                return f"{channel}: {partner}"
-        assert isinstance(partner, Partner)
-        out[channel] = partner
-    if len(out) > PARTNERS_MAX:
-        return f"more than {PARTNERS_MAX} partners"
-    return out
+    return parse_named(items, "channel", PARTNERS_MAX, Partner, _bonus)
 
 
 def derived_secret(token_secret: str, channel: str) -> str:

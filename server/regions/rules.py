@@ -10,10 +10,11 @@ export and erasure (listed; the admin API serves every user).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-REGION = re.compile(r"[a-z0-9_]{1,24}")  # as `PUT /admin/v1/users` takes a user's region
+from server.named import NAME, parse_named
+
+REGION = NAME  # as `PUT /admin/v1/users` takes a user's region
 GENDERS = ("male", "female", "other")
 REGIONS_MAX = 256
 EVERY_GIFT = "*"  # the approval rule of a region whose every incoming gift needs approval
@@ -41,24 +42,7 @@ def _policy(r: Region, policy: str) -> Region | str:
 
 def parse(items: tuple[str, ...]) -> dict[str, Region] | str:
     """Region → its policies, or what is wrong with the items."""
-    out: dict[str, Region] = {}
-    for item in items:
-        name, _, policies = item.partition(":")
-        if not REGION.fullmatch(name):
-            return f"region {name!r} is not 1-24 of a-z, 0-9 and _"
-        if name in out:
-            return f"region {name!r} is named twice"
-        r: Region | str = Region(name)
-        for policy in filter(None, policies.split("+")):
-            assert isinstance(r, Region)
-            r = _policy(r, policy)
-            if isinstance(r, str):
-                return f"{name}: {r}"
-        assert isinstance(r, Region)
-        out[name] = r
-    if len(out) > REGIONS_MAX:
-        return f"more than {REGIONS_MAX} regions"
-    return out
+    return parse_named(items, "region", REGIONS_MAX, Region, _policy)
 
 
 def approvals_arg(regions: dict[str, Region]) -> str:

@@ -236,8 +236,10 @@ function draw() {
     },
     (li, o) => {
       const vars = { from: o.from, count: o.count, kind: kindOf(o.asset) };
-      setText(li.querySelector(".text"), t("offer", vars));
+      // held for a third party's approval (a region's rule): told, not theirs to answer
+      setText(li.querySelector(".text"), t(o.approval === true ? "offer_approval" : "offer", vars));
       const [yes, no] = li.querySelectorAll("button");
+      yes.hidden = no.hidden = o.approval === true;
       setText(yes, t("accept"));
       setText(no, t("decline"));
       yes.setAttribute("aria-label", t("accept_label", vars));
