@@ -142,9 +142,11 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                   "envelope_refund (what was left in your red envelope came back, or the group "
                   "refused it), task_reward (a task's note cards, drawn by the published odds), "
                   "set_redeem (a card of each set kind burned, per set) and set_reward (what "
-                  "the sets earned)",
+                  "the sets earned), enterprise (an enterprise account issued you cards: a "
+                  "brand's batch, an order's gift, a fan-level tier)",
                   enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak",
-                        "envelope_refund", "task_reward", "set_redeem", "set_reward")),
+                        "envelope_refund", "task_reward", "set_redeem", "set_reward",
+                        "enterprise")),
             _BALANCE, _SEQ,
         ),
     ),

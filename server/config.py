@@ -106,6 +106,12 @@ class Settings:
     partners: tuple[str, ...] = ()
     partner_secrets: tuple[str, ...] = ()
 
+    # enterprise accounts (SPEC section 1, table 6)
+    brand_fans_min: int = 500_000  # brand marketing: a verified brand with this many fans
+    order_gift_min_fen: int = 10_000  # e-commerce: an order paid at least this triggers a gift
+    order_gift: str = "note.do:1"  # `<note card>:<cards>` the buyer gets for such an order
+    issuance_users_max: int = 10_000  # users one batch issuance may name
+
     # regions (SPEC section 1, table 5): `<region>:<policy>[+<policy>]`, policies `approval`
     # (a gift to the region's users waits for a third party's approval), `approval=<sender
     # gender>><recipient gender>` (only such gifts), `gdpr` (server/regions/rules.py)
@@ -375,7 +381,7 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "device_window_s", "cluster_window_s", "bot_window_s", "xadd_batch_max",
             "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
-            "sets_per_redemption_max", "approval_timeout_s")
+            "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
@@ -467,6 +473,10 @@ def _asset_problems(s: Settings) -> list[str]:
     if not out:  # odds and sets name kinds and assets: judged once those are valid
         out += _economy_problems(s)
     out += _partner_problems(s)
+    asset, _, cards = s.order_gift.rpartition(":")
+    if asset not in s.note_assets or not digits(cards) or not 1 <= int(cards) <= s.count_max:
+        out.append(f"GIFTWIRE_ORDER_GIFT must be `<note card>:<cards>`, 1 <= cards <= "
+                   f"GIFTWIRE_COUNT_MAX (it is {s.order_gift!r})")
     from server.regions import rules as region_rules  # pure: the grammar of GIFTWIRE_REGIONS
 
     parsed = region_rules.parse(s.regions)
@@ -653,6 +663,12 @@ DOCS: dict[str, str] = {
                 "_; at most 32): `points=<N>` (the recipient earns N popularity points per card of a "
                 "gift from the channel) and `campaign` (both sides join the channel's joint "
                 "campaign), e.g. `huoshan:points=2,duoshan:campaign,toutiao`",
+    "brand_fans_min": "brand marketing (batch issuance) is for a verified brand with at least this "
+                      "many fans",
+    "order_gift_min_fen": "e-commerce: an order paid at least this (fen) in a shop window triggers a "
+                          "gift to its buyer",
+    "order_gift": "the gift such an order triggers, `<note card>:<cards>`",
+    "issuance_users_max": "users one batch issuance (brand marketing, tiered by fan level) may name",
     "regions": "regions with a policy, `<region>:<policy>[+<policy>]` (region: 1–24 of a-z, 0-9, _ "
                "as `PUT /admin/v1/users` sets it): `approval` (every gift to the region's users waits "
                "for a third party's approval), `approval=<sender gender>><recipient gender>` (only "

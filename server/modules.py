@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from server.enterprise import module as enterprise
 from server.gateway import session
 from server.gifting import module as gifting
 from server.groups import module as groups
@@ -24,4 +25,4 @@ class Module(Protocol):
 
 
 MODULES: tuple[Module, ...] = (session, settlement, ledger, gifting, rooms, groups, popularity, risk,
-                                notes, partners, regions)
+                                notes, partners, regions, enterprise)

@@ -108,6 +108,17 @@ class UserKeys:
         return f"{self.tag}:lt"
 
     @property
+    def enterprise(self) -> str:
+        """An enterprise account's figures and stats: brand_verified, fans, shop_window,
+        group_active (the platform's), orders, gmv_fen, cards (its orders' gifts)."""
+        return f"{self.tag}:ent"
+
+    @property
+    def enterprise_orders(self) -> str:
+        """Its orders that counted: order → `<buyer>|<fen>|<cards>` (each counted once)."""
+        return f"{self.tag}:ento"
+
+    @property
     def erased(self) -> str:
         """Set when the user's data was erased (GDPR): the ms it was; the id stays taken."""
         return f"{self.tag}:erased"
@@ -400,6 +411,16 @@ NOTE_PENDING_AT = f"{PREFIX}:{{notes}}:pending:at"
 def partner_campaign(channel: str) -> str:
     """A partner's joint campaign: user → ms they joined (its own slot `{pc:<channel>}`)."""
     return f"{PREFIX}:{{pc:{channel}}}:m"
+
+
+def issuance(enterprise: str, issuance_id: str) -> str:
+    """A batch issuance of an enterprise: what it issues, once (its own slot)."""
+    return f"{PREFIX}:{{ei:{enterprise}:{issuance_id}}}:i"
+
+
+def issuance_recipients(enterprise: str, issuance_id: str) -> str:
+    """The users an issuance credited (same slot)."""
+    return f"{PREFIX}:{{ei:{enterprise}:{issuance_id}}}:r"
 
 
 RISK_CASES = f"{PREFIX}:{{risk}}:cases"  # zset: case id → opened ms (newest last)

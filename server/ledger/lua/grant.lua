@@ -5,14 +5,15 @@
 -- KEYS[4] - transfer records  KEYS[5] - ledger  KEYS[6] - event stream  KEYS[7] - channel
 -- ARGV[1] - transfer id   ARGV[2] - asset   ARGV[3] - signed amount for the user
 -- ARGV[4] - system account: mint | burn | promo
--- ARGV[5] - reason: grant | revoke | mentor_reward
+-- ARGV[5] - reason: grant | revoke | mentor_reward | enterprise (an enterprise's issuance)
 -- ARGV[6] - now ms   ARGV[7] - amount bound   ARGV[8] - event log bound
 -- Returns {'applied' | 'exists', balance after} | {'rejected', code} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7]
 local transfer_id, asset, delta = ARGV[1], ARGV[2], int_arg(ARGV[3], 'delta')
 local account = enum_arg(ARGV[4], 'system account', {mint = true, burn = true, promo = true})
-local reason = enum_arg(ARGV[5], 'reason', {grant = true, revoke = true, mentor_reward = true})
+local reason = enum_arg(ARGV[5], 'reason', {grant = true, revoke = true, mentor_reward = true,
+                                            enterprise = true})
 local now, amount_max = int_arg(ARGV[6], 'now'), int_arg(ARGV[7], 'amount_max')
 local bound = events_bound(ARGV[8])
 local fingerprint = asset .. '|' .. I(delta) .. '|' .. account

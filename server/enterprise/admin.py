@@ -1,0 +1,204 @@
+"""Enterprise accounts' admin routes (SPEC section 1, table 6): the platform sets an
+enterprise's figures; brand marketing issues cards to a list of users; an order paid in a
+shop window above a threshold gifts its buyer; user operations issue by fan-club level.
+Each credit is a grant from mint on the recipient's slot, idempotent per issuance or order."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from server.admin import validate as v
+from server.admin.http import path_user, read_json
+from server.admin.validate import AdminError
+from server.ledger.admin import require_users
+from server.ledger.grants import grant
+from server.parts import Parts
+from server.store import keys
+from server.store.outcomes import Status, status
+
+FLAGS = ("brand_verified", "shop_window", "group_active")  # the platform's word on each
+FANS_MAX = 10**10
+LISTED_MAX = 100  # users named in a reply's `unknown` / `refused`
+CONCURRENCY = 32  # grants in flight for one issuance
+LEVEL_MAX = 1000
+
+
+def _fingerprint(*parts: Any) -> str:
+    return hashlib.sha1(orjson.dumps(parts)).hexdigest()
+
+
+def install(p: Parts) -> None:
+    s = p.settings
+
+    async def figures(uid: str) -> dict[str, Any]:
+        raw = await p.redis.hgetall(keys.user(uid).enterprise)
+        f = {k: raw.get(k) == "1" for k in FLAGS}
+        fans = int(raw.get("fans", 0))
+        gmv, cards = int(raw.get("gmv_fen", 0)), int(raw.get("cards", 0))
+        return {"enterprise": uid, **f, "fans": fans,
+                "eligible": {"brand_marketing": f["brand_verified"] and fans >= s.brand_fans_min,
+                             "ecommerce": f["shop_window"], "user_operations": f["group_active"]},
+                "roi": {"orders": int(raw.get("orders", 0)), "gmv_fen": gmv, "cards": cards,
+                        "gmv_fen_per_card": gmv // cards if cards else None}}
+
+    async def require(uid: str, service: str) -> None:
+        await require_users(p.redis, enterprise=uid)
+        if not (await figures(uid))["eligible"][service]:
+            raise AdminError("enterprise_not_eligible", {
+                "brand_marketing": f"brand marketing needs a verified brand with at least "
+                                   f"{s.brand_fans_min} fans",
+                "ecommerce": "e-commerce needs the shop window enabled",
+                "user_operations": "user operations need the fan groups' activity above the "
+                                   "platform's threshold (group_active)"}[service])
+
+    async def account(r: Request) -> Any:
+        uid = path_user(r)
+        await require_users(p.redis, enterprise=uid)
+        if r.method == "PUT":
+            d = v.obj(await read_json(r), {*FLAGS, "fans"})
+            fields = {k: "1" if v.boolean(d[k], k) else "0" for k in FLAGS if k in d}
+            if "fans" in d:
+                fields["fans"] = str(v.integer(d["fans"], "fans", 0, FANS_MAX))
+            if fields:
+                await p.redis.hset(keys.user(uid).enterprise, mapping=fields)
+        return await figures(uid)
+
+    def users_of(d: dict[str, Any]) -> list[str]:
+        users = d["users"]
+        if not isinstance(users, list) or not 1 <= len(users) <= s.issuance_users_max:
+            raise AdminError("bad_field", f"users must be a list of 1 to {s.issuance_users_max} ids")
+        return sorted({v.user_id(u, "users item") for u in users})
+
+    async def credit(ent: str, iid: str, asset: str, cards_of: dict[str, int],
+                     fp: str, kind: str, each: int) -> dict[str, Any]:
+        """Record the issuance once, then credit each user (bounded concurrency)."""
+        claim = await p.scripts["ent_issuance"](
+            keys=[keys.issuance(ent, iid)],
+            args=[asset, each, fp, len(cards_of), kind, p.clock.now_ms()])
+        st = status(claim)
+        if st is Status.CONFLICT:
+            raise AdminError("issuance_id_conflict")
+        unknown: list[str] = []
+        refused: list[str] = []
+        credited = 0
+        sem = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(user: str, cards: int) -> None:
+            nonlocal credited
+            async with sem:
+                got, detail = await grant(p.scripts, s, user, f"$ent:{ent}:{iid}", asset, cards,
+                                          "mint", "enterprise", p.clock.now_ms())
+                if got is Status.REJECTED:
+                    (unknown if detail == "user_unknown" else refused).append(user)
+                    return
+                await p.redis.sadd(keys.issuance_recipients(ent, iid), user)
+                credited += 1
+
+        await asyncio.gather(*(one(u, n) for u, n in cards_of.items() if n > 0))
+        return {"id": iid, "enterprise": ent, "asset": asset, "credited": credited,
+                "unknown": sorted(unknown)[:LISTED_MAX], "refused": sorted(refused)[:LISTED_MAX],
+                "replayed": st is Status.EXISTS}
+
+    async def brand(r: Request) -> Any:
+        """Brand marketing: `cards` of a note card to each of `users`, once per issuance id."""
+        ent = path_user(r)
+        d = v.obj(await read_json(r), {"id", "asset", "cards", "users"},
+                  frozenset({"id", "asset", "cards", "users"}))
+        iid, users = v.user_id(d["id"], "id"), users_of(d)
+        asset = note_asset(d["asset"])
+        cards = v.integer(d["cards"], "cards", 1, s.count_max)
+        await require(ent, "brand_marketing")
+        out = await credit(ent, iid, asset, {u: cards for u in users},
+                           _fingerprint(users), "brand", cards)
+        return {**out, "cards": cards}
+
+    async def tiered(r: Request) -> Any:
+        """User operations: each user gets the cards of the highest tier their fan-club level
+        with this enterprise (a creator) reaches; below every tier, nothing."""
+        ent = path_user(r)
+        d = v.obj(await read_json(r), {"id", "asset", "tiers", "users"},
+                  frozenset({"id", "asset", "tiers", "users"}))
+        iid, users = v.user_id(d["id"], "id"), users_of(d)
+        asset = note_asset(d["asset"])
+        raw = d["tiers"]
+        if not isinstance(raw, dict) or not 1 <= len(raw) <= 16 or not all(
+                isinstance(k, str) and k.isascii() and k.isdigit() and 1 <= int(k) <= LEVEL_MAX
+                for k in raw):
+            raise AdminError("bad_field", f"tiers maps 1 to 16 fan-club levels (1-{LEVEL_MAX}) "
+                                          "to cards")
+        tiers = sorted((int(k), v.integer(n, "tier cards", 1, s.count_max)) for k, n in raw.items())
+        await require(ent, "user_operations")
+        pipe = p.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hget(keys.user(u).like_levels, ent)
+        levels = [int(x or 0) for x in await pipe.execute()]
+        cards_of = {u: max((n for lv, n in tiers if lv <= level), default=0)
+                    for u, level in zip(users, levels, strict=True)}
+        out = await credit(ent, iid, asset, cards_of, _fingerprint(users, tiers), "tiers", 0)
+        return {**out, "below_tiers": sum(1 for n in cards_of.values() if n == 0)}
+
+    async def view(r: Request) -> Any:
+        """An issuance and who it reached: the recipients' profile breakdown."""
+        ent, iid = path_user(r), v.user_id(r.path_params["issuance"], "issuance")
+        rec = await p.redis.hgetall(keys.issuance(ent, iid))
+        if not rec:
+            raise AdminError("not_found", "no such issuance of this enterprise")
+        recipients = sorted(await p.redis.smembers(keys.issuance_recipients(ent, iid)))
+        pipe = p.redis.pipeline(transaction=False)
+        for u in recipients:
+            pipe.hmget(keys.user(u).profile, "vip", "real_name", "region", "gender")
+        rows = await pipe.execute()
+        return {"id": iid, "enterprise": ent, "kind": rec["kind"], "asset": rec["asset"],
+                "users": int(rec["users"]), "credited": len(recipients),
+                "at_ms": int(rec["at_ms"]),
+                "breakdown": {"vip": sum(row[0] == "1" for row in rows),
+                              "real_name_verified": sum(row[1] == "1" for row in rows),
+                              "regions": dict(Counter(row[2] for row in rows if row[2])),
+                              "genders": dict(Counter(row[3] for row in rows if row[3]))}}
+
+    async def order(r: Request) -> Any:
+        """E-commerce: an order paid in the shop window, counted once in the ROI; at or
+        above GIFTWIRE_ORDER_GIFT_MIN_FEN its buyer gets GIFTWIRE_ORDER_GIFT."""
+        ent = path_user(r)
+        d = v.obj(await read_json(r), {"order", "buyer", "fen"},
+                  frozenset({"order", "buyer", "fen"}))
+        oid, buyer = v.user_id(d["order"], "order"), v.user_id(d["buyer"], "buyer")
+        fen = v.integer(d["fen"], "fen", 1, s.amount_max)
+        await require(ent, "ecommerce")
+        await require_users(p.redis, buyer=buyer)
+        asset, _, n = s.order_gift.rpartition(":")
+        cards = int(n) if fen >= s.order_gift_min_fen else 0
+        ek = keys.user(ent)
+        claim = await p.scripts["ent_order"](keys=[ek.enterprise, ek.enterprise_orders],
+                                             args=[oid, buyer, fen, cards])
+        st = status(claim)
+        if st is Status.CONFLICT:
+            raise AdminError("order_id_conflict")
+        cards = int(claim[1])  # as first counted
+        if cards:
+            got, detail = await grant(p.scripts, s, buyer, f"$eorder:{ent}:{oid}", asset, cards,
+                                      "mint", "enterprise", p.clock.now_ms())
+            if got is Status.REJECTED:  # counted; the same report again grants it
+                raise AdminError("amount_too_large" if detail == "amount_too_large"
+                                 else "user_unknown")
+        return {"order": oid, "enterprise": ent, "buyer": buyer, "fen": fen,
+                "gift": {"asset": asset, "cards": cards} if cards else None,
+                "replayed": st is Status.EXISTS}
+
+    def note_asset(value: Any) -> str:
+        if not isinstance(value, str) or value not in s.note_assets:
+            raise AdminError("unknown_asset", f"an enterprise issues note cards: "
+                                              f"{', '.join(s.note_assets)}")
+        return value
+
+    p.admin.add(("GET", "PUT"), "/enterprises/{user}", account)
+    p.admin.add("POST", "/enterprises/{user}/issuances", brand)
+    p.admin.add("POST", "/enterprises/{user}/tiered-issuances", tiered)
+    p.admin.add("GET", "/enterprises/{user}/issuances/{issuance}", view)
+    p.admin.add("POST", "/enterprises/{user}/orders", order)

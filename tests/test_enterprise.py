@@ -1,0 +1,106 @@
+"""Enterprise accounts through the admin API of a real server: eligibility from the
+platform's figures, a brand's batch issuance (once per id, with who it reached), orders in
+a shop window (a gift above the threshold, the ROI counted once), cards by fan-club level."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from protocol.client import Client
+from server.store import keys
+from tests.support import Admin, Proc, uid
+
+
+async def enterprise(admin: Admin, **figures: object) -> str:
+    e = uid("ent")
+    await admin.user(e)
+    if figures:
+        await admin.call("PUT", f"/enterprises/{e}", figures)
+    return e
+
+
+async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, admin: Admin) -> None:
+    """Below 500,000 fans or unverified, a brand may not issue; verified, it credits each
+    named user once (`balance.changed`, reason `enterprise`), unknown users listed; the same
+    issuance again credits nothing more, another under its id is a conflict; the view
+    breaks the recipients down by profile."""
+    e = await enterprise(admin, brand_verified=True, fans=499_999)
+    users = [uid() for _ in range(3)]
+    await admin.user(users[0], vip=True, region="eu", gender="female")
+    await admin.user(users[1], real_name_verified=True)
+    await admin.user(users[2])
+    ghost = uid()
+    body = {"id": "launch", "asset": "note.mi", "cards": 2, "users": [*users, ghost]}
+    no = await admin.call("POST", f"/enterprises/{e}/issuances", body, ok=False)
+    assert (no.status_code, no.json()["error"]["code"]) == (409, "enterprise_not_eligible")
+    got = await admin.call("PUT", f"/enterprises/{e}", {"fans": 500_000})
+    assert got["eligible"] == {"brand_marketing": True, "ecommerce": False,
+                               "user_operations": False}
+    async with await Client.connect(server.ws, server.token(users[0])) as c:
+        first = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+        ev = await c.next_event("balance.changed")
+        assert (ev["reason"], ev["asset"], ev["delta"]) == ("enterprise", "note.mi", 2)
+    assert (first["credited"], first["unknown"], first["replayed"]) == (3, [ghost], False)
+    again = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+    assert again["replayed"] is True
+    for u in users:
+        assert await admin.balances(u) == {"note.mi": 2}
+    clash = await admin.call("POST", f"/enterprises/{e}/issuances", {**body, "cards": 3}, ok=False)
+    assert (clash.status_code, clash.json()["error"]["code"]) == (409, "issuance_id_conflict")
+    view = await admin.call("GET", f"/enterprises/{e}/issuances/launch")
+    assert (view["users"], view["credited"], view["kind"]) == (4, 3, "brand")
+    assert view["breakdown"] == {"vip": 1, "real_name_verified": 1, "regions": {"eu": 1},
+                                 "genders": {"female": 1}}
+    bad = await admin.call("POST", f"/enterprises/{e}/issuances", {**body, "asset": "coin"},
+                           ok=False)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_asset")
+
+
+async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Admin) -> None:
+    """An order of 100 yuan or more gifts its buyer one `do` card; a smaller one only counts;
+    a repeated report changes nothing, another buyer under its id is a conflict; the ROI is
+    GMV per card issued."""
+    e = await enterprise(admin)
+    buyer = uid()
+    await admin.user(buyer)
+    no = await admin.call("POST", f"/enterprises/{e}/orders",
+                          {"order": "o1", "buyer": buyer, "fen": 20_000}, ok=False)
+    assert no.json()["error"]["code"] == "enterprise_not_eligible"
+    await admin.call("PUT", f"/enterprises/{e}", {"shop_window": True})
+    big = await admin.call("POST", f"/enterprises/{e}/orders",
+                           {"order": "o1", "buyer": buyer, "fen": 20_000})
+    assert (big["gift"], big["replayed"]) == ({"asset": "note.do", "cards": 1}, False)
+    small = await admin.call("POST", f"/enterprises/{e}/orders",
+                             {"order": "o2", "buyer": buyer, "fen": 9_999})
+    assert small["gift"] is None
+    again = await admin.call("POST", f"/enterprises/{e}/orders",
+                             {"order": "o1", "buyer": buyer, "fen": 20_000})
+    assert again == {**big, "replayed": True}
+    clash = await admin.call("POST", f"/enterprises/{e}/orders",
+                             {"order": "o1", "buyer": uid(), "fen": 20_000}, ok=False)
+    assert clash.status_code in (404, 409)  # an unknown buyer first, else the conflict
+    assert await admin.balances(buyer) == {"note.do": 1}
+    roi = (await admin.call("GET", f"/enterprises/{e}"))["roi"]
+    assert roi == {"orders": 2, "gmv_fen": 29_999, "cards": 1, "gmv_fen_per_card": 29_999}
+
+
+async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) -> None:
+    """Each fan gets the cards of the highest tier their fan-club level with the enterprise
+    (a creator) reaches; below every tier, nothing; the fan groups' activity is required."""
+    e = await enterprise(admin)
+    fan, cold = uid(), uid()
+    await admin.user(fan)
+    await admin.user(cold)
+    await redis.hset(keys.user(fan).like_levels, e, 3)  # as likes in its live room leave it
+    body = {"id": "loyal", "asset": "note.sol", "tiers": {"1": 2, "3": 4, "50": 9},
+            "users": [fan, cold]}
+    no = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body, ok=False)
+    assert no.json()["error"]["code"] == "enterprise_not_eligible"
+    await admin.call("PUT", f"/enterprises/{e}", {"group_active": True})
+    out = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body)
+    assert (out["credited"], out["below_tiers"]) == (1, 1)
+    assert await admin.balances(fan) == {"note.sol": 4}
+    assert await admin.balances(cold) == {}
+    bad = await admin.call("POST", f"/enterprises/{e}/tiered-issuances",
+                           {**body, "tiers": {"x": 1}}, ok=False)
+    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field")
