@@ -41,16 +41,24 @@ async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, adm
         ev = await c.next_event("balance.changed")
         assert (ev["reason"], ev["asset"], ev["delta"]) == ("enterprise", "note.mi", 2)
     assert (first["credited"], first["unknown"], first["replayed"]) == (3, [ghost], False)
+    assert first["complete"] is False  # a user it names is not registered
     again = await admin.call("POST", f"/enterprises/{e}/issuances", body)
-    assert again["replayed"] is True
+    assert (again["replayed"], again["credited"], again["unknown"]) == (True, 3, [ghost])
+    await admin.user(ghost)  # registered since: the same issuance again completes it
+    done = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+    assert (done["credited"], done["unknown"], done["complete"]) == (4, [], True)
+    assert await admin.balances(ghost) == {"note.mi": 2}
     for u in users:
         assert await admin.balances(u) == {"note.mi": 2}
     clash = await admin.call("POST", f"/enterprises/{e}/issuances", {**body, "cards": 3}, ok=False)
     assert (clash.status_code, clash.json()["error"]["code"]) == (409, "issuance_id_conflict")
     view = await admin.call("GET", f"/enterprises/{e}/issuances/launch")
-    assert (view["users"], view["credited"], view["kind"]) == (4, 3, "brand")
+    assert (view["users"], view["credited"], view["kind"], view["complete"]) == (4, 4, "brand", True)
     assert view["breakdown"] == {"vip": 1, "real_name_verified": 1, "regions": {"eu": 1},
                                  "genders": {"female": 1}}
+    await admin.call("PUT", f"/enterprises/{e}", {"fans": 10})  # no longer eligible: a new
+    # issuance is refused, the recorded one still answers
+    assert (await admin.call("POST", f"/enterprises/{e}/issuances", body))["replayed"] is True
     bad = await admin.call("POST", f"/enterprises/{e}/issuances", {**body, "asset": "coin"},
                            ok=False)
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_asset")
@@ -82,6 +90,20 @@ async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Ad
     assert await admin.balances(buyer) == {"note.do": 1}
     roi = (await admin.call("GET", f"/enterprises/{e}"))["roi"]
     assert roi == {"orders": 2, "gmv_fen": 29_999, "cards": 1, "gmv_fen_per_card": 29_999}
+    full = uid()  # a buyer whose balance is at the bound: counted, the gift not (yet)
+    await admin.user(full)
+    await admin.grant(full, 10**12)
+    late = await admin.call("POST", f"/enterprises/{e}/orders",
+                            {"order": "o3", "buyer": full, "fen": 10_000}, ok=False)
+    assert (late.status_code, late.json()["error"]["code"]) == (400, "amount_too_large")
+    roi = (await admin.call("GET", f"/enterprises/{e}"))["roi"]
+    assert (roi["orders"], roi["cards"]) == (3, 1)
+    await admin.call("POST", "/revocations", {"id": "room", "user": full, "asset": "note.do",
+                                              "amount": 5})
+    granted = await admin.call("POST", f"/enterprises/{e}/orders",
+                               {"order": "o3", "buyer": full, "fen": 10_000})
+    assert granted["gift"] == {"asset": "note.do", "cards": 1}
+    assert (await admin.call("GET", f"/enterprises/{e}"))["roi"]["cards"] == 2
 
 
 async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) -> None:
@@ -101,6 +123,10 @@ async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) ->
     assert (out["credited"], out["below_tiers"]) == (1, 1)
     assert await admin.balances(fan) == {"note.sol": 4}
     assert await admin.balances(cold) == {}
-    bad = await admin.call("POST", f"/enterprises/{e}/tiered-issuances",
-                           {**body, "tiers": {"x": 1}}, ok=False)
-    assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field")
+    for tiers in ({"x": 1}, {"01": 1}, {"9" * 5000: 1}, {"0": 1}):
+        bad = await admin.call("POST", f"/enterprises/{e}/tiered-issuances",
+                               {**body, "id": "other", "tiers": tiers}, ok=False)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field"), tiers
+    await redis.hset(keys.user(cold).like_levels, e, 9)  # levels reached since: no new plan
+    again = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body)
+    assert again["replayed"] is True and await admin.balances(cold) == {}

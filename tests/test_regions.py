@@ -158,6 +158,9 @@ async def test_a_users_data_is_exported_then_erased(
             await b.request("gift.decline", offer_id=offer["transfer_id"])
         await admin.call("POST", "/revocations", {"id": "all", "user": s, "asset": "note.do",
                                                   "amount": 10})
+        assert (await admin.call("GET", f"/users/{s}/export"))["balances"] == {"note.do": 0}
+        fresh = await admin.call("PUT", f"/users/{s}-new", {})  # never held anything
+        assert (await admin.call("GET", f"/users/{fresh['id']}/export"))["balances"] == {}
         gone = await admin.call("POST", f"/users/{s}/erasure")
         assert gone["replayed"] is False and gone["kept"] == ["ledger", "transfers",
                                                               "system_accounts"]

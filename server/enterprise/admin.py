@@ -27,6 +27,8 @@ FANS_MAX = 10**10
 LISTED_MAX = 100  # users named in a reply's `unknown` / `refused`
 CONCURRENCY = 32  # grants in flight for one issuance
 LEVEL_MAX = 1000
+TIERS_MAX = 16
+LEVELS = frozenset(str(n) for n in range(1, LEVEL_MAX + 1))  # a tier's key: no sign, no 0 before
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -75,15 +77,18 @@ def install(p: Parts) -> None:
             raise AdminError("bad_field", f"users must be a list of 1 to {s.issuance_users_max} ids")
         return sorted({v.user_id(u, "users item") for u in users})
 
-    async def credit(ent: str, iid: str, asset: str, cards_of: dict[str, int],
-                     fp: str, kind: str, each: int) -> dict[str, Any]:
-        """Record the issuance once, then credit each user (bounded concurrency)."""
+    async def credit(ent: str, iid: str, asset: str, cards_of: dict[str, int], fp: str,
+                     kind: str) -> dict[str, Any]:
+        """Fix the issuance's plan once (a replay answers the first plan), then credit each
+        planned user (bounded concurrency); `complete` once every one is."""
+        ik = [keys.issuance(ent, iid), keys.issuance_plan(ent, iid)]
         claim = await p.scripts["ent_issuance"](
-            keys=[keys.issuance(ent, iid)],
-            args=[asset, each, fp, len(cards_of), kind, p.clock.now_ms()])
+            keys=ik, args=["plan", asset, kind, fp, p.clock.now_ms(),
+                           *(x for u, n in sorted(cards_of.items()) for x in (u, n))])
         st = status(claim)
         if st is Status.CONFLICT:
             raise AdminError("issuance_id_conflict")
+        plan = {str(u): int(n) for u, n in zip(claim[1::2], claim[2::2], strict=True)}
         unknown: list[str] = []
         refused: list[str] = []
         credited = 0
@@ -94,16 +99,25 @@ def install(p: Parts) -> None:
             async with sem:
                 got, detail = await grant(p.scripts, s, user, f"$ent:{ent}:{iid}", asset, cards,
                                           "mint", "enterprise", p.clock.now_ms())
-                if got is Status.REJECTED:
-                    (unknown if detail == "user_unknown" else refused).append(user)
-                    return
-                await p.redis.sadd(keys.issuance_recipients(ent, iid), user)
-                credited += 1
+                if got is Status.REJECTED and detail == "user_unknown":
+                    unknown.append(user)
+                elif got is not Status.APPLIED and got is not Status.EXISTS:
+                    refused.append(user)  # past the bound (or a grant id used otherwise)
+                else:
+                    await p.redis.sadd(keys.issuance_recipients(ent, iid), user)
+                    credited += 1
 
-        await asyncio.gather(*(one(u, n) for u, n in cards_of.items() if n > 0))
+        await asyncio.gather(*(one(u, n) for u, n in plan.items()))
+        if not unknown and not refused:
+            await p.scripts["ent_issuance"](keys=ik, args=["complete"])
         return {"id": iid, "enterprise": ent, "asset": asset, "credited": credited,
                 "unknown": sorted(unknown)[:LISTED_MAX], "refused": sorted(refused)[:LISTED_MAX],
-                "replayed": st is Status.EXISTS}
+                "complete": not unknown and not refused, "replayed": st is Status.EXISTS}
+
+    async def eligible_or_recorded(ent: str, iid: str, service: str) -> None:
+        """A recorded issuance completes whatever the figures now (it was eligible then)."""
+        if not await p.redis.exists(keys.issuance(ent, iid)):
+            await require(ent, service)
 
     async def brand(r: Request) -> Any:
         """Brand marketing: `cards` of a note card to each of `users`, once per issuance id."""
@@ -113,9 +127,9 @@ def install(p: Parts) -> None:
         iid, users = v.user_id(d["id"], "id"), users_of(d)
         asset = note_asset(d["asset"])
         cards = v.integer(d["cards"], "cards", 1, s.count_max)
-        await require(ent, "brand_marketing")
+        await eligible_or_recorded(ent, iid, "brand_marketing")
         out = await credit(ent, iid, asset, {u: cards for u in users},
-                           _fingerprint(users), "brand", cards)
+                           _fingerprint(users, cards), "brand")
         return {**out, "cards": cards}
 
     async def tiered(r: Request) -> Any:
@@ -127,20 +141,20 @@ def install(p: Parts) -> None:
         iid, users = v.user_id(d["id"], "id"), users_of(d)
         asset = note_asset(d["asset"])
         raw = d["tiers"]
-        if not isinstance(raw, dict) or not 1 <= len(raw) <= 16 or not all(
-                isinstance(k, str) and k.isascii() and k.isdigit() and 1 <= int(k) <= LEVEL_MAX
-                for k in raw):
+        if not isinstance(raw, dict) or not 1 <= len(raw) <= TIERS_MAX or not all(
+                isinstance(k, str) and k in LEVELS for k in raw):
             raise AdminError("bad_field", f"tiers maps 1 to 16 fan-club levels (1-{LEVEL_MAX}) "
                                           "to cards")
         tiers = sorted((int(k), v.integer(n, "tier cards", 1, s.count_max)) for k, n in raw.items())
-        await require(ent, "user_operations")
+        await eligible_or_recorded(ent, iid, "user_operations")
         pipe = p.redis.pipeline(transaction=False)
         for u in users:
             pipe.hget(keys.user(u).like_levels, ent)
         levels = [int(x or 0) for x in await pipe.execute()]
         cards_of = {u: max((n for lv, n in tiers if lv <= level), default=0)
                     for u, level in zip(users, levels, strict=True)}
-        out = await credit(ent, iid, asset, cards_of, _fingerprint(users, tiers), "tiers", 0)
+        # (a replay credits the first call's plan: levels reached since change nothing)
+        out = await credit(ent, iid, asset, cards_of, _fingerprint(users, tiers), "tiers")
         return {**out, "below_tiers": sum(1 for n in cards_of.values() if n == 0)}
 
     async def view(r: Request) -> Any:
@@ -155,7 +169,8 @@ def install(p: Parts) -> None:
             pipe.hmget(keys.user(u).profile, "vip", "real_name", "region", "gender")
         rows = await pipe.execute()
         return {"id": iid, "enterprise": ent, "kind": rec["kind"], "asset": rec["asset"],
-                "users": int(rec["users"]), "credited": len(recipients),
+                "users": int(rec["users"]), "planned": int(rec["planned"]),
+                "credited": len(recipients), "complete": rec.get("complete") == "1",
                 "at_ms": int(rec["at_ms"]),
                 "breakdown": {"vip": sum(row[0] == "1" for row in rows),
                               "real_name_verified": sum(row[1] == "1" for row in rows),
@@ -170,23 +185,25 @@ def install(p: Parts) -> None:
                   frozenset({"order", "buyer", "fen"}))
         oid, buyer = v.user_id(d["order"], "order"), v.user_id(d["buyer"], "buyer")
         fen = v.integer(d["fen"], "fen", 1, s.amount_max)
-        await require(ent, "ecommerce")
+        if not await p.redis.hexists(keys.user(ent).enterprise_orders, oid):
+            await require(ent, "ecommerce")  # a counted order completes whatever the figures now
         await require_users(p.redis, buyer=buyer)
         asset, _, n = s.order_gift.rpartition(":")
         cards = int(n) if fen >= s.order_gift_min_fen else 0
         ek = keys.user(ent)
-        claim = await p.scripts["ent_order"](keys=[ek.enterprise, ek.enterprise_orders],
-                                             args=[oid, buyer, fen, cards])
+        ok = [ek.enterprise, ek.enterprise_orders]
+        claim = await p.scripts["ent_order"](keys=ok, args=["count", oid, buyer, fen, asset, cards])
         st = status(claim)
         if st is Status.CONFLICT:
             raise AdminError("order_id_conflict")
-        cards = int(claim[1])  # as first counted
+        asset, cards = str(claim[1]), int(claim[2])  # the gift as the first report fixed it
         if cards:
             got, detail = await grant(p.scripts, s, buyer, f"$eorder:{ent}:{oid}", asset, cards,
                                       "mint", "enterprise", p.clock.now_ms())
-            if got is Status.REJECTED:  # counted; the same report again grants it
+            if got is Status.REJECTED:  # counted, its gift not yet: the same report grants it
                 raise AdminError("amount_too_large" if detail == "amount_too_large"
                                  else "user_unknown")
+            await p.scripts["ent_order"](keys=ok, args=["granted", oid, buyer, fen, asset, cards])
         return {"order": oid, "enterprise": ent, "buyer": buyer, "fen": fen,
                 "gift": {"asset": asset, "cards": cards} if cards else None,
                 "replayed": st is Status.EXISTS}

@@ -24,7 +24,8 @@ def _personal(uk: keys.UserKeys) -> dict[str, str]:
             "like_tasks": uk.like_tasks, "iron_fan_of": uk.iron_fan_of,
             "risk_actions": uk.risk_actions, "popularity_lots": uk.lots,
             "popularity_lot_points": uk.lot_points, "popularity": uk.popularity,
-            "card_uses": uk.card_uses, "events": uk.events}
+            "card_uses": uk.card_uses, "enterprise": uk.enterprise,
+            "enterprise_orders": uk.enterprise_orders, "events": uk.events}
 
 
 def _decoded(value: str) -> Any:
@@ -77,7 +78,7 @@ async def export(p: Parts, user: str) -> dict[str, Any]:
         out[name], more = await _read(p.redis, key)
         if more:
             truncated.append(name)
-    out["balances"] = {a: int(n) for a, n in out["balances"].items()}
+    out["balances"] = {a: int(n) for a, n in (out["balances"] or {}).items()}
     out["truncated"] = truncated
     return out
 

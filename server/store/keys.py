@@ -22,6 +22,7 @@ Per user (`gw:{u:<id>}:…`):
   ps  popularity state: signin day and streak, frozen_at, frozen_total (ms of lifted
       freezes), violation_at, uses:<day>, posts:<cycle>, category, followers (the platform's
       figures);  pu  card uses: use id → JSON
+  ent, ento  an enterprise account's figures and ROI, and its counted orders
   erased  when the user's data was erased (the id is never registered again)
   l   ledger stream (one entry per balance change)
   e   event stream (per-user, bounded)
@@ -416,6 +417,11 @@ def partner_campaign(channel: str) -> str:
 def issuance(enterprise: str, issuance_id: str) -> str:
     """A batch issuance of an enterprise: what it issues, once (its own slot)."""
     return f"{PREFIX}:{{ei:{enterprise}:{issuance_id}}}:i"
+
+
+def issuance_plan(enterprise: str, issuance_id: str) -> str:
+    """An issuance's plan, fixed by its first call: user → cards (same slot)."""
+    return f"{PREFIX}:{{ei:{enterprise}:{issuance_id}}}:p"
 
 
 def issuance_recipients(enterprise: str, issuance_id: str) -> str:

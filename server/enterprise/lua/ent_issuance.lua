@@ -1,24 +1,40 @@
 -- A batch issuance, step 1, on the issuance's own slot: its id is one issuance of this
--- enterprise. The first call records what it issues (the asset, cards each, the users'
--- fingerprint); the same again finds it, anything else under the id is a conflict. Each
+-- enterprise, and its plan (each user's cards) is fixed by the first call. The same call
+-- again finds the plan and answers it (a replay completes the issuance: users credited
+-- since are skipped by their grants' ids); another plan under the id is a conflict. Each
 -- user is then credited on their own slot (`grant`, idempotent by `$ent:<enterprise>:<id>`)
--- and recorded in the recipients (SADD, same slot as this record).
--- KEYS[1] - the issuance (server/store/keys.py `issuance`)
--- ARGV[1] - asset   ARGV[2] - cards each   ARGV[3] - the users' fingerprint
--- ARGV[4] - users named   ARGV[5] - kind: brand | tiers   ARGV[6] - now ms
--- Returns {'applied' | 'exists', ''} | {'conflict', ''}
-local asset, each, fp = ARGV[1], int_arg(ARGV[2], 'cards'), ARGV[3]
-local users, kind = int_arg(ARGV[4], 'users'), enum_arg(ARGV[5], 'kind', {brand = true, tiers = true})
-local now = int_arg(ARGV[6], 'now')
-if asset == '' or each < 0 or fp == '' or users < 1 then fail('an issuance names cards and users') end
-
-local held = redis.call('HMGET', KEYS[1], 'asset', 'each', 'fp', 'kind')
-if held[1] then
-  if held[1] ~= asset or held[2] ~= I(each) or held[3] ~= fp or held[4] ~= kind then
-    return {'conflict', ''}
-  end
-  return {'exists', ''}
+-- and recorded in the recipients; once all are, `complete` is set (ARGV[1] = 'complete').
+-- KEYS[1] - the issuance (server/store/keys.py `issuance`)   KEYS[2] - its plan: user → cards
+-- ARGV[1] - 'plan' | 'complete'   ARGV[2] - asset   ARGV[3] - kind: brand | tiers
+-- ARGV[4] - the plan's fingerprint   ARGV[5] - now ms   ARGV[6 ..] - user, cards, user, cards, …
+-- Returns {'applied' | 'exists', user, cards, …} (the plan) | {'conflict'} |
+--         {'applied'} (complete)
+local k_issuance, k_plan = KEYS[1], KEYS[2]
+local action = enum_arg(ARGV[1], 'action', {plan = true, complete = true})
+if action == 'complete' then
+  redis.call('HSET', k_issuance, 'complete', '1')
+  return {'applied'}
 end
-redis.call('HSET', KEYS[1], 'asset', asset, 'each', I(each), 'fp', fp, 'users', I(users),
-           'kind', kind, 'at_ms', I(now))
-return {'applied', ''}
+local asset, kind, fp = ARGV[2], enum_arg(ARGV[3], 'kind', {brand = true, tiers = true}), ARGV[4]
+local now = int_arg(ARGV[5], 'now')
+if asset == '' or fp == '' or #ARGV < 7 or #ARGV % 2 ~= 1 then
+  fail('an issuance plans cards for users')
+end
+
+local held = redis.call('HMGET', k_issuance, 'asset', 'fp', 'kind')
+if held[1] then
+  if held[1] ~= asset or held[2] ~= fp or held[3] ~= kind then return {'conflict'} end
+  local plan = redis.call('HGETALL', k_plan)
+  return {'exists', unpack(plan)}
+end
+local users = 0
+for i = 6, #ARGV, 2 do
+  local cards = int_arg(ARGV[i + 1], 'cards')
+  if cards > 0 then
+    redis.call('HSET', k_plan, ARGV[i], I(cards))
+    users = users + 1
+  end
+end
+redis.call('HSET', k_issuance, 'asset', asset, 'fp', fp, 'kind', kind, 'users', I((#ARGV - 5) / 2),
+           'planned', I(users), 'at_ms', I(now))
+return {'applied', unpack(redis.call('HGETALL', k_plan))}
