@@ -202,6 +202,8 @@ ADMIN_ERRORS = {
         AdminCode("enterprise_not_eligible", 409, "the enterprise account does not qualify for this "
                   "service (the message says what it needs)"),
         AdminCode("issuance_id_conflict", 409, "this issuance id was used with other cards or users"),
+        AdminCode("settling", 409, "the gift is still settling; send the same request again "
+                  "shortly"),
         AdminCode("offer_resolved", 409, "the gift held for approval was resolved already (the "
                   "message says how: accepted, denied, expired)"),
         AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "

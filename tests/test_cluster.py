@@ -5,17 +5,21 @@ sharded pub/sub and partitions in several slots."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
 from protocol.client import Client
+from server.gateway.auth import make_token
+from server.partners.rules import derived_secret
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, run_audit, three_masters, until
 from tests.test_groups import group_events, iron_member, new_group
 from tests.test_rooms import new_room, room_events, watch
 
-CLUSTER_ENV = {"GIFTWIRE_REDIS_CLUSTER": "1", "GIFTWIRE_PARTITIONS": "3"}
+CLUSTER_ENV = {"GIFTWIRE_REDIS_CLUSTER": "1", "GIFTWIRE_PARTITIONS": "3",
+               "GIFTWIRE_PARTNERS": "duoshan:campaign+points=1", "GIFTWIRE_REGIONS": "ky:approval"}
 
 
 @pytest.fixture(scope="module")
@@ -164,3 +168,46 @@ async def test_note_economy_on_a_cluster(cluster: list[EmbeddedValkey], cluster_
     assert (await cadmin.balances(u)).get("coin") == 100
     code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
     assert code == 0, out
+
+
+async def test_partners_regions_and_enterprises_on_a_cluster(
+        cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin) -> None:
+    """Across masters: a partner's gift with its bonuses and campaign page, a gift held for
+    approval and approved, an enterprise's tiered issuance and its view (pipelines over
+    many slots), an export and an erasure; the audit."""
+    srv = cluster_server
+    s, r = await cadmin.pair(10)
+    secret = derived_secret(srv.secrets["token_secret"], "duoshan")
+    async with await Client.connect(srv.ws, make_token(secret, s, int(time.time()) + 600)) as a:
+        assert (await a.send_gift(r, "note.do", 2))["channel"] == "duoshan"
+    for _ in range(100):
+        camp = await cadmin.call("GET", "/partners/duoshan/campaign")
+        if camp["total"] == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(m["user"] for m in camp["members"]) == sorted([s, r])
+    s2, r2 = await cadmin.pair(5, recipient={"region": "ky"})
+    async with await Client.connect(srv.ws, srv.token(s2)) as a:
+        await a.send_gift(r2, "note.do", 1)
+    tid = (await cadmin.call("GET", f"/users/{r2}/offers"))["offers"][0]["transfer_id"]
+    ok = await cadmin.call("POST", "/approvals", {"recipient": r2, "transfer_id": tid,
+                                                  "approve": True})
+    assert ok["outcome"] == "accepted" and await cadmin.balances(r2) == {"note.do": 1}
+    ent = "cent"
+    await cadmin.user(ent)
+    await cadmin.call("PUT", f"/enterprises/{ent}", {"group_active": True})
+    fans = [f"cfan{i}" for i in range(6)]
+    for f in fans:
+        await cadmin.user(f, region="eu")
+    out = await cadmin.call("POST", f"/enterprises/{ent}/tiered-issuances", {
+        "id": "c1", "asset": "note.re", "tiers": {"1": 1}, "users": fans})
+    assert (out["credited"], out["below_tiers"]) == (0, 6)  # nobody has a level yet
+    view = await cadmin.call("GET", f"/enterprises/{ent}/issuances/c1")
+    assert (view["users"], view["planned"], view["complete"]) == (6, 0, True)
+    data = await cadmin.call("GET", f"/users/{r}/export")
+    assert data["balances"] == {"note.do": 2, "popularity": 2}  # with the points bonus
+    q = "cgone"
+    await cadmin.user(q)
+    assert (await cadmin.call("POST", f"/users/{q}/erasure"))["replayed"] is False
+    code, out_text = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+    assert code == 0, out_text

@@ -15,7 +15,7 @@ from server.store.scripts import Scripts
 def grant_call(s: Settings, user: str, transfer_id: str, asset: str, delta: int, account: str,
                reason: str, now_ms: int) -> Call:
     uk = keys.user(user)
-    return (uk.account,
+    return ([*uk.account, uk.erased],
             [transfer_id, asset, delta, account, reason, now_ms, s.amount_max, s.events_bound])
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from server.admin.validate import AdminError
 from server.gifting.offers import ACCEPT, OfferItem
+from server.gifting.steps import StaleTransition
 from server.parts import Parts
 from server.store.outcomes import Status, status
 
@@ -32,13 +33,18 @@ async def decide(p: Parts, recipient: str, tid: str, approve: bool) -> dict[str,
         raise AdminError("amount_too_large", "the recipient's balance would pass "
                                              "GIFTWIRE_AMOUNT_MAX; the gift stays held")
     await first.after(item, reply, today)
-    for step in rest:  # the sender's side and the others' steps: each idempotent
-        if item.done:
-            break
-        step_call = step.call(item, today)
-        if step_call is not None:
-            await step.after(item, await p.scripts[step.script](keys=step_call[0],
-                                                                 args=step_call[1]), today)
+    try:
+        for step in rest:  # the sender's side and the others' steps: each idempotent
+            if item.done:
+                break
+            step_call = step.call(item, today)
+            if step_call is not None:
+                await step.after(item, await p.scripts[step.script](keys=step_call[0],
+                                                                     args=step_call[1]), today)
+    except StaleTransition:  # the sender's step 3 of the gift has not run yet (a worker
+        # died between the steps): its retry comes; this decision stands, asked again it ends
+        raise AdminError("settling", "the gift is still settling on its sender's side; "
+                                     "send the same decision again shortly") from None
     if st is Status.LOST or code:  # resolved before (another way), or past its deadline now
         raise AdminError("offer_resolved", f"the gift was resolved already: {code}")
     return {"recipient": recipient, "transfer_id": tid,

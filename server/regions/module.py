@@ -5,6 +5,7 @@ region of a user's account. Where things are:
     approvals.py   an approver's decision on a gift held for it (the offer flows, inline)
     privacy.py     a user's data exported, or erased (GDPR)
     admin.py       the policies, a user's pending offers, approvals, export and erasure
+    audit.py       an erased account holds nothing
     lua/user_erase.lua   where an account that holds nothing is erased, the ledger kept
 
 The hold itself is gifting's: `recv_credit.lua` (server/gifting/lua) is where a gift to a
@@ -15,7 +16,7 @@ approver may resolve it. A region's published odds are the note economy's (serve
 from __future__ import annotations
 
 from server.parts import Parts
-from server.regions import admin
+from server.regions import admin, audit
 from server.regions.rules import parse
 
 
@@ -24,3 +25,4 @@ def install(p: Parts) -> None:
     assert not isinstance(regions, str), regions  # refused at start-up (server.config.problems)
     p.scripts.load("server.regions")
     admin.install(p, regions)
+    p.audits.append((audit.INVARIANT, audit.check_erased))

@@ -502,6 +502,7 @@ SCAN_TRANSFERS = f"{PREFIX}:{{u:*}}:x"
 SCAN_DEAD_LETTERS = f"{PREFIX}:{{settle:*}}:dead"
 SCAN_ROOM_PROFILES = f"{PREFIX}:{{r:*}}:p"
 SCAN_GROUP_ENVELOPES = f"{PREFIX}:{{g:*}}:env:*"
+SCAN_ERASED = f"{PREFIX}:{{u:*}}:erased"
 
 
 def room_of(key: str) -> str:

@@ -3,13 +3,15 @@
 -- Idempotent by transfer id; the same id with other parameters is a conflict.
 -- KEYS[1] - profile  KEYS[2] - balances  KEYS[3] - system accounts
 -- KEYS[4] - transfer records  KEYS[5] - ledger  KEYS[6] - event stream  KEYS[7] - channel
+-- KEYS[8] - the user's erased mark (a revocation still reaches an erased account: a refund
+--           that came back to it after the erasure is taken out this way)
 -- ARGV[1] - transfer id   ARGV[2] - asset   ARGV[3] - signed amount for the user
 -- ARGV[4] - system account: mint | burn | promo
 -- ARGV[5] - reason: grant | revoke | mentor_reward | enterprise (an enterprise's issuance)
 -- ARGV[6] - now ms   ARGV[7] - amount bound   ARGV[8] - event log bound
 -- Returns {'applied' | 'exists', balance after} | {'rejected', code} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7]
+local k_ledger, k_events, k_channel, k_erased = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local transfer_id, asset, delta = ARGV[1], ARGV[2], int_arg(ARGV[3], 'delta')
 local account = enum_arg(ARGV[4], 'system account', {mint = true, burn = true, promo = true})
 local reason = enum_arg(ARGV[5], 'reason', {grant = true, revoke = true, mentor_reward = true,
@@ -25,7 +27,10 @@ if stored then
   return {'exists', I(rec.balance)}
 end
 -- registered, not only a profile (an event to an erased account leaves one with `seq`)
-if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then return {'rejected', 'user_unknown'} end
+if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0
+    and not (delta < 0 and redis.call('EXISTS', k_erased) == 1) then
+  return {'rejected', 'user_unknown'}
+end
 local balance = hget_int(k_balances, asset)
 if balance + delta < 0 then return {'rejected', 'insufficient_balance'} end
 -- a revocation is never held back by the bound (a balance past it, from refunds, can shrink)

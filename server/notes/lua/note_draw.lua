@@ -35,6 +35,8 @@ local field = user .. ' ' .. reward
 local stored = redis.call('HGET', k_pending, field)
 if stored then
   if cjson.decode(stored).cards ~= cards then return {'conflict', ''} end
+  -- asked again: its wait starts anew, so the sweep does not give back what this credits
+  redis.call('ZADD', k_pending_at, I(now), field)
   return {'exists', stored}
 end
 

@@ -188,7 +188,9 @@ function statusText() {
 
 function sentText(g) {
   const vars = { count: g.count, kind: kindOf(g.asset), to: g.to, reason: words(g.reason) };
-  if (g.state === "voided") return t(g.reason === "declined" ? "voided_declined" : "voided_timeout", vars);
+  if (g.state === "voided") {
+    return t({ declined: "voided_declined", denied: "voided_denied" }[g.reason] || "voided_timeout", vars);
+  }
   return t(g.state, vars);
 }
 
