@@ -15,7 +15,7 @@ from server.config import fan_card_of
 from server.ledger.grants import grant
 from server.parts import Parts
 from server.store import keys
-from server.store.outcomes import Status
+from server.store.outcomes import Status, status
 
 # the grant script's rejection codes → the admin codes they are answered with
 GRANT_REJECTIONS = {
@@ -58,16 +58,15 @@ class LedgerAdmin:
         uid = v.user_id(uid)
         now = self.p.clock.now_ms()
         fields = v.profile(body, now)
-        if await self.redis.exists(keys.user(uid).erased):  # GDPR: gone means gone
+        uk = keys.user(uid)
+        given = "registered_at_ms" in fields  # else set once, on creation, to now
+        registered = fields.pop("registered_at_ms", str(now))
+        reply = await self.p.scripts["user_put"](
+            keys=[uk.profile, uk.erased],
+            args=[registered, "1" if given else "0", *(x for kv in fields.items() for x in kv)])
+        if status(reply) is Status.REJECTED:  # GDPR: an erased id is gone for good
             raise AdminError("user_erased")
-        pk = keys.user(uid).profile
-        # registration time is set once, on creation, unless given
-        created = await self.redis.hsetnx(pk, "registered_at_ms", fields.pop(
-            "registered_at_ms", str(now)))
-        if not created and "registered_at_ms" in (body or {}):
-            fields["registered_at_ms"] = str(body["registered_at_ms"])
-        if fields:
-            await self.redis.hset(pk, mapping=fields)
+        created = reply[1] == "1"
         return {"id": uid, "created": bool(created)}
 
     async def bulk_user(self, item: Any) -> Any:
