@@ -144,7 +144,8 @@ def test_client_behaviour_against_a_scripted_socket() -> None:
 @needs_node
 async def test_client_against_a_real_gateway(server: Proc, admin: Admin) -> None:
     """Through the JS client: a gift arrives; gifts sent while the page is closed arrive once
-    when it opens again from its stored seq; a retried gift gets the same confirmation."""
+    when it opens again from its stored seq; a retried gift gets the same confirmation; the
+    note economy's odds and a refused set redemption through `noteOdds` and `redeemSets`."""
     flags = node_websocket_flags()
     if flags is None:
         pytest.skip("this node has no WebSocket (Node >= 22, or 20 with --experimental-websocket)")
@@ -163,3 +164,6 @@ async def test_client_against_a_real_gateway(server: Proc, admin: Admin) -> None
     assert (retry["transfer_id"], retry["seq"]) == (first["transfer_id"], first["seq"])
     assert got["balances"] == {"note.do": 4} == await admin.balances(r)
     assert got["stored"]["seq"] == got["lastSeq"] > got["firstWelcome"]["seq"]
+    # the note economy's helpers: the published odds, and a set redemption refused
+    assert got["odds"]["type"] == "notes.info" and len(got["odds"]["kinds"]) == 8
+    assert (got["redeemed"]["type"], got["redeemed"]["code"]) == ("error", "set_incomplete")

@@ -1452,4 +1452,10 @@ export declare class GiftwireClient {
   grabEnvelope(
     group: string, envelope: string, options?: { timeoutMs?: number },
   ): Promise<EnvelopeGrabbedMessage | Refusal>;
+  /** The note economy's published odds, which kinds are in stock, what a set is and earns. */
+  noteOdds(options?: { timeoutMs?: number }): Promise<NotesInfoMessage | Refusal>;
+  /** Redeem complete note-card sets (`redemption`: your idempotent id; `sets` default 1). */
+  redeemSets(
+    redemption: string, options?: { sets?: number; timeoutMs?: number },
+  ): Promise<NotesRedeemedMessage | Refusal>;
 }

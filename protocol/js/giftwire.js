@@ -566,4 +566,13 @@ export class GiftwireClient {
   grabEnvelope(group, envelope, { timeoutMs } = {}) {
     return this.request("envelope.grab", { group, envelope }, { timeoutMs });
   }
+
+  noteOdds({ timeoutMs } = {}) {
+    return this.request("notes.get", {}, { timeoutMs });
+  }
+
+  redeemSets(redemption, { sets, timeoutMs } = {}) {
+    return this.request("notes.redeem", sets === undefined ? { redemption } : { redemption, sets },
+      { timeoutMs });
+  }
 }

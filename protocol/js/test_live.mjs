@@ -46,9 +46,11 @@ const secondWelcome = await bob.connect();
 await until(() => received.length >= 3, "the missed gifts");
 replies.push(await sender.sendGift(recipient, "note.do", 1, { giftId: "js1" })); // a retry
 const balances = await bob.balances();
+const odds = await bob.noteOdds();
+const redeemed = await bob.redeemSets("js-set", { sets: 1 }); // bob holds only `do` cards
 await new Promise((resolve) => setTimeout(resolve, 300));
 sender.close();
 bob.close();
-console.log(JSON.stringify({ firstWelcome, secondWelcome, received, replies, balances,
+console.log(JSON.stringify({ firstWelcome, secondWelcome, received, replies, balances, odds, redeemed,
   lastSeq: bob.lastSeq, stored: JSON.parse(storage.getItem(bob.storageKey)) }));
 process.exit(0);
