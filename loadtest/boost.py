@@ -51,6 +51,15 @@ class Http:
 
     async def get(self, path: str) -> tuple[int, bytes]:
         self.writer.write(b"GET " + path.encode() + b" HTTP/1.1\r\n" + self.head)
+        return await self._answer()
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
+        self.writer.write(b"POST " + path.encode() + b" HTTP/1.1\r\nContent-Type: application/json"
+                          b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
+                          + self.head + body)
+        return await self._answer()
+
+    async def _answer(self) -> tuple[int, bytes]:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])

@@ -1,6 +1,7 @@
 """giftwire-loadtest SCENARIO [options] — gifts, room, idle, likes, envelope or chat, with
 ceilings measured in the same run, a table, a JSON file and a plot; attack, risk-cost (the risk
-engine) and boost (the recommender's lookup), without ceilings. Traffic goes only to the target
+engine), boost (the recommender's lookup) and rewards (the note economy's task rewards),
+without ceilings. Traffic goes only to the target
 (by default one the harness starts on loopback); every loop is bounded in count and time."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import uvloop
 
-from loadtest import boost, ceilings, groups, report, risk, scenarios
+from loadtest import boost, ceilings, groups, notes, report, risk, scenarios
 from loadtest.stats import ratio
 from loadtest.target import Target, raise_nofile, start_own, ws_of
 from server.bench import connect as redis_connect
@@ -49,7 +50,9 @@ FULL = {"senders": 100, "gifts": 20_000, "window": 8, "viewers": 10_000, "room_r
         # off, on, on, off, off, on
         "cost_senders": 200, "cost_window": 4, "cost_gifts": 20_000, "rounds": 3,
         # boost: 20 creators × 3 uses, lookups by 1, 8, 32, 64 clients for 5 s each
-        "creators": 20, "uses": 3, "clients": [1, 8, 32, 64], "boost_s": 5.0}
+        "creators": 20, "uses": 3, "clients": [1, 8, 32, 64], "boost_s": 5.0,
+        # rewards: 1,000 users, task rewards from 1, 8, 32, 64 clients for 5 s each
+        "reward_users": 1000}
 SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.0, "room_s": 1.0,
          "connections": 40, "hold_s": 0.5, "a_s": 0.5, "a_batch": 16, "b_gifts": 300,
          "c_conns": 4, "c_s": 0.5, "d_rounds": 2, "fans": 20, "like_rate": 4.0, "taps": 5,
@@ -59,7 +62,7 @@ SMOKE = {"senders": 4, "gifts": 40, "window": 4, "viewers": 40, "room_rate": 40.
          "cluster_spread_s": 1.0, "rate_bots": 1, "regular_bots": 1, "regular_gap_s": 0.2,
          "baseline_s": 1.5, "attack_s": 6.5, "samples": 2, "sample_max_s": 10.0,
          "cost_senders": 4, "cost_window": 2, "cost_gifts": 80, "rounds": 1,
-         "creators": 2, "uses": 2, "clients": [1, 4], "boost_s": 0.5}
+         "creators": 2, "uses": 2, "clients": [1, 4], "boost_s": 0.5, "reward_users": 10}
 SETTLE_S = 30.0
 RSS_TARGET_BYTES = 15 * 1024
 
@@ -99,7 +102,7 @@ POSITIVE_INT, POSITIVE_FLOAT = above_zero(int), above_zero(float)
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="giftwire-loadtest", description=__doc__)
     p.add_argument("scenario", choices=["gifts", "room", "idle", "likes", "envelope", "chat",
-                                        "attack", "risk-cost", "boost"])
+                                        "attack", "risk-cost", "boost", "rewards"])
     p.add_argument("--smoke", action="store_true", help="a size that finishes in seconds")
     p.add_argument("--procs", type=POSITIVE_INT, default=2, help="load-generating processes")
     p.add_argument("--json", type=Path, help="write the result here")
@@ -134,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=POSITIVE_INT, help="risk-cost: off/on pairs of targets, in the order "
                                               "off, on, on, off, ... (default 3)")
     p.add_argument("--clients", type=client_counts,
-                   help="boost: concurrent HTTP clients, a comma list (default 1,8,32,64)")
+                   help="boost, rewards: concurrent HTTP clients, a comma list (default 1,8,32,64)")
     p.add_argument("--max-seconds", type=POSITIVE_FLOAT, default=120.0, help="bound on each phase")
     return p
 
@@ -234,7 +237,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.scenario == "risk-cost":
         return await run_risk_cost(args, z, run_id)
     target = target_from(args)
-    if args.scenario in ("attack", "boost"):
+    if args.scenario in ("attack", "boost", "rewards"):
         return await run_without_ceilings(args, z, run_id, target)
     try:
         if args.scenario == "gifts":
@@ -300,11 +303,15 @@ async def run_risk_cost(args: argparse.Namespace, z: dict[str, Any], run_id: str
 
 async def run_without_ceilings(args: argparse.Namespace, z: dict[str, Any], run_id: str,
                                target: Target) -> dict[str, Any]:
-    """attack and boost: what they measure is not bounded by the ceilings, so none are taken."""
+    """attack, boost and rewards: what they measure is not bounded by the ceilings, so none
+    are taken."""
     try:
         if args.scenario == "attack":
             second = ws_of(args.second_url) if args.second_url else None
             result = await risk.run_attack(target, run_id, args.procs, z, second)
+        elif args.scenario == "rewards":
+            result = await notes.run_rewards(target, run_id, args.procs, z["clients"], z["boost_s"],
+                                             z["reward_users"])
         else:
             result = await boost.run_boost(target, run_id, args.procs, z["clients"], z["boost_s"],
                                            z["creators"], z["uses"])
@@ -317,6 +324,9 @@ async def run_without_ceilings(args: argparse.Namespace, z: dict[str, Any], run_
         if result["false_positives"]["users"] or result["false_positives"]["refused_gifts"]:
             result["failure"] = (f"{result['false_positives']['users']} normal user(s) caught by "
                                  f"the risk engine: {result['false_positives']['who']}")
+    elif not result["exactly_once"] and args.scenario == "rewards":
+        result["failure"] = (f"rewards: {result['cards']} (answered, drawn from the stock and "
+                             "held must agree) or requests failed")
     elif not result["exactly_once"]:
         result["failure"] = "boost lookups failed or answered a wrong weight"
     return result

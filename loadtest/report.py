@@ -159,7 +159,20 @@ def boost_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-OWN_TABLES = {"attack": attack_rows, "risk-cost": cost_rows, "boost": boost_rows}
+def rewards_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    for lv in result["levels"]:
+        lat = lv["latency_ms"]
+        rows.append((f"{lv['clients']} clients", f"{lv['rewards_per_s']:,.0f} rewards/s, p50 "
+                                                 f"{lat['p50']:.2f} / p99 {lat['p99']:.2f} / max "
+                                                 f"{lat['max']:.2f} ms, errors {lv['errors']}"))
+    c = result["cards"]
+    rows.append(("cards answered / drawn / held", f"{c['answered']} / {c['drawn']} / {c['held']}"))
+    return rows
+
+
+OWN_TABLES = {"attack": attack_rows, "risk-cost": cost_rows, "boost": boost_rows,
+              "rewards": rewards_rows}
 
 
 LATENCY_OF = {"envelope": "grab → reply", "chat": "post → member"}
@@ -213,7 +226,8 @@ def plot(path: Path, result: dict[str, Any]) -> None:
 
     names = {"gifts": "max rate",
              "attack": f"normal users (attacks from {result.get('attack_started_s')} s)",
-             "risk-cost": "engine on", "boost": f"{result.get('best_clients')} clients"}
+             "risk-cost": "engine on", "boost": f"{result.get('best_clients')} clients",
+             "rewards": f"{result.get('best_clients')} clients"}
     phases = [(names.get(result["scenario"], result["scenario"]), result)]
     if "at_rate" in result:
         phases.append((f"{result['at_rate']['params']['rate']:.0f}/s", result["at_rate"]))

@@ -119,6 +119,16 @@ async def test_smoke_boost(tmp_path: Path) -> None:
     assert data["params"]["boosted_contents"] == 4 and data["throughput_per_s"] > 0
 
 
+async def test_smoke_rewards(tmp_path: Path) -> None:
+    """Task rewards from 1 and 4 clients: each answered reward drew exactly its card from the
+    stock, and the users hold them all."""
+    data = await run_own(tmp_path, "rewards")
+    assert [lv["clients"] for lv in data["levels"]] == [1, 4]
+    assert all(lv["errors"] == 0 and lv["rewards_per_s"] > 0 for lv in data["levels"])
+    c = data["cards"]
+    assert c["answered"] == c["drawn"] == c["held"] > 0 and data["invariants_ok"] is True
+
+
 @pytest.mark.parametrize("bad", [("gifts", "--window", "0"), ("room", "--viewers", "0"),
                                  ("gifts", "--senders", "0"), ("gifts", "--procs", "-1"),
                                  ("gifts", "--rate", "nan"), ("risk-cost", "--rounds", "0"),
