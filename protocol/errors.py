@@ -262,6 +262,8 @@ CLOSE_CODES = {
                   "account may connect with it"),
         CloseCode(4012, "auth_device_required", False, "this deployment requires a token that "
                   "carries a device fingerprint (v2): ask the platform for one"),
+        CloseCode(4013, "account_erased", False, "this account's data was erased (GDPR): it "
+                  "connects no more"),
         CloseCode(4010, "resync", True, "the gateway could not keep your live events complete "
                   "(a storage node moved): reconnect and resume with `since`"),
     )

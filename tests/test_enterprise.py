@@ -114,13 +114,14 @@ async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) ->
     await admin.user(fan)
     await admin.user(cold)
     await redis.hset(keys.user(fan).like_levels, e, 3)  # as likes in its live room leave it
+    ghost = uid()  # never registered: listed unknown, not below the tiers
     body = {"id": "loyal", "asset": "note.sol", "tiers": {"1": 2, "3": 4, "50": 9},
-            "users": [fan, cold]}
+            "users": [fan, cold, ghost]}
     no = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body, ok=False)
     assert no.json()["error"]["code"] == "enterprise_not_eligible"
     await admin.call("PUT", f"/enterprises/{e}", {"group_active": True})
     out = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body)
-    assert (out["credited"], out["below_tiers"]) == (1, 1)
+    assert (out["credited"], out["below_tiers"], out["unknown"]) == (1, 1, [ghost])
     assert await admin.balances(fan) == {"note.sol": 4}
     assert await admin.balances(cold) == {}
     for tiers in ({"x": 1}, {"01": 1}, {"9" * 5000: 1}, {"0": 1}):

@@ -4,15 +4,19 @@ or when no approval came in time; other gifts are untouched."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from protocol.client import Client
 from server.config import Settings, problems
 from server.regions.rules import EVERY_GIFT, Region, approvals_arg, parse
 from server.store.embedded import EmbeddedValkey
 from tests.support import TEST_CLOCK, Admin, Proc, run_audit
+from tests.test_frames import expect_close
 
 REGIONS = "me:approval=male>female,eu:gdpr,ky:approval"
 HOUR_MS = 3_600_000
@@ -123,6 +127,11 @@ async def test_an_approval_not_given_in_time_voids_the_gift(
         nf = await admin.call("POST", "/approvals", {"recipient": r2, "transfer_id": plain,
                                                      "approve": True}, ok=False)
         assert (nf.status_code, nf.json()["error"]["code"]) == (404, "not_found")
+        async with await Client.connect(srv.ws, srv.token(r2, ttl_s=3 * 86400)) as b2:
+            assert (await b2.request("gift.accept", offer_id=plain))["type"] == "gift.received"
+        settled = await admin.call("POST", "/approvals", {"recipient": r2, "transfer_id": plain,
+                                                          "approve": True}, ok=False)
+        assert settled.status_code == 404  # settled by its recipient: still not an approver's
         bad = await admin.call("POST", "/approvals", {"recipient": r2, "transfer_id": "x",
                                                       "approve": True}, ok=False)
         assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field")
@@ -161,9 +170,16 @@ async def test_a_users_data_is_exported_then_erased(
         assert (await admin.call("GET", f"/users/{s}/export"))["balances"] == {"note.do": 0}
         fresh = await admin.call("PUT", f"/users/{s}-new", {})  # never held anything
         assert (await admin.call("GET", f"/users/{fresh['id']}/export"))["balances"] == {}
-        gone = await admin.call("POST", f"/users/{s}/erasure")
+        async with connect(f"{srv.ws}?token={srv.token(s)}") as live:
+            await live.recv()  # welcome
+            gone = await admin.call("POST", f"/users/{s}/erasure")
+            with pytest.raises(ConnectionClosed) as info:  # closed on the erasure
+                while True:
+                    await asyncio.wait_for(live.recv(), 10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4013
         assert gone["replayed"] is False and gone["kept"] == ["ledger", "transfers",
                                                               "system_accounts"]
+        assert await expect_close(f"{srv.ws}?token={srv.token(s)}") == 4013  # connects no more
         assert (await admin.call("POST", f"/users/{s}/erasure"))["replayed"] is True
         for path in (f"/users/{s}", f"/users/{s}/export"):
             r404 = await admin.call("GET", path, ok=False)

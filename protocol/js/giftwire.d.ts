@@ -1310,7 +1310,8 @@ export type CloseCode =
   | 4009
   | 4010
   | 4011
-  | 4012;
+  | 4012
+  | 4013;
 
 export declare const PROTOCOL_VERSION: 1;
 /** Each close code's reason and reconnect advice. */

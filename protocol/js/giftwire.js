@@ -38,6 +38,7 @@ export const CLOSE_CODES = Object.freeze({
   4010: Object.freeze({ reason: "resync", reconnect: true }),
   4011: Object.freeze({ reason: "device_banned", reconnect: false }),
   4012: Object.freeze({ reason: "auth_device_required", reconnect: false }),
+  4013: Object.freeze({ reason: "account_erased", reconnect: false }),
 });
 // END GENERATED
 

@@ -150,12 +150,16 @@ def install(p: Parts) -> None:
         pipe = p.redis.pipeline(transaction=False)
         for u in users:
             pipe.hget(keys.user(u).like_levels, ent)
-        levels = [int(x or 0) for x in await pipe.execute()]
+            pipe.hexists(keys.user(u).profile, "registered_at_ms")
+        got = await pipe.execute()
+        levels, registered = [int(x or 0) for x in got[::2]], got[1::2]
         cards_of = {u: max((n for lv, n in tiers if lv <= level), default=0)
                     for u, level in zip(users, levels, strict=True)}
         # (a replay credits the first call's plan: levels reached since change nothing)
         out = await credit(ent, iid, asset, cards_of, _fingerprint(users, tiers), "tiers")
-        return {**out, "below_tiers": sum(1 for n in cards_of.values() if n == 0)}
+        unknown = {u for u, known in zip(users, registered, strict=True) if not known}
+        return {**out, "unknown": sorted({*out["unknown"], *unknown})[:LISTED_MAX],
+                "below_tiers": sum(1 for u, n in cards_of.items() if n == 0 and u not in unknown)}
 
     async def view(r: Request) -> Any:
         """An issuance and who it reached: the recipients' profile breakdown."""

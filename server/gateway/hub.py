@@ -188,6 +188,10 @@ class Hub:
         if data.startswith(keys.RISK_STATE_PREFIX):
             self.risk_sink(channel, data[1:])
             return
+        if data.startswith(keys.CLOSE_PREFIX):  # `X<reason>`: this channel's connections end
+            for conn in list(self.channels.get(channel, ())):
+                conn.kick(data[1:])
+            return
         head, _, body = data.partition(" ")
         if head.startswith(keys.ROOM_EVENT_PREFIX):  # `V<rseq> <json>`: a room event
             self.room_sink(channel, int(head[1:]), body)

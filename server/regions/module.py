@@ -15,9 +15,12 @@ approver may resolve it. A region's published odds are the note economy's (serve
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.parts import Parts
 from server.regions import admin, audit
 from server.regions.rules import parse
+from server.store import keys
 
 
 def install(p: Parts) -> None:
@@ -26,3 +29,12 @@ def install(p: Parts) -> None:
     p.scripts.load("server.regions")
     admin.install(p, regions)
     p.audits.append((audit.INVARIANT, audit.check_erased))
+
+    def setup(gw: Any) -> None:
+        async def erased(conn: Any) -> str | None:
+            """An erased account connects no more (its token is still the platform's)."""
+            return "account_erased" if await gw.redis.exists(keys.user(conn.user).erased) else None
+
+        gw.connect_checks.append(erased)
+
+    p.gateway.append(setup)

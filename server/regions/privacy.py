@@ -11,6 +11,7 @@ import orjson
 from server.admin.validate import AdminError
 from server.parts import Parts
 from server.store import keys
+from server.store.channels import publish
 from server.store.outcomes import Status, UnknownStatus, status
 
 EXPORT_ITEMS_MAX = 10_000  # per key: a hash's fields, a stream's newest entries
@@ -100,5 +101,7 @@ async def erase(p: Parts, user: str) -> dict[str, Any]:
         raise UnknownStatus(f"user_erase refused with {code!r}")
     if st is not Status.APPLIED and st is not Status.EXISTS:
         raise UnknownStatus(f"user_erase answered {reply!r}")
+    # its live connections end now, on every gateway (a new one is refused at connect)
+    await publish(p.redis, p.settings.redis_cluster, uk.channel, f"{keys.CLOSE_PREFIX}account_erased")
     return {"user": user, "erased_at_ms": int(reply[1]), "replayed": st is Status.EXISTS,
             "kept": ["ledger", "transfers", "system_accounts"]}

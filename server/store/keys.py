@@ -488,6 +488,9 @@ EVENT_PREFIX = "E"
 REPLY_PREFIX = "R"
 # `K<json>` on a user's channel: the user's risk state changed (the gateways' cached view)
 RISK_STATE_PREFIX = "K"
+# `X<close reason>` on a user's channel: every gateway closes that user's connections with
+# it (an erased account's; the reason is one of protocol.errors' close codes)
+CLOSE_PREFIX = "X"
 NO_ROUTE = "-"
 
 

@@ -48,6 +48,8 @@ end
 local declined_as = 'declined'
 if by_approver then declined_as = 'denied' end
 
+-- an approver speaks only of a gift held for approval, settled or not
+if by_approver and rec.by ~= 'approver' then return {'not_found', '', '', ''} end
 if rec.st == 'accepted' or rec.st == 'voided' then
   local same = (action == 'accept' and rec.st == 'accepted')
       or (action == 'decline' and rec.st == 'voided' and rec.reason == declined_as)
@@ -81,7 +83,7 @@ if action == 'accept' then
   local after = credit_from_escrow(k_balances, k_system, k_ledger, tid, rec.asset, rec.count, now)
   rec.ev = emit(k_profile, k_events, k_channel, {type = 'gift.received', transfer_id = tid,
        gift_id = rec.gift_id, from = rec.from, asset = rec.asset, count = rec.count,
-       balance = after, channel = rec.ch}, events_max, route)
+       room = rec.room, balance = after, channel = rec.ch}, events_max, route)
   rec.st = 'accepted'
 else
   rec.st = 'voided'

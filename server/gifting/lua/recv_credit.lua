@@ -77,7 +77,7 @@ if p[3] == '1' or approval then
   if approval then by = 'approver' end
   redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'offered', from = sender, exp = exp,
              asset = asset, count = count, gift_id = gift_id, day = gift_day, ch = channel,
-             by = by}))
+             by = by, room = room_or_nil}))
   return {'applied', 'offered', I(exp)}
 end
 
