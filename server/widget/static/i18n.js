@@ -89,6 +89,7 @@ export const STRINGS = {
     closed_abuse: "too many bad requests",
     closed_device_banned: "this device is blocked",
     closed_auth_device_required: "this app must sign in with a device",
+    closed_account_erased: "this account's data was erased",
   },
   zh: {
     title: "礼物",
@@ -176,6 +177,7 @@ export const STRINGS = {
     closed_abuse: "无效请求太多",
     closed_device_banned: "此设备已被封禁",
     closed_auth_device_required: "需要带设备信息的登录",
+    closed_account_erased: "此账号的数据已被删除",
   },
 };
 
