@@ -102,8 +102,10 @@ async def test_partner_gifts_carry_their_channel_and_bonuses(
             elsewhere = await other.send_gift(r, "note.do", 3, gift_id="h1")
             assert (elsewhere["transfer_id"], elsewhere["channel"]) == (sent["transfer_id"],
                                                                         "huoshan")
-        await asyncio.sleep(0.5)  # the resends' later steps ran again, idempotently
-        assert (await admin.balances(r)) == {"note.do": 3, "popularity": 6}
+            # one user's requests settle in order, each entry's steps before the next one's:
+            # once this later gift (toutiao: no bonus) is confirmed, the resends' steps ran
+            assert (await other.send_gift(r, "note.do", 1, gift_id="h2"))["type"] == "gift.confirmed"
+        assert (await admin.balances(r)) == {"note.do": 4, "popularity": 6}
         s2, r2 = await admin.pair(30)
         async with await Client.connect(srv.ws, partner_token(srv, "duoshan", s2)) as a:
             assert (await a.send_gift(r2, "note.do", 1))["channel"] == "duoshan"
