@@ -776,3 +776,25 @@ def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(
     reasons = set(got["REASONS_ZH"])
     assert set(REJECTIONS) <= reasons
     assert reasons - set(REJECTIONS) - set(ERRORS) == {"lost"}
+
+
+async def test_a_complete_set_is_redeemed_from_the_widget(server: Proc, admin: Admin,
+                                                          context: BrowserContext) -> None:
+    """With one card of each kind the widget counts one complete set and its reward; pressing
+    Redeem burns them and grants 100 coin, says so, and the count drops to 0 (the button off)."""
+    u = uid("dana")
+    await admin.user(u)
+    kinds = (await admin.call("GET", "/notes"))["set_kinds"]
+    for a in kinds:
+        await admin.grant(u, 1, a)
+    w = await Widget.open(context, server, u)
+    have = w.q("#sets-have")
+    await expect(have).to_have_text(re.compile(r"^Complete sets: 1 .*each earns 100 coin"))
+    await w.root.get_by_role("button", name="Redeem a set").click()
+    await expect(w.q("#sets-status")).to_have_text("Set redeemed: 100 coin")
+    await expect(have).to_have_text(re.compile(r"^Complete sets: 0 "))
+    await expect(w.root.get_by_role("button", name="Redeem a set")).to_be_disabled()
+    assert await admin.balances(u) == {"coin": 100}
+    await w.page.get_by_role("button", name="切换到中文").click()
+    await expect(have).to_have_text(re.compile("^已集齐 0 套"))
+    w.check_clean()

@@ -87,6 +87,9 @@ const model = {
   sent: [], // newest first: {giftId, to, asset, count, state, reason, room, group}
   incoming: [], // newest first: {tid, from, asset, count, room, note}
   notice: "",
+  sets: null, // {kinds, reward: {asset, amount}} once `notes.get` answered
+  setsStatus: "",
+  redeeming: false,
   group: { joined: null, role: null, envelopes: new Map(), activity: [], status: "", grab: "",
     sending: false },
   room: { joined: false, live: false, audience: 0, streamer: null, board: [], wish: null,
@@ -224,6 +227,19 @@ function draw() {
       li.dataset.states = g.history.join(" "); // every state it went through
       setText(li, sentText(g));
     });
+
+  // complete sets (the note economy): how many, and a button that redeems one
+  $("sets-section").hidden = model.sets === null;
+  if (model.sets) {
+    const { kinds, reward } = model.sets;
+    const complete = Math.min(...kinds.map((a) => model.balances[a] ?? 0));
+    const vars = { count: complete, kinds: kinds.map(kindOf).join(" "),
+      reward: `${reward.amount} ${kindOf(reward.asset)}` };
+    setText($("sets-have"), t("sets_have", vars));
+    setText($("redeem-set"), t("redeem_set"));
+    $("redeem-set").disabled = complete < 1 || model.redeeming;
+    setText($("sets-status"), words(model.setsStatus));
+  }
 
   // offers (the client keeps them, across reloads too)
   const offers = client ? client.offers : [];
@@ -706,6 +722,38 @@ async function grab(envelope, li) {
   render();
 }
 
+async function readSets() {
+  try {
+    const info = await client.noteOdds();
+    if (info.type === "notes.info" && info.set_kinds.length) {
+      model.sets = { kinds: info.set_kinds, reward: info.set_reward };
+    }
+  } catch {
+    // lost: the next welcome asks again
+  }
+  render();
+}
+
+async function redeemSet() {
+  model.redeeming = true;
+  model.setsStatus = "";
+  render();
+  try {
+    // a fresh id per press: the same press retried by the client is one redemption
+    const reply = await client.redeemSets(`w${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`);
+    if (reply.type === "notes.redeemed") {
+      Object.assign(model.balances, reply.balances);
+      model.setsStatus = say("set_redeemed", { reward: `${reply.reward.amount} ${kindOf(reply.reward.asset)}` });
+    } else {
+      model.setsStatus = why(reply);
+    }
+  } catch (err) {
+    model.setsStatus = why(err);
+  }
+  model.redeeming = false;
+  render();
+}
+
 async function joinRoom() {
   try {
     const reply = await client.joinRoom(ctx.room);
@@ -823,6 +871,7 @@ function start() {
     for (const g of model.sent) if (g.state === "queued") sendGift(g);
     if (ctx.group && !client.groups.has(ctx.group) && model.group.joined !== false) openGroup();
     if (ctx.room && !client.rooms.has(ctx.room)) joinRoom();
+    if (model.sets === null) readSets();
     try {
       const seq = client.lastSeq;
       const balances = await client.balances();
@@ -849,6 +898,7 @@ function init() {
   $("envelope-form").addEventListener("submit", onSubmitEnvelope);
   $("join-group").addEventListener("click", joinGroup);
   $("like").addEventListener("click", tapLike);
+  $("redeem-set").addEventListener("click", redeemSet);
   window.addEventListener("message", onHostMessage);
   drawStatic();
   if (ctx.token) start();
