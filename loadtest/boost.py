@@ -139,22 +139,30 @@ async def make_boosts(target: Target, run_id: str, creators: int, uses: int) -> 
     return boosted
 
 
-async def run_level(target: Target, procs: int, clients: int, seconds: float,
-                    contents: list[list[Any]]) -> dict[str, Any]:
+async def http_level(shard: str, target: Target, procs: int, clients: int, seconds: float,
+                     **extra: Any) -> tuple[list[dict[str, Any]], list[float], Counter[str], float]:
+    """`clients` HTTP clients split over `procs` shard processes running `shard` for
+    `seconds`: each shard's output, every latency, the statuses and the run's seconds."""
     per = [len(part) for part in split(list(range(clients)), procs)]
     offsets = [sum(per[:j]) for j in range(len(per))]
     cfgs = [{"http": target.http, "key": target.admin_key, "clients": n, "offset": off,
-             "seconds": seconds, "contents": contents} for n, off in zip(per, offsets, strict=True)]
-    with Shards("loadtest.boost:boost_shard", cfgs, timeout_s=seconds + 120) as sh:
+             "seconds": seconds, **extra} for n, off in zip(per, offsets, strict=True)]
+    with Shards(shard, cfgs, timeout_s=seconds + 120) as sh:
         await sh.sync()
         outs = await sh.results()
     lat = [x for o in outs for x in o["lat"]]
     statuses: Counter[str] = Counter()
     for o in outs:
         statuses.update(o["statuses"])
-    seconds_run = max(o["seconds"] for o in outs)
+    return outs, lat, statuses, max(o["seconds"] for o in outs)
+
+
+async def run_level(target: Target, procs: int, clients: int, seconds: float,
+                    contents: list[list[Any]]) -> dict[str, Any]:
+    outs, lat, statuses, seconds_run = await http_level(
+        "loadtest.boost:boost_shard", target, procs, clients, seconds, contents=contents)
     ok = statuses.get("200", 0)
-    return {"clients": clients, "procs": len(cfgs),
+    return {"clients": clients, "procs": len(outs),
             "lookups_per_s": round(ok / seconds_run, 1), "lookups": len(lat),
             "latency_ms": summary(lat), "statuses": dict(statuses),
             "errors": len(lat) - ok, "wrong_weights": [w for o in outs for w in o["wrong"]],

@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from loadtest.boost import Http
-from loadtest.shards import Shards, split
+from loadtest.boost import Http, http_level
 from loadtest.stats import summary
 from loadtest.target import Target, admin, seed
 
@@ -67,23 +66,12 @@ async def run_rewards(target: Target, run_id: str, procs: int, levels: list[int]
         await admin(target, "POST", "/notes/stock", {"id": f"{p}f{i}", "asset": k["asset"],
                                                      "amount": STOCK_EACH})
     before = await drawn(target)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for n in levels:
-        per = [len(part) for part in split(list(range(n)), procs)]
-        offsets = [sum(per[:j]) for j in range(len(per))]
-        cfgs = [{"http": target.http, "key": target.admin_key, "clients": c, "offset": off,
-                 "seconds": seconds, "users": users, "tag": f"{p}c{n}"}
-                for c, off in zip(per, offsets, strict=True)]
-        with Shards("loadtest.notes:rewards_shard", cfgs, timeout_s=seconds + 120) as sh:
-            await sh.sync()
-            outs = await sh.results()
-        lat = [x for o in outs for x in o["lat"]]
-        statuses: Counter[str] = Counter()
-        for o in outs:
-            statuses.update(o["statuses"])
-        run_s = max(o["seconds"] for o in outs)
+        outs, lat, statuses, run_s = await http_level(
+            "loadtest.notes:rewards_shard", target, procs, n, seconds, users=users, tag=f"{p}c{n}")
         ok = statuses.get("200", 0)
-        runs.append({"clients": n, "procs": len(cfgs), "rewards_per_s": round(ok / run_s, 1),
+        runs.append({"clients": n, "procs": len(outs), "rewards_per_s": round(ok / run_s, 1),
                      "rewards": ok, "latency_ms": summary(lat), "statuses": dict(statuses),
                      "errors": len(lat) - ok, "seconds": round(run_s, 3), "samples_ms": lat})
     answered = sum(r["rewards"] for r in runs)
