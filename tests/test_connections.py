@@ -71,7 +71,10 @@ async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no autotuned window
         sock.connect(("127.0.0.1", srv.port))
-        async with connect(f"{srv.ws}?token={srv.token(slow)}", sock=sock, max_queue=1) as ws:
+        # (no keepalive of its own: a client that reads nothing would time its own pings out
+        # before the server's cut on a loaded machine, and this tests the server's cut)
+        async with connect(f"{srv.ws}?token={srv.token(slow)}", sock=sock, max_queue=1,
+                           ping_interval=None) as ws:
             await ws.recv()  # welcome; from now on this client reads nothing
             for batch in range(7):  # ~6 MB: more than the kernel send buffer (<= 4 MiB)
                 await admin.call("POST", "/bulk", {"grants": [
