@@ -145,7 +145,7 @@ def code_tables() -> str:
             "Every code the server can close with (and 1006, which clients see when a "
             "connection drops). Clients should follow the reconnect advice (`protocol/client.py` "
             "does with `auto_reconnect=True`, the JavaScript client by default) and treat a "
-            "code not listed here as final. The gateway's own closes (4000–4012) carry the "
+            "code not listed here as final. The gateway's own closes (4000–4013) carry the "
             "table's reason as their close frame's text; those of the WebSocket layer beneath "
             "it (1002, 1007, 1009, 1011 for a missed pong, 1012) carry that layer's own text, "
             "or none. A client that closes first gets its own code echoed back, as RFC 6455 "

@@ -139,8 +139,7 @@ REJECTIONS = _codes(
     ErrorCode("sender_restricted", "your account may not gift for now (risk engine)"),
     ErrorCode("sender_frozen", "your account is frozen for now (risk engine)"),
     ErrorCode("approval_pending", "this gift waits for a third party's approval (your region's "
-              "rule): it is theirs to approve or deny, not yours to accept or decline",
-              temporary=True),
+              "rule): it is theirs to approve or deny, not yours to accept or decline"),
     ErrorCode("approval_denied", "the gift's approver denied it; the cards went back to the sender"),
     ErrorCode("operator_voided", "the gift could not be settled and an operator voided it; "
               "the cards went back to the sender"),

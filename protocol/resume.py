@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 # the `gift.rejected` codes that end an offer (any other rejection leaves it waiting,
 # e.g. `amount_too_large` on an accept)
-OFFER_ENDED = frozenset({"offer_accepted", "offer_declined", "offer_expired", "offer_not_found"})
+OFFER_ENDED = frozenset({"offer_accepted", "offer_declined", "offer_expired", "offer_not_found",
+                         "approval_denied", "operator_voided"})
 
 
 class Verdict(NamedTuple):

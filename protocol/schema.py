@@ -25,7 +25,8 @@ Kind = Literal["str", "int", "bool", "balances", "objects", "object", "strs", "i
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
-TRANSFER_ID_PATTERN = r"^\$?[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_:$-]{1,80}$"
+# (the part after the first colon holds up to two ids: an enterprise's `$ent:<enterprise>:<id>`)
+TRANSFER_ID_PATTERN = r"^\$?[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_:$-]{1,160}$"
 # an asset: a name (`popularity`), or a family and a member: `note.<kind>`, a creator's
 # fan-club cards `small_card.<creator>` (a member may be any user id)
 ASSET_PATTERN = r"^[a-z_]{1,24}(\.[A-Za-z0-9_-]{1,64})?$"

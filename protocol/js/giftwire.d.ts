@@ -676,13 +676,13 @@ export interface GiftVoidedMessage {
 /** A grant, revocation or reward changed your balance. */
 export interface BalanceChangedMessage {
   type: "balance.changed";
-  /** `<sender>:<gift_id>`, unique */
+  /** the transfer's id, unique: a grant's `$grant:<id>`, a revocation's `$revoke:<id>`, a mentor reward's `$mentor:<gift>`, a task reward's `$reward:<id>`, a set redemption's `$set:<id>`, an enterprise's `$ent:<enterprise>:<issuance>` or `$eorder:<enterprise>:<order>`, ... */
   transfer_id: string;
   /** asset name, e.g. `note.do` */
   asset: string;
   /** signed change */
   delta: number;
-  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a card of each set kind burned, per set) and set_reward (what the sets earned), enterprise (an enterprise account issued you cards: a brand's batch, an order's gift, a fan-level tier) */
+  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a redemption burned `sets` cards of each set kind: one event per kind, `delta: -sets`) and set_reward (what the sets earned), enterprise (an enterprise account issued you cards: a brand's batch, an order's gift, a fan-level tier) */
   reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund" | "task_reward" | "set_redeem" | "set_reward" | "enterprise";
   /** your balance of `asset` after this event */
   balance: number;

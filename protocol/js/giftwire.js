@@ -42,7 +42,8 @@ export const CLOSE_CODES = Object.freeze({
 });
 // END GENERATED
 
-const OFFER_ENDED = new Set(["offer_accepted", "offer_declined", "offer_expired", "offer_not_found"]);
+const OFFER_ENDED = new Set(["offer_accepted", "offer_declined", "offer_expired", "offer_not_found",
+  "approval_denied", "operator_voided"]);
 
 /** The close code's advice: reconnect or not (a code not listed is final). */
 export function shouldReconnect(code) {
