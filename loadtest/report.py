@@ -148,24 +148,21 @@ def cost_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def level_row(lv: dict[str, Any], rate: str, unit: str, extra: str = "") -> tuple[str, str]:
+    """One client count of an HTTP sweep (boost, rewards): its rate and latencies."""
+    lat = lv["latency_ms"]
+    return (f"{lv['clients']} clients", f"{lv[rate]:,.0f} {unit}/s, p50 {lat['p50']:.2f} / p99 "
+                                        f"{lat['p99']:.2f} / max {lat['max']:.2f} ms, errors "
+                                        f"{lv['errors']}{extra}")
+
+
 def boost_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = []
-    for lv in result["levels"]:
-        lat = lv["latency_ms"]
-        rows.append((f"{lv['clients']} clients", f"{lv['lookups_per_s']:,.0f} lookups/s, p50 "
-                                                 f"{lat['p50']:.2f} / p99 {lat['p99']:.2f} / max "
-                                                 f"{lat['max']:.2f} ms, errors {lv['errors']}, "
-                                                 f"wrong weights {len(lv['wrong_weights'])}"))
-    return rows
+    return [level_row(lv, "lookups_per_s", "lookups",
+                      f", wrong weights {len(lv['wrong_weights'])}") for lv in result["levels"]]
 
 
 def rewards_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
-    rows = []
-    for lv in result["levels"]:
-        lat = lv["latency_ms"]
-        rows.append((f"{lv['clients']} clients", f"{lv['rewards_per_s']:,.0f} rewards/s, p50 "
-                                                 f"{lat['p50']:.2f} / p99 {lat['p99']:.2f} / max "
-                                                 f"{lat['max']:.2f} ms, errors {lv['errors']}"))
+    rows = [level_row(lv, "rewards_per_s", "rewards") for lv in result["levels"]]
     c = result["cards"]
     rows.append(("cards answered / drawn / held", f"{c['answered']} / {c['drawn']} / {c['held']}"))
     return rows

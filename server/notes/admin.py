@@ -12,7 +12,7 @@ from server.admin.http import read_json
 from server.admin.validate import AdminError
 from server.ledger.admin import require_users
 from server.notes import metrics
-from server.notes.economy import Economy, Refused, odds
+from server.notes.economy import Economy, Refused
 from server.parts import Parts
 
 
@@ -41,11 +41,7 @@ def install(p: Parts, e: Economy) -> None:
     s = p.settings
 
     async def view(r: Request) -> Any:
-        stock = await e.stock()
-        now = odds(e.weights, {a: left for a, (left, _) in stock.items()})
-        return {"kinds": [{"asset": a, "weight": e.weights[a], "odds": chance, "odds_now": now[a],
-                           "stock": stock[a][0], "drawn": stock[a][1]}
-                          for a, chance in odds(e.weights).items()],
+        return {"kinds": await e.kinds(),
                 "set_kinds": list(e.set_assets),
                 "set_reward": {"asset": e.reward_asset, "amount": e.reward_per_set},
                 "reward_cards_max": s.reward_cards_max}

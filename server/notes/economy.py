@@ -80,6 +80,15 @@ class Economy:
         raw = await self.redis.hgetall(keys.NOTE_STOCK)
         return {a: (int(raw.get(a, 0)), int(raw.get(f"issued:{a}", 0))) for a in self.weights}
 
+    async def kinds(self) -> list[dict[str, Any]]:
+        """Every note card as published: weight, odds, odds with the kinds out of stock left
+        out, cards left and drawn (the admin view; `notes.get` shows part of it)."""
+        stock = await self.stock()
+        now = odds(self.weights, {a: left for a, (left, _) in stock.items()})
+        return [{"asset": a, "weight": self.weights[a], "odds": chance, "odds_now": now[a],
+                 "stock": stock[a][0], "drawn": stock[a][1]}
+                for a, chance in odds(self.weights).items()]
+
     async def refill(self, refill_id: str, asset: str, amount: int) -> tuple[int, bool]:
         """(the asset's stock now, replayed)."""
         reply = await self.scripts["note_stock"](
@@ -95,10 +104,13 @@ class Economy:
         already credited goes back to the stock (and the sweep returns forgotten ones)."""
         tid = f"$reward:{reward_id}"
         uk = keys.user(user)
-        done = await self.redis.hget(uk.transfers, tid)
+        pipe = self.redis.pipeline(transaction=False)  # one round trip: both on the user's slot
+        pipe.hget(uk.transfers, tid)
+        pipe.hexists(uk.profile, "registered_at_ms")
+        done, registered = await pipe.execute()
         if done is not None:  # credited before: no new draw at all
             return self._replay(orjson.loads(done), cards)
-        if not await self.redis.hexists(uk.profile, "registered_at_ms"):
+        if not registered:
             raise Refused("user_unknown")  # before the draw: the stock stays untouched
         assets = list(self.weights)
         reply = await self.scripts["note_draw"](

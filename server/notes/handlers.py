@@ -9,7 +9,7 @@ from protocol.messages import encode
 from server.gateway.connection import Connection
 from server.gateway.endpoint import error_frame
 from server.notes import metrics
-from server.notes.economy import Economy, Refused, odds
+from server.notes.economy import Economy, Refused
 
 if TYPE_CHECKING:
     from server.gateway.endpoint import Gateway
@@ -28,10 +28,8 @@ def _economy(gw: Gateway) -> Economy:
 
 async def get(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     e = _economy(gw)
-    stock = {a: left for a, (left, _) in (await e.stock()).items()}
-    now = odds(e.weights, stock)
-    kinds = [{"asset": a, "odds": p, "odds_now": now[a], "in_stock": stock[a] > 0}
-             for a, p in odds(e.weights).items()]
+    kinds = [{"asset": k["asset"], "odds": k["odds"], "odds_now": k["odds_now"],
+              "in_stock": k["stock"] > 0} for k in await e.kinds()]
     conn.push(encode("notes.info", id=d["id"], kinds=kinds, set_kinds=list(e.set_assets),
                      set_reward={"asset": e.reward_asset, "amount": e.reward_per_set}).decode())
 
