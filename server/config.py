@@ -136,6 +136,9 @@ class Settings:
     http_headers_max: int = 100  # 431 above; under websockets' 128, which uvicorn never answers
     handshake_timeout_s: float = 10.0  # connect → head (+ WebSocket accept); slow links need ~1 s
     handshakes_max: int = 1024  # per process; 503 above: what a flood of stalled clients can hold
+    # per address (a trusted proxy's excepted): one address cannot take every slot above, and a
+    # quarter leaves room for a carrier's NAT, whose users all reconnect at once after a restart
+    handshakes_per_address_max: int = 256
 
     # settlement
     partitions: int = 1  # settlement stream partitions (by acting user)
@@ -381,7 +384,8 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "device_window_s", "cluster_window_s", "bot_window_s", "xadd_batch_max",
             "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
-            "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max")
+            "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max",
+            "handshakes_max", "handshakes_per_address_max")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
 
 
@@ -697,6 +701,9 @@ DOCS: dict[str, str] = {
     "http_headers_max": "most headers in one HTTP request; 431 above",
     "handshake_timeout_s": "time from connect to a complete request head and WebSocket accept (408 above)",
     "handshakes_max": "connections of one process still in that phase; new ones get 503 above",
+    "handshakes_per_address_max": "connections of one process still in that phase from one client "
+                                  "address (a trusted proxy's are not counted); new ones from it "
+                                  "get 429 above",
     "partitions": "settlement stream partitions (by acting user); each is read by one "
                   "worker at a time: workers beyond this count stand by",
     "stream_backlog_max": "settlement backlog at which gift.send gets `overloaded` (a "

@@ -23,9 +23,11 @@ ANSWER_S = 1.0  # a refusal (answer and EOF) is this quick
 
 
 @asynccontextmanager
-async def raw(srv: Proc) -> AsyncIterator[Conn]:
-    """A plain TCP connection to the server, closed at the end."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", srv.port), 5)
+async def raw(srv: Proc, source: str | None = None) -> AsyncIterator[Conn]:
+    """A plain TCP connection to the server (from loopback address `source`), closed at the end."""
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", srv.port, local_addr=local), 5)
     try:
         yield reader, writer
     finally:
@@ -122,6 +124,43 @@ async def test_handshakes_over_the_bound_get_503(own_server: OwnServer) -> None:
         assert code == 200
         await ws_works(srv)
         assert (await established.request("ping"))["type"] == "pong"
+
+
+async def stall(writers: list[asyncio.StreamWriter]) -> None:
+    """Half a request head on each connection; then the server has accepted them all."""
+    for w in writers:
+        w.write(b"GET /ws HTTP/1.1\r\n")
+        await w.drain()
+    await asyncio.sleep(0.3)
+
+
+async def test_one_address_cannot_take_every_handshake(own_server: OwnServer) -> None:
+    """Past its share of stalled handshakes an address gets 429; another address is still served."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKES_PER_ADDRESS_MAX": "2",
+                         "GIFTWIRE_HANDSHAKE_TIMEOUT_S": "30"})
+    head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"\r\n"
+    async with raw(srv) as (_, a), raw(srv) as (_, b):
+        await stall([a, b])
+        assert await refused_with(srv, head) == 429
+        async with raw(srv, "127.0.0.2") as (reader, writer):  # another client's address
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            assert status(await until_eof(reader, 5)) == 200
+    async with httpx.AsyncClient(base_url=srv.http, timeout=5) as http:
+        metrics = (await http.get("/metrics")).text
+    refused = re.search(r'^giftwire_handshakes_refused_total\{status="429"\} (\S+)$', metrics, re.M)
+    assert refused and float(refused.group(1)) == 1
+    await ws_works(srv)  # the stalled ones closed: the address's share came free
+
+
+async def test_a_trusted_proxy_is_not_held_to_one_address_share(own_server: OwnServer) -> None:
+    """Connections from a trusted proxy are many clients: the per-address share does not apply."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKES_PER_ADDRESS_MAX": "1",
+                         "GIFTWIRE_HANDSHAKE_TIMEOUT_S": "30",
+                         "GIFTWIRE_TRUSTED_PROXIES": "127.0.0.1"})
+    async with raw(srv) as (_, a), raw(srv) as (_, b):
+        await stall([a, b])
+        await ws_works(srv)
 
 
 async def test_normal_use_outlives_the_handshake_timeout(own_server: OwnServer) -> None:

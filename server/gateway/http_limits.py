@@ -19,7 +19,8 @@ connection at no cost:
 `HandshakeProtocol` (uvicorn's h11 protocol) therefore measures each request head
 before h11 parses it (414/431 above the limits), closes a connection whose head,
 and for a WebSocket the app's accept, is not complete within the timeout (408),
-and refuses new connections with 503 while too many are still in that phase.
+and refuses new connections with 503 while too many are still in that phase (429 while
+too many of them come from the new one's address).
 `FlushingWebSocketProtocol` writes websockets' own refusals (for heads that pass
 our limits but not websockets', e.g. larger configured limits or pipelined heads).
 """
@@ -41,6 +42,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from server.config import Settings
+from server.gateway.peers import Network, in_networks, parse_address, parse_trusted
 from server.metrics import REGISTRY, Counter
 
 log = logging.getLogger("giftwire.gateway")
@@ -58,10 +60,13 @@ class HandshakeLimits:
     headers_max: int
     timeout_s: float
     handshakes_max: int
+    per_address_max: int = 1 << 30
+    trusted: tuple[Network, ...] = ()  # proxies: many clients share their address
 
     @classmethod
     def of(cls, s: Settings) -> HandshakeLimits:
-        return cls(s.http_head_max_bytes, s.http_headers_max, s.handshake_timeout_s, s.handshakes_max)
+        return cls(s.http_head_max_bytes, s.http_headers_max, s.handshake_timeout_s, s.handshakes_max,
+                   s.handshakes_per_address_max, parse_trusted(s.trusted_proxies))
 
 
 PREPARED_EXTENSION = "giftwire.prepared"  # scope["extensions"][...]["write"]: write_prepared
@@ -131,6 +136,7 @@ class HandshakeProtocol(H11Protocol):
 
     limits: ClassVar[HandshakeLimits]
     handshaking: ClassVar[set[HandshakeProtocol]]  # per server, so per process
+    by_address: ClassVar[dict[str, int]]  # of `handshaking`, per client address (not a proxy's)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -140,14 +146,32 @@ class HandshakeProtocol(H11Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.upgraded = False  # handed to the WebSocket protocol, which has not accepted yet
         self.refused = False
+        self.address: str | None = None  # counted in `by_address` while handshaking
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.handshaking) >= self.limits.handshakes_max:
             self.refuse(HTTPStatus.SERVICE_UNAVAILABLE)
             return
+        address = self.client_key()
+        if address is not None:
+            held = self.by_address.get(address, 0)
+            if held >= self.limits.per_address_max:
+                self.refuse(HTTPStatus.TOO_MANY_REQUESTS)
+                return
+            self.by_address[address] = held + 1
+            self.address = address
         self.handshaking.add(self)
         self.timer = self.loop.call_later(self.limits.timeout_s, self.timed_out)
+
+    def client_key(self) -> str | None:
+        """The peer's address as counted per address; None for a trusted proxy (its clients are
+        told apart only by headers not read yet) or a peer with no address (a unix socket)."""
+        host = self.client[0] if self.client else None
+        if not host or in_networks(host, self.limits.trusted):
+            return None
+        ip = parse_address(host)
+        return str(ip) if ip is not None else host
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -195,6 +219,11 @@ class HandshakeProtocol(H11Protocol):
         self.head.clear()
         self.upgraded = False
         self.handshaking.discard(self)
+        if self.address is not None:
+            left = self.by_address.pop(self.address) - 1
+            if left:
+                self.by_address[self.address] = left
+            self.address = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -235,4 +264,5 @@ def http_protocol(limits: HandshakeLimits) -> type[HandshakeProtocol]:
 
     Bound.limits = limits
     Bound.handshaking = set()
+    Bound.by_address = {}
     return Bound
