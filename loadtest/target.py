@@ -28,6 +28,9 @@ LOAD_PROFILE = {
     "GIFTWIRE_PENDING_REQUESTS_MAX": "1024",
     "GIFTWIRE_REQUESTS_PER_S": "100000",
     "GIFTWIRE_REQUEST_BURST": "100000",
+    # every load generator connects from 127.0.0.1, CONNECT_CONCURRENCY_DEFAULT (200) at a time
+    # each: one address's share of the handshakes must hold them all
+    "GIFTWIRE_HANDSHAKES_PER_ADDRESS_MAX": "1024",
     # a load generator is automation by any human measure: the risk engine stays off unless a
     # scenario is about it (its cost is measured by running with it on and off)
     "GIFTWIRE_RISK_ENABLED": os.environ.get("GIFTWIRE_RISK_ENABLED", "0"),

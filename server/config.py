@@ -700,7 +700,8 @@ DOCS: dict[str, str] = {
     "http_head_max_bytes": "largest HTTP request head (request line + headers); 414 or 431 above",
     "http_headers_max": "most headers in one HTTP request; 431 above",
     "handshake_timeout_s": "time from connect to a complete request head and WebSocket accept (408 above)",
-    "handshakes_max": "connections of one process still in that phase; new ones get 503 above",
+    "handshakes_max": "connections of one process still in that phase (a WebSocket until its "
+                      "token is checked); new ones get 503 above",
     "handshakes_per_address_max": "connections of one process still in that phase from one client "
                                   "address (a trusted proxy's are not counted); new ones from it "
                                   "get 429 above",

@@ -4,12 +4,15 @@ off, too many at once get 503, and none of it touches established WebSockets."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
+import websockets
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
@@ -151,6 +154,22 @@ async def test_one_address_cannot_take_every_handshake(own_server: OwnServer) ->
     refused = re.search(r'^giftwire_handshakes_refused_total\{status="429"\} (\S+)$', metrics, re.M)
     assert refused and float(refused.group(1)) == 1
     await ws_works(srv)  # the stalled ones closed: the address's share came free
+
+
+async def test_a_websocket_holds_its_slot_until_it_authenticates(own_server: OwnServer) -> None:
+    """Accepted WebSockets that have not sent their token count as handshakes: past the bound a
+    new connection gets 503; once one authenticates its slot comes free."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKES_MAX": "2", "GIFTWIRE_AUTH_TIMEOUT_S": "30"})
+    head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"\r\n"
+    async with websockets.connect(srv.ws) as first, websockets.connect(srv.ws) as second:
+        assert await refused_with(srv, head) == 503  # both accepted, neither authenticated
+        await first.send(json.dumps({"type": "auth", "id": "a", "token": srv.token(uid("u"))}))
+        assert json.loads(await first.recv())["type"] == "welcome"
+        await ws_works(srv)  # the authenticated one's slot is free again
+        await second.send(json.dumps({"type": "ping", "id": "p"}))  # not a token: closed
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(second.recv(), 5)
+    await ws_works(srv)
 
 
 async def test_a_trusted_proxy_is_not_held_to_one_address_share(own_server: OwnServer) -> None:

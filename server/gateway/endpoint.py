@@ -28,7 +28,7 @@ from server.config import Settings
 from server.gateway.auth import TokenError, token_device, verify_signed
 from server.gateway.broadcast import Broadcast
 from server.gateway.connection import Connection
-from server.gateway.http_limits import prepared_writer
+from server.gateway.http_limits import handshake_release, prepared_writer
 from server.gateway.hub import Hub
 from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
@@ -155,7 +155,10 @@ class Gateway:
         if self.draining:  # (accepted just before the listener closed) reconnect elsewhere
             await self._send_away(ws)
             return
-        auth = await self._authenticate(ws)
+        try:
+            auth = await self._authenticate(ws)
+        finally:  # checked (or refused): no longer a handshake (GIFTWIRE_HANDSHAKES_MAX)
+            handshake_release(ws.scope)()
         if auth is None:
             return
         user, channel, request_id, since, device = auth

@@ -20,7 +20,9 @@ connection at no cost:
 before h11 parses it (414/431 above the limits), closes a connection whose head,
 and for a WebSocket the app's accept, is not complete within the timeout (408),
 and refuses new connections with 503 while too many are still in that phase (429 while
-too many of them come from the new one's address).
+too many of them come from the new one's address). A WebSocket stays in that phase after
+its accept until the app has checked its token (`handshake_release`): a client that never
+authenticates holds a slot for the app's auth timeout, so such clients are bounded too.
 `FlushingWebSocketProtocol` writes websockets' own refusals (for heads that pass
 our limits but not websockets', e.g. larger configured limits or pipelined heads).
 """
@@ -85,16 +87,28 @@ def prepared_writer(scope: Any) -> Callable[[bytes, int], bool] | None:
     return write if callable(write) else None
 
 
+def handshake_release(scope: Any) -> Callable[[], None]:
+    """What the app calls once it has authenticated the WebSocket (or refused it): the
+    connection's handshake slot comes free. A no-op when the server is not ours."""
+    ext = (scope.get("extensions") or {}).get(PREPARED_EXTENSION) or {}
+    done = ext.get("admitted")
+    return done if callable(done) else (lambda: None)
+
+
 class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets-sansio protocol that sends websockets' handshake refusals and
-    tells the HTTP protocol that upgraded it when its handshake is over; it also offers
-    the app `write_prepared` (an ASGI extension) for frames serialized once for many."""
+    tells the HTTP protocol that upgraded it when the app has accepted (its timer stops) and
+    when the app has authenticated the client or the connection is gone (its slot comes
+    free); it also offers the app `write_prepared` (an ASGI extension) for frames serialized
+    once for many."""
 
+    on_accepted: Callable[[], None] | None = None
     on_handshake_done: Callable[[], None] | None = None
 
     async def run_asgi(self) -> None:
         self.scope["extensions"] = {**(self.scope.get("extensions") or {}),
-                                    PREPARED_EXTENSION: {"write": self.write_prepared}}
+                                    PREPARED_EXTENSION: {"write": self.write_prepared,
+                                                         "admitted": self._handshake_done}}
         await super().run_asgi()
 
     def write_prepared(self, frame: bytes, max_buffered: int) -> bool:
@@ -118,14 +132,16 @@ class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if self.handshake_complete:
-            self._handshake_done()
+        if self.handshake_complete and self.on_accepted is not None:  # accepted (or refused:
+            accepted, self.on_accepted = self.on_accepted, None  # then the transport closes)
+            accepted()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._handshake_done()
 
     def _handshake_done(self) -> None:
+        self.on_accepted = None
         done, self.on_handshake_done = self.on_handshake_done, None
         if done is not None:
             done()
@@ -213,7 +229,15 @@ class HandshakeProtocol(H11Protocol):
         ws = self.transport.get_protocol()
         if isinstance(ws, FlushingWebSocketProtocol) and not ws.handshake_complete:
             self.upgraded = True  # the timer keeps running until the app accepts or refuses
+            ws.on_accepted = self.accepted
             ws.on_handshake_done = self.handshake_done
+
+    def accepted(self) -> None:
+        """The app accepted the WebSocket in time: the timer stops; the slot stays taken until
+        the app has authenticated the client (its own timeout bounds that)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def handshake_done(self) -> None:
         self.head.clear()
