@@ -78,6 +78,9 @@ class Settings:
     gifts_per_day: int = 5
     vip_bonus_gifts: int = 2
     pair_gifts_per_day: int = 3
+    # a sender's refused gifts recorded a day (each a record kept with the user's data): what
+    # a client resending within a day needs, not what a script refused all day would write
+    refusals_recorded_per_day: int = 100
     follow_min_s: int = 3 * 86400
     count_max: int = 999  # cards in one gift
     amount_max: int = 10**12  # any balance; far below 2**53 (Lua numbers are doubles)
@@ -637,6 +640,9 @@ DOCS: dict[str, str] = {
     "gifts_per_day": "gifts a sender may send per day",
     "vip_bonus_gifts": "extra gifts per day for VIP senders",
     "pair_gifts_per_day": "gifts one recipient may take per day from one sender",
+    "refusals_recorded_per_day": "a sender's refused gifts recorded per day (a resend of one gets "
+                                 "the same refusal); past them a refusal is answered but not "
+                                 "recorded, and a resend of it is judged again",
     "follow_min_s": "how long the sender must have followed the recipient",
     "count_max": "cards in one gift",
     "amount_max": "bound on any amount, and on the balance a credit makes: a gift, an accept, "

@@ -131,10 +131,12 @@ class Lab:
         return {k: int(v) for k, v in (await self.r.hgetall(key)).items()}
 
     async def money(self, u: str, day: str = DAY) -> dict[str, Any]:
-        """Everything a step may move for one user (not the event log or the records)."""
+        """Everything a step may move for one user (not the event log, the records or the count
+        of refusals)."""
         k = keys.user(u)
+        counters = {f: n for f, n in (await self.ints(k.day(day))).items() if f != "refused"}
         return {"balances": await self.ints(k.balances), "system": await self.ints(k.system),
-                "day": await self.ints(k.day(day)), "ledger": await self.r.xlen(k.ledger),
+                "day": counters, "ledger": await self.r.xlen(k.ledger),
                 "offers": await self.r.hgetall(k.offers),
                 "free_used": await self.r.hget(k.profile, "free_used")}
 
@@ -356,6 +358,28 @@ async def test_debit_sender_rule_refuses_and_records(lab: Lab, setup: Setup, cod
                                              "fp": f"{r}|{ASSET}|3|"}
     assert (await lab.events(s))[-1][1:] == (ev, ROUTE)
     assert await lab.debit(item) == ["exists", await lab.r.hget(keys.user(s).transfers, item.tid)]
+    await lab.zero_sum(s, r)
+
+
+async def test_refusals_past_the_days_bound_are_answered_not_recorded(lab: Lab) -> None:
+    """With 2 refusals recorded a day, a third is answered and logged but leaves no record (a
+    resend of it is judged again, and passes once the rule does); the day's counters expire."""
+    s, r = await lab.pair()
+    await lab.r.hdel(keys.user(s).follows, r)
+    capped = lab.under(refusals_recorded_per_day=2)
+    items = [gift(s, r, 1) for _ in range(3)]
+    for item in items:
+        reply = await capped.debit(item)
+        assert reply[0] == "rejected" and json.loads(reply[1])["code"] == "not_following"
+    recorded = [await lab.r.hexists(keys.user(s).transfers, i.tid) for i in items]
+    assert recorded == [True, True, False]
+    told = [ev["transfer_id"] for _, ev, _ in await lab.events(s) if ev["type"] == "gift.rejected"]
+    assert told == [i.tid for i in items]  # each refusal still told
+    day = keys.user(s).day(TODAY.day)
+    assert await lab.r.hget(day, "refused") == "3" and await lab.r.ttl(day) > 0
+    await lab.follow(s, r)
+    assert (await capped.debit(items[0]))[0] == "exists"  # recorded: the stored refusal
+    assert (await capped.debit(items[2]))[0] == "applied"  # not recorded: judged again
     await lab.zero_sum(s, r)
 
 

@@ -129,7 +129,7 @@ class GiftFlow(GiftingFlow):
              today.now_ms, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,
              s.amount_max, DAY_COUNTER_TTL_S, s.events_bound, item.route, item.tier, item.group,
-             item.channel],
+             item.channel, s.refusals_recorded_per_day],
         )
 
     async def after_debit(self, item: GiftItem, reply: list[Any], today: Today) -> None:

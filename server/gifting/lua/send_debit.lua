@@ -27,6 +27,9 @@
 --            the later steps show it, the partner's bonuses follow it; not in the
 --            fingerprint: a resend from another app answers as the first, and an entry
 --            re-run by a worker of the version before channels still matches)
+-- ARGV[24] - refusals recorded a day: past them a refusal is answered but not recorded (a
+--            resend of it is judged again), so a sender whose gifts are all refused
+--            cannot grow its records without bound
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
@@ -42,6 +45,7 @@ local amount_max, day_ttl = int_arg(ARGV[17], 'amount_max'), int_arg(ARGV[18], '
 local bound, route = events_bound(ARGV[19]), ARGV[20]
 local tier = int_arg(ARGV[21], 'tier')
 local group, channel = ARGV[22], ARGV[23]
+local refusals_kept = int_arg(ARGV[24], 'refusals_kept')
 if group == '' then group = nil end  -- left out of the record: a plain gift's stays as it was
 if channel == '' then channel = nil end
 if count < 1 then fail('count must be at least 1') end
@@ -60,8 +64,12 @@ end
 local function reject(code)
   local ev = reject_event(transfer_id, gift_id, code, {asset = asset})
   local json = emit(k_profile, k_events, k_channel, ev, bound, route)
-  redis.call('HSET', k_transfers, transfer_id,
-             cjson.encode({st = 'rejected', fp = fingerprint, code = code, ev = json}))
+  local refused = redis.call('HINCRBY', k_today, 'refused', 1)
+  if refused == 1 then redis.call('EXPIRE', k_today, I(day_ttl), 'NX') end  -- none yet: no gift today
+  if refused <= refusals_kept then
+    redis.call('HSET', k_transfers, transfer_id,
+               cjson.encode({st = 'rejected', fp = fingerprint, code = code, ev = json}))
+  end
   return {'rejected', json}
 end
 
