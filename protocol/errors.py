@@ -171,7 +171,21 @@ ADMIN_ERRORS = {
         AdminCode("asset_not_grantable", 400, "popularity points and fan-club small cards are "
                   "not granted or revoked directly: points arrive as expiring lots (sign-ins, "
                   "tasks, purchases), small cards from the daily like task"),
-        AdminCode("self_relation", 400, "a user cannot follow or block themselves"),
+        AdminCode("self_relation", 400, "a user cannot follow or block themselves, or be "
+                  "their own iron fan"),
+        # refused by the HTTP layer before any route (server/gateway/http_limits.py), on every path
+        AdminCode("bad_request", 400, "the request is not valid HTTP (its request line, a header, "
+                  "or the body's framing)"),
+        AdminCode("request_line_too_long", 414, "the request line is longer than "
+                  "GIFTWIRE_HTTP_HEAD_MAX_BYTES"),
+        AdminCode("head_too_large", 431, "the request head is larger than "
+                  "GIFTWIRE_HTTP_HEAD_MAX_BYTES or has more than GIFTWIRE_HTTP_HEADERS_MAX headers"),
+        AdminCode("handshake_timeout", 408, "the request head did not arrive within "
+                  "GIFTWIRE_HANDSHAKE_TIMEOUT_S"),
+        AdminCode("address_busy", 429, "this address holds its share of the connections still "
+                  "in their handshake (GIFTWIRE_HANDSHAKES_PER_ADDRESS_MAX); retry shortly"),
+        AdminCode("too_many_handshakes", 503, "the server holds GIFTWIRE_HANDSHAKES_MAX connections "
+                  "still in their handshake; retry shortly"),
         AdminCode("unauthorized", 401, "a valid admin key is required"),
         AdminCode("clock_locked", 403, "the clock moves only in a deployment started with "
                   "GIFTWIRE_TEST_CLOCK=1"),

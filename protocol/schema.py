@@ -24,6 +24,9 @@ import orjson
 Kind = Literal["str", "int", "bool", "balances", "objects", "object", "strs", "ints"]
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# characters that show nothing: format characters (zero-width spaces and joiners, bidi marks,
+# the BOM, the soft hyphen); text made only of them and spaces is blank (in `[...]`, with \s)
+INVISIBLE = r"\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 # (the part after the first colon holds up to two ids: an enterprise's `$ent:<enterprise>:<id>`)
 TRANSFER_ID_PATTERN = r"^\$?[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_:$-]{1,160}$"

@@ -31,6 +31,11 @@ def day_key(day: date) -> str:
     return day.strftime("%Y%m%d")
 
 
+def iso_day(day_key: str) -> str:
+    """A day key (`yyyymmdd`) as the API spells days everywhere (`YYYY-MM-DD`)."""
+    return f"{day_key[:4]}-{day_key[4:6]}-{day_key[6:]}"
+
+
 def today_key(now_ms: int, timezone_name: str) -> str:
     """The `yyyymmdd` key of the platform's day at `now_ms`."""
     return day_key(local_day(now_ms, parse_timezone(timezone_name)))

@@ -214,3 +214,21 @@ async def test_a_body_too_large_or_unauthorized_is_refused_before_it_is_read(ser
         status = answer.split(b" ", 2)[1]
         assert status == (b"413" if "wrong" not in auth else b"401"), answer[:200]
         assert b"connection: close" in answer.lower(), answer[:300]
+
+
+async def test_a_date_is_exactly_yyyy_mm_dd(admin: Admin) -> None:
+    """ISO forms other than YYYY-MM-DD (a week date, no dashes) are 400 bad_field, not quietly
+    read as another day: a festival day sets gift prices."""
+    for day in ("2027-W06-6", "2027W066", "20270206", "2027-02-06T00:00", "２０２７-02-06"):
+        r = await admin.call("PUT", "/festivals", {"days": [day]}, ok=False)
+        assert code(r) == (400, "bad_field"), (day, r.text)
+    assert (await admin.call("PUT", "/festivals", {"days": ["2027-02-06"]}))["days"] == ["2027-02-06"]
+    await admin.call("PUT", "/festivals", {"days": []})
+
+
+async def test_a_creator_is_not_their_own_iron_fan(admin: Admin) -> None:
+    """`PUT /iron-fans` naming one user as both fan and creator is 400 self_relation."""
+    u = uid()
+    await admin.user(u)
+    r = await admin.call("PUT", "/iron-fans", {"fan": u, "creator": u, "iron": True}, ok=False)
+    assert code(r) == (400, "self_relation")

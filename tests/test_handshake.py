@@ -46,18 +46,30 @@ async def until_eof(reader: asyncio.StreamReader, timeout_s: float) -> bytes:
     return await asyncio.wait_for(reader.read(), timeout_s)
 
 
-def status(answer: bytes) -> int:
+CODES = {400: "bad_request", 408: "handshake_timeout", 414: "request_line_too_long",
+         429: "address_busy", 431: "head_too_large", 503: "too_many_handshakes"}
+
+
+def status(answer: bytes, ours: bool = True) -> int:
+    """The answer's status; a refusal of ours (not websockets' own) must have the admin API's
+    error, with its code, as its body."""
     m = re.match(rb"HTTP/1\.1 (\d{3}) ", answer)
     assert m, answer[:200]
-    return int(m.group(1))
+    code = int(m.group(1))
+    if ours and code in CODES:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert b"content-type: application/json" in head.lower(), head
+        error = json.loads(body)["error"]
+        assert error["code"] == CODES[code] and error["message"], error
+    return code
 
 
-async def refused_with(srv: Proc, head: bytes) -> int:
+async def refused_with(srv: Proc, head: bytes, ours: bool = True) -> int:
     """Send `head`; the status of the answer, which must come with EOF within ANSWER_S."""
     async with raw(srv) as (reader, writer):
         writer.write(head)
         await writer.drain()
-        return status(await until_eof(reader, ANSWER_S))
+        return status(await until_eof(reader, ANSWER_S), ours)
 
 
 async def ws_works(srv: Proc) -> None:
@@ -90,9 +102,10 @@ async def test_websockets_own_limits_are_answered_too(own_server: OwnServer) -> 
     """With our limits raised past websockets' own, its 414/431 still reach the client."""
     srv, _ = own_server({"GIFTWIRE_HTTP_HEAD_MAX_BYTES": "65536", "GIFTWIRE_HTTP_HEADERS_MAX": "1000"})
     line = b"GET /ws?token=" + b"a" * 10240 + b" HTTP/1.1\r\n"
-    assert await refused_with(srv, line + b"Host: x\r\n" + UPGRADE + b"\r\n") == 414
+    assert await refused_with(srv, line + b"Host: x\r\n" + UPGRADE + b"\r\n", ours=False) == 414
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(200))
-    assert await refused_with(srv, b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + many + b"\r\n") == 431
+    head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + many + b"\r\n"
+    assert await refused_with(srv, head, ours=False) == 431
 
 
 async def test_stalled_handshake_is_closed(own_server: OwnServer) -> None:
@@ -127,6 +140,33 @@ async def test_handshakes_over_the_bound_get_503(own_server: OwnServer) -> None:
         assert code == 200
         await ws_works(srv)
         assert (await established.request("ping"))["type"] == "pong"
+
+
+async def test_a_request_that_is_not_http_gets_a_json_400(own_server: OwnServer) -> None:
+    """Bytes h11 cannot parse (a bad Content-Length, a non-ASCII path) get 400 `bad_request` in
+    the admin API's error shape, and the connection is closed."""
+    srv, _ = own_server()
+    for head in (b"POST /admin/v1/grants HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+                 b"GET /admin/v1/users/\xc3\xa9\x00 HTTP/1.1\r\nHost: x\r\n\r\n"):
+        assert await refused_with(srv, head) == 400
+    await ws_works(srv)
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_1007_quietly(own_server: OwnServer) -> None:
+    """A text message that is not UTF-8 closes the connection 1007, is counted, and leaves
+    no traceback in the log (uvicorn logged one per message)."""
+    srv, _ = own_server()
+    async with websockets.connect(srv.ws) as ws:
+        await ws.send(b"\xff\xfe", text=True)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    async with httpx.AsyncClient(base_url=srv.http, timeout=5) as http:
+        metrics = (await http.get("/metrics")).text
+    assert re.search(r"^giftwire_bad_utf8_frames_total 1(\.0)?$", metrics, re.M), metrics[:300]
+    await ws_works(srv)
+    log = srv.log_path.read_text()
+    assert "Traceback" not in log and "UnicodeDecodeError" not in log, log[-2000:]
 
 
 async def stall(writers: list[asyncio.StreamWriter]) -> None:

@@ -120,8 +120,9 @@ def test_protocol_readme_lists_every_type_and_code() -> None:
 
 
 def _admin_error_calls() -> tuple[set[str], set[str]]:
-    """The codes passed as string literals to `AdminError`, `error_response` and `DeadLetterError`
-    (whose code the dead-letter routes pass on) anywhere in server/, and the other first arguments."""
+    """The codes passed as string literals to `AdminError`, `error_response`, `DeadLetterError`
+    (whose code the dead-letter routes pass on) and `http_refusal` (the HTTP layer's) anywhere
+    in server/, and the other first arguments."""
     import ast
 
     literals: set[str] = set()
@@ -132,7 +133,7 @@ def _admin_error_calls() -> tuple[set[str], set[str]]:
                 continue
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-            if name not in ("AdminError", "error_response", "DeadLetterError"):
+            if name not in ("AdminError", "error_response", "DeadLetterError", "http_refusal"):
                 continue
             first = node.args[0]
             # a literal, or a choice between literals (`"a" if x else "b"`)

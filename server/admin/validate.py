@@ -93,9 +93,14 @@ def asset(value: Any, s: Settings) -> str:
     return value
 
 
+DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)  # `fromisoformat` also takes 2027-W06-6, 20270206
+
+
 def day(value: Any) -> str:
     """`YYYY-MM-DD` → the `yyyymmdd` day key."""
     try:
+        if not DATE.fullmatch(value):
+            raise ValueError(value)
         return date.fromisoformat(value).strftime("%Y%m%d")
     except (TypeError, ValueError):
         raise AdminError("bad_field", f"{value!r} is not a YYYY-MM-DD date") from None

@@ -38,11 +38,13 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 import h11
+import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from protocol.errors import ADMIN_ERRORS
 from server.config import Settings
 from server.gateway.peers import Network, in_networks, parse_address, parse_trusted
 from server.metrics import REGISTRY, Counter
@@ -54,6 +56,20 @@ LINGER_S = 1.0  # after a refusal, read (and drop) what the client still sends: 
 REFUSED = REGISTRY.add(Counter("giftwire_handshakes_refused_total",
                                "connections refused before their request or WebSocket was complete, "
                                "by HTTP status"))
+BAD_TEXT = REGISTRY.add(Counter("giftwire_bad_utf8_frames_total",
+                                "text frames that were not UTF-8 (the connection closed 1007)"))
+
+
+def http_refusal(code: str) -> tuple[HTTPStatus, bytes]:
+    """The status and JSON body (the admin API's error shape) of a refusal by this layer."""
+    entry = ADMIN_ERRORS[code]
+    return HTTPStatus(entry.status), orjson.dumps({"error": {"code": code, "message": entry.message}})
+
+
+# this layer's refusals, by the status `HandshakeProtocol.refuse` is given
+REFUSALS = dict((http_refusal("bad_request"), http_refusal("request_line_too_long"),
+                 http_refusal("head_too_large"), http_refusal("handshake_timeout"),
+                 http_refusal("address_busy"), http_refusal("too_many_handshakes")))
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,27 @@ class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(frame)
         return True
+
+    def send_receive_event_to_app(self) -> None:
+        """uvicorn's, except that a text message that is not UTF-8 closes the connection 1007
+        quietly (counted), where uvicorn logs a traceback for each: any client could fill the
+        log with them, before authenticating."""
+        if self.curr_msg_data_type != "text" or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            BAD_TEXT.inc()
+            self.conn.send_close(1007, "invalid UTF-8")
+            self.handle_parser_exception()
+            return
+        self.queue.put_nowait({"type": "websocket.receive", "text": text})
+        if not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -261,6 +298,11 @@ class HandshakeProtocol(H11Protocol):
         else:
             self.refuse(HTTPStatus.REQUEST_TIMEOUT)
 
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (bytes that are not HTTP, a bad Content-Length or chunk
+        size): uvicorn answers in plain text; this is the admin API's JSON shape."""
+        self.refuse(HTTPStatus.BAD_REQUEST)
+
     def refuse(self, status: HTTPStatus) -> None:
         """Answer `status` and close: the client gets the answer and EOF at once; the socket
         lingers up to LINGER_S (or until the client's EOF), reading and dropping."""
@@ -269,9 +311,9 @@ class HandshakeProtocol(H11Protocol):
         self.refused = True
         self.handshake_done()
         self._unset_keepalive_if_required()
-        body = f"{status.value} {status.phrase}\n".encode()
+        body = REFUSALS[status]
         self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status.value, status.phrase.encode(), len(body), body))
         if not self.transport.can_write_eof():
             self.transport.close()

@@ -3,7 +3,6 @@ operators read members, the moderation log, envelopes and the day's metrics."""
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from starlette.requests import Request
@@ -106,11 +105,9 @@ def install(p: Parts) -> None:
         """The day's metrics, exact: distinct speakers and voters are sets, not estimates."""
         g = await require_group(group_id(r))
         raw = r.query_params.get("day")
-        if raw is not None:
-            v.day(raw)  # a YYYY-MM-DD date, or 400 bad_field
-        day = (date.fromisoformat(raw) if raw is not None
-               else days.local_day(p.clock.now_ms(), days.parse_timezone(s.timezone)))
-        dk = days.day_key(day)
+        # a YYYY-MM-DD date (or 400 bad_field), else today
+        dk = (v.day(raw) if raw is not None
+              else days.day_key(days.local_day(p.clock.now_ms(), days.parse_timezone(s.timezone))))
         pipe = p.redis.pipeline(transaction=False)
         pipe.hgetall(g.day(dk))
         pipe.scard(g.speakers(dk))
@@ -127,7 +124,7 @@ def install(p: Parts) -> None:
         claimed = sum(c for _, c in taken)
         grabs = int(counters.get("grabs", 0))
         members_now = int(members_now or 0)
-        return {"group": g.group, "day": day.isoformat(), "active_speakers": speakers,
+        return {"group": g.group, "day": days.iso_day(dk), "active_speakers": speakers,
                 "messages": int(counters.get("messages", 0)), "poll_voters": voters,
                 "poll_participation": round(voters / members_now, 4) if members_now else 0.0,
                 "envelopes": int(counters.get("envelopes", 0)), "shares_offered": offered,
@@ -163,6 +160,8 @@ def install(p: Parts) -> None:
         d = v.obj(await read_json(r), {"fan", "creator", "iron"}, frozenset({"fan", "creator", "iron"}))
         fan, creator = v.user_id(d["fan"], "fan"), v.user_id(d["creator"], "creator")
         iron = v.boolean(d["iron"], "iron")
+        if fan == creator:
+            raise AdminError("self_relation", "a creator cannot be their own iron fan")
         await require_users(p.redis, fan=fan, creator=creator)
         key = keys.user(fan).iron_fan_of
         await (p.redis.sadd(key, creator) if iron else p.redis.srem(key, creator))

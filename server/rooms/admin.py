@@ -7,6 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from server import days
 from server.admin import validate as v
 from server.admin.http import read_json
 from server.admin.validate import AdminError
@@ -26,9 +27,8 @@ def tiers_of(arg: str | None) -> list[str]:
     return [t.replace(":", "/").replace("/", ":", 1) for t in arg.split(",")] if arg else []
 
 
-def iso_day(day_key: str | None) -> str | None:
-    """A stored day key (`yyyymmdd`) as the API spells days everywhere (`YYYY-MM-DD`)."""
-    return None if not day_key else f"{day_key[:4]}-{day_key[4:6]}-{day_key[6:]}"
+def done_day(day_key: str | None) -> str | None:
+    return days.iso_day(day_key) if day_key else None
 
 
 def install(p: Parts) -> None:
@@ -104,7 +104,7 @@ def install(p: Parts) -> None:
         return {"user": uid, "creators": [
             {"creator": c, "likes": int(totals.get(c, 0)), "level": int(levels.get(c, 0)),
              "small_cards": cards.get((c, False), 0), "rare_cards": cards.get((c, True), 0),
-             "streak": streak(c), "task_done_day": iso_day(tasks.get(f"{c}:done"))}
+             "streak": streak(c), "task_done_day": done_day(tasks.get(f"{c}:done"))}
             for c in creators[:LIKES_CREATORS_MAX]]}
 
     p.admin.add(("GET", "PUT"), "/rooms/{room}", room)
