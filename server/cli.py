@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,15 +141,15 @@ def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536,
     )
 
 
-async def _serve_http(s: Settings, with_worker: bool,
-                      children: list[Child] | None = None) -> None:
+async def _serve_http(s: Settings, with_worker: bool, children: list[Child] | None = None,
+                      embedded: EmbeddedValkey | None = None) -> None:
     from server.app import build_app
 
     app = build_app(s, _secrets(s), with_worker)
     server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes, HandshakeLimits.of(s)))
     stop = _stop_event()
     task = asyncio.create_task(server.serve())
-    watch = asyncio.create_task(_supervise(s, children or []))
+    watch = asyncio.create_task(_supervise(children or [], embedded))
     while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
         await asyncio.sleep(0.01)
     if server.started:
@@ -164,32 +165,57 @@ async def _serve_http(s: Settings, with_worker: bool,
     await task
 
 
-async def _supervise(s: Settings, children: list[Child]) -> None:
+@dataclasses.dataclass
+class _Watched:
+    """A process serve keeps running: its exit status (None while it runs), and how to
+    start it again (its new pid)."""
+
+    name: str
+    exit_code: Callable[[], int | None]
+    restart: Callable[[], int]
+    started: float = 0.0
+    dead_since: float | None = None
+    wait: float = 0.0  # one that dies young waits longer each time (≤ CHILD_BACKOFF_MAX_S)
+
+
+def _child_watch(children: list[Child], i: int) -> _Watched:
+    def restart() -> int:
+        command, _, own = children[i]
+        children[i] = (command, start_worker_process(own, command), own)  # stopped at the end
+        return children[i][1].pid
+
+    return _Watched(children[i][0], lambda: children[i][1].poll(), restart)
+
+
+async def _supervise(children: list[Child], embedded: EmbeddedValkey | None = None) -> None:
     """serve's children started again when one dies (an OOM kill, a crash): otherwise its
     work — settlement, or the risk engine the workers leave to `jobs` — would stop
     silently. serve starts `jobs` only when it has jobs to run, so any exit of it (a
-    SIGTERM from someone, 0) is a death too."""
+    SIGTERM from someone, 0) is a death too. So is its embedded Valkey's: started again on
+    its files (the append-only file keeps what was acknowledged), the gateway and the
+    workers reconnect by themselves; without it nothing would settle until serve restarts."""
     loop = asyncio.get_running_loop()
-    started = [loop.time()] * len(children)
-    dead_since: list[float | None] = [None] * len(children)
-    wait = [0.0] * len(children)  # a child that dies young waits longer each time (≤ a minute)
+    watched = [_child_watch(children, i) for i in range(len(children))]
+    if embedded is not None:
+        watched.insert(0, _Watched("embedded Valkey", embedded.exit_code, embedded.respawn))
+    for w in watched:
+        w.started = loop.time()
     while True:
         await asyncio.sleep(CHILD_CHECK_S)
-        for i, (command, proc, own) in enumerate(children):
-            code = proc.poll()
+        for w in watched:
+            code = w.exit_code()
             if code is None:
                 continue
             now = loop.time()
-            if dead_since[i] is None:  # just found dead: how long it lived sets the wait
-                dead_since[i] = now
-                young = now - started[i] < CHILD_BACKOFF_MAX_S
-                wait[i] = min(CHILD_BACKOFF_MAX_S, max(CHILD_CHECK_S, 2 * wait[i])) if young else 0.0
-            since = dead_since[i]
-            if since is not None and now - since < wait[i]:
+            if w.dead_since is None:  # just found dead: how long it lived sets the wait
+                w.dead_since = now
+                young = now - w.started < CHILD_BACKOFF_MAX_S
+                w.wait = min(CHILD_BACKOFF_MAX_S, max(CHILD_CHECK_S, 2 * w.wait)) if young else 0.0
+            if now - w.dead_since < w.wait:
                 continue
-            log.warning("%s process %d exited (%s); starting another", command, proc.pid, code)
-            children[i] = (command, start_worker_process(own, command), own)
-            started[i], dead_since[i] = now, None
+            pid = w.restart()
+            log.warning("%s exited (%s); started again as process %d", w.name, code, pid)
+            w.started, w.dead_since = now, None
 
 
 def _lock_data_dir(data_dir: Path) -> Any:
@@ -247,7 +273,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for i in range(s.worker_processes):
             own = s.replace(worker_metrics_port=_child_port(s, i))
             children.append(("worker", start_worker_process(own), own))
-        uvloop.run(_serve_http(s, with_worker=not s.worker_processes, children=children))
+        uvloop.run(_serve_http(s, with_worker=not s.worker_processes, children=children,
+                               embedded=embedded))
     finally:
         for _, proc, _ in children:  # after the gateway drained: each finishes and acks its batch
             stop_child(proc)

@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
+import websockets
 
 from protocol.client import Client
 from server.gateway.auth import verify_token
@@ -130,6 +132,61 @@ async def test_health_follows_redis(own_server: OwnServer) -> None:
         await asyncio.sleep(0.1)
         r = await c.get("/health")
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
+
+
+async def test_a_connection_while_redis_is_away_closes_1011(own_server: OwnServer) -> None:
+    """With Redis gone, a new WebSocket is closed 1011 (reconnect later), not dropped with a
+    traceback in the log; once Redis is back the same client connects."""
+    srv, vk = own_server()
+    user = uid("u")
+    vk.kill()
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await Client.connect(srv.ws, srv.token(user), timeout_s=5)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1011, "unavailable")
+    log = srv.log_path.read_text()
+    assert "Traceback" not in log and "Redis unavailable" in log, log[-3000:]
+    vk.start()
+    for _ in range(50):  # the hub's subscription comes back with Redis
+        try:
+            async with await Client.connect(srv.ws, srv.token(user), timeout_s=5) as c:
+                assert (await c.request("ping"))["type"] == "pong"
+            break
+        except websockets.ConnectionClosed:
+            await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("no connection after Redis came back")
+
+
+async def test_serve_starts_its_embedded_valkey_again_when_it_dies() -> None:
+    """serve's embedded Valkey SIGKILLed: serve starts it again on its files; /health comes
+    back, the balances are there, gifts settle, and the log says what happened."""
+    data = short_tmpdir()
+    srv = Proc("serve", data, {"REDIS_URL": ""}).start()
+    try:
+        admin = Admin(srv)
+        s, r = await admin.pair(10)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            assert (await a.send_gift(r, "note.do", 3))["type"] == "gift.confirmed"
+        await asyncio.sleep(1.2)  # appendfsync everysec: on disk
+        [valkey] = [p for p in processes_with(str(data)) if "valkey" in proc_cmdline(p)]
+        os.kill(valkey, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        async with httpx.AsyncClient(base_url=srv.http, timeout=5) as http:
+            while (await http.get("/health")).status_code != 200:
+                assert time.monotonic() < deadline, "Valkey was not started again"
+                await asyncio.sleep(0.2)
+        [again] = [p for p in processes_with(str(data)) if "valkey" in proc_cmdline(p)]
+        assert again != valkey
+        assert await admin.balances(s) == {"note.do": 7}
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            reply = await a.send_gift(r, "note.do", 2, timeout_s=15)
+        assert (reply["type"], reply["balance"]) == ("gift.confirmed", 5)
+        await admin.close()
+        assert "embedded Valkey exited" in srv.log_path.read_text()
+    finally:
+        assert srv.stop() == 0
+    assert not [p for p in processes_with(str(data)) if "valkey" in proc_cmdline(p)]
 
 
 async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
@@ -266,6 +323,13 @@ async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> No
     finally:
         assert srv.stop() == 0 and off.stop() == 0
     assert processes_with(f"--data-dir {data}") == [] == processes_with(f"--data-dir {quiet}")
+
+
+def proc_cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def processes_with(text: str) -> list[int]:

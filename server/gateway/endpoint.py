@@ -45,6 +45,7 @@ TRANSPORT_CLOSES = {c.code: c.reason for c in CLOSE_CODES.values()
                     if c.reason in ("invalid_utf8", "message_too_big")}
 
 log = logging.getLogger("giftwire.gateway")
+UNAVAILABLE_LOG_S = 10.0  # at most one line this often about connections closed for want of Redis
 EXPIRE_CHECK_S = 1.0  # how often waiting requests are checked against request_timeout_s
 DRAIN_TIMEOUT_S = 5.0  # a graceful stop waits this long for clients to take their close frame
 
@@ -119,6 +120,7 @@ class Gateway:
                                        settings.xadd_batch_max)
         hub.on_lost, hub.recover = self._hold, self._recover
         self._gap_tasks: set[asyncio.Task[None]] = set()
+        self.unavailable_closes, self.unavailable_logged_at = 0, -UNAVAILABLE_LOG_S
 
     async def expire_requests(self) -> None:
         """Once a second: requests waiting longer than `request_timeout_s` get `timeout`."""
@@ -191,6 +193,9 @@ class Gateway:
         self.admitting[user] = self.admitting.get(user, 0) + 1
         try:
             await self.hub.add(conn)
+        except RedisError:  # Redis is away (restarting): the client reconnects later
+            await self._unavailable(ws)
+            return
         finally:  # on the hub now (counted there), or never
             left = self.admitting.pop(user) - 1
             if left:
@@ -200,30 +205,34 @@ class Gateway:
             await self.hub.remove(conn)
             await self._send_away(ws)
             return
-        # after subscribing, so a decision published meanwhile is not missed
-        for check in self.connect_checks:  # e.g. a blacklisted device may not connect
-            refused = await check(conn)
-            if refused:
-                DISCONNECTS.inc(reason=refused)
-                conn.close()
-                await self.hub.remove(conn)
-                await self._close(ws, refused)
-                return
         try:
+            # after subscribing, so a decision published meanwhile is not missed
+            for check in self.connect_checks:  # e.g. a blacklisted device may not connect
+                refused = await check(conn)
+                if refused:
+                    conn.kick_reason = refused
+                    await self._close(ws, refused)
+                    return
             await self._catch_up(conn, request_id, since)
             reason = await self._read_loop(ws, conn)  # this coroutine is the reader
             if reason is not None:
                 conn.kick_reason = reason
                 await self._close(ws, reason)
-        except (WebSocketDisconnect, RuntimeError, RedisError):
+        except (WebSocketDisconnect, RuntimeError):
             pass
+        except RedisError:  # Redis went away (restarting): the client reconnects and resumes
+            conn.kick_reason = "unavailable"
+            await self._unavailable(ws)
         except asyncio.CancelledError:
             if not conn.kick_reason:
                 raise  # not ours: the server is stopping
         finally:
             DISCONNECTS.inc(reason=conn.kick_reason or "client")
             conn.close()
-            await self.hub.remove(conn)
+            try:
+                await self.hub.remove(conn)
+            except RedisError:  # the UNSUBSCRIBE could not go out: off the hub all the same
+                log.debug("unsubscribe failed for a closed connection")
 
     async def _catch_up(self, conn: Connection, request_id: str | None, since: int | None) -> None:
         """Welcome, then the missed events (or pending offers), then the live ones."""
@@ -328,6 +337,22 @@ class Gateway:
         """A connection that got in while the gateway drained: reconnect elsewhere (4000)."""
         DISCONNECTS.inc(reason="shutdown")
         await self._close(ws, "shutdown")
+
+    async def _unavailable(self, ws: WebSocket) -> None:
+        """Redis did not answer while this connection was being set up or served: 1011, which
+        clients reconnect after (one warning line: a Redis restart is an operator's event,
+        not a bug to trace)."""
+        self.unavailable_closes += 1
+        now = time.monotonic()
+        if now - self.unavailable_logged_at >= UNAVAILABLE_LOG_S:  # one line, not one per client
+            log.warning("Redis unavailable: %d connection(s) closed with 1011 since the last line",
+                        self.unavailable_closes)
+            self.unavailable_logged_at, self.unavailable_closes = now, 0
+        if ws.application_state == WebSocketState.CONNECTED:
+            try:
+                await ws.close(code=close_code("internal_error").code, reason="unavailable")
+            except (RuntimeError, WebSocketDisconnect, OSError):
+                pass
 
     async def _close(self, ws: WebSocket, reason: str) -> None:
         if ws.application_state == WebSocketState.CONNECTED:

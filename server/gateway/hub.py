@@ -210,6 +210,7 @@ class Hub:
             log.error("unknown payload on %s: %.80s", channel, data)
 
     async def _listen(self, pubsub: Any, node: str = "") -> None:
+        failing = False  # one line when reads start failing, one when they work again
         while True:
             try:
                 # block without a timeout: redis-py's per-call timeout costs more than a message
@@ -219,10 +220,19 @@ class Hub:
             except AskError as exc:  # MOVED/ASK: an SSUBSCRIBE met a slot that moved
                 log.info("shard subscription redirected on %s: %s", node, exc)
                 continue  # the follow that sent it waits for a confirmation and retries
-            except Exception:  # Redis went away: redis-py reconnects and resubscribes
+            except RedisError as exc:  # Redis went away: redis-py reconnects and resubscribes
+                if not failing:
+                    log.warning("pub/sub read failed (%s); retrying every 0.5 s", exc)
+                failing = True
+                await asyncio.sleep(0.5)
+                continue
+            except Exception:  # not Redis being away: a bug, traced
                 log.exception("pub/sub read failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
+            if failing:
+                log.warning("pub/sub reads work again")
+                failing = False
             if not msg:
                 continue
             kind = msg.get("type")

@@ -57,6 +57,7 @@ class EmbeddedValkey:
         self.own_all_slots = own_all_slots
         self.socket = _socket_path(self.data_dir)
         self.process: subprocess.Popen[bytes] | None = None
+        self._spawned_with: tuple[bool, tuple[int, ...]] = (False, ())
 
     @property
     def url(self) -> str:
@@ -67,6 +68,34 @@ class EmbeddedValkey:
         """`stop_with_parent`: the server gets SIGTERM when this process dies, even by
         SIGKILL (call it from the main thread: server/lifetime.py). `keep_fds`: descriptors
         the server inherits (serve's data-dir lock: held until the server is gone too)."""
+        self.spawn(stop_with_parent, keep_fds)
+        assert self.process is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedError(f"valkey-server exited; see {self.data_dir / 'valkey.log'}")
+            if self._answers():
+                if self.cluster and self.own_all_slots:
+                    self._own_all_slots(deadline)
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedError("valkey-server did not answer in time")
+
+    def exit_code(self) -> int | None:
+        """The server's exit status once it has exited (reaped), else None."""
+        return None if self.process is None else self.process.poll()
+
+    def respawn(self) -> int:
+        """Start the server again on its files, as the last `start` did, without waiting
+        for it to answer (its clients reconnect by themselves); its pid."""
+        self.spawn(*self._spawned_with)
+        assert self.process is not None
+        return self.process.pid
+
+    def spawn(self, stop_with_parent: bool = False, keep_fds: tuple[int, ...] = ()) -> None:
+        """The server process, started (not yet answering)."""
+        self._spawned_with = (stop_with_parent, keep_fds)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.socket.exists():
             self.socket.unlink()
@@ -92,17 +121,6 @@ class EmbeddedValkey:
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=keep_fds,
             preexec_fn=(lambda: stop_when_parent_dies(parent)) if stop_with_parent else None)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise EmbeddedError(f"valkey-server exited; see {self.data_dir / 'valkey.log'}")
-            if self._answers():
-                if self.cluster and self.own_all_slots:
-                    self._own_all_slots(deadline)
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise EmbeddedError("valkey-server did not answer in time")
 
     def _command(self, command: bytes) -> bytes:
         with socket.socket(socket.AF_UNIX) as s:
