@@ -35,6 +35,7 @@ WS_IMPL = "websockets-sansio"
 DURABILITY = {"normal": "everysec", "strict": "always"}  # mode → the AOF's appendfsync
 CHILD_STOP_S = 20.0  # a worker process finishes its batch within this after SIGTERM
 CHILD_CHECK_S = 1.0  # how often serve looks for a child process that died
+REDIS_WAIT_S = 10.0  # a Redis started beside a gateway or worker gets this long to answer
 CHILD_BACKOFF_MAX_S = 60.0  # the longest wait before starting again a child that keeps dying
 
 
@@ -77,7 +78,10 @@ def is_cluster_node(url: str) -> bool:
         return False
     import redis
 
-    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5)
+    except ValueError as exc:  # a URL redis-py cannot read
+        sys.exit(f"giftwire: REDIS_URL {url!r} is not a Redis URL: {exc}")
     try:
         return bool(client.info("cluster").get("cluster_enabled"))
     except redis.RedisError:
@@ -259,6 +263,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"giftwire: embedded Valkey at {embedded.url} (data in {s.data_dir})", flush=True)
     children: list[Child] = []
     try:
+        if embedded is None:
+            wait_for_redis(s.redis_url)
         check_durability(s)
         if s.jobs_process and _apart_jobs(s):  # a process of their own; workers leave them
             s = s.replace(apart_jobs=False)
@@ -330,6 +336,30 @@ def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = CHILD_STOP_S) -
 def _require_redis(s: Settings) -> None:
     if not s.redis_url:
         sys.exit("giftwire: set REDIS_URL to the Redis that `giftwire serve` or your ops run")
+    wait_for_redis(s.redis_url)
+
+
+def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
+    """Start only on a Redis that answers: one started beside us gets `wait_s` to come up;
+    then one line and exit 1 (an unreachable Redis is an operator's error, not a bug)."""
+    import redis
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        except ValueError as exc:  # a URL redis-py cannot read
+            sys.exit(f"giftwire: REDIS_URL {url!r} is not a Redis URL: {exc}")
+        try:
+            client.ping()
+            return
+        except redis.RedisError as exc:
+            if time.monotonic() >= deadline:
+                sys.exit(f"giftwire: Redis at {url} does not answer ({exc}); start it, or fix "
+                         f"REDIS_URL")
+        finally:
+            client.close()
+        time.sleep(0.5)
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:

@@ -362,6 +362,9 @@ def digits(text: str) -> bool:
     return bool(_DIGITS.fullmatch(text))
 
 
+WHOLE_DIGITS_MAX = 20  # past any bound below (and `int` refuses 4,300 digits with a traceback)
+
+
 def whole_number(text: str) -> bool:
     """A whole number, maybe negative, in ASCII digits (`int` also takes `５`, `1_0`, spaces)."""
     return bool(_INTEGER.fullmatch(text))
@@ -388,8 +391,63 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
             "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max",
-            "handshakes_max", "handshakes_per_address_max")
+            "handshakes_max", "handshakes_per_address_max",
+            # and the gateway's bounds: at 0 a gateway starts and answers /health, yet refuses
+            # every request, connection or frame
+            "http_head_max_bytes", "http_headers_max", "handshake_timeout_s", "auth_timeout_s",
+            "connections_per_user_max", "send_queue_max_bytes", "ws_max_bytes", "frame_max_bytes",
+            "stream_backlog_max", "pending_requests_max", "request_timeout_s", "requests_per_s",
+            "request_burst", "close_timeout_s", "count_max")
+# Whole numbers reach Lua, where integers are exact to 2^52 (`int_arg` refuses more): every
+# setting stays far below, durations within ten years, and the amount bound within the
+# 14 digits Lua's JSON writes exactly, with room for the refunds a balance may pass it by.
+INT_SETTING_MAX = 10**15
+DURATION_MAX_S = 10 * 365 * 86400
+AMOUNT_MAX_LIMIT = 10**13
+RATIO_MAX = 1000  # a festival price's numerator and denominator
+LEASE_MAX_MS = 60_000  # a dead worker's partitions wait at most this long for another
+WORKER_BLOCK_MAX_MS = 10_000  # a stop waits for the read in progress: at most this
+SECRET_MIN_CHARS = 16  # a token secret or an admin key given in the environment
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 LEASE_MIN_MS = 300  # renewed every third of it: shorter would beat Redis more than it settles
+
+
+def _range_problems(s: Settings) -> list[str]:
+    """Upper bounds: what Lua computes exactly, what a stop or a take-over waits for."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        value = getattr(s, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        limit: float = INT_SETTING_MAX
+        if f.name.endswith("_s"):
+            limit = DURATION_MAX_S
+        elif f.name.endswith("_ms"):
+            limit = DURATION_MAX_S * 1000
+        if value > limit:
+            out.append(f"GIFTWIRE_{f.name.upper()} must be at most {limit:,} (it is {value:,})")
+    if s.amount_max > AMOUNT_MAX_LIMIT:
+        out.append(f"GIFTWIRE_AMOUNT_MAX must be at most {AMOUNT_MAX_LIMIT:,}: balances stay "
+                   f"within the 14 digits Lua's JSON writes exactly (it is {s.amount_max:,})")
+    if not s.festival_cost_den <= s.festival_cost_num <= RATIO_MAX:
+        out.append(f"GIFTWIRE_FESTIVAL_COST_NUM must be at least GIFTWIRE_FESTIVAL_COST_DEN and "
+                   f"at most {RATIO_MAX}: a festival never makes a gift cheaper (it is "
+                   f"{s.festival_cost_num}/{s.festival_cost_den})")
+    if s.partition_lease_ms > LEASE_MAX_MS:
+        out.append(f"GIFTWIRE_PARTITION_LEASE_MS must be at most {LEASE_MAX_MS} (it is "
+                   f"{s.partition_lease_ms})")
+    if s.worker_block_ms > WORKER_BLOCK_MAX_MS:
+        out.append(f"GIFTWIRE_WORKER_BLOCK_MS must be at most {WORKER_BLOCK_MAX_MS}: a stop "
+                   f"waits for the read in progress (it is {s.worker_block_ms})")
+    for name in ("token_secret", "admin_key"):
+        value = getattr(s, name)
+        if value and len(value) < SECRET_MIN_CHARS:
+            out.append(f"GIFTWIRE_{name.upper()} must be at least {SECRET_MIN_CHARS} characters "
+                       f"(or unset: one is generated into the data dir)")
+    if s.redis_url and not s.redis_url.startswith(REDIS_SCHEMES):
+        out.append(f"REDIS_URL (GIFTWIRE_REDIS_URL) must be a {', '.join(REDIS_SCHEMES)} URL, "
+                   f"not {s.redis_url!r}")
+    return out
 
 
 def problems(s: Settings) -> list[str]:
@@ -402,9 +460,10 @@ def problems(s: Settings) -> list[str]:
             out.append(f"GIFTWIRE_{f.name.upper()} must be a finite number (it is {value})")
         elif isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             out.append(f"GIFTWIRE_{f.name.upper()} must not be negative (it is {value})")
-    for name in POSITIVE:  # periods: 0 would spin a loop or divide by zero
-        if getattr(s, name) <= 0:
+    for name in POSITIVE:  # periods: 0 would spin a loop or divide by zero (negatives: above)
+        if getattr(s, name) == 0:
             out.append(f"GIFTWIRE_{name.upper()} must be more than 0 (it is {getattr(s, name)})")
+    out += _range_problems(s)
     if not 0 <= s.port <= 65535:
         out.append(f"GIFTWIRE_PORT must be a port, 0–65535 (it is {s.port})")
     if s.log_level.lower() not in LOG_LEVELS:
@@ -481,7 +540,8 @@ def _asset_problems(s: Settings) -> list[str]:
         out += _economy_problems(s)
     out += _partner_problems(s)
     asset, _, cards = s.order_gift.rpartition(":")
-    if asset not in s.note_assets or not digits(cards) or not 1 <= int(cards) <= s.count_max:
+    if s.count_max > 0 and (asset not in s.note_assets or not digits(cards)
+                            or not 1 <= int(cards) <= s.count_max):
         out.append(f"GIFTWIRE_ORDER_GIFT must be `<note card>:<cards>`, 1 <= cards <= "
                    f"GIFTWIRE_COUNT_MAX (it is {s.order_gift!r})")
     from server.regions import rules as region_rules  # pure: the grammar of GIFTWIRE_REGIONS
@@ -586,8 +646,9 @@ def _parse(value: str, like: Any, name: str = "") -> Any:
         return word in ("1", "true", "yes", "on")
     # numbers in ASCII only (`int` also takes `５`, `٣`, `1_0` and surrounding spaces)
     if isinstance(like, int):
-        if not whole_number(value):
-            raise SettingError(f"GIFTWIRE_{name.upper()} must be a whole number, not {value!r}")
+        if not whole_number(value) or len(value) > WHOLE_DIGITS_MAX:
+            raise SettingError(f"GIFTWIRE_{name.upper()} must be a whole number of at most "
+                               f"{WHOLE_DIGITS_MAX} digits, not {value[:40]!r}")
         return int(value)
     if isinstance(like, float):
         if not _DECIMAL.fullmatch(value):

@@ -101,10 +101,36 @@ def test_a_bad_setting_is_refused_naming_its_variable() -> None:
                        ({"GIFTWIRE_GIFTS_PER_DAY": "５"}, "GIFTWIRE_GIFTS_PER_DAY"),
                        ({"GIFTWIRE_GIFTS_PER_DAY": "٣"}, "GIFTWIRE_GIFTS_PER_DAY"),
                        ({"GIFTWIRE_REQUESTS_PER_S": "1_0"}, "GIFTWIRE_REQUESTS_PER_S"),
-                       ({"GIFTWIRE_PAIR_GIFTS_PER_DAY": " 5 "}, "GIFTWIRE_PAIR_GIFTS_PER_DAY")):
+                       ({"GIFTWIRE_PAIR_GIFTS_PER_DAY": " 5 "}, "GIFTWIRE_PAIR_GIFTS_PER_DAY"),
+                       # past what Lua holds exactly, or what int() reads without a traceback
+                       ({"GIFTWIRE_GIFTS_PER_DAY": "9" * 5000}, "GIFTWIRE_GIFTS_PER_DAY"),
+                       ({"GIFTWIRE_GIFTS_PER_DAY": "10" + "0" * 19}, "GIFTWIRE_GIFTS_PER_DAY"),
+                       ({"GIFTWIRE_AMOUNT_MAX": "1" + "0" * 15}, "GIFTWIRE_AMOUNT_MAX"),
+                       # a festival price below the count would pay a gift with cards from nothing
+                       ({"GIFTWIRE_FESTIVAL_COST_NUM": "1"}, "GIFTWIRE_FESTIVAL_COST_NUM"),
+                       ({"GIFTWIRE_PARTITION_LEASE_MS": "10" + "0" * 15},
+                        "GIFTWIRE_PARTITION_LEASE_MS"),
+                       ({"GIFTWIRE_WORKER_BLOCK_MS": "30000"}, "GIFTWIRE_WORKER_BLOCK_MS"),
+                       # at 0 a gateway answers /health and refuses every request
+                       ({"GIFTWIRE_HANDSHAKES_MAX": "0"}, "GIFTWIRE_HANDSHAKES_MAX"),
+                       ({"GIFTWIRE_CONNECTIONS_PER_USER_MAX": "0"}, "GIFTWIRE_CONNECTIONS_PER_USER_MAX"),
+                       ({"GIFTWIRE_STREAM_BACKLOG_MAX": "0"}, "GIFTWIRE_STREAM_BACKLOG_MAX"),
+                       ({"GIFTWIRE_ADMIN_KEY": "b"}, "GIFTWIRE_ADMIN_KEY"),
+                       ({"GIFTWIRE_TOKEN_SECRET": "short"}, "GIFTWIRE_TOKEN_SECRET"),
+                       ({"REDIS_URL": "http://x"}, "REDIS_URL"),
+                       ({"REDIS_URL": "redis://127.0.0.1:notaport"}, "REDIS_URL")):
         out = giftwire("token", "alice", "--data-dir", data, **env)
         assert out.returncode == 1 and named in out.stderr, (env, out.stderr)
         assert "Traceback" not in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_a_gateway_on_an_unreachable_redis_exits_1_with_one_line() -> None:
+    """`giftwire gateway` on a Redis that does not answer (within its wait) exits 1 naming it,
+    with no traceback."""
+    out = giftwire("gateway", "--data-dir", str(short_tmpdir()), REDIS_URL="redis://127.0.0.1:1")
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr and "does not answer" in out.stderr, out.stderr
 
 
 def test_serve_on_an_unusable_data_dir_exits_1_with_a_message() -> None:

@@ -86,6 +86,22 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
         "GIFTWIRE_WORKER_METRICS_PORT's ports 8699-8700 take the gateway's port 8700"]
     assert problems(Settings(worker_metrics_port=65535, worker_processes=1)) == [
         "GIFTWIRE_WORKER_METRICS_PORT must leave room below 65536 for 2 ports (it is 65535)"]
+    # past what Lua computes exactly, or what a stop or a take-over would wait for
+    assert problems(Settings(festival_cost_num=4, amount_max=10**14, gifts_per_day=10**16,
+                             offer_timeout_s=11 * 365 * 86400, partition_lease_ms=60_001,
+                             worker_block_ms=10_001, admin_key="b", redis_url="http://x")) == [
+        "GIFTWIRE_GIFTS_PER_DAY must be at most 1,000,000,000,000,000 (it is 10,000,000,000,000,000)",
+        "GIFTWIRE_OFFER_TIMEOUT_S must be at most 315,360,000 (it is 346,896,000)",
+        "GIFTWIRE_AMOUNT_MAX must be at most 10,000,000,000,000: balances stay within the 14 "
+        "digits Lua's JSON writes exactly (it is 100,000,000,000,000)",
+        "GIFTWIRE_FESTIVAL_COST_NUM must be at least GIFTWIRE_FESTIVAL_COST_DEN and at most "
+        "1000: a festival never makes a gift cheaper (it is 4/5)",  # cards from nothing
+        "GIFTWIRE_PARTITION_LEASE_MS must be at most 60000 (it is 60001)",
+        "GIFTWIRE_WORKER_BLOCK_MS must be at most 10000: a stop waits for the read in progress "
+        "(it is 10001)",
+        "GIFTWIRE_ADMIN_KEY must be at least 16 characters (or unset: one is generated into the "
+        "data dir)",
+        "REDIS_URL (GIFTWIRE_REDIS_URL) must be a redis://, rediss://, unix:// URL, not 'http://x'"]
 
 
 def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:

@@ -135,6 +135,7 @@ class Gateway:
         """Refresh the settlement backlog every 250 ms (gift.send is refused above the bound),
         and whether a worker holds each partition (none: its settlement waits for one)."""
         parts = range(self.s.partitions)
+        failing = False  # one line when samples start failing, not one every 250 ms
         while True:
             try:
                 pipe = self.redis.pipeline(transaction=False)
@@ -147,8 +148,13 @@ class Gateway:
                     BACKLOG.set(length, partition=str(p))
                     HELD.set(held, partition=str(p))
                 self.backlog = max(lengths)
-            except RedisError:
-                log.warning("backlog sample failed")
+                failing = False
+            except RedisError as exc:
+                if not failing:
+                    log.warning("backlog sample failed (%s); partitions shown unheld", exc)
+                failing = True
+                for p in parts:  # Redis away: no worker settles anything (it was left at 1)
+                    HELD.set(0, partition=str(p))
             stop_if_cancelled()
             await asyncio.sleep(0.25)
 

@@ -49,6 +49,8 @@ local refusals_kept = int_arg(ARGV[24], 'refusals_kept')
 if group == '' then group = nil end  -- left out of the record: a plain gift's stays as it was
 if channel == '' then channel = nil end
 if count < 1 then fail('count must be at least 1') end
+-- a price never below the count: the sender pays at least what escrow takes (else cards from nothing)
+if cost_num < cost_den or cost_den < 1 then fail('a price below the count') end
 -- what a replay must repeat exactly (the count as sent, not as a number)
 local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
 -- the group too (only when there is one: a plain gift's stored fingerprint stays as it was)
