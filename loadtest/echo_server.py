@@ -19,7 +19,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server.bench import uvicorn_config
+from loadtest.target import LOAD_PROFILE
+from server.bench import handshake_limits, uvicorn_config
 
 FRAME = ('{"type":"gift.received","transfer_id":"bench:0","gift_id":"0","from":"bench",'
          '"asset":"note.do","count":1,"balance":1,"seq":1}')
@@ -67,7 +68,10 @@ app = Starlette(routes=[WebSocketRoute("/echo", echo), WebSocketRoute("/sub", su
 
 
 async def main(ws_impl: str | None, deflate: bool) -> None:
-    config = uvicorn_config(app, "127.0.0.1", 0)
+    # the target's share of handshakes per address: the load generators all connect from here
+    share = int(LOAD_PROFILE["GIFTWIRE_HANDSHAKES_PER_ADDRESS_MAX"])
+    config = uvicorn_config(app, "127.0.0.1", 0, handshake=handshake_limits(
+        handshakes_per_address_max=share))
     if ws_impl:  # for comparing implementations; the default is the gateway's
         config.ws = ws_impl
     config.ws_per_message_deflate = deflate

@@ -260,7 +260,8 @@ CLOSE_CODES = {
         CloseCode(1009, "message_too_big", False,
                   "a message over GIFTWIRE_WS_MAX_BYTES (the transport limit)"),
         CloseCode(1011, "internal_error", True,
-                  "an unexpected server error, or no pong to the server's ping in time"),
+                  "an unexpected server error, no pong to the server's ping in time, or (reason "
+                  "`unavailable`) the server's storage is away: reconnect shortly"),
         CloseCode(1012, "service_restart", True, "the server is restarting"),
         CloseCode(4000, "shutdown", True, "the gateway is shutting down: reconnect (elsewhere)"),
         CloseCode(4001, "auth_required", False,

@@ -6,7 +6,7 @@ protocol package). Everything named here is kept stable for them:
 - `Bench`: the settlement path without a gateway, the same scripts, client and
   flows as the worker (the load test's ceilings (a) and (b) use it);
 - what a harness needs around those: `connect`, `full_audit`, `make_token`,
-  `EmbeddedValkey`, `uvicorn_config`, the settlement stream names.
+  `EmbeddedValkey`, `uvicorn_config` (with `handshake_limits`), the settlement stream names.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -28,6 +29,7 @@ from server.audits import full_audit
 from server.cli import PARENT_ENV, uvicorn_config
 from server.config import Settings
 from server.gateway.auth import make_token
+from server.gateway.http_limits import HandshakeLimits
 from server.gifting import flow as gift_flow
 from server.gifting.flow import GiftFlow, GiftItem
 from server.ledger.grants import grant
@@ -37,10 +39,16 @@ from server.settlement.worker import ensure_groups
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 
-__all__ = ["Bench", "EmbeddedValkey", "GiftwireProcess", "connect", "full_audit", "make_token",
-           "settle_streams", "uvicorn_config"]
+__all__ = ["Bench", "EmbeddedValkey", "GiftwireProcess", "connect", "full_audit",
+           "handshake_limits", "make_token", "settle_streams", "uvicorn_config"]
 
 DAY_MS = 86_400_000
+
+
+def handshake_limits(**settings: Any) -> HandshakeLimits:
+    """The gateway's handshake bounds with these settings changed (the echo ceiling takes the
+    load test's target's, so both hold the load generators' handshakes alike)."""
+    return HandshakeLimits.of(Settings().replace(**settings))
 SEED_BALANCE = 10**11  # cards each bench sender holds: never the limit of a run
 
 

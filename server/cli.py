@@ -217,7 +217,12 @@ async def _supervise(children: list[Child], embedded: EmbeddedValkey | None = No
                 w.wait = min(CHILD_BACKOFF_MAX_S, max(CHILD_CHECK_S, 2 * w.wait)) if young else 0.0
             if now - w.dead_since < w.wait:
                 continue
-            pid = w.restart()
+            try:
+                pid = w.restart()
+            except OSError as exc:  # (no fork, no binary): try again after the next wait
+                log.error("%s exited (%s) and could not be started again: %s", w.name, code, exc)
+                w.dead_since, w.started = now, now
+                continue
             log.warning("%s exited (%s); started again as process %d", w.name, code, pid)
             w.started, w.dead_since = now, None
 
@@ -264,7 +269,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     children: list[Child] = []
     try:
         if embedded is None:
-            wait_for_redis(s.redis_url)
+            s = _reachable(s)
         check_durability(s)
         if s.jobs_process and _apart_jobs(s):  # a process of their own; workers leave them
             s = s.replace(apart_jobs=False)
@@ -333,10 +338,19 @@ def stop_child(proc: subprocess.Popen[bytes], timeout_s: float = CHILD_STOP_S) -
         proc.wait()
 
 
-def _require_redis(s: Settings) -> None:
+def _require_redis(s: Settings) -> Settings:
     if not s.redis_url:
         sys.exit("giftwire: set REDIS_URL to the Redis that `giftwire serve` or your ops run")
+    return _reachable(s)
+
+
+def _reachable(s: Settings) -> Settings:
+    """`s` once its Redis answers (see `wait_for_redis`), a cluster node recognised as one
+    (`_settings` could not tell while it was still starting)."""
     wait_for_redis(s.redis_url)
+    if not s.redis_cluster and is_cluster_node(s.redis_url):
+        s = s.replace(redis_cluster=True)
+    return s
 
 
 def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
@@ -364,8 +378,7 @@ def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     die_with_parent()
-    s = _settings(args)
-    _require_redis(s)
+    s = _require_redis(_settings(args))
     check_durability(s)
     uvloop.run(_serve_http(s, with_worker=False))
     return 0
@@ -395,8 +408,7 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
 
     die_with_parent()
 
-    s = _settings(args)
-    _require_redis(s)
+    s = _require_redis(_settings(args))
     check_durability(s)
 
     async def main() -> None:

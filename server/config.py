@@ -420,7 +420,7 @@ def _range_problems(s: Settings) -> list[str]:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         limit: float = INT_SETTING_MAX
-        if f.name.endswith("_s"):
+        if f.name.endswith("_s") and not f.name.endswith("_per_s"):  # (a rate is no duration)
             limit = DURATION_MAX_S
         elif f.name.endswith("_ms"):
             limit = DURATION_MAX_S * 1000
@@ -702,8 +702,8 @@ DOCS: dict[str, str] = {
     "vip_bonus_gifts": "extra gifts per day for VIP senders",
     "pair_gifts_per_day": "gifts one recipient may take per day from one sender",
     "refusals_recorded_per_day": "a sender's refused gifts recorded per day (a resend of one gets "
-                                 "the same refusal); past them a refusal is answered but not "
-                                 "recorded, and a resend of it is judged again",
+                                 "the same refusal); past them a refusal is kept two days, with "
+                                 "the day's counters, and a resend after that is judged again",
     "follow_min_s": "how long the sender must have followed the recipient",
     "count_max": "cards in one gift",
     "amount_max": "bound on any amount, and on the balance a credit makes: a gift, an accept, "

@@ -212,6 +212,23 @@ async def test_a_websocket_holds_its_slot_until_it_authenticates(own_server: Own
     await ws_works(srv)
 
 
+async def test_an_upgrade_after_a_keep_alive_request_is_a_handshake_too(own_server: OwnServer
+                                                                        ) -> None:
+    """A WebSocket upgraded on a connection that already served a request holds a handshake
+    slot until it authenticates, like one on a fresh connection."""
+    srv, _ = own_server({"GIFTWIRE_HANDSHAKES_MAX": "1", "GIFTWIRE_AUTH_TIMEOUT_S": "30"})
+    head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"\r\n"
+    async with raw(srv) as (reader, writer):
+        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        await writer.drain()
+        assert status(await asyncio.wait_for(reader.readuntil(b"}"), 5)) == 200
+        writer.write(head)  # the same connection, now a WebSocket with no token yet
+        await writer.drain()
+        assert b" 101 " in await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert await refused_with(srv, head) == 503
+    await ws_works(srv)
+
+
 async def test_a_trusted_proxy_is_not_held_to_one_address_share(own_server: OwnServer) -> None:
     """Connections from a trusted proxy are many clients: the per-address share does not apply."""
     srv, _ = own_server({"GIFTWIRE_HANDSHAKES_PER_ADDRESS_MAX": "1",

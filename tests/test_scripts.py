@@ -361,9 +361,10 @@ async def test_debit_sender_rule_refuses_and_records(lab: Lab, setup: Setup, cod
     await lab.zero_sum(s, r)
 
 
-async def test_refusals_past_the_days_bound_are_answered_not_recorded(lab: Lab) -> None:
-    """With 2 refusals recorded a day, a third is answered and logged but leaves no record (a
-    resend of it is judged again, and passes once the rule does); the day's counters expire."""
+async def test_refusals_past_the_days_bound_are_kept_only_with_the_day(lab: Lab) -> None:
+    """With 2 refusals recorded a day, a third is kept in the day's counters instead (which
+    expire): a resend of any of them gets the same refusal; once the day's counters are gone,
+    the third is judged again (and passes when the rule does)."""
     s, r = await lab.pair()
     await lab.r.hdel(keys.user(s).follows, r)
     capped = lab.under(refusals_recorded_per_day=2)
@@ -373,13 +374,17 @@ async def test_refusals_past_the_days_bound_are_answered_not_recorded(lab: Lab) 
         assert reply[0] == "rejected" and json.loads(reply[1])["code"] == "not_following"
     recorded = [await lab.r.hexists(keys.user(s).transfers, i.tid) for i in items]
     assert recorded == [True, True, False]
-    told = [ev["transfer_id"] for _, ev, _ in await lab.events(s) if ev["type"] == "gift.rejected"]
-    assert told == [i.tid for i in items]  # each refusal still told
     day = keys.user(s).day(TODAY.day)
+    assert await lab.r.hexists(day, f"r:{items[2].tid}")
     assert await lab.r.hget(day, "refused") == "3" and await lab.r.ttl(day) > 0
+    told = [ev["transfer_id"] for _, ev, _ in await lab.events(s) if ev["type"] == "gift.rejected"]
+    assert told == [i.tid for i in items]  # each refusal told once
     await lab.follow(s, r)
-    assert (await capped.debit(items[0]))[0] == "exists"  # recorded: the stored refusal
-    assert (await capped.debit(items[2]))[0] == "applied"  # not recorded: judged again
+    for item in items:  # a resend (or a worker's re-run) repeats the stored refusal
+        assert (await capped.debit(item))[0] == "exists"
+    await lab.r.delete(day)  # the day's counters expired
+    assert (await capped.debit(items[0]))[0] == "exists"  # recorded for good
+    assert (await capped.debit(items[2]))[0] == "applied"  # judged again
     await lab.zero_sum(s, r)
 
 

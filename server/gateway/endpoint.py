@@ -28,7 +28,7 @@ from server.config import Settings
 from server.gateway.auth import TokenError, token_device, verify_signed
 from server.gateway.broadcast import Broadcast
 from server.gateway.connection import Connection
-from server.gateway.http_limits import handshake_release, prepared_writer
+from server.gateway.http_limits import hold_handshake, prepared_writer
 from server.gateway.hub import Hub
 from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
@@ -159,14 +159,16 @@ class Gateway:
             await asyncio.sleep(0.25)
 
     async def serve(self, ws: WebSocket) -> None:
-        await ws.accept()
-        if self.draining:  # (accepted just before the listener closed) reconnect elsewhere
-            await self._send_away(ws)
-            return
+        # a handshake (GIFTWIRE_HANDSHAKES_MAX) until the token is checked, not just accepted
+        admitted = hold_handshake(ws.scope)
         try:
+            await ws.accept()
+            if self.draining:  # (accepted just before the listener closed) reconnect elsewhere
+                await self._send_away(ws)
+                return
             auth = await self._authenticate(ws)
-        finally:  # checked (or refused): no longer a handshake (GIFTWIRE_HANDSHAKES_MAX)
-            handshake_release(ws.scope)()
+        finally:  # checked (or refused)
+            admitted()
         if auth is None:
             return
         user, channel, request_id, since, device = auth

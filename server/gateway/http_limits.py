@@ -1,6 +1,6 @@
 """Bounds on the HTTP handshake, which uvicorn leaves unbounded.
 
-Without these, uvicorn 0.54 (h11 + websockets-sansio) lets a client hold a
+Without these, uvicorn 0.54 and 0.55 (h11 + websockets-sansio) lets a client hold a
 connection at no cost:
 
 - An upgrade request whose request line is over 8 KiB or that has over 128
@@ -21,7 +21,7 @@ before h11 parses it (414/431 above the limits), closes a connection whose head,
 and for a WebSocket the app's accept, is not complete within the timeout (408),
 and refuses new connections with 503 while too many are still in that phase (429 while
 too many of them come from the new one's address). A WebSocket stays in that phase after
-its accept until the app has checked its token (`handshake_release`): a client that never
+its accept until the app has checked its token (`hold_handshake`): a client that never
 authenticates holds a slot for the app's auth timeout, so such clients are bounded too.
 `FlushingWebSocketProtocol` writes websockets' own refusals (for heads that pass
 our limits but not websockets', e.g. larger configured limits or pipelined heads).
@@ -46,7 +46,7 @@ from websockets.protocol import State
 
 from protocol.errors import ADMIN_ERRORS
 from server.config import Settings
-from server.gateway.peers import Network, in_networks, parse_address, parse_trusted
+from server.gateway.peers import Network, in_networks, network_of, parse_address, parse_trusted
 from server.metrics import REGISTRY, Counter
 
 log = logging.getLogger("giftwire.gateway")
@@ -103,12 +103,20 @@ def prepared_writer(scope: Any) -> Callable[[bytes, int], bool] | None:
     return write if callable(write) else None
 
 
-def handshake_release(scope: Any) -> Callable[[], None]:
-    """What the app calls once it has authenticated the WebSocket (or refused it): the
-    connection's handshake slot comes free. A no-op when the server is not ours."""
+HOLD_SCOPE_KEY = "giftwire.hold_handshake"
+
+
+def hold_handshake(scope: Any) -> Callable[[], None]:
+    """Called before the app accepts a WebSocket: its handshake slot stays taken past the
+    accept until the returned function is called (once the app has checked the client's
+    token). Without it the slot comes free at the accept (an app that authenticates no one,
+    e.g. the load test's echo server). A no-op when the server is not ours."""
     ext = (scope.get("extensions") or {}).get(PREPARED_EXTENSION) or {}
-    done = ext.get("admitted")
-    return done if callable(done) else (lambda: None)
+    done: Callable[[], None] | None = ext.get("admitted")
+    if not callable(done):
+        return lambda: None
+    scope[HOLD_SCOPE_KEY] = True
+    return done
 
 
 class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -171,7 +179,10 @@ class FlushingWebSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if self.handshake_complete and self.on_accepted is not None:  # accepted (or refused:
             accepted, self.on_accepted = self.on_accepted, None  # then the transport closes)
-            accepted()
+            if self.scope.get(HOLD_SCOPE_KEY):
+                accepted()  # the timer stops; the slot waits for the app's `hold_handshake`
+            else:
+                self._handshake_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -203,19 +214,24 @@ class HandshakeProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        if self.admit():
+            self.timer = self.loop.call_later(self.limits.timeout_s, self.timed_out)
+
+    def admit(self) -> bool:
+        """Take a handshake slot (and one of the address's share), or refuse (503, 429)."""
         if len(self.handshaking) >= self.limits.handshakes_max:
             self.refuse(HTTPStatus.SERVICE_UNAVAILABLE)
-            return
+            return False
         address = self.client_key()
         if address is not None:
             held = self.by_address.get(address, 0)
             if held >= self.limits.per_address_max:
                 self.refuse(HTTPStatus.TOO_MANY_REQUESTS)
-                return
+                return False
             self.by_address[address] = held + 1
             self.address = address
         self.handshaking.add(self)
-        self.timer = self.loop.call_later(self.limits.timeout_s, self.timed_out)
+        return True
 
     def client_key(self) -> str | None:
         """The peer's address as counted per address; None for a trusted proxy (its clients are
@@ -224,7 +240,9 @@ class HandshakeProtocol(H11Protocol):
         if not host or in_networks(host, self.limits.trusted):
             return None
         ip = parse_address(host)
-        return str(ip) if ip is not None else host
+        if ip is None:
+            return host
+        return str(ip) if ip.version == 4 else network_of(str(ip))  # one IPv6 client holds a /64
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -234,6 +252,9 @@ class HandshakeProtocol(H11Protocol):
         if self.refused:
             return  # lingering: drop what the client still sends
         if self.conn.their_state is h11.IDLE:  # a request head (the first or a keep-alive's next)
+            # a keep-alive's next request is a handshake again (it may be an upgrade)
+            if self not in self.handshaking and not self.admit():
+                return
             if self.timer is None:
                 self.timer = self.loop.call_later(self.limits.timeout_s, self.timed_out)
             status = self.check_head(data)

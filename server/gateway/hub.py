@@ -104,9 +104,17 @@ class Hub:
             raise
 
     async def remove(self, conn: Connection) -> None:
+        """Off every channel, even when an UNSUBSCRIBE cannot go out (Redis away): redis-py
+        subscribes its channels again on reconnecting; what comes for them is dropped."""
         self.by_id.pop(conn.id, None)
+        failed: RedisError | None = None
         for channel in list(conn.channels):
-            await self.leave(conn, channel)
+            try:
+                await self.leave(conn, channel)
+            except RedisError as exc:
+                failed = exc
+        if failed is not None:
+            raise failed
 
     async def join(self, conn: Connection, channel: str) -> None:
         async with self._lock:

@@ -11,7 +11,8 @@ Per user (`gw:{u:<id>}:…`):
   x   transfer records: transfer id → JSON (idempotency + outcome)
   f   follows: followee → since_ms
   bl  users this user blocked;  bb  users who blocked this user
-  d:<yyyymmdd>  daily counters: `sent`, `to:<recipient>`
+  d:<yyyymmdd>  daily counters: `sent`, `to:<recipient>`, `refused`; refusals past the day's
+                recorded ones (`r:<transfer id>`: their records, kept as long as the counters)
   o   pending offers to this user: transfer id → JSON
   lk  likes given, creator → total;  lv  fan-club level, creator → level
   lr  recent like batches (sorted by ms), for the like speed rule

@@ -27,8 +27,8 @@
 --            the later steps show it, the partner's bonuses follow it; not in the
 --            fingerprint: a resend from another app answers as the first, and an entry
 --            re-run by a worker of the version before channels still matches)
--- ARGV[24] - refusals recorded a day: past them a refusal is answered but not recorded (a
---            resend of it is judged again), so a sender whose gifts are all refused
+-- ARGV[24] - refusals recorded a day: past them a refusal is kept in the day's counters
+--            (`r:<transfer id>`), which expire, so a sender whose gifts are all refused
 --            cannot grow its records without bound
 -- Returns {'applied', record} | {'rejected', event} | {'exists', record} | {'conflict', ''}
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -57,6 +57,10 @@ local fingerprint = recipient .. '|' .. asset .. '|' .. ARGV[5] .. '|' .. room
 if group then fingerprint = fingerprint .. '|g:' .. group end
 
 local stored = redis.call('HGET', k_transfers, transfer_id)
+-- the day's counters, read now: they also keep the refusals past the day's recorded ones
+local counts = stored and {} or redis.call('HMGET', k_today, 'sent', 'to:' .. recipient,
+                                           'r:' .. transfer_id)
+stored = stored or counts[3]
 if stored then
   local rec = cjson.decode(stored)
   if rec.fp ~= fingerprint then return {'conflict', ''} end
@@ -66,12 +70,14 @@ end
 local function reject(code)
   local ev = reject_event(transfer_id, gift_id, code, {asset = asset})
   local json = emit(k_profile, k_events, k_channel, ev, bound, route)
-  local refused = redis.call('HINCRBY', k_today, 'refused', 1)
-  if refused == 1 then redis.call('EXPIRE', k_today, I(day_ttl), 'NX') end  -- none yet: no gift today
-  if refused <= refusals_kept then
-    redis.call('HSET', k_transfers, transfer_id,
-               cjson.encode({st = 'rejected', fp = fingerprint, code = code, ev = json}))
+  local rec = cjson.encode({st = 'rejected', fp = fingerprint, code = code, ev = json})
+  -- past the day's recorded refusals, kept only with the day's counters (they expire)
+  if redis.call('HINCRBY', k_today, 'refused', 1) <= refusals_kept then
+    redis.call('HSET', k_transfers, transfer_id, rec)
+  else
+    redis.call('HSET', k_today, 'r:' .. transfer_id, rec)
   end
+  redis.call('EXPIRE', k_today, I(day_ttl), 'NX')  -- none yet when no gift was sent today
   return {'rejected', json}
 end
 
@@ -100,7 +106,6 @@ if not since then return reject('not_following') end
 if now - tonumber(since) < follow_min then return reject('follow_too_recent') end
 local limit = per_day
 if p[4] == '1' then limit = limit + vip_bonus end
-local counts = redis.call('HMGET', k_today, 'sent', 'to:' .. recipient)
 if tonumber(counts[1] or '0') >= limit then return reject('daily_limit') end
 if tonumber(counts[2] or '0') >= pair_per_day then return reject('pair_limit') end
 
