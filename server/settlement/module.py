@@ -46,6 +46,8 @@ def install(p: Parts) -> None:
     async def clock(r: Request) -> Any:
         """GET: the time every rule uses; POST {"advance_ms": n}: move it (test clock only)."""
         if r.method == "POST":
+            if not p.clock.movable:  # before the body: any POST is refused alike
+                raise AdminError("clock_locked")
             d = v.obj(await read_json(r), {"advance_ms"}, frozenset({"advance_ms"}))
             ms = v.integer(d["advance_ms"], "advance_ms", 1, ADVANCE_MAX_MS)
             try:
