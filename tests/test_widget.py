@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,7 +32,7 @@ import httpx
 import pytest
 
 from protocol.client import Client
-from protocol.errors import REJECTIONS
+from protocol.errors import ERRORS, REJECTIONS
 from server.store.embedded import EmbeddedValkey
 from tests.support import Admin, Proc, uid
 
@@ -266,8 +267,10 @@ async def test_offers_survive_a_reload_one_accepted_one_declined(
     await b.page.get_by_role("button", name=f"Accept 2 do from {alice}").click()
     await expect(b.q("#incoming li").first).to_have_text(f"You accepted 2 do from {alice}")
     await b.balance("note.do", 2)
-    await b.page.get_by_role("button", name=f"Decline 3 do from {alice}").click()
-    await expect(b.q("#send-status")).to_have_text(f"You declined 3 do from {alice}")
+    await b.page.get_by_role("button", name=f"Decline 3 do from {alice}").press("Enter")
+    # the outcome beside the offers, and the keyboard's focus on it (its button is gone)
+    await expect(b.q("#offer-status")).to_have_text(f"You declined 3 do from {alice}")
+    await expect(b.q("#offer-status")).to_be_focused()
     await expect(b.q("#offers li")).to_have_count(0)
     await expect(b.q("#offers-section")).to_be_hidden()
 
@@ -407,8 +410,59 @@ async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: Brow
     await a.q("#to").fill("")
     await a.page.get_by_role("button", name="送出", exact=True).click()
     await expect(a.q("#send-status")).to_have_text("请填写收礼人")
+    await a.q("#to").fill(bob)
+    await a.q("#count").fill("0")  # no number of cards: said so, the field marked, nothing sent
+    await a.page.get_by_role("button", name="送出", exact=True).click()
+    await expect(a.q("#send-status")).to_have_text("数量：1 到 1000000 之间的整数")
+    await expect(a.q("#count")).to_have_attribute("aria-invalid", "true")
     await a.balance("note.do", 5)
     a.check_clean()
+
+
+async def test_joining_a_group_from_the_widget_says_what_came_of_it(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """An approval group files the request and says so; a fan-club-level group the user does
+    not qualify for says why; both in words, where the Join button is."""
+    owner, fan = await people(admin, "owner", "fan", 1)
+    approval, level = uid("ask"), uid("lvl")
+    await admin.call("PUT", f"/groups/{approval}", {"owner": owner, "type": "core", "rule": "approval"})
+    await admin.call("PUT", f"/groups/{level}", {"owner": owner, "type": "core", "rule": "level",
+                                                 "min_level": 2})
+    w = await Widget.open(context, server, fan, group=approval)
+    await w.page.get_by_role("button", name="Join the group").click()
+    await expect(w.q("#join-status")).to_have_text(
+        "Your request to join was sent: the group's admins decide")
+    w2 = await Widget.open(context, server, fan, group=level)
+    await w2.page.get_by_role("button", name="Join the group").click()
+    await expect(w2.q("#join-status")).to_have_text(ERRORS["not_eligible"].message)
+    w.check_clean()
+    w2.check_clean()
+
+
+async def test_a_gift_with_no_answer_in_time_says_so_then_shows_how_it_ended(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc],
+        context: BrowserContext) -> None:
+    """The worker stalls: the server answers `timeout`, and the widget says there is no answer
+    yet (not "not sent": it may still go through); when the worker goes on, the gift settles
+    and its line says so."""
+    vk = fresh_valkey()
+    env = {"GIFTWIRE_REQUEST_TIMEOUT_S": "1"}
+    gw = start("gateway", vk.url, None, env)
+    worker = start("worker", vk.url, gw.data_dir, env)
+    async with Admin(gw) as admin:
+        alice, bob = await people(admin, "alice", "bob", 5)
+        a = await Widget.open(context, gw, alice, to=bob)
+        worker.signal(signal.SIGSTOP)
+        try:
+            stalled = await a.send(bob, 2)
+            await expect(stalled).to_have_attribute("data-state", "unknown", timeout=10_000)
+            await expect(stalled).to_have_text(
+                f"No answer yet for 2 do to {bob}: it may still go through, and will show here if it does")
+        finally:
+            worker.signal(signal.SIGCONT)
+        await expect(stalled).to_have_attribute("data-state", "confirmed", timeout=15_000)
+        await a.balance("note.do", 3)
+        a.check_clean()
 
 
 async def test_live_room_feed_badges_board_wish_and_batched_likes(
@@ -758,8 +812,8 @@ async def test_widget_responses_carry_a_strict_content_security_policy(server: P
 
 
 def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(tmp_path: Path) -> None:
-    """i18n.js: the Chinese for every rejection code (and only for known codes), and the same
-    keys in English and Chinese."""
+    """i18n.js: the Chinese for every rejection and error code (and only for known codes), and
+    the same keys in English and Chinese."""
     from protocol.errors import ERRORS
 
     node = shutil.which("node")
@@ -774,7 +828,7 @@ def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(
     got = json.loads(out.stdout)
     assert set(got["STRINGS"]["en"]) == set(got["STRINGS"]["zh"])
     reasons = set(got["REASONS_ZH"])
-    assert set(REJECTIONS) <= reasons
+    assert set(REJECTIONS) | set(ERRORS) <= reasons  # every code a user may be shown
     assert reasons - set(REJECTIONS) - set(ERRORS) == {"lost"}
 
 

@@ -1377,6 +1377,11 @@ export interface ClientOptions {
   requestTimeoutMs?: number;
   /** an attempt without a welcome fails after this (default 10000 ms) */
   connectTimeoutMs?: number;
+  /** a connection lost sooner than this after its welcome counts as a failed attempt: it
+   * backs off and counts toward maxAttempts (default 5000 ms) */
+  stableMs?: number;
+  /** the clock stableMs is measured with (default Date.now) */
+  now?: () => number;
   /** where the last seq is kept across page reloads (default localStorage; null: nowhere) */
   storage?: StorageLike | null;
   /** the storage key (default `giftwire:<user of the token>` for a token string;

@@ -148,6 +148,10 @@ export class GiftwireClient {
     this.maxDelayMs = options.maxDelayMs ?? 5000;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10000;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10000;
+    // a connection lost sooner than this after its welcome counts as a failed attempt (backs
+    // off, toward maxAttempts): a server that closes each one at once is not redialled at once
+    this.stableMs = options.stableMs ?? 5000;
+    this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.storage = options.storage === undefined ? defaultStorage() : options.storage;
@@ -173,6 +177,7 @@ export class GiftwireClient {
     this._ws = null;
     this._timer = null;
     this._attempt = 0;
+    this._openedAt = 0;
     this._closing = false;
     this._connecting = null;
   }
@@ -233,6 +238,7 @@ export class GiftwireClient {
     const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
     promise.catch(() => {}); // the caller may only listen to "close"
     this._connecting = { promise, resolve, reject };
+    if (this.state === "reconnecting") return promise; // its timer dials; the welcome resolves it
     this._attempt = 0;
     this._setState("connecting");
     this._dial();
@@ -318,7 +324,20 @@ export class GiftwireClient {
       if (welcomed) this._lost(ev.code, ev.reason);
       else this._failed(ev.code, ev.reason);
     };
-    ws.onerror = () => {}; // a close event follows
+    ws.onerror = () => {
+      // before the welcome, the attempt has failed: Node 20's WebSocket fires no close after
+      // a refused connection, so waiting for one would cost connectTimeoutMs per attempt
+      if (welcomed || this._ws !== ws) return; // once open, a close event follows
+      clearTimeout(timeout);
+      this._detach(ws);
+      this._ws = null;
+      try {
+        ws.close();
+      } catch {
+        // never opened
+      }
+      this._failed(1006, "connection failed");
+    };
   }
 
   _detach(ws) {
@@ -333,7 +352,7 @@ export class GiftwireClient {
     if (!resumed) this._offers = {};
     const again = this.welcome !== null;
     this.welcome = welcome;
-    this._attempt = 0;
+    this._openedAt = this.now();
     if (again) this.reconnects += 1;
     this._save();
     this._setState("open");
@@ -379,6 +398,9 @@ export class GiftwireClient {
   /** The connection was open and is gone. */
   _lost(code, reason) {
     this._failAll(new ConnectionError(`connection closed (${code})`));
+    // up for a while: a fresh start (at once, then back off); lost at once: one more failure
+    if (this.now() - this._openedAt >= this.stableMs) this._attempt = 0;
+    else this._attempt += 1;
     this._retryOrStop(code, reason);
   }
 

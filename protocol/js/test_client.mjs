@@ -203,7 +203,7 @@ const tests = {
   },
 
   async "close codes decide: final codes stop, others retry with backoff"() {
-    const c = client(new MemoryStorage(), { maxAttempts: 3 });
+    const c = client(new MemoryStorage(), { maxAttempts: 3, stableMs: 0 }); // up: stable
     const ws = await open(c, 1);
     const closes = [];
     c.on("close", (e) => closes.push([e.code, e.final]));
@@ -259,6 +259,50 @@ const tests = {
     const c = client(new MemoryStorage(), { requestTimeoutMs: 20 });
     await open(c, 1);
     await assert.rejects(c.request("ping"), (err) => err.code === "timeout");
+    c.close();
+  },
+
+  async "a connection lost right after its welcome backs off, toward maxAttempts"() {
+    const c = client(new MemoryStorage(), { maxAttempts: 3, stableMs: 1000 });
+    const delays = [];
+    c.on("reconnecting", (e) => delays.push(e.delayMs));
+    let ws = await open(c, 1);
+    for (let i = 0; i < 3; i += 1) { // welcomed, then closed at once: no redial at once
+      const before = FakeSocket.made.length;
+      ws.drop(4010, "resync");
+      if (i === 2) break;
+      ws = await until(() => FakeSocket.made[before], `attempt ${i + 1}`);
+      ws.welcome(1, true);
+      await until(() => c.state === "open", "open again");
+    }
+    await until(() => c.state === "closed", "giving up");
+    assert.deepEqual(delays, [1, 2]);
+  },
+
+  async "connect() while reconnecting dials no second socket"() {
+    const c = client(new MemoryStorage(), { baseDelayMs: 40, maxDelayMs: 40, stableMs: 1000 });
+    const ws = await open(c, 1);
+    const before = FakeSocket.made.length;
+    ws.drop(1006);
+    await until(() => c.state === "reconnecting", "reconnecting");
+    const again = c.connect(); // the caller asks while the backoff timer runs
+    const ws2 = await until(() => FakeSocket.made[before], "the timer's attempt");
+    ws2.welcome(1, true);
+    await again;
+    await tick(60);
+    assert.equal(FakeSocket.made.length, before + 1);
+    c.close();
+  },
+
+  async "an error before the welcome fails the attempt at once (Node 20 fires no close)"() {
+    const c = client(new MemoryStorage(), { connectTimeoutMs: 60000 });
+    const connected = c.connect();
+    const first = await until(() => FakeSocket.made.at(-1)?.onerror && FakeSocket.made.at(-1), "a socket");
+    const before = FakeSocket.made.length;
+    first.onerror({});
+    const second = await until(() => FakeSocket.made[before], "the next attempt, not after 60 s");
+    second.welcome(1);
+    await connected;
     c.close();
   },
 

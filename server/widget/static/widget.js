@@ -11,6 +11,7 @@ const LIST_MAX = 50; // entries kept per list
 const LIKE_BATCH_MAX = 50; // taps one room.like may carry (protocol/rooms.py)
 const LIKE_FLUSH_MS = 400; // taps within this of each other go in one request
 const SETTLE_TIMEOUT_MS = 70000; // the server answers `timeout` after 60 s itself
+const COUNT_MAX = 1_000_000; // the form's bound; the server's own (GIFTWIRE_COUNT_MAX) answers below it
 const RETRYABLE = new Set(["disconnected", "closed"]);
 
 // ---- configuration ------------------------------------------------------------------------
@@ -87,11 +88,12 @@ const model = {
   sent: [], // newest first: {giftId, to, asset, count, state, reason, room, group}
   incoming: [], // newest first: {tid, from, asset, count, room, note}
   notice: "",
+  offerStatus: "", // what became of the offer the user last answered
   sets: null, // {kinds, reward: {asset, amount}} once `notes.get` answered
   setsStatus: "",
   redeeming: false,
-  group: { joined: null, role: null, envelopes: new Map(), activity: [], status: "", grab: "",
-    sending: false },
+  group: { joined: null, role: null, envelopes: new Map(), activity: [], status: "", joinStatus: "",
+    grab: "", sending: false },
   room: { joined: false, live: false, audience: 0, streamer: null, board: [], wish: null,
     feed: [], likes: null, mine: null, pending: 0, inFlight: false, timer: null },
 };
@@ -271,6 +273,7 @@ function draw() {
       : t(g.room ? "received_room" : "received", { from: g.from, count: g.count, kind: kindOf(g.asset) })));
   $("incoming-empty").hidden = model.incoming.length > 0;
   setText($("send-status"), words(model.notice));
+  setText($("offer-status"), words(model.offerStatus));
 
   if (ctx.group) drawGroup();
   if (ctx.room) drawRoom();
@@ -303,6 +306,7 @@ function drawGroup() {
     });
   setText($("grab-status"), words(g.grab));
   setText($("envelope-status"), words(g.status));
+  setText($("join-status"), words(g.joinStatus));
   syncList($("activity"), g.activity.slice(0, LIST_MAX), (a) => a.key, () => el("li"),
     (li, a) => setText(li, t(a.text, a.vars)));
 }
@@ -384,12 +388,28 @@ function ourGift(msg, state) {
     if (!g.asset) return null;
     model.sent.unshift(g);
   }
+  const unknown = g.state === "unknown";
   if (g.state !== "accepted" || state === "accepted") setState(g, state); // a late copy changes nothing
+  if (unknown) { // its request had no answer in time: the host hears the outcome now
+    const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
+    if (state === "rejected" && msg.code) sent.code = msg.code;
+    postHost("sent", sent);
+  }
   return g;
+}
+
+/** No answer in time: the gift may still settle (its event then says how, and is posted). */
+function unanswered(g) {
+  setState(g, "unknown");
+  g.reason = "";
 }
 
 function onGiftReply(g, reply) {
   noteBalance(reply);
+  if (reply.type === "error" && reply.code === "timeout") {
+    unanswered(g);
+    return;
+  }
   if (reply.type === "gift.confirmed") {
     // (an offer may have been accepted already, its event ahead of this reply)
     if (g.state !== "accepted" && g.state !== "voided") {
@@ -593,6 +613,8 @@ async function sendGift(g) {
     if (RETRYABLE.has(err.code)) {
       setState(g, "queued"); // the same gift id again after the reconnection: never twice
       if (client.state === "open") queueMicrotask(() => sendGift(g));
+    } else if (err.code === "timeout") {
+      unanswered(g);
     } else {
       setState(g, "rejected");
       g.reason = why(err);
@@ -617,10 +639,14 @@ function onSubmitGift(ev) {
     render();
     return;
   }
-  if (!Number.isInteger(count) || count < 1) {
+  if (!Number.isInteger(count) || count < 1 || count > COUNT_MAX) {
+    model.notice = say("need_count", { max: COUNT_MAX });
+    $("count").setAttribute("aria-invalid", "true");
     $("count").focus();
+    render();
     return;
   }
+  $("count").removeAttribute("aria-invalid");
   model.notice = "";
   const g = { giftId: newId(), to, asset, count, state: null, history: [], reason: "",
     room: ctx.room ?? undefined, group: ctx.group ?? undefined };
@@ -636,17 +662,19 @@ async function answerOffer(offer, yes, li) {
     noteBalance(reply);
     if (reply.type === "gift.received") {
       addIncoming(reply, "offer_accepted");
-      model.notice = say("offer_accepted", vars);
+      model.offerStatus = say("offer_accepted", vars);
     } else if (reply.type === "gift.voided") {
-      model.notice = say("offer_declined", vars);
+      model.offerStatus = say("offer_declined", vars);
     } else {
-      model.notice = why(reply);
+      model.offerStatus = why(reply);
     }
   } catch (err) {
-    model.notice = why(err);
+    model.offerStatus = why(err);
   }
   for (const b of li.querySelectorAll("button")) b.disabled = false;
-  render();
+  draw(); // now: the answered offer's buttons are gone, so focus goes to what became of it
+  const focused = document.activeElement;
+  if (!focused || focused === document.body || !li.isConnected) $("offer-status").focus();
 }
 
 async function openGroup() {
@@ -665,9 +693,11 @@ async function joinGroup() {
   try {
     const reply = await client.joinGroup(ctx.group);
     if (reply.type === "group.snapshot") applyGroupSnapshot(reply);
-    else model.group.status = why(reply);
+    // an approval group: filed; the group's admins decide (the widget hears it on a reload)
+    else if (reply.type === "group.applied") model.group.joinStatus = say("group_applied");
+    else model.group.joinStatus = why(reply);
   } catch (err) {
-    model.group.status = why(err);
+    model.group.joinStatus = why(err);
   }
   render();
 }
@@ -830,6 +860,8 @@ function onHostMessage(ev) {
 }
 
 function useToken(token) {
+  // the widget is one user's (its storage, its lists): a token for someone else is ignored
+  if (client && userOfToken(token) !== userOfToken(ctx.token)) return;
   ctx.token = token; // each connection attempt takes the newest (see start)
   if (!client) start();
   else if (client.state === "closed") client.connect().catch(() => {});
