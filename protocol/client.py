@@ -32,6 +32,10 @@ EVENTS_MAX = 100_000
 RECONNECT_ATTEMPTS = 8
 RECONNECT_BASE_S = 0.1
 RECONNECT_MAX_S = 5.0
+# a connection lost sooner than this after its welcome counts as a failed attempt: the next
+# reconnection backs off (and gives up after RECONNECT_ATTEMPTS such losses in a row) instead
+# of redialling at once, forever, a server that closes each connection as soon as it opens
+STABLE_S = 5.0
 
 
 class ProtocolViolation(Exception):
@@ -67,6 +71,8 @@ class Client:
         self.reconnects = 0
         self._closing = False
         self._auto: asyncio.Task[Client] | None = None
+        self._opened_at = 0.0  # (loop time) of the last welcome
+        self._quick_losses = 0  # connections in a row lost within STABLE_S of their welcome
 
     @classmethod
     async def connect(cls, url: str, token: str, *, token_in_query: bool = True,
@@ -111,6 +117,7 @@ class Client:
         # resumed: events continue after `since`; otherwise after the server's latest
         self.last_seq = seq_after_welcome(welcome, since)
         self._error = None
+        self._opened_at = asyncio.get_running_loop().time()
         self._reader = asyncio.create_task(self._read())
 
     async def reconnect(self, attempts: int = RECONNECT_ATTEMPTS,
@@ -139,6 +146,10 @@ class Client:
             self._arrived.set()
             return self
         raise ConnectionError("unreachable")
+
+    async def _reconnect_after(self, delay_s: float) -> Client:
+        await asyncio.sleep(delay_s)
+        return await self.reconnect()
 
     def _should_reconnect(self) -> bool:
         """After a lost connection: reconnect unless the close code says not to."""
@@ -203,7 +214,13 @@ class Client:
                     fut.set_exception(self._error if isinstance(self._error, ProtocolViolation)
                                       else lost)
             if isinstance(self._error, ConnectionClosed) and self._should_reconnect():
-                self._auto = asyncio.get_running_loop().create_task(self.reconnect())
+                loop = asyncio.get_running_loop()
+                quick = loop.time() - self._opened_at < STABLE_S
+                self._quick_losses = self._quick_losses + 1 if quick else 0
+                if self._quick_losses < RECONNECT_ATTEMPTS:
+                    delay = (backoff_s(self._quick_losses - 1, RECONNECT_BASE_S, RECONNECT_MAX_S,
+                                       random.random()) if self._quick_losses else 0.0)
+                    self._auto = loop.create_task(self._reconnect_after(delay))
 
     def _parse(self, frame: str | bytes) -> dict[str, Any]:
         if not self.strict:

@@ -4,6 +4,7 @@ client that stops reading is cut off (4008) without costing anyone else."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from collections.abc import Callable
 
@@ -88,3 +89,33 @@ async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
         assert info.value.rcvd is not None
         assert info.value.rcvd.code == close_code("slow_consumer").code
         assert await admin.balances(slow) == {"note.do": 35000}  # nothing lost but the frames
+
+
+async def test_the_client_backs_off_from_a_server_that_closes_each_connection_at_once() -> None:
+    """A server that welcomes and at once closes with a code that says reconnect (4010) is not
+    redialled in a tight loop: the Python client backs off and gives up after its attempts."""
+    import orjson
+    from websockets.asyncio.server import ServerConnection, serve
+
+    from protocol.client import RECONNECT_ATTEMPTS
+
+    opened: list[float] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        opened.append(asyncio.get_running_loop().time())
+        await ws.send(orjson.dumps({"type": "welcome", "user": "u", "protocol": 1,
+                                    "server_time_ms": 1, "seq": 0}).decode())
+        await ws.close(4010, "resync")
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = server.sockets[0].getsockname()[1]
+        client = await Client.connect(f"ws://127.0.0.1:{port}/ws", "v1.u.1.x", auto_reconnect=True)
+        for _ in range(300):  # every quick loss waits longer; after RECONNECT_ATTEMPTS, none
+            if len(opened) >= RECONNECT_ATTEMPTS:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        await client.close()
+    assert len(opened) == RECONNECT_ATTEMPTS, opened
+    gaps = [b - a for a, b in itertools.pairwise(opened)]
+    assert gaps[-1] > gaps[0] and gaps[-1] > 0.5, gaps  # backed off, not at once
