@@ -145,9 +145,13 @@ def code_tables() -> str:
             "Every code the server can close with (and 1006, which clients see when a "
             "connection drops). Clients should follow the reconnect advice (`protocol/client.py` "
             "does with `auto_reconnect=True`, the JavaScript client by default) and treat a "
-            "code not listed here as final. The gateway's own closes (4000–4013) carry the "
-            "table's reason as their close frame's text; those of the WebSocket layer beneath "
-            "it (1002, 1007, 1009, 1011 for a missed pong, 1012) carry that layer's own text, "
+            "code not listed here as final. Both reconnect at once after a connection that was "
+            "up a while, then back off; a connection lost within 5 s of its `welcome` counts as "
+            "a failed attempt, so a server that closes each one at once is not redialled in a "
+            "tight loop. The gateway's own closes (4000–4013) carry the table's reason as their "
+            "close frame's text, and its 1007 and 1011 say `invalid UTF-8` and `unavailable`; "
+            "those of the WebSocket layer beneath it (1002, 1009, 1011 for a missed pong, 1012) "
+            "carry that layer's own text, "
             "or none. A client that closes first gets its own code echoed back, as RFC 6455 "
             "asks, whatever it is.", "",
             "| code | reason | reconnect? | when |", "| --- | --- | --- | --- |"]
