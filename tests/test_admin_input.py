@@ -232,3 +232,17 @@ async def test_a_creator_is_not_their_own_iron_fan(admin: Admin) -> None:
     await admin.user(u)
     r = await admin.call("PUT", "/iron-fans", {"fan": u, "creator": u, "iron": True}, ok=False)
     assert code(r) == (400, "self_relation")
+
+
+async def test_a_region_or_gender_is_removed_with_null(admin: Admin) -> None:
+    """`PUT /users/{id}` with `region` or `gender` null removes it: the profile shows null again,
+    and the other fields stay."""
+    u = uid()
+    await admin.user(u, region="eu", gender="female", vip=True)
+    got = await admin.call("GET", f"/users/{u}")
+    assert (got["region"], got["gender"]) == ("eu", "female")
+    await admin.call("PUT", f"/users/{u}", {"region": None})
+    got = await admin.call("GET", f"/users/{u}")
+    assert (got["region"], got["gender"], got["vip"]) == (None, "female", True)
+    await admin.call("PUT", f"/users/{u}", {"gender": None})
+    assert (await admin.call("GET", f"/users/{u}"))["gender"] is None

@@ -126,6 +126,8 @@ def profile(body: Any, now_ms: int) -> dict[str, str]:
             continue
         if name == "registered_at_ms":
             out[field] = str(integer(d[name], name, 0, now_ms + 86400_000))
+        elif name in ("region", "gender") and d[name] is None:
+            out[field] = ""  # no longer known: removed (user_put.lua)
         elif name == "region":  # the platform's region of the account (GIFTWIRE_REGIONS)
             if not isinstance(d[name], str) or not NAME.fullmatch(d[name]):
                 raise AdminError("bad_field", "region must be 1-24 of a-z, 0-9 and _")
