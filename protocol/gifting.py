@@ -81,7 +81,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             req_id(False), _TID, _GIFT_ID,
             Field("code", "str", "stable rejection code"),
             Field("message", "str", "human-readable explanation"),
-            Field("temporary", "bool", "true when retrying later may succeed"),
+            Field("temporary", "bool", "true when trying again later may succeed: with a new "
+                  "`gift_id` (the same one gets this answer again)"),
             Field("balance", "int", "sender balance after any refund", False, minimum=0),
             Field("asset", "str", "asset of the gift", False, ASSET_PATTERN),
             Field("seq", "int", "per-user event sequence number", False, minimum=1),

@@ -112,8 +112,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "not the multiplier), badge?: the sender's fan-club level with the recipient}, `wish` "
         "{wish, state (open, progress, reached, closed, ended), asset, target, progress; "
         "ends_at_ms on open, 0: no end set}, `likes` {likes: "
-        "the session's total}, `effect` {effect, likes} (a threshold of likes reached, once "
-        "per session).",
+        "the session's total}, `effect` {effect, likes: the session's total when its "
+        "threshold was passed} (a threshold of likes reached, once per session).",
         (_ROOM, Field("from", "int", "first event number in this frame", minimum=1),
          Field("to", "int", "last event number in this frame", minimum=1),
          Field("events", "objects", "the events, oldest first", max_length=FRAME_EVENTS_MAX)),

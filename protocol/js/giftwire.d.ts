@@ -573,7 +573,7 @@ export interface GiftRejectedMessage {
   code: string;
   /** human-readable explanation */
   message: string;
-  /** true when retrying later may succeed */
+  /** true when trying again later may succeed: with a new `gift_id` (the same one gets this answer again) */
   temporary: boolean;
   /** sender balance after any refund */
   balance?: number;
@@ -782,7 +782,7 @@ export interface RoomBoardMessage {
   board: JsonObject[];
 }
 
-/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, tier?: the wish tier (1-based: the row of `GIFTWIRE_WISH_TIERS` the audience fell in, not the multiplier), badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress; ends_at_ms on open, 0: no end set}, `likes` {likes: the session's total}, `effect` {effect, likes} (a threshold of likes reached, once per session). */
+/** What happened in a room during one tick, encoded once for every viewer: events `rseq` `from`..`to` (a frame that starts after your last `to` + 1 means you missed some: send `room.state`). Event kinds: `live` {session, live}, `audience` {audience}, `gift` {transfer_id, from, to, asset, count, cost, at_ms: when it settled, tier?: the wish tier (1-based: the row of `GIFTWIRE_WISH_TIERS` the audience fell in, not the multiplier), badge?: the sender's fan-club level with the recipient}, `wish` {wish, state (open, progress, reached, closed, ended), asset, target, progress; ends_at_ms on open, 0: no end set}, `likes` {likes: the session's total}, `effect` {effect, likes: the session's total when its threshold was passed} (a threshold of likes reached, once per session). */
 export interface RoomFrameMessage {
   type: "room.frame";
   /** room id */
