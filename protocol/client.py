@@ -70,7 +70,7 @@ class Client:
         self.urls: Callable[[], str] | None = None
         self.reconnects = 0
         self._closing = False
-        self._auto: asyncio.Task[Client] | None = None
+        self._auto: asyncio.Future[Client] | None = None
         self._opened_at = 0.0  # (loop time) of the last welcome
         self._quick_losses = 0  # connections in a row lost within STABLE_S of their welcome
 
@@ -125,6 +125,15 @@ class Client:
         """Reconnect in place, resuming after `last_seq`, retried with jittered exponential
         backoff; unread events stay. `urls` picks the gateway for each attempt (to move
         elsewhere when one is gone). Check `welcome["recovered"]` afterwards."""
+        auto = self._auto
+        if auto is not None and auto is not asyncio.current_task() and not auto.done():
+            auto.cancel()  # the caller's reconnection replaces the automatic one
+            await asyncio.gather(auto, return_exceptions=True)
+        if auto is not asyncio.current_task():
+            self._quick_losses = 0  # the caller decided: a fresh count
+        return await self._reconnect(attempts, urls)
+
+    async def _reconnect(self, attempts: int, urls: Callable[[], str] | None) -> Client:
         await self._stop_reader()
         pick = urls or self.urls
         for attempt in range(attempts):
@@ -149,7 +158,7 @@ class Client:
 
     async def _reconnect_after(self, delay_s: float) -> Client:
         await asyncio.sleep(delay_s)
-        return await self.reconnect()
+        return await self._reconnect(RECONNECT_ATTEMPTS, None)
 
     def _should_reconnect(self) -> bool:
         """After a lost connection: reconnect unless the close code says not to."""
@@ -221,6 +230,13 @@ class Client:
                     delay = (backoff_s(self._quick_losses - 1, RECONNECT_BASE_S, RECONNECT_MAX_S,
                                        random.random()) if self._quick_losses else 0.0)
                     self._auto = loop.create_task(self._reconnect_after(delay))
+                else:  # given up: `connected()` says so
+                    gave_up: asyncio.Future[Client] = loop.create_future()
+                    gave_up.set_exception(ConnectionError(
+                        f"gave up after {self._quick_losses} connections in a row were lost "
+                        f"within {STABLE_S:g} s of their welcome"))
+                    gave_up.exception()  # (retrieved: no "never retrieved" warning)
+                    self._auto = gave_up
 
     def _parse(self, frame: str | bytes) -> dict[str, Any]:
         if not self.strict:

@@ -93,7 +93,8 @@ async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
 
 async def test_the_client_backs_off_from_a_server_that_closes_each_connection_at_once() -> None:
     """A server that welcomes and at once closes with a code that says reconnect (4010) is not
-    redialled in a tight loop: the Python client backs off and gives up after its attempts."""
+    redialled in a tight loop: the Python client backs off, gives up after its attempts, and
+    `connected()` says so."""
     import orjson
     from websockets.asyncio.server import ServerConnection, serve
 
@@ -114,7 +115,15 @@ async def test_the_client_backs_off_from_a_server_that_closes_each_connection_at
             if len(opened) >= RECONNECT_ATTEMPTS:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+        for _ in range(50):  # (the last loss may still be on its way) said, not a silent stop
+            try:
+                await client.connected(timeout_s=15)
+            except ConnectionError as exc:
+                assert "gave up" in str(exc)
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("connected() never said the client gave up")
         await client.close()
     assert len(opened) == RECONNECT_ATTEMPTS, opened
     gaps = [b - a for a, b in itertools.pairwise(opened)]

@@ -413,8 +413,10 @@ async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: Brow
     await a.q("#to").fill(bob)
     await a.q("#count").fill("0")  # no number of cards: said so, the field marked, nothing sent
     await a.page.get_by_role("button", name="送出", exact=True).click()
-    await expect(a.q("#send-status")).to_have_text("数量：1 到 1000000 之间的整数")
+    await expect(a.q("#send-status")).to_have_text("数量：请填写 1 或更大的整数")
     await expect(a.q("#count")).to_have_attribute("aria-invalid", "true")
+    await a.q("#count").fill("2")  # mended: no longer marked
+    await expect(a.q("#count")).not_to_have_attribute("aria-invalid", "true")
     await a.balance("note.do", 5)
     a.check_clean()
 

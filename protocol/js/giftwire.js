@@ -177,6 +177,7 @@ export class GiftwireClient {
     this._ws = null;
     this._timer = null;
     this._attempt = 0;
+    this._quickLosses = 0; // connections in a row lost within stableMs of their welcome
     this._openedAt = 0;
     this._closing = false;
     this._connecting = null;
@@ -238,7 +239,8 @@ export class GiftwireClient {
     const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
     promise.catch(() => {}); // the caller may only listen to "close"
     this._connecting = { promise, resolve, reject };
-    if (this.state === "reconnecting") return promise; // its timer dials; the welcome resolves it
+    // a retry is already due (its timer dials; the welcome resolves this promise)
+    if (this.state === "reconnecting" || this._timer !== null) return promise;
     this._attempt = 0;
     this._setState("connecting");
     this._dial();
@@ -249,6 +251,7 @@ export class GiftwireClient {
   close() {
     this._closing = true;
     clearTimeout(this._timer);
+    this._timer = null;
     const ws = this._ws;
     this._ws = null;
     if (ws) {
@@ -352,6 +355,7 @@ export class GiftwireClient {
     if (!resumed) this._offers = {};
     const again = this.welcome !== null;
     this.welcome = welcome;
+    this._attempt = 0;
     this._openedAt = this.now();
     if (again) this.reconnects += 1;
     this._save();
@@ -398,9 +402,11 @@ export class GiftwireClient {
   /** The connection was open and is gone. */
   _lost(code, reason) {
     this._failAll(new ConnectionError(`connection closed (${code})`));
-    // up for a while: a fresh start (at once, then back off); lost at once: one more failure
-    if (this.now() - this._openedAt >= this.stableMs) this._attempt = 0;
-    else this._attempt += 1;
+    // up for a while: a fresh start (at once, then back off); lost at once: one more quick
+    // loss in a row, which backs off like failed attempts (and gives up at maxAttempts)
+    const quick = this.now() - this._openedAt < this.stableMs;
+    this._quickLosses = quick ? this._quickLosses + 1 : 0;
+    this._attempt = this._quickLosses;
     this._retryOrStop(code, reason);
   }
 
@@ -427,7 +433,10 @@ export class GiftwireClient {
     this._emit("close", { code, reason: reason || "", final: false });
     this._emit("reconnecting", { attempt: this._attempt, delayMs, code });
     clearTimeout(this._timer);
-    this._timer = setTimeout(() => this._dial(), delayMs);
+    this._timer = setTimeout(() => {
+      this._timer = null;
+      this._dial();
+    }, delayMs);
   }
 
   _failAll(error) {

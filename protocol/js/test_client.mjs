@@ -279,6 +279,26 @@ const tests = {
     assert.deepEqual(delays, [1, 2]);
   },
 
+  async "failed dials before a welcome are not held against the connection after it"() {
+    const c = client(new MemoryStorage(), { maxAttempts: 3, stableMs: 1000 });
+    let ws = await open(c, 1);
+    c._openedAt -= 5000; // (this one was up a while)
+    let before = FakeSocket.made.length;
+    ws.drop(1006);
+    for (let i = 0; i < 2; i += 1) { // the server restarting: two dials fail
+      ws = await until(() => FakeSocket.made[before + i], `dial ${i + 1}`);
+      ws.drop(1006);
+    }
+    ws = await until(() => FakeSocket.made[before + 2], "the dial that gets in");
+    ws.welcome(1, true);
+    await until(() => c.state === "open", "open");
+    before = FakeSocket.made.length;
+    ws.drop(4010, "resync"); // lost at once: one quick loss, not the fourth failure
+    await until(() => FakeSocket.made[before], "a redial, not giving up");
+    assert.notEqual(c.state, "closed");
+    c.close();
+  },
+
   async "connect() while reconnecting dials no second socket"() {
     const c = client(new MemoryStorage(), { baseDelayMs: 40, maxDelayMs: 40, stableMs: 1000 });
     const ws = await open(c, 1);

@@ -11,7 +11,6 @@ const LIST_MAX = 50; // entries kept per list
 const LIKE_BATCH_MAX = 50; // taps one room.like may carry (protocol/rooms.py)
 const LIKE_FLUSH_MS = 400; // taps within this of each other go in one request
 const SETTLE_TIMEOUT_MS = 70000; // the server answers `timeout` after 60 s itself
-const COUNT_MAX = 1_000_000; // the form's bound; the server's own (GIFTWIRE_COUNT_MAX) answers below it
 const RETRYABLE = new Set(["disconnected", "closed"]);
 
 // ---- configuration ------------------------------------------------------------------------
@@ -639,8 +638,8 @@ function onSubmitGift(ev) {
     render();
     return;
   }
-  if (!Number.isInteger(count) || count < 1 || count > COUNT_MAX) {
-    model.notice = say("need_count", { max: COUNT_MAX });
+  if (!Number.isInteger(count) || count < 1) { // (the server says when it is too many)
+    model.notice = say("need_count");
     $("count").setAttribute("aria-invalid", "true");
     $("count").focus();
     render();
@@ -674,7 +673,7 @@ async function answerOffer(offer, yes, li) {
   for (const b of li.querySelectorAll("button")) b.disabled = false;
   draw(); // now: the answered offer's buttons are gone, so focus goes to what became of it
   const focused = document.activeElement;
-  if (!focused || focused === document.body || !li.isConnected) $("offer-status").focus();
+  if (!focused || focused === document.body) $("offer-status").focus(); // (not if it moved on)
 }
 
 async function openGroup() {
@@ -861,7 +860,7 @@ function onHostMessage(ev) {
 
 function useToken(token) {
   // the widget is one user's (its storage, its lists): a token for someone else is ignored
-  if (client && userOfToken(token) !== userOfToken(ctx.token)) return;
+  if (client && model.user && userOfToken(token) !== model.user) return;
   ctx.token = token; // each connection attempt takes the newest (see start)
   if (!client) start();
   else if (client.state === "closed") client.connect().catch(() => {});
@@ -900,7 +899,9 @@ function start() {
   client.on("open", async ({ welcome }) => {
     model.user = welcome.user;
     model.closed = null;
-    for (const g of model.sent) if (g.state === "queued") sendGift(g);
+    // waiting to go, or sent with no answer in time: the same gift id again (its answer, never
+    // a second gift), as the server's `timeout` advises
+    for (const g of model.sent) if (g.state === "queued" || g.state === "unknown") sendGift(g);
     if (ctx.group && !client.groups.has(ctx.group) && model.group.joined !== false) openGroup();
     if (ctx.room && !client.rooms.has(ctx.room)) joinRoom();
     if (model.sets === null) readSets();
@@ -927,6 +928,7 @@ function init() {
     draw();
   });
   $("send-form").addEventListener("submit", onSubmitGift);
+  $("count").addEventListener("input", () => $("count").removeAttribute("aria-invalid"));
   $("envelope-form").addEventListener("submit", onSubmitEnvelope);
   $("join-group").addEventListener("click", joinGroup);
   $("like").addEventListener("click", tapLike);
