@@ -148,3 +148,33 @@ async def test_a_failing_entry_holds_back_the_same_users_later_requests(
             assert settled["type"] == "gift.confirmed"
             assert settled["seq"] > 0 and a.last_seq == settled["seq"]
         assert await admin.balances(r) == {"note.do": 2}
+
+
+async def test_a_failed_entry_holds_back_no_entry_of_another_partition_with_its_id(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Two partitions' streams give out the same ids: an entry that fails in one does not stop
+    the other partition's entry with the same id from settling and being acknowledged."""
+    srv, vk = own_server({**FAST_RETRY, "GIFTWIRE_PARTITIONS": "2"})
+    async with Admin(srv) as admin:
+        while True:  # a sender on partition 1 (users map to partitions by a hash)
+            s, r = await admin.pair(10)
+            if keys.partition_of(s, 2) == 1:
+                break
+        same = "99999999999999-1"  # (ahead of any id the gateway's appends got)
+        raw = raw_redis(vk)
+        both = raw.pipeline(transaction=True)  # one MULTI: the worker reads them in one batch
+        both.xadd(keys.settle_stream(0), {"kind": "teleport", "user": "x"}, id=same)
+        both.xadd(keys.settle_stream(1), {"kind": "send", "user": s, "gift_id": "twin", "to": r,
+                                          "asset": "note.do", "count": "2", "room": ""}, id=same)
+        both.execute()
+        (dead,) = (await dead_letters(admin, 1))["dead_letters"]
+        assert "malformed" in dead["error"]
+        for _ in range(100):  # settled (its record says so) and acknowledged
+            if (raw.hget(keys.user(s).transfers, f"{s}:twin") is not None
+                    and raw.xpending(keys.settle_stream(1), keys.SETTLE_GROUP)["pending"] == 0):
+                break
+            await asyncio.sleep(0.1)
+        assert raw.xpending(keys.settle_stream(1), keys.SETTLE_GROUP)["pending"] == 0
+        record = raw.hget(keys.user(s).transfers, f"{s}:twin")
+        assert await admin.balances(r) == {"note.do": 2}, record
+        assert "settlement loop failed" not in srv.log_path.read_text()

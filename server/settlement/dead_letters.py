@@ -85,11 +85,13 @@ class DeadLetters:
                     await self.redis.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
         return {u: eid for u, (_, eid) in out.items()}
 
-    async def record(self, entries: list[Entry], failed: dict[str, tuple[str, bool]]) -> None:
-        """Count a failed attempt of each entry; bury those out of attempts."""
+    async def record(self, entries: list[Entry],
+                     failed: dict[tuple[str, str], tuple[str, bool]]) -> None:
+        """Count a failed attempt of each entry (`failed` by stream and id); bury those out of
+        attempts."""
         for entry in entries:
             stream, eid, fields = entry
-            error, final = failed[eid]
+            error, final = failed[stream, eid]
             fails = keys.settle_failures(self.partition[stream])
             pipe = self.redis.pipeline(transaction=False)
             pipe.hincrby(fails, eid, 1)

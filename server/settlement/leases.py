@@ -131,8 +131,9 @@ class Leases:
             return
         async with self._lock:
             await self._call(sorted(partitions), "release")
-            for p in partitions:
-                log.info("partition %d: lease released by %s", p, self.name)
+            for p in sorted(partitions):
+                if p in self.owned:  # (`leave` releases every partition, held or not)
+                    log.info("partition %d: lease released by %s", p, self.name)
                 self._forget(p)
 
     async def leave(self) -> None:

@@ -34,7 +34,10 @@ from server.store.scripts import Scripts
 log = logging.getLogger("giftwire.worker")
 
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
-Failed = dict[str, tuple[str, bool]]  # entry id → (error, final: no retry helps)
+# (stream, entry id) → (error, final: no retry helps); an entry is named by both: two
+# partitions' streams give out the same ids (`<ms>-<n>`, from one clock)
+EntryKey = tuple[str, str]
+Failed = dict[EntryKey, tuple[str, bool]]
 RETRY_MAX_S = 2.0  # longest wait between attempts while Redis is down
 APART_STOP_S = 10.0  # a stopping worker waits this long for a job apart to finish its run
 
@@ -67,7 +70,7 @@ class Worker:
         self.name = consumer_name()
         self.streams = [keys.settle_stream(p) for p in range(settings.partitions)]
         self.partition = {stream: p for p, stream in enumerate(self.streams)}
-        self._claimed: set[str] = set()  # ids taken over this run, not yet acknowledged
+        self._claimed: set[EntryKey] = set()  # taken over this run, not yet acknowledged
         # applied batches (with the failure marks read for them), acknowledged with the next read
         self._acks: list[tuple[list[Entry], dict[str, str]]] = []
         self.dead = DeadLetters(redis, scripts, Replies(redis, settings.redis_cluster), flows,
@@ -123,7 +126,8 @@ class Worker:
                 claimed += await self._claim()
                 # what was claimed is applied now, not after a read's wait
                 read, marked = await self._read(block=not burst and not claimed)
-                entries = claimed + read
+                # (a take-over and a claim may both hand out one entry: applied once)
+                entries = list({(e[0], e[1]): e for e in claimed + read}.values())
                 if entries:
                     await self.apply(entries, marked=marked or bool(claimed))
                 self.leases.taken -= caught_up  # their pending entries are applied: read on
@@ -276,7 +280,7 @@ class Worker:
             count=self.s.worker_batch_max)
         claimed = [(stream, eid, fields) for eid, fields in items if fields]
         kept = await self.dead.over_delivered(stream, claimed)
-        self._claimed.update(eid for _, eid, _ in kept)
+        self._claimed.update((stream, eid) for _, eid, _ in kept)
         return str(cursor), kept
 
     async def _takeover(self) -> tuple[list[Entry], set[int]]:
@@ -313,7 +317,7 @@ class Worker:
         started = time.perf_counter()
         now = self.clock.now_ms()
         failed: Failed = {}
-        deferred: set[str] = set()  # later entries of a user whose entry failed: kept pending
+        deferred: set[EntryKey] = set()  # later entries of a user whose entry failed: pending
         # users with an entry that failed and waits for its retry (in an earlier batch, perhaps
         # on another worker): their newer entries wait too, so each user's order holds
         blocked = await self.dead.blocked_users(entries) if marked else {}
@@ -321,32 +325,33 @@ class Worker:
         stuck: set[str] = set()  # users whose entry failed in this batch
         prepared: dict[str, Any] = {}  # flow kind → what its calls share in this batch
         for round_ in rounds(entries):
-            by_kind: dict[str, list[tuple[str, Item]]] = {}
-            for _, eid, fields in round_:
+            by_kind: dict[str, list[tuple[EntryKey, Item]]] = {}
+            for stream, eid, fields in round_:
                 user = fields.get("user", "")
                 if user in stuck or blocked.get(user, eid) != eid:
                     # keep the user's order: this waits for the failed one, and comes back with
                     # it (XAUTOCLAIM hands out in id order)
-                    deferred.add(eid)
+                    deferred.add((stream, eid))
                     continue
                 try:
                     env = codec.decode(fields)
                     item = self.flows.get(env.kind).decode(env, fields)
                 except (KeyError, ValueError) as exc:
-                    failed[eid] = (f"malformed entry: {exc!r}", True)
+                    failed[stream, eid] = (f"malformed entry: {exc!r}", True)
                     continue
-                by_kind.setdefault(env.kind, []).append((eid, item))
+                by_kind.setdefault(env.kind, []).append(((stream, eid), item))
             await asyncio.gather(*(self._run_flow(kind, pairs, now, prepared, failed)
                                    for kind, pairs in by_kind.items()))
-            stuck.update(fields.get("user", "") for _, eid, fields in round_ if eid in failed)
-            for _, eid, fields in round_:  # the held-up entry went through: the rest may follow
-                if eid not in failed and eid not in deferred and blocked.get(fields.get("user", "")) == eid:
+            stuck.update(f.get("user", "") for st, eid, f in round_ if (st, eid) in failed)
+            for st, eid, fields in round_:  # the held-up entry went through: the rest may follow
+                key = (st, eid)
+                if key not in failed and key not in deferred and blocked.get(fields.get("user", "")) == eid:
                     del blocked[fields["user"]]
-        done = [e for e in entries if e[1] not in failed and e[1] not in deferred]
+        done = [e for e in entries if (e[0], e[1]) not in failed and (e[0], e[1]) not in deferred]
         if done:
             self._acks.append((done, marks))
         if failed:
-            await self.dead.record([e for e in entries if e[1] in failed], failed)
+            await self.dead.record([e for e in entries if (e[0], e[1]) in failed], failed)
         self._claimed.difference_update(failed, deferred)  # claimed again if they come back
         # acknowledged = applied; the failed and the deferred stay pending
         assert len(done) + len(failed) + len(deferred) == len(entries)
@@ -358,7 +363,7 @@ class Worker:
             SETTLE_SECONDS.observe(max(0, now_ms - int(eid.partition("-")[0])) / 1000)
         log.debug("applied %d entries in %.2f ms", len(done), (time.perf_counter() - started) * 1000)
 
-    async def _run_flow(self, kind: str, pairs: list[tuple[str, Item]], now: int,
+    async def _run_flow(self, kind: str, pairs: list[tuple[EntryKey, Item]], now: int,
                         prepared: dict[str, Any], failed: Failed) -> None:
         flow = self.flows.get(kind)
         if kind not in prepared:
@@ -377,7 +382,7 @@ class Worker:
                 pipe.xack(stream, keys.SETTLE_GROUP, eid)
                 pipe.xdel(stream, eid)
                 queued += 2
-                if eid in self._claimed:  # it may have failed before: forget its count
+                if (stream, eid) in self._claimed:  # it may have failed before: forget its count
                     pipe.hdel(keys.settle_failures(self.partition[stream]), eid, f"{eid}:error")
                     queued += 1
                 user = fields.get("user", "")
@@ -398,7 +403,7 @@ class Worker:
         """The queued acknowledgements reached Redis (until then they are sent again with
         each attempt: acknowledging twice changes nothing)."""
         for entries, _ in self._acks:
-            self._claimed.difference_update(eid for _, eid, _ in entries)
+            self._claimed.difference_update((stream, eid) for stream, eid, _ in entries)
         self._acks.clear()
 
 

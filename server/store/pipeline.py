@@ -11,7 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import AskError, ClusterDownError, RedisError, ResponseError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    RedisError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -137,8 +144,10 @@ async def execute(pipe: Any, raise_on_error: bool = True, block_ms: int = 0) -> 
 
 # Errors that say nothing about the transfer, only about the connection (and, on a cluster,
 # redirections redis-py gave up on while a slot moves): the batch is re-run, never failed.
+# ClusterError is also redis-py's "TTL exhausted": the MOVED/ASK/TRYAGAIN redirections of
+# one command ran out while a slot's keys were still moving (ClusterDownError is one too)
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, AskError, TryAgainError,
-             ClusterDownError)
+             ClusterError, SlotNotCoveredError)
 
 
 async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call],
