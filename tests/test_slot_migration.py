@@ -180,3 +180,40 @@ async def test_a_slow_reshard_is_retried_never_dead_lettered(cluster: list[Embed
         assert page["total"] == 0, page
     code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
     assert code == 0 and "(0 in flight)" in out, out
+
+
+async def test_a_step_on_a_half_moved_slot_waits_for_the_move(cluster: list[EmbeddedValkey],
+                                                              start: Callable[..., Proc]) -> None:
+    """A recipient's slot stays half moved for 3 s (some keys on each master: its step gets
+    TRYAGAIN until redis-py gives up, `TTL exhausted`): the gift waits for the move instead of
+    failing its attempts (2, 200 ms apart here) into the dead letters, and settles after it."""
+    env = {**ENV, "GIFTWIRE_CLAIM_IDLE_MS": "200", "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "2"}
+    srv = start("serve", cluster[0].url, None, env)
+    cs = clients(cluster)
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10)
+        slot = int(cs[0].execute_command("CLUSTER KEYSLOT", keys.user(r).profile))
+        src = owner(cs, slot)
+        dst = (src + 1) % len(cluster)
+        src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
+        cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        held = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        half = held[: max(1, len(held) // 2)]
+        cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS", *half)
+        conn = await RawConn.open(srv, s)
+        await conn.send("gift.send", id="h1", gift_id="h1", to=r, asset="note.do", count=1)
+        await asyncio.sleep(3)  # the recipient's step meets the split slot all along
+        rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        if rest:
+            cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS",
+                                    *rest)
+        for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
+            cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        (reply,) = await conn.wait_for(lambda f: f.get("id") == "h1", timeout_s=30)
+        assert reply["type"] == "gift.confirmed", reply
+        await conn.close()
+        assert (await admin.call("GET", "/dead-letters"))["total"] == 0
+        assert await admin.balances(r) == {"note.do": 1}
+    code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+    assert code == 0 and "(0 in flight)" in out, out
