@@ -139,6 +139,7 @@ def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536,
         http=http_protocol(limits), h11_max_incomplete_event_size=limits.head_max_bytes,
         ws=WS_IMPL, ws_max_size=ws_max_bytes, ws_per_message_deflate=False,
         ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
+        timeout_keep_alive=limits.keep_alive_s,
         # the client's address is ours to decide (server/gateway/peers.py, trusted proxies
         # only): uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1
         proxy_headers=False,

@@ -142,6 +142,10 @@ class Settings:
     # per address (a trusted proxy's excepted): one address cannot take every slot above, and a
     # quarter leaves room for a carrier's NAT, whose users all reconnect at once after a restart
     handshakes_per_address_max: int = 256
+    # an idle keep-alive HTTP connection is closed after this: longer than common clients'
+    # own expiry (httpx and Node 5 s, aiohttp 15 s), so a client never reuses a connection the
+    # server is closing at that instant (uvicorn's 5 s raced httpx's 5 s)
+    http_keep_alive_s: int = 20
 
     # settlement
     partitions: int = 1  # settlement stream partitions (by acting user)
@@ -391,7 +395,7 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "worker_batch_max", "sweep_batch_max", "points_sweep_batch_max", "resume_page_max",
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
             "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max",
-            "handshakes_max", "handshakes_per_address_max",
+            "handshakes_max", "handshakes_per_address_max", "http_keep_alive_s",
             # and the gateway's bounds: at 0 a gateway starts and answers /health, yet refuses
             # every request, connection or frame
             "http_head_max_bytes", "http_headers_max", "handshake_timeout_s", "auth_timeout_s",
@@ -769,6 +773,8 @@ DOCS: dict[str, str] = {
     "handshake_timeout_s": "time from connect to a complete request head and WebSocket accept (408 above)",
     "handshakes_max": "connections of one process still in that phase (a WebSocket until its "
                       "token is checked); new ones get 503 above",
+    "http_keep_alive_s": "an idle keep-alive HTTP connection is closed after this; keep a client's "
+                         "own idle expiry below it",
     "handshakes_per_address_max": "connections of one process still in that phase from one client "
                                   "address (a trusted proxy's are not counted); new ones from it "
                                   "get 429 above",

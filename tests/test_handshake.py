@@ -256,3 +256,16 @@ async def test_normal_use_outlives_the_handshake_timeout(own_server: OwnServer) 
             assert length
             await asyncio.wait_for(reader.readexactly(int(length.group(1))), 5)
             await asyncio.sleep(1.5)  # over the handshake timeout, under uvicorn's keep-alive (5 s)
+
+
+async def test_an_idle_keep_alive_connection_outlives_a_clients_five_seconds(
+        own_server: OwnServer) -> None:
+    """A keep-alive connection idle for 6 s (past httpx's own 5 s expiry, and uvicorn's 5 s
+    default) still serves the next request: no client meets a connection being closed."""
+    srv, _ = own_server()
+    async with raw(srv) as (reader, writer):
+        for pause_s in (6, 0):
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            assert status(await asyncio.wait_for(reader.readuntil(b"}"), 5)) == 200
+            await asyncio.sleep(pause_s)

@@ -80,11 +80,13 @@ class HandshakeLimits:
     handshakes_max: int
     per_address_max: int = 1 << 30
     trusted: tuple[Network, ...] = ()  # proxies: many clients share their address
+    keep_alive_s: int = 20  # (uvicorn's own: an idle keep-alive connection's lifetime)
 
     @classmethod
     def of(cls, s: Settings) -> HandshakeLimits:
         return cls(s.http_head_max_bytes, s.http_headers_max, s.handshake_timeout_s, s.handshakes_max,
-                   s.handshakes_per_address_max, parse_trusted(s.trusted_proxies))
+                   s.handshakes_per_address_max, parse_trusted(s.trusted_proxies),
+                   s.http_keep_alive_s)
 
 
 PREPARED_EXTENSION = "giftwire.prepared"  # scope["extensions"][...]["write"]: write_prepared
