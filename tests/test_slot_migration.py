@@ -65,12 +65,9 @@ def migrate_slot(nodes: list[EmbeddedValkey], cs: list[redis.Redis], slot: int,
         cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
 
-async def sender_loop(conn: RawConn, recipient: str, confirmed: list[str],
-                      pace_s: float = 0.0) -> None:
-    """GIFTS sends one after another (`pace_s` apart); a lost reply is answered by sending the
-    same gift again."""
+async def sender_loop(conn: RawConn, recipient: str, confirmed: list[str]) -> None:
+    """GIFTS sends one after another; a lost reply is answered by sending the same gift again."""
     for k in range(GIFTS):
-        await asyncio.sleep(pace_s)
         for attempt in range(ATTEMPTS_MAX):
             rid = f"m{k}-{attempt}"
             await conn.send("gift.send", id=rid, gift_id=f"m{k}", to=recipient, asset="note.do",
@@ -141,40 +138,6 @@ async def test_slots_move_while_gifts_flow(cluster: list[EmbeddedValkey],
         (after,) = await senders[0].wait_for(lambda f: f.get("id") == "after")
         await recipients[0].wait_for(lambda f: f.get("transfer_id") == after["transfer_id"])
         for conn in (*senders, *watchers, *recipients):
-            await conn.close()
-        page = await admin.call("GET", "/dead-letters")
-        assert page["total"] == 0, page
-    code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
-    assert code == 0 and "(0 in flight)" in out, out
-
-
-async def test_a_slow_reshard_is_retried_never_dead_lettered(cluster: list[EmbeddedValkey],
-                                                             start: Callable[..., Proc]) -> None:
-    """The recipients' slots move two keys at a time, 1 s apart, all at once, while gifts to
-    them flow (their steps meet ASK and TRYAGAIN for seconds): no request is answered
-    `settlement_failed`, nothing is dead-lettered, each gift is confirmed and received once,
-    audit clean."""
-    srv = start("serve", cluster[0].url, None, ENV)
-    start("worker", cluster[1].url, srv.data_dir, ENV)
-    cs = clients(cluster)
-    async with Admin(srv) as admin:
-        pairs = [await admin.pair(GIFTS + 5) for _ in range(PAIRS)]
-        senders = [await RawConn.open(srv, s) for s, _ in pairs]
-        recipients = [await RawConn.open(srv, r) for _, r in pairs]
-        confirmed: list[list[str]] = [[] for _ in pairs]
-        flow = [asyncio.create_task(sender_loop(c, r, out, pace_s=0.4))
-                for c, (_, r), out in zip(senders, pairs, confirmed, strict=True)]
-        slots = sorted({int(cs[0].execute_command("CLUSTER KEYSLOT", keys.user(r).profile))
-                        for _, r in pairs})
-        await asyncio.gather(*(asyncio.to_thread(migrate_slot, cluster, cs, slot, 2, 1.0)
-                               for slot in slots))
-        await asyncio.gather(*flow)
-        for rcv, sent in zip(recipients, confirmed, strict=True):
-            await rcv.wait_for(lambda f: f["type"] == "gift.received", count=GIFTS, timeout_s=20)
-            received = [f["transfer_id"] for f in rcv.frames if f["type"] == "gift.received"]
-            assert sorted(received) == sorted(set(sent)) and len(set(sent)) == GIFTS
-            assert rcv.seqs_once()
-        for conn in (*senders, *recipients):
             await conn.close()
         page = await admin.call("GET", "/dead-letters")
         assert page["total"] == 0, page
