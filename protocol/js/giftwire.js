@@ -292,8 +292,10 @@ export class GiftwireClient {
     }
     this._ws = ws;
     let welcomed = false;
-    const timeout = setTimeout(() => {
-      if (this._ws !== ws || welcomed) return;
+    // the attempt failed before its welcome: drop the socket, and count it
+    const abandon = (why) => {
+      if (this._ws !== ws || welcomed) return; // (once open, a close event follows)
+      clearTimeout(timeout);
       this._detach(ws);
       this._ws = null;
       try {
@@ -301,8 +303,9 @@ export class GiftwireClient {
       } catch {
         // never opened
       }
-      this._failed(1006, "no welcome in time");
-    }, this.connectTimeoutMs);
+      this._failed(1006, why);
+    };
+    const timeout = setTimeout(() => abandon("no welcome in time"), this.connectTimeoutMs);
     ws.onmessage = (ev) => {
       let msg;
       try {
@@ -327,20 +330,9 @@ export class GiftwireClient {
       if (welcomed) this._lost(ev.code, ev.reason);
       else this._failed(ev.code, ev.reason);
     };
-    ws.onerror = () => {
-      // before the welcome, the attempt has failed: Node 20's WebSocket fires no close after
-      // a refused connection, so waiting for one would cost connectTimeoutMs per attempt
-      if (welcomed || this._ws !== ws) return; // once open, a close event follows
-      clearTimeout(timeout);
-      this._detach(ws);
-      this._ws = null;
-      try {
-        ws.close();
-      } catch {
-        // never opened
-      }
-      this._failed(1006, "connection failed");
-    };
+    // before the welcome an error ends the attempt: Node 20's WebSocket fires no close after a
+    // refused connection, so waiting for one would cost connectTimeoutMs per attempt
+    ws.onerror = () => abandon("connection failed");
   }
 
   _detach(ws) {

@@ -356,16 +356,13 @@ class Gateway:
             log.warning("Redis unavailable: %d connection(s) closed with 1011 since the last line",
                         self.unavailable_closes)
             self.unavailable_logged_at, self.unavailable_closes = now, 0
-        if ws.application_state == WebSocketState.CONNECTED:
-            try:
-                await ws.close(code=close_code("internal_error").code, reason="unavailable")
-            except (RuntimeError, WebSocketDisconnect, OSError):
-                pass
+        await self._close(ws, "internal_error", text="unavailable")
 
-    async def _close(self, ws: WebSocket, reason: str) -> None:
+    async def _close(self, ws: WebSocket, reason: str, text: str | None = None) -> None:
+        """Close with `reason`'s code; the frame says `text`, else the reason itself."""
         if ws.application_state == WebSocketState.CONNECTED:
             try:
-                await ws.close(code=close_code(reason).code, reason=reason)
+                await ws.close(code=close_code(reason).code, reason=text or reason)
             except (RuntimeError, WebSocketDisconnect, OSError):
                 pass  # the transport closed it first (a server stopping: 1012), or it dropped
 
