@@ -174,6 +174,8 @@ class Settings:
     # worker (set high: a batch aborted by a storage outage is handed out again too)
     settle_deliveries_max: int = 20
     dead_letters_max: int = 10_000  # per partition; the oldest are trimmed beyond it
+    # a slot move takes seconds; masters that disagree about a slot's owner never settle
+    settle_stall_alert_s: float = 30.0
     sweep_interval_ms: int = 500
     sweep_batch_max: int = 256
     token_ttl_s: int = 86400
@@ -396,6 +398,7 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
             "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max",
             "handshakes_max", "handshakes_per_address_max", "http_keep_alive_s",
+            "settle_stall_alert_s",
             # and the gateway's bounds: at 0 a gateway starts and answers /health, yet refuses
             # every request, connection or frame
             "http_head_max_bytes", "http_headers_max", "handshake_timeout_s", "auth_timeout_s",
@@ -806,6 +809,10 @@ DOCS: dict[str, str] = {
     "settle_deliveries_max": "deliveries of an entry that no worker acknowledged (each died on "
                              "it) before it is moved to the dead-letter stream",
     "dead_letters_max": "dead-letter entries kept per partition (oldest trimmed)",
+    "settle_stall_alert_s": "a worker whose entries in hand keep failing this long (Redis "
+                            "away, a slot that never finishes moving) logs an error, again "
+                            "every this long, until they settle; "
+                            "`giftwire_settlement_stalled_seconds` shows how long",
     "sweep_interval_ms": "how often a worker times out due offers",
     "sweep_batch_max": "offers timed out per sweep",
     "token_ttl_s": "default lifetime of `giftwire token` tokens",

@@ -110,6 +110,11 @@ CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
 BACKLOG = REGISTRY.add(Gauge("giftwire_stream_backlog", "settlement stream length, by partition"))
 HELD = REGISTRY.add(Gauge("giftwire_partition_held",
                           "1 while a worker holds the partition's lease; 0: nothing settles it"))
+STALLED = REGISTRY.add(Gauge(
+    "giftwire_settlement_stalled_seconds",
+    "how long this worker has re-run the entries in hand without settling them; 0 while it "
+    "settles (past GIFTWIRE_SETTLE_STALL_ALERT_S, page someone)"))
+STALLED.set(0)
 SETTLE_SECONDS = REGISTRY.add(Histogram(
     "giftwire_settlement_seconds", "settlement entry queued → applied",
     (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)))

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from server.clock import Clock
 from server.config import Settings
-from server.metrics import CLAIMED, SETTLE_SECONDS
+from server.metrics import CLAIMED, SETTLE_SECONDS, STALLED
 from server.settlement import entries as codec
 from server.settlement.dead_letters import DeadLetters
 from server.settlement.flows import Flows, Item, Job, Periodic, run_steps
@@ -54,6 +54,38 @@ async def ensure_groups(redis: Any, partitions: int) -> None:
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+class _Stall:
+    """How long settlement has failed without a batch applied in between: a blip (a slot
+    move's redirections, a failover) is a warning; past `alert_s` it is an error, said again
+    every `alert_s`, and the stalled gauge shows how long."""
+
+    def __init__(self, alert_s: float) -> None:
+        self.alert_s = alert_s
+        self.since: float | None = None
+        self.said = 0.0
+
+    def failed(self, exc: BaseException) -> bool:
+        """Count one failed attempt; True when it was said as an error here."""
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        stalled = now - self.since
+        STALLED.set(round(stalled, 3))
+        if stalled < self.alert_s or now - self.said < self.alert_s:
+            return False
+        self.said = now
+        log.error("settlement stalled for %.0f s: the entries in hand keep failing (%s); "
+                  "nothing after them in their partitions settles until they do", stalled, exc)
+        return True
+
+    def ended(self) -> None:
+        if self.since is not None:
+            if self.said:
+                log.warning("settlement resumed after %.0f s", time.monotonic() - self.since)
+            self.since, self.said = None, 0.0
+            STALLED.set(0)
 
 
 class Worker:
@@ -116,6 +148,7 @@ class Worker:
 
     async def _loop(self, burst: bool) -> None:
         backoff_s = 0.0
+        stall = _Stall(self.s.settle_stall_alert_s)
         while not self._stopping.is_set():
             settling = True  # entries may be in hand (a periodic job's failure is not that)
             try:
@@ -132,6 +165,7 @@ class Worker:
                     await self.apply(entries, marked=marked or bool(claimed))
                 self.leases.taken -= caught_up  # their pending entries are applied: read on
                 settling = False
+                stall.ended()
                 handled = await self._periodic(burst)
                 backoff_s = 0.0
             except (RedisError, OSError) as exc:
@@ -140,14 +174,16 @@ class Worker:
                 if settling:
                     self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
-                log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
+                if not (settling and stall.failed(exc)):
+                    log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
-            except Exception:
+            except Exception as exc:
                 # never die silently: what was not acknowledged is re-run (every step is
                 # idempotent) before anything newer, by this worker or the next owner
                 if settling:
                     self.leases.rerun_pending()
+                    stall.failed(exc)
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 log.exception("settlement loop failed; retrying in %.2fs", backoff_s)
                 await asyncio.sleep(backoff_s)
