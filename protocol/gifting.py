@@ -60,7 +60,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
         "gift.confirmed",
         "server",
         "To the sender: the gift settled (`delivery: instant`) or awaits the "
-        "recipient's confirmation (`delivery: pending`).",
+        "recipient's confirmation (`delivery: pending`), or, with `approval: true`, a third "
+        "party's approval (the recipient's region's rule).",
         (
             req_id(False), _TID, _GIFT_ID, user_field("to", "recipient"), _ASSET, _COUNT,
             Field("cost", "int", "cards debited (festival pricing, free quota)", minimum=0),
@@ -70,6 +71,9 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             Field("tier", "int", "the live-stream boost tier the cost includes (a gift wish was "
                   "open in the room): the 1-based row of the room's wish tiers, not the "
                   "multiplier", False, minimum=1),
+            Field("approval", "bool", "true (with `delivery: pending`): the gift waits for a "
+                  "third party's approval (the recipient's region's rule), not for the "
+                  "recipient; absent otherwise", False),
             _SEQ,
         ),
     ),

@@ -42,7 +42,8 @@ def region_server(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]
 
 async def test_a_guardian_approves_or_denies_a_held_gift(
         region_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """A man's gift to a woman of `me` is held: the sender hears `pending`, the recipient a
+    """A man's gift to a woman of `me` is held: the sender hears `pending` with `approval:
+    true` (a third party decides, not her), the recipient a
     `gift.offer` with `approval: true` she cannot accept (`approval_pending`); approved, it
     posts to both sides; a second one denied is voided (`denied`) and refunded; deciding
     again replays or is `offer_resolved`; a woman's gift to her is instant."""
@@ -54,7 +55,8 @@ async def test_a_guardian_approves_or_denies_a_held_gift(
         async with await Client.connect(srv.ws, srv.token(s)) as a, \
                 await Client.connect(srv.ws, srv.token(r)) as b:
             sent = await a.send_gift(r, "note.do", 4)
-            assert (sent["type"], sent["delivery"]) == ("gift.confirmed", "pending")
+            assert (sent["type"], sent["delivery"], sent["approval"]) == (
+                "gift.confirmed", "pending", True)
             offer = await b.next_event("gift.offer")
             assert offer["approval"] is True
             tid = offer["transfer_id"]
@@ -101,7 +103,8 @@ async def test_an_approval_not_given_in_time_voids_the_gift(
         region_server: tuple[Proc, EmbeddedValkey]) -> None:
     """In `ky` every gift waits for approval; none within GIFTWIRE_APPROVAL_TIMEOUT_S (a day)
     times it out: the cards go back, and a late approval is `offer_resolved`. Approving a
-    plain offer (the recipient's own to accept) is `not_found`."""
+    plain offer (the recipient's own to accept, its confirmation without `approval`) is
+    `not_found`."""
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient={"region": "ky"})
@@ -123,7 +126,9 @@ async def test_an_approval_not_given_in_time_voids_the_gift(
         assert await admin.balances(s) == {"note.do": 10}
         s2, r2 = await admin.pair(5, recipient={"confirm_gifts": True})
         async with await Client.connect(srv.ws, srv.token(s2, ttl_s=3 * 86400)) as a:
-            plain = (await a.send_gift(r2, "note.do", 1))["transfer_id"]
+            plain_sent = await a.send_gift(r2, "note.do", 1)
+            assert plain_sent["delivery"] == "pending" and "approval" not in plain_sent
+            plain = plain_sent["transfer_id"]
         nf = await admin.call("POST", "/approvals", {"recipient": r2, "transfer_id": plain,
                                                      "approve": True}, ok=False)
         assert (nf.status_code, nf.json()["error"]["code"]) == (404, "not_found")

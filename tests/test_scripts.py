@@ -106,6 +106,7 @@ class Lab:
     async def credit(self, item: GiftItem, today: Today = TODAY) -> Any:
         reply = await self.call("recv_credit", self.gift.credit_call(item, today))
         item.outcome, item.detail = reply[1], reply[2]
+        item.held_by = reply[3] if len(reply) > 3 else ""
         return reply
 
     async def finalize(self, item: GiftItem, today: Today = TODAY) -> Any:
@@ -552,7 +553,7 @@ async def test_credit_offers_when_recipient_confirms(lab: Lab) -> None:
     item = gift(s, r, 3)
     await lab.debit(item)
     exp = NOW + S.offer_timeout_s * 1000
-    assert await lab.credit(item) == ["applied", "offered", str(exp)]
+    assert await lab.credit(item) == ["applied", "offered", str(exp), ""]
     k = keys.user(r)
     assert await lab.ints(k.balances) == {} and await lab.ints(k.system) == {}
     offer = json.loads(await lab.r.hget(k.offers, item.tid) or "")
@@ -561,9 +562,31 @@ async def test_credit_offers_when_recipient_confirms(lab: Lab) -> None:
     assert [ev for _, ev, _ in await lab.events(r)] == [offer]
     assert await lab.record(r, item.tid) == {"st": "offered", "from": s, "exp": exp, "asset": ASSET,
                                              "count": 3, "gift_id": item.gift_id, "day": DAY}
-    assert await lab.credit(item) == ["exists", "offered", str(exp)]
+    assert await lab.credit(item) == ["exists", "offered", str(exp), ""]
     assert await lab.r.hlen(k.offers) == 1
     await lab.zero_sum(s, r)
+
+
+async def test_a_gift_held_for_approval_says_so_to_its_sender(lab: Lab) -> None:
+    """A gift to a user of a region whose gifts need a third party's approval is held as an
+    offer the approver decides (`approver`, the approval timeout), and the sender's
+    confirmation says `approval: true`; a replay of either step answers the same."""
+    held = lab.under(regions=("ky:approval",))
+    s, r = await held.pair(recipient={"region": "ky"})
+    item = gift(s, r, 2)
+    await held.debit(item)
+    exp = NOW + S.approval_timeout_s * 1000
+    assert await held.credit(item) == ["applied", "offered", str(exp), "approver"]
+    offer = json.loads(await held.r.hget(keys.user(r).offers, item.tid) or "")
+    assert offer["approval"] is True
+    reply = await held.finalize(item)
+    confirmed = json.loads(reply[1])
+    assert (confirmed["type"], confirmed["delivery"], confirmed["approval"]) == (
+        "gift.confirmed", "pending", True)
+    assert await held.credit(item) == ["exists", "offered", str(exp), "approver"]
+    again = await held.finalize(item)
+    assert again[0] == "exists" and json.loads(again[1]) == confirmed
+    await held.zero_sum(s, r)
 
 
 async def _r_no_profile(lab: Lab, s: str, r: str) -> None:

@@ -344,6 +344,33 @@ async def test_red_envelope_grabbed_from_three_pages(
             await ctx.close()
 
 
+async def test_a_gift_held_for_approval_says_who_decides(
+        own_server: OwnServer, context: BrowserContext) -> None:
+    """bob's region holds every gift for a third party's approval: alice's page says the
+    gift waits for that approval (not for bob), and bob's shows the offer with no accept or
+    decline button; approved, both pages follow."""
+    srv, _ = own_server({"GIFTWIRE_REGIONS": "ky:approval"})
+    async with Admin(srv) as admin:
+        alice, bob = await people(admin, "alice", "bob", 10, region="ky")
+        a = await Widget.open(context, srv, alice, to=bob)
+        b = await Widget.open(context, srv, bob)
+        held = await a.send(bob, 2)
+        await expect(held).to_have_attribute("data-state", "awaiting")
+        await expect(held).to_have_text(f"2 do to {bob} wait for a third party's approval")
+        await expect(b.q("#offers li .text")).to_have_text(
+            [f"{alice} sent you 2 do: it waits for your guardian's approval"])
+        await expect(b.q("#offers li button:visible")).to_have_count(0)
+        offers = (await admin.call("GET", f"/users/{bob}/offers"))["offers"]
+        await admin.call("POST", "/approvals", {"recipient": bob,
+                                                "transfer_id": offers[0]["transfer_id"],
+                                                "approve": True})
+        await expect(held).to_have_attribute("data-state", "accepted")
+        await expect(held).to_have_text(f"2 do to {bob} approved and received ✓")
+        await b.balance("note.do", 2)
+        a.check_clean()
+        b.check_clean()
+
+
 async def test_server_restart_under_open_pages_loses_and_doubles_nothing(
         own_server: OwnServer, start: Callable[..., Proc], context: BrowserContext) -> None:
     """The server stops under two open pages (4000: reconnect) and comes back on the same

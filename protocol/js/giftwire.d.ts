@@ -525,7 +525,7 @@ export interface BalanceMessage {
   balances: Record<string, number>;
 }
 
-/** To the sender: the gift settled (`delivery: instant`) or awaits the recipient's confirmation (`delivery: pending`). */
+/** To the sender: the gift settled (`delivery: instant`) or awaits the recipient's confirmation (`delivery: pending`), or, with `approval: true`, a third party's approval (the recipient's region's rule). */
 export interface GiftConfirmedMessage {
   type: "gift.confirmed";
   /** client-chosen request id, echoed by the reply */
@@ -556,6 +556,8 @@ export interface GiftConfirmedMessage {
   channel?: string;
   /** the live-stream boost tier the cost includes (a gift wish was open in the room): the 1-based row of the room's wish tiers, not the multiplier */
   tier?: number;
+  /** true (with `delivery: pending`): the gift waits for a third party's approval (the recipient's region's rule), not for the recipient; absent otherwise */
+  approval?: boolean;
   /** per-user event sequence number */
   seq: number;
 }

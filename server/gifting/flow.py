@@ -76,6 +76,7 @@ class GiftItem:
     rec: dict[str, Any] | None = None  # the sender's record once step 1 escrowed it
     outcome: str = ""
     detail: str = ""
+    held_by: str = ""  # 'approver': an offer a third party decides (a region's rule)
     mentor: str = ""
 
     @property
@@ -179,6 +180,7 @@ class GiftFlow(GiftingFlow):
         if st is not Status.APPLIED and st is not Status.EXISTS:
             raise UnknownStatus(f"recv_credit answered {reply!r}")
         item.outcome, item.detail = str(reply[1]), str(reply[2])
+        item.held_by = str(reply[3]) if len(reply) > 3 else ""
         if item.outcome == "rejected" and st is Status.APPLIED:
             REJECTED.inc(reason=item.detail)
         if item.outcome == "offered":  # due for the timeout sweep (idempotent on a re-run)
@@ -189,7 +191,10 @@ class GiftFlow(GiftingFlow):
         if item.settled:
             return None
         assert item.rec is not None
-        return self.sender.finalize_call(item.sender, item.tid, item.outcome, item.detail,
+        # (an offer's detail is its expiry, due in the sweep's set: the sender's step is
+        # told only who decides it)
+        detail = item.held_by if item.outcome == "offered" else item.detail
+        return self.sender.finalize_call(item.sender, item.tid, item.outcome, detail,
                                          item.rec["day"], today, item.route)
 
     async def after_finalize(self, item: GiftItem, reply: list[Any], today: Today) -> None:

@@ -17,8 +17,9 @@
 -- ARGV[15] - the regions whose users' gifts wait for a third party's approval,
 --            `;<region>=<rule>;…;` ('' none; rule `*` or `<sender gender>><recipient gender>`)
 -- ARGV[16] - the sender's gender, or ''   ARGV[17] - how long an approval may take, ms
--- Returns {'applied' | 'exists', outcome, detail}: outcome 'delivered' (detail ''),
--- 'offered' (detail: expiry ms) or 'rejected' (detail: the code)
+-- Returns {'applied' | 'exists', outcome, detail, held by}: outcome 'delivered' (detail ''),
+-- 'offered' (detail: expiry ms; held by 'approver' when a third party decides, else '') or
+-- 'rejected' (detail: the code)
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_blocks, k_offers, k_ledger, k_events, k_channel = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local transfer_id, gift_id, sender = ARGV[1], ARGV[2], ARGV[3]
@@ -36,7 +37,7 @@ local stored = redis.call('HGET', k_transfers, transfer_id)
 if stored then
   local rec = cjson.decode(stored)
   if rec.st == 'offered' or rec.st == 'accepted' or rec.st == 'voided' then
-    return {'exists', 'offered', I(rec.exp)}
+    return {'exists', 'offered', I(rec.exp), rec.by or ''}
   end
   return {'exists', rec.st, rec.code or ''}
 end
@@ -78,7 +79,7 @@ if p[3] == '1' or approval then
   redis.call('HSET', k_transfers, transfer_id, cjson.encode({st = 'offered', from = sender, exp = exp,
              asset = asset, count = count, gift_id = gift_id, day = gift_day, ch = channel,
              by = by, room = room_or_nil}))
-  return {'applied', 'offered', I(exp)}
+  return {'applied', 'offered', I(exp), by or ''}
 end
 
 local after = credit_from_escrow(k_balances, k_system, k_ledger, transfer_id, asset, count, now)

@@ -9,7 +9,8 @@
 -- KEYS[8] - sender event stream       KEYS[9] - sender channel
 -- ARGV[1] - transfer id
 -- ARGV[2] - outcome: delivered | offered | rejected | accepted | voided
--- ARGV[3] - detail: the rejection code or the void reason
+-- ARGV[3] - detail: the rejection code, the void reason, or 'approver' for a gift offered
+--           to a third party's approval (its confirmation says `approval: true`)
 -- ARGV[4] - now ms
 -- ARGV[5] - mentor reward asset   ARGV[6] - mentor reward cards
 -- ARGV[7] - event log bound       ARGV[8] - route of the sender's request ('' if none)
@@ -101,6 +102,7 @@ else
         asset = asset, count = count, cost = rec.cost, free = rec.free, delivery = delivery,
         balance = hget_int(k_balances, asset), quota_left = quota_left(), room = room}
   if (rec.tier or 0) > 0 then ev.tier = rec.tier end
+  if outcome == 'offered' and detail == 'approver' then ev.approval = true end
   ev.channel = rec.ch  -- a partner app's gift says so (nil: left out)
 end
 local json = emit(k_profile, k_events, k_channel, ev, bound, route)

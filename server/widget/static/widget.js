@@ -195,6 +195,10 @@ function sentText(g) {
   if (g.state === "voided") {
     return t({ declined: "voided_declined", denied: "voided_denied" }[g.reason] || "voided_timeout", vars);
   }
+  // held for a third party (the recipient's region's rule): not the recipient's to accept
+  if (g.approval && (g.state === "awaiting" || g.state === "accepted")) {
+    return t(`${g.state}_approval`, vars);
+  }
   return t(g.state, vars);
 }
 
@@ -392,6 +396,7 @@ function ourGift(msg, state) {
   if (unknown) { // its request had no answer in time: the host hears the outcome now
     const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
     if (state === "rejected" && msg.code) sent.code = msg.code;
+    if (state === "awaiting" && msg.approval) sent.approval = true;
     postHost("sent", sent);
   }
   return g;
@@ -413,6 +418,7 @@ function onGiftReply(g, reply) {
     // (an offer may have been accepted already, its event ahead of this reply)
     if (g.state !== "accepted" && g.state !== "voided") {
       setState(g, reply.delivery === "pending" ? "awaiting" : "confirmed");
+      if (reply.approval) g.approval = true;
     }
   } else {
     setState(g, "rejected");
@@ -420,6 +426,7 @@ function onGiftReply(g, reply) {
   }
   const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
   if (reply.code) sent.code = reply.code; // only when refused
+  if (g.state === "awaiting" && g.approval) sent.approval = true;
   postHost("sent", sent);
 }
 
@@ -545,9 +552,11 @@ function onEvent(msg) {
     case "gift.received":
       addIncoming(msg);
       break;
-    case "gift.confirmed":
-      ourGift(msg, msg.delivery === "pending" ? "awaiting" : "confirmed");
+    case "gift.confirmed": {
+      const g = ourGift(msg, msg.delivery === "pending" ? "awaiting" : "confirmed");
+      if (g && msg.approval) g.approval = true;
       break;
+    }
     case "gift.rejected": { // ours, or an answer to an offer (the sender's gift id)
       const g = mine(msg) ? ourGift(msg, "rejected") : null;
       if (g) g.reason = why(msg);
