@@ -64,7 +64,9 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                        "now)", False, minimum=0, maximum=AMOUNT_MAX * 10))),
     MessageType("popularity.cancel", "client",
                 "Cancel a scheduled use before it starts: its points come back as the lots "
-                "they came from, each expiring as it would have. "
+                "they came from, each expiring as it would have (a `popularity.points` event, "
+                "`reason: refund`; none when they have expired since or a violation burned "
+                "them). "
                 "Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`: no "
                 "such use, or one refused or still settling; `use_started`).",
                 (req_id(), _USE_ID)),

@@ -414,8 +414,9 @@ async def test_schedule_cancel_and_the_decaying_weight(
 async def test_points_parked_in_a_scheduled_use_keep_their_expiry_and_a_violation(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A cancelled scheduled use gives its points back with the expiry of the lots they came
-    from (never a fresh 48 h: parking points for 29 days does not keep them alive), and a use
-    paid before a violation gives nothing back (the violation burned every unused point)."""
+    from (never a fresh 48 h: parking points for 29 days does not keep them alive, and
+    nothing back is no `refund` event), and a use paid before a violation gives nothing back
+    (the violation burned every unused point)."""
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -434,6 +435,8 @@ async def test_points_parked_in_a_scheduled_use_keep_their_expiry_and_a_violatio
             await admin.advance(28 * DAY)
             late = await c.request("popularity.cancel", use="u2", timeout_s=20)
             assert (late["state"], late["balance"]) == ("cancelled", 0)
+            refunds = [e for e in c.events() if e.get("reason") == "refund"]
+            assert [e["delta"] for e in refunds] == [100]  # u1's price; none of 0 for u2
             # a violation: a use paid before it refunds nothing when cancelled
             await buy(admin, u, 300)
             await c.request("popularity.use", timeout_s=20,

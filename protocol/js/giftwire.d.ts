@@ -373,7 +373,7 @@ export interface PopularityUseMessage {
   start_at_ms?: number;
 }
 
-/** Cancel a scheduled use before it starts: its points come back as the lots they came from, each expiring as it would have. Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`: no such use, or one refused or still settling; `use_started`). */
+/** Cancel a scheduled use before it starts: its points come back as the lots they came from, each expiring as it would have (a `popularity.points` event, `reason: refund`; none when they have expired since or a violation burned them). Replied by `popularity.use.state` (`cancelled`), or `error` (`use_unknown`: no such use, or one refused or still settling; `use_started`). */
 export interface PopularityCancelMessage {
   type: "popularity.cancel";
   /** client-chosen request id, echoed by the reply */

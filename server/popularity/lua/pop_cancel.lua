@@ -1,7 +1,8 @@
 -- Cancelling a scheduled use, on the user's slot, in two idempotent calls around the
 -- content's (its boost window removed, then its hash given back: content_claim
 -- `release`): `mark` (only before the start: it will not start now), then `refund` (the price back as the lots it came from, each expiring as it would
--- have; nothing for a use paid before a violation; the day's use given back). A use
+-- have, told by a `refund` event; nothing for a use paid before a violation or whose lots
+-- have expired, and then no `refund` event; the day's use given back). A use
 -- refused, or still settling, is `use_unknown`; one started or ended, `use_started`.
 -- KEYS[1..11] - the popularity keys of the user
 -- ARGV[1] - use id  ARGV[2] - 'mark' | 'refund'  ARGV[3] - now ms  ARGV[4] - lot lifetime ms
@@ -31,7 +32,9 @@ local burned = expire_lots(k, now)  -- first: the balance the user hears is toda
 if burned > 0 then points_event(k, -burned, 'expire', bound, '') end
 local back = refund_parts(k, rec, use, ttl, now)
 redis.call('HINCRBY', k.state, 'uses:' .. rec.day, -1)
-points_event(k, back, 'refund', bound, '')
+-- nothing back (its lots had expired, or a violation burned them): the cancel's own event
+-- below says so with the balance; a refund of 0 would be noise
+if back > 0 then points_event(k, back, 'refund', bound, '') end
 rec.st = 'cancelled'
 -- the cancel's own event is kept apart from the use's (a replayed use gets `popularity.used`)
 rec.cev = emit(k.profile, k.events, k.channel, {type = 'popularity.use.state', use = use,
