@@ -468,6 +468,36 @@ async def test_joining_a_group_from_the_widget_says_what_came_of_it(
     w2.check_clean()
 
 
+async def test_an_invite_link_joins_an_invite_only_group(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """An invite-only group: a wrong code is refused in words (`invite_invalid`), one that is
+    not a code is said before anything is sent, and the code of an invite link (the `invite`
+    parameter, filled in) makes the user a member who sees the group."""
+    owner, fan = await people(admin, "owner", "fan", 1)
+    group = uid("inv")
+    await admin.call("PUT", f"/groups/{group}", {"owner": owner, "type": "core", "rule": "invite"})
+    async with await Client.connect(server.ws, server.token(owner)) as host:
+        code = (await host.request("group.invite", group=group, uses=1, ttl_s=3600))["code"]
+    w = await Widget.open(context, server, fan, group=group)
+    join = w.page.get_by_role("button", name="Join the group")
+    field = w.page.get_by_label("Invite code (if the group asks for one)")
+    await field.fill("not a code!")
+    await join.click()
+    await expect(w.q("#join-status")).to_have_text("An invite code is 1–64 letters, digits, _ or -")
+    await expect(field).to_have_attribute("aria-invalid", "true")
+    await field.fill("wrong-code")
+    await join.click()
+    await expect(w.q("#join-status")).to_have_text(ERRORS["invite_invalid"].message)
+    linked = await Widget.open(context, server, fan, group=group, invite=code)
+    await expect(linked.page.get_by_label("Invite code (if the group asks for one)")).to_have_value(code)
+    await linked.page.get_by_role("button", name="Join the group").click()
+    await expect(linked.q("#group-join")).to_be_hidden()
+    members = (await admin.call("GET", f"/groups/{group}/members"))["members"]
+    assert fan in [m["user"] for m in members]
+    w.check_clean()
+    linked.check_clean()
+
+
 async def test_a_gift_with_no_answer_in_time_says_so_then_shows_how_it_ended(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc],
         context: BrowserContext) -> None:

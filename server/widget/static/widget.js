@@ -30,6 +30,7 @@ const ctx = {
   group: idOrNull(params.group),
   room: idOrNull(params.room),
   to: idOrNull(params.to),
+  invite: idOrNull(params.invite), // an invite link's code, filled in for the join
 };
 // if given: the only origin whose messages count, as the browser spells origins (a trailing
 // slash or a path in the parameter would otherwise make every message look foreign)
@@ -698,8 +699,18 @@ async function openGroup() {
 }
 
 async function joinGroup() {
+  const field = $("invite-code");
+  const invite = field.value.trim();
+  if (invite && !ID.test(invite)) { // said here: the server would only say `bad_field`
+    field.setAttribute("aria-invalid", "true");
+    model.group.joinStatus = say("need_invite");
+    render();
+    field.focus();
+    return;
+  }
+  field.removeAttribute("aria-invalid");
   try {
-    const reply = await client.joinGroup(ctx.group);
+    const reply = await client.joinGroup(ctx.group, invite || undefined);
     if (reply.type === "group.snapshot") applyGroupSnapshot(reply);
     // an approval group: filed; the group's admins decide (the widget hears it on a reload)
     else if (reply.type === "group.applied") model.group.joinStatus = say("group_applied");
@@ -940,6 +951,7 @@ function init() {
   $("count").addEventListener("input", () => $("count").removeAttribute("aria-invalid"));
   $("envelope-form").addEventListener("submit", onSubmitEnvelope);
   $("join-group").addEventListener("click", joinGroup);
+  if (ctx.invite) $("invite-code").value = ctx.invite;
   $("like").addEventListener("click", tapLike);
   $("redeem-set").addEventListener("click", redeemSet);
   window.addEventListener("message", onHostMessage);
