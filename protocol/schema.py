@@ -11,6 +11,7 @@ can so the error reply still reaches the right request.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,8 +154,7 @@ def validate(obj: Any, types: Mapping[str, MessageType]) -> Decoded | DecodeErro
     """Check a parsed JSON value against the declared message types."""
     if not isinstance(obj, dict):
         return DecodeError("bad_json", "a frame must be a JSON object")
-    rid = obj.get("id")
-    request_id = rid if isinstance(rid, str) and _regex(REQUEST_ID_PATTERN).fullmatch(rid) else None
+    request_id = _request_id(obj)
     name = obj.get("type")
     mtype = types.get(name) if isinstance(name, str) else None
     if mtype is None:
@@ -185,12 +185,39 @@ def decode(frame: str | bytes, types: Mapping[str, MessageType],
         size = len(frame) if isinstance(frame, bytes) or len(frame) * 4 <= max_bytes \
             else len(frame.encode("utf-8", "surrogatepass"))
         if size > max_bytes:
-            return DecodeError("frame_too_large", f"frame is larger than {max_bytes} bytes")
+            # (parsed only to answer its `id`: a client waiting on it is not left hanging;
+            # the whole message is bounded by the WebSocket's own limit)
+            return DecodeError("frame_too_large", f"frame is larger than {max_bytes} bytes",
+                               _id_of(frame))
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError:
-        return DecodeError("bad_json", "frame is not valid JSON")
+        return _not_json(frame)
     return validate(obj, types)
+
+
+def _request_id(obj: Any) -> str | None:
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, str) and _regex(REQUEST_ID_PATTERN).fullmatch(rid) else None
+
+
+def _id_of(frame: str | bytes) -> str | None:
+    try:
+        return _request_id(orjson.loads(frame))
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _not_json(frame: str | bytes) -> DecodeError:
+    """Not JSON to orjson. The one kind of frame the standard library still reads is a
+    string escaping half a surrogate pair (`"\\ud800"`, not Unicode): said so, with the
+    frame's `id`."""
+    try:
+        obj = json.loads(frame)
+    except (ValueError, RecursionError):
+        return DecodeError("bad_json", "frame is not valid JSON")
+    return DecodeError("bad_json", "frame is not valid JSON: a string escapes half a surrogate "
+                       "pair (\\ud800-\\udfff must come in pairs)", _request_id(obj))
 
 
 def encode(type_: str, **fields: Any) -> bytes:

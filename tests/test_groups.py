@@ -283,7 +283,7 @@ async def test_poll_ballots_results_and_close_at_the_deadline(
 async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: Admin) -> None:
     """A gift with `group` settles with every gift rule and the group sees it (its gift id
     sent again without the group is `gift_id_conflict`); to a non-member it is refused before
-    anything is paid."""
+    anything is paid, and nothing is recorded: once they joined, the same gift id goes."""
     group, owner = await new_group(admin)
     s, r = await admin.pair(20)
     a, _ = await iron_member(server, admin, group, owner, s)
@@ -302,8 +302,14 @@ async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: A
     await admin.follow(s, outsider)
     refused = await a.send_gift(outsider, "note.do", 2, gift_id="g2", group=group)
     assert (refused["type"], refused["code"]) == ("gift.rejected", "not_group_member")
+    assert "seq" not in refused  # only the reply: nothing recorded
     assert await admin.balances(s) == {"note.do": 17} and shown
-    for c in (a, b):
+    # so the same gift id, sent again once the recipient is a member, is judged again
+    joined, _ = await iron_member(server, admin, group, owner, outsider)
+    later = await a.send_gift(outsider, "note.do", 2, gift_id="g2", group=group)
+    assert (later["type"], later["count"]) == ("gift.confirmed", 2)
+    assert await admin.balances(s) == {"note.do": 15}
+    for c in (a, b, joined):
         await c.close()
 
 

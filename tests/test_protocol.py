@@ -66,6 +66,19 @@ def test_a_count_past_every_bound_says_so_however_long_it_is(count: bytes) -> No
     assert out.detail == "count must be <= 1000000000000", out.detail
 
 
+def test_a_frame_too_large_or_with_half_a_surrogate_pair_still_answers_its_id() -> None:
+    """A client waiting on its `id` hears why: a frame over the bound (`frame_too_large`) and
+    one whose string escapes half a surrogate pair (`bad_json`, saying so) both carry it;
+    a frame no parser reads has none."""
+    big = decode_client(orjson.dumps({**GIFT, "gift_id": "g" * 64, "pad": "x" * MAX}), MAX)
+    assert isinstance(big, DecodeError) and (big.code, big.request_id) == ("frame_too_large", "r1")
+    half = decode_client(b'{"type":"ping","id":"y4","x":"\\ud800"}', MAX)
+    assert isinstance(half, DecodeError) and (half.code, half.request_id) == ("bad_json", "y4")
+    assert "surrogate" in half.detail
+    broken = decode_client(b'{"type":"ping","id":"y4"', MAX)
+    assert isinstance(broken, DecodeError) and (broken.code, broken.request_id) == ("bad_json", None)
+
+
 def test_error_keeps_request_id() -> None:
     """An error for a frame that carried a valid id echoes that id."""
     out = dec({**GIFT, "count": -1})
