@@ -64,6 +64,26 @@ async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, adm
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_asset")
 
 
+async def test_an_issuance_may_name_as_many_users_as_the_bound(server: Proc, admin: Admin) -> None:
+    """GIFTWIRE_ISSUANCE_USERS_MAX (10,000) users in one issuance: planned, the registered
+    ones credited, the others listed unknown (the first 100), and the same call again
+    answers the same plan (its reply once held more values than Lua can unpack: a 500)."""
+    e = await enterprise(admin, brand_verified=True, fans=500_000)
+    known = sorted(uid("k") for _ in range(3))
+    for u in known:
+        await admin.user(u)
+    users = [*known, *(f"{uid('n')}-{i}" for i in range(10_000 - len(known)))]
+    body = {"id": "wide", "asset": "note.do", "cards": 1, "users": users}
+    first = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+    assert (first["credited"], len(first["unknown"]), first["complete"]) == (3, 100, False)
+    again = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+    assert (again["replayed"], again["credited"]) == (True, 3)
+    view = await admin.call("GET", f"/enterprises/{e}/issuances/wide")
+    assert (view["users"], view["credited"]) == (10_000, 3)
+    for u in known:
+        assert await admin.balances(u) == {"note.do": 1}
+
+
 async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Admin) -> None:
     """An order of 100 yuan or more gifts its buyer one `do` card; a smaller one only counts;
     a repeated report changes nothing, another buyer under its id is a conflict; the ROI is

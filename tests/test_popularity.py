@@ -823,7 +823,8 @@ async def test_a_user_noted_while_the_sweep_reads_them_stays_in_its_index(
     """The sweep's index (its own slot): a claim takes at most its batch of due users and
     leases them; a user with nothing left leaves at the settle, but one noted by a grant
     while the sweep was reading them keeps the noted time (their new lot is not lost), and a
-    settle that comes after its lease ran out takes nobody out."""
+    settle that comes after its lease ran out takes nobody out; a batch of 9,000 is claimed
+    in one call."""
     redis = Redis.from_url(fresh_valkey().url, decode_responses=True)  # no worker sweeps it
     scripts = Scripts(redis)
     scripts.load("server.popularity")
@@ -843,6 +844,11 @@ async def test_a_user_noted_while_the_sweep_reads_them_stays_in_its_index(
     await redis.zadd(keys.LOTS_DUE, {later: 70_000}, lt=True)  # a grant, long after the lease
     await scripts["lots_due"](keys=[keys.LOTS_DUE], args=["settle", 70_001, 60_300, later, 0])
     assert await redis.zscore(keys.LOTS_DUE, later) == 60_300  # still looked at again
+    # a batch setting past what Lua can unpack (~8,000): the claim still answers them all
+    await redis.zadd(keys.LOTS_DUE, {f"many-{i}": 400 for i in range(9_000)})
+    many = await scripts["lots_due"](keys=[keys.LOTS_DUE], args=["claim", 500, 60_500, 10_000])
+    assert many[0] == "applied"
+    assert {u for u in many[1:] if u.startswith("many-")} == {f"many-{i}" for i in range(9_000)}
     await redis.aclose()
 
 

@@ -88,7 +88,8 @@ def install(p: Parts) -> None:
         st = status(claim)
         if st is Status.CONFLICT:
             raise AdminError("issuance_id_conflict")
-        plan = {str(u): int(n) for u, n in zip(claim[1::2], claim[2::2], strict=True)}
+        flat = claim[1]
+        plan = {str(u): int(n) for u, n in zip(flat[0::2], flat[1::2], strict=True)}
         unknown: list[str] = []
         refused: list[str] = []
         credited = 0

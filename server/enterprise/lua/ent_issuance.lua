@@ -7,8 +7,8 @@
 -- KEYS[1] - the issuance (server/store/keys.py `issuance`)   KEYS[2] - its plan: user → cards
 -- ARGV[1] - 'plan' | 'complete'   ARGV[2] - asset   ARGV[3] - kind: brand | tiers
 -- ARGV[4] - the plan's fingerprint   ARGV[5] - now ms   ARGV[6 ..] - user, cards, user, cards, …
--- Returns {'applied' | 'exists', user, cards, …} (the plan) | {'conflict'} |
---         {'applied'} (complete)
+-- Returns {'applied' | 'exists', {user, cards, …}} (the plan, nested: up to 10,000 users
+--         are more values than Lua can `unpack`) | {'conflict'} | {'applied'} (complete)
 local k_issuance, k_plan = KEYS[1], KEYS[2]
 local action = enum_arg(ARGV[1], 'action', {plan = true, complete = true})
 if action == 'complete' then
@@ -24,8 +24,7 @@ end
 local held = redis.call('HMGET', k_issuance, 'asset', 'fp', 'kind')
 if held[1] then
   if held[1] ~= asset or held[2] ~= fp or held[3] ~= kind then return {'conflict'} end
-  local plan = redis.call('HGETALL', k_plan)
-  return {'exists', unpack(plan)}
+  return {'exists', redis.call('HGETALL', k_plan)}
 end
 local users = 0
 for i = 6, #ARGV, 2 do
@@ -37,4 +36,4 @@ for i = 6, #ARGV, 2 do
 end
 redis.call('HSET', k_issuance, 'asset', asset, 'fp', fp, 'kind', kind, 'users', I((#ARGV - 5) / 2),
            'planned', I(users), 'at_ms', I(now))
-return {'applied', unpack(redis.call('HGETALL', k_plan))}
+return {'applied', redis.call('HGETALL', k_plan)}

@@ -20,8 +20,13 @@ if action == 'claim' then
   if leased <= now then fail('a lease ends after now') end
   local most = int_arg(ARGV[4], 'most')
   local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', I(now), 'LIMIT', 0, most)
-  for _, user in ipairs(due) do redis.call('ZADD', KEYS[1], 'XX', I(leased), user) end
-  return {'applied', unpack(due)}
+  -- (built, not `unpack`ed: Lua unpacks at most ~8,000 values, and `most` is a setting)
+  local out = {'applied'}
+  for _, user in ipairs(due) do
+    redis.call('ZADD', KEYS[1], 'XX', I(leased), user)
+    out[#out + 1] = user
+  end
+  return out
 end
 if #ARGV % 2 ~= 1 then fail('settle takes pairs of user and expiry') end
 local given = {}
