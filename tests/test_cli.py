@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -68,6 +69,24 @@ def giftwire(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "server.cli", *args],
                           env={**os.environ, "REDIS_URL": "", **env}, capture_output=True,
                           text=True, timeout=60, check=False)
+
+
+def test_a_partner_secret_equal_to_the_data_dirs_token_secret_is_refused_in_one_line() -> None:
+    """A partner's secret that is the token secret generated into the data dir (which the
+    environment check cannot see) stops `serve`, `token` and `partner-secret` with one
+    line naming the variable and exit 1, never a traceback, and before Valkey starts."""
+    data = short_tmpdir()
+    giftwire("token", "alice", "--data-dir", str(data))
+    mine = json.loads((data / "secrets.json").read_text())["token_secret"]
+    env = {"GIFTWIRE_PARTNERS": "a", "GIFTWIRE_PARTNER_SECRETS": f"a={mine}"}
+    for args in (("serve", "--port", "0"), ("token", "xx"), ("token", "xx", "--partner", "a"),
+                 ("partner-secret", "a")):
+        out = giftwire(*args, "--data-dir", str(data), **env)
+        assert out.returncode == 1, (args, out)
+        assert out.stderr.strip().splitlines() == [
+            "giftwire: GIFTWIRE_PARTNER_SECRETS: item 1: 'a''s secret is another partner's or "
+            "the platform's token secret"], (args, out.stderr)
+        assert out.stdout == "" and mine not in out.stderr
 
 
 def test_token_lifetime_comes_from_the_setting_and_bad_input_is_refused() -> None:
