@@ -170,9 +170,9 @@ ADMIN_ERRORS = {
         AdminCode("unknown_asset", 400, "no such asset"),
         AdminCode("amount_too_large", 400, "the amount, or the balance it would make, exceeds "
                   "the account bound (GIFTWIRE_AMOUNT_MAX)"),
-        AdminCode("asset_not_grantable", 400, "popularity points and fan-club small cards are "
-                  "not granted or revoked directly: points arrive as expiring lots (sign-ins, "
-                  "tasks, purchases), small cards from the daily like task"),
+        AdminCode("asset_not_grantable", 400, "popularity points are not granted or revoked "
+                  "directly (they arrive as expiring lots: sign-ins, tasks, purchases), and "
+                  "fan-club small cards are not granted (they come from the daily like task)"),
         AdminCode("self_relation", 400, "a user cannot follow or block themselves, or be "
                   "their own iron fan"),
         # refused by the HTTP layer before any route (server/gateway/http_limits.py), on every path

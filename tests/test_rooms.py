@@ -478,7 +478,8 @@ async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """One fan's daily tasks for two streamers land in two assets (`small_card.<streamer>`),
     which the admin's likes view shows as they are; a gift or red envelope of them is refused,
-    and so is an admin grant or revocation; the audit stays clean."""
+    and so is an admin grant; a revocation takes them back (to burn), so a fan who earned
+    some can be erased; the audit stays clean."""
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "1"})
     async with Admin(srv) as admin:
         (room_a, a), (room_b, b) = await new_room(admin), await new_room(admin)
@@ -495,10 +496,9 @@ async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
             env = await c.request("envelope.send", group=uid("g"), envelope="e1",
                                   asset=f"small_card.{b}", total=1, shares=1)
             assert (env["type"], env["code"]) == ("error", "envelope_asset")
-        for path in ("/grants", "/revocations"):
-            r = await admin.call("POST", path, {"id": uid("g"), "user": fan,
-                                                "asset": f"small_card.{a}", "amount": 1}, ok=False)
-            assert (r.status_code, r.json()["error"]["code"]) == (400, "asset_not_grantable")
+        r = await admin.call("POST", "/grants", {"id": uid("g"), "user": fan,
+                                                 "asset": f"small_card.{a}", "amount": 1}, ok=False)
+        assert (r.status_code, r.json()["error"]["code"]) == (400, "asset_not_grantable")
         balances = await admin.balances(fan)
         assert balances == {f"small_card.{a}": 1, f"small_card.{b}": 1}
         likes = (await admin.call("GET", f"/users/{fan}/likes"))["creators"]
@@ -506,6 +506,12 @@ async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
             sorted((s, balances[f"small_card.{s}"], 0) for s in (a, b))
         today = days.local_day(await admin.now_ms(), days.parse_timezone("+08:00")).isoformat()
         assert {x["task_done_day"] for x in likes} == {today}  # YYYY-MM-DD, as days are spelled
+        for asset in balances:  # taken back to burn: nothing left, the fan can be erased
+            took = await admin.call("POST", "/revocations", {"id": uid("v"), "user": fan,
+                                                             "asset": asset, "amount": 1})
+            assert took["balance"] == 0
+        erased = await admin.call("POST", f"/users/{fan}/erasure")
+        assert erased["replayed"] is False
         code, out = await run_audit(vk.url)
         assert code == 0, out
 

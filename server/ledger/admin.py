@@ -109,9 +109,10 @@ class LedgerAdmin:
         op_id = v.user_id(d["id"], "id")
         uid = v.user_id(d["user"])
         asset = v.asset(d["asset"], self.s)
-        # a balance its module's structure does not back, or a fan-club card (earned by the
-        # like task alone, never transferred)
-        if asset in self.p.managed_assets or fan_card_of(asset) is not None:
+        # a balance its module's structure backs (popularity's lots: never bare), or a grant
+        # of a fan-club card (earned by the like task alone); such cards may be revoked (to
+        # burn), or a fan who earned some could never be erased
+        if asset in self.p.managed_assets or (fan_card_of(asset) is not None and not revoke):
             raise AdminError("asset_not_grantable")
         raw = d["amount"]
         # at any size: a number past 2^64 arrives as a float from the JSON parser
