@@ -154,10 +154,12 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                   "set_redeem (a redemption burned `sets` cards of each set kind: one event per "
                   "kind, `delta: -sets`) and set_reward (what the sets earned), enterprise (an "
                   "enterprise account issued you cards: a brand's batch, an order's gift, a "
-                  "fan-level tier)",
+                  "fan-level tier), exchange (`popularity.exchange` burned these fan-club "
+                  "cards for popularity points: `delta: -cards`, `transfer_id` "
+                  "`$px:<exchange>`)",
                   enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak",
                         "envelope_refund", "task_reward", "set_redeem", "set_reward",
-                        "enterprise")),
+                        "enterprise", "exchange")),
             _BALANCE, _SEQ,
         ),
     ),

@@ -163,7 +163,8 @@ async def test_one_creators_small_cards_exchange_into_points(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Daily like tasks for two creators earn two assets, `small_card.<creator>`; an exchange
     names its creator and burns only that creator's cards, 10 → 100 as one ledger pair (a fresh
-    lot); the admin's likes view shows the balances after it, and the audit stays clean."""
+    lot, the cards' side a `balance.changed` of its own); the admin's likes view shows the
+    balances after it, and the audit stays clean."""
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "1", **TEST_CLOCK})
     async with Admin(srv) as admin:
         fan, a, b = uid("fan"), uid("st"), uid("st")
@@ -187,6 +188,11 @@ async def test_one_creators_small_cards_exchange_into_points(
                 == "insufficient_cards"  # b's 12 do not borrow from a's 25
             ex = await c.request("popularity.exchange", exchange="x3", creator=a, cards=20)
             assert (ex["delta"], ex["reason"], ex["balance"]) == (200, "exchange", 200)
+            # the cards' side is an event too: a client showing each event's balance is right
+            burned = [e for e in c.events() if e["type"] == "balance.changed"
+                      and e["reason"] == "exchange"]
+            assert [(e["transfer_id"], e["asset"], e["delta"], e["balance"]) for e in burned] == [
+                ("$px:x3", f"small_card.{a}", -20, 5)]
             same = await c.request("popularity.exchange", exchange="x3", creator=a, cards=20)
             assert {**same, "id": ex["id"]} == ex  # answered as the first time, seq and all
             other = await c.request("popularity.exchange", exchange="x3", creator=b, cards=10)

@@ -684,8 +684,8 @@ export interface BalanceChangedMessage {
   asset: string;
   /** signed change */
   delta: number;
-  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a redemption burned `sets` cards of each set kind: one event per kind, `delta: -sets`) and set_reward (what the sets earned), enterprise (an enterprise account issued you cards: a brand's batch, an order's gift, a fan-level tier) */
-  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund" | "task_reward" | "set_redeem" | "set_reward" | "enterprise";
+  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a redemption burned `sets` cards of each set kind: one event per kind, `delta: -sets`) and set_reward (what the sets earned), enterprise (an enterprise account issued you cards: a brand's batch, an order's gift, a fan-level tier), exchange (`popularity.exchange` burned these fan-club cards for popularity points: `delta: -cards`, `transfer_id` `$px:<exchange>`) */
+  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund" | "task_reward" | "set_redeem" | "set_reward" | "enterprise" | "exchange";
   /** your balance of `asset` after this event */
   balance: number;
   /** per-user event sequence number */
