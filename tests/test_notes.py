@@ -360,7 +360,8 @@ async def test_task_rewards_through_the_admin_api(server: Proc, admin: Admin) ->
 
 async def test_refills_through_the_admin_api(admin: Admin) -> None:
     """A refill adds to one kind's stock once per id (a replay answers as the first time);
-    other ids, assets or amounts get codes; a trailing slash is no route (404, not a 307)."""
+    other ids, assets or amounts get codes (an amount over the bound `amount_too_large`, as a
+    grant's); a trailing slash is no route (404, not a 307)."""
     rid = uid("f")
     first = await admin.call("POST", "/notes/stock", {"id": rid, "asset": "note.mi", "amount": 3})
     assert first["replayed"] is False
@@ -371,7 +372,12 @@ async def test_refills_through_the_admin_api(admin: Admin) -> None:
     for body, status, code in [({"id": rid, "asset": "note.mi", "amount": 4}, 409, "refill_id_conflict"),
                                ({"id": "z", "asset": "coin", "amount": 4}, 400, "unknown_asset"),
                                ({"id": "z", "asset": ["note.do"], "amount": 4}, 400, "unknown_asset"),
-                               ({"id": "z", "asset": "note.mi", "amount": 0}, 400, "bad_field")]:
+                               ({"id": "z", "asset": "note.mi", "amount": 0}, 400, "bad_field"),
+                               # over the bound: as a grant says it, whatever its size
+                               ({"id": "z", "asset": "note.mi", "amount": 10**12 + 1}, 400,
+                                "amount_too_large"),
+                               ({"id": "z", "asset": "note.mi", "amount": 10**30}, 400,
+                                "amount_too_large")]:
         r = await admin.call("POST", "/notes/stock", body, ok=False)
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
 

@@ -55,6 +55,14 @@ def integer(value: Any, name: str, lo: int, hi: int) -> int:
     return value
 
 
+def amount(value: Any, name: str, amount_max: int) -> int:
+    """An amount of an asset: a whole number in [1, amount_max]; a number past the bound is
+    `amount_too_large` (at any size: past 2^64 the JSON parser hands over a float)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > amount_max:
+        raise AdminError("amount_too_large", f"{name} over GIFTWIRE_AMOUNT_MAX ({amount_max})")
+    return integer(value, name, 1, amount_max)
+
+
 def query_int(value: str, name: str, lo: int, hi: int) -> int:
     """A query-string integer: ASCII digits only, in [lo, hi]; never clamped."""
     if _DIGITS.fullmatch(value) is None or not lo <= int(value) <= hi:

@@ -114,11 +114,7 @@ class LedgerAdmin:
         # burn), or a fan who earned some could never be erased
         if asset in self.p.managed_assets or (fan_card_of(asset) is not None and not revoke):
             raise AdminError("asset_not_grantable")
-        raw = d["amount"]
-        # at any size: a number past 2^64 arrives as a float from the JSON parser
-        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw > self.s.amount_max:
-            raise AdminError("amount_too_large", f"amount over {self.s.amount_max}")
-        amount = v.integer(raw, "amount", 1, self.s.amount_max)
+        amount = v.amount(d["amount"], "amount", self.s.amount_max)
         kind = "revoke" if revoke else "grant"
         st, detail = await grant(self.p.scripts, self.s, uid, f"${kind}:{op_id}", asset,
                                  -amount if revoke else amount, "burn" if revoke else "mint", kind,

@@ -51,7 +51,7 @@ def install(p: Parts, e: Economy) -> None:
         rid = v.user_id(d["id"], "id")
         if not isinstance(d["asset"], str) or d["asset"] not in e.weights:
             raise AdminError("unknown_asset", f"the stock holds note cards: {', '.join(e.weights)}")
-        amount = v.integer(d["amount"], "amount", 1, s.amount_max)
+        amount = v.amount(d["amount"], "amount", s.amount_max)
         try:
             left, replayed = await e.refill(rid, d["asset"], amount)
         except Refused as exc:
