@@ -59,7 +59,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("group.close", "client", "Stop watching a group (you stay a member). Replied "
                 "by `group.closed`.", (req_id(), _GROUP)),
     MessageType("group.leave", "client", "Leave a group (the owner cannot; leaving a group "
-                "you are not in is answered the same). Replied by `group.left`, or `error` "
+                "you are not in is answered the same), or withdraw your application to join "
+                "an approval group. Replied by `group.left`, or `error` "
                 "(`owner_cannot_leave`, `group_unknown`).", (req_id(), _GROUP)),
     MessageType("group.state", "client", "The group now (after a gap). Replied by "
                 "`group.snapshot`, or `error` `not_member` (not a member, or no such "
@@ -124,8 +125,10 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                  Field("ends_at_ms", "int", "the deadline, Unix ms", minimum=0,
                        maximum=AMOUNT_MAX * 10))),
     MessageType("group.vote", "client",
-                "Cast (or change, if the poll allows) your ballot: option indexes from 0. "
-                "Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`, "
+                "Cast (or change, if the poll allows) your ballot: option indexes from 0 "
+                "(the same ballot again, in any order, is answered as a success and changes "
+                "nothing). Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`: "
+                "another ballot where the poll does not let it change, "
                 "`bad_choice`, `poll_unknown`, `not_member`, `group_unknown`).",
                 (req_id(), _GROUP, _POLL, Field("choices", "ints", "chosen options", minimum=0,
                                                 maximum=POLL_OPTIONS_MAX - 1,

@@ -556,7 +556,9 @@ async def test_a_removed_member_stops_receiving_and_a_retried_violation_counts_o
 async def test_owner_promotes_and_demotes_an_admin_who_cannot_act_on_another_admin(
         server: Proc, admin: Admin) -> None:
     """A promoted admin may @all and mute members, but not touch the owner or another admin
-    nor change roles; demoted, they are a member again; the group and the log see each change."""
+    nor change roles; demoted, they are a member again; the group and the log see each change,
+    and only changes (a promote of an admin, a demote of a member, an unmute of one not muted
+    are answered and change nothing)."""
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     await boss.request("group.open", group=group)
@@ -583,9 +585,17 @@ async def test_owner_promotes_and_demotes_an_admin_who_cannot_act_on_another_adm
         == "not_group_admin"
     assert (await a.request("group.manage", group=group, action="unmute", user=um))["code"] \
         == "not_group_admin"
+    # what is so already (a retry, a second click): answered, neither logged nor shown again
+    for action, user, role in (("promote", ub, "admin"), ("demote", um, "member"),
+                               ("unmute", ub, "admin")):
+        same = await boss.request("group.manage", group=group, action=action, user=user)
+        assert (same["type"], same["role"]) == ("group.managed", role), action
     roles = await until(lambda: [(e["user"], e["role"]) for e in group_events(boss, "role")]
                         if len(group_events(boss, "role")) >= 3 else None)
-    assert roles == [(ua, "admin"), (ub, "admin"), (ua, "member")]
+    await asyncio.sleep(0.3)  # (a role event for a no-op would have come by now)
+    assert [(e["user"], e["role"]) for e in group_events(boss, "role")] == roles == [
+        (ua, "admin"), (ub, "admin"), (ua, "member")]
+    assert not [e for e in group_events(boss, "muted") if e["user"] == ub]
     listing = await admin.call("GET", f"/groups/{group}/members")
     assert {x["user"]: x["role"] for x in listing["members"]} == {
         owner: "owner", ua: "member", ub: "admin", um: "member"}
@@ -662,7 +672,9 @@ async def test_an_invite_code_stops_working_after_its_ttl_on_the_moved_clock(
 async def test_approving_into_a_full_group_is_refused_and_the_application_waits(
         server: Proc, admin: Admin) -> None:
     """Approving an application into a full group answers `group_full` and the application
-    stays; once a member leaves, the same approval lets the applicant in."""
+    stays; once a member leaves, the same approval lets the applicant in. An applicant who
+    leaves withdraws the application (an approval then finds none: `not_member`); a full
+    approval group takes no application (`group_full`)."""
     group, owner = await new_group(admin, "approval", capacity=2)
     mod = await Client.connect(server.ws, server.token(owner))
     first, second = uid("ap"), uid("ap")
@@ -684,14 +696,28 @@ async def test_approving_into_a_full_group_is_refused_and_the_application_waits(
     listing = await admin.call("GET", f"/groups/{group}/members")
     assert sorted(x["user"] for x in listing["members"]) == sorted([owner, second])
     assert listing["applications"] == []
-    for c in (mod, *clients):
+    # a full approval group takes no application; an applicant's leave withdraws theirs
+    third = uid("ap")
+    await admin.user(third)
+    applicant = await Client.connect(server.ws, server.token(third))
+    assert (await applicant.request("group.join", group=group))["code"] == "group_full"
+    await admin.call("PUT", f"/groups/{group}", {"owner": owner, "type": "core",
+                                                 "rule": "approval", "capacity": 3})
+    assert (await applicant.request("group.join", group=group))["type"] == "group.applied"
+    assert (await admin.call("GET", f"/groups/{group}/members"))["applications"] == [third]
+    assert (await applicant.request("group.leave", group=group))["type"] == "group.left"
+    assert (await admin.call("GET", f"/groups/{group}/members"))["applications"] == []
+    gone = await mod.request("group.manage", group=group, action="approve", user=third)
+    assert (gone["type"], gone["code"]) == ("error", "not_member")
+    for c in (mod, *clients, applicant):
         await c.close()
 
 
 async def test_multiple_choice_and_changeable_ballots(server: Proc, admin: Admin) -> None:
     """A multiple-choice ballot counts each option it names once (a repeated option is
     refused); a changeable ballot changed before the deadline moves its vote (still one
-    voter); a poll that is not changeable refuses a second ballot `already_voted`."""
+    voter); a poll that is not changeable refuses another ballot `already_voted`, and answers
+    the same ballot again as a success that counts nothing."""
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     a, _ = await iron_member(server, admin, group, owner)
@@ -707,6 +733,10 @@ async def test_multiple_choice_and_changeable_ballots(server: Proc, admin: Admin
     assert (one["poll"]["counts"], one["poll"]["voters"]) == ([1, 0, 2], 2)
     assert (await a.request("group.vote", group=group, poll="pm", choices=[1]))["code"] \
         == "already_voted"
+    # the same ballot again (a retry after a lost reply), in any order: answered, not counted
+    retried = await a.request("group.vote", group=group, poll="pm", choices=[2, 0])
+    assert (retried["type"], retried["poll"]["counts"], retried["poll"]["voters"]) == (
+        "group.poll", [1, 0, 2], 2)
     await boss.request("group.poll.create", group=group, poll="pc", question="Encore?",
                        options=["yes", "no"], changeable=True, ends_at_ms=ends)
     assert (await a.request("group.vote", group=group, poll="pc", choices=[0]))["poll"]["counts"] \

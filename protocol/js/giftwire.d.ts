@@ -172,7 +172,7 @@ export interface GroupCloseMessage {
   group: string;
 }
 
-/** Leave a group (the owner cannot; leaving a group you are not in is answered the same). Replied by `group.left`, or `error` (`owner_cannot_leave`, `group_unknown`). */
+/** Leave a group (the owner cannot; leaving a group you are not in is answered the same), or withdraw your application to join an approval group. Replied by `group.left`, or `error` (`owner_cannot_leave`, `group_unknown`). */
 export interface GroupLeaveMessage {
   type: "group.leave";
   /** client-chosen request id, echoed by the reply */
@@ -269,7 +269,7 @@ export interface GroupPollCreateMessage {
   ends_at_ms: number;
 }
 
-/** Cast (or change, if the poll allows) your ballot: option indexes from 0. Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`, `bad_choice`, `poll_unknown`, `not_member`, `group_unknown`). */
+/** Cast (or change, if the poll allows) your ballot: option indexes from 0 (the same ballot again, in any order, is answered as a success and changes nothing). Replied by `group.poll`, or `error` (`poll_closed`, `already_voted`: another ballot where the poll does not let it change, `bad_choice`, `poll_unknown`, `not_member`, `group_unknown`). */
 export interface GroupVoteMessage {
   type: "group.vote";
   /** client-chosen request id, echoed by the reply */

@@ -193,7 +193,8 @@ async def state(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def leave(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     g = keys.group(d["group"])
     reply = await watch(gw).p.scripts["group_leave"](
-        keys=[g.profile, g.members, g.mutes, g.channel], args=[conn.user, gw.s.publish_mode])
+        keys=[g.profile, g.members, g.mutes, g.channel, g.applications],
+        args=[conn.user, gw.s.publish_mode])
     if status(reply) is Status.REJECTED:
         gw.error(conn, str(reply[1]), d["id"])
         return

@@ -1,5 +1,6 @@
 -- The owner or an admin acts on a member, an applicant or a removed member (`approve`
--- readmits one); every action is logged.
+-- readmits one); every action that changes something is logged (a promote of an admin, a
+-- demote of a member or an unmute of one not muted is answered, and changes nothing).
 -- Admins may not act on the owner or on other admins; only the owner promotes and demotes.
 -- KEYS[1] - profile  KEYS[2] - members  KEYS[3] - mutes  KEYS[4] - removed
 -- KEYS[5] - applications  KEYS[6] - moderation log  KEYS[7] - channel
@@ -54,6 +55,8 @@ if action == 'promote' or action == 'demote' then
   if mine ~= 'owner' then return {'rejected', 'not_group_admin'} end
   local role = 'member'
   if action == 'promote' then role = 'admin' end
+  -- already so (a retry, or a second click): answered, neither logged nor told again
+  if theirs == role then return {'applied', role} end
   redis.call('HSET', k_members, target, role)
   modlog(k_log, log_max, actor, action, target, '', now)
   group_event(k_profile, k_channel, {kind = 'role', user = target, role = role}, publish)
@@ -70,7 +73,10 @@ elseif action == 'mute' then
   group_event(k_profile, k_channel, {kind = 'muted', user = target, until_ms = until_ms}, publish)
   return {'applied', theirs}
 end
-redis.call('HDEL', k_mutes, target)  -- unmute
+-- unmute (one not muted, or whose mute ran out: answered, neither logged nor told)
+local until_ms = tonumber(redis.call('HGET', k_mutes, target) or '0')
+redis.call('HDEL', k_mutes, target)
+if until_ms <= now then return {'applied', theirs} end
 modlog(k_log, log_max, actor, action, target, '', now)
 group_event(k_profile, k_channel, {kind = 'muted', user = target, until_ms = 0}, publish)
 return {'applied', theirs}

@@ -6,7 +6,7 @@
 -- ARGV[1] - voter  ARGV[2] - poll id  ARGV[3] - choices (JSON list of option indexes)
 -- ARGV[4] - now ms  ARGV[5] - publish mode  ARGV[6] - day counters kept (s)
 -- ARGV[7] - throttle ms
--- Returns {'applied', poll JSON, 'published' | 'dirty'} | {'rejected', code}
+-- Returns {'applied', poll JSON, 'published' | 'dirty' | 'unchanged'} | {'rejected', code}
 local k_profile, k_members, k_poll, k_ballots, k_voters, k_channel =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local voter, poll_id, choices = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
@@ -30,6 +30,12 @@ for _, c in ipairs(choices) do
 end
 local before = redis.call('HGET', k_ballots, voter)
 if before then
+  -- the same ballot again (a retry after a lost reply) is answered, not refused: nothing
+  -- changes, whether or not the poll lets a ballot change
+  local was = cjson.decode(before)
+  local same = #was == #choices
+  for _, c in ipairs(was) do same = same and seen[c] == true end
+  if same then return {'applied', cjson.encode(poll_state(k_poll, poll_id)), 'unchanged'} end
   if p[3] ~= '1' then return {'rejected', 'already_voted'} end
   for _, c in ipairs(cjson.decode(before)) do redis.call('HINCRBY', k_poll, 'c' .. I(c), -1) end
 else
