@@ -162,7 +162,8 @@ async def test_bulk_users_without_an_id_are_missing_field(admin: Admin) -> None:
 
 
 async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
-    """Edges to users created in the same bulk land; edges to unknown users or oneself are errors."""
+    """Edges to users created in the same bulk land; edges to unknown users or oneself are
+    errors, listed in the order of the items."""
     a, b, ghost = uid("a"), uid("b"), uid("ghost")
     out = await admin.call("POST", "/bulk", {
         "users": [{"id": a}, {"id": b}],
@@ -171,8 +172,20 @@ async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
         "blocks": [{"blocker": b, "blocked": a}, {"blocker": ghost, "blocked": a}],
     })
     assert (out["users"], out["follows"], out["blocks"]) == (2, 1, 1), out
-    assert sorted((e["kind"], e["index"], e["code"]) for e in out["errors"]) == [
-        ("blocks", 1, "user_unknown"), ("follows", 1, "user_unknown"), ("follows", 2, "self_relation")]
+    assert [(e["kind"], e["index"], e["code"]) for e in out["errors"]] == [  # in order
+        ("follows", 1, "user_unknown"), ("follows", 2, "self_relation"), ("blocks", 1, "user_unknown")]
+
+
+async def test_bulk_lists_the_first_errors_in_the_order_of_the_items(admin: Admin) -> None:
+    """Items run at once and end in any order; `errors` lists the first 100 by kind and index
+    (users first), whichever failed first."""
+    good = uid("u")
+    users = [{"id": good} if i == 0 else {"id": f"bad id {i}"} for i in range(150)]
+    out = await admin.call("POST", "/bulk", {"users": users,
+                                             "follows": [{"follower": good, "followee": good}]})
+    assert out["users"] == 1
+    assert [(e["kind"], e["index"]) for e in out["errors"]] == [
+        ("users", i) for i in range(1, 101)]
 
 
 async def test_a_users_pages_are_404_for_an_unknown_user(admin: Admin) -> None:

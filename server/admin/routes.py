@@ -85,18 +85,18 @@ async def run_bulk(p: Parts, body: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"errors": []}
     sem = asyncio.Semaphore(BULK_CONCURRENCY)
 
-    async def one(kind: str, index: int, item: Any) -> bool:
+    async def one(kind: str, index: int, item: Any) -> dict[str, Any] | None:
+        """None when applied, else its error (items run at once: they end in any order)."""
         async with sem:
             try:
                 await p.admin.bulk[kind](item)
-                return True
+                return None
             except AdminError as exc:
-                if len(result["errors"]) < BULK_ERRORS_MAX:
-                    result["errors"].append({"kind": kind, "index": index, "code": exc.code,
-                                             "message": exc.message})
-                return False
+                return {"kind": kind, "index": index, "code": exc.code, "message": exc.message}
 
     for kind, items in lists.items():
-        oks = await asyncio.gather(*(one(kind, i, item) for i, item in enumerate(items)))
-        result[kind] = sum(oks)
+        outcomes = await asyncio.gather(*(one(kind, i, item) for i, item in enumerate(items)))
+        failed = [e for e in outcomes if e is not None]  # in index order, as gathered
+        result[kind] = len(items) - len(failed)
+        result["errors"] += failed[:BULK_ERRORS_MAX - len(result["errors"])]
     return result
