@@ -740,7 +740,7 @@ DOCS: dict[str, str] = {
     "partners": "partner apps, `<channel>` or `<channel>:<bonus>[+<bonus>]` (channel: 1–24 of a-z, 0-9, "
                 "_; at most 32): `points=<N>` (the recipient earns N popularity points per card of a "
                 "gift from the channel) and `campaign` (both sides join the channel's joint "
-                "campaign), e.g. `huoshan:points=2,duoshan:campaign,toutiao`",
+                "campaign), each bonus once, e.g. `huoshan:points=2,duoshan:campaign,toutiao`",
     "brand_fans_min": "brand marketing (batch issuance) is for a verified brand with at least this "
                       "many fans",
     "order_gift_min_fen": "e-commerce: an order paid at least this (fen) in a shop window triggers a "
@@ -750,8 +750,9 @@ DOCS: dict[str, str] = {
     "regions": "regions with a policy, `<region>:<policy>[+<policy>]` (region: 1–24 of a-z, 0-9, _ "
                "as `PUT /admin/v1/users` sets it): `approval` (every gift to the region's users waits "
                "for a third party's approval), `approval=<sender gender>><recipient gender>` (only "
-               "such gifts, e.g. `approval=male>female`), `gdpr` (listed by `GET /admin/v1/regions`), "
-               "e.g. `me:approval=male>female,eu:gdpr`",
+               "such gifts, e.g. `approval=male>female`), `gdpr` (listed by `GET /admin/v1/regions`); "
+               "a region names at least one, each once (one `approval`), e.g. "
+               "`me:approval=male>female,eu:gdpr`",
     "approval_timeout_s": "a gift waiting for a third party's approval is voided (cards and quota "
                           "back to the sender) if none came within this",
     "partner_secrets": "`<channel>=<secret>` (16 characters or more) a partner signs its users' "

@@ -12,9 +12,12 @@ NAME = re.compile(r"[a-z0-9_]{1,24}")
 
 
 def parse_named(items: tuple[str, ...], noun: str, most: int, make: Callable[[str], T],
-                option: Callable[[T, str], T | str]) -> dict[str, T] | str:
+                option: Callable[[T, str], T | str], needs_option: bool = False,
+                option_noun: str = "option") -> dict[str, T] | str:
     """Name → the thing `make(name)` with each option applied by `option` (which answers the
-    thing, or what is wrong with the option); or what is wrong with the items."""
+    thing, or what is wrong with the option); or what is wrong with the items. An option
+    (its name, before any `=`) given twice for one name is refused (which one would hold?),
+    and so is a name with none where `needs_option` (it would mean nothing)."""
     out: dict[str, T] = {}
     for item in items:
         name, _, options = item.partition(":")
@@ -23,7 +26,15 @@ def parse_named(items: tuple[str, ...], noun: str, most: int, make: Callable[[st
         if name in out:
             return f"{noun} {name!r} is named twice"
         thing = make(name)
-        for opt in filter(None, options.split("+")):
+        given = [opt for opt in options.split("+") if opt]
+        if needs_option and not given:
+            return f"{noun} {name!r} names no {option_noun}: give it one, or leave it out"
+        seen: set[str] = set()
+        for opt in given:
+            key = opt.partition("=")[0]
+            if key in seen:
+                return f"{name}: {key!r} is given twice"
+            seen.add(key)
             got = option(thing, opt)
             if isinstance(got, str):
                 return f"{name}: {got}"

@@ -27,12 +27,13 @@ ENV = {"GIFTWIRE_PARTNERS": PARTNERS, "GIFTWIRE_PARTNER_SECRETS": f"toutiao={TOU
 
 
 def test_partners_and_their_bonuses_are_parsed_and_checked() -> None:
-    """`<channel>[:<bonus>[+<bonus>]]`; a bad channel, bonus or secret is refused at start with
-    the variable's name."""
+    """`<channel>[:<bonus>[+<bonus>]]`; a bad channel, bonus (or one given twice) or secret is
+    refused at start with the variable's name."""
     assert parse(("huoshan:points=2", "duoshan:campaign+points=1", "toutiao")) == {
         "huoshan": Partner("huoshan", 2), "duoshan": Partner("duoshan", 1, True),
         "toutiao": Partner("toutiao")}
     for bad in [("Huoshan",), ("a:points=0",), ("a:points=x",), ("a:gold",), ("a", "a"),
+                ("a:points=2+points=3",), ("a:campaign+campaign",),
                 tuple(f"p{i}" for i in range(33))]:
         assert isinstance(parse(bad), str), bad
         assert any(p.startswith("GIFTWIRE_PARTNERS") for p in problems(Settings(partners=bad)))

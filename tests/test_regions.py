@@ -23,12 +23,14 @@ HOUR_MS = 3_600_000
 
 
 def test_region_policies_are_parsed_and_checked() -> None:
-    """`<region>:<policy>[+<policy>]`; a bad region, policy or gender is refused at start."""
+    """`<region>:<policy>[+<policy>]`; a bad region, policy or gender is refused at start, and
+    so is a region with no policy or one policy given twice."""
     got = parse(tuple(REGIONS.split(",")))
     assert got == {"me": Region("me", "male>female"), "eu": Region("eu", "", True),
                    "ky": Region("ky", EVERY_GIFT)}
     assert isinstance(got, dict) and approvals_arg(got) == ";me=male>female;ky=*;"
-    for bad in [("ME:gdpr",), ("me:approval=man>woman",), ("me:approve",), ("me", "me")]:
+    for bad in [("ME:gdpr",), ("me:approval=man>woman",), ("me:approve",), ("me", "me"),
+                ("me",), ("me:approval+approval=male>female",), ("eu:gdpr+gdpr",)]:
         assert isinstance(parse(bad), str), bad
         assert any(p.startswith("GIFTWIRE_REGIONS") for p in problems(Settings(regions=bad)))
 

@@ -41,7 +41,7 @@ def _bonus(partner: Partner, bonus: str) -> Partner | str:
 
 def parse(items: tuple[str, ...]) -> dict[str, Partner] | str:
     """Channel → partner, or what is wrong with the items."""
-    return parse_named(items, "channel", PARTNERS_MAX, Partner, _bonus)
+    return parse_named(items, "channel", PARTNERS_MAX, Partner, _bonus, option_noun="bonus")
 
 
 def derived_secret(token_secret: str, channel: str) -> str:

@@ -42,7 +42,8 @@ def _policy(r: Region, policy: str) -> Region | str:
 
 def parse(items: tuple[str, ...]) -> dict[str, Region] | str:
     """Region → its policies, or what is wrong with the items."""
-    return parse_named(items, "region", REGIONS_MAX, Region, _policy)
+    return parse_named(items, "region", REGIONS_MAX, Region, _policy, needs_option=True,
+                       option_noun="policy")
 
 
 def approvals_arg(regions: dict[str, Region]) -> str:
