@@ -15,6 +15,7 @@ import orjson
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CLOSE_CODES, ERRORS, REJECTIONS
 from protocol.messages import CLIENT_TYPES, SERVER_TYPES, Field, MessageType
+from protocol.schema import AMOUNT_MAX, DEFAULT_LENGTH
 
 
 def _schema(f: Field) -> dict[str, Any]:
@@ -109,11 +110,32 @@ def generate() -> dict[str, Any]:
     }
 
 
+def _bounds(f: Field) -> str:
+    """A client field's bounds as the decoder checks them, e.g. ` (1–1,000)`: ids and
+    amounts are bounded by the Rules (their pattern, the bound on every amount)."""
+
+    def num(n: int) -> str:
+        return f"{n:,}"
+
+    out = []
+    if f.kind in ("int", "ints") and f.minimum is not None:
+        if f.maximum is None or f.maximum >= AMOUNT_MAX:
+            out.append(f"≥ {num(f.minimum)}")
+        else:
+            out.append(f"{num(f.minimum)}–{num(f.maximum)}")
+    if f.kind in ("ints", "strs", "objects"):
+        out.append(f"≤ {num(f.max_length)} items")
+    elif f.kind == "str" and f.pattern is None and not f.enum and f.max_length != DEFAULT_LENGTH:
+        out.append(f"≤ {num(f.max_length)} characters")
+    return f" ({', '.join(out)})" if out else ""
+
+
 def type_tables() -> str:
     """The message tables of protocol/README.md, from the catalogue (a test keeps them equal)."""
 
     def row(t: MessageType) -> str:
-        fields = ", ".join(f"`{f.name}`" + ("" if f.required else "?") for f in t.fields)
+        fields = ", ".join(f"`{f.name}`" + ("" if f.required else "?")
+                           + (_bounds(f) if t.direction == "client" else "") for f in t.fields)
         return f"| `{t.name}` | {fields} | {t.doc} |"
 
     out = []

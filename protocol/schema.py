@@ -37,6 +37,7 @@ ASSET_PATTERN = r"^[a-z_]{1,24}(\.[A-Za-z0-9_-]{1,64})?$"
 # Amounts stay far below 2**53: Lua numbers are doubles and cjson prints 14 digits.
 FRAME_EVENTS_MAX = 1000  # events in one shared-channel frame (a room's or group's tick)
 AMOUNT_MAX = 10**12
+DEFAULT_LENGTH = 4096  # a field's length when it names none: the frame's own bound
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Field:
     minimum: int | None = None
     maximum: int | None = None
     enum: tuple[str, ...] = ()
-    max_length: int = 4096
+    max_length: int = DEFAULT_LENGTH
 
 
 @dataclass(frozen=True)
