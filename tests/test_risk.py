@@ -333,6 +333,32 @@ async def test_machine_regular_intervals_are_automation_even_when_slow(
             await c.close()
 
 
+async def test_likes_between_regular_gifts_do_not_hide_them(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Gifts on an exact grid with a like between each two (under the rate): the likes do not
+    push the gifts out of what the regularity measure sees (it keeps the judged actions
+    apart), so the account is banned `automation_regular` as one sending the gifts alone."""
+    # a small record: 5 a second over 1 s keeps 6 actions, 3 gifts and their likes, fewer
+    # than the 5 intervals (6 gifts) judged
+    srv, _ = own_server({**RISK, "GIFTWIRE_BOT_REGULAR_CV": "0.25",
+                         "GIFTWIRE_BOT_REGULAR_INTERVALS": "5", "GIFTWIRE_BOT_ACTIONS_PER_S": "5",
+                         "GIFTWIRE_BOT_WINDOW_S": "1"})
+    async with Admin(srv) as admin:
+        streamer, mixer = uid("st"), uid("mix")
+        for u in (streamer, mixer):
+            await admin.user(u)
+        room = uid("room")
+        await admin.call("PUT", f"/rooms/{room}", {"streamer": streamer})
+        m = await Raw.open(srv, mixer)
+        turns = itertools.cycle([
+            lambda: {"type": "gift.send", "gift_id": uid("g"), "to": "nobody-at-all",
+                     "asset": "note.do", "count": 1},
+            lambda: {"type": "room.like", "room": room, "count": 1}])
+        await on_schedule(m, [250] * 24, lambda: next(turns)())
+        assert (await m.notice(timeout_s=30))["reason"] == "automation_regular"
+        await m.close()
+
+
 async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A freeze that has landed on the user's slot but not yet reached the gateway (the

@@ -70,16 +70,29 @@ async def test_cluster_record_is_bounded(scripts: Scripts) -> None:
 async def test_action_record_replies_with_what_each_action_saw(scripts: Scripts,
                                                                redis: Redis) -> None:
     """With 5 times kept, a call adding 3 actions answers 7 entries newest first (the 5 kept
-    after its oldest action, and the 2 newer) and keeps 5."""
-    key = keys.user(uid("u")).risk_actions
+    after its oldest action, and the 2 newer) and keeps 5; the judged actions (not likes)
+    are kept apart, 3 of them, so likes between them never push them out."""
+    uk = keys.user(uid("u"))
+    key, judged_key = uk.risk_actions, uk.risk_judged
+
+    async def record(all_: list[str], judged: list[str]) -> Any:
+        return await scripts["risk_actions"](keys=[key, judged_key],
+                                             args=[5, 60_000, 3, len(all_), *all_, *judged])
+
     old = [f"{T0 + i}:gift" for i in range(6)]
-    await scripts["risk_actions"](keys=[key], args=[5, 60_000, *old])
+    await record(old, old)
     new = [f"{T0 + 10}:like", f"{T0 + 11}:gift", f"{T0 + 12}:grab"]
-    reply = await scripts["risk_actions"](keys=[key], args=[5, 60_000, *new])
+    reply = await record(new, new[1:])
     assert reply[0] == "applied"
     assert reply[1].split(",") == [*reversed(new), *reversed(old)][:7]
+    assert reply[2].split(",") == [*reversed(new[1:]), *reversed(old)][:4]
     assert await redis.lrange(key, 0, -1) == [*reversed(new), *reversed(old)][:5]
-    assert 0 < await redis.pttl(key) <= 60_000
+    assert await redis.lrange(judged_key, 0, -1) == [*reversed(new[1:]), *reversed(old)][:3]
+    likes = [f"{T0 + 20 + i}:like" for i in range(10)]  # likes only: the judged ones stay
+    reply = await record(likes, [])
+    assert reply[2].split(",") == [*reversed(new[1:]), *reversed(old)][:3]  # as they stand
+    assert await redis.lrange(key, 0, -1) == list(reversed(likes))[:5]
+    assert 0 < await redis.pttl(key) <= 60_000 and 0 < await redis.pttl(judged_key) <= 60_000
 
 
 async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scripts,
@@ -93,7 +106,7 @@ async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scr
 
     async def apply(action: str, case: str, level: str = "low") -> list[Any]:
         return list(await scripts["risk_apply"](
-            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions],
+            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions, uk.risk_judged],
             args=[action, T0 + 86_400_000, case, level, "shared_device", "face_verification",
                   T0, "100:3600:p"]))
 

@@ -23,7 +23,8 @@ def _personal(uk: keys.UserKeys) -> dict[str, str]:
     return {"follows": uk.follows, "blocks": uk.blocks, "blocked_by": uk.blocked_by,
             "likes": uk.like_totals, "fan_levels": uk.like_levels, "recent_likes": uk.like_recent,
             "like_tasks": uk.like_tasks, "iron_fan_of": uk.iron_fan_of,
-            "risk_actions": uk.risk_actions, "popularity_lots": uk.lots,
+            "risk_actions": uk.risk_actions, "risk_judged_actions": uk.risk_judged,
+            "popularity_lots": uk.lots,
             "popularity_lot_points": uk.lot_points, "popularity": uk.popularity,
             "card_uses": uk.card_uses, "enterprise": uk.enterprise,
             "enterprise_orders": uk.enterprise_orders, "events": uk.events}

@@ -51,7 +51,7 @@ def install(p: Parts) -> None:
             raise AdminError("wrong_evidence")
         uk = keys.user(rec["user"])
         await p.scripts["risk_apply"](
-            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions],
+            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions, uk.risk_judged],
             args=["lift", p.clock.now_ms() + CLEARED_MS, rec["case"], rec["level"], rec["reason"],
                   d["evidence"], p.clock.now_ms(), p.settings.events_bound])
         device = rec["evidence"].get("device")

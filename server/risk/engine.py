@@ -188,22 +188,34 @@ class Engine:
         for f in signals:
             if f["kind"] in ACTIONS:
                 acts.setdefault(f["user"], []).append(f)
-        keep = rules.kept_times(s)
+        keep, keep_judged = rules.kept_times(s), rules.kept_judged(s)
+
+        def entries(fs: list[dict[str, str]], judged: bool = False) -> list[str]:
+            return [f"{f['at_ms']}:{f['kind']}" for f in fs
+                    if not judged or f["kind"] not in rules.RATE_ONLY]
+
         replies = await self.calls("risk_actions", [
-            ([keys.user(user).risk_actions],
-             [keep, s.device_window_s * 1000, *(f"{f['at_ms']}:{f['kind']}" for f in fs)])
+            ([keys.user(user).risk_actions, keys.user(user).risk_judged],
+             [keep, s.device_window_s * 1000, keep_judged, len(fs), *entries(fs),
+              *entries(fs, judged=True)])
             for user, fs in acts.items()])
         for (user, fs), r in zip(acts.items(), replies, strict=True):
             if r is None:
                 continue
-            recent = [rules.parse_action(x) for x in r[1].split(",")]
+            recent = [rules.parse_action(x) for x in r[1].split(",") if x]
+            recent_judged = [rules.parse_action(x) for x in r[2].split(",") if x]
+            judged_in_call = len(entries(fs, judged=True))
+            judged_so_far = 0
             for i, f in enumerate(fs):  # oldest first: the kept times after each action
+                if f["kind"] not in rules.RATE_ONLY:
+                    judged_so_far += 1
                 if f["kind"] == rules.LIKE_REFUSED:
                     # counted, not judged: its request's own signal (a gateway's, with the
                     # device to blacklist) follows within a gateway tick and is judged
                     continue
                 actions = recent[len(fs) - 1 - i:][:keep]
-                verdict = rules.automation(actions, s)
+                judged = recent_judged[judged_in_call - judged_so_far:][:keep_judged]
+                verdict = rules.automation(actions, s, judged)
                 if verdict:
                     decisions.append(([user], "ban", "high", verdict, int(f["at_ms"]), 0,
                                       {"device": f.get("device", ""), "ip": f.get("ip", ""),
@@ -254,7 +266,7 @@ class Engine:
         pipe = self.redis.pipeline(transaction=True)  # one slot: `{risk}`
         for user in users:
             uk = keys.user(user)
-            calls.append(([uk.profile, uk.events, uk.channel, uk.risk_actions],
+            calls.append(([uk.profile, uk.events, uk.channel, uk.risk_actions, uk.risk_judged],
                           [action, until, cases[user], level, reason, EVIDENCE[level],
                            at, self.s.events_bound]))
             record = {"case": cases[user], "user": user, "level": level, "reason": reason,

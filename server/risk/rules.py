@@ -28,14 +28,17 @@ def parse_action(entry: str) -> tuple[int, str]:
     return int(ms), kind
 
 
-def automation(actions_newest_first: list[tuple[int, str]], s: Settings) -> str | None:
+def automation(actions_newest_first: list[tuple[int, str]], s: Settings,
+               judged_newest_first: list[tuple[int, str]] | None = None) -> str | None:
     """`automation_rate` when more than `bot_actions_per_s` actions per second came for a
     whole `bot_window_s` (more than rate × window actions in the window ending at the
     newest), `automation_regular` when the last `bot_regular_intervals` intervals are too
     even to be human (their coefficient of variation, stdev / mean, below
     `bot_regular_cv`), else None. Likes (and the like speed rule's refusals) are judged by
     the rate only: clients batch taps and send them on a timer, so their regularity says
-    nothing about who taps."""
+    nothing about who taps. `judged_newest_first`: the judged actions as kept apart (the
+    last `bot_regular_intervals` + 1 of them, however many likes came between); else they
+    are taken from `actions_newest_first`."""
     times_newest_first = [t for t, _ in actions_newest_first]
     if not times_newest_first:
         return None
@@ -45,7 +48,8 @@ def automation(actions_newest_first: list[tuple[int, str]], s: Settings) -> str 
     if in_window > s.bot_actions_per_s * s.bot_window_s:
         return "automation_rate"
     n = s.bot_regular_intervals
-    judged = [t for t, kind in actions_newest_first if kind not in RATE_ONLY]
+    judged = [t for t, kind in (actions_newest_first if judged_newest_first is None
+                                else judged_newest_first) if kind not in RATE_ONLY]
     if len(judged) > n:
         recent = judged[: n + 1]
         gaps = [a - b for a, b in itertools.pairwise(recent)]
@@ -59,5 +63,10 @@ def automation(actions_newest_first: list[tuple[int, str]], s: Settings) -> str 
 
 
 def kept_times(s: Settings) -> int:
-    """Action times a user's record keeps: enough for both automation measures."""
-    return max(s.bot_actions_per_s * s.bot_window_s + 1, s.bot_regular_intervals + 1)
+    """Action times a user's record keeps for the rate measure."""
+    return s.bot_actions_per_s * s.bot_window_s + 1
+
+
+def kept_judged(s: Settings) -> int:
+    """Judged action times a user's record keeps for the regularity measure."""
+    return s.bot_regular_intervals + 1

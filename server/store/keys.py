@@ -133,6 +133,11 @@ class UserKeys:
     def risk_actions(self) -> str:
         return f"{self.tag}:ra"
 
+    @property
+    def risk_judged(self) -> str:
+        """The actions the automation rule judges for regularity (not likes), newest first."""
+        return f"{self.tag}:rj"
+
     def risk_grab_check(self, group: str, envelope: str, route: str) -> str:
         """A red-envelope grab request (its route) that passed the risk check (expires with
         the envelope)."""

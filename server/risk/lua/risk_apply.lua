@@ -3,6 +3,7 @@
 -- user hears `risk.notice`; the gateways' cached view learns the new state at once
 -- (`K<state>` on the user's channel). A decision already in force is not applied again.
 -- KEYS[1] - profile   KEYS[2] - events   KEYS[3] - channel   KEYS[4] - recent action times
+-- KEYS[5] - recent judged action times
 -- ARGV[1] - restrict | freeze | ban | lift   ARGV[2] - until ms (0: none; a lift: cleared
 --           until then)   ARGV[3] - case id
 -- ARGV[4] - level   ARGV[5] - reason   ARGV[6] - the evidence an appeal needs
@@ -11,6 +12,7 @@
 -- {'exists', state JSON, the case that put it in force or ''}: a re-run of the same decision
 -- finds its own case there)
 local k_profile, k_events, k_channel, k_times = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local k_judged = KEYS[5]
 local action = enum_arg(ARGV[1], 'action', {restrict = true, freeze = true, ban = true, lift = true})
 local until_ms, case, level, reason, appeal = int_arg(ARGV[2], 'until'), ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now, bound = int_arg(ARGV[7], 'now'), events_bound(ARGV[8])
@@ -37,7 +39,7 @@ if action == 'lift' then
   -- a lifted decision is not made again at once from the same evidence (the device's
   -- count, the cluster's window): the account is cleared for a while
   redis.call('HSET', k_profile, 'risk_cleared_until', I(until_ms))
-  redis.call('DEL', k_times)  -- judged afresh from the next action
+  redis.call('DEL', k_times, k_judged)  -- judged afresh from the next action
   event.action = 'lifted'
 elseif action == 'ban' then
   if redis.call('HGET', k_profile, 'risk_banned') == '1' then
