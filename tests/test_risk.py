@@ -527,6 +527,42 @@ async def test_settlement_refuses_what_raced_a_restriction_or_a_ban(
     assert code == 0, out
 
 
+async def test_an_appeal_after_the_restriction_ran_out_still_clears_the_account(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A restriction that ran out before its appeal: resolving it (six appeals at once: one
+    resolves it, five are told `case_resolved`) clears the account for 24 h all the same, so
+    coming back on the device within the device's window restricts it no more. An appeal's
+    `note` that is not a string is `bad_field`."""
+    srv, _ = own_server({**RISK, "GIFTWIRE_RESTRICTION_S": "3600",
+                         "GIFTWIRE_DEVICE_WINDOW_S": "604800"})
+    async with Admin(srv) as admin:
+        recipient, users, clients = await four_on_one_device(srv, admin, "dev-late")
+        assert (await clients[3].notice())["action"] == "restricted"
+        case = next(c for c in await cases_for(admin, [users[3]]) if c["user"] == users[3])
+        await admin.advance(2 * HOUR)  # the hour's restriction ran out
+        body = {"evidence": "face_verification", "note": "late"}
+        answers = await asyncio.gather(*(
+            admin.call("POST", f"/risk/cases/{case['case']}/resolve", body, ok=False)
+            for _ in range(6)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes == [200] + [409] * 5, codes
+        assert {r.json()["error"]["code"] for r in answers if r.status_code == 409} == {
+            "case_resolved"}
+        stored = await admin.call("GET", f"/risk/cases/{case['case']}")
+        assert (stored["status"], stored["resolution"]["note"]) == ("resolved", "late")
+        for c in clients:
+            await c.close()
+        back = [await Raw.open(srv, u, device="dev-late") for u in users]
+        with pytest.raises(TimeoutError):
+            await back[3].notice(timeout_s=1.5)  # cleared: not restricted again
+        assert (await gift(back[3], recipient))["type"] == "gift.confirmed"
+        bad = await admin.call("POST", f"/risk/cases/{case['case']}/resolve",
+                               {"evidence": "face_verification", "note": None}, ok=False)
+        assert (bad.status_code, bad.json()["error"]["code"]) == (400, "bad_field")
+        for c in back:
+            await c.close()
+
+
 async def test_a_shared_device_restriction_lapses_after_24h(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """The fourth account on a device is still refused a second before its restriction's end

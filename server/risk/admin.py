@@ -19,6 +19,8 @@ from server.store import keys
 # after an appeal, the rules that judge windows (a device's day, a cluster's minutes) do not
 # act on the account again from the same evidence for this long
 CLEARED_MS = 24 * 3_600_000
+RESOLVING_MS = 30_000  # an appeal's hold on its case (released when it is done)
+NOTE_MAX = 500  # characters of an appeal's note kept with the resolution
 
 
 def install(p: Parts) -> None:
@@ -41,6 +43,9 @@ def install(p: Parts) -> None:
         d = v.obj(await read_json(r), {"evidence", "note"}, frozenset({"evidence"}))
         if d["evidence"] not in EVIDENCE.values():
             raise AdminError("bad_field", f"evidence must be one of {', '.join(EVIDENCE.values())}")
+        note = d.get("note", "")
+        if not isinstance(note, str) or len(note) > NOTE_MAX:
+            raise AdminError("bad_field", f"note must be a string of at most {NOTE_MAX} characters")
         raw = await p.redis.get(keys.risk_case(r.path_params["case"]))
         if raw is None:
             raise AdminError("case_unknown")
@@ -49,18 +54,28 @@ def install(p: Parts) -> None:
             raise AdminError("case_resolved")
         if d["evidence"] != EVIDENCE[rec["level"]]:
             raise AdminError("wrong_evidence")
-        uk = keys.user(rec["user"])
-        await p.scripts["risk_apply"](
-            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions, uk.risk_judged],
-            args=["lift", p.clock.now_ms() + CLEARED_MS, rec["case"], rec["level"], rec["reason"],
-                  d["evidence"], p.clock.now_ms(), p.settings.events_bound])
-        device = rec["evidence"].get("device")
-        if rec["level"] == "high" and device:
-            await p.scripts["device_ban"](keys=[keys.device_ban(device)], args=["clear", rec["case"]])
-        rec.update(status="resolved", resolution={"evidence": d["evidence"],
-                                                  "note": str(d.get("note", ""))[:500],
-                                                  "at_ms": p.clock.now_ms()})
-        await p.redis.set(keys.risk_case(rec["case"]), orjson.dumps(rec))
+        # one appeal at a time resolves a case; another meanwhile is told it is resolved
+        lock = keys.risk_case_resolving(rec["case"])
+        if not await p.redis.set(lock, "1", nx=True, px=RESOLVING_MS):
+            raise AdminError("case_resolved")
+        try:
+            raw = await p.redis.get(keys.risk_case(rec["case"]))  # (resolved just before?)
+            if raw is None or orjson.loads(raw)["status"] != "open":
+                raise AdminError("case_resolved")
+            uk = keys.user(rec["user"])
+            await p.scripts["risk_apply"](
+                keys=[uk.profile, uk.events, uk.channel, uk.risk_actions, uk.risk_judged],
+                args=["lift", p.clock.now_ms() + CLEARED_MS, rec["case"], rec["level"],
+                      rec["reason"], d["evidence"], p.clock.now_ms(), p.settings.events_bound])
+            device = rec["evidence"].get("device")
+            if rec["level"] == "high" and device:
+                await p.scripts["device_ban"](keys=[keys.device_ban(device)],
+                                              args=["clear", rec["case"]])
+            rec.update(status="resolved", resolution={"evidence": d["evidence"], "note": note,
+                                                      "at_ms": p.clock.now_ms()})
+            await p.redis.set(keys.risk_case(rec["case"]), orjson.dumps(rec))
+        finally:
+            await p.redis.delete(lock)
         return rec
 
     p.admin.add("GET", "/risk/cases", cases)

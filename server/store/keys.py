@@ -442,6 +442,11 @@ def risk_case(case_id: str) -> str:
     return f"{PREFIX}:{{risk}}:case:{case_id}"
 
 
+def risk_case_resolving(case_id: str) -> str:
+    """Held (briefly) by the one appeal resolving a case: two at once resolve it once."""
+    return f"{PREFIX}:{{risk}}:resolving:{case_id}"
+
+
 def risk_stream(partition: int) -> str:
     """Signals for the risk engine (the like speed rule reports here), partitioned by user."""
     return f"{PREFIX}:{{risk:{partition}}}:s"

@@ -27,19 +27,22 @@ end
 
 local event = {type = 'risk.notice', level = level, reason = reason, case = case, appeal = appeal}
 if action == 'lift' then
+  -- a resolved case's account is not restricted or frozen again at once from the same
+  -- evidence (the device's count, the cluster's window): it is cleared for a while, also
+  -- when the decision had run out before the appeal (nothing to lift, nothing to tell)
+  local in_force
   if level == 'high' then
-    if redis.call('HGET', k_profile, 'risk_banned') ~= '1' then return {'exists', state()} end
-    redis.call('HDEL', k_profile, 'risk_banned')
+    in_force = redis.call('HGET', k_profile, 'risk_banned') == '1'
+    if in_force then redis.call('HDEL', k_profile, 'risk_banned') end
   else
-    if tonumber(redis.call('HGET', k_profile, by_level[level]) or '0') <= now then
-      return {'exists', state()}
-    end
-    redis.call('HDEL', k_profile, by_level[level])
+    in_force = tonumber(redis.call('HGET', k_profile, by_level[level]) or '0') > now
+    if in_force then redis.call('HDEL', k_profile, by_level[level]) end
   end
-  -- a lifted decision is not made again at once from the same evidence (the device's
-  -- count, the cluster's window): the account is cleared for a while
-  redis.call('HSET', k_profile, 'risk_cleared_until', I(until_ms))
+  if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 1 then
+    redis.call('HSET', k_profile, 'risk_cleared_until', I(until_ms))
+  end
   redis.call('DEL', k_times, k_judged)  -- judged afresh from the next action
+  if not in_force then return {'exists', state()} end
   event.action = 'lifted'
 elseif action == 'ban' then
   if redis.call('HGET', k_profile, 'risk_banned') == '1' then
