@@ -9,6 +9,8 @@ from protocol.schema import Field, MessageType
 
 LEVELS = ("low", "medium", "high")
 EVIDENCE = {"low": "face_verification", "medium": "phone_bill", "high": "notarization"}
+# a case id, `<reason>-<user>-<ms>`, is at most 18 + 64 + 13 characters and two dashes
+CASE_ID_MAX = 128
 
 CLIENT_TYPES: tuple[MessageType, ...] = ()
 
@@ -27,7 +29,8 @@ SERVER_TYPES: tuple[MessageType, ...] = (
          Field("reason", "str", "shared_device, ip_cluster, automation_rate, "
                "automation_regular", enum=("shared_device", "ip_cluster", "automation_rate",
                                            "automation_regular")),
-         Field("case", "str", "the case id (quote it in an appeal)", max_length=64),
+         Field("case", "str", "the case id (quote it in an appeal): `<reason>-<user>-<ms>`, "
+               "at most 128 characters", max_length=CASE_ID_MAX),
          Field("until_ms", "int", "when it ends by itself (absent: permanent)", False, minimum=0),
          Field("appeal", "str", "the evidence an appeal needs",
                enum=tuple(EVIDENCE.values())),

@@ -252,3 +252,14 @@ def test_readme_adding_a_subsystem_example_is_the_real_module() -> None:
     code = [line.split("  #", 1)[0].strip() for line in example.splitlines()
             if not line.lstrip().startswith("#")]
     assert [c for c in code if c and c not in module] == []
+
+
+def test_a_risk_notice_for_the_longest_case_id_fits_its_schema() -> None:
+    """A case id is `<reason>-<user>-<ms>`: with the longest reason and a 64-character user
+    id it is 97 characters, and the notice that names it still decodes (a client checking
+    frames against the schema would have refused it at 64)."""
+    case = f"automation_regular-{'u' * 64}-{10**12 * 9}"
+    notice = {"type": "risk.notice", "action": "banned", "level": "high",
+              "reason": "automation_regular", "case": case, "appeal": "notarization", "seq": 1}
+    assert len(case) == 97
+    assert isinstance(decode_server(orjson.dumps(notice)), Decoded)

@@ -1067,7 +1067,7 @@ export interface RiskNoticeMessage {
   level: "low" | "medium" | "high";
   /** shared_device, ip_cluster, automation_rate, automation_regular */
   reason: "shared_device" | "ip_cluster" | "automation_rate" | "automation_regular";
-  /** the case id (quote it in an appeal) */
+  /** the case id (quote it in an appeal): `<reason>-<user>-<ms>`, at most 128 characters */
   case: string;
   /** when it ends by itself (absent: permanent) */
   until_ms?: number;
