@@ -399,6 +399,10 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max",
             "handshakes_max", "handshakes_per_address_max", "http_keep_alive_s",
             "settle_stall_alert_s",
+            # and the risk engine's: a zero threshold, count or length judges nothing (or
+            # everything), or divides by zero
+            "device_accounts_max", "cluster_accounts", "bot_actions_per_s",
+            "bot_regular_intervals", "restriction_s", "freeze_s",
             # and the gateway's bounds: at 0 a gateway starts and answers /health, yet refuses
             # every request, connection or frame
             "http_head_max_bytes", "http_headers_max", "handshake_timeout_s", "auth_timeout_s",
@@ -479,6 +483,9 @@ def problems(s: Settings) -> list[str]:
         out.append(f"GIFTWIRE_FAULT must be empty or one of {', '.join(FAULTS[1:])}, "
                    f"not {s.fault!r}")
     out += _asset_problems(s) + _network_problems(s)
+    from server.risk import rules as risk_rules  # pure
+
+    out += risk_rules.setting_problems(s)
     for name, low, high in (("boost_decay", 0.0, 1.0), ("bot_regular_cv", 0.0, None)):
         text = getattr(s, name)
         try:
@@ -901,12 +908,13 @@ DOCS: dict[str, str] = {
     "risk_engine_tick_ms": "how often the engine (the `giftwire jobs` process, or each worker) "
                            "judges the risk streams' new signals (one call per user and per "
                            "network and recipient a read: longer is cheaper, later)",
-    "device_accounts_max": "accounts one device may serve within the device window; each one beyond "
-                           "is warned and restricted from gifting",
+    "device_accounts_max": "accounts one device may serve within the device window (1–200); "
+                           "each one beyond is warned and restricted from gifting",
     "device_window_s": "the shared-device rule's window",
     "restriction_s": "how long a shared-device gifting restriction lasts",
     "cluster_accounts": "accounts from one /24 (IPv6: /64) gifting one recipient within the cluster "
-                        "window that are frozen",
+                        "window that are frozen (1–1,000); every gift request counts, one the "
+                        "gateway or settlement refused too",
     "cluster_window_s": "the IP-cluster rule's window",
     "freeze_s": "how long a cluster freeze (gifting and grabbing) lasts",
     "risk_exempt_networks": "addresses the IP-cluster rule does not judge (loopback: local tools)",

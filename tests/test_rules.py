@@ -102,6 +102,13 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
         "GIFTWIRE_ADMIN_KEY must be at least 16 characters (or unset: one is generated into the "
         "data dir)",
         "REDIS_URL (GIFTWIRE_REDIS_URL) must be a redis://, rediss://, unix:// URL, not 'http://x'"]
+    # risk thresholds past what the rules' records keep: the rule could never fire
+    assert problems(Settings(device_accounts_max=201, cluster_accounts=1001)) == [
+        "GIFTWIRE_DEVICE_ACCOUNTS_MAX must be at most 200: a device's record keeps 201 accounts "
+        "(it is 201)",
+        "GIFTWIRE_CLUSTER_ACCOUNTS must be at most 1000: a network's record keeps as many "
+        "accounts (it is 1001)"]
+    assert problems(Settings(device_accounts_max=200, cluster_accounts=1000)) == []
 
 
 def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:

@@ -41,8 +41,6 @@ BUDGET_TICKS = 4  # a tick reads on while reads come back full, for up to this m
 STALE_ROUNDS_MAX = 100  # XAUTOCLAIM rounds a check
 STALE_CHECK_S = 60.0  # how often an engine looks for entries a killed engine left
 CONSUMER_IDLE_MS = 3_600_000  # an engine's consumer idle this long (and owing nothing) is gone
-DEVICE_ACCOUNTS_KEPT = 200  # accounts a device's record keeps (the rule needs a handful)
-CLUSTER_ACCOUNTS_KEPT = 1000
 ACTIONS = ("gift", "grab", "like", "post", rules.LIKE_REFUSED)
 
 
@@ -147,7 +145,7 @@ class Engine:
         connects = [f for f in signals if f["kind"] == "connect" and f.get("device")]
         replies = await self.calls("risk_device", [
             ([keys.device_accounts(f["device"]), keys.device_ban(f["device"])],
-             [f["user"], int(f["at_ms"]), s.device_window_s * 1000, DEVICE_ACCOUNTS_KEPT])
+             [f["user"], int(f["at_ms"]), s.device_window_s * 1000, rules.DEVICE_ACCOUNTS_KEPT])
             for f in connects])
         for f, r in zip(connects, replies, strict=True):
             if r is not None and int(r[1]) > s.device_accounts_max:
@@ -172,7 +170,7 @@ class Engine:
                 clusters.setdefault((network_of(ip), f["to"]), []).append(f)
         replies = await self.calls("risk_cluster", [
             ([keys.cluster_gifts(net, to)],
-             [s.cluster_window_s * 1000, s.cluster_accounts, CLUSTER_ACCOUNTS_KEPT,
+             [s.cluster_window_s * 1000, s.cluster_accounts, rules.CLUSTER_ACCOUNTS_KEPT,
               *(x for f in fs for x in (f["user"], int(f["at_ms"])))])
             for (net, to), fs in clusters.items()])
         for (net, to), r in zip(clusters, replies, strict=True):

@@ -20,6 +20,24 @@ REFUSES = {"restricted": ("gift",), "frozen": ("gift", "grab"),
 LIKE_REFUSED = "like_refused"
 # judged by the rate alone: clients batch taps and send them on a timer
 RATE_ONLY = ("like", LIKE_REFUSED)
+# the accounts a device's record and a cluster's record keep (the oldest fall out): the
+# rules' thresholds stay within them (checked at start-up), or they could never be reached
+DEVICE_ACCOUNTS_MAX = 200
+DEVICE_ACCOUNTS_KEPT = DEVICE_ACCOUNTS_MAX + 1
+CLUSTER_ACCOUNTS_KEPT = 1000
+
+
+def setting_problems(s: Settings) -> list[str]:
+    """Thresholds no record could reach."""
+    out = []
+    if s.device_accounts_max > DEVICE_ACCOUNTS_MAX:
+        out.append(f"GIFTWIRE_DEVICE_ACCOUNTS_MAX must be at most {DEVICE_ACCOUNTS_MAX}: a "
+                   f"device's record keeps {DEVICE_ACCOUNTS_KEPT} accounts (it is "
+                   f"{s.device_accounts_max})")
+    if s.cluster_accounts > CLUSTER_ACCOUNTS_KEPT:
+        out.append(f"GIFTWIRE_CLUSTER_ACCOUNTS must be at most {CLUSTER_ACCOUNTS_KEPT}: a "
+                   f"network's record keeps as many accounts (it is {s.cluster_accounts})")
+    return out
 
 
 def parse_action(entry: str) -> tuple[int, str]:
