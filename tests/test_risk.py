@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import orjson
 import pytest
 import redis
@@ -138,7 +139,8 @@ async def cases_for(admin: Admin, users: list[str]) -> list[dict[str, Any]]:
 async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Three accounts on one device gift freely; the fourth is warned and restricted from
-    gifting (on the gateway and in settlement); face verification lifts it."""
+    gifting (on the gateway and in settlement, and the admin's view of the user says until
+    when); face verification lifts it."""
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
         recipient, users, clients = await four_on_one_device(srv, admin, "dev-shared")
@@ -149,6 +151,9 @@ async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it
         assert [(await gift(c, recipient))["type"] for c in clients[:3]] == ["gift.confirmed"] * 3
         refused = await gift(clients[3], recipient)
         assert (refused["type"], refused["code"]) == ("error", "risk_restricted")
+        risk = (await admin.call("GET", f"/users/{users[3]}"))["risk"]
+        assert (risk["restricted_until_ms"], risk["frozen_until_ms"], risk["banned"]) == (
+            notice["until_ms"], None, False)
         cases = await cases_for(admin, [users[3]])
         case = next(c for c in cases if c["user"] == users[3])
         assert case["evidence"]["device"] == "dev-shared" and case["evidence"]["place"] == 4
@@ -160,6 +165,8 @@ async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it
         assert done["status"] == "resolved"
         assert (await clients[3].notice())["action"] == "lifted"
         assert (await gift(clients[3], recipient))["type"] == "gift.confirmed"
+        assert (await admin.call("GET", f"/users/{users[3]}"))["risk"][
+            "restricted_until_ms"] is None
         for c in clients:
             await c.close()
 
@@ -363,8 +370,9 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A freeze that has landed on the user's slot but not yet reached the gateway (the
     instant between a decision and its notice): the grab passes the gateway and is refused by
-    settlement's re-check with no share decided; a clean member's grab is unaffected, and
-    stays theirs when they resend it after being frozen."""
+    settlement's re-check with no share decided (and counted in
+    `giftwire_envelope_grabs_total`); a clean member's grab is unaffected, and stays theirs
+    when they resend it after being frozen."""
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
         sender, recipient = await admin.pair(50)
@@ -416,6 +424,10 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         state = await admin.call("GET", f"/groups/{group}/envelopes/{sent['envelope']}")
         assert list(state["grabs"]) == [clean] and state["left_shares"] == 1
         assert await admin.balances(frozen) == {}
+        # settlement's refusals are counted with the group's (the gateway had not refused)
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"{srv.http}/metrics")).text
+        assert 'giftwire_envelope_grabs_total{outcome="risk_frozen"} 2' in text, text
         for c in members.values():
             await c.close()
     code, out = await run_audit(vk.url)

@@ -94,8 +94,22 @@ class LedgerAdmin:
             "region": p.get("region"),
             "gender": p.get("gender"),
             "free_cards_used": int(p.get("free_used", 0)),
+            "risk": self.risk_state(p),
             "balances": await self.balances(uid),
         }
+
+    def risk_state(self, p: dict[str, str]) -> dict[str, Any]:
+        """The risk engine's decisions in force on the account (support's view: a user who
+        was offline when told still sees only the next refusal)."""
+        now = self.p.clock.now_ms()
+
+        def until(field: str) -> int | None:
+            ms = int(p.get(field) or 0)
+            return ms if ms > now else None
+
+        return {"restricted_until_ms": until("risk_restricted_until"),
+                "frozen_until_ms": until("risk_frozen_until"),
+                "banned": p.get("risk_banned") == "1"}
 
     async def balances(self, uid: str) -> dict[str, int]:
         """As of now: the modules' refreshes run first (popularity's expired lots burn)."""

@@ -10,6 +10,7 @@ from typing import Any
 from server.config import Settings
 from server.gateway.endpoint import error_frame
 from server.groups.envelopes import grab_record
+from server.groups.metrics import GRABS
 from server.settlement.flows import Step
 from server.settlement.replies import Replies
 from server.store import keys
@@ -30,6 +31,7 @@ def check_step(s: Settings, replies: Replies) -> Step:
     async def after(item: Any, reply: list[Any], _now: Any) -> None:
         st = status(reply)
         if st is Status.REJECTED:  # nothing decided yet: the refusal is the reply
+            GRABS.inc(outcome=str(reply[1]))  # (counted as the group's refusals are)
             await replies.send(item.user, item.route, error_frame(str(reply[1])))
             item.done = True
         elif st is not Status.APPLIED and st is not Status.EXISTS:
