@@ -209,7 +209,8 @@ def states(entry_states: str) -> list[str]:
 async def test_alice_gifts_bob_from_the_widget_and_his_widget_shows_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
     """pending → confirmed on alice's page; bob's page shows the gift and his balance live;
-    a second gift sent from the keyboard alone; bob reads it in Chinese."""
+    a second gift sent from the keyboard alone, its outcome in the form's status line; bob
+    reads it in Chinese."""
     alice, bob = await people(admin, "alice", "bob", 10)
     await admin.grant(alice, 4, asset="note.mi")
     b = await Widget.open(context, server, bob)
@@ -231,6 +232,9 @@ async def test_alice_gifts_bob_from_the_widget_and_his_widget_shows_it(
     await a.page.keyboard.type("2")
     await a.page.keyboard.press("Enter")
     await expect(a.q("#sent li").first).to_have_text(f"Sent 2 mi to {bob} ✓")
+    # and said where the form's status is read out (a screen reader hears how it went)
+    await expect(a.q("#send-status")).to_have_text(f"Sent 2 mi to {bob} ✓")
+    await expect(a.q("#send-status")).to_have_attribute("role", "status")
     await expect(b.q("#incoming li").first).to_have_text(f"{alice} sent you 2 mi")
     await b.balance("note.mi", 2)
     await a.shot("gift-sent")
@@ -433,7 +437,8 @@ async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: Brow
         f"Not sent (6 do to {bob}): {REJECTIONS['insufficient_balance'].message}")
     await a.page.get_by_role("button", name="切换到中文").click()
     await expect(refused).to_have_text(re.compile("未送出.*需要先关注对方才能送礼"))
-    await expect(a.q("#send-status")).to_have_text("")
+    # the last gift's outcome, in the form's status line too (read out by a screen reader)
+    await expect(a.q("#send-status")).to_have_text(re.compile("未送出（6 张 do.*卡片不足"))
     await a.q("#to").fill("")
     await a.page.get_by_role("button", name="送出", exact=True).click()
     await expect(a.q("#send-status")).to_have_text("请填写收礼人")
@@ -681,6 +686,36 @@ async def embedded_gift(w: Widget, admin: Admin, bob: str) -> None:
     assert await admin.balances(bob) == {"note.do": 2}
 
 
+async def test_the_host_hears_how_an_awaiting_gift_was_answered(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """bob confirms gifts: the host hears alice's gifts `awaiting`, then each answer as it
+    comes (`accepted`; `voided` with `reason: declined`)."""
+    alice, bob = await people(admin, "alice", "bob", 10, confirm_gifts=True)
+    async with Platform() as host:
+        host.embed(server, server.token(alice), bob)
+        w = await Widget.embedded(context, server, host)
+        await w.online()
+        async with await Client.connect(server.ws, server.token(bob)) as b:
+            for count in (2, 3):
+                await w.q("#count").fill(str(count))
+                await w.root.get_by_role("button", name="Send", exact=True).click()
+                offer = await b.next_event("gift.offer")
+                assert offer["count"] == count
+                # (answered once alice's page has its reply: else the host hears only the answer)
+                await expect(w.q("#sent li").first).to_have_attribute("data-state", "awaiting")
+                action = "gift.accept" if count == 2 else "gift.decline"
+                await b.request(action, offer_id=offer["transfer_id"])
+        await expect(w.q("#sent li")).to_have_count(2)
+        await expect(w.q("#sent li").first).to_have_attribute("data-state", "voided")
+        await w.page.wait_for_function(
+            "window.heard.filter((m) => m.type === 'giftwire:sent').length >= 4")
+    sent = [m for m in await heard(w.page) if m["type"] == "giftwire:sent"]
+    assert [(m["count"], m["state"], m.get("reason")) for m in sent] == [
+        (2, "awaiting", None), (2, "accepted", None), (3, "awaiting", None),
+        (3, "voided", "declined")]
+    w.check_clean()
+
+
 async def test_the_host_changes_the_recipient_without_reloading_the_widget(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
     """`giftwire:context` puts another recipient in the picker of the open widget (same page,
@@ -750,6 +785,26 @@ async def test_a_fresh_token_handed_over_while_an_expired_one_is_tried_is_not_lo
         await expect(await w.send(bob, 2)).to_have_attribute("data-state", "confirmed")
     assert await admin.balances(bob) == {"note.do": 2}
     assert [f"token={t}" in u for u, t in zip(w.sockets, (expired, fresh), strict=True)] == [True, True]
+    w.check_clean()
+
+
+async def test_a_token_of_another_user_is_ignored_before_any_welcome_too(
+        server: Proc, admin: Admin, context: BrowserContext) -> None:
+    """Signed in first with alice's expired token (no welcome yet), the widget is alice's:
+    a token of bob's handed over is ignored (it stays offline, nothing is kept under bob's
+    name), and alice's fresh one brings it online as her."""
+    alice, bob = await people(admin, "alice", "bob", 5)
+    async with Platform() as host:
+        host.embed(server, server.token(alice, ttl_s=-60), bob)
+        w = await Widget.embedded(context, server, host)
+        await expect(w.q("#status")).to_have_text("Offline: the sign-in expired (4003)")
+        await tell(w.page, {"type": "giftwire:token", "token": server.token(bob)})
+        await asyncio.sleep(0.5)
+        await expect(w.q("body")).to_have_attribute("data-connection", "closed")
+        assert len(w.sockets) == 1
+        await tell(w.page, {"type": "giftwire:token", "token": server.token(alice)})
+        await w.online()
+        await expect(w.q("#status")).to_have_text(f"Online as {alice}")
     w.check_clean()
 
 

@@ -249,6 +249,8 @@ export class GiftwireClient {
 
   /** Close for good (no reconnection); pending requests fail with ConnectionError. */
   close() {
+    // closed already (a second close, or after a final close): nothing more to tell
+    if (this.state === "closed" && !this._ws) return;
     this._closing = true;
     clearTimeout(this._timer);
     this._timer = null;

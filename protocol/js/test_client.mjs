@@ -240,6 +240,17 @@ const tests = {
     assert.equal(e.state, "closed");
   },
 
+  async "close() twice tells one final close"() {
+    const c = client();
+    await open(c, 1);
+    const closes = [];
+    c.on("close", (e) => closes.push(e));
+    c.close();
+    c.close();
+    assert.deepEqual(closes.map((e) => [e.code, e.final]), [[1000, true]]);
+    assert.equal(c.state, "closed");
+  },
+
   async "forget() after close(): the next connection starts fresh, with no since"() {
     const storage = new MemoryStorage();
     const c = client(storage);

@@ -95,11 +95,12 @@ const model = {
   group: { joined: null, role: null, envelopes: new Map(), activity: [], status: "", joinStatus: "",
     grab: "", sending: false },
   room: { joined: false, live: false, audience: 0, streamer: null, board: [], wish: null,
-    feed: [], likes: null, mine: null, pending: 0, inFlight: false, timer: null },
+    feed: [], likes: null, mine: null, pending: 0, inFlight: false, timer: null, status: "" },
 };
 
 const $ = (id) => document.getElementById(id);
 let client = null;
+let owner = null; // the user of the first token: the widget (its storage, its lists) is theirs
 
 // ---- rendering ----------------------------------------------------------------------------
 
@@ -337,6 +338,7 @@ function drawRoom() {
   if (r.mine) lines.push(t("your_likes", r.mine));
   if (r.mine?.refused) lines.push(t("like_refused", r.mine));
   setText($("likes-text"), lines.join(" · "));
+  setText($("room-status"), words(r.status));
   syncList($("board"), r.board.slice(0, 10), (b) => b.user, () => el("li"),
     (li, b) => setText(li, t("board_row", b)));
   syncList($("feed"), r.feed.slice(0, LIST_MAX), (f) => f.key,
@@ -393,11 +395,14 @@ function ourGift(msg, state) {
     model.sent.unshift(g);
   }
   const unknown = g.state === "unknown";
+  // an offer the host heard was awaiting an answer: it hears the answer too
+  const answered = g.state === "awaiting" && (state === "accepted" || state === "voided");
   if (g.state !== "accepted" || state === "accepted") setState(g, state); // a late copy changes nothing
-  if (unknown) { // its request had no answer in time: the host hears the outcome now
+  if (unknown || answered) { // its request had no answer in time: the host hears the outcome now
     const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
     if (state === "rejected" && msg.code) sent.code = msg.code;
     if (state === "awaiting" && msg.approval) sent.approval = true;
+    if (state === "voided" && msg.reason) sent.reason = msg.reason;
     postHost("sent", sent);
   }
   return g;
@@ -425,6 +430,7 @@ function onGiftReply(g, reply) {
     setState(g, "rejected");
     g.reason = why(reply);
   }
+  model.notice = () => sentText(g); // the form's status line says how it went (aria-live)
   const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
   if (reply.code) sent.code = reply.code; // only when refused
   if (g.state === "awaiting" && g.approval) sent.approval = true;
@@ -806,10 +812,14 @@ async function redeemSet() {
 async function joinRoom() {
   try {
     const reply = await client.joinRoom(ctx.room);
-    if (reply.type === "room.snapshot") applyRoomSnapshot(reply);
-    else model.notice = why(reply);
+    if (reply.type === "room.snapshot") {
+      applyRoomSnapshot(reply);
+      model.room.status = "";
+    } else {
+      model.room.status = why(reply); // said in the room, not under the gift form
+    }
   } catch (err) {
-    model.notice = why(err);
+    model.room.status = why(err);
   }
   render();
 }
@@ -832,10 +842,14 @@ async function flushLikes() {
   render();
   try {
     const reply = await client.like(ctx.room, count);
-    if (reply.type === "room.liked") r.mine = { total: reply.total, level: reply.level, refused: reply.refused };
-    else model.notice = why(reply);
+    if (reply.type === "room.liked") {
+      r.mine = { total: reply.total, level: reply.level, refused: reply.refused };
+      r.status = "";
+    } else {
+      r.status = why(reply);
+    }
   } catch (err) {
-    model.notice = why(err); // likes are not idempotent: a lost batch is not sent again
+    r.status = why(err); // likes are not idempotent: a lost batch is not sent again
   }
   r.inFlight = false;
   if (r.pending) r.timer = setTimeout(flushLikes, LIKE_FLUSH_MS);
@@ -847,7 +861,11 @@ async function flushLikes() {
 function postHost(type, data = {}) {
   const target = hostOrigin ?? learnedOrigin;
   if (window.parent === window || !target) return;
-  window.parent.postMessage({ type: `giftwire:${type}`, ...data }, target);
+  try {
+    window.parent.postMessage({ type: `giftwire:${type}`, ...data }, target);
+  } catch {
+    // an `origin` parameter that is no origin (`127.0.0.1:8080`): nothing can go there
+  }
 }
 
 function onHostMessage(ev) {
@@ -856,7 +874,10 @@ function onHostMessage(ev) {
   const d = ev.data;
   if (!d || typeof d !== "object" || typeof d.type !== "string") return;
   if (d.type === "giftwire:init") {
+    const known = hostOrigin ?? learnedOrigin;
     learnedOrigin = ev.origin;
+    // the host hears the connection's state from now on: first, the one it missed
+    if (!known && client) postHost("state", { state: client.state });
     if (d.lang && !params.lang) lang = pickLang(d.lang);
     const c = d.context && typeof d.context === "object" ? d.context : {};
     if (!client) {
@@ -879,8 +900,9 @@ function onHostMessage(ev) {
 }
 
 function useToken(token) {
-  // the widget is one user's (its storage, its lists): a token for someone else is ignored
-  if (client && model.user && userOfToken(token) !== model.user) return;
+  // the widget is one user's (its storage, its lists): a token for someone else is ignored,
+  // from the first token on (before any welcome, too: the storage is named after it)
+  if (client && userOfToken(token) !== owner) return;
   ctx.token = token; // each connection attempt takes the newest (see start)
   if (!client) start();
   else if (client.state === "closed") client.connect().catch(() => {});
@@ -901,8 +923,9 @@ function start() {
   let tried = null;
   const token = () => (tried = ctx.token);
   // (given a function, the client cannot name its storage after the user: it is told here)
+  owner = userOfToken(ctx.token);
   client = new GiftwireClient(url.toString(), token, { maxAttempts: Infinity,
-    storageKey: `giftwire:${userOfToken(ctx.token) ?? "default"}` });
+    storageKey: `giftwire:${owner ?? "default"}` });
   client.on("state", (state) => {
     model.connection = state;
     postHost("state", { state });
@@ -924,6 +947,7 @@ function start() {
     for (const g of model.sent) if (g.state === "queued" || g.state === "unknown") sendGift(g);
     if (ctx.group && !client.groups.has(ctx.group) && model.group.joined !== false) openGroup();
     if (ctx.room && !client.rooms.has(ctx.room)) joinRoom();
+    if (model.room.pending) flushLikes(); // tapped while offline
     if (model.sets === null) readSets();
     try {
       const seq = client.lastSeq;
