@@ -1354,7 +1354,8 @@ export declare function userOfToken(token: string): string | null;
 export declare function newId(): string;
 
 /** A request got no reply: not connected, the connection was lost first (send it again once
- * reconnected: gift ids make that safe), or none came in time. */
+ * reconnected: gift ids make that safe), or none came in time; or `balances()` was refused
+ * (`code` is then the refusal's). */
 export declare class ConnectionError extends Error {
   readonly code: "disconnected" | "timeout" | "closed" | string;
   constructor(message: string, code?: string);
@@ -1442,6 +1443,8 @@ export declare class GiftwireClient {
     type: K, fields?: Fields<K>, options?: { timeoutMs?: number },
   ): Promise<ServerMessage>;
   ping(): Promise<PongMessage>;
+  /** your balances; a refusal (`error`: `not_registered`, `rate_limited`, ...) rejects with a
+   * ConnectionError carrying its code */
   balances(): Promise<Record<string, number>>;
   sendGift(to: string, asset: string, count: number, options?: {
     giftId?: string; room?: string; group?: string; timeoutMs?: number;
@@ -1449,11 +1452,11 @@ export declare class GiftwireClient {
   acceptOffer(offerId: string): Promise<GiftReceivedMessage | GiftRejectedMessage | Refusal>;
   declineOffer(offerId: string): Promise<GiftVoidedMessage | GiftRejectedMessage | Refusal>;
   joinRoom(room: string): Promise<RoomSnapshotMessage | Refusal>;
-  leaveRoom(room: string): Promise<RoomLeftMessage>;
+  leaveRoom(room: string): Promise<RoomLeftMessage | Refusal>;
   like(room: string, count: number): Promise<RoomLikedMessage | Refusal>;
   joinGroup(group: string, invite?: string): Promise<GroupSnapshotMessage | GroupAppliedMessage | Refusal>;
   openGroup(group: string): Promise<GroupSnapshotMessage | Refusal>;
-  closeGroup(group: string): Promise<GroupClosedMessage>;
+  closeGroup(group: string): Promise<GroupClosedMessage | Refusal>;
   sendEnvelope(group: string, asset: string, total: number, shares: number, options?: {
     envelope?: string; timeoutMs?: number;
   }): Promise<EnvelopeSentMessage | Refusal>;

@@ -697,9 +697,9 @@ async function openGroup() {
     const reply = await client.openGroup(ctx.group);
     if (reply.type === "group.snapshot") applyGroupSnapshot(reply);
     else if (reply.code === "not_member") model.group.joined = false;
-    else model.group.status = why(reply);
+    else model.group.grab = why(reply); // said where it shows (the envelope form is hidden)
   } catch (err) {
-    model.group.status = why(err);
+    model.group.grab = why(err);
   }
   render();
 }
@@ -733,7 +733,7 @@ async function onSubmitEnvelope(ev) {
   const total = Number($("env-total").value);
   const shares = Number($("env-shares").value);
   if (!asset || !Number.isInteger(total) || !Number.isInteger(shares) || shares < 1 || total < shares) {
-    model.group.status = !asset ? say("need_kind") : why({ code: "bad_field", message: "1 ≤ shares ≤ cards" });
+    model.group.status = say(!asset ? "need_kind" : "need_shares");
     render();
     return;
   }
