@@ -192,8 +192,8 @@ def decode(frame: str | bytes, types: Mapping[str, MessageType],
                                _id_of(frame))
     try:
         obj = orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        return _not_json(frame)
+    except orjson.JSONDecodeError as exc:
+        return _not_json(frame, "surrogate" in str(exc))
     return validate(obj, types)
 
 
@@ -209,16 +209,20 @@ def _id_of(frame: str | bytes) -> str | None:
         return None
 
 
-def _not_json(frame: str | bytes) -> DecodeError:
-    """Not JSON to orjson. The one kind of frame the standard library still reads is a
-    string escaping half a surrogate pair (`"\\ud800"`, not Unicode): said so, with the
-    frame's `id`."""
-    try:
-        obj = json.loads(frame)
-    except (ValueError, RecursionError):
-        return DecodeError("bad_json", "frame is not valid JSON")
-    return DecodeError("bad_json", "frame is not valid JSON: a string escapes half a surrogate "
-                       "pair (\\ud800-\\udfff must come in pairs)", _request_id(obj))
+def _not_json(frame: str | bytes, surrogate: bool) -> DecodeError:
+    """Not JSON to orjson. A string escaping half a surrogate pair (`"\\ud800"`, not
+    Unicode) is what the standard library still reads: said so, with the frame's `id`.
+    Anything else (`NaN`, a number past a double, broken syntax) is plainly not JSON."""
+    if surrogate:
+        try:
+            obj = json.loads(frame)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            return DecodeError("bad_json", "frame is not valid JSON: a string escapes half a "
+                               "surrogate pair (\\ud800-\\udfff must come in pairs)",
+                               _request_id(obj))
+    return DecodeError("bad_json", "frame is not valid JSON")
 
 
 def encode(type_: str, **fields: Any) -> bytes:

@@ -920,7 +920,8 @@ DOCS: dict[str, str] = {
     "risk_exempt_networks": "addresses the IP-cluster rule does not judge (loopback: local tools)",
     "bot_actions_per_s": "actions per second that, sustained over the bot window, are automation",
     "bot_window_s": "the automation rule's window",
-    "bot_regular_intervals": "the last intervals between actions judged for regularity",
+    "bot_regular_intervals": "the last intervals between actions judged for regularity (at "
+                             "least 3)",
     "bot_regular_cv": "a coefficient of variation of those intervals below this is automation",
     "risk_cases_max": "risk cases kept",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",

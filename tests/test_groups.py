@@ -12,9 +12,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from protocol.client import Client
+from server.store import keys
 from server.store.embedded import EmbeddedValkey
+from server.store.scripts import Scripts
 from tests.support import TEST_CLOCK, Admin, Proc, metric, run_audit, uid, until
 
 DAY_MS = 86_400_000
@@ -311,6 +314,32 @@ async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: A
     assert await admin.balances(s) == {"note.do": 15}
     for c in (a, b, joined):
         await c.close()
+
+
+async def test_a_refused_in_chat_gift_is_refused_again_only_for_its_request(redis: Redis) -> None:
+    """group_check on the group's slot: a gift refused for its request (route) is refused
+    again when that request is re-run (its sender was told), even if both are members now;
+    the same gift sent again (another route) is judged again; a yes holds for every re-run,
+    and each answer expires on its own."""
+    scripts = Scripts(redis)
+    scripts.load("server.groups")
+    group, sender, recipient, tid = uid("grp"), uid("s"), uid("r"), uid("s") + ":g1"
+    g = keys.group(group)
+    await redis.hset(g.profile, "owner", sender)
+    await redis.hset(g.members, sender, "member")
+
+    async def check(route: str) -> list[Any]:
+        return list(await scripts["group_check"](
+            keys=[g.profile, g.members, g.gift_check(tid), g.gift_checks],
+            args=[sender, recipient, tid, 3600, route]))
+
+    assert await check("c1/1") == ["rejected", "not_group_member"]
+    await redis.hset(g.members, recipient, "member")  # the recipient joins
+    assert await check("c1/1") == ["rejected", "not_group_member"]  # a re-run of that request
+    assert await check("c1/2") == ["applied", ""]  # sent again: judged again
+    await redis.hdel(g.members, recipient)
+    assert await check("c1/2") == ["exists", ""]  # a yes holds (it may be paid for)
+    assert 0 < await redis.ttl(g.gift_check(tid)) <= 3600
 
 
 async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(

@@ -77,6 +77,9 @@ def test_a_frame_too_large_or_with_half_a_surrogate_pair_still_answers_its_id() 
     assert "surrogate" in half.detail
     broken = decode_client(b'{"type":"ping","id":"y4"', MAX)
     assert isinstance(broken, DecodeError) and (broken.code, broken.request_id) == ("bad_json", None)
+    for other in (b'{"type":"ping","id":"y4","x":NaN}', b'{"type":"ping","id":"y4","x":1e400}'):
+        out = decode_client(other, MAX)  # not JSON either way: not said to be a surrogate
+        assert isinstance(out, DecodeError) and out.detail == "frame is not valid JSON", other
 
 
 def test_error_keeps_request_id() -> None:

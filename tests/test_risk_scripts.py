@@ -88,9 +88,13 @@ async def test_action_record_replies_with_what_each_action_saw(scripts: Scripts,
     assert reply[2].split(",") == [*reversed(new[1:]), *reversed(old)][:4]
     assert await redis.lrange(key, 0, -1) == [*reversed(new), *reversed(old)][:5]
     assert await redis.lrange(judged_key, 0, -1) == [*reversed(new[1:]), *reversed(old)][:3]
+    await redis.delete(key)  # (as a lift by an older version, which knew only this list)
+    await record([f"{T0 + 15}:gift"], [f"{T0 + 15}:gift"])
+    assert await redis.lrange(judged_key, 0, -1) == [f"{T0 + 15}:gift"]  # started afresh too
+    await record(old, old)
     likes = [f"{T0 + 20 + i}:like" for i in range(10)]  # likes only: the judged ones stay
     reply = await record(likes, [])
-    assert reply[2].split(",") == [*reversed(new[1:]), *reversed(old)][:3]  # as they stand
+    assert reply[2].split(",") == [*reversed(old)][:3]  # as they stand
     assert await redis.lrange(key, 0, -1) == list(reversed(likes))[:5]
     assert 0 < await redis.pttl(key) <= 60_000 and 0 < await redis.pttl(judged_key) <= 60_000
 
@@ -99,7 +103,8 @@ async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scr
                                                                     redis: Redis) -> None:
     """risk_apply: a restriction applies once; the same decision run again (an engine that died
     after it) answers `exists` with its own case, another one with the first case, so the
-    engine keeps exactly the case that is in force; a ban likewise; a lift clears it."""
+    engine keeps exactly the case that is in force; a ban likewise; a lift clears it, and
+    only its own case's (another case's appeal lifts nothing)."""
     user = uid("rk")
     uk = keys.user(user)
     await redis.hset(uk.profile, "registered_at_ms", T0)
@@ -115,6 +120,9 @@ async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scr
     assert (await apply("restrict", "c2"))[::2] == ["exists", "c1"]  # another decision
     assert (await apply("ban", "b1", "high"))[0] == "applied"
     assert (await apply("ban", "b2", "high"))[::2] == ["exists", "b1"]
+    # an appeal of a case that is not the one in force lifts nothing (b2 opened no ban)
+    assert (await apply("lift", "b2", "high"))[0] == "exists"
+    assert await redis.hget(uk.profile, "risk_banned") == "1"
     assert (await apply("lift", "c1"))[0] == "applied"
     assert (await apply("restrict", "c3"))[::2] == ["exists", ""]  # cleared after the appeal
 

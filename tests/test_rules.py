@@ -109,6 +109,9 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
         "GIFTWIRE_CLUSTER_ACCOUNTS must be at most 1000: a network's record keeps as many "
         "accounts (it is 1001)"]
     assert problems(Settings(device_accounts_max=200, cluster_accounts=1000)) == []
+    assert problems(Settings(bot_regular_intervals=2)) == [
+        "GIFTWIRE_BOT_REGULAR_INTERVALS must be at least 3: so few intervals look even by "
+        "chance (one always does), and a person would be banned (it is 2)"]
 
 
 def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:

@@ -220,7 +220,7 @@ export interface GroupHistoryMessage {
   limit?: number;
 }
 
-/** Owner and admins act on a member: `promote`/`demote` an admin (owner only), `remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an application (`approve` also readmits a removed member, whatever the entry rule). Each is in the group's moderation log. Replied by `group.managed`, or `error` (`not_group_admin`: not yours to do, or the user is the owner or, for an admin, another admin; `not_member`: the user is not a member, or has no application (nor, for `approve`, was removed); `group_full`: approving into a full group, the application stays; `missing_field`: a mute without `minutes`; `group_unknown`). */
+/** Owner and admins act on a member: `promote`/`demote` an admin (owner only), `remove`, `mute` (for `minutes`), `unmute`, `approve`/`reject` an application (`approve` also readmits a removed member, whatever the entry rule). Each that changes something is in the group's moderation log (a promote of an admin, a demote of a member or an unmute of one not muted is answered and changes nothing). Replied by `group.managed`, or `error` (`not_group_admin`: not yours to do, or the user is the owner or, for an admin, another admin; `not_member`: the user is not a member, or has no application (nor, for `approve`, was removed); `group_full`: approving into a full group, the application stays; `missing_field`: a mute without `minutes`; `group_unknown`). */
 export interface GroupManageMessage {
   type: "group.manage";
   /** client-chosen request id, echoed by the reply */

@@ -35,8 +35,8 @@ def check_step(s: Settings, replies: Replies) -> Step:
         if not item.group:
             return None
         g = keys.group(item.group)
-        return ([g.profile, g.members, g.gift_checks],
-                [item.sender, item.to, item.tid, s.room_recorded_ttl_s])
+        return ([g.profile, g.members, g.gift_check(item.tid), g.gift_checks],
+                [item.sender, item.to, item.tid, s.room_recorded_ttl_s, item.route])
 
     async def after(item: GroupGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)

@@ -3,6 +3,7 @@ when the platform brings the evidence its level needs."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -55,8 +56,8 @@ def install(p: Parts) -> None:
         if d["evidence"] != EVIDENCE[rec["level"]]:
             raise AdminError("wrong_evidence")
         # one appeal at a time resolves a case; another meanwhile is told it is resolved
-        lock = keys.risk_case_resolving(rec["case"])
-        if not await p.redis.set(lock, "1", nx=True, px=RESOLVING_MS):
+        lock, mine = keys.risk_case_resolving(rec["case"]), uuid.uuid4().hex
+        if not await p.redis.set(lock, mine, nx=True, px=RESOLVING_MS):
             raise AdminError("case_resolved")
         try:
             raw = await p.redis.get(keys.risk_case(rec["case"]))  # (resolved just before?)
@@ -75,7 +76,9 @@ def install(p: Parts) -> None:
                                                       "at_ms": p.clock.now_ms()})
             await p.redis.set(keys.risk_case(rec["case"]), orjson.dumps(rec))
         finally:
-            await p.redis.delete(lock)
+            # (only its own hold: one that outlived RESOLVING_MS may be another appeal's now)
+            if await p.redis.get(lock) == mine:
+                await p.redis.delete(lock)
         return rec
 
     p.admin.add("GET", "/risk/cases", cases)

@@ -25,11 +25,16 @@ RATE_ONLY = ("like", LIKE_REFUSED)
 DEVICE_ACCOUNTS_MAX = 200
 DEVICE_ACCOUNTS_KEPT = DEVICE_ACCOUNTS_MAX + 1
 CLUSTER_ACCOUNTS_KEPT = 1000
+REGULAR_INTERVALS_MIN = 3  # fewer cannot tell a timer from a person
 
 
 def setting_problems(s: Settings) -> list[str]:
-    """Thresholds no record could reach."""
+    """Thresholds no record could reach, and a regularity judged on too few intervals."""
     out = []
+    if 0 < s.bot_regular_intervals < REGULAR_INTERVALS_MIN:  # (0: refused as every zero is)
+        out.append(f"GIFTWIRE_BOT_REGULAR_INTERVALS must be at least {REGULAR_INTERVALS_MIN}: "
+                   f"so few intervals look even by chance (one always does), and a person "
+                   f"would be banned (it is {s.bot_regular_intervals})")
     if s.device_accounts_max > DEVICE_ACCOUNTS_MAX:
         out.append(f"GIFTWIRE_DEVICE_ACCOUNTS_MAX must be at most {DEVICE_ACCOUNTS_MAX}: a "
                    f"device's record keeps {DEVICE_ACCOUNTS_KEPT} accounts (it is "

@@ -64,7 +64,7 @@ class _Stall:
     def __init__(self, alert_s: float) -> None:
         self.alert_s = alert_s
         self.since: float | None = None
-        self.said = 0.0
+        self.said: float | None = None  # when it was last said as an error
 
     def failed(self, exc: BaseException) -> bool:
         """Count one failed attempt; True when it was said as an error here."""
@@ -73,7 +73,7 @@ class _Stall:
             self.since = now
         stalled = now - self.since
         STALLED.set(round(stalled, 3))
-        if stalled < self.alert_s or now - self.said < self.alert_s:
+        if stalled < self.alert_s or (self.said is not None and now - self.said < self.alert_s):
             return False
         self.said = now
         log.error("settlement stalled for %.0f s: the entries in hand keep failing (%s); "
@@ -82,9 +82,9 @@ class _Stall:
 
     def ended(self) -> None:
         if self.since is not None:
-            if self.said:
+            if self.said is not None:
                 log.warning("settlement resumed after %.0f s", time.monotonic() - self.since)
-            self.since, self.said = None, 0.0
+            self.since, self.said = None, None
             STALLED.set(0)
 
 

@@ -220,13 +220,6 @@ class RoomKeys:
         return f"{self.tag}:x"
 
     @property
-    def gift_checks(self) -> str:
-        return f"{self.tag}:gc"
-
-    def day_envelopes(self, day_key: str) -> str:
-        return f"{self.tag}:de:{day_key}"
-
-    @property
     def quotes(self) -> str:
         return f"{self.tag}:q"
 
@@ -355,7 +348,14 @@ class GroupKeys:
 
     @property
     def gift_checks(self) -> str:
+        """In-chat gifts checked before this release (transfer id → answer): read, no longer
+        written (a field's expiry was the whole hash's, refreshed by every gift)."""
         return f"{self.tag}:gc"
+
+    def gift_check(self, transfer_id: str) -> str:
+        """An in-chat gift's membership check (`ok`, or `no:<route>` for the request refused),
+        kept `GIFTWIRE_ROOM_RECORDED_TTL_S` on its own."""
+        return f"{self.tag}:gc:{transfer_id}"
 
     def day_envelopes(self, day_key: str) -> str:
         return f"{self.tag}:de:{day_key}"

@@ -29,6 +29,9 @@ local function record(key, kept, first, last)
   return table.concat(recent, ',')
 end
 
+-- the judged record lives no longer than the whole one: a lift (an older version's too,
+-- which knew only the whole one) or its expiry starts both afresh
+if redis.call('EXISTS', k_times) == 0 then redis.call('DEL', k_judged) end
 local all = record(k_times, keep, 5, 4 + n)
 local judged = record(k_judged, keep_judged, 5 + n, #ARGV)
 return {'applied', all, judged}

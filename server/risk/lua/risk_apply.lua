@@ -30,13 +30,21 @@ if action == 'lift' then
   -- a resolved case's account is not restricted or frozen again at once from the same
   -- evidence (the device's count, the cluster's window): it is cleared for a while, also
   -- when the decision had run out before the appeal (nothing to lift, nothing to tell)
-  local in_force
+  -- (only what this case put in force: an old case resolved late lifts nothing newer;
+  -- a decision recorded before cases were kept with it is any case's)
+  local in_force, held_by
   if level == 'high' then
-    in_force = redis.call('HGET', k_profile, 'risk_banned') == '1'
-    if in_force then redis.call('HDEL', k_profile, 'risk_banned') end
+    local b = redis.call('HMGET', k_profile, 'risk_banned', 'risk_banned_case')
+    in_force, held_by = b[1] == '1', b[2]
   else
-    in_force = tonumber(redis.call('HGET', k_profile, by_level[level]) or '0') > now
-    if in_force then redis.call('HDEL', k_profile, by_level[level]) end
+    local d = redis.call('HMGET', k_profile, by_level[level], by_level[level] .. '_case')
+    in_force, held_by = tonumber(d[1] or '0') > now, d[2]
+  end
+  in_force = in_force and (not held_by or held_by == case)
+  if in_force and level == 'high' then
+    redis.call('HDEL', k_profile, 'risk_banned', 'risk_banned_case')
+  elseif in_force then
+    redis.call('HDEL', k_profile, by_level[level], by_level[level] .. '_case')
   end
   if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 1 then
     redis.call('HSET', k_profile, 'risk_cleared_until', I(until_ms))
