@@ -165,7 +165,8 @@ def code_tables() -> str:
     out += [f"| `{c.code}` | {yes(c.temporary)} | {c.message} |" for c in REJECTIONS.values()]
     out += ["", "### Close codes", "",
             "Every code the server can close with (and 1006, which clients see when a "
-            "connection drops). Clients should follow the reconnect advice (`protocol/client.py` "
+            "connection drops, and those a proxy in front of the gateway may send: 1001, "
+            "1005, 1013, 1014). Clients should follow the reconnect advice (`protocol/client.py` "
             "does with `auto_reconnect=True`, the JavaScript client by default) and treat a "
             "code not listed here as final. Both reconnect at once after a connection that was "
             "up a while, then back off; a connection lost within 5 s of its `welcome` counts as "

@@ -247,15 +247,22 @@ class CloseCode:
     message: str
 
 
-# Every close code a client can see, RFC 6455 ones included, with the advice both clients
-# follow. A code not listed here is final (a client must not hammer a server it does not
-# understand).
+# Every close code a client can see, RFC 6455 ones included (those a proxy in front of the
+# gateway sends too: a widget behind one must not stay offline after the proxy restarts),
+# with the advice both clients follow. A code not listed here is final (a client must not
+# hammer a server it does not understand).
 CLOSE_CODES = {
     c.reason: c
     for c in (
         CloseCode(1000, "normal", False, "closed as asked (the client closed first; its "
                   "own code is echoed)"),
+        CloseCode(1001, "going_away", True,
+                  "never sent by the gateway: a proxy or load balancer in front of it going "
+                  "away (a restart, a drain)"),
         CloseCode(1002, "protocol_error", False, "the client broke the WebSocket protocol"),
+        CloseCode(1005, "no_status", True,
+                  "never sent by the gateway: a close frame without a code (seen by clients; "
+                  "a proxy's)"),
         CloseCode(1006, "abnormal", True,
                   "never sent: the connection dropped without a close frame (seen by clients)"),
         CloseCode(1007, "invalid_utf8", False, "a text frame was not valid UTF-8"),
@@ -265,6 +272,10 @@ CLOSE_CODES = {
                   "an unexpected server error, no pong to the server's ping in time, or (reason "
                   "`unavailable`) the server's storage is away: reconnect shortly"),
         CloseCode(1012, "service_restart", True, "the server is restarting"),
+        CloseCode(1013, "try_again_later", True,
+                  "never sent by the gateway: a proxy in front of it is overloaded"),
+        CloseCode(1014, "bad_gateway", True,
+                  "never sent by the gateway: a proxy in front of it could not reach it"),
         CloseCode(4000, "shutdown", True, "the gateway is shutting down: reconnect (elsewhere)"),
         CloseCode(4001, "auth_required", False,
                   "the first message was not a valid `auth` (nor was a token in the URL)"),

@@ -926,8 +926,8 @@ async def test_widget_responses_carry_a_strict_content_security_policy(server: P
 
 
 def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(tmp_path: Path) -> None:
-    """i18n.js: the Chinese for every rejection and error code (and only for known codes), and
-    the same keys in English and Chinese."""
+    """i18n.js: the Chinese for every rejection and error code (and only for known codes),
+    words for every final close, and the same keys in English and Chinese."""
     from protocol.errors import ERRORS
 
     node = shutil.which("node")
@@ -944,6 +944,11 @@ def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(
     reasons = set(got["REASONS_ZH"])
     assert set(REJECTIONS) | set(ERRORS) <= reasons  # every code a user may be shown
     assert reasons - set(REJECTIONS) - set(ERRORS) == {"lost"}
+    # and words for every close that leaves the widget offline for good
+    from protocol.errors import CLOSE_CODES
+
+    final = {f"closed_{c.reason}" for c in CLOSE_CODES.values() if not c.reconnect}
+    assert final <= set(got["STRINGS"]["en"]), final - set(got["STRINGS"]["en"])
 
 
 async def test_a_complete_set_is_redeemed_from_the_widget(server: Proc, admin: Admin,

@@ -1296,12 +1296,16 @@ export type RejectionCode =
 /** Every close code a client can see. */
 export type CloseCode =
   | 1000
+  | 1001
   | 1002
+  | 1005
   | 1006
   | 1007
   | 1009
   | 1011
   | 1012
+  | 1013
+  | 1014
   | 4000
   | 4001
   | 4002

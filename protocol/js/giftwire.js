@@ -21,12 +21,16 @@
 export const PROTOCOL_VERSION = 1;
 export const CLOSE_CODES = Object.freeze({
   1000: Object.freeze({ reason: "normal", reconnect: false }),
+  1001: Object.freeze({ reason: "going_away", reconnect: true }),
   1002: Object.freeze({ reason: "protocol_error", reconnect: false }),
+  1005: Object.freeze({ reason: "no_status", reconnect: true }),
   1006: Object.freeze({ reason: "abnormal", reconnect: true }),
   1007: Object.freeze({ reason: "invalid_utf8", reconnect: false }),
   1009: Object.freeze({ reason: "message_too_big", reconnect: false }),
   1011: Object.freeze({ reason: "internal_error", reconnect: true }),
   1012: Object.freeze({ reason: "service_restart", reconnect: true }),
+  1013: Object.freeze({ reason: "try_again_later", reconnect: true }),
+  1014: Object.freeze({ reason: "bad_gateway", reconnect: true }),
   4000: Object.freeze({ reason: "shutdown", reconnect: true }),
   4001: Object.freeze({ reason: "auth_required", reconnect: false }),
   4002: Object.freeze({ reason: "auth_invalid", reconnect: false }),
