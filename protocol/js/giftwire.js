@@ -360,9 +360,11 @@ export class GiftwireClient {
     this._setState("open");
     const connecting = this._connecting;
     this._connecting = null;
+    // the rooms and groups first: a request an `open` handler sends (a gift queued while
+    // offline, sent in a room) then reaches a connection that watches the room again
+    this._restore();
     this._emit("open", { welcome, resumed, reconnect: again });
     connecting?.resolve(welcome);
-    this._restore();
   }
 
   async _restore() {

@@ -186,6 +186,8 @@ const tests = {
     const snapshots = [];
     c.on("room.snapshot", (s) => snapshots.push(s.room));
     c.on("group.snapshot", (s) => snapshots.push(s.group));
+    // a request sent as soon as it is open (a gift queued while offline) follows the rejoin
+    c.on("open", () => { c.request("ping").catch(() => {}); });
     const before = FakeSocket.made.length;
     ws.drop(4000, "shutdown");
     await assert.rejects(pending, ConnectionError);
@@ -193,6 +195,7 @@ const tests = {
     assert.equal(ws2.url.searchParams.get("since"), "4");
     ws2.welcome(4, true);
     const join = await until(() => ws2.lastRequest("room.join"), "room.join again");
+    assert.deepEqual(ws2.sent.map((m) => m.type).slice(0, 2), ["room.join", "ping"]);
     ws2.push({ type: "room.snapshot", id: join.id, room: "r1", live: true, audience: 1, rseq: 2, board: [] });
     const open2 = await until(() => ws2.lastRequest("group.open"), "group.open again");
     ws2.push({ type: "group.snapshot", id: open2.id, group: "g1" });
