@@ -535,3 +535,23 @@ def test_a_harness_killed_takes_its_server_with_it(
         harness.stdout.close()
         for pid in processes_with(f"serve --data-dir {data}"):  # only if the test failed: ours
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_wheel_carries_every_file_the_server_reads() -> None:
+    """pyproject's package-data covers every subsystem's `lua/` (a wheel, `pip install .`,
+    without notes' or regions' scripts could not start), the widget's files and the
+    protocol's client, as setuptools matches them."""
+    import fnmatch
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    needed = [p for p in (root / "server").glob("*/lua/*.lua")]
+    needed += [p for p in (root / "server" / "widget" / "static").iterdir() if p.is_file()]
+    needed += [root / "protocol" / "js" / "giftwire.js", root / "protocol" / "asyncapi.json"]
+    for path in needed:
+        rel = path.relative_to(root)
+        package = ".".join(rel.parts[:2]) if rel.parts[0] == "server" else rel.parts[0]
+        inside = "/".join(rel.parts[2:] if rel.parts[0] == "server" else rel.parts[1:])
+        patterns = data.get(package, []) + data.get("*", [])
+        assert any(fnmatch.fnmatch(inside, pat) for pat in patterns), rel
