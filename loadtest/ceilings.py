@@ -91,8 +91,10 @@ class EchoServer:
         self.args = args
 
     def __enter__(self) -> EchoServer:
+        # in a process group of its own: a terminal's Ctrl-C reaches the harness, which
+        # stops it (a Ctrl-C while it starts had killed it, and the run ended in a traceback)
         self.proc = subprocess.Popen([sys.executable, "-m", "loadtest.echo_server", *self.args],
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, process_group=0)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if "listening on" not in line:

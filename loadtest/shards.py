@@ -13,6 +13,7 @@ import gc
 import importlib
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 import traceback
@@ -73,8 +74,18 @@ class Shards:
                       for cfg in cfgs]
 
     def __enter__(self) -> Shards:
-        for p in self.procs:
-            p.start()
+        # started with SIGINT ignored, which they keep: a terminal's Ctrl-C reaches the whole
+        # process group, and the harness stops its generators itself (each a traceback else)
+        try:
+            before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        except ValueError:  # (not the main thread: nothing to change there)
+            before = None
+        try:
+            for p in self.procs:
+                p.start()
+        finally:
+            if before is not None:
+                signal.signal(signal.SIGINT, before)
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:

@@ -143,8 +143,11 @@ class GiftwireProcess:
         if self.command in ("serve", "gateway"):
             argv += ["--port", "0"]
         with self.log_path.open("w") as log:  # the child keeps its own descriptor
+            # a process group of its own: a terminal's Ctrl-C reaches the harness (or the
+            # test run), which stops it by its PID; it stops with its parent regardless
             self.proc = subprocess.Popen(argv + list(self.args), env=env,
-                                         stdout=subprocess.PIPE, stderr=log, text=True)
+                                         stdout=subprocess.PIPE, stderr=log, text=True,
+                                         process_group=0)
         deadline = time.monotonic() + timeout_s
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:

@@ -475,7 +475,8 @@ def cmd_token(args: argparse.Namespace) -> int:
     if ttl < 1:
         sys.exit(f"giftwire: {named} must be at least 1 second")
     if int(time.time()) + ttl > EXPIRES_MAX_S:  # a longer expiry is a malformed token
-        sys.exit(f"giftwire: {named} {ttl} ends after {EXPIRES_MAX_S} (12 digits of Unix seconds)")
+        sys.exit(f"giftwire: {named} {ttl} would end the token after {EXPIRES_MAX_S}, the "
+                 f"latest expiry a token can carry (12 digits of Unix seconds)")
     sec = _secrets(s, sys.stderr)  # (stdout is the token's alone)
     secret = sec.token_secret if args.partner is None else _partner_secret(s, args.partner)
     print(make_token(secret, args.user, int(time.time()) + ttl))

@@ -28,7 +28,7 @@ async def run_harness(*args: str) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-@pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "c"}), ("room", {"d"}), ("idle", set()),
+@pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "b", "c"}), ("room", {"d"}), ("idle", set()),
                                                 ("likes", {"c"}), ("envelope", {"a"}),
                                                 ("chat", {"d", "d_frames"})])
 async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -> None:
@@ -186,14 +186,18 @@ OURS = (b"server.cli", b"valkey", b"spawn_main")  # what the harness starts
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-async def test_a_stop_signal_stops_everything_the_run_started(signum: signal.Signals) -> None:
-    """A harness stopped with SIGTERM or Ctrl-C (SIGINT) mid-run (its target up, its load
-    generators waiting at a barrier) exits 128 + the signal within seconds, says so in one
-    line (no traceback), and leaves no server, Valkey or generator running."""
+@pytest.mark.parametrize(("signum", "group"), [(signal.SIGTERM, False), (signal.SIGINT, False),
+                                               (signal.SIGINT, True)])
+async def test_a_stop_signal_stops_everything_the_run_started(signum: signal.Signals,
+                                                              group: bool) -> None:
+    """A harness stopped with SIGTERM or Ctrl-C (SIGINT; also as a terminal sends it, to its
+    whole process group) mid-run (its target up, its load generators waiting at a barrier)
+    exits 128 + the signal within seconds, says so in one line (no traceback, the
+    generators' neither), and leaves no server, Valkey or generator running."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtest", "room", "--smoke",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        start_new_session=group)
     started: dict[int, bytes] = {}
     try:
         for _ in range(1200):  # until the target and the generators are up
@@ -203,7 +207,10 @@ async def test_a_stop_signal_stops_everything_the_run_started(signum: signal.Sig
                 break
             await asyncio.sleep(0.05)
         assert any(b"spawn_main" in c for c in started.values()), started
-        proc.send_signal(signum)
+        if group:
+            os.killpg(proc.pid, signum)  # its own session: the group is the harness's alone
+        else:
+            proc.send_signal(signum)
         _, err = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 128 + signum, err.decode()
         assert f"stopped ({signum.name})" in err.decode() and b"Traceback" not in err, err.decode()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -67,6 +68,7 @@ async def main(gifts: int) -> dict[str, Any]:
                 "script_us_per_call": round((u1 - u0) / max(c1 - c0, 1), 1)}
     finally:
         vk.stop()
+        shutil.rmtree(vk.data_dir, ignore_errors=True)  # its AOF: megabytes a run
 
 
 if __name__ == "__main__":
