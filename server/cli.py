@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -361,9 +362,16 @@ def _reachable(s: Settings) -> Settings:
     """`s` once its Redis answers (see `wait_for_redis`), a cluster node recognised as one
     (`_settings` could not tell while it was still starting)."""
     wait_for_redis(s.redis_url)
-    if not s.redis_cluster and is_cluster_node(s.redis_url):
-        s = s.replace(redis_cluster=True)
-    return s
+    cluster = is_cluster_node(s.redis_url)
+    if s.redis_cluster and not cluster:  # (else: a traceback, or a worker that starts and dies)
+        sys.exit(f"giftwire: --redis-cluster (GIFTWIRE_REDIS_CLUSTER) is set, but REDIS_URL "
+                 f"{redacted(s.redis_url)} is not a node of a Redis Cluster")
+    return s.replace(redis_cluster=True) if cluster else s
+
+
+def redacted(url: str) -> str:
+    """A Redis URL as a log line may show it: its password hidden."""
+    return re.sub(r"(?<=://)([^/@]*):[^/@]*@", r"\1:***@", url)
 
 
 def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
@@ -382,8 +390,8 @@ def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
             return
         except redis.RedisError as exc:
             if time.monotonic() >= deadline:
-                sys.exit(f"giftwire: Redis at {url} does not answer ({exc}); start it, or fix "
-                         f"REDIS_URL")
+                sys.exit(f"giftwire: Redis at {redacted(url)} does not answer ({exc}); start it, "
+                         f"or fix REDIS_URL")
         finally:
             client.close()
         time.sleep(0.5)
@@ -510,7 +518,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     url = s.redis_url or EmbeddedValkey(s.data_dir).url
 
     async def main() -> int:
-        from redis.exceptions import RedisError, ResponseError
+        from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
         client = connect(url, s.redis_cluster)
         try:
@@ -523,8 +531,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(f"giftwire: audit failed: a key holds data giftwire never writes there "
                   f"(a corrupt or foreign key): {exc}", file=sys.stderr)
             return 1
-        except (RedisError, OSError) as exc:  # not a verdict: 2, never 1 (an invariant broke)
-            print(f"giftwire: cannot audit, Redis at {url} is unreachable: {exc}", file=sys.stderr)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            # not a verdict: 2, never 1 (an invariant broke); a cluster that cannot be reached
+            # (or a node that is none) raises redis-py's cluster errors, which are no RedisError
+            print(f"giftwire: cannot audit, Redis at {redacted(url)} is unreachable: {exc}",
+                  file=sys.stderr)
             return 2
         finally:
             await client.aclose()

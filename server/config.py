@@ -699,8 +699,11 @@ DOCS: dict[str, str] = {
     "redis_url": "`REDIS_URL` also works; empty: start the embedded Valkey",
     "redis_cluster": "`REDIS_URL` names a node of a Redis/Valkey Cluster (sharded pub/sub, per-slot calls)",
     "token_secret": "HMAC secret shared with the platform; empty: generated in data_dir "
-                    "(secrets.json holds only the secrets this environment does not set)",
-    "admin_key": "bearer key of the admin API; empty: generated in data_dir (and printed once)",
+                    "(secrets.json holds only the secrets this environment does not set: one "
+                    "set here removes the file's, for good, so any command run with it set "
+                    "retires the generated one; set it for every command, or for none)",
+    "admin_key": "bearer key of the admin API; empty: generated in data_dir (and printed once); "
+                 "like the token secret, setting it removes the file's",
     "log_level": "`debug`, `info`, `warning`, `error` or `critical` (any case)",
     "log_format": "`json` (one object per line, with the transfer id on gift lines) or `text`",
     "aof_rewrite_min_mb": "the embedded Valkey compacts its append-only file once it has doubled and is at "
@@ -929,8 +932,14 @@ DOCS: dict[str, str] = {
     "resume_page_max": "events read per round trip when a client resumes",
     "ledger_page_max": "largest ledger page of the admin API",
     "bulk_items_max": "items in one bulk admin request",
-    "fault": "fault injection for crash tests (" + ", ".join(f"`{f}`" for f in FAULTS[1:])
-             + "); leave empty",
+    "fault": "fault injection for crash tests; leave empty. `kill_after_escrow` / "
+             "`kill_after_finalize`: a worker SIGKILLs itself after a gift's first / last step "
+             "(every time: under `serve`, each restarted worker does again); "
+             "`kill_after_grab`: after a red-envelope share is decided; `poison_credit`: the "
+             "recipient's step fails for gifts whose `gift_id` starts with `poison` (they are "
+             "dead-lettered); `poison_use_settle`: likewise a card use whose `use` starts with "
+             "`poison`; `lose_like_batches`: a gateway's first room-likes flush never reaches "
+             "Redis and the second's answer is lost",
     "test_clock": "let `POST /admin/v1/clock` move the time of every process forward (tests and "
                   "development only; never in production)",
 }

@@ -162,6 +162,23 @@ def test_serve_on_an_unusable_data_dir_exits_1_with_a_message() -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_a_cluster_flag_on_a_redis_that_is_no_cluster_is_one_line(
+        fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """`--redis-cluster` against a plain Valkey stops `worker` and `gateway` with one line
+    (exit 1), and `audit` of an unreachable cluster is exit 2 (not a verdict), never a
+    traceback; a password in REDIS_URL is not printed."""
+    vk = fresh_valkey()
+    for command in ("worker", "gateway"):
+        out = giftwire(command, "--redis-cluster", "--data-dir", str(short_tmpdir()),
+                       REDIS_URL=vk.url)
+        assert out.returncode == 1, (command, out.stderr)
+        assert "is not a node of a Redis Cluster" in out.stderr and "Traceback" not in out.stderr
+    audit = giftwire("audit", "--redis-cluster", "--data-dir", str(short_tmpdir()),
+                     REDIS_URL="redis://:sekret@127.0.0.1:1")
+    assert audit.returncode == 2 and "unreachable" in audit.stderr, audit.stderr
+    assert "Traceback" not in audit.stderr and "sekret" not in audit.stderr, audit.stderr
+
+
 def test_audit_without_a_reachable_redis_exits_2_not_1() -> None:
     """`giftwire audit` exits 1 only for a broken invariant: an unreachable Redis is 2."""
     out = giftwire("audit", "--data-dir", str(short_tmpdir()))
@@ -177,6 +194,30 @@ async def test_health_follows_redis(own_server: OwnServer) -> None:
         await asyncio.sleep(0.1)
         r = await c.get("/health")
     assert r.status_code == 503 and r.json()["status"] == "unavailable"
+
+
+async def test_a_request_meeting_a_hung_redis_is_answered_not_a_traceback(
+        own_server: OwnServer) -> None:
+    """Valkey stops answering (SIGSTOP) while a connected client sends a gift: the request is
+    answered `error unavailable` (or the connection closed 1011 `unavailable`), never dropped
+    with uvicorn's traceback in the log."""
+    srv, vk = own_server({"GIFTWIRE_WORKER_PROCESSES": "1"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(5)
+    c = await Client.connect(srv.ws, srv.token(s))
+    assert vk.process is not None
+    vk.process.send_signal(signal.SIGSTOP)
+    try:
+        try:
+            reply = await c.send_gift(r, "note.do", 1, timeout_s=30)
+            assert (reply["type"], reply.get("code")) == ("error", "unavailable"), reply
+        except ConnectionError as closed:  # (the client's: the close it received)
+            assert "received 1011 (internal error) unavailable" in str(closed), closed
+    finally:
+        vk.process.send_signal(signal.SIGCONT)
+        await c.close()
+    log = srv.log_path.read_text()
+    assert "Traceback" not in log and "Exception in ASGI" not in log, log[-3000:]
 
 
 async def test_a_connection_while_redis_is_away_closes_1011(own_server: OwnServer) -> None:

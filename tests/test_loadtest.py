@@ -28,8 +28,8 @@ async def run_harness(*args: str) -> tuple[int, str]:
     return proc.returncode, out.decode()
 
 
-@pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "b", "c"}), ("room", {"d"}), ("idle", set()),
-                                                ("likes", {"c"}), ("envelope", {"a"}),
+@pytest.mark.parametrize(("scenario", "ratios"), [("gifts", {"a", "b", "c"}), ("room", {"d"}),
+                                                ("idle", set()), ("likes", {"c"}), ("envelope", {"a"}),
                                                 ("chat", {"d", "d_frames"})])
 async def test_smoke_scenario(tmp_path: Path, scenario: str, ratios: set[str]) -> None:
     """`python -m loadtest SCENARIO --smoke --json out.json` exits 0 with every figure present."""

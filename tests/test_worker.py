@@ -192,3 +192,30 @@ async def test_a_lease_granted_unknowingly_is_read_and_a_stop_releases_every_one
         assert await r.zrange(keys.SETTLE_WORKERS, 0, -1) == []
     finally:
         await r.aclose()
+
+
+async def test_a_hung_redis_is_a_stall_even_when_the_leases_lapse(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """Valkey stops answering (SIGSTOP) for longer than a lease: the worker holds partitions
+    it cannot renew, reads nothing and settles nothing, and says so as a stall past
+    GIFTWIRE_SETTLE_STALL_ALERT_S (1 s here) rather than looking idle; once Valkey answers
+    again it says settlement resumed."""
+    vk = fresh_valkey()
+    worker = start("worker", vk.url, None, {"GIFTWIRE_SETTLE_STALL_ALERT_S": "1"})
+    assert vk.process is not None
+    await asyncio.sleep(0.5)  # its leases taken and renewed once
+    vk.process.send_signal(signal.SIGSTOP)
+    try:
+        # each call to a hung Valkey takes its 5 s timeout to fail; the 3 s lease lapses
+        for _ in range(250):
+            if "settlement stalled for" in worker.log_path.read_text():
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        vk.process.send_signal(signal.SIGCONT)
+    assert "settlement stalled for" in worker.log_path.read_text()
+    for _ in range(150):
+        if "settlement resumed after" in worker.log_path.read_text():
+            break
+        await asyncio.sleep(0.1)
+    assert "settlement resumed after" in worker.log_path.read_text(), worker.log_path.read_text()

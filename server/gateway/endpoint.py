@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -201,7 +201,7 @@ class Gateway:
         self.admitting[user] = self.admitting.get(user, 0) + 1
         try:
             await self.hub.add(conn)
-        except RedisError:  # Redis is away (restarting): the client reconnects later
+        except (RedisError, RedisClusterException, TimeoutError):  # Redis is away: later
             await self._unavailable(ws)
             return
         finally:  # on the hub now (counted there), or never
@@ -228,7 +228,9 @@ class Gateway:
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError):
             pass
-        except RedisError:  # Redis went away (restarting): the client reconnects and resumes
+        except (RedisError, RedisClusterException, TimeoutError):
+            # Redis went away (restarting), hung, or a cluster is out of reach: the client
+            # reconnects and resumes
             conn.kick_reason = "unavailable"
             await self._unavailable(ws)
         except asyncio.CancelledError:
@@ -433,8 +435,10 @@ class Gateway:
                 continue
             try:
                 await self._handle(conn, decoded)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
-                # Redis away or every pooled connection busy (an overload): one line each,
+            except (RedisConnectionError, RedisTimeoutError, TimeoutError,
+                    RedisClusterException) as exc:
+                # Redis away, hung (a round's own bound: the built-in TimeoutError), a cluster
+                # out of reach, or every pooled connection busy (an overload): one line each,
                 # not a traceback per request, which flooded the log when it mattered most
                 log.warning("redis unavailable serving %s: %s", decoded.type, exc)
                 conn.push(error_frame("unavailable", decoded.data.get("id")))

@@ -67,6 +67,11 @@ class Leases:
         fresh = time.monotonic() - self.lease_ms / 1000 * TRUSTED_PART
         return sorted(p for p in self.owned - self.leaving if self.renewed.get(p, 0.0) >= fresh)
 
+    def lapsing(self) -> bool:
+        """Partitions held, none renewed recently: Redis has not answered the keeper (away,
+        or hung), so nothing can be settled here until it does."""
+        return bool(self.owned) and not self.claimable()
+
     def rerun_pending(self) -> None:
         """After a batch failed half-way: every held partition re-runs its pending entries
         (this worker's own among them) before reading new ones, so no user's newer request

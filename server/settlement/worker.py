@@ -56,6 +56,10 @@ async def ensure_groups(redis: Any, partitions: int) -> None:
                 raise
 
 
+class LeasesLapsing(Exception):
+    """What a stall is said to be while Redis does not answer the lease keeper."""
+
+
 class _Stall:
     """How long settlement has failed without a batch applied in between: a blip (a slot
     move's redirections, a failover) is a warning; past `alert_s` it is an error, said again
@@ -165,7 +169,10 @@ class Worker:
                     await self.apply(entries, marked=marked or bool(claimed))
                 self.leases.taken -= caught_up  # their pending entries are applied: read on
                 settling = False
-                stall.ended()
+                if self.leases.lapsing():  # Redis away: nothing in hand, nothing settles
+                    stall.failed(LeasesLapsing("the partition leases are not being renewed"))
+                else:
+                    stall.ended()
                 handled = await self._periodic(burst)
                 backoff_s = 0.0
             except (RedisError, OSError) as exc:
@@ -174,7 +181,8 @@ class Worker:
                 if settling:
                     self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
-                if not (settling and stall.failed(exc)):
+                # (a periodic job's failure counts too while the leases lapse: Redis is away)
+                if not ((settling or self.leases.lapsing()) and stall.failed(exc)):
                     log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
