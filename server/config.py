@@ -403,6 +403,11 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             # everything), or divides by zero
             "device_accounts_max", "cluster_accounts", "bot_actions_per_s",
             "bot_regular_intervals", "restriction_s", "freeze_s",
+            # and settlement's: no attempt at all dead-letters every entry, a zero idle time
+            # takes over every entry in flight, a zero bound drops every dead letter, a zero
+            # age drops every user's event log
+            "settle_attempts_max", "settle_deliveries_max", "claim_idle_ms",
+            "dead_letters_max", "events_max_age_s",
             # and the gateway's bounds: at 0 a gateway starts and answers /health, yet refuses
             # every request, connection or frame
             "http_head_max_bytes", "http_headers_max", "handshake_timeout_s", "auth_timeout_s",
