@@ -35,7 +35,7 @@ async def test_poison_entry_set_aside_after_bounded_attempts(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """An entry whose script fails every time is tried settle_attempts_max times, then moved to
     the dead-letter stream with its error; /metrics counts it, the audit lists it, retry puts it
-    back (and it fails again), void removes it."""
+    back (and it fails again), void removes it; both are logged, naming the gift."""
     srv, vk = own_server(FAST_RETRY)
     async with Admin(srv) as admin:
         s, r = await admin.pair(10)
@@ -70,6 +70,12 @@ async def test_poison_entry_set_aside_after_bounded_attempts(
         assert await admin.balances(s) == {"note.do": 10}
         missing = await admin.call("POST", f"/dead-letters/0/{again['id']}/void", ok=False)
         assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
+        # the operator's hands are on the record, each line naming the gift
+        logged = [orjson.loads(x) for x in srv.log_path.read_text().splitlines()
+                  if x.startswith("{")]
+        by_hand = [x for x in logged if "by an operator" in x["msg"]]
+        assert [("retried" in x["msg"], x.get("transfer_id")) for x in by_hand] == [
+            (True, f"{s}:bad1"), (False, f"{s}:bad1")], by_hand
 
 
 async def test_malformed_entry_dead_lettered_at_once(

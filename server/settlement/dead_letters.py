@@ -191,6 +191,9 @@ class DeadLetters:
         fields = await self._take(partition, dead_id)
         entry_id = await self.redis.xadd(keys.settle_stream(partition), fields)
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
+        # an operator's hand on money in flight: on the record, with what it names
+        log.warning("dead letter %s of partition %d retried by an operator as entry %s",
+                    dead_id, partition, entry_id, extra=_named(fields))
         return {"retried": dead_id, "entry": entry_id}
 
     async def void(self, partition: int, dead_id: str) -> dict[str, Any]:
@@ -206,4 +209,12 @@ class DeadLetters:
         else:
             outcome = await flow.void(item, self.clock.now_ms())
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
+        log.warning("dead letter %s of partition %d voided by an operator: %s", dead_id,
+                    partition, outcome, extra=_named(fields))
         return {"voided": dead_id, "outcome": outcome}
+
+
+def _named(fields: dict[str, str]) -> dict[str, str]:
+    """The log line's `transfer_id` (`<user>:<gift id>`), when the entry is a gift's."""
+    user, gift_id = fields.get("user"), fields.get("gift_id")
+    return {"transfer_id": f"{user}:{gift_id}"} if user and gift_id else {}
