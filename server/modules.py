@@ -1,5 +1,7 @@
 """The one list of subsystems. Each has a `module.py` whose `install(parts)` fills the
-registries of `server.parts`; nothing else names a subsystem."""
+registries of `server.parts`; no shared code calls into a subsystem (the shared tables a
+subsystem adds to, such as error codes and keys, are listed in the README's "Adding a
+subsystem")."""
 
 from __future__ import annotations
 

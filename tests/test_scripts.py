@@ -1029,3 +1029,35 @@ async def test_like_batches_add_once_and_forget_silent_gateways(redis: Redis) ->
     assert (await batch("g-cap", 1, 1, NOW))[0] == "applied"
     assert await redis.hlen(rk.like_batches) == 256
     assert not await redis.hexists(rk.like_batches, "g-loop-252")  # the oldest of them
+
+
+def _package(root: Any, name: str, scripts: dict[str, str]) -> str:
+    """A throwaway subsystem package with these lua/ scripts, importable from `root`."""
+    pkg = root / name
+    (pkg / "lua").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    for file, text in scripts.items():
+        (pkg / "lua" / file).write_text(text)
+    return name
+
+
+async def test_a_script_is_refused_a_helpers_name_and_a_compile_error_names_its_line(
+        redis: Redis, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subsystem's script named like a prelude helper (`ledger.lua`) would silently take
+    that helper's place in its library: refused when the package is loaded, as is a name
+    that is no Lua name. A script that does not compile fails its first call with its own
+    file and line (a library is one text: Valkey's line number names no file)."""
+    from server.store.scripts import Scripts
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for bad in ("ledger.lua", "emit.lua", "tip-send.lua"):
+        name = _package(tmp_path, f"shadow_{uuid.uuid4().hex[:6]}", {bad: "return {'applied'}\n"})
+        with pytest.raises(ValueError, match="cannot be a script"):
+            Scripts(redis).load(name)
+    broken = _package(tmp_path, f"broken_{uuid.uuid4().hex[:6]}", {
+        "good.lua": "return {'applied', 'ok'}\n",
+        "step.lua": "local a = 1\nlocal b = 2\nlocal c = = 3\nreturn {'applied'}\n"})
+    scripts = Scripts(redis)
+    scripts.load(broken)
+    with pytest.raises(ResponseError, match=rf"^{broken}/lua/step\.lua:3: "):
+        await scripts["good"](keys=[], args=[])

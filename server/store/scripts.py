@@ -20,6 +20,7 @@ a server answers that the function is missing.
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import resources
 from importlib.resources.abc import Traversable
 from typing import Any, Protocol
@@ -59,9 +60,11 @@ def _lua_dir(package: str) -> Traversable:
     return resources.files(package).joinpath("lua")
 
 
-def _preludes(package: str) -> list[str]:
+def _preludes(package: str) -> list[tuple[str, str]]:
+    """(file, text) of every prelude the package's library starts with."""
     packages = [*PRELUDE_PACKAGES] + ([package] if package not in PRELUDE_PACKAGES else [])
-    return [f.read_text(encoding="utf-8") for pkg in packages
+    return [(f"{pkg.replace('.', '/')}/lua/{f.name}", f.read_text(encoding="utf-8"))
+            for pkg in packages
             for f in sorted(_lua_dir(pkg).iterdir(), key=lambda f: f.name)
             if f.name.startswith("_") and f.name.endswith(".lua")]
 
@@ -71,19 +74,56 @@ def script_names(package: str) -> list[str]:
                   if f.name.endswith(".lua") and not f.name.startswith("_"))
 
 
+# a script's file name becomes a local function of the library, after the preludes: it must
+# be a Lua name, and one no prelude defines (it would silently take that helper's place)
+_SCRIPT_NAME = re.compile(r"[a-z][a-z0-9_]*")
+_DEFINED = re.compile(r"^local function (\w+)|^local (\w+)\s*=", re.M)
+
+
+def _parts(package: str) -> list[tuple[str, str, int]]:
+    """The library body's parts in order: (file, text, lines the wrapper adds above the
+    file's first line)."""
+    names = script_names(package)
+    preludes = [("(generated) REJECT", _reject_function()), *_preludes(package)]
+    taken = {a or b for _, text in preludes for a, b in _DEFINED.findall(text)}
+    for n in names:
+        if not _SCRIPT_NAME.fullmatch(n) or n in taken:
+            raise ValueError(f"{package}: lua/{n}.lua cannot be a script: its name must be a "
+                             f"Lua name (a-z, 0-9, _) no prelude defines "
+                             f"({', '.join(sorted(taken))})")
+    folder = package.replace(".", "/")
+    return [(file, text, 0) for file, text in preludes] + [
+        (f"{folder}/lua/{n}.lua",
+         f"local function {n}(KEYS, ARGV)\n"
+         f"{_lua_dir(package).joinpath(f'{n}.lua').read_text(encoding='utf-8')}\nend\n", 1)
+        for n in names]
+
+
 def library(package: str) -> tuple[str, dict[str, str]]:
     """The library text of a package and its functions' names (script name → function)."""
     names = script_names(package)
-    body = "\n".join([_reject_function(), *_preludes(package)] + [
-        f"local function {n}(KEYS, ARGV)\n"
-        f"{_lua_dir(package).joinpath(f'{n}.lua').read_text(encoding='utf-8')}\nend\n"
-        for n in names])
+    body = "\n".join(text for _, text, _ in _parts(package))
     version = hashlib.sha1(body.encode()).hexdigest()[:VERSION_CHARS]
     functions = {n: f"{n}_{version}" for n in names}
     register = "".join(f"redis.register_function('{functions[n]}', function(keys, args) "
                        f"return {n}(keys, args) end)\n" for n in names)
     lib = f"giftwire_{package.rsplit('.', 1)[-1]}_{version}"
     return f"#!lua name={lib}\n{body}\n{register}", functions
+
+
+def where(package: str, line: int) -> str:
+    """`<file>:<line>` of line `line` of the package's library body, as Valkey numbers a
+    compile error's line (a library is one text: its numbers name no file)."""
+    start = 2  # (as Valkey numbers them: found by compiling one with an error, tested)
+    for file, text, above in _parts(package):
+        lines = text.count("\n") + 1  # each part joined to the next by one "\n"
+        if line < start + lines:
+            return f"{file}:{max(1, line - start + 1 - above)}"
+        start += lines
+    return f"line {line}"
+
+
+_COMPILE_LINE = re.compile(r"user_function:(\d+):")
 
 
 def is_missing(exc: BaseException) -> bool:
@@ -94,12 +134,20 @@ def is_missing(exc: BaseException) -> bool:
 class Library:
     def __init__(self, redis: Any, package: str) -> None:
         self.redis = redis
+        self.package = package
         self.source, self.functions = library(package)
 
     async def load(self) -> None:
         """FUNCTION LOAD REPLACE on every primary: the name carries the version, so replacing
-        is replacing with the same text (and two processes loading at once both succeed)."""
-        await self.redis.function_load(self.source, replace=True)
+        is replacing with the same text (and two processes loading at once both succeed). A
+        compile error names the file and line it is in."""
+        try:
+            await self.redis.function_load(self.source, replace=True)
+        except ResponseError as exc:
+            m = _COMPILE_LINE.search(str(exc))
+            if m is None:
+                raise
+            raise ResponseError(f"{where(self.package, int(m[1]))}: {exc}") from exc
 
 
 class Function:
