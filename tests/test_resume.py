@@ -200,3 +200,40 @@ async def test_reconnect_stops_at_a_final_close_code_of_its_own_attempt(
         # one attempt: eight, with their backoff, took ~11 s
         assert time.monotonic() - started < 20 * RECONNECT_BASE_S
         await c.close()
+
+
+async def test_fresh_connections_while_offers_and_grants_flow_miss_no_event(
+        own_server: OwnServer) -> None:
+    """A user who confirms gifts connects afresh again and again while gifts to them (each
+    an offer, an event) and grants (`balance.changed`) interleave: every connection gets every
+    event after its welcome's seq, none lost between reading the seq and the waiting offers
+    (an offer made in between once made the events before it look seen)."""
+    srv, _ = own_server({"GIFTWIRE_GIFTS_PER_DAY": "1000", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(100, recipient={"confirm_gifts": True})
+        sender = await Client.connect(srv.ws, srv.token(s))
+        conns: list[tuple[int, list[int]]] = []
+
+        async def flow() -> None:
+            for i in range(30):
+                await admin.grant(r, 1)
+                await sender.send_gift(r, "note.do", 1, gift_id=f"f{i}")
+
+        running = asyncio.create_task(flow())
+        opened = []
+        while not running.done() and len(opened) < 7:  # (8 connections a user per gateway)
+            seen: list[int] = []
+            c = await Client.connect(srv.ws, srv.token(r),
+                                     on_event=lambda e, seen=seen: seen.append(e.get("seq", 0)))
+            opened.append(c)
+            conns.append((c.welcome["seq"], seen))
+            await asyncio.sleep(0.1)
+        await running
+        await asyncio.sleep(1.0)  # the last events reach every connection
+        final = max(max(seen, default=0) for _, seen in conns)
+        assert final >= 60  # 30 grants and 30 offers
+        for welcomed, seen in conns:
+            after = sorted(x for x in seen if x > welcomed)
+            assert after == list(range(welcomed + 1, final + 1)), (welcomed, after)
+        for c in (*opened, sender):
+            await c.close()

@@ -364,8 +364,8 @@ async def test_debit_sender_rule_refuses_and_records(lab: Lab, setup: Setup, cod
 
 async def test_refusals_past_the_days_bound_are_kept_only_with_the_day(lab: Lab) -> None:
     """With 2 refusals recorded a day, a third is kept in the day's counters instead (which
-    expire): a resend of any of them gets the same refusal; once the day's counters are gone,
-    the third is judged again (and passes when the rule does)."""
+    expire): a resend of any of them gets the same refusal, the next day too; once the day's
+    counters are gone, the third is judged again (and passes when the rule does)."""
     s, r = await lab.pair()
     await lab.r.hdel(keys.user(s).follows, r)
     capped = lab.under(refusals_recorded_per_day=2)
@@ -383,6 +383,11 @@ async def test_refusals_past_the_days_bound_are_kept_only_with_the_day(lab: Lab)
     await lab.follow(s, r)
     for item in items:  # a resend (or a worker's re-run) repeats the stored refusal
         assert (await capped.debit(item))[0] == "exists"
+    # and so does one the next day (the counters it is in are the day before's then)
+    later = keys.user(s).day("20990101")
+    tomorrow = Today(NOW + DAY_MS, "20990101", False, TODAY.day)
+    assert (await capped.debit(items[2], tomorrow))[0] == "exists"
+    await lab.r.delete(later)
     await lab.r.delete(day)  # the day's counters expired
     assert (await capped.debit(items[0]))[0] == "exists"  # recorded for good
     assert (await capped.debit(items[2]))[0] == "applied"  # judged again

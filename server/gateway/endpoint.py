@@ -256,10 +256,11 @@ class Gateway:
                 conn.push(event_json)
         else:  # a fresh start: offers still waiting for an answer come again
             for offer in await self.redis.hvals(keys.user(conn.user).offers):
-                conn.push(offer)
-                # an offer made after `current` was read is also buffered live: it is sent
-                # here, so the live copy must count as seen
-                current = max(current, int(orjson.loads(offer).get("seq", 0)))
+                # one made after `current` was read is buffered live (the subscription came
+                # first) and comes from there, in its place: sent here too, it would have
+                # made the events buffered before it look seen, and they were dropped
+                if int(orjson.loads(offer).get("seq", 0)) <= current:
+                    conn.push(offer)
         conn.go_live(current)
 
     def _hold(self, channel: str) -> None:

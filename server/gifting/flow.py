@@ -125,7 +125,8 @@ class GiftFlow(GiftingFlow):
         num, den = num * item.price_num, den * item.price_den
         return (
             [sk.profile, sk.balances, sk.system, sk.transfers, sk.follows, sk.blocks,
-             sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel, sk.like_levels],
+             sk.blocked_by, sk.day(today.day), sk.ledger, sk.events, sk.channel, sk.like_levels,
+             sk.day(today.yesterday or today.day)],
             [item.tid, item.gift_id, item.to, item.asset, item.count, item.room, today.day,
              today.now_ms, s.gifts_per_day, s.vip_bonus_gifts, s.pair_gifts_per_day,
              s.follow_min_s * 1000, num, den, s.newcomer_window_s * 1000, s.newcomer_free_cards,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from server.config import Settings
@@ -31,6 +32,7 @@ class Today:
     now_ms: int
     day: str
     festival: bool
+    yesterday: str = ""  # the day before (its counters keep refusals a day longer)
 
 
 class StaleTransition(Exception):
@@ -47,12 +49,13 @@ class Calendar:
         self._cached: tuple[str, int, bool] = ("", 0, False)  # (day, checked at ms, answer)
 
     async def today(self, now_ms: int) -> Today:
-        day = rules.day_key(rules.local_day(now_ms, self.tz))
+        local = rules.local_day(now_ms, self.tz)
+        day, yesterday = rules.day_key(local), rules.day_key(local - timedelta(days=1))
         cached_day, checked_ms, festival = self._cached
         if day != cached_day or now_ms - checked_ms >= FESTIVAL_CACHE_MS:
             festival = bool(await self.redis.sismember(keys.FESTIVALS, day))
             self._cached = (day, now_ms, festival)
-        return Today(now_ms, day, festival)
+        return Today(now_ms, day, festival, yesterday)
 
 
 class SenderSteps:

@@ -10,6 +10,7 @@
 -- KEYS[7] - users who blocked sender    KEYS[8] - sender daily counters (today)
 -- KEYS[9] - sender ledger stream        KEYS[10] - sender event stream
 -- KEYS[11] - sender channel           KEYS[12] - sender's fan-club levels (creator → level)
+-- KEYS[13] - sender daily counters of the day before (its refusals past the recorded ones)
 -- ARGV[1] - transfer id   ARGV[2] - gift id   ARGV[3] - recipient
 -- ARGV[4] - asset         ARGV[5] - count     ARGV[6] - room or ''
 -- ARGV[7] - day key (yyyymmdd)                ARGV[8] - now ms
@@ -34,6 +35,7 @@
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local k_follows, k_blocks, k_blocked_by, k_today = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local k_ledger, k_events, k_channel, k_levels = KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local k_yesterday = KEYS[13]  -- (absent from a caller of the release before it)
 local transfer_id, gift_id, recipient = ARGV[1], ARGV[2], ARGV[3]
 local asset, count, room = ARGV[4], int_arg(ARGV[5], 'count'), ARGV[6]
 local day, now = ARGV[7], int_arg(ARGV[8], 'now')
@@ -61,6 +63,10 @@ local stored = redis.call('HGET', k_transfers, transfer_id)
 local counts = stored and {} or redis.call('HMGET', k_today, 'sent', 'to:' .. recipient,
                                            'r:' .. transfer_id)
 stored = stored or counts[3]
+-- (and yesterday's: a refusal kept there two days is repeated across midnight too)
+if not stored and k_yesterday and k_yesterday ~= k_today then
+  stored = redis.call('HGET', k_yesterday, 'r:' .. transfer_id)
+end
 if stored then
   local rec = cjson.decode(stored)
   if rec.fp ~= fingerprint then return {'conflict', ''} end
