@@ -357,6 +357,8 @@ def unwritable(path: Path | None) -> str | None:
         return None
     if path.is_dir():
         return f"{path} is a directory"
+    if path.exists() and not path.is_file():  # a FIFO would block the open below
+        return f"{path} is not a regular file"
     existed = path.exists()
     try:  # tried, not judged by permission bits: root passes os.access for /proc and /sys
         with path.open("a"):

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -103,7 +103,7 @@ def build_app(settings: Settings, secrets: Secrets, with_worker: bool) -> Starle
     async def health(_: Request) -> Response:
         try:
             await redis.ping()
-        except (RedisError, OSError):
+        except (RedisError, RedisClusterException, OSError):
             return json_response({"status": "unavailable", "redis": False, "pubsub": False}, 503)
         if not await hub.probe(HEALTH_PROBE_S):
             return json_response({"status": "unavailable", "redis": True, "pubsub": False}, 503)

@@ -73,8 +73,9 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s
 
 
-def is_cluster_node(url: str) -> bool:
-    """REDIS_URL names a node of a cluster (a cluster's bus needs TCP, so only redis[s]://)."""
+def is_cluster_node(url: str) -> bool | None:
+    """REDIS_URL names a node of a cluster (a cluster's bus needs TCP, so only redis[s]://);
+    None when it could not tell (no answer, or INFO not allowed)."""
     if not url.startswith(("redis://", "rediss://")):
         return False
     import redis
@@ -82,11 +83,11 @@ def is_cluster_node(url: str) -> bool:
     try:
         client = redis.Redis.from_url(url, socket_timeout=5)
     except ValueError as exc:  # a URL redis-py cannot read
-        sys.exit(f"giftwire: REDIS_URL {url!r} is not a Redis URL: {exc}")
+        sys.exit(f"giftwire: REDIS_URL {redacted(url)!r} is not a Redis URL: {exc}")
     try:
         return bool(client.info("cluster").get("cluster_enabled"))
     except redis.RedisError:
-        return False  # unreachable now: the commands report it with their own retries
+        return None  # unreachable now (or INFO refused): the commands report it themselves
     finally:
         client.close()
 
@@ -363,7 +364,7 @@ def _reachable(s: Settings) -> Settings:
     (`_settings` could not tell while it was still starting)."""
     wait_for_redis(s.redis_url)
     cluster = is_cluster_node(s.redis_url)
-    if s.redis_cluster and not cluster:  # (else: a traceback, or a worker that starts and dies)
+    if s.redis_cluster and cluster is False:  # (else: a traceback, or a worker that dies)
         sys.exit(f"giftwire: --redis-cluster (GIFTWIRE_REDIS_CLUSTER) is set, but REDIS_URL "
                  f"{redacted(s.redis_url)} is not a node of a Redis Cluster")
     return s.replace(redis_cluster=True) if cluster else s
@@ -371,7 +372,8 @@ def _reachable(s: Settings) -> Settings:
 
 def redacted(url: str) -> str:
     """A Redis URL as a log line may show it: its password hidden."""
-    return re.sub(r"(?<=://)([^/@]*):[^/@]*@", r"\1:***@", url)
+    url = re.sub(r"(?<=://)([^/@:]*):[^/@]*@", r"\1:***@", url)
+    return re.sub(r"(?<=[?&]password=)[^&]*", "***", url)
 
 
 def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
@@ -384,7 +386,7 @@ def wait_for_redis(url: str, wait_s: float = REDIS_WAIT_S) -> None:
         try:
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         except ValueError as exc:  # a URL redis-py cannot read
-            sys.exit(f"giftwire: REDIS_URL {url!r} is not a Redis URL: {exc}")
+            sys.exit(f"giftwire: REDIS_URL {redacted(url)!r} is not a Redis URL: {exc}")
         try:
             client.ping()
             return

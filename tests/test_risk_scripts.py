@@ -123,6 +123,7 @@ async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scr
     # an appeal of a case that is not the one in force lifts nothing (b2 opened no ban)
     assert (await apply("lift", "b2", "high"))[0] == "exists"
     assert await redis.hget(uk.profile, "risk_banned") == "1"
+    assert await redis.hget(uk.profile, "risk_cleared_until") is None  # nor clears anything
     assert (await apply("lift", "c1"))[0] == "applied"
     assert (await apply("restrict", "c3"))[::2] == ["exists", ""]  # cleared after the appeal
 

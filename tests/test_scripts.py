@@ -1055,7 +1055,7 @@ async def test_a_script_is_refused_a_helpers_name_and_a_compile_error_names_its_
     from server.store.scripts import Scripts
 
     monkeypatch.syspath_prepend(str(tmp_path))
-    for bad in ("ledger.lua", "emit.lua", "tip-send.lua"):
+    for bad in ("ledger.lua", "emit.lua", "tip-send.lua", "end.lua", "table.lua"):
         name = _package(tmp_path, f"shadow_{uuid.uuid4().hex[:6]}", {bad: "return {'applied'}\n"})
         with pytest.raises(ValueError, match="cannot be a script"):
             Scripts(redis).load(name)

@@ -372,11 +372,14 @@ export class GiftwireClient {
       ...[...this.rooms].map((room) => ["room.join", { room }]),
       ...[...this.groups].map((group) => ["group.open", { group }]),
     ];
-    for (const [type, fields] of subscriptions) {
+    // every one sent now, before any `open` handler's request; their answers in order
+    const pending = subscriptions.map(([type, fields]) => this.request(type, fields));
+    for (const [i, promise] of pending.entries()) {
       let reply;
       try {
-        reply = await this.request(type, fields);
+        reply = await promise;
       } catch {
+        for (const rest of pending.slice(i + 1)) rest.catch(() => {});
         return; // lost again: the next welcome restores them
       }
       this._emit(reply.type, reply); // the snapshot (or the error) as an event

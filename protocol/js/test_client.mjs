@@ -195,7 +195,7 @@ const tests = {
     assert.equal(ws2.url.searchParams.get("since"), "4");
     ws2.welcome(4, true);
     const join = await until(() => ws2.lastRequest("room.join"), "room.join again");
-    assert.deepEqual(ws2.sent.map((m) => m.type).slice(0, 2), ["room.join", "ping"]);
+    assert.deepEqual(ws2.sent.map((m) => m.type).slice(0, 3), ["room.join", "group.open", "ping"]);
     ws2.push({ type: "room.snapshot", id: join.id, room: "r1", live: true, audience: 1, rseq: 2, board: [] });
     const open2 = await until(() => ws2.lastRequest("group.open"), "group.open again");
     ws2.push({ type: "group.snapshot", id: open2.id, group: "g1" });

@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -42,6 +42,8 @@ def wrap(handler: AdminHandler, admin_key: str) -> Callable[[Request], Awaitable
             return error_response(exc.code, exc.message)
         except RedisError as exc:
             return storage_error(exc)
+        except (RedisClusterException, TimeoutError):  # a cluster out of reach, a hung round
+            return error_response("unavailable")
     return run
 
 

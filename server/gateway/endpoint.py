@@ -241,7 +241,8 @@ class Gateway:
             conn.close()
             try:
                 await self.hub.remove(conn)
-            except RedisError:  # the UNSUBSCRIBE could not go out: off the hub all the same
+            except (RedisError, RedisClusterException, TimeoutError):  # the UNSUBSCRIBE could
+                # not go out: off the hub all the same
                 log.debug("unsubscribe failed for a closed connection")
 
     async def _catch_up(self, conn: Connection, request_id: str | None, since: int | None) -> None:

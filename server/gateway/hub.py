@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from redis.exceptions import AskError, RedisError
+from redis.exceptions import AskError, RedisClusterException, RedisError
 
 from server.gateway.connection import Connection
 from server.store import keys
@@ -107,12 +107,12 @@ class Hub:
         """Off every channel, even when an UNSUBSCRIBE cannot go out (Redis away): redis-py
         subscribes its channels again on reconnecting; what comes for them is dropped."""
         self.by_id.pop(conn.id, None)
-        failed: RedisError | None = None
+        failed: Exception | None = None
         for channel in list(conn.channels):
             try:
                 await self.leave(conn, channel)
-            except RedisError as exc:
-                failed = exc
+            except (RedisError, RedisClusterException, TimeoutError) as exc:  # (cluster
+                failed = exc  # errors are no RedisError; a hung round times out)
         if failed is not None:
             raise failed
 

@@ -107,6 +107,11 @@ class DeadLetters:
                             attempts, self.s.settle_attempts_max, self.s.claim_idle_ms, error,
                             extra={"transfer_id": self.transfer_id(fields)})
 
+    def _named(self, fields: dict[str, str]) -> dict[str, str]:
+        """The log line's `transfer_id`, when the entry's item has one (every kind's way)."""
+        tid = self.transfer_id(fields)
+        return {"transfer_id": tid} if tid else {}
+
     def transfer_id(self, fields: dict[str, str]) -> str:
         """The transfer id of an entry's item ('' if it has none or does not parse): a gift's
         or an offer's item knows it (the entry itself carries only the gift id)."""
@@ -193,7 +198,7 @@ class DeadLetters:
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
         # an operator's hand on money in flight: on the record, with what it names
         log.warning("dead letter %s of partition %d retried by an operator as entry %s",
-                    dead_id, partition, entry_id, extra=_named(fields))
+                    dead_id, partition, entry_id, extra=self._named(fields))
         return {"retried": dead_id, "entry": entry_id}
 
     async def void(self, partition: int, dead_id: str) -> dict[str, Any]:
@@ -210,11 +215,5 @@ class DeadLetters:
             outcome = await flow.void(item, self.clock.now_ms())
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
         log.warning("dead letter %s of partition %d voided by an operator: %s", dead_id,
-                    partition, outcome, extra=_named(fields))
+                    partition, outcome, extra=self._named(fields))
         return {"voided": dead_id, "outcome": outcome}
-
-
-def _named(fields: dict[str, str]) -> dict[str, str]:
-    """The log line's `transfer_id` (`<user>:<gift id>`), when the entry is a gift's."""
-    user, gift_id = fields.get("user"), fields.get("gift_id")
-    return {"transfer_id": f"{user}:{gift_id}"} if user and gift_id else {}

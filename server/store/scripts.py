@@ -78,6 +78,13 @@ def script_names(package: str) -> list[str]:
 # be a Lua name, and one no prelude defines (it would silently take that helper's place)
 _SCRIPT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _DEFINED = re.compile(r"^local function (\w+)|^local (\w+)\s*=", re.M)
+# Lua's words and the globals a script uses: a script named so would break or shadow them
+_RESERVED = {"and", "break", "do", "else", "elseif", "end", "false", "for", "function", "if",
+             "in", "local", "nil", "not", "or", "repeat", "return", "then", "true", "until",
+             "while", "redis", "cjson", "cmsgpack", "bit", "struct", "table", "string", "math",
+             "type", "tonumber", "tostring", "pairs", "ipairs", "unpack", "next", "select",
+             "error", "pcall", "assert", "KEYS", "ARGV", "setmetatable", "getmetatable",
+             "rawget", "rawset", "os"}
 
 
 def _parts(package: str) -> list[tuple[str, str, int]]:
@@ -85,7 +92,7 @@ def _parts(package: str) -> list[tuple[str, str, int]]:
     file's first line)."""
     names = script_names(package)
     preludes = [("(generated) REJECT", _reject_function()), *_preludes(package)]
-    taken = {a or b for _, text in preludes for a, b in _DEFINED.findall(text)}
+    taken = {a or b for _, text in preludes for a, b in _DEFINED.findall(text)} | _RESERVED
     for n in names:
         if not _SCRIPT_NAME.fullmatch(n) or n in taken:
             raise ValueError(f"{package}: lua/{n}.lua cannot be a script: its name must be a "

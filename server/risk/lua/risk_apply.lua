@@ -40,7 +40,8 @@ if action == 'lift' then
     local d = redis.call('HMGET', k_profile, by_level[level], by_level[level] .. '_case')
     in_force, held_by = tonumber(d[1] or '0') > now, d[2]
   end
-  in_force = in_force and (not held_by or held_by == case)
+  -- another case's decision stands: this appeal neither lifts it nor clears the account
+  if in_force and held_by and held_by ~= case then return {'exists', state()} end
   if in_force and level == 'high' then
     redis.call('HDEL', k_profile, 'risk_banned', 'risk_banned_case')
   elseif in_force then

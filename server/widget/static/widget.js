@@ -902,7 +902,8 @@ function onHostMessage(ev) {
 function useToken(token) {
   // the widget is one user's (its storage, its lists): a token for someone else is ignored,
   // from the first token on (before any welcome, too: the storage is named after it)
-  if (client && owner !== null && userOfToken(token) !== owner) return;
+  if (client && owner === null) owner = userOfToken(token); // the first token it can read
+  if (client && userOfToken(token) !== owner) return;
   ctx.token = token; // each connection attempt takes the newest (see start)
   if (!client) start();
   else if (client.state === "closed") client.connect().catch(() => {});
