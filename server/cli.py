@@ -126,9 +126,8 @@ def _secrets(s: Settings, out: TextIO | None = None) -> Secrets:
     if "admin_key" in sec.generated:  # never one the environment gave
         print(f"giftwire: admin key: {sec.admin_key}", file=out, flush=True)
     if not s.token_secret:  # the file's: start-up could not compare the partners' with it
-        for problem in config.problems(s.replace(token_secret=sec.token_secret)):
-            if problem.startswith("GIFTWIRE_PARTNER_SECRETS"):
-                sys.exit(f"giftwire: {problem}")
+        for problem in config.partner_problems(s.replace(token_secret=sec.token_secret)):
+            sys.exit(f"giftwire: {problem}")
     return sec
 
 

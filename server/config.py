@@ -557,7 +557,7 @@ def _asset_problems(s: Settings) -> list[str]:
         out.append("GIFTWIRE_NOTE_KINDS and GIFTWIRE_OTHER_ASSETS name an asset twice")
     if not out:  # odds and sets name kinds and assets: judged once those are valid
         out += _economy_problems(s)
-    out += _partner_problems(s)
+    out += partner_problems(s)
     asset, _, cards = s.order_gift.rpartition(":")
     if s.count_max > 0 and (asset not in s.note_assets or not digits(cards)
                             or not 1 <= int(cards) <= s.count_max):
@@ -632,7 +632,7 @@ def _economy_problems(s: Settings) -> list[str]:
     return out
 
 
-def _partner_problems(s: Settings) -> list[str]:
+def partner_problems(s: Settings) -> list[str]:
     from server.partners import rules  # pure; it names the grammar both settings follow
 
     parsed = rules.parse(s.partners)

@@ -188,21 +188,20 @@ class Engine:
                 acts.setdefault(f["user"], []).append(f)
         keep, keep_judged = rules.kept_times(s), rules.kept_judged(s)
 
-        def entries(fs: list[dict[str, str]], judged: bool = False) -> list[str]:
-            return [f"{f['at_ms']}:{f['kind']}" for f in fs
-                    if not judged or f["kind"] not in rules.RATE_ONLY]
-
+        recorded = {user: [f"{f['at_ms']}:{f['kind']}" for f in fs] for user, fs in acts.items()}
+        judged_of = {user: [e for e, f in zip(recorded[user], fs, strict=True)
+                            if f["kind"] not in rules.RATE_ONLY] for user, fs in acts.items()}
         replies = await self.calls("risk_actions", [
             ([keys.user(user).risk_actions, keys.user(user).risk_judged],
-             [keep, s.device_window_s * 1000, keep_judged, len(fs), *entries(fs),
-              *entries(fs, judged=True)])
+             [keep, s.device_window_s * 1000, keep_judged, len(fs), *recorded[user],
+              *judged_of[user]])
             for user, fs in acts.items()])
         for (user, fs), r in zip(acts.items(), replies, strict=True):
             if r is None:
                 continue
             recent = [rules.parse_action(x) for x in r[1].split(",") if x]
             recent_judged = [rules.parse_action(x) for x in r[2].split(",") if x]
-            judged_in_call = len(entries(fs, judged=True))
+            judged_in_call = len(judged_of[user])
             judged_so_far = 0
             for i, f in enumerate(fs):  # oldest first: the kept times after each action
                 if f["kind"] not in rules.RATE_ONLY:

@@ -399,11 +399,7 @@ function ourGift(msg, state) {
   const answered = g.state === "awaiting" && (state === "accepted" || state === "voided");
   if (g.state !== "accepted" || state === "accepted") setState(g, state); // a late copy changes nothing
   if (unknown || answered) { // its request had no answer in time: the host hears the outcome now
-    const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
-    if (state === "rejected" && msg.code) sent.code = msg.code;
-    if (state === "awaiting" && msg.approval) sent.approval = true;
-    if (state === "voided" && msg.reason) sent.reason = msg.reason;
-    postHost("sent", sent);
+    postSent(g, msg);
   }
   return g;
 }
@@ -431,9 +427,15 @@ function onGiftReply(g, reply) {
     g.reason = why(reply);
   }
   model.notice = () => sentText(g); // the form's status line says how it went (aria-live)
+  postSent(g, reply);
+}
+
+/** Tell the host how a gift of ours stands (`msg`: the reply or event that said so). */
+function postSent(g, msg) {
   const sent = { gift_id: g.giftId, to: g.to, asset: g.asset, count: g.count, state: g.state };
-  if (reply.code) sent.code = reply.code; // only when refused
-  if (g.state === "awaiting" && g.approval) sent.approval = true;
+  if (g.state === "rejected" && msg.code) sent.code = msg.code;
+  if (g.state === "awaiting" && (g.approval || msg.approval)) sent.approval = true;
+  if (g.state === "voided" && msg.reason) sent.reason = msg.reason;
   postHost("sent", sent);
 }
 
