@@ -55,6 +55,13 @@ def whole_seconds(text: str) -> int:
     return int(text)
 
 
+def port_number(text: str) -> int:
+    """`--port`: 0–65535 in ASCII digits (0: any free port)."""
+    if not config.whole_number(text) or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0–65535)")
+    return int(text)
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     s = config.from_env(
         host=getattr(args, "host", None),
@@ -557,7 +564,7 @@ def parser() -> argparse.ArgumentParser:
                         help="REDIS_URL names a node of a Redis/Valkey Cluster")
         if http:
             sp.add_argument("--host")
-            sp.add_argument("--port", type=int)
+            sp.add_argument("--port", type=port_number)
         return sp
 
     for sp in (add("serve", "gateway + worker (+ embedded Valkey without REDIS_URL)", http=True),

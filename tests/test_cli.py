@@ -103,6 +103,16 @@ def test_token_lifetime_comes_from_the_setting_and_bad_input_is_refused() -> Non
         assert out.returncode == 2 and "--ttl" in out.stderr and out.stdout == "", (ttl, out)
 
 
+def test_a_port_out_of_range_on_the_command_line_is_named_as_port() -> None:
+    """`--port 70000` (or -1, or not a number) is a usage error naming `--port`, exit 2,
+    before anything starts: the flag was given, not GIFTWIRE_PORT."""
+    data = str(short_tmpdir())
+    for port in ("70000", "-1", "x", "８０"):
+        out = giftwire("serve", f"--port={port}", "--data-dir", data)
+        assert out.returncode == 2 and "argument --port" in out.stderr, (port, out)
+        assert "GIFTWIRE_PORT" not in out.stderr and out.stdout == ""
+
+
 def test_a_bad_setting_is_refused_naming_its_variable() -> None:
     """A mistyped, negative, unknown-zone or out-of-order setting stops any command at once
     with a message that names the variable."""

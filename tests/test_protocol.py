@@ -227,22 +227,38 @@ def layout_block() -> str:
     return section.split("```\n", 2)[1]
 
 
+def layout_names() -> dict[tuple[str, str | None], set[str]]:
+    """The file names (or globs) the Layout tree lists under each folder: (top, subfolder)."""
+    names: dict[tuple[str, str | None], set[str]] = {}
+    top, sub = "", None
+    for line in layout_block().splitlines():
+        if m := re.match(r"^(\w+)/\s", line):
+            top, sub = m.group(1), None
+        elif m := re.match(r"^  (\w+)/\s", line):
+            sub = m.group(1)
+        names.setdefault((top, sub), set()).update(re.findall(r"[\w*]+\.(?:py|lua)", line))
+    return names
+
+
 def test_readme_layout_names_every_source_file() -> None:
     """Each Python and Lua file of protocol/, server/ and loadtest/ is named in the README's
-    Layout tree (a glob such as `pop_*.lua` covers its files), so the tree answers "where is
-    X" for every file a reader can open."""
-    tree = layout_block()
-    names = set(re.findall(r"[\w*]+\.(?:py|lua)", tree))
-    globs = {n for n in names if "*" in n}
+    Layout tree under its own folder (a glob such as `pop_*.lua` covers its files; a
+    folder's lua/ is listed with it), so the tree answers "where is X" for every file a
+    reader can open."""
+    names = layout_names()
     root = Path(__file__).parent.parent
     missing = []
     for folder in ("protocol", "server", "loadtest"):
         for path in sorted((root / folder).rglob("*")):
             if path.suffix not in (".py", ".lua") or path.name == "__init__.py":
                 continue
-            if path.name not in names and not any(fnmatch.fnmatch(path.name, g) for g in globs):
+            parts = path.relative_to(root).parts[:-1]
+            if parts[-1] == "lua":
+                parts = parts[:-1]
+            here = names.get((parts[0], parts[1] if len(parts) > 1 else None), set())
+            if len(parts) > 2 or not any(fnmatch.fnmatch(path.name, n) for n in here):
                 missing.append(str(path.relative_to(root)))
-    assert missing == [], f"add to the README's Layout: {missing}"
+    assert missing == [], f"add to the README's Layout, under its folder: {missing}"
 
 
 def test_readme_adding_a_subsystem_example_is_the_real_module() -> None:
