@@ -83,6 +83,8 @@ async def test_bulk_seeding_and_ledger_pages(admin: Admin) -> None:
     page2 = await admin.call("GET", f"/users/{a}/ledger?limit=3&cursor={page1['next_cursor']}")
     deltas = [e["delta"] for e in page1["entries"] + page2["entries"]]
     assert sorted(deltas) == [1, 2, 3, 4, 5] and len(page1["entries"]) == 3
+    cursors = [tuple(map(int, e["cursor"].split("-"))) for e in page1["entries"] + page2["entries"]]
+    assert cursors == sorted(cursors, reverse=True) and len(set(cursors)) == 5  # newest first
     assert page2["next_cursor"] is None
     assert all(e["account"] == "mint" and e["kind"] == "grant" for e in page1["entries"])
     whole = await admin.call("GET", f"/users/{a}/ledger?limit=5")  # exactly the five lines

@@ -52,7 +52,7 @@ class User:
         """The client reconnects by itself; wait for it, and check it resumed."""
         assert self.client is not None
         await self.client.connected()
-        assert self.client.welcome.get("recovered", True) is True
+        assert self.client.welcome["recovered"] is True  # it resumes: since= is always sent
         return self.client
 
     async def send_until_answered(self, to: str, gift_id: str, deadline: float) -> dict[str, object]:

@@ -59,6 +59,9 @@ async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, adm
     await admin.call("PUT", f"/enterprises/{e}", {"fans": 10})  # no longer eligible: a new
     # issuance is refused, the recorded one still answers
     assert (await admin.call("POST", f"/enterprises/{e}/issuances", body))["replayed"] is True
+    fresh = await admin.call("POST", f"/enterprises/{e}/issuances", {**body, "id": "later"},
+                             ok=False)
+    assert (fresh.status_code, fresh.json()["error"]["code"]) == (409, "enterprise_not_eligible")
     bad = await admin.call("POST", f"/enterprises/{e}/issuances", {**body, "asset": "coin"},
                            ok=False)
     assert (bad.status_code, bad.json()["error"]["code"]) == (400, "unknown_asset")
@@ -104,10 +107,17 @@ async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Ad
     again = await admin.call("POST", f"/enterprises/{e}/orders",
                              {"order": "o1", "buyer": buyer, "fen": 20_000})
     assert again == {**big, "replayed": True}
-    clash = await admin.call("POST", f"/enterprises/{e}/orders",
-                             {"order": "o1", "buyer": uid(), "fen": 20_000}, ok=False)
-    assert clash.status_code in (404, 409)  # an unknown buyer first, else the conflict
+    other = uid()
+    await admin.user(other)
+    for clashing in ({"buyer": other, "fen": 20_000}, {"buyer": buyer, "fen": 30_000}):
+        clash = await admin.call("POST", f"/enterprises/{e}/orders",
+                                 {"order": "o1", **clashing}, ok=False)
+        assert (clash.status_code, clash.json()["error"]["code"]) == (409, "order_id_conflict"), clashing
+    unknown = await admin.call("POST", f"/enterprises/{e}/orders",
+                               {"order": "o4", "buyer": uid(), "fen": 20_000}, ok=False)
+    assert unknown.status_code == 404
     assert await admin.balances(buyer) == {"note.do": 1}
+    assert await admin.balances(other) == {}
     roi = (await admin.call("GET", f"/enterprises/{e}"))["roi"]
     assert roi == {"orders": 2, "gmv_fen": 29_999, "cards": 1, "gmv_fen_per_card": 29_999}
     full = uid()  # a buyer whose balance is at the bound: counted, the gift not (yet)

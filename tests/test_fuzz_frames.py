@@ -100,9 +100,10 @@ async def test_frame_fuzz_one_reply_per_request(server: Proc, admin: Admin) -> N
         if f.get("code") != "gift_id_conflict":
             won.setdefault(req["gift_id"], set()).add(req["count"])
     assert all(len(counts) == 1 for counts in won.values()), won
-    for f, req in settled:
-        if f.get("code") == "gift_id_conflict":
-            assert req["count"] not in won[req["gift_id"]], (f, req)
+    conflicts = [(f, req) for f, req in settled if f.get("code") == "gift_id_conflict"]
+    assert conflicts, "the fuzz sent no colliding gift id: the check below would be empty"
+    for f, req in conflicts:
+        assert req["count"] not in won[req["gift_id"]], (f, req)
     # a gift either moved or did not: every card is in one of the two balances
     moved = sum((await admin.balances(r)).values())
     assert sum((await admin.balances(s)).values()) + moved == 20

@@ -86,6 +86,7 @@ def pair(stock: type[AbstractConnection], ours: type[AbstractConnection],
 @pytest.mark.parametrize("args", ARGS, ids=range(len(ARGS)))
 def test_same_bytes_as_redis_py(stock: type[AbstractConnection], ours: type[AbstractConnection],
                                 args: tuple[Any, ...]) -> None:
+    """hiredis packs each of these commands into the very bytes redis-py would send."""
     a, b = pair(stock, ours, decode_responses=True)
     assert wire(b, args) == wire(a, args)
 
@@ -100,6 +101,7 @@ def test_hiredis_packs_the_common_shapes() -> None:
 
 
 def test_pipelines_pack_the_same() -> None:
+    """A pipeline's commands pack into the same bytes as redis-py's."""
     a, b = pair(Connection, HiredisConnection)
     assert b"".join(b.pack_commands(ARGS)) == b"".join(a.pack_commands(ARGS))
 
@@ -107,6 +109,7 @@ def test_pipelines_pack_the_same() -> None:
 @pytest.mark.parametrize("bad", [True, False, None, object(), [1], {"a": 1}, "\udc80"],
                          ids=["true", "false", "none", "object", "list", "dict", "surrogate"])
 def test_refused_arguments_raise_redis_pys_error(bad: Any) -> None:
+    """An argument redis-py refuses is refused with redis-py's own error and message."""
     a, b = pair(Connection, HiredisConnection)
     with pytest.raises(Exception) as stock_error:
         a.pack_command("SET", "k", bad)
@@ -134,6 +137,7 @@ ARG = st.one_of(st.text(), st.binary(), st.integers(), st.floats(allow_nan=True)
 @settings(max_examples=300, deadline=None, derandomize=True, database=None)
 @given(st.text(min_size=1, max_size=12), st.lists(ARG, max_size=12))
 def test_same_bytes_for_any_arguments(name: str, args: list[Any]) -> None:
+    """Any text, bytes, int or float arguments pack the same (or fail the same) as redis-py."""
     a, b = pair(Connection, HiredisConnection)
     try:
         expected: bytes | type[BaseException] = wire(a, (name, *args))
@@ -147,6 +151,7 @@ def test_same_bytes_for_any_arguments(name: str, args: list[Any]) -> None:
 
 
 def test_each_url_scheme_gets_its_packing_class() -> None:
+    """unix://, redis:// and rediss:// URLs each get the hiredis class of their transport."""
     assert pool_from_url("unix:///tmp/v.sock").connection_class is HiredisUnixConnection
     assert pool_from_url("redis://127.0.0.1:6379/0").connection_class is HiredisConnection
     assert pool_from_url("rediss://127.0.0.1:6379").connection_class is HiredisSSLConnection

@@ -156,12 +156,14 @@ async def test_a_users_data_is_exported_then_erased(
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, sender={"region": "eu"}, recipient={"confirm_gifts": True})
-        await admin.call("PUT", "/blocks", {"blocker": s, "blocked": "nobody-here"}, ok=False)
+        other = (await admin.call("PUT", f"/users/{s}-other", {}))["id"]
+        await admin.call("PUT", "/blocks", {"blocker": s, "blocked": other})
         async with await Client.connect(srv.ws, srv.token(s)) as a:
             await a.send_gift(r, "note.do", 2)
         data = await admin.call("GET", f"/users/{s}/export")
         assert data["profile"]["region"] == "eu" and data["balances"] == {"note.do": 8}
         assert r in data["follows"] and data["truncated"] == []
+        assert other in data["blocks"]
         assert [line["kind"] for line in data["ledger"]] == ["grant", "gift_out"]
         assert {e["e"]["type"] for e in data["events"]} >= {"balance.changed", "gift.confirmed"}
         assert any(rec.get("to") == r for rec in data["transfers"].values())

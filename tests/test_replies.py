@@ -83,6 +83,8 @@ async def test_two_recipients_one_gift_id_each_reply_names_its_request(
     outcomes = sorted([(one["type"], one.get("to")), (two["type"], two.get("to"))], key=str)
     assert outcomes in ([("gift.confirmed", r1), ("gift.rejected", None)],
                         [("gift.confirmed", r2), ("gift.rejected", None)])
+    (loser,) = [m for m in (one, two) if m["type"] == "gift.rejected"]
+    assert loser["code"] == "gift_id_conflict"
     await asyncio.sleep(SETTLE_S)
     assert len(a.replies("one")) == len(b.replies("two")) == 1
     assert a.seqs_once() and b.seqs_once()
@@ -159,7 +161,6 @@ async def test_accept_racing_decline_one_winner_one_rejection(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
     """Accept and decline sent together from two gateways: one wins, the other is told how the
     offer ended; both connections see the outcome exactly once; balances match the winner."""
-    winners = set()
     for _ in range(6):
         s, r = await admin.pair(10, recipient=CONFIRM)
         b1, b2 = await RawConn.open(server, r), await RawConn.open(second_gateway, r)
@@ -173,12 +174,10 @@ async def test_accept_racing_decline_one_winner_one_rejection(
             if acc["type"] == "gift.received":
                 assert (dec["type"], dec["code"]) == ("gift.rejected", "offer_accepted")
                 assert await admin.balances(r) == {"note.do": 3}
-                winners.add("accept")
             else:
                 assert (acc["type"], acc["code"]) == ("gift.rejected", "offer_declined")
                 assert dec["type"] == "gift.voided"
                 assert await admin.balances(r) == {}
-                winners.add("decline")
             await a.next_event("gift.accepted", "gift.voided")
         await asyncio.sleep(0.1)
         outcome = {"gift.received", "gift.voided"}
@@ -187,7 +186,6 @@ async def test_accept_racing_decline_one_winner_one_rejection(
         assert b1.seqs_once() and b2.seqs_once()
         await b1.close()
         await b2.close()
-    assert winners  # at least one outcome seen (which one depends on the interleaving)
 
 
 async def test_accept_after_the_deadline_is_told_expired(

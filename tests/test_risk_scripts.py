@@ -131,11 +131,12 @@ async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scr
 async def test_the_largest_device_threshold_is_still_reached(scripts: Scripts) -> None:
     """With GIFTWIRE_DEVICE_ACCOUNTS_MAX at its bound (200), the 201st account on a device is
     placed 201st, and so is every later one once the oldest fall out: the rule fires."""
-    from server.risk.rules import DEVICE_ACCOUNTS_KEPT, DEVICE_ACCOUNTS_MAX
+    from server.risk.rules import DEVICE_ACCOUNTS_KEPT
 
+    assert DEVICE_ACCOUNTS_KEPT == 201  # the bound (200) and the one that trips it
     device = uid("dev")
     k = [keys.device_accounts(device), keys.device_ban(device)]
     places = [int((await scripts["risk_device"](
         keys=k, args=[f"a{i}", T0 + i, WINDOW, DEVICE_ACCOUNTS_KEPT]))[1]) for i in range(203)]
-    assert places[DEVICE_ACCOUNTS_MAX - 1] == DEVICE_ACCOUNTS_MAX  # the 200th: allowed
-    assert all(p > DEVICE_ACCOUNTS_MAX for p in places[DEVICE_ACCOUNTS_MAX:])
+    assert places[199] == 200  # the 200th: allowed
+    assert places[200:] == [201, 201, 201]  # the 201st and every later one: over the bound

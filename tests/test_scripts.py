@@ -419,7 +419,7 @@ async def test_rejection_lands_in_event_log_with_seq_and_route(lab: Lab) -> None
 
 async def test_daily_limit_after_the_days_sends(lab: Lab) -> None:
     """`gifts_per_day` sends pass (3 to one, 2 to another), the next is `daily_limit`;
-    a VIP gets `vip_bonus_gifts` more."""
+    a VIP gets `vip_bonus_gifts` (2) more, then `daily_limit` again."""
     s, r = await lab.pair()
     r2 = uid("r")
     await lab.user(r2)
@@ -434,8 +434,13 @@ async def test_daily_limit_after_the_days_sends(lab: Lab) -> None:
     assert json.loads(reply[1])["temporary"] is True
     assert await lab.money(s) == before
     await lab.r.hset(keys.user(s).profile, "vip", "1")
-    assert (await lab.debit(gift(s, r2, 1)))[0] == "applied"
-    assert (await lab.debit(gift(s, r2, 1)))[0] == "rejected"  # pair limit on r2 now (3)
+    r3 = uid("r")  # a third recipient: the pair limit stays out of the way
+    await lab.user(r3)
+    await lab.follow(s, r3)
+    for _ in range(2):  # SPEC: a VIP sends 2 more a day
+        assert (await lab.debit(gift(s, r3, 1)))[0] == "applied"
+    reply = await lab.debit(gift(s, r3, 1))
+    assert reply[0] == "rejected" and json.loads(reply[1])["code"] == "daily_limit"
     await lab.zero_sum(s)
 
 
