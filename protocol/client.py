@@ -69,6 +69,7 @@ class Client:
         self.auto_reconnect = False
         self.urls: Callable[[], str] | None = None
         self.reconnects = 0
+        self.duplicates = 0  # events (not replies) dropped as seen already: the server sends none
         self._closing = False
         self._auto: asyncio.Future[Client] | None = None
         self._opened_at = 0.0  # (loop time) of the last welcome
@@ -201,6 +202,9 @@ class Client:
                 # braces); replies and offers (state: a fresh connection gets them again) pass
                 verdict = accept(self.last_seq, msg, fut is not None)
                 if not verdict.deliver:
+                    # (a late reply to a request given up on, answered again since, is no
+                    # repeated event)
+                    self.duplicates += "id" not in msg
                     continue
                 if verdict.last_seq != self.last_seq:
                     self._advance(verdict.last_seq)

@@ -138,10 +138,12 @@ class RawConn:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, server: Proc, user: str) -> RawConn:
+    async def open(cls, server: Proc, user: str, since: int | None = None) -> RawConn:
+        """A connection of `user`'s, resuming after `since` when given."""
         from websockets.asyncio.client import connect
 
-        ws = await connect(f"{server.ws}?token={server.token(user)}", compression=None,
+        resume = "" if since is None else f"&since={since}"
+        ws = await connect(f"{server.ws}?token={server.token(user)}{resume}", compression=None,
                            open_timeout=10)
         conn = cls(ws)
         await conn.wait_for(lambda f: f["type"] == "welcome")

@@ -10,7 +10,7 @@ import redis
 from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
-from tests.support import DAY_MS, Admin, Proc, uid
+from tests.support import DAY_MS, Admin, Proc, RawConn, uid
 
 
 async def connect(server: Proc, user: str) -> Client:
@@ -147,12 +147,14 @@ async def test_three_a_day_per_recipient(server: Proc, admin: Admin) -> None:
 async def test_same_gift_id_three_times(server: Proc, admin: Admin) -> None:
     """A retried send moves cards once and gets three identical replies."""
     s, r = await admin.pair(10)
-    async with await connect(server, s) as a, await connect(server, r) as b:
+    b = await RawConn.open(server, r)  # raw frames: a second copy would show here
+    async with await connect(server, s) as a:
         replies = await asyncio.gather(*(a.send_gift(r, "note.do", 2, gift_id="same") for _ in range(3)))
-        await b.next_event("gift.received")
+        await b.wait_for(lambda f: f["type"] == "gift.received")
         await asyncio.sleep(0.3)
-        assert [e for e in b.events() if e["type"] == "gift.received"] == []
         conflict = await a.send_gift(r, "note.do", 3, gift_id="same")
+    assert [f["type"] for f in b.frames[1:]] == ["gift.received"] and b.seqs_once()
+    await b.close()
     assert len({frozenset((k, v) for k, v in x.items() if k != "id") for x in replies}) == 1
     assert replies[0]["type"] == "gift.confirmed"
     assert conflict["code"] == "gift_id_conflict"
