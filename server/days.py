@@ -28,7 +28,8 @@ def local_day(now_ms: int, tz: tzinfo) -> date:
 
 
 def day_key(day: date) -> str:
-    return day.strftime("%Y%m%d")
+    """`yyyymmdd`, the year in four digits (strftime's %Y drops leading zeros before 1000)."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
 
 
 def iso_day(day_key: str) -> str:

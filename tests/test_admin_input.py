@@ -237,7 +237,45 @@ async def test_a_date_is_exactly_yyyy_mm_dd(admin: Admin) -> None:
         r = await admin.call("PUT", "/festivals", {"days": [day]}, ok=False)
         assert code(r) == (400, "bad_field"), (day, r.text)
     assert (await admin.call("PUT", "/festivals", {"days": ["2027-02-06"]}))["days"] == ["2027-02-06"]
+    # a year before 1000 keeps its four digits (strftime's %Y dropped the leading zero)
+    early = ["0001-02-03", "0999-01-01"]
+    assert (await admin.call("PUT", "/festivals", {"days": early}))["days"] == early
+    assert (await admin.call("GET", "/festivals"))["days"] == early
     await admin.call("PUT", "/festivals", {"days": []})
+
+
+async def test_bodies_are_strict_on_every_route_that_takes_one_or_none(admin: Admin) -> None:
+    """`PUT /users/{id}` refuses an `id` in its body (the path names the user; /bulk's items
+    carry theirs); a POST that takes no body (erasure, board rebuild, dead-letter actions)
+    refuses one that is not JSON, not an object or has a field, and acts on none or `{}`."""
+    u = uid()
+    r = await admin.call("PUT", f"/users/{u}", {"id": "other"}, ok=False)
+    assert code(r) == (400, "unknown_field"), r.text
+    assert code(await admin.call("GET", "/users/other", ok=False)) == (404, "user_unknown")
+    out = await admin.call("POST", "/bulk", {"users": [{"id": u, "vip": True}]})
+    assert (out["users"], out["errors"]) == (1, [])
+    for body, expected in ((b"{not json", "bad_json"), (b"[]", "bad_body"),
+                           (b'{"board": []}', "unknown_field")):
+        for path in (f"/users/{u}/erasure", "/rooms/nowhere/board/rebuild",
+                     "/dead-letters/0/1-1/retry"):
+            r = await admin.client.request("POST", path, content=body)
+            assert code(r) == (400, expected), (path, body, r.text)
+    assert (await admin.call("GET", f"/users/{u}"))["vip"] is True  # not erased
+    assert code(await admin.call("POST", "/rooms/nowhere/board/rebuild", {}, ok=False)) == \
+        (404, "room_unknown")
+    r = await admin.client.request("POST", f"/users/{u}/erasure")  # no body at all
+    assert r.status_code == 200 and r.json()["user"] == u, r.text
+
+
+async def test_the_auth_scheme_is_case_insensitive_and_the_key_is_not(admin: Admin) -> None:
+    """`bearer <key>` works as `Bearer <key>` does (RFC 9110: a scheme's name is
+    case-insensitive); the key itself must match exactly."""
+    key = admin.client.headers["authorization"].split(" ", 1)[1]
+    for header, status in ((f"bearer {key}", 200), (f"BEARER {key}", 200),
+                           (f"Bearer {key.upper()}" if key != key.upper() else "Bearer x", 401),
+                           (f"Basic {key}", 401), (key, 401), (f"Bearer  {key}", 401)):
+        r = await admin.client.get("/festivals", headers={"authorization": header})
+        assert r.status_code == status, (header, r.text)
 
 
 async def test_a_creator_is_not_their_own_iron_fan(admin: Admin) -> None:

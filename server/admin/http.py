@@ -46,10 +46,26 @@ def error_response(code: str, detail: str | None = None) -> Response:
 async def read_json(request: Request) -> Any:
     """The body as JSON: refused as soon as it passes BODY_MAX_BYTES (never buffered whole),
     408 when it does not arrive within BODY_READ_S."""
+    return _parse(b"".join([chunk async for chunk in _bounded(request)]))
+
+
+async def no_body(request: Request) -> None:
+    """A route that takes no body accepts none, or `{}`: anything else is refused like any
+    body (`bad_json`, `bad_body`, `unknown_field`), before the route acts (an erasure must
+    not go ahead on a request that was meant otherwise)."""
+    if request.headers.get("content-length") == "0":
+        return
+    chunks = [chunk async for chunk in _bounded(request)]
+    if b"".join(chunks).strip():
+        v.obj(_parse(b"".join(chunks)), set())
+
+
+async def _bounded(request: Request) -> Any:
+    """The body's chunks: refused as soon as it passes BODY_MAX_BYTES (never buffered whole),
+    408 when it does not arrive within BODY_READ_S."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > BODY_MAX_BYTES:
         raise AdminError("body_too_large", f"the body exceeds {BODY_MAX_BYTES} bytes")
-    chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(BODY_READ_S):
@@ -57,14 +73,17 @@ async def read_json(request: Request) -> Any:
                 size += len(chunk)
                 if size > BODY_MAX_BYTES:
                     raise AdminError("body_too_large", f"the body exceeds {BODY_MAX_BYTES} bytes")
-                chunks.append(chunk)
+                yield chunk
     except TimeoutError:
         raise AdminError("body_timeout", f"the body did not arrive within {BODY_READ_S:g} s") \
             from None
     except ClientDisconnect:  # nobody is left to answer; no traceback for it
         raise AdminError("bad_json", "the client went away before its body ended") from None
+
+
+def _parse(body: bytes) -> Any:
     try:
-        return orjson.loads(b"".join(chunks))
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise AdminError("bad_json") from None
 

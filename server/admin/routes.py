@@ -30,8 +30,9 @@ BULK_ERRORS_MAX = 100
 
 def wrap(handler: AdminHandler, admin_key: str) -> Callable[[Request], Awaitable[Response]]:
     async def run(request: Request) -> Response:
-        auth = request.headers.get("authorization", "")
-        if not hmac.compare_digest(auth.encode(), f"Bearer {admin_key}".encode()):
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        # (an auth scheme's name is case-insensitive, RFC 9110 §11.1; the key is not)
+        if scheme.lower() != "bearer" or not hmac.compare_digest(key.encode(), admin_key.encode()):
             return error_response("unauthorized")
         try:
             if b"%2f" in request.scope.get("raw_path", b"").lower():

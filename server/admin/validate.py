@@ -9,6 +9,7 @@ from typing import Any
 from protocol.errors import ADMIN_ERRORS
 from protocol.messages import ID_PATTERN
 from server.config import FAN_CARDS, Settings, tier_problems
+from server.days import day_key
 from server.named import NAME
 from server.regions.rules import GENDERS
 
@@ -109,7 +110,7 @@ def day(value: Any) -> str:
     try:
         if not DATE.fullmatch(value):
             raise ValueError(value)
-        return date.fromisoformat(value).strftime("%Y%m%d")
+        return day_key(date.fromisoformat(value))
     except (TypeError, ValueError):
         raise AdminError("bad_field", f"{value!r} is not a YYYY-MM-DD date") from None
 
@@ -127,7 +128,7 @@ PROFILE_FIELDS = {
 
 def profile(body: Any, now_ms: int) -> dict[str, str]:
     """A user body → profile hash fields (Redis strings)."""
-    d = obj(body, set(PROFILE_FIELDS) | {"id"})
+    d = obj(body, set(PROFILE_FIELDS))
     out: dict[str, str] = {}
     for name, field in PROFILE_FIELDS.items():
         if name not in d:

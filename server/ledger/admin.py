@@ -76,7 +76,8 @@ class LedgerAdmin:
         if "id" not in item:
             raise AdminError("missing_field", "missing field(s): id")
         uid = item["id"]
-        return await self.put_user(uid if isinstance(uid, str) else "", item)
+        body = {k: x for k, x in item.items() if k != "id"}  # (a PUT's body has no id)
+        return await self.put_user(uid if isinstance(uid, str) else "", body)
 
     async def get_user(self, uid: str) -> dict[str, Any]:
         uk = keys.user(v.user_id(uid))

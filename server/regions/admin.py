@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 
 from server.admin import validate as v
-from server.admin.http import path_user, read_json
+from server.admin.http import no_body, path_user, read_json
 from server.ledger.admin import require_users
 from server.parts import Parts
 from server.regions import privacy
@@ -50,7 +50,9 @@ def install(p: Parts, regions: dict[str, Region]) -> None:
         return await privacy.export(p, path_user(r))
 
     async def erasure(r: Request) -> Any:
-        return await privacy.erase(p, path_user(r))
+        user = path_user(r)
+        await no_body(r)
+        return await privacy.erase(p, user)
 
     p.admin.add("GET", "/users/{user}/export", export)
     p.admin.add("POST", "/users/{user}/erasure", erasure)

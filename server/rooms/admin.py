@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from server import days
 from server.admin import validate as v
-from server.admin.http import read_json
+from server.admin.http import no_body, read_json
 from server.admin.validate import AdminError
 from server.config import fan_card_of, tiers_arg
 from server.gifting import rules
@@ -57,6 +57,7 @@ def install(p: Parts) -> None:
 
     async def rebuild(r: Request) -> Any:
         room_id = v.user_id(r.path_params["room"], "room")
+        await no_body(r)
         if not await p.redis.exists(keys.room(room_id).profile):
             raise AdminError("room_unknown")
         board = await rebuild_board(p.redis, room_id)

@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 
 from server.admin import validate as v
-from server.admin.http import read_json
+from server.admin.http import no_body, read_json
 from server.admin.validate import AdminError, stream_id
 from server.clock import ADVANCE_MAX_MS, ClockLocked
 from server.parts import Parts
@@ -34,6 +34,7 @@ def install(p: Parts) -> None:
         dead_id = r.path_params["id"]
         if stream_id(dead_id) is None:  # not a stream id: no dead letter has it
             raise AdminError("not_found", f"no dead letter {dead_id[:80]!r} (ids are <ms>-<seq>)")
+        await no_body(r)
         try:
             if r.path_params["action"] == "retry":
                 return await dead.retry(partition, dead_id)
