@@ -800,7 +800,9 @@ DOCS: dict[str, str] = {
     "partitions": "settlement stream partitions (by acting user); each is read by one "
                   "worker at a time: workers beyond this count stand by",
     "stream_backlog_max": "settlement backlog at which gift.send gets `overloaded` (a "
-                          "request is refused while the backlog is this or more)",
+                          "request is refused while the backlog is this or more: the stream's "
+                          "length sampled every 250 ms plus the gateway's own appends since, "
+                          "so several gateways may pass it by what they add within 250 ms)",
     "xadd_batch_max": "gift requests a gateway appends to the stream in one round trip",
     "worker_processes": "`serve` only: settlement workers in processes of their own (0: one "
                         "worker inside the gateway process)",

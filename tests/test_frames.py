@@ -82,18 +82,22 @@ async def test_forged_expired_and_missing_tokens(server: Proc) -> None:
 
 
 async def test_abuse_closes_and_silence_times_out(own_server: OwnServer) -> None:
-    """Past the bad-frame budget the connection closes with 4009; no auth in time closes with 4004."""
-    srv, _ = own_server({"GIFTWIRE_BAD_FRAMES_MAX": "20", "GIFTWIRE_AUTH_TIMEOUT_S": "0.5"})
+    """Past the bad-frame budget the connection closes with 4009, after the error owed to
+    every bad frame before it (sent without reading: none overtaken by the close); no auth
+    in time closes with 4004."""
+    srv, _ = own_server({"GIFTWIRE_BAD_FRAMES_MAX": "300", "GIFTWIRE_AUTH_TIMEOUT_S": "0.5"})
     async with Admin(srv) as admin:
         await admin.user("abuser")
         async with connect(f"{srv.ws}?token={srv.token('abuser')}") as ws:
             await ws.recv()  # welcome
-            for _ in range(21):
-                await ws.send("{")
+            for i in range(301):
+                await ws.send(f'{{"type":"ping","id":"b{i}","x":1}}')
+            answered = []
             with pytest.raises(ConnectionClosed) as info:
-                for _ in range(30):
-                    await asyncio.wait_for(ws.recv(), 5)
+                for _ in range(400):
+                    answered.append(orjson.loads(await asyncio.wait_for(ws.recv(), 5))["id"])
         assert info.value.rcvd is not None and info.value.rcvd.code == close_code("abuse").code
+        assert answered == [f"b{i}" for i in range(301)]
         assert await expect_close(srv.ws) == close_code("auth_timeout").code
 
 

@@ -7,14 +7,13 @@ import re
 from collections.abc import Callable
 
 import httpx
-import orjson
 import pytest
 import redis
 import websockets
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc
+from tests.support import Admin, Proc, RawConn
 
 OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
 
@@ -56,23 +55,29 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
 
 async def test_the_backlog_counts_gifts_no_worker_settles(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """A gateway with no worker: its gift requests wait in the stream, and /metrics shows
-    them as `giftwire_stream_backlog` with `giftwire_partition_held` 0 (page someone)."""
-    gateway = start("gateway", fresh_valkey().url)
+    """A gateway with no worker: its gift requests wait in the stream, /metrics shows them as
+    `giftwire_stream_backlog` with `giftwire_partition_held` 0 (page someone), and a burst
+    past GIFTWIRE_STREAM_BACKLOG_MAX (3) is answered `overloaded` at once, between samples."""
+    gateway = start("gateway", fresh_valkey().url, None, {"GIFTWIRE_STREAM_BACKLOG_MAX": "3"})
     async with Admin(gateway) as admin:
         s, r = await admin.pair(5)
-        async with await Client.connect(gateway.ws, gateway.token(s)) as a, \
-                httpx.AsyncClient(base_url=gateway.http) as http:
-            for i in range(3):
-                await a.ws.send(orjson.dumps({"type": "gift.send", "id": f"q{i}", "gift_id": f"w{i}",
-                                              "to": r, "asset": "note.do", "count": 1}).decode())
+        conn = await RawConn.open(gateway, s)
+        for i in range(6):  # sent back to back: well within one 250 ms sample
+            await conn.send("gift.send", id=f"q{i}", gift_id=f"w{i}", to=r, asset="note.do",
+                            count=1)
+        refused = await conn.wait_for(lambda f: f.get("code") == "overloaded", count=3)
+        assert sorted(f["id"] for f in refused) == ["q3", "q4", "q5"]
+        assert refused[0]["temporary"] is True
+        async with httpx.AsyncClient(base_url=gateway.http) as http:
             for _ in range(100):
                 text = (await http.get("/metrics")).text
                 if metric(text, 'giftwire_stream_backlog{partition="0"}') == 3:
                     break
                 await asyncio.sleep(0.1)
-            assert metric(text, 'giftwire_stream_backlog{partition="0"}') == 3
-            assert metric(text, 'giftwire_partition_held{partition="0"}') == 0
+        assert metric(text, 'giftwire_stream_backlog{partition="0"}') == 3
+        assert metric(text, 'giftwire_partition_held{partition="0"}') == 0
+        assert [f["id"] for f in conn.frames if "id" in f] == ["q3", "q4", "q5"]  # the rest wait
+        await conn.close()
         assert await admin.balances(s) == {"note.do": 5}  # nothing settled
 
 

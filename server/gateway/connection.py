@@ -165,6 +165,15 @@ class Connection:
         finally:
             self._writing = False
 
+    async def flushed(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until every queued frame is written: the replies to the
+        frames before a close are owed, and the close frame must not overtake them."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        # polled, once per connection closed for abuse: an Event would cost every push
+        while (self._writing or self._queue) and not self.closed \
+                and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
     def kick(self, reason: str) -> None:
         """Close the connection with `reason` (a close reason of protocol.errors)."""
         if not self.closed:

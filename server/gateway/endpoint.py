@@ -48,6 +48,7 @@ log = logging.getLogger("giftwire.gateway")
 UNAVAILABLE_LOG_S = 10.0  # at most one line this often about connections closed for want of Redis
 EXPIRE_CHECK_S = 1.0  # how often waiting requests are checked against request_timeout_s
 DRAIN_TIMEOUT_S = 5.0  # a graceful stop waits this long for clients to take their close frame
+FLUSH_BEFORE_CLOSE_S = 2.0  # an abuse close waits this long for the replies queued before it
 
 
 def error_frame(code: str, request_id: str | None = None, detail: str | None = None) -> str:
@@ -225,6 +226,9 @@ class Gateway:
             reason = await self._read_loop(ws, conn)  # this coroutine is the reader
             if reason is not None:
                 conn.kick_reason = reason
+                # the errors owed to the frames before it go first (a client that reads
+                # nothing holds them up at most this long)
+                await conn.flushed(FLUSH_BEFORE_CLOSE_S)
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError):
             pass
@@ -472,6 +476,9 @@ class Gateway:
             return
         request_no = conn.expect(rid)
         fields = entries.encode(entries.Envelope(kind, conn.user, conn.id, request_no), payload)
+        # counted at once (the sample comes every 250 ms): a burst cannot pass the bound by
+        # more than what other gateways add within a sample (any partition counts: at most early)
+        self.backlog += 1
         try:
             await self.producer.add(keys.settle_stream_for(conn.user, self.s.partitions), fields)
         except RedisError:
