@@ -84,17 +84,21 @@ async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedVal
 
 async def test_accept_racing_timeout_has_one_outcome(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Accepts sent right at the timeout: each gift ends accepted or voided, never both."""
-    srv, _ = own_server({"GIFTWIRE_OFFER_TIMEOUT_S": "1", "GIFTWIRE_SWEEP_INTERVAL_MS": "20"},
-                        workers=1)
+    """Accepts sent around the deadline (the test clock moved to just before or after it,
+    while the sweep runs every 20 ms): each gift ends accepted or voided, never both."""
+    # (a minute's timeout: twelve moves stay within the clients' hour-long tokens)
+    srv, _ = own_server({**TEST_CLOCK, "GIFTWIRE_OFFER_TIMEOUT_S": "60",
+                         "GIFTWIRE_SWEEP_INTERVAL_MS": "20"}, workers=1)
+    # ms from the deadline at which each accept goes: well before, straddling it, well after
+    offsets = [-3000, -40, -20, -10, -5, -2, 0, 2, 5, 10, 20, 3000]
     async with Admin(srv) as admin:
-        senders = [await admin.pair(10, recipient=CONFIRM) for _ in range(12)]
+        senders = [await admin.pair(10, recipient=CONFIRM) for _ in offsets]
         outcomes = []
-        for i, (s, r) in enumerate(senders):
+        for (s, r), offset in zip(senders, offsets, strict=True):
             async with await connect(srv, s) as a, await connect(srv, r) as b:
                 await a.send_gift(r, "note.do", 5)
                 offer = await b.next_event("gift.offer")
-                await asyncio.sleep(0.9 + 0.02 * i)  # straddle the 1 s timeout
+                await admin.advance(offer["expires_at_ms"] + offset - await admin.now_ms())
                 answer = await b.request("gift.accept", offer_id=offer["transfer_id"])
                 final = await a.next_event("gift.accepted", "gift.voided", timeout_s=5)
                 await asyncio.sleep(0.1)

@@ -6,7 +6,9 @@ the rounds client (no per-reply timeout) is bounded a round at a time."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from collections.abc import Callable
 
 import pytest
 from redis.asyncio import Redis
@@ -123,27 +125,30 @@ async def test_rounds_client_pipelines_on_valkey(valkey: EmbeddedValkey) -> None
         await rounds.aclose()
 
 
-async def test_a_silent_redis_times_a_round_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A server that accepts and never answers: the round fails as a whole within its bound
-    (a transient error: the worker re-runs its batch), it does not hang the caller."""
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while await reader.read(1 << 16):  # take every command, answer none, until closed
-            pass
-        writer.close()
-
-    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = listener.sockets[0].getsockname()[1]
+async def test_a_silent_redis_times_a_round_out(
+        monkeypatch: pytest.MonkeyPatch, fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """A Valkey that stops answering (SIGSTOP) after the connection is made: the round fails
+    as a whole within its bound (0.3 s here; a transient error: the worker re-runs its
+    batch), it does not hang the caller; a blocking read's bound adds its block."""
+    vk = fresh_valkey()
+    assert vk.process is not None
     monkeypatch.setattr(pipeline, "ROUND_S", 0.3)
-    rounds = connect(f"redis://127.0.0.1:{port}", reply_timeouts=False)
+    rounds = connect(vk.url, reply_timeouts=False)
     try:
+        await rounds.ping()  # connected while it answers
+        vk.process.send_signal(signal.SIGSTOP)
         pipe = rounds.pipeline(transaction=False)
         pipe.xadd("s", {"a": 1})
         started = time.monotonic()
         with pytest.raises(pipeline.TRANSIENT):
             await pipeline.execute(pipe)
         assert time.monotonic() - started < 3  # the bound, not redis-py's retries of a hang
+        pipe = rounds.pipeline(transaction=False)  # (a failed pipeline is emptied)
+        pipe.xadd("s", {"a": 1})
+        started = time.monotonic()
         with pytest.raises(TimeoutError):
             await pipeline.execute(pipe, block_ms=200)
+        assert 0.5 - 0.05 < time.monotonic() - started < 3  # ROUND_S + the block's 0.2 s
     finally:
+        vk.process.send_signal(signal.SIGCONT)
         await rounds.aclose()
-        listener.close()

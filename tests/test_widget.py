@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,7 +33,7 @@ import pytest
 from protocol.client import Client
 from protocol.errors import ERRORS, REJECTIONS
 from server.store.embedded import EmbeddedValkey
-from tests.support import Admin, Proc, uid
+from tests.support import TEST_CLOCK, Admin, Proc, uid
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, FrameLocator, Page, ViewportSize
@@ -813,16 +812,16 @@ async def test_a_token_handed_over_before_the_old_one_expires_signs_the_next_con
     """The host hands a fresh token while the first is still good; the first expires, the
     server restarts under the page, and the widget comes back online with the fresh one
     (not offline with auth_expired) and gifts."""
-    srv, vk = own_server()
+    srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin, Platform() as host:
         alice, bob = await people(admin, "alice", "bob", 5)
-        first = srv.token(alice, ttl_s=6)
+        first = srv.token(alice, ttl_s=600)
         host.embed(srv, first, bob)
         w = await Widget.embedded(context, srv, host)
         await w.online()
         fresh = srv.token(alice)
         await tell(w.page, {"type": "giftwire:token", "token": fresh})
-        await asyncio.sleep(int(first.split(".")[2]) + 1 - time.time())  # the first expires
+        await admin.advance(601_000)  # the first expires (on the moved clock: nobody sleeps)
         port = srv.port
         srv.stop()
         await expect(w.q("body")).to_have_attribute("data-connection", "reconnecting")
