@@ -137,8 +137,8 @@ async def test_edges_to_unknown_users_are_refused(admin: Admin) -> None:
 
 async def test_head_on_a_get_route_answers_as_get_without_a_body(server: Proc, admin: Admin
                                                                   ) -> None:
-    """HEAD, which every GET route lists in `Allow`, answers with the GET's status and
-    headers and no body (it was a 500), an error's status included."""
+    """HEAD on a GET route answers with the GET's status and headers and no body, a 404 included."""
+    # Every GET route lists HEAD in `Allow`; it was a 500.
     u = uid("h")
     await admin.user(u)
     async with httpx.AsyncClient(base_url=server.http + "/admin/v1",
@@ -153,8 +153,8 @@ async def test_head_on_a_get_route_answers_as_get_without_a_body(server: Proc, a
 
 
 async def test_bulk_users_without_an_id_are_missing_field(admin: Admin) -> None:
-    """A bulk user item with no `id` is `missing_field`, one that is not an object
-    `bad_body`: the codes a PUT body gets, not `bad_field`."""
+    """A bulk user with no `id` is `missing_field`, a non-object one `bad_body`, as a PUT body is."""
+    # These are the codes a PUT body gets, not `bad_field`.
     out = await admin.call("POST", "/bulk", {"users": [{"vip": True}, "carol", {"id": uid("b")}]})
     assert out["users"] == 1, out
     assert sorted((e["index"], e["code"]) for e in out["errors"]) == [(0, "missing_field"),
@@ -162,8 +162,7 @@ async def test_bulk_users_without_an_id_are_missing_field(admin: Admin) -> None:
 
 
 async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
-    """Edges to users created in the same bulk land; edges to unknown users or oneself are
-    errors, listed in the order of the items."""
+    """Bulk edges to users made in the same call land; to unknown users or oneself are errors, in order."""
     a, b, ghost = uid("a"), uid("b"), uid("ghost")
     out = await admin.call("POST", "/bulk", {
         "users": [{"id": a}, {"id": b}],
@@ -177,9 +176,9 @@ async def test_bulk_edges_need_users_created_first(admin: Admin) -> None:
 
 
 async def test_bulk_lists_the_first_errors_in_the_order_of_the_items(admin: Admin) -> None:
-    """Items run at once and end in any order (a follow of oneself is refused at once, one of
-    an unknown user after a read); `errors` lists the first 100 by kind and index, whichever
-    failed first."""
+    """Bulk `errors` lists the first 100 by kind and index, whatever order the items failed in."""
+    # Items run at once and end in any order (a follow of oneself is refused at once, one of an unknown user
+    # after a read).
     good = uid("u")
     follows = [{"follower": good, "followee": good if i % 2 else f"{uid('ghost')}"}
                for i in range(150)]
@@ -190,8 +189,8 @@ async def test_bulk_lists_the_first_errors_in_the_order_of_the_items(admin: Admi
 
 
 async def test_a_users_pages_are_404_for_an_unknown_user(admin: Admin) -> None:
-    """Balances, ledger, likes and popularity of a user with no profile are 404
-    `user_unknown`, not an empty page that reads like a user with nothing."""
+    """Balances, ledger, likes and popularity of a user with no profile are 404 `user_unknown`."""
+    # Not an empty page that reads like a user with nothing.
     ghost = uid("ghost")
     for path in (f"/users/{ghost}/balances", f"/users/{ghost}/ledger", f"/users/{ghost}/likes",
                  f"/popularity/accounts/{ghost}"):
@@ -200,9 +199,8 @@ async def test_a_users_pages_are_404_for_an_unknown_user(admin: Admin) -> None:
 
 
 async def test_dead_letter_partition_and_appeal_evidence_are_checked(admin: Admin) -> None:
-    """A dead-letter partition that does not exist is 404 `not_found`; an appeal naming
-    evidence of no kind is 400 `bad_field` (not `wrong_evidence`, which is for a real kind
-    that does not fit the case)."""
+    """An unknown dead-letter partition or id is 404 `not_found`; evidence of no kind is 400 `bad_field`."""
+    # Not `wrong_evidence`, which is for a real kind that does not fit the case.
     r = await admin.call("POST", "/dead-letters/7/1-1/retry", ok=False)
     assert (r.status_code, r.json()["error"]["code"]) == (404, "not_found")
     for bad_id in ("garbage", "1-2-3", "99999999999999999999-0"):  # no dead letter has it
@@ -213,9 +211,9 @@ async def test_dead_letter_partition_and_appeal_evidence_are_checked(admin: Admi
 
 
 async def test_a_body_too_large_or_unauthorized_is_refused_before_it_is_read(server: Proc) -> None:
-    """A request declaring a body over 8 MiB gets 413 at once, before a byte of it is sent
-    (it was read whole first), and an unauthorized one 401; both close the connection, so a
-    body that never ends holds nothing open."""
+    """A body declared over 8 MiB is 413 before a byte is sent, an unauthorized one 401; both close."""
+    # Both close the connection, so a body that never ends holds nothing open. The server used to read the
+    # whole body first.
     url = urlsplit(server.http)
     for auth in (f"Bearer {server.secrets['admin_key']}", "Bearer wrong"):
         reader, writer = await asyncio.open_connection(url.hostname, url.port)
@@ -231,8 +229,8 @@ async def test_a_body_too_large_or_unauthorized_is_refused_before_it_is_read(ser
 
 
 async def test_a_date_is_exactly_yyyy_mm_dd(admin: Admin) -> None:
-    """ISO forms other than YYYY-MM-DD (a week date, no dashes) are 400 bad_field, not quietly
-    read as another day: a festival day sets gift prices."""
+    """ISO dates other than YYYY-MM-DD (a week date, no dashes) are 400 bad_field, not read as another day."""
+    # A festival day sets gift prices.
     for day in ("2027-W06-6", "2027W066", "20270206", "2027-02-06T00:00", "２０２７-02-06"):
         r = await admin.call("PUT", "/festivals", {"days": [day]}, ok=False)
         assert code(r) == (400, "bad_field"), (day, r.text)
@@ -245,9 +243,10 @@ async def test_a_date_is_exactly_yyyy_mm_dd(admin: Admin) -> None:
 
 
 async def test_bodies_are_strict_on_every_route_that_takes_one_or_none(admin: Admin) -> None:
-    """`PUT /users/{id}` refuses an `id` in its body (the path names the user; /bulk's items
-    carry theirs); a POST that takes no body (erasure, board rebuild, dead-letter actions)
-    refuses one that is not JSON, not an object or has a field, and acts on none or `{}`."""
+    """`PUT /users/{id}` refuses an `id` in its body; a POST taking no body refuses all but none or `{}`."""
+    # The path names the user (/bulk's items carry theirs). A POST that takes no body (erasure, board rebuild,
+    # dead-letter actions) refuses one that is not JSON, not an object or has a field, and acts on none or
+    # `{}`.
     u = uid()
     r = await admin.call("PUT", f"/users/{u}", {"id": "other"}, ok=False)
     assert code(r) == (400, "unknown_field"), r.text
@@ -268,8 +267,7 @@ async def test_bodies_are_strict_on_every_route_that_takes_one_or_none(admin: Ad
 
 
 async def test_the_auth_scheme_is_case_insensitive_and_the_key_is_not(admin: Admin) -> None:
-    """`bearer <key>` works as `Bearer <key>` does (RFC 9110: a scheme's name is
-    case-insensitive); the key itself must match exactly."""
+    """The `Bearer` scheme is case-insensitive (RFC 9110); the key itself must match exactly."""
     key = admin.client.headers["authorization"].split(" ", 1)[1]
     for header, status in ((f"bearer {key}", 200), (f"BEARER {key}", 200),
                            (f"Bearer {key.upper()}" if key != key.upper() else "Bearer x", 401),
@@ -287,8 +285,7 @@ async def test_a_creator_is_not_their_own_iron_fan(admin: Admin) -> None:
 
 
 async def test_a_region_or_gender_is_removed_with_null(admin: Admin) -> None:
-    """`PUT /users/{id}` with `region` or `gender` null removes it: the profile shows null again,
-    and the other fields stay."""
+    """`PUT /users/{id}` with `region` or `gender` null removes it, shown as null; the other fields stay."""
     u = uid()
     await admin.user(u, region="eu", gender="female", vip=True)
     got = await admin.call("GET", f"/users/{u}")

@@ -29,8 +29,8 @@ def offset_with_midnight_in(seconds: int) -> str:
 
 
 async def test_daily_quota_rolls_over_at_local_midnight(own_server: OwnServer) -> None:
-    """The 6th gift is refused before local midnight, still refused 5 s before it, and
-    accepted just after it (the test clock is moved; nobody sleeps)."""
+    """The 6th gift of a day is refused until local midnight, still 5 s before it, and accepted just after."""
+    # The test clock is moved; nobody sleeps.
     midnight_ms = (int(time.time()) + 3600) * 1000
     srv, _ = own_server({"GIFTWIRE_TIMEZONE": offset_with_midnight_at(midnight_ms // 1000),
                          **TEST_CLOCK}, workers=1)

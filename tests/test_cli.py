@@ -51,9 +51,9 @@ async def test_serve_embedded_survives_restart() -> None:
 
 
 def test_token_command_prints_a_valid_token() -> None:
-    """`giftwire token USER` prints a token the server accepts for USER (and only it, on
-    stdout); on a fresh data dir it says on stderr that it generated the secrets, with the
-    admin key, as serve would."""
+    """`giftwire token USER` prints on stdout only a token the server accepts for USER."""
+    # On a fresh data dir it says on stderr, once, that it generated the secrets, with the admin key, as serve
+    # would.
     data = short_tmpdir()
     out = subprocess.run([sys.executable, "-m", "server.cli", "token", "alice", "--ttl", "60",
                           "--data-dir", str(data)], capture_output=True, text=True, check=True)
@@ -72,9 +72,9 @@ def giftwire(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_partner_secret_equal_to_the_data_dirs_token_secret_is_refused_in_one_line() -> None:
-    """A partner's secret that is the token secret generated into the data dir (which the
-    environment check cannot see) stops `serve`, `token` and `partner-secret` with one
-    line naming the variable and exit 1, never a traceback, and before Valkey starts."""
+    """A partner secret equal to the data dir's token secret stops serve, token and partner-secret."""
+    # With one line naming the variable and exit 1, never a traceback, and before Valkey starts. The
+    # environment check cannot see a secret generated into the data dir.
     data = short_tmpdir()
     giftwire("token", "alice", "--data-dir", str(data))
     mine = json.loads((data / "secrets.json").read_text())["token_secret"]
@@ -90,8 +90,8 @@ def test_a_partner_secret_equal_to_the_data_dirs_token_secret_is_refused_in_one_
 
 
 def test_token_lifetime_comes_from_the_setting_and_bad_input_is_refused() -> None:
-    """GIFTWIRE_TOKEN_TTL_S sets `giftwire token`'s default lifetime; a bad user id or a
-    lifetime below 1 s is refused with a message, no traceback."""
+    """GIFTWIRE_TOKEN_TTL_S sets `giftwire token`'s default lifetime; a bad user id or `--ttl` is refused."""
+    # A bad user id or a lifetime below 1 s is refused with a message, no traceback.
     data = str(short_tmpdir())
     token = giftwire("token", "alice", "--data-dir", data, GIFTWIRE_TOKEN_TTL_S="120").stdout
     assert 100 <= int(token.split(".")[2]) - time.time() <= 121
@@ -104,8 +104,8 @@ def test_token_lifetime_comes_from_the_setting_and_bad_input_is_refused() -> Non
 
 
 def test_a_port_out_of_range_on_the_command_line_is_named_as_port() -> None:
-    """`--port 70000` (or -1, or not a number) is a usage error naming `--port`, exit 2,
-    before anything starts: the flag was given, not GIFTWIRE_PORT."""
+    """`--port 70000` (or -1, or not a number) is a usage error naming `--port`, exit 2, before any start."""
+    # The flag was given, not GIFTWIRE_PORT.
     data = str(short_tmpdir())
     for port in ("70000", "-1", "x", "８０"):
         out = giftwire("serve", f"--port={port}", "--data-dir", data)
@@ -114,8 +114,8 @@ def test_a_port_out_of_range_on_the_command_line_is_named_as_port() -> None:
 
 
 def test_a_bad_setting_is_refused_naming_its_variable() -> None:
-    """A mistyped, negative, unknown-zone or out-of-order setting stops any command at once
-    with a message that names the variable."""
+    """A mistyped, negative, unknown-zone or out-of-order setting stops any command, naming the variable."""
+    # It stops at once, with one line and no traceback.
     data = str(short_tmpdir())
     for env, named in (({"GIFTWIRE_GIFTS_PER_DAY": "abc"}, "GIFTWIRE_GIFTS_PER_DAY"),
                        ({"GIFTWIRE_GIFTS_PER_DAY": "-1"}, "GIFTWIRE_GIFTS_PER_DAY"),
@@ -155,16 +155,14 @@ def test_a_bad_setting_is_refused_naming_its_variable() -> None:
 
 
 def test_a_gateway_on_an_unreachable_redis_exits_1_with_one_line() -> None:
-    """`giftwire gateway` on a Redis that does not answer (within its wait) exits 1 naming it,
-    with no traceback."""
+    """`giftwire gateway` on a Redis that does not answer (in its wait) exits 1 naming it, no traceback."""
     out = giftwire("gateway", "--data-dir", str(short_tmpdir()), REDIS_URL="redis://127.0.0.1:1")
     assert out.returncode == 1, out.stderr
     assert "Traceback" not in out.stderr and "does not answer" in out.stderr, out.stderr
 
 
 def test_serve_on_an_unusable_data_dir_exits_1_with_a_message() -> None:
-    """A data dir that cannot be made (under a file, here) stops serve with one line, not a
-    traceback."""
+    """A data dir that cannot be made (under a file, here) stops serve with one line, not a traceback."""
     blocker = short_tmpdir() / "a-file"
     blocker.write_text("")
     out = giftwire("serve", "--port", "0", "--data-dir", str(blocker / "data"))
@@ -174,9 +172,9 @@ def test_serve_on_an_unusable_data_dir_exits_1_with_a_message() -> None:
 
 def test_a_cluster_flag_on_a_redis_that_is_no_cluster_is_one_line(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """`--redis-cluster` against a plain Valkey stops `worker` and `gateway` with one line
-    (exit 1), and `audit` of an unreachable cluster is exit 2 (not a verdict), never a
-    traceback; a password in REDIS_URL is not printed."""
+    """`--redis-cluster` on a plain Valkey stops worker and gateway with one line (exit 1), no traceback."""
+    # `audit` of an unreachable cluster is exit 2 (not a verdict), never a traceback; a password in REDIS_URL
+    # is not printed.
     vk = fresh_valkey()
     for command in ("worker", "gateway"):
         out = giftwire(command, "--redis-cluster", "--data-dir", str(short_tmpdir()),
@@ -208,9 +206,9 @@ async def test_health_follows_redis(own_server: OwnServer) -> None:
 
 async def test_a_request_meeting_a_hung_redis_is_answered_not_a_traceback(
         own_server: OwnServer) -> None:
-    """Valkey stops answering (SIGSTOP) while a connected client sends a gift: the request is
-    answered `error unavailable` (or the connection closed 1011 `unavailable`), never dropped
-    with uvicorn's traceback in the log."""
+    """A gift meeting a hung Valkey (SIGSTOP) is answered `unavailable`, never dropped with a traceback."""
+    # The answer is `error unavailable`, or the connection closed 1011 `unavailable`; never dropped with
+    # uvicorn's traceback in the log.
     srv, vk = own_server({"GIFTWIRE_WORKER_PROCESSES": "1"})
     async with Admin(srv) as admin:
         s, r = await admin.pair(5)
@@ -231,8 +229,8 @@ async def test_a_request_meeting_a_hung_redis_is_answered_not_a_traceback(
 
 
 async def test_a_connection_while_redis_is_away_closes_1011(own_server: OwnServer) -> None:
-    """With Redis gone, a new WebSocket is closed 1011 (reconnect later), not dropped with a
-    traceback in the log; once Redis is back the same client connects."""
+    """With Redis gone a new WebSocket is closed 1011, no traceback logged; once Redis is back it connects."""
+    # 1011 tells the client to reconnect later.
     srv, vk = own_server()
     user = uid("u")
     vk.kill()
@@ -255,8 +253,8 @@ async def test_a_connection_while_redis_is_away_closes_1011(own_server: OwnServe
 
 
 async def test_serve_starts_its_embedded_valkey_again_when_it_dies() -> None:
-    """serve's embedded Valkey SIGKILLed: serve starts it again on its files; /health comes
-    back, the balances are there, gifts settle, and the log says what happened."""
+    """serve restarts its SIGKILLed embedded Valkey on its files: /health, balances and gifts come back."""
+    # The log says what happened.
     data = short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": ""}).start()
     try:
@@ -303,8 +301,7 @@ async def test_worker_rides_out_a_redis_restart(own_server: OwnServer) -> None:
 
 
 async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None:
-    """SIGTERM closes every client with 4000 (reconnect elsewhere), lets no new one in, and
-    the server exits 0."""
+    """SIGTERM closes every client with 4000 (reconnect elsewhere), lets none back in, and exits 0."""
     from websockets.exceptions import ConnectionClosed
 
     from protocol.errors import close_code
@@ -329,9 +326,8 @@ async def test_sigterm_tells_clients_to_reconnect(own_server: OwnServer) -> None
 
 
 async def test_worker_processes_serve_their_own_settlement_metrics() -> None:
-    """With GIFTWIRE_WORKER_METRICS_PORT, serve's worker process answers `GET /metrics` on
-    that port with its settlement counters (the gateway's own /metrics does not count them);
-    anything else there is a 404."""
+    """With GIFTWIRE_WORKER_METRICS_PORT, serve's worker serves its settlement counters on `GET /metrics`."""
+    # The gateway's own /metrics does not count them; anything else on that port is a 404.
     data = short_tmpdir()
     with socket.socket() as probe:  # a free port for the worker's listener
         probe.bind(("127.0.0.1", 0))
@@ -360,9 +356,9 @@ async def test_worker_processes_serve_their_own_settlement_metrics() -> None:
 
 
 async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
-    """`serve` with GIFTWIRE_WORKER_PROCESSES=2 settles gifts in worker processes of its own;
-    a second serve on the same data dir is refused (exit 1) and the first goes on; SIGTERM
-    stops them too (no giftwire process of that data dir is left)."""
+    """serve with GIFTWIRE_WORKER_PROCESSES=2 settles in its own workers; its SIGTERM stops them too."""
+    # A second serve on the same data dir is refused (exit 1) and the first goes on; after SIGTERM no giftwire
+    # process of that data dir is left.
     data = short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "2"}).start()
     try:
@@ -387,9 +383,8 @@ async def test_serve_with_worker_processes_settles_and_stops_them() -> None:
 
 
 async def test_serve_runs_the_risk_engine_in_a_jobs_process_and_stops_it() -> None:
-    """With the risk engine on, `serve` starts one `giftwire jobs` process beside its worker
-    and starts it again when it is killed or stopped by someone else (with the engine off
-    there is none); serve's SIGTERM stops it."""
+    """With the risk engine on, serve runs one `giftwire jobs` process, restarts it, stops it on SIGTERM."""
+    # It is started again when killed or stopped by someone else; with the engine off there is none.
     data, quiet = short_tmpdir(), short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": "", "GIFTWIRE_WORKER_PROCESSES": "1",
                                "GIFTWIRE_RISK_ENABLED": "1"}).start()
@@ -451,8 +446,8 @@ def test_serve_refuses_an_unsafe_configuration() -> None:
 
 async def test_serves_children_stop_when_serve_is_killed(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """serve SIGKILLed (no chance to stop its children): its worker and jobs processes stop
-    by themselves within seconds instead of running on alone."""
+    """When serve is SIGKILLed its worker and jobs processes stop by themselves within seconds."""
+    # serve has no chance to stop its children; they must not run on alone.
     data = short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": fresh_valkey().url, "GIFTWIRE_WORKER_PROCESSES": "1",
                                "GIFTWIRE_RISK_ENABLED": "1"}).start()
@@ -472,8 +467,8 @@ async def test_serves_children_stop_when_serve_is_killed(
 
 
 async def test_a_killed_serve_takes_its_embedded_valkey_with_it() -> None:
-    """serve on its embedded Valkey, SIGKILLed: the Valkey stops too (it would hold the data
-    directory and answer nobody), and serve starts again on the same directory."""
+    """A SIGKILLed serve's embedded Valkey stops too, and serve starts again on the same directory."""
+    # Left running, the Valkey would hold the data directory and answer nobody.
     data = short_tmpdir()
     srv = Proc("serve", data, {"REDIS_URL": ""}).start()
     again: Proc | None = None
@@ -498,9 +493,9 @@ async def test_a_killed_serve_takes_its_embedded_valkey_with_it() -> None:
 
 
 def test_secrets_set_in_the_environment_are_not_written_nor_printed() -> None:
-    """With both secrets in the environment nothing is generated; with the admin key set, only
-    the token secret is generated (and secrets.json holds no key that would not work); a key
-    the environment gave is never printed."""
+    """Secrets set in the environment are neither written to secrets.json nor printed."""
+    # With both set nothing is generated; with the admin key set only the token secret is (and secrets.json
+    # holds no key that would not work); a key the environment gave is never printed.
     data = short_tmpdir()
     both = giftwire("token", "alice", "--data-dir", str(data),
                     GIFTWIRE_TOKEN_SECRET="s" * 32, GIFTWIRE_ADMIN_KEY="k" * 24)
@@ -521,8 +516,8 @@ def test_secrets_set_in_the_environment_are_not_written_nor_printed() -> None:
 
 
 def test_token_refuses_a_lifetime_past_what_tokens_can_carry() -> None:
-    """A `--ttl` whose expiry would take more than 12 digits is refused (exit 1) instead of
-    printing a token the server would close as malformed."""
+    """A `--ttl` whose expiry would take more than 12 digits is refused (exit 1)."""
+    # Instead of printing a token the server would close as malformed.
     out = giftwire("token", "bob", "--ttl", "99999999999999999999", "--data-dir",
                    str(short_tmpdir()))
     assert out.returncode == 1 and "--ttl" in out.stderr and out.stdout == "", out
@@ -530,8 +525,8 @@ def test_token_refuses_a_lifetime_past_what_tokens_can_carry() -> None:
 
 async def test_audit_of_a_corrupt_key_is_a_failure_not_an_unreachable_redis(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """A balance key that holds a string (written by something else) makes `giftwire audit`
-    exit 1 saying the data is not giftwire's, not 2 ("unreachable")."""
+    """A string in a balance key makes `giftwire audit` exit 1 (not giftwire's data), not 2 (unreachable)."""
+    # The key was written by something else.
     vk = fresh_valkey()
     client = redis.Redis.from_url(vk.url)
     try:
@@ -544,8 +539,8 @@ async def test_audit_of_a_corrupt_key_is_a_failure_not_an_unreachable_redis(
 
 async def test_audit_of_a_balance_that_is_no_integer_names_it(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """A balance field holding no integer makes `giftwire audit` exit 1 with one line naming
-    the key and field (it was a traceback)."""
+    """A balance field holding no integer makes `giftwire audit` exit 1, one line naming key and field."""
+    # It was a traceback.
     vk = fresh_valkey()
     key = keys.user(uid()).balances
     client = redis.Redis.from_url(vk.url)
@@ -560,8 +555,8 @@ async def test_audit_of_a_balance_that_is_no_integer_names_it(
 
 def test_a_harness_killed_takes_its_server_with_it(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """A server started through the harness seam (`server.bench.GiftwireProcess`) stops by
-    itself when the process that started it is SIGKILLed, instead of running on alone."""
+    """A server started via `server.bench.GiftwireProcess` stops when its starter is SIGKILLed."""
+    # The harness seam: the server stops by itself instead of running on alone.
     data = short_tmpdir()
     harness = subprocess.Popen(
         [sys.executable, "-c",
@@ -589,9 +584,9 @@ def test_a_harness_killed_takes_its_server_with_it(
 
 
 def test_a_wheel_carries_every_file_the_server_reads() -> None:
-    """pyproject's package-data covers every subsystem's `lua/` (a wheel, `pip install .`,
-    without notes' or regions' scripts could not start), the widget's files and the
-    protocol's client, as setuptools matches them."""
+    """pyproject's package-data covers every `lua/`, the widget's files and the protocol's client."""
+    # As setuptools matches them. A wheel (`pip install .`) without notes' or regions' scripts could not
+    # start.
     import fnmatch
     import tomllib
 

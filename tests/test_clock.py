@@ -12,8 +12,8 @@ from tests.support import DAY_MS, TEST_CLOCK, Admin, Proc, metric
 
 
 async def test_clock_is_locked_unless_enabled(server: Proc, admin: Admin) -> None:
-    """A production-like server refuses to move its clock with 403 clock_locked, whatever the
-    body (a bad one is not judged first)."""
+    """A production-like server refuses to move its clock with 403 clock_locked, whatever the body."""
+    # A bad body is not judged first.
     for body in ({"advance_ms": 1000}, {"advance_ms": -1000}, {}):
         r = await admin.call("POST", "/clock", body, ok=False)
         assert (r.status_code, r.json()["error"]["code"]) == (403, "clock_locked"), body
@@ -23,8 +23,7 @@ async def test_clock_is_locked_unless_enabled(server: Proc, admin: Admin) -> Non
 
 async def test_one_advance_moves_every_process(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]], start: Callable[..., Proc]) -> None:
-    """Two days forward through one gateway: another gateway process tells its clients the new
-    time in `welcome`, and bad advances are refused with bad_field."""
+    """Two days forward through one gateway show in another's `welcome`; bad advances are 400 bad_field."""
     srv, vk = own_server(TEST_CLOCK)
     other = start("gateway", vk.url, srv.data_dir, TEST_CLOCK)
     async with Admin(srv) as admin:
@@ -40,8 +39,8 @@ async def test_one_advance_moves_every_process(
 
 async def test_a_moved_clock_leaves_the_settlement_latency_metric_real(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Two days forward, a gift still settles in well under a second by
-    `giftwire_settlement_seconds` (stream ids are real time; the metric is too)."""
+    """Two days forward, `giftwire_settlement_seconds` still has a gift settle in seconds, not days."""
+    # Stream ids are real time; the metric is too.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         await admin.advance(2 * DAY_MS)

@@ -71,8 +71,8 @@ async def test_gift_offer_and_resume_on_a_cluster(cluster_server: Proc, cadmin: 
 async def test_two_gateways_and_audit_on_a_cluster(
         cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin,
         start: Callable[..., Proc]) -> None:
-    """A gift through one gateway reaches a client on another (started without the cluster
-    flag: REDIS_URL naming a cluster node is enough); the audit walks every primary."""
+    """On a cluster a gift through one gateway reaches a client on another; the audit walks every primary."""
+    # The other gateway is started without the cluster flag: REDIS_URL naming a cluster node is enough.
     other = start("gateway", cluster[2].url, cluster_server.data_dir, {"GIFTWIRE_PARTITIONS": "3"})
     s, r = await cadmin.pair(5)
     async with await Client.connect(cluster_server.ws, cluster_server.token(s)) as a, \
@@ -86,9 +86,9 @@ async def test_two_gateways_and_audit_on_a_cluster(
 async def test_live_room_on_a_cluster(
         cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin,
         start: Callable[..., Proc]) -> None:
-    """Room channels on sharded pub/sub: viewers on two gateways see the streamer go live, a
-    gift in the room (its steps on the sender's, the recipient's and the room's slots) and
-    the likes, each once; the board and the audit agree."""
+    """On a cluster, viewers on two gateways see go-live, a room gift and likes once; board, audit agree."""
+    # Room channels are on sharded pub/sub; the gift's steps run on the sender's, the recipient's and the
+    # room's slots.
     other = start("gateway", cluster[2].url, cluster_server.data_dir, CLUSTER_ENV)
     s, streamer = await cadmin.pair(10)
     room, _ = await new_room(cadmin, streamer)
@@ -120,8 +120,9 @@ async def test_live_room_on_a_cluster(
 
 async def test_group_chat_and_red_envelope_on_a_cluster(
         cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin) -> None:
-    """Group channels on sharded pub/sub: a message reaches the members once; an envelope's
-    shares (sender's slot, group's slot, each grabber's slot) sum exactly; the audit agrees."""
+    """On a cluster a group message reaches members once; an envelope's shares sum exactly; audit agrees."""
+    # Group channels are on sharded pub/sub; the envelope spans the sender's slot, the group's slot and each
+    # grabber's slot.
     group, owner = await new_group(cadmin)
     sender, _ = await cadmin.pair(20)
     s, _ = await iron_member(cluster_server, cadmin, group, owner, sender)
@@ -148,8 +149,8 @@ async def test_group_chat_and_red_envelope_on_a_cluster(
 
 async def test_note_economy_on_a_cluster(cluster: list[EmbeddedValkey], cluster_server: Proc,
                                          cadmin: Admin) -> None:
-    """The stock's slot and the users' slots on different masters: refills, a reward drawn and
-    credited, its replay, a set redeemed over the WebSocket, the audit."""
+    """Notes on a cluster: refills, a reward drawn, credited and replayed, a set redeemed, the audit."""
+    # The stock's slot and the users' slots are on different masters.
     kinds = (await cadmin.call("GET", "/notes"))["set_kinds"]
     for a in kinds:
         refill = {"id": "c-" + a.replace(".", "-"), "asset": a, "amount": 20}
@@ -172,9 +173,9 @@ async def test_note_economy_on_a_cluster(cluster: list[EmbeddedValkey], cluster_
 
 async def test_partners_regions_and_enterprises_on_a_cluster(
         cluster: list[EmbeddedValkey], cluster_server: Proc, cadmin: Admin) -> None:
-    """Across masters: a partner's gift with its bonuses and campaign page, a gift held for
-    approval and approved, an enterprise's tiered issuance and its view (pipelines over
-    many slots), an export and an erasure; the audit."""
+    """Across masters: partner gift, held gift approved, tiered issuance, export, erasure; audit passes."""
+    # The partner's gift shows on its campaign page and its points bonus in the export; the enterprise's
+    # issuance and its view are pipelines over many slots.
     srv = cluster_server
     s, r = await cadmin.pair(10)
     secret = derived_secret(srv.secrets["token_secret"], "duoshan")

@@ -27,8 +27,9 @@ def test_cluster_node_refuses_cross_slot_scripts(fresh_valkey: Callable[..., Emb
 
 async def test_every_step_runs_on_a_cluster_node(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """Grants, instant and offered gifts, accept, decline, refunds, mentor rewards and the audit
-    all run on a cluster-mode node: no call spans two slots."""
+    """Every step (grants, gifts, accept, decline, refunds, mentor rewards, audit) runs on a cluster node."""
+    # Gifts both instant and offered. A cluster-mode node refuses a call that spans two slots (CROSSSLOT);
+    # none does.
     cluster_node = fresh_valkey(cluster=True)
     srv = start("serve", cluster_node.url)
     async with Admin(srv) as admin:

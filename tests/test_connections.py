@@ -21,8 +21,7 @@ OwnServer = Callable[..., tuple[Proc, EmbeddedValkey]]
 
 
 async def test_rate_limit_and_connection_limit(own_server: OwnServer) -> None:
-    """Past its burst a connection gets `rate_limited` replies and stays open; a user's
-    third connection is refused with 4005."""
+    """Past its burst a connection gets `rate_limited` and stays open; a user's third connection is 4005."""
     srv, _ = own_server({"GIFTWIRE_REQUESTS_PER_S": "5", "GIFTWIRE_REQUEST_BURST": "5",
                          "GIFTWIRE_CONNECTIONS_PER_USER_MAX": "2"})
     u = uid("u")
@@ -41,9 +40,9 @@ async def test_rate_limit_and_connection_limit(own_server: OwnServer) -> None:
 
 
 async def test_logins_at_one_instant_do_not_get_past_the_connection_limit(server: Proc) -> None:
-    """30 connections of one user that send their `auth` frames at once: 8 are welcomed
-    (GIFTWIRE_CONNECTIONS_PER_USER_MAX) and 22 closed 4005; each welcomed one was counted
-    before the next login was judged (all 30 got in while joining the hub took a moment)."""
+    """30 simultaneous logins of one user: 8 welcomed (GIFTWIRE_CONNECTIONS_PER_USER_MAX), 22 closed 4005."""
+    # Each welcomed one is counted before the next login is judged (all 30 got in while joining the hub took a
+    # moment).
     u = uid("u")
     sockets = [await connect(server.ws) for _ in range(30)]
     try:
@@ -92,9 +91,9 @@ async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
 
 
 async def test_the_client_backs_off_from_a_server_that_closes_each_connection_at_once() -> None:
-    """A server that welcomes and at once closes with a code that says reconnect (4010) is not
-    redialled in a tight loop: the Python client backs off, gives up after its attempts, and
-    `connected()` says so."""
+    """The client backs off from a server closing each connection with 4010, then gives up and says so."""
+    # 4010 says reconnect, but a server that welcomes and at once closes is not redialled in a tight loop;
+    # after its attempts the client stops and `connected()` says it gave up.
     import orjson
     from websockets.asyncio.server import ServerConnection, serve
 

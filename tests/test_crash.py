@@ -67,8 +67,8 @@ async def test_sigkill_between_steps_completes_once(
 
 async def test_worker_sigterm_finishes_its_batch(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """SIGTERM mid-burst: the worker acknowledges what it took, exits 0, leaves nothing pending;
-    the next worker settles the rest and every gift is confirmed once."""
+    """On SIGTERM mid-burst the worker acks what it took and exits 0; the next settles the rest, each once."""
+    # Nothing is left pending; all 100 gifts are confirmed once.
     valkey_only = fresh_valkey()
     url = valkey_only.url
     gateway = start("gateway", url, None, {"GIFTWIRE_GIFTS_PER_DAY": "100",

@@ -33,9 +33,9 @@ async def dead_letters(admin: Admin, total: int, timeout_s: float = 15.0) -> dic
 
 async def test_poison_entry_set_aside_after_bounded_attempts(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An entry whose script fails every time is tried settle_attempts_max times, then moved to
-    the dead-letter stream with its error; /metrics counts it, the audit lists it, retry puts it
-    back (and it fails again), void removes it; both are logged, naming the gift."""
+    """An entry whose script always fails is tried settle_attempts_max times, then dead-lettered."""
+    # It is set aside with its error; /metrics counts it, the audit lists it, retry puts it back (and it fails
+    # again), void removes it; both are logged, naming the gift.
     srv, vk = own_server(FAST_RETRY)
     async with Admin(srv) as admin:
         s, r = await admin.pair(10)
@@ -90,10 +90,10 @@ async def test_malformed_entry_dead_lettered_at_once(
 
 async def test_with_the_default_attempts_a_poison_gift_is_answered_before_its_request_times_out(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """With the default GIFTWIRE_SETTLE_ATTEMPTS_MAX, a request timeout a few retry intervals
-    long (the defaults: 60 s and 15 s; here 3.5 s and 1 s) outlasts the tries: the sender of a
-    gift that cannot settle hears `settlement_failed`, not `timeout` (with 5 attempts, 4
-    intervals, the request timed out first and never heard why)."""
+    """With the default attempts, a gift that cannot settle is answered `settlement_failed`, not `timeout`."""
+    # With the default GIFTWIRE_SETTLE_ATTEMPTS_MAX, a request timeout a few retry intervals long (the
+    # defaults: 60 s and 15 s; here 3.5 s and 1 s) outlasts the tries. With 5 attempts, 4 intervals, the
+    # request timed out first and never heard why.
     srv, _ = own_server({"GIFTWIRE_FAULT": "poison_credit", "GIFTWIRE_CLAIM_IDLE_MS": "1000",
                          "GIFTWIRE_REQUEST_TIMEOUT_S": "3.5"})
     async with Admin(srv) as admin:
@@ -105,9 +105,9 @@ async def test_with_the_default_attempts_a_poison_gift_is_answered_before_its_re
 
 async def test_gift_stuck_in_escrow_is_refunded_by_void(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A gift whose recipient step always fails: the sender's request is answered with
-    settlement_failed, the cards wait in escrow (the audit shows it), and voiding the dead
-    letter refunds them with gift.rejected operator_voided; the audit ends clean."""
+    """Voiding the dead letter of a gift stuck in escrow refunds it with gift.rejected operator_voided."""
+    # The recipient step always fails: the sender's request is answered settlement_failed and the cards wait
+    # in escrow (the audit shows it); after the void the audit ends clean.
     srv, vk = own_server({**FAST_RETRY, "GIFTWIRE_FAULT": "poison_credit"})
     async with Admin(srv) as admin:
         s, r = await admin.pair(10)
@@ -134,8 +134,8 @@ async def test_gift_stuck_in_escrow_is_refunded_by_void(
 
 async def test_a_failing_entry_holds_back_the_same_users_later_requests(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A user's requests settle in order: a gift sent after one whose step keeps failing waits
-    until that one is set aside, then settles; another user's gift is not held back."""
+    """A user's later gift waits until their earlier, failing one is set aside; another user's is not held."""
+    # A user's requests settle in order.
     srv, _ = own_server({**FAST_RETRY, "GIFTWIRE_FAULT": "poison_credit"})
     async with Admin(srv) as admin:
         s, r = await admin.pair(10)
@@ -158,8 +158,8 @@ async def test_a_failing_entry_holds_back_the_same_users_later_requests(
 
 async def test_a_failed_entry_holds_back_no_entry_of_another_partition_with_its_id(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Two partitions' streams give out the same ids: an entry that fails in one does not stop
-    the other partition's entry with the same id from settling and being acknowledged."""
+    """An entry failing in one partition does not hold back the other partition's entry with the same id."""
+    # Two partitions' streams give out the same ids; the other entry settles and is acknowledged.
     srv, vk = own_server({**FAST_RETRY, "GIFTWIRE_PARTITIONS": "2"})
     async with Admin(srv) as admin:
         while True:  # a sender on partition 1 (users map to partitions by a hash)

@@ -39,8 +39,8 @@ def test_strict_embedded_server_fsyncs_always() -> None:
 
 async def test_confirmed_gifts_survive_a_redis_kill_under_load(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """Valkey SIGKILLed while gifts are in flight and restarted: every gift confirmed to a
-    client is in the balances afterwards, and the ledger is whole."""
+    """Valkey SIGKILLed under load and restarted: every gift confirmed to a client is in the balances."""
+    # Killed while gifts are in flight; the ledger is whole afterwards.
     fsync_always = fresh_valkey(appendfsync="always")
     env = {"GIFTWIRE_DURABILITY": "strict", "GIFTWIRE_GIFTS_PER_DAY": "100",
            "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"}

@@ -20,10 +20,10 @@ async def enterprise(admin: Admin, **figures: object) -> str:
 
 
 async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, admin: Admin) -> None:
-    """Below 500,000 fans or unverified, a brand may not issue; verified, it credits each
-    named user once (`balance.changed`, reason `enterprise`), unknown users listed; the same
-    issuance again credits nothing more, another under its id is a conflict; the view
-    breaks the recipients down by profile."""
+    """From 500,000 fans a verified brand credits each named user once; its view shows who got the cards."""
+    # Below 500,000 fans or unverified, a brand may not issue. Each credit is a `balance.changed`, reason
+    # `enterprise`, unknown users are listed; the same issuance again credits nothing more, another under its
+    # id is a conflict; the view breaks the recipients down by profile.
     e = await enterprise(admin, brand_verified=True, fans=499_999)
     users = [uid() for _ in range(3)]
     await admin.user(users[0], vip=True, region="eu", gender="female")
@@ -68,9 +68,9 @@ async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, adm
 
 
 async def test_an_issuance_may_name_as_many_users_as_the_bound(server: Proc, admin: Admin) -> None:
-    """GIFTWIRE_ISSUANCE_USERS_MAX (10,000) users in one issuance: planned, the registered
-    ones credited, the others listed unknown (the first 100), and the same call again
-    answers the same plan (its reply once held more values than Lua can unpack: a 500)."""
+    """An issuance may name GIFTWIRE_ISSUANCE_USERS_MAX (10,000) users, and the same call again replays it."""
+    # The registered ones are credited, the others listed unknown (the first 100). The replay's reply once
+    # held more values than Lua can unpack: a 500.
     e = await enterprise(admin, brand_verified=True, fans=500_000)
     known = sorted(uid("k") for _ in range(3))
     for u in known:
@@ -88,9 +88,9 @@ async def test_an_issuance_may_name_as_many_users_as_the_bound(server: Proc, adm
 
 
 async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Admin) -> None:
-    """An order of 100 yuan or more gifts its buyer one `do` card; a smaller one only counts;
-    a repeated report changes nothing, another buyer under its id is a conflict; the ROI is
-    GMV per card issued."""
+    """A shop-window order of 100 yuan or more gifts its buyer one `do` card; a smaller one only counts."""
+    # A repeated report changes nothing, another buyer under its id is a conflict; the ROI is GMV per card
+    # issued.
     e = await enterprise(admin)
     buyer = uid()
     await admin.user(buyer)
@@ -137,8 +137,8 @@ async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Ad
 
 
 async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) -> None:
-    """Each fan gets the cards of the highest tier their fan-club level with the enterprise
-    (a creator) reaches; below every tier, nothing; the fan groups' activity is required."""
+    """Each fan gets the cards of the highest tier their fan-club level reaches; below every tier, nothing."""
+    # The level is the fan's with the enterprise (a creator); the fan groups' activity is required.
     e = await enterprise(admin)
     fan, cold = uid(), uid()
     await admin.user(fan)

@@ -50,8 +50,8 @@ async def grab(scripts: Scripts, flow: GrabFlow, group: str, name: str, user: st
 
 
 async def test_shares_are_exact_for_many_sizes_in_any_order(redis: Redis) -> None:
-    """200 envelopes of random size (K = 1, K = N and in between), grabbed by K + 3 members in
-    random order: K winners, each share ≥ 1, the shares sum to N, the others are refused."""
+    """200 random envelopes grabbed by K + 3 members: K winners, each share ≥ 1, sum N; the others refused."""
+    # Sizes include K = 1, K = N and in between; members grab in random order.
     scripts = Scripts(redis)
     scripts.load("server.groups")
     rng = random.Random(7)
@@ -71,8 +71,8 @@ async def test_shares_are_exact_for_many_sizes_in_any_order(redis: Redis) -> Non
 
 
 async def test_shares_average_total_over_k(redis: Redis) -> None:
-    """Over 300 envelopes of 100 cards for 10, the first grab's share averages about 10 (the
-    double-mean draw), and shares vary (not all equal)."""
+    """Over 300 envelopes of 100 cards for 10, the first grab's share averages about 10, and shares vary."""
+    # The double-mean draw; shares are not all equal.
     scripts = Scripts(redis)
     scripts.load("server.groups")
     firsts = []
@@ -86,9 +86,8 @@ async def test_shares_average_total_over_k(redis: Redis) -> None:
 
 
 async def test_large_envelopes_draw_from_the_whole_range(redis: Redis) -> None:
-    """Envelopes of 10^10 cards for 2: the first share is uniform on [1, 10^10 - 1], so over
-    20 envelopes some share passes 2^32 (a 32-bit draw never did) and the two always sum to
-    the total."""
+    """Of 20 envelopes of 10^10 cards for 2, some first share passes 2^32; the two always sum to the total."""
+    # The first share is uniform on [1, 10^10 - 1]; a 32-bit draw never passed 2^32.
     scripts = Scripts(redis)
     scripts.load("server.groups")
     firsts = []

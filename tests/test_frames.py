@@ -82,9 +82,8 @@ async def test_forged_expired_and_missing_tokens(server: Proc) -> None:
 
 
 async def test_abuse_closes_and_silence_times_out(own_server: OwnServer) -> None:
-    """Past the bad-frame budget the connection closes with 4009, after the error owed to
-    every bad frame before it (sent without reading: none overtaken by the close); no auth
-    in time closes with 4004."""
+    """Past the bad-frame budget the connection closes 4009 after all owed errors; no auth in time is 4004."""
+    # The bad frames are sent without reading: none of their errors is overtaken by the close.
     srv, _ = own_server({"GIFTWIRE_BAD_FRAMES_MAX": "300", "GIFTWIRE_AUTH_TIMEOUT_S": "0.5"})
     async with Admin(srv) as admin:
         await admin.user("abuser")

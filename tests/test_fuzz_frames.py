@@ -62,9 +62,9 @@ def fuzz_frames(rng: random.Random, recipient: str) -> list[tuple[str | bytes, b
 
 
 async def test_frame_fuzz_one_reply_per_request(server: Proc, admin: Admin) -> None:
-    """600 mixed frames (garbage, binary, wrong shapes, colliding gift ids) sent without
-    waiting from two connections of one user: each readable id gets one reply that describes
-    its own request, each unreadable frame one id-less error, no seq comes twice."""
+    """600 mixed frames from two connections of one user: one reply per readable id, no seq twice."""
+    # Garbage, binary, wrong shapes and colliding gift ids, sent without waiting. Each reply describes its own
+    # request; each unreadable frame gets one id-less error.
     s, r = await admin.pair(20)
     frames = fuzz_frames(random.Random(SEED), r)
     conns = [await RawConn.open(server, s), await RawConn.open(server, s)]
@@ -113,8 +113,7 @@ async def test_frame_fuzz_one_reply_per_request(server: Proc, admin: Admin) -> N
 
 
 async def test_invalid_utf8_closes_with_1007(server: Proc) -> None:
-    """A text frame that is not UTF-8 closes the connection with 1007, a code the close-code
-    table lists as final."""
+    """A non-UTF-8 text frame closes the connection with 1007, a code the close-code table lists as final."""
     async with connect(f"{server.ws}?token={server.token(uid())}", compression=None) as ws:
         await ws.recv()  # welcome
         # websockets refuses to send bad UTF-8 as text; hand-build the frame: FIN + text, masked

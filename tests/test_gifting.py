@@ -204,8 +204,8 @@ async def test_mentor_reward_on_first_gift(server: Proc, admin: Admin) -> None:
 
 
 async def test_a_mentor_bound_after_the_first_gift_is_refused(server: Proc, admin: Admin) -> None:
-    """A newcomer who has already posted a gift cannot bind a mentor (`already_gifted`): the
-    reward belongs to the first gift, and no later gift pays it."""
+    """A newcomer who has already sent a gift cannot bind a mentor (409 `already_gifted`)."""
+    # The reward belongs to the first gift, and no later gift pays it.
     now = int(time.time() * 1000)
     s, r = await admin.pair(10, sender={"registered_at_ms": now - DAY_MS})
     mentor = uid("m")

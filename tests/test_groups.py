@@ -58,8 +58,8 @@ def group_events(c: Client, kind: str) -> list[dict[str, Any]]:
 
 
 async def test_entry_by_each_rule_and_a_full_group(server: Proc, admin: Admin) -> None:
-    """Iron-fan tag, invite code (bounded uses), approval (approve / reject) and a full group
-    each answer as documented; the owner is a member from the start."""
+    """Joining by iron-fan tag, invite code, approval, and into a full group each answers as documented."""
+    # Invite codes have bounded uses; approval is approve or reject. The owner is a member from the start.
     group, owner = await new_group(admin, "iron_fan", capacity=3)
     boss = await Client.connect(server.ws, server.token(owner))
     assert (await boss.request("group.open", group=group))["role"] == "owner"
@@ -130,9 +130,9 @@ async def test_entry_by_fan_club_level(own_server: Callable[..., tuple[Proc, Emb
 
 async def test_messages_reach_members_on_both_gateways_with_role_badge_and_mentions(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """A post fans out once to watching members on each gateway with the sender's role; a
-    retried msg_id shows once; a mention reaches a member who is not watching; @all is for
-    admins; a blank or oversized text is refused."""
+    """A post reaches watching members once on each gateway with the sender's role, badge and mentions."""
+    # A retried msg_id shows once; a mention reaches a member who is not watching; @all is for admins; a blank
+    # or oversized text is refused.
     group, owner = await new_group(admin)
     boss = await Client.connect(second_gateway.ws, second_gateway.token(owner))
     await boss.request("group.open", group=group)
@@ -170,9 +170,9 @@ async def test_messages_reach_members_on_both_gateways_with_role_badge_and_menti
 
 async def test_history_pages_newest_first_and_removed_members_read_nothing(
         server: Proc, admin: Admin) -> None:
-    """25 messages read 10 at a time: newest first, no overlap, all of them; after an admin
-    removes a member they can neither post nor read, nor join again, until an admin's
-    approval readmits them."""
+    """25 messages read 10 at a time come newest first, all, no overlap; a removed member reads nothing."""
+    # After an admin removes a member they can neither post nor read, nor join again, until an admin's
+    # approval readmits them.
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     a, ua = await iron_member(server, admin, group, owner)
@@ -213,8 +213,8 @@ async def test_history_pages_newest_first_and_removed_members_read_nothing(
 
 
 async def test_moderation_ad_warning_then_removal_flood_and_mute(server: Proc, admin: Admin) -> None:
-    """An ad disguised with full-width letters and spaces is a warning, the next violation
-    (flooding) removes the member; a muted member cannot post until unmuted; all logged."""
+    """A disguised ad is a warning, the next violation (a flood) removes; a mute holds until unmuted."""
+    # The ad hides in full-width letters and spaces. Every action is in the moderation log.
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     a, ua = await iron_member(server, admin, group, owner)
@@ -242,8 +242,8 @@ async def test_moderation_ad_warning_then_removal_flood_and_mute(server: Proc, a
 
 async def test_poll_ballots_results_and_close_at_the_deadline(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """One ballot per member (changeable where allowed), bad choices refused, live results,
-    closed by the workers at its deadline on the moved clock, results still readable."""
+    """One ballot per member, bad choices refused, live results; the workers close it at its deadline."""
+    # Ballots are changeable where allowed. The deadline passes on the moved clock; results stay readable.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         group, owner = await new_group(admin)
@@ -284,9 +284,9 @@ async def test_poll_ballots_results_and_close_at_the_deadline(
 
 
 async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: Admin) -> None:
-    """A gift with `group` settles with every gift rule and the group sees it (its gift id
-    sent again without the group is `gift_id_conflict`); to a non-member it is refused before
-    anything is paid, and nothing is recorded: once they joined, the same gift id goes."""
+    """An in-chat gift settles and the group sees it once; to a non-member it is refused, nothing paid."""
+    # Its gift id sent again without the group is `gift_id_conflict`. Nothing is recorded for the refusal:
+    # once the recipient joined, the same gift id goes.
     group, owner = await new_group(admin)
     s, r = await admin.pair(20)
     a, _ = await iron_member(server, admin, group, owner, s)
@@ -317,10 +317,9 @@ async def test_in_chat_gift_between_members_is_shown_once(server: Proc, admin: A
 
 
 async def test_a_refused_in_chat_gift_is_refused_again_only_for_its_request(redis: Redis) -> None:
-    """group_check on the group's slot: a gift refused for its request (route) is refused
-    again when that request is re-run (its sender was told), even if both are members now;
-    the same gift sent again (another route) is judged again; a yes holds for every re-run,
-    and each answer expires on its own."""
+    """group_check refuses a re-run of a refused request again but judges the same gift sent again anew."""
+    # On the group's slot. A refused request (route) is refused again when re-run (its sender was told), even
+    # if both are members now; a yes holds for every re-run, and each answer expires on its own.
     scripts = Scripts(redis)
     scripts.load("server.groups")
     group, sender, recipient, tid = uid("grp"), uid("s"), uid("r"), uid("s") + ":g1"
@@ -344,9 +343,9 @@ async def test_a_refused_in_chat_gift_is_refused_again_only_for_its_request(redi
 
 async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(
         server: Proc, second_gateway: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
-    """10 cards for 4 grabbers, grabbed by 6 members over two gateways: 4 shares ≥ 1 summing
-    to 10, the rest refused `envelope_empty`, a retry gets the same share, the group sees
-    every grab; balances, the ledger audit and the envelope audit agree."""
+    """10 cards for 4, grabbed by 6 members over two gateways: 4 shares ≥ 1 sum to 10, the rest refused."""
+    # The rest get `envelope_empty`, a retry gets the same share, the group sees every grab; balances, the
+    # ledger audit and the envelope audit agree.
     group, owner = await new_group(admin)
     sender, _ = await admin.pair(50)
     s, _ = await iron_member(server, admin, group, owner, sender)
@@ -390,9 +389,8 @@ async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(
 
 async def test_a_share_past_the_balance_bound_waits_for_room(
         server: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
-    """A grabber whose balance a share would take past GIFTWIRE_AMOUNT_MAX (10^12) is
-    refused `balance_full` (it was credited, however far past); the share stays theirs
-    in escrow, and grabbing again after a revocation made room credits it once."""
+    """A share past GIFTWIRE_AMOUNT_MAX (10^12) is refused `balance_full` and waits in escrow for room."""
+    # It used to be credited, however far past. Grabbing again after a revocation made room credits it once.
     group, owner = await new_group(admin)
     sender, _ = await admin.pair(50)
     s, _ = await iron_member(server, admin, group, owner, sender)
@@ -418,9 +416,9 @@ async def test_a_share_past_the_balance_bound_waits_for_room(
 
 async def test_envelope_rush_of_1000_grabbers_with_a_worker_killed_in_it(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """1,000 members rush one envelope of 300 cards for 100 shares over two gateways while the
-    first worker is SIGKILLed right after deciding a share: the next worker finishes, and
-    exactly 100 members get shares ≥ 1 summing to 300, nobody twice; the audit passes."""
+    """1,000 rush 300 cards in 100 shares while a worker dies: exactly 100 get shares, summing to 300."""
+    # Over two gateways; the first worker is SIGKILLed right after deciding a share and the next finishes.
+    # Each share ≥ 1, nobody twice; the audit passes.
     url = fresh_valkey().url
     env = {"GIFTWIRE_REQUESTS_PER_S": "1000", "GIFTWIRE_REQUEST_BURST": "1000"}
     gw1 = start("gateway", url, None, env)
@@ -478,9 +476,9 @@ async def test_envelope_rush_of_1000_grabbers_with_a_worker_killed_in_it(
 
 async def test_leftovers_return_after_24h_and_the_days_metrics(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An envelope half grabbed returns the rest to its sender after 24 h on the moved clock
-    (once); the day's metrics equal what the test did: distinct speakers, messages, poll
-    voters, envelope claim rate."""
+    """An envelope's rest returns after 24 h (once); the day's group metrics equal what the test did."""
+    # The envelope was half grabbed; 24 h pass on the moved clock. The metrics: distinct speakers, messages,
+    # poll voters, envelope claim rate.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         group, owner = await new_group(admin)
@@ -526,9 +524,9 @@ async def test_leftovers_return_after_24h_and_the_days_metrics(
 
 async def test_a_refused_envelope_is_refunded_and_never_opens_later(
         server: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
-    """An envelope sent to a group the sender is not in is refused (`not_member`) and the
-    cards come back; the same envelope id after joining is still that refusal (its cards
-    are no longer in escrow), while a new id opens; short balances are refused up front."""
+    """An envelope to a group the sender is not in is refused `not_member`, refunded, never opens later."""
+    # The same envelope id after joining is still that refusal (its cards are no longer in escrow), while a
+    # new id opens; short balances are refused up front.
     group, owner = await new_group(admin)
     sender, _ = await admin.pair(30)
     async with await Client.connect(server.ws, server.token(sender)) as c:
@@ -561,8 +559,7 @@ async def test_a_refused_envelope_is_refunded_and_never_opens_later(
 
 async def test_a_removed_member_stops_receiving_and_a_retried_violation_counts_once(
         server: Proc, admin: Admin) -> None:
-    """The same offending msg_id sent twice is one warning, not a removal; once an admin
-    removes a member, their open connection gets no more of the group's messages."""
+    """A msg_id offending twice is one warning; a removed member's open connection gets no more messages."""
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     a, ua = await iron_member(server, admin, group, owner)
@@ -584,10 +581,9 @@ async def test_a_removed_member_stops_receiving_and_a_retried_violation_counts_o
 
 async def test_owner_promotes_and_demotes_an_admin_who_cannot_act_on_another_admin(
         server: Proc, admin: Admin) -> None:
-    """A promoted admin may @all and mute members, but not touch the owner or another admin
-    nor change roles; demoted, they are a member again; the group and the log see each change,
-    and only changes (a promote of an admin, a demote of a member, an unmute of one not muted
-    are answered and change nothing)."""
+    """A promoted admin may @all and mute members, but not touch the owner, other admins or roles."""
+    # Demoted, they are a member again. The group and the log see each change, and only changes: a promote of
+    # an admin, a demote of a member, an unmute of one not muted are answered and change nothing.
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     await boss.request("group.open", group=group)
@@ -650,8 +646,8 @@ async def test_owner_promotes_and_demotes_an_admin_who_cannot_act_on_another_adm
 
 
 async def test_a_member_leaves_and_the_owner_cannot(server: Proc, admin: Admin) -> None:
-    """`group.leave` takes a member out (one member fewer, no posting or reading, a repeat
-    answers the same, they may join again); the owner is refused `owner_cannot_leave`."""
+    """`group.leave` takes a member out, a repeat answers alike; the owner gets `owner_cannot_leave`."""
+    # One member fewer, no posting or reading; they may join again.
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     await boss.request("group.open", group=group)
@@ -675,8 +671,7 @@ async def test_a_member_leaves_and_the_owner_cannot(server: Proc, admin: Admin) 
 
 async def test_an_invite_code_stops_working_after_its_ttl_on_the_moved_clock(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An invite code with uses left admits a user within its `ttl_s`, and once the moved
-    clock passes it the next user is refused `invite_invalid`."""
+    """An invite code with uses left admits within its `ttl_s`; past it (moved clock), `invite_invalid`."""
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         group, owner = await new_group(admin, "invite")
@@ -700,10 +695,9 @@ async def test_an_invite_code_stops_working_after_its_ttl_on_the_moved_clock(
 
 async def test_approving_into_a_full_group_is_refused_and_the_application_waits(
         server: Proc, admin: Admin) -> None:
-    """Approving an application into a full group answers `group_full` and the application
-    stays; once a member leaves, the same approval lets the applicant in. An applicant who
-    leaves withdraws the application (an approval then finds none: `not_member`); a full
-    approval group takes no application (`group_full`)."""
+    """Approving into a full group is `group_full` and the application waits until a member leaves."""
+    # Then the same approval lets the applicant in. An applicant who leaves withdraws the application (an
+    # approval then finds none: `not_member`); a full approval group takes no application (`group_full`).
     group, owner = await new_group(admin, "approval", capacity=2)
     mod = await Client.connect(server.ws, server.token(owner))
     first, second = uid("ap"), uid("ap")
@@ -743,10 +737,9 @@ async def test_approving_into_a_full_group_is_refused_and_the_application_waits(
 
 
 async def test_multiple_choice_and_changeable_ballots(server: Proc, admin: Admin) -> None:
-    """A multiple-choice ballot counts each option it names once (a repeated option is
-    refused); a changeable ballot changed before the deadline moves its vote (still one
-    voter); a poll that is not changeable refuses another ballot `already_voted`, and answers
-    the same ballot again as a success that counts nothing."""
+    """A multi-choice ballot counts each option once; a changeable ballot moves its vote before the end."""
+    # A repeated option is refused; a changed ballot is still one voter. A poll that is not changeable refuses
+    # another ballot `already_voted`, and answers the same ballot again as a success that counts nothing.
     group, owner = await new_group(admin)
     boss = await Client.connect(server.ws, server.token(owner))
     a, _ = await iron_member(server, admin, group, owner)
@@ -782,9 +775,8 @@ async def test_multiple_choice_and_changeable_ballots(server: Proc, admin: Admin
 
 async def test_poll_results_reach_the_group_at_most_once_per_throttle(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Two bursts of votes reach the group as results at most once per
-    GIFTWIRE_POLL_THROTTLE_MS (3 s here, longer than the workers' 0.5 s poll tick), and the
-    last results count every vote."""
+    """Two bursts of votes reach the group at most once per GIFTWIRE_POLL_THROTTLE_MS; the last counts all."""
+    # 3 s here, longer than the workers' 0.5 s poll tick.
     srv, _ = own_server({"GIFTWIRE_POLL_THROTTLE_MS": "3000"})
     async with Admin(srv) as admin:
         group, owner = await new_group(admin)
@@ -823,8 +815,8 @@ async def test_poll_results_reach_the_group_at_most_once_per_throttle(
 
 async def test_a_mute_runs_out_by_itself_on_the_moved_clock(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A member muted for a minute is refused `group_muted` and sees until when in their
-    snapshot; once the moved clock passes the minute they post again, nobody unmuting them."""
+    """A one-minute mute refuses posts `group_muted` and runs out by itself on the moved clock."""
+    # Their snapshot shows until when; once the minute has passed they post again, nobody unmuting them.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         group, owner = await new_group(admin)
@@ -860,8 +852,8 @@ async def test_history_keeps_only_the_newest_messages_by_count(
 
 async def test_history_drops_messages_older_than_the_age_limit_on_the_moved_clock(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """With GIFTWIRE_GROUP_HISTORY_MAX_AGE_S=3600, messages older than an hour on the moved
-    clock are no longer readable, younger ones are."""
+    """With GIFTWIRE_GROUP_HISTORY_MAX_AGE_S=3600, messages older than an hour leave the history."""
+    # Age on the moved clock; younger messages stay readable.
     srv, _ = own_server({**TEST_CLOCK, "GIFTWIRE_GROUP_HISTORY_MAX_AGE_S": "3600"})
     async with Admin(srv) as admin:
         group, owner = await new_group(admin)
@@ -879,10 +871,9 @@ async def test_history_drops_messages_older_than_the_age_limit_on_the_moved_cloc
 
 async def test_an_in_chat_gift_keeps_gifting_rules_block_follow_age_and_confirmation(
         server: Proc, admin: Admin) -> None:
-    """A gift sent with `group` between members is refused `blocked` and `follow_too_recent`
-    like any gift (nothing paid, nothing shown); to a member who confirms gifts it is an offer
-    the group does not see while it is open; once accepted the cards arrive and the group
-    sees it, once."""
+    """An in-chat gift keeps the rules: `blocked`, `follow_too_recent`, an offer to a confirming member."""
+    # Refused, it pays and shows nothing. The group does not see an open offer; once accepted the cards arrive
+    # and the group sees it, once.
     group, owner = await new_group(admin)
     s, r = await admin.pair(20)
     a, _ = await iron_member(server, admin, group, owner, s)

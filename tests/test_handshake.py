@@ -143,8 +143,8 @@ async def test_handshakes_over_the_bound_get_503(own_server: OwnServer) -> None:
 
 
 async def test_a_request_that_is_not_http_gets_a_json_400(own_server: OwnServer) -> None:
-    """Bytes h11 cannot parse (a bad Content-Length, a non-ASCII path) get 400 `bad_request` in
-    the admin API's error shape, and the connection is closed."""
+    """Bytes h11 cannot parse get 400 `bad_request` in the admin API's error shape; the connection closes."""
+    # E.g. a bad Content-Length or a non-ASCII path.
     srv, _ = own_server()
     for head in (b"POST /admin/v1/grants HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
                  b"GET /admin/v1/users/\xc3\xa9\x00 HTTP/1.1\r\nHost: x\r\n\r\n"):
@@ -153,8 +153,8 @@ async def test_a_request_that_is_not_http_gets_a_json_400(own_server: OwnServer)
 
 
 async def test_a_text_frame_that_is_not_utf8_closes_1007_quietly(own_server: OwnServer) -> None:
-    """A text message that is not UTF-8 closes the connection 1007, is counted, and leaves
-    no traceback in the log (uvicorn logged one per message)."""
+    """A non-UTF-8 text message closes the connection 1007, is counted, and leaves no traceback in the log."""
+    # uvicorn logged one per message.
     srv, _ = own_server()
     async with websockets.connect(srv.ws) as ws:
         await ws.send(b"\xff\xfe", text=True)
@@ -197,8 +197,9 @@ async def test_one_address_cannot_take_every_handshake(own_server: OwnServer) ->
 
 
 async def test_a_websocket_holds_its_slot_until_it_authenticates(own_server: OwnServer) -> None:
-    """Accepted WebSockets that have not sent their token count as handshakes: past the bound a
-    new connection gets 503; once one authenticates its slot comes free."""
+    """Unauthenticated WebSockets hold handshake slots: past the bound a new connection gets 503."""
+    # Accepted WebSockets that have not sent their token count as handshakes; once one authenticates its slot
+    # comes free.
     srv, _ = own_server({"GIFTWIRE_HANDSHAKES_MAX": "2", "GIFTWIRE_AUTH_TIMEOUT_S": "30"})
     head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"\r\n"
     async with websockets.connect(srv.ws) as first, websockets.connect(srv.ws) as second:
@@ -214,8 +215,8 @@ async def test_a_websocket_holds_its_slot_until_it_authenticates(own_server: Own
 
 async def test_an_upgrade_after_a_keep_alive_request_is_a_handshake_too(own_server: OwnServer
                                                                         ) -> None:
-    """A WebSocket upgraded on a connection that already served a request holds a handshake
-    slot until it authenticates, like one on a fresh connection."""
+    """A WebSocket upgraded on a kept-alive connection holds a handshake slot until it authenticates."""
+    # The connection already served a request; the slot is held as on a fresh connection.
     srv, _ = own_server({"GIFTWIRE_HANDSHAKES_MAX": "1", "GIFTWIRE_AUTH_TIMEOUT_S": "30"})
     head = b"GET /ws HTTP/1.1\r\nHost: x\r\n" + UPGRADE + b"\r\n"
     async with raw(srv) as (reader, writer):
@@ -260,8 +261,8 @@ async def test_normal_use_outlives_the_handshake_timeout(own_server: OwnServer) 
 
 async def test_an_idle_keep_alive_connection_outlives_a_clients_five_seconds(
         own_server: OwnServer) -> None:
-    """A keep-alive connection idle for 6 s (past httpx's own 5 s expiry, and uvicorn's 5 s
-    default) still serves the next request: no client meets a connection being closed."""
+    """A keep-alive connection idle for 6 s still serves the next request."""
+    # 6 s is past httpx's own 5 s expiry and uvicorn's 5 s default: no client meets a connection being closed.
     srv, _ = own_server()
     async with raw(srv) as (reader, writer):
         for pause_s in (6, 0):

@@ -127,8 +127,7 @@ def test_declarations_name_every_message_type() -> None:
 
 @needs_node
 def test_module_exports_what_the_declarations_declare_and_its_close_codes() -> None:
-    """giftwire.js exports exactly what giftwire.d.ts declares, and its close codes and their
-    advice are protocol/errors.py's."""
+    """giftwire.js exports exactly what giftwire.d.ts declares; its close codes and advice are errors.py's."""
     out = node("--input-type=module", "-e",
                "import * as m from './giftwire.js'; process.stdout.write(JSON.stringify("
                "{names: Object.keys(m).sort(), codes: m.CLOSE_CODES}))")
@@ -154,11 +153,12 @@ async def scripted_ws() -> AsyncIterator[ScriptedServer]:
 
 @needs_node
 async def test_client_behaviour_against_a_scripted_socket(scripted_ws: ScriptedServer) -> None:
-    """Request matching, dedupe, storage across reloads, resume and restored subscriptions,
-    close-code advice and backoff (protocol/js/test_client.mjs): the real client on node's
-    WebSocket, over real TCP connections to a real server on port 0 that the script drives
-    (what it sends; a close with a code, without one (1005), or no close frame (1006); a refused
-    handshake), and that tells the script each connection's URL, frames and close code."""
+    """The JS client passes protocol/js/test_client.mjs against a scripted server over real TCP."""
+    # It covers request matching, dedupe, storage across reloads, resume and restored subscriptions,
+    # close-code advice and backoff. The real client runs on node's WebSocket, over real TCP connections to a
+    # real server on port 0 that the script drives (what it sends; a close with a code, without one (1005), or
+    # no close frame (1006); a refused handshake), and that tells the script each connection's URL, frames and
+    # close code.
     flags = node_websocket_flags()
     if flags is None:  # Node 18 (Debian 12's): no WebSocket to run the client on (the
         # browser tests drive the same client there); never a fake socket instead
@@ -182,9 +182,10 @@ async def test_client_behaviour_against_a_scripted_socket(scripted_ws: ScriptedS
 
 @needs_node
 async def test_client_against_a_real_gateway(server: Proc, admin: Admin) -> None:
-    """Through the JS client: a gift arrives; gifts sent while the page is closed arrive once
-    when it opens again from its stored seq; a retried gift gets the same confirmation; the
-    note economy's odds and a refused set redemption through `noteOdds` and `redeemSets`."""
+    """Via the JS client a gift arrives, missed gifts arrive once on reopening, a retry is answered alike."""
+    # Gifts sent while the page is closed arrive once when it opens again from its stored seq; a retried gift
+    # gets the same confirmation; the note economy's odds and a refused set redemption go through `noteOdds`
+    # and `redeemSets`.
     flags = node_websocket_flags()
     if flags is None:
         pytest.skip("this node has no WebSocket (Node >= 22, or 20 with --experimental-websocket)")

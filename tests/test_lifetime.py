@@ -8,8 +8,8 @@ from server.lifetime import stop_if_cancelled
 
 
 async def test_a_loop_stops_on_a_cancellation_a_library_swallowed() -> None:
-    """A loop whose awaited call eats the CancelledError (as redis-py's pipeline was seen to)
-    still ends at its next turn, instead of running on and holding up a shutdown."""
+    """A loop whose awaited call swallows the CancelledError still ends at its next turn."""
+    # As redis-py's pipeline was seen to; the loop ran on and held up a shutdown.
     turns = 0
 
     async def swallowing_call() -> None:

@@ -81,9 +81,8 @@ async def run_own(tmp_path: Path, scenario: str) -> dict[str, Any]:
 
 
 async def test_smoke_attack(tmp_path: Path) -> None:
-    """Normal users and the three attacks: every rule catches exactly the accounts it should,
-    no normal user is caught, the banned bot's device refuses a new account, and a ban is
-    enforced on the second gateway."""
+    """Normal users and three attacks: every rule catches exactly its accounts, and no normal user."""
+    # The banned bot's device refuses a new account, and a ban is enforced on the second gateway.
     data = await run_own(tmp_path, "attack")
     assert data["false_positives"] == {"users": 0, "cases": 0, "notices": 0, "refused_gifts": 0,
                                        "who": []}
@@ -120,8 +119,7 @@ async def test_smoke_boost(tmp_path: Path) -> None:
 
 
 async def test_smoke_rewards(tmp_path: Path) -> None:
-    """Task rewards from 1 and 4 clients: each answered reward drew exactly its card from the
-    stock, and the users hold them all."""
+    """Task rewards from 1 and 4 clients each draw exactly their card from the stock; the users hold all."""
     data = await run_own(tmp_path, "rewards")
     assert [lv["clients"] for lv in data["levels"]] == [1, 4]
     assert all(lv["errors"] == 0 and lv["rewards_per_s"] > 0 for lv in data["levels"])
@@ -134,15 +132,15 @@ async def test_smoke_rewards(tmp_path: Path) -> None:
                                  ("gifts", "--rate", "nan"), ("risk-cost", "--rounds", "0"),
                                  ("boost", "--clients", "1,abc"), ("idle", "--connections", "-5")])
 async def test_a_size_below_one_is_refused_before_anything_starts(bad: tuple[str, ...]) -> None:
-    """A size that could never run (a zero window waited forever, zero viewers waited a
-    minute for a frame, zero senders divided by zero) is a usage error, exit 2, at once."""
+    """A size that could never run (zero window, viewers, senders...) is a usage error, exit 2, at once."""
+    # A zero window waited forever, zero viewers waited a minute for a frame, zero senders divided by zero.
     code, text = await run_harness(*bad, "--smoke")
     assert code == 2 and f"argument {bad[1]}:" in text, text
 
 
 async def test_a_result_path_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path) -> None:
-    """`--json` or `--plot` where nothing can be written exits 1 at once, naming the path,
-    instead of after a run whose figures are then lost."""
+    """`--json` or `--plot` where nothing can be written exits 1 at once, naming the path."""
+    # Not after a run whose figures are then lost.
     for flag, path in (("--json", "/nonexistent-dir/out.json"), ("--plot", str(tmp_path))):
         code, text = await run_harness("gifts", "--smoke", flag, path)
         assert code == 1 and path in text and "nothing was run" in text, text
@@ -190,10 +188,10 @@ OURS = (b"server.cli", b"valkey", b"spawn_main")  # what the harness starts
                                                (signal.SIGINT, True)])
 async def test_a_stop_signal_stops_everything_the_run_started(signum: signal.Signals,
                                                               group: bool) -> None:
-    """A harness stopped with SIGTERM or Ctrl-C (SIGINT; also as a terminal sends it, to its
-    whole process group) mid-run (its target up, its load generators waiting at a barrier)
-    exits 128 + the signal within seconds, says so in one line (no traceback, the
-    generators' neither), and leaves no server, Valkey or generator running."""
+    """A harness stopped mid-run by SIGTERM or Ctrl-C exits 128 + signal, in one line, leaving nothing up."""
+    # Ctrl-C is SIGINT, also sent as a terminal does, to the whole process group. Mid-run: its target up, its
+    # load generators waiting at a barrier. It exits within seconds; no traceback, the generators' neither; no
+    # server, Valkey or generator is left running.
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "loadtest", "room", "--smoke",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,

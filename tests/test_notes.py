@@ -62,8 +62,8 @@ async def fill(r: Redis, stock: str, **cards: int) -> None:
 
 
 async def test_a_draw_follows_the_weights_by_its_random_numbers(redis: Redis, scripts: Scripts) -> None:
-    """Each card's random number picks a kind by cumulative weight (do 0–13, re 14–27, …,
-    ti 84–97, rare 98–99, then round again): the stock loses what was drawn and counts it."""
+    """Each card's random number picks a kind by cumulative weight; the stock loses and counts the draw."""
+    # do 0–13, re 14–27, …, ti 84–97, rare 98–99, then round again.
     stock = stock_key()
     await fill(redis, stock, **{k: 10 for k in S.note_kinds})
     reply = await draw(scripts, stock, uid("rw"), "alice", [0, 13, 14, 97, 98, 99, 100, 2**52 - 1])
@@ -81,8 +81,8 @@ async def test_a_draw_follows_the_weights_by_its_random_numbers(redis: Redis, sc
 
 async def test_kinds_out_of_stock_or_without_weight_are_never_drawn(redis: Redis,
                                                                     scripts: Scripts) -> None:
-    """With `do` out of stock the same number lands on the next kind in stock, and the
-    total shrinks by its weight; a kind of weight 0 is never drawn, even in stock."""
+    """A kind out of stock passes its number to the next kind in stock; a kind of weight 0 is never drawn."""
+    # With `do` out of stock the total shrinks by its weight; weight 0 holds even for a kind in stock.
     stock = stock_key()
     await fill(redis, stock, do=0, re=1, mi=5)
     reply = await draw(scripts, stock, uid("rw"), "u", [0, 0], {"note.do": 14, "note.re": 14,
@@ -97,8 +97,8 @@ async def test_kinds_out_of_stock_or_without_weight_are_never_drawn(redis: Redis
 
 
 async def test_a_draw_past_the_stock_takes_nothing(redis: Redis, scripts: Scripts) -> None:
-    """Fewer cards in the drawable kinds than asked: `stock_empty`, the stock untouched (a
-    kind of weight 0 in stock does not count)."""
+    """Asking more cards than the drawable kinds hold is `stock_empty`, the stock untouched."""
+    # A kind of weight 0 in stock does not count.
     stock = stock_key()
     await fill(redis, stock, do=1, re=1, fa=50)
     before = await redis.hgetall(stock)
@@ -109,10 +109,10 @@ async def test_a_draw_past_the_stock_takes_nothing(redis: Redis, scripts: Script
 
 
 async def test_a_pending_draw_replays_until_it_is_settled(redis: Redis, scripts: Scripts) -> None:
-    """The same (user, reward) again returns the pending draw and takes nothing more,
-    whatever numbers it brings; another card count is a conflict; another user's reward of
-    the same id is another draw. Settled `done`, it leaves the pending set and the stock
-    as it is; a later draw settled `return` gives its cards back and leaves the drawn count."""
+    """The same (user, reward) returns the pending draw and takes nothing more until it is settled."""
+    # Whatever numbers it brings; another card count is a conflict; another user's reward of the same id is
+    # another draw. Settled `done`, it leaves the pending set and the stock as it is; a later draw settled
+    # `return` gives its cards back and leaves the drawn count.
     stock = stock_key()
     await fill(redis, stock, **{k: 10 for k in S.note_kinds})
     first = await draw(scripts, stock, "r1", "u", [0, 50])
@@ -136,8 +136,8 @@ async def test_a_pending_draw_replays_until_it_is_settled(redis: Redis, scripts:
 
 
 async def test_a_refill_is_idempotent_and_bounded(redis: Redis, scripts: Scripts) -> None:
-    """A refill adds once per id, and a replay answers the stock as it was after it (another
-    asset or amount: conflict); past the amount bound it is refused."""
+    """A refill adds once per id (a replay answers the stock as after it); past the amount bound, refused."""
+    # Another asset or amount under the id is a conflict.
     stock, refills = stock_key(), f"{keys.NOTE_REFILLS}-{uid()}"
 
     async def call(rid: str, asset: str, n: int) -> Any:
@@ -174,8 +174,8 @@ async def zero_sum(redis: Redis, u: str) -> None:
 
 
 async def test_a_reward_credits_from_mint_once(redis: Redis, scripts: Scripts) -> None:
-    """The credit step moves each drawn kind from mint to the balance with a ledger line and
-    a `balance.changed` (`task_reward`); a replay returns the record and moves nothing."""
+    """A reward's credit moves each drawn kind from mint to the balance once; a replay moves nothing."""
+    # With a ledger line and a `balance.changed` (`task_reward`); a replay returns the record.
     u = await user(redis, {"note.do": 1})
     k = keys.user(u)
     args = ["$reward:r1", "n1", NOW, S.amount_max, S.events_bound, "note.do", 2, "note.rare", 1]
@@ -195,8 +195,7 @@ async def test_a_reward_credits_from_mint_once(redis: Redis, scripts: Scripts) -
 
 
 async def test_a_reward_past_the_bound_credits_nothing(redis: Redis, scripts: Scripts) -> None:
-    """One kind that would pass GIFTWIRE_AMOUNT_MAX refuses the whole credit; an unknown
-    user is refused too."""
+    """One kind that would pass GIFTWIRE_AMOUNT_MAX refuses the whole credit; so does an unknown user."""
     u = await user(redis, {"note.re": S.amount_max})
     k = keys.user(u)
     reply = await scripts["note_reward"](keys=k.account, args=[
@@ -217,8 +216,8 @@ async def redeem(sc: Scripts, u: str, rid: str, sets: int, kinds: list[str] = SE
 
 async def test_a_set_burns_one_of_each_kind_and_grants_the_reward(redis: Redis,
                                                                   scripts: Scripts) -> None:
-    """Two sets burn two of each kind (to burn) and grant 2 × 100 coin (from mint) in one
-    step; a replay is `exists`, another count of sets a conflict."""
+    """Two sets burn two of each kind and grant 2 × 100 coin from mint in one step; a replay is `exists`."""
+    # Another count of sets under the id is a conflict.
     u = await user(redis, {**{a: 2 for a in SET}, "note.do": 5})
     reply = await redeem(scripts, u, "x1", 2)
     assert reply[0] == "applied"
@@ -237,8 +236,7 @@ async def test_a_set_burns_one_of_each_kind_and_grants_the_reward(redis: Redis,
 
 async def test_an_incomplete_set_or_a_full_balance_redeems_nothing(redis: Redis,
                                                                    scripts: Scripts) -> None:
-    """One kind short is `set_incomplete`; a reward that would pass the bound is refused;
-    either way no balance moves."""
+    """A set one kind short is `set_incomplete`, a reward past the bound refused; either way nothing moves."""
     u = await user(redis, {a: 1 for a in SET[:-1]})
     assert await redeem(scripts, u, "x1", 1) == ["rejected", "set_incomplete"]
     v = await user(redis, {**{a: 1 for a in SET}, "coin": S.amount_max - 50})
@@ -249,9 +247,9 @@ async def test_an_incomplete_set_or_a_full_balance_redeems_nothing(redis: Redis,
 
 
 async def test_forgotten_draws_go_back_to_the_stock(redis: Redis, scripts: Scripts) -> None:
-    """A draw whose reward was never credited (and never asked again) goes back to the stock
-    once it has waited GIFTWIRE_NOTE_DRAW_TTL_S; one credited just before a crash kept it
-    from being settled is only settled: its card stays the user's, out of the stock."""
+    """A draw never credited goes back to the stock after GIFTWIRE_NOTE_DRAW_TTL_S; a credited one stays."""
+    # The forgotten draw was never asked again. One credited just before a crash kept it from being settled is
+    # only settled: its card stays the user's, out of the stock.
     e = Economy(scripts, S, redis)
     for a in SET:
         await e.refill(uid("f"), a, 10)
@@ -280,8 +278,7 @@ async def test_forgotten_draws_go_back_to_the_stock(redis: Redis, scripts: Scrip
 
 
 def test_odds_are_published_as_weights_over_the_total() -> None:
-    """The default odds: 14% for each of do..ti and 2% rare; with kinds out of stock the
-    others share their chance."""
+    """Default odds: 14% for each of do..ti, 2% rare; the kinds in stock share an empty kind's chance."""
     assert odds(W) == {**{a: 0.14 for a in SET[:-1]}, "note.rare": 0.02}
     assert sum(odds(W).values()) == pytest.approx(1)
     now = odds(W, {"note.do": 0, "note.rare": 3, "note.re": 1})
@@ -289,9 +286,9 @@ def test_odds_are_published_as_weights_over_the_total() -> None:
 
 
 def test_economy_settings_are_checked_at_start() -> None:
-    """Odds naming an unknown kind, no weight at all, a set kind that is not a kind, a
-    reward in popularity points (lots), or bounds past what one call may carry are refused
-    with the variable's name."""
+    """Bad note economy settings are refused at start with the variable's name."""
+    # Odds naming an unknown kind, no weight at all, a set kind that is not a kind, a reward in popularity
+    # points (lots), or bounds past what one call may carry.
     for changes, name in [({"note_odds": ("gold:1",)}, "GIFTWIRE_NOTE_ODDS"),
                           ({"note_odds": ("do:0",)}, "GIFTWIRE_NOTE_ODDS"),
                           ({"note_odds": ("do:1", "do:2")}, "GIFTWIRE_NOTE_ODDS"),
@@ -315,9 +312,9 @@ async def refill_all(admin: Admin, n: int = 1000) -> None:
 
 
 async def test_task_rewards_through_the_admin_api(server: Proc, admin: Admin) -> None:
-    """A reward draws from the stock and credits the user, who hears `balance.changed`
-    (`task_reward`); the same id again replays without drawing; the view shows the odds,
-    the stock and the drawn count; unknown users and bad bodies get codes."""
+    """An admin reward draws from the stock and credits the user, who hears `balance.changed`."""
+    # The event's reason is `task_reward`. The same id again replays without drawing; the view shows the odds,
+    # the stock and the drawn count; unknown users and bad bodies get codes.
     await refill_all(admin)
     drawn_before = await metric(server, "giftwire_note_cards_drawn_total")
     before = {k["asset"]: k for k in (await admin.call("GET", "/notes"))["kinds"]}
@@ -359,9 +356,9 @@ async def test_task_rewards_through_the_admin_api(server: Proc, admin: Admin) ->
 
 
 async def test_refills_through_the_admin_api(admin: Admin) -> None:
-    """A refill adds to one kind's stock once per id (a replay answers as the first time);
-    other ids, assets or amounts get codes (an amount over the bound `amount_too_large`, as a
-    grant's); a trailing slash is no route (404, not a 307)."""
+    """An admin refill adds to one kind's stock once per id; bad ids, assets or amounts get codes."""
+    # A replay answers as the first time; an amount over the bound is `amount_too_large`, as a grant's; a
+    # trailing slash is no route (404, not a 307).
     rid = uid("f")
     first = await admin.call("POST", "/notes/stock", {"id": rid, "asset": "note.mi", "amount": 3})
     assert first["replayed"] is False
@@ -383,9 +380,8 @@ async def test_refills_through_the_admin_api(admin: Admin) -> None:
 
 
 async def test_sets_are_redeemed_over_the_websocket(server: Proc, admin: Admin) -> None:
-    """`notes.get` publishes the odds; `notes.redeem` refuses an incomplete set, then burns
-    one of each kind and grants 100 coin, answering `notes.redeemed` and the events; the
-    same id replays."""
+    """`notes.redeem` refuses an incomplete set, then burns one of each kind for 100 coin; the id replays."""
+    # `notes.get` publishes the odds; a redemption answers `notes.redeemed` and the events.
     u = uid()
     await admin.user(u)
     for a in SET[:-1]:
@@ -424,9 +420,9 @@ async def test_sets_are_redeemed_over_the_websocket(server: Proc, admin: Admin) 
 
 async def test_an_empty_stock_and_custom_odds(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]
                                               ) -> None:
-    """On a fresh deployment the stock is empty until the platform refills it (`stock_empty`,
-    nothing drawn); odds of `rare:1` alone draw rare cards only; a set of two kinds earns
-    the configured reward, through the admin API and in bulk."""
+    """A fresh stock is `stock_empty` until refilled; odds of `rare:1` draw only rare; a 2-kind set pays."""
+    # On a fresh deployment nothing is drawn until the platform refills the stock. A set of two kinds earns
+    # the configured reward, through the admin API and in bulk.
     srv, vk = own_server({"GIFTWIRE_NOTE_ODDS": "rare:1", "GIFTWIRE_SET_KINDS": "rare,do",
                           "GIFTWIRE_SET_REWARD": "note.ti:3"})
     async with Admin(srv) as admin:
@@ -460,9 +456,8 @@ async def test_an_empty_stock_and_custom_odds(own_server: Callable[..., tuple[Pr
 
 
 async def test_one_reward_raced_from_many_requests_is_drawn_once(server: Proc, admin: Admin) -> None:
-    """Twenty concurrent requests of one reward draw and credit once: one answer is fresh,
-    the others replay it, and the stock is down by exactly its cards (a draw that lost the
-    race went back)."""
+    """Twenty concurrent requests of one reward draw and credit once; the others replay that answer."""
+    # The stock is down by exactly its cards: a draw that lost the race went back.
     await refill_all(admin, 100)
 
     async def totals() -> tuple[int, int]:

@@ -55,9 +55,9 @@ async def test_metrics_count_what_happened(own_server: OwnServer) -> None:
 
 async def test_the_backlog_counts_gifts_no_worker_settles(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """A gateway with no worker: its gift requests wait in the stream, /metrics shows them as
-    `giftwire_stream_backlog` with `giftwire_partition_held` 0 (page someone), and a burst
-    past GIFTWIRE_STREAM_BACKLOG_MAX (3) is answered `overloaded` at once, between samples."""
+    """With no worker, waiting gifts show in `giftwire_stream_backlog`; past the bound, `overloaded`."""
+    # `giftwire_partition_held` is 0 (page someone). A burst past GIFTWIRE_STREAM_BACKLOG_MAX (3) is answered
+    # `overloaded` at once, between samples.
     gateway = start("gateway", fresh_valkey().url, None, {"GIFTWIRE_STREAM_BACKLOG_MAX": "3"})
     async with Admin(gateway) as admin:
         s, r = await admin.pair(5)
@@ -82,8 +82,9 @@ async def test_the_backlog_counts_gifts_no_worker_settles(
 
 
 async def test_settled_gifts_are_counted_by_how_they_ended(own_server: OwnServer) -> None:
-    """Two offers made (`offered` 2), one accepted (`accepted`), one declined (`voided`), and
-    a gift the recipient's side refused (banned: `rejected`), as the README names them."""
+    """Settled gifts are counted by how they ended: `offered`, `accepted`, `voided`, `rejected`."""
+    # Two offers made (2), one accepted, one declined (voided), and a gift the recipient's side refused
+    # (banned: rejected), as the README names them.
     srv, _ = own_server()
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient={"confirm_gifts": True})
@@ -107,8 +108,8 @@ async def test_settled_gifts_are_counted_by_how_they_ended(own_server: OwnServer
 
 
 async def test_server_side_closes_are_counted_under_their_reasons(own_server: OwnServer) -> None:
-    """A connection refused as one too many (4005), a message over the transport limit (1009)
-    and text that is not UTF-8 (1007) count under those reasons, not as a client leaving."""
+    """Closes for too many connections (4005), too big (1009), not UTF-8 (1007) count under those reasons."""
+    # Not as a client leaving.
     srv, _ = own_server({"GIFTWIRE_CONNECTIONS_PER_USER_MAX": "1", "GIFTWIRE_WS_MAX_BYTES": "2048"})
     async with Admin(srv) as admin:
         s, _ = await admin.pair(1)
@@ -136,8 +137,8 @@ async def test_server_side_closes_are_counted_under_their_reasons(own_server: Ow
 
 
 async def test_health_proves_pubsub_and_recovers(own_server: OwnServer) -> None:
-    """/health checks a round trip through pub/sub; after Valkey drops the subscriber
-    connection, giftwire resubscribes, health is green again and gifts are delivered live."""
+    """/health round-trips pub/sub; when Valkey drops the subscriber it resubscribes; gifts arrive live."""
+    # Health is green again after the resubscription.
     srv, vk = own_server()
     async with Admin(srv) as admin:
         s, r = await admin.pair(5)

@@ -63,8 +63,8 @@ async def test_offer_waits_for_next_connect(server: Proc, admin: Admin) -> None:
 
 
 async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An offer nobody answers is voided after the 10-minute timeout (the test clock of the
-    server and of a separate worker is moved past it), and both sides are told."""
+    """An offer nobody answers is voided after the 10-minute timeout, and both sides are told."""
+    # The test clock of the server and of a separate worker is moved past it.
     srv, _ = own_server({"GIFTWIRE_SWEEP_INTERVAL_MS": "100", **TEST_CLOCK}, workers=1)
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient=CONFIRM)
@@ -84,8 +84,8 @@ async def test_offer_times_out(own_server: Callable[..., tuple[Proc, EmbeddedVal
 
 async def test_accept_racing_timeout_has_one_outcome(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Accepts sent around the deadline (the test clock moved to just before or after it,
-    while the sweep runs every 20 ms): each gift ends accepted or voided, never both."""
+    """Accepts sent around the offer deadline end each gift accepted or voided, never both."""
+    # The test clock is moved to just before or after the deadline, while the sweep runs every 20 ms.
     # (a minute's timeout: twelve moves stay within the clients' hour-long tokens)
     srv, _ = own_server({**TEST_CLOCK, "GIFTWIRE_OFFER_TIMEOUT_S": "60",
                          "GIFTWIRE_SWEEP_INTERVAL_MS": "20"}, workers=1)

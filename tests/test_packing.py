@@ -164,8 +164,8 @@ def test_each_url_scheme_gets_its_packing_class() -> None:
 
 
 async def test_cluster_client_nodes_pack_with_hiredis() -> None:
-    """The cluster client takes no connection class: its startup node and every node it
-    discovers later (from the shared connection options) get the packing class."""
+    """The cluster client's startup node and every node it discovers later get the packing class."""
+    # It takes no connection class; later nodes get it from the shared connection options.
     for url, cls in (("redis://127.0.0.1:7000", HiredisConnection),
                      ("rediss://127.0.0.1:7000", HiredisSSLConnection)):
         rc = cluster_from_url(url, decode_responses=True, max_connections=4)
@@ -180,8 +180,8 @@ async def test_cluster_client_nodes_pack_with_hiredis() -> None:
 
 
 async def test_connect_runs_scripts_and_pipelines(valkey: EmbeddedValkey) -> None:
-    """`server.app.connect` on the session Valkey (unix socket): EVALSHA through redis-py's
-    Script (NOSCRIPT reload included), EVAL, and a pipeline with mixed argument types."""
+    """`server.app.connect` runs EVALSHA (NOSCRIPT reload included), EVAL and a mixed-type pipeline."""
+    # On the session Valkey (unix socket); EVALSHA through redis-py's Script.
     redis = connect(valkey.url)
     try:
         assert redis.connection_pool.connection_class is HiredisUnixConnection

@@ -27,8 +27,8 @@ ENV = {"GIFTWIRE_PARTNERS": PARTNERS, "GIFTWIRE_PARTNER_SECRETS": f"toutiao={TOU
 
 
 def test_partners_and_their_bonuses_are_parsed_and_checked() -> None:
-    """`<channel>[:<bonus>[+<bonus>]]`; a bad channel, bonus (or one given twice) or secret is
-    refused at start with the variable's name."""
+    """Partners read `<channel>[:<bonus>[+<bonus>]]`; bad ones are refused at start naming the variable."""
+    # A bad channel, bonus (or one given twice) or secret.
     assert parse(("huoshan:points=2", "duoshan:campaign+points=1", "toutiao")) == {
         "huoshan": Partner("huoshan", 2), "duoshan": Partner("duoshan", 1, True),
         "toutiao": Partner("toutiao")}
@@ -49,8 +49,8 @@ def test_partners_and_their_bonuses_are_parsed_and_checked() -> None:
 
 
 def test_a_token_names_the_channel_whose_secret_signed_it() -> None:
-    """The platform's secret gives the platform's channel (''), a partner's its own; a
-    derived secret differs per channel and is not the platform's."""
+    """A token names the channel whose secret signed it: the platform's (''), or a partner's own."""
+    # A derived secret differs per channel and is not the platform's.
     platform = "p" * 32
     secrets = {"": platform, "huoshan": derived_secret(platform, "huoshan"),
                "duoshan": derived_secret(platform, "duoshan")}
@@ -80,10 +80,10 @@ def partner_token(srv: Proc, channel: str, user: str) -> str:
 
 async def test_partner_gifts_carry_their_channel_and_bonuses(
         partner_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """A huoshan user's gift says `channel: huoshan` to both sides and earns the recipient
-    2 popularity points per card, once (a resend earns nothing more); a duoshan gift puts
-    both sides in duoshan's campaign; a toutiao gift carries its channel and no bonus; the
-    platform's own users see no channel; the audit holds."""
+    """Partner gifts carry their channel to both sides and earn their partner's bonuses, once."""
+    # A huoshan gift earns the recipient 2 popularity points per card, once (a resend earns nothing more); a
+    # duoshan gift puts both sides in duoshan's campaign; a toutiao gift carries its channel and no bonus; the
+    # platform's own users see no channel; the audit holds.
     srv, vk = partner_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(30)
@@ -137,8 +137,8 @@ async def test_partner_gifts_carry_their_channel_and_bonuses(
 
 async def test_a_partner_offer_earns_its_bonus_when_accepted(
         partner_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """To a recipient who confirms gifts, a huoshan gift's offer shows its channel and earns
-    nothing yet; accepted, the recipient gets the cards, `channel` and the points."""
+    """A huoshan gift's offer shows its channel and earns nothing until accepted, then cards and points."""
+    # The recipient confirms gifts; on accepting they get the cards, `channel` and the points.
     srv, _ = partner_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient={"confirm_gifts": True})
@@ -156,8 +156,8 @@ async def test_a_partner_offer_earns_its_bonus_when_accepted(
 
 
 def test_the_cli_mints_a_partners_token(tmp_path: object) -> None:
-    """`giftwire token --partner CHANNEL` signs with that partner's secret, which
-    `giftwire partner-secret CHANNEL` prints; an unknown channel exits 1 naming the partners."""
+    """`giftwire token --partner CHANNEL` signs with the secret `giftwire partner-secret CHANNEL` prints."""
+    # An unknown channel exits 1 naming the partners.
     env = {"PATH": "/usr/bin:/bin", "GIFTWIRE_DATA_DIR": str(tmp_path), **ENV}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

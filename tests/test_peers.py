@@ -10,15 +10,14 @@ PROXIES = parse_trusted(("10.0.0.1", "192.168.0.0/16", "fd00::/8"))
 
 
 def test_the_rightmost_hop_that_is_not_a_trusted_proxy_is_the_client() -> None:
-    """Through two trusted proxies the client is the hop before them, not the leftmost one (a
-    client can write anything there)."""
+    """Through two trusted proxies the client is the hop before them, not the leftmost one."""
+    # A client can write anything there.
     assert client_address("10.0.0.1", "6.6.6.6, 203.0.113.5, 192.168.3.4", PROXIES) == "203.0.113.5"
     assert client_address("10.0.0.1", "203.0.113.5", PROXIES) == "203.0.113.5"
 
 
 def test_the_header_counts_only_from_a_trusted_peer() -> None:
-    """From an untrusted peer (or with no proxies configured) the header is ignored: the peer
-    is the client."""
+    """From an untrusted peer, or with no proxies set, the header is ignored: the peer is the client."""
     assert client_address("198.51.100.9", "203.0.113.5", PROXIES) == "198.51.100.9"
     assert client_address("10.0.0.1", "203.0.113.5", ()) == "10.0.0.1"
     assert client_address("10.0.0.1", None, PROXIES) == "10.0.0.1"
@@ -26,8 +25,8 @@ def test_the_header_counts_only_from_a_trusted_peer() -> None:
 
 
 def test_a_malformed_hop_trusts_nothing_before_it() -> None:
-    """A hop that is not an address stops the walk: the trusted peer is the client, and the
-    address written before the garbage is not believed."""
+    """A hop that is not an address stops the walk: the trusted peer is the client."""
+    # The address written before the garbage is not believed.
     assert client_address("10.0.0.1", "203.0.113.5, not-an-ip", PROXIES) == "10.0.0.1"
     assert client_address("10.0.0.1", "203.0.113.5, 1.2.3.4:80, 192.168.1.1", PROXIES) == "10.0.0.1"
 

@@ -18,9 +18,9 @@ from server.store.scripts import Scripts
 
 async def test_a_slow_apart_job_does_not_hold_up_the_loop(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """While an apart job's run is held (until the test lets it go), a 50 ms job in the loop
-    keeps running; the stop waits for the apart run in hand (not cancelled half-way) and
-    starts no other."""
+    """While an apart job's run is held, a 50 ms job in the loop keeps running; the stop waits for it."""
+    # The apart run is held until the test lets it go. The stop waits for the apart run in hand (not cancelled
+    # half-way) and starts no other.
     vk = fresh_valkey()
     redis = connect(vk.url)
     s = Settings(redis_url=vk.url, worker_block_ms=20)

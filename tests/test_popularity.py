@@ -67,8 +67,8 @@ def use(n: int, **extra: Any) -> dict[str, Any]:
 
 async def test_lots_expire_at_48h_exactly_and_are_spent_oldest_first(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Two purchases 10 h apart: at 48 h minus 1 ms both count, at 48 h exactly the first is
-    burned (an `expire` event), and a card use takes from the oldest lot left."""
+    """A lot expires at 48 h exactly (an `expire` event), not 1 ms before; a use takes the oldest lot left."""
+    # Two purchases 10 h apart: at 48 h minus 1 ms both count, at 48 h exactly the first is burned.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -133,9 +133,8 @@ async def test_signin_streak_grows_caps_and_resets(
 
 async def test_tasks_and_purchases(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The 6th on-topic post of a week grants 500 once (reported twice, counted once, and
-    a replay a week later answers as first counted); purchases are idempotent by order and
-    exact."""
+    """The 6th on-topic post of a week grants 500 once; purchases are idempotent by order and exact."""
+    # Reported twice, it is counted once, and a replay a week later answers as first counted.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -161,10 +160,10 @@ async def test_tasks_and_purchases(
 
 async def test_one_creators_small_cards_exchange_into_points(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Daily like tasks for two creators earn two assets, `small_card.<creator>`; an exchange
-    names its creator and burns only that creator's cards, 10 → 100 as one ledger pair (a fresh
-    lot, the cards' side a `balance.changed` of its own); the admin's likes view shows the
-    balances after it, and the audit stays clean."""
+    """Like tasks earn `small_card.<creator>` per creator; an exchange burns only its creator's, 10 → 100."""
+    # Daily like tasks for two creators earn two assets. The exchange is one ledger pair (a fresh lot, the
+    # cards' side a `balance.changed` of its own); the admin's likes view shows the balances after it, and the
+    # audit stays clean.
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "1", **TEST_CLOCK})
     async with Admin(srv) as admin:
         fan, a, b = uid("fan"), uid("st"), uid("st")
@@ -214,10 +213,10 @@ async def test_one_creators_small_cards_exchange_into_points(
 
 async def test_an_order_is_one_payment_platform_wide(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A purchase reported again replays its answer; its order with another amount or for another
-    user is `409 order_id_conflict` and credits no one; a retry after a crash between the
-    order's record and the grant completes the grant, once; a wrong report of an order granted
-    before orders had records leaves no record behind (the right one still replays)."""
+    """A purchase reported again replays; its order with another amount or user is 409 `order_id_conflict`."""
+    # A conflict credits no one; a retry after a crash between the order's record and the grant completes the
+    # grant, once; a wrong report of an order granted before orders had records leaves no record behind (the
+    # right one still replays).
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u, other = await creator(admin), await creator(admin)
@@ -264,8 +263,8 @@ async def test_an_order_is_one_payment_platform_wide(
 
 async def test_a_freeze_holds_points_and_a_violation_burns_them(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Frozen points cannot be spent and do not expire; lifting the freeze gives each lot
-    the life it had left; a violation burns everything and the user is told."""
+    """Frozen points can't be spent and don't expire; a lift gives each lot the life it had left."""
+    # A violation burns everything, and the user is told.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -298,9 +297,9 @@ async def test_a_freeze_holds_points_and_a_violation_burns_them(
 
 async def test_card_use_rules_targeting_and_hash_ownership(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Category, followers for fan reach, maturity for advanced cards, 3 uses a day, points,
-    one targeting error per field, and a re-upload of content another account boosted
-    (refused, refunded as a fresh lot, the day's use given back)."""
+    """Card use rules: category, followers, maturity, 3 uses a day, points, targeting, content ownership."""
+    # Followers for fan reach, maturity for advanced cards, one targeting error per field, and a re-upload of
+    # content another account boosted (refused, refunded as a fresh lot, the day's use given back).
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin, followers=100, days_ago=10)
@@ -346,8 +345,8 @@ async def test_card_use_rules_targeting_and_hash_ownership(
 
 async def test_an_identical_use_retry_replays_and_a_changed_one_conflicts(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The same `popularity.use` (no start given) sent again later gets the first reply and is
-    charged once; the same use id with any field changed is `use_id_conflict`."""
+    """A `popularity.use` sent again later replays its first reply, charged once; a changed one conflicts."""
+    # No start given. The same use id with any field changed is `use_id_conflict`.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -370,9 +369,9 @@ async def test_an_identical_use_retry_replays_and_a_changed_one_conflicts(
 
 async def test_schedule_cancel_and_the_decaying_weight(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A use scheduled for later takes its points now, starts on time (an event), weighs 1.0
-    for 2 h then × 0.85 per 30 min, and ends (an event, weight 0); a scheduled use cancelled
-    before its start gives its points back; after its start it cannot be cancelled."""
+    """A scheduled use pays now, starts on time, weighs 1.0 for 2 h then × 0.85 per 30 min, and ends."""
+    # Start and end are events (weight 0 at the end). A scheduled use cancelled before its start gives its
+    # points back; after its start it cannot be cancelled.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -419,10 +418,9 @@ async def test_schedule_cancel_and_the_decaying_weight(
 
 async def test_points_parked_in_a_scheduled_use_keep_their_expiry_and_a_violation(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A cancelled scheduled use gives its points back with the expiry of the lots they came
-    from (never a fresh 48 h: parking points for 29 days does not keep them alive, and
-    nothing back is no `refund` event), and a use paid before a violation gives nothing back
-    (the violation burned every unused point)."""
+    """A cancelled scheduled use returns points with their lots' expiry; one paid before a violation, none."""
+    # Never a fresh 48 h: parking points for 29 days does not keep them alive, and nothing back is no `refund`
+    # event. The violation burned every unused point.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -462,8 +460,8 @@ async def test_points_parked_in_a_scheduled_use_keep_their_expiry_and_a_violatio
 
 async def test_dashboard_figures_and_warnings_once_per_crossing(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Reported figures reach the creator live; a figure past its threshold warns once, and
-    again only after it came back within."""
+    """Reported figures reach the creator live; a figure past its threshold warns once per crossing."""
+    # It warns again only after it came back within.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -485,8 +483,8 @@ async def test_dashboard_figures_and_warnings_once_per_crossing(
 
 async def test_random_workload_over_moved_days_keeps_lots_and_ledger_exact(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Grants, sign-ins, uses, expiries, violations, freezes and cancels at random over
-    moved days: the audit passes and every user's lots sum to their balance."""
+    """A random popularity workload over moved days passes the audit, every user's lots summing to balance."""
+    # Grants, sign-ins, uses, expiries, violations, freezes and cancels.
     srv, vk = own_server(TEST_CLOCK)
     rng = random.Random(11)
     async with Admin(srv) as admin:
@@ -524,9 +522,9 @@ async def test_random_workload_over_moved_days_keeps_lots_and_ledger_exact(
 
 async def test_advanced_cards_cover_the_live_room_and_schedules_survive_a_worker_restart(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """A mature account's advanced card boosts its video and its live room together; a use
-    scheduled while one worker runs starts on time under the next worker (the due time is
-    in Redis, not a timer), and a cancel takes the window off both."""
+    """An advanced card boosts video and live room together; a scheduled use survives a worker restart."""
+    # The account is mature. A use scheduled while one worker runs starts on time under the next worker (the
+    # due time is in Redis, not a timer), and a cancel takes the window off both.
     vk = fresh_valkey()
     gw = start("gateway", vk.url, None, TEST_CLOCK)
     worker = start("worker", vk.url, gw.data_dir, TEST_CLOCK)
@@ -570,8 +568,9 @@ async def expire_event(c: Client) -> dict[str, Any]:
 
 async def test_balance_views_are_net_of_expired_lots(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Past 48 h, with no sweep running, `balance.get`, the admin's balances and its user view
-    show the expired points gone (burned, the user told), and the audit stays clean."""
+    """Past 48 h, with no sweep running, every balance view shows the expired points gone."""
+    # `balance.get`, the admin's balances and its user view; the points are burned, the user told, and the
+    # audit stays clean.
     srv, vk = own_server({"GIFTWIRE_POINTS_SWEEP_TICK_MS": str(10**10), **TEST_CLOCK})
     async with Admin(srv) as admin:
         by_client, by_balances, by_user = [await creator(admin) for _ in range(3)]
@@ -596,9 +595,8 @@ async def test_balance_views_are_net_of_expired_lots(
 
 async def test_the_sweep_burns_an_idle_users_expired_lots(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Nobody reads the user: at 48 h the sweep alone burns the expired lot (the user hears
-    `expire`, the newer lot stays), later the other; a frozen user's lots are left alone;
-    the audit stays clean."""
+    """With nobody reading the user, the sweep alone burns each lot at 48 h; a frozen user's stay."""
+    # The user hears `expire`, the newer lot stays until its own time; the audit stays clean.
     srv, vk = own_server({"GIFTWIRE_POINTS_SWEEP_TICK_MS": "100", **TEST_CLOCK})
     redis = Redis.from_url(vk.url, decode_responses=True)
 
@@ -636,8 +634,7 @@ async def test_the_sweep_burns_an_idle_users_expired_lots(
 
 async def test_spending_from_two_live_lots_takes_the_older_first(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """With two unexpired lots, a use takes from the older one first, and only when it is
-    empty from the newer."""
+    """With two unexpired lots, a use takes from the older first, and from the newer only once it is empty."""
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -655,8 +652,8 @@ async def test_spending_from_two_live_lots_takes_the_older_first(
 
 async def test_a_violation_while_frozen_burns_every_point(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A freeze holds points against expiry and spending, not against a violation: it burns
-    them all, the user is told, and the account stays frozen."""
+    """A violation burns a frozen user's points all the same; the user is told and stays frozen."""
+    # A freeze holds points against expiry and spending, not against a violation.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -677,8 +674,8 @@ async def test_a_violation_while_frozen_burns_every_point(
 
 async def test_a_lot_granted_during_a_freeze_loses_only_the_frozen_time_since_its_grant(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A lot bought while frozen gets back, at the lift, only the frozen time since it was
-    granted (an older lot all of the frozen time); each then expires on its new time."""
+    """A lot bought while frozen gets back at the lift only the frozen time since its grant."""
+    # An older lot gets all of the frozen time; each then expires on its new time.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -708,8 +705,8 @@ async def test_a_lot_granted_during_a_freeze_loses_only_the_frozen_time_since_it
 
 async def test_an_old_account_under_1000_followers_gets_no_advanced_card(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Registered 200 days ago but with 999 followers is not mature (`not_mature`, nothing
-    taken); at 1,000 followers the same account's advanced card is used."""
+    """A 200-day-old account with 999 followers is `not_mature` for an advanced card; at 1,000 it is used."""
+    # Nothing is taken when refused.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin, followers=999, days_ago=200)
@@ -725,8 +722,7 @@ async def test_an_old_account_under_1000_followers_gets_no_advanced_card(
 
 async def test_a_start_in_the_past_or_beyond_30_days_is_bad_field(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """`start_at_ms` before now or more than 30 days ahead is refused `bad_field`, nothing
-    taken; 30 days ahead is accepted."""
+    """`start_at_ms` before now or over 30 days ahead is `bad_field`, nothing taken; 30 days ahead is fine."""
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -744,9 +740,8 @@ async def test_a_start_in_the_past_or_beyond_30_days_is_bad_field(
 
 async def test_a_signin_at_local_midnight_counts_for_the_new_day(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Seconds before local midnight a second sign-in is the same day (nothing more); at
-    midnight the day has turned: the streak's second day, 75 points. At the millisecond,
-    midnight belongs to the new day."""
+    """A sign-in at local midnight, to the ms, counts for the new day: the streak's second day, 75 points."""
+    # Seconds before midnight a second sign-in is the same day and earns nothing more.
     tz_name = offset_with_midnight_in(3600)
     tz = days.parse_timezone(tz_name)
     srv, _ = own_server({"GIFTWIRE_TIMEZONE": tz_name, **TEST_CLOCK})
@@ -771,9 +766,9 @@ async def test_a_signin_at_local_midnight_counts_for_the_new_day(
 
 async def test_a_use_refused_or_still_settling_cannot_be_cancelled_and_has_no_figures(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Cancelling a refused use, or one still settling, is `use_unknown` (never
-    `use_started`); the platform's figures for a refused or a cancelled use are 404, for an
-    unknown one too; the audit stays clean."""
+    """Cancelling a refused or still-settling use is `use_unknown`; such uses have no figures (404)."""
+    # Never `use_started`. The platform's figures for a refused, a cancelled or an unknown use are 404; the
+    # audit stays clean.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         async with two_creators(srv, admin, (300, 100)) as (u, c, o):
@@ -811,8 +806,8 @@ async def test_a_use_refused_or_still_settling_cannot_be_cancelled_and_has_no_fi
 
 async def test_the_audit_finds_points_that_no_lot_backs(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A popularity balance with no lots at all (points written around the lots) fails
-    `lots_match_points`, naming the user."""
+    """A popularity balance with no lots at all fails the audit's `lots_match_points`, naming the user."""
+    # The points were written around the lots.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -826,11 +821,10 @@ async def test_the_audit_finds_points_that_no_lot_backs(
 
 async def test_a_user_noted_while_the_sweep_reads_them_stays_in_its_index(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """The sweep's index (its own slot): a claim takes at most its batch of due users and
-    leases them; a user with nothing left leaves at the settle, but one noted by a grant
-    while the sweep was reading them keeps the noted time (their new lot is not lost), and a
-    settle that comes after its lease ran out takes nobody out; a batch of 9,000 is claimed
-    in one call."""
+    """A user noted by a grant while the sweep reads them stays in its index, their new lot not lost."""
+    # The sweep's index is on its own slot. A claim takes at most its batch of due users and leases them; a
+    # user with nothing left leaves at the settle, but one noted meanwhile keeps the noted time; a settle that
+    # comes after its lease ran out takes nobody out; a batch of 9,000 is claimed in one call.
     redis = Redis.from_url(fresh_valkey().url, decode_responses=True)  # no worker sweeps it
     scripts = Scripts(redis)
     scripts.load("server.popularity")
@@ -860,10 +854,9 @@ async def test_a_user_noted_while_the_sweep_reads_them_stays_in_its_index(
 
 async def test_a_cancel_run_again_after_a_crash_still_leaves_its_refund_to_the_sweep(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A cancel whose refund went in but whose note for the expiry sweep was lost (a worker
-    killed in between, simulated by taking the user out of the sweep's index): the cancel
-    sent again answers as the first did and puts the user back in the index, so the
-    refunded lot will still be burned when it expires."""
+    """A cancel re-sent after a crash answers as before and puts the user back in the sweep's index."""
+    # The refund went in but the note for the expiry sweep was lost (a worker killed in between, simulated by
+    # taking the user out of the index); back in it, the refunded lot will still be burned when it expires.
     srv, vk = own_server(TEST_CLOCK)
     redis = Redis.from_url(vk.url, decode_responses=True)
     async with Admin(srv) as admin:
@@ -883,9 +876,9 @@ async def test_a_cancel_run_again_after_a_crash_still_leaves_its_refund_to_the_s
 
 async def test_a_hash_is_given_back_when_its_owners_last_use_is_cancelled(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Content whose only uses were cancelled before they started never boosted, so another
-    account may boost it; while one of the owner's uses still holds the hash it stays
-    `content_taken`, and replaying a cancelled use's request does not claim it again."""
+    """Content whose uses were all cancelled before starting may be boosted by another account."""
+    # It never boosted. While one of the owner's uses still holds the hash it stays `content_taken`, and
+    # replaying a cancelled use's request does not claim it again.
     srv, _vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         async with two_creators(srv, admin) as (_a, ca, cb):
@@ -910,9 +903,9 @@ async def test_a_hash_is_given_back_when_its_owners_last_use_is_cancelled(
 
 async def test_content_claim_release_keeps_a_hash_claimed_before_uses_were_kept(
         redis: Redis) -> None:
-    """The claim step directly: a release by another account or of an unknown use changes
-    nothing; a hash claimed before its uses were kept with it (a bare owner key) is never
-    given back by a release."""
+    """A claim release by another account or of an unknown use changes nothing; a bare owner key stays."""
+    # The claim step directly. A hash claimed before its uses were kept with it (a bare owner key) is never
+    # given back by a release.
     scripts = Scripts(redis)
     scripts.load("server.popularity")
     h = f"{random.getrandbits(64):016x}"
@@ -936,9 +929,9 @@ async def test_content_claim_release_keeps_a_hash_claimed_before_uses_were_kept(
 
 async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A use whose last step always fails (a fault) has claimed its hash and boosted its
-    content when it is dead-lettered; voiding it takes the boost away, gives the hash back
-    and refunds the price: nothing charged, nothing boosted, the audit clean."""
+    """Voiding a dead-lettered use takes its boost away, gives its hash back and refunds the price."""
+    # Its last step always fails (a fault), after it claimed its hash and boosted its content. After the void:
+    # nothing charged, nothing boosted, the audit clean.
     srv, vk = own_server({**TEST_CLOCK, "GIFTWIRE_CLAIM_IDLE_MS": "100",
                           "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "3", "GIFTWIRE_FAULT": "poison_use_settle"})
     async with Admin(srv) as admin:
@@ -961,9 +954,9 @@ async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
 
 async def test_a_cancel_while_frozen_gives_back_only_what_was_alive_at_the_freeze(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Points parked in a scheduled use whose lot expired before a freeze stay burned when
-    the use is cancelled during the freeze (they came back, and the balance showed them
-    until the thaw burned them again); the audit stays clean."""
+    """Points from a lot that expired before a freeze stay burned when their use is cancelled during it."""
+    # They used to come back, and the balance showed them until the thaw burned them again; the audit stays
+    # clean.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)
@@ -984,10 +977,10 @@ async def test_a_cancel_while_frozen_gives_back_only_what_was_alive_at_the_freez
 
 async def test_a_purchase_past_the_balance_bound_is_refused_and_its_order_stays_free(
         admin: Admin) -> None:
-    """Orders of 10^12 fen buy 8·10^10 points each: twelve fit under GIFTWIRE_AMOUNT_MAX
-    (10^12), the thirteenth is `400 amount_too_large` with nothing granted (the balance went
-    past the bound before); the order stays that user's payment, and the same report again
-    is granted once a violation burned the points."""
+    """A purchase past GIFTWIRE_AMOUNT_MAX (10^12) is `400 amount_too_large`, and its order stays free."""
+    # Orders of 10^12 fen buy 8·10^10 points each: twelve fit, the thirteenth is refused with nothing granted
+    # (the balance went past the bound before). The order stays that user's payment, and the same report again
+    # is granted once a violation burned the points.
     rich, other = await creator(admin), await creator(admin)
     for _ in range(12):
         await admin.call("POST", "/popularity/purchases",
@@ -1009,9 +1002,9 @@ async def test_a_purchase_past_the_balance_bound_is_refused_and_its_order_stays_
 
 async def test_points_parked_in_a_use_keep_the_life_a_lifted_freeze_gave_every_lot(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A freeze of 72 h lifted while points sit in a scheduled use moves their expiry as it
-    moved every lot's: cancelled 75 h after the purchase, they come back (they expired at
-    48 h before) and expire 120 h after it, 48 h + the frozen time."""
+    """Points parked in a use during a 72 h freeze get the lots' moved expiry: 48 h + the frozen time."""
+    # Cancelled 75 h after the purchase, they come back (they expired at 48 h before) and expire 120 h after
+    # it.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = await creator(admin)

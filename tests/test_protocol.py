@@ -58,8 +58,8 @@ def test_malformed_frames_get_their_code(frame: bytes, code: str) -> None:
 @pytest.mark.parametrize("count", [b"9007199254740992", b"18446744073709551615",
                                    b"18446744073709551616", b"1" + b"0" * 30])
 def test_a_count_past_every_bound_says_so_however_long_it_is(count: bytes) -> None:
-    """A whole count past 10^12 is `bad_field` "count must be <= ...", also past 64 bits
-    (which the JSON parser hands over as a float: it said "must be an integer")."""
+    """A whole count past 10^12 is `bad_field` "count must be <= ...", past 64 bits too."""
+    # The JSON parser hands a count past 64 bits over as a float: it said "must be an integer".
     frame = orjson.dumps({**GIFT, "count": 7}).replace(b":7", b":" + count)
     out = decode_client(frame, MAX)
     assert isinstance(out, DecodeError) and out.code == "bad_field"
@@ -67,9 +67,9 @@ def test_a_count_past_every_bound_says_so_however_long_it_is(count: bytes) -> No
 
 
 def test_a_frame_too_large_or_with_half_a_surrogate_pair_still_answers_its_id() -> None:
-    """A client waiting on its `id` hears why: a frame over the bound (`frame_too_large`) and
-    one whose string escapes half a surrogate pair (`bad_json`, saying so) both carry it;
-    a frame no parser reads has none."""
+    """A frame too large, or escaping half a surrogate pair, is still answered under its `id`."""
+    # A client waiting on its `id` hears why: `frame_too_large`, or `bad_json` saying so; a frame no parser
+    # reads has none.
     big = decode_client(orjson.dumps({**GIFT, "gift_id": "g" * 64, "pad": "x" * MAX}), MAX)
     assert isinstance(big, DecodeError) and (big.code, big.request_id) == ("frame_too_large", "r1")
     half = decode_client(b'{"type":"ping","id":"y4","x":"\\ud800"}', MAX)
@@ -202,8 +202,8 @@ def test_protocol_readme_type_tables_are_generated() -> None:
 
 
 async def test_every_client_message_has_one_handler_and_declared_replies(valkey: EmbeddedValkey) -> None:
-    """The modules handle exactly the client messages the protocol declares, each with reply
-    types the protocol declares (an unhandled type would stop the server at start-up)."""
+    """The modules handle exactly the declared client messages, each with declared reply types."""
+    # An unhandled type would stop the server at start-up.
     import redis.asyncio as aredis
 
     from server.config import Settings
@@ -241,10 +241,9 @@ def layout_names() -> dict[tuple[str, str | None], set[str]]:
 
 
 def test_readme_layout_names_every_source_file() -> None:
-    """Each Python and Lua file of protocol/, server/ and loadtest/ is named in the README's
-    Layout tree under its own folder (a glob such as `pop_*.lua` covers its files; a
-    folder's lua/ is listed with it), so the tree answers "where is X" for every file a
-    reader can open."""
+    """The README's Layout names each Python and Lua file of protocol/, server/, loadtest/ in its folder."""
+    # A glob such as `pop_*.lua` covers its files; a folder's lua/ is listed with it. So the tree answers
+    # "where is X" for every file a reader can open.
     names = layout_names()
     root = Path(__file__).parent.parent
     missing = []
@@ -262,8 +261,8 @@ def test_readme_layout_names_every_source_file() -> None:
 
 
 def test_readme_adding_a_subsystem_example_is_the_real_module() -> None:
-    """Every line of the README's "Adding a subsystem" example (comments aside) is a line of
-    server/rooms/module.py, so the example calls the registries as they really are."""
+    """Each line of the README's "Adding a subsystem" example is a line of server/rooms/module.py."""
+    # Comments aside; so the example calls the registries as they really are.
     root = Path(__file__).parent.parent
     readme = (root / "README.md").read_text()
     example = readme.split("### Adding a subsystem\n", 1)[1].split("```python\n", 1)[1]
@@ -275,9 +274,9 @@ def test_readme_adding_a_subsystem_example_is_the_real_module() -> None:
 
 
 def test_a_risk_notice_for_the_longest_case_id_fits_its_schema() -> None:
-    """A case id is `<reason>-<user>-<ms>`: with the longest reason and a 64-character user
-    id it is 97 characters, and the notice that names it still decodes (a client checking
-    frames against the schema would have refused it at 64)."""
+    """A risk notice naming the longest case id (97 characters) still decodes against its schema."""
+    # A case id is `<reason>-<user>-<ms>`: the longest reason with a 64-character user id. A client checking
+    # frames against the schema would have refused it at 64.
     case = f"automation_regular-{'u' * 64}-{10**12 * 9}"
     notice = {"type": "risk.notice", "action": "banned", "level": "high",
               "reason": "automation_regular", "case": case, "appeal": "notarization", "seq": 1}

@@ -23,8 +23,8 @@ HOUR_MS = 3_600_000
 
 
 def test_region_policies_are_parsed_and_checked() -> None:
-    """`<region>:<policy>[+<policy>]`; a bad region, policy or gender is refused at start, and
-    so is a region with no policy or one policy given twice."""
+    """Regions read `<region>:<policy>[+<policy>]`; a bad region, policy or gender is refused at start."""
+    # So is a region with no policy or one policy given twice.
     got = parse(tuple(REGIONS.split(",")))
     assert got == {"me": Region("me", "male>female"), "eu": Region("eu", "", True),
                    "ky": Region("ky", EVERY_GIFT)}
@@ -44,11 +44,11 @@ def region_server(own_server: Callable[..., tuple[Proc, EmbeddedValkey]]
 
 async def test_a_guardian_approves_or_denies_a_held_gift(
         region_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """A man's gift to a woman of `me` is held: the sender hears `pending` with `approval:
-    true` (a third party decides, not her), the recipient a
-    `gift.offer` with `approval: true` she cannot accept (`approval_pending`); approved, it
-    posts to both sides; a second one denied is voided (`denied`) and refunded; deciding
-    again replays or is `offer_resolved`; a woman's gift to her is instant."""
+    """In `me` a man's gift to a woman waits for a guardian's approval; a woman's gift to her is instant."""
+    # A third party decides, not her. The sender hears `pending` with `approval: true`, the recipient a
+    # `gift.offer` with `approval: true` she cannot accept (`approval_pending`); approved, it posts to both
+    # sides; a second one denied is voided (`denied`) and refunded; deciding again replays or is
+    # `offer_resolved`.
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(20, sender={"gender": "male"},
@@ -103,10 +103,9 @@ async def test_a_guardian_approves_or_denies_a_held_gift(
 
 async def test_an_approval_not_given_in_time_voids_the_gift(
         region_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """In `ky` every gift waits for approval; none within GIFTWIRE_APPROVAL_TIMEOUT_S (a day)
-    times it out: the cards go back, and a late approval is `offer_resolved`. Approving a
-    plain offer (the recipient's own to accept, its confirmation without `approval`) is
-    `not_found`."""
+    """In `ky` a gift not approved within GIFTWIRE_APPROVAL_TIMEOUT_S (a day) times out; the cards go back."""
+    # Every gift there waits for approval; a late approval is `offer_resolved`. Approving a plain offer (the
+    # recipient's own to accept, its confirmation without `approval`) is `not_found`.
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient={"region": "ky"})
@@ -148,11 +147,11 @@ async def test_an_approval_not_given_in_time_voids_the_gift(
 
 async def test_a_users_data_is_exported_then_erased(
         region_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """The export holds the user's profile, balances, follows, blocks, events, transfers and
-    ledger. Erasure is refused while they hold cards or a gift waits for them; once they hold
-    nothing it removes the person's data but keeps the ledger and transfer records (the
-    audit still balances), and the account is unknown from then on: no grant reaches it, and
-    the id is never registered again."""
+    """A user's data is exported whole, then erased once they hold nothing; the ledger records stay."""
+    # The export holds profile, balances, follows, blocks, events, transfers and ledger. Erasure is refused
+    # while they hold cards or a gift waits for them; it keeps the ledger and transfer records (the audit
+    # still balances), and the account is unknown from then on: no grant reaches it, and the id is never
+    # registered again.
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, sender={"region": "eu"}, recipient={"confirm_gifts": True})
@@ -208,9 +207,9 @@ async def test_a_users_data_is_exported_then_erased(
 
 async def test_a_refund_after_an_erasure_is_named_by_the_audit_and_revoked(
         region_server: tuple[Proc, EmbeddedValkey]) -> None:
-    """A sender gives all their cards in a gift held for approval, is erased, then the gift
-    is denied: the refund comes back to the erased account; the audit names it
-    (`erased_hold_nothing`); a revocation takes it out and the audit passes again."""
+    """A refund to an erased account is named by the audit (`erased_hold_nothing`) until revoked."""
+    # The sender gave all their cards in a gift held for approval, was erased, then the gift was denied: the
+    # refund comes back to the erased account; after a revocation the audit passes again.
     srv, vk = region_server
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient={"region": "ky"})

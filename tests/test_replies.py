@@ -36,9 +36,8 @@ def without_id(frame: dict[str, Any]) -> dict[str, Any]:
 
 async def test_one_gift_id_many_ways_each_request_answered_for_itself(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """Twelve sends of one gift_id (counts 1..10, two repeated) over two gateways without
-    waiting: only the requests with the recorded parameters are confirmed, identically;
-    every other one gets gift_id_conflict; each exactly one reply."""
+    """12 racing sends of one gift_id: those matching the record confirm alike, others gift_id_conflict."""
+    # Counts 1..10, two repeated, over two gateways without waiting; each request gets exactly one reply.
     s, r = await admin.pair(100)
     a, b = await RawConn.open(server, s), await RawConn.open(second_gateway, s)
     gift_id = uid("g")
@@ -68,8 +67,8 @@ async def test_one_gift_id_many_ways_each_request_answered_for_itself(
 
 async def test_two_recipients_one_gift_id_each_reply_names_its_request(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """One gift_id sent to two recipients at once from two gateways: the confirmation names
-    the recipient its request named; the other request is told gift_id_conflict."""
+    """One gift_id sent to two recipients at once: the confirmation names its own request's recipient."""
+    # Sent from two gateways; the other request is told gift_id_conflict.
     s, r1 = await admin.pair(10)
     r2 = uid("r")
     await admin.user(r2)
@@ -94,8 +93,9 @@ async def test_two_recipients_one_gift_id_each_reply_names_its_request(
 
 async def test_worker_killed_after_confirming_sends_no_second_copy(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """A worker SIGKILLed after the confirmation went out but before it acknowledged: the next
-    worker re-runs the entry, and no connection of either side gets any event twice."""
+    """A worker killed after confirming, before acking: the re-run sends no event twice to either side."""
+    # SIGKILLed after the confirmation went out; the next worker re-runs the entry, and no connection of
+    # either side gets any event twice.
     url = fresh_valkey().url
     gateway = start("gateway", url)
     async with Admin(gateway) as admin:
@@ -128,8 +128,8 @@ async def test_worker_killed_after_confirming_sends_no_second_copy(
 
 async def test_second_offer_action_gets_its_own_answer(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """Accept, then decline (same and other connection), then accept again: each request gets
-    exactly one documented reply, and each connection sees the outcome once."""
+    """Accept, decline, accept again: each request gets one documented reply; each connection one outcome."""
+    # The decline comes from the same and another connection.
     s, r = await admin.pair(10, recipient=CONFIRM)
     b1, b2 = await RawConn.open(server, r), await RawConn.open(second_gateway, r)
     async with await Client.connect(server.ws, server.token(s)) as a:
@@ -159,8 +159,8 @@ async def test_second_offer_action_gets_its_own_answer(
 
 async def test_accept_racing_decline_one_winner_one_rejection(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """Accept and decline sent together from two gateways: one wins, the other is told how the
-    offer ended; both connections see the outcome exactly once; balances match the winner."""
+    """Accept racing decline from two gateways: one wins, the other hears how the offer ended."""
+    # Both connections see the outcome exactly once; balances match the winner.
     for _ in range(6):
         s, r = await admin.pair(10, recipient=CONFIRM)
         b1, b2 = await RawConn.open(server, r), await RawConn.open(second_gateway, r)
@@ -190,8 +190,8 @@ async def test_accept_racing_decline_one_winner_one_rejection(
 
 async def test_accept_after_the_deadline_is_told_expired(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An accept after the offer's deadline (before or after the sweep) is answered with
-    gift.rejected offer_expired; both sides get gift.voided once, the sender is refunded."""
+    """An accept after the offer's deadline is gift.rejected offer_expired; the sender is refunded."""
+    # Before or after the sweep; both sides get gift.voided once.
     srv, _ = own_server({"GIFTWIRE_SWEEP_INTERVAL_MS": "3600000", **TEST_CLOCK})
     async with Admin(srv) as admin:
         s, r = await admin.pair(10, recipient=CONFIRM)
@@ -218,9 +218,9 @@ async def test_accept_after_the_deadline_is_told_expired(
 
 async def test_a_request_nobody_answers_times_out_once(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """With no worker running, a gift request is answered `error timeout` after
-    GIFTWIRE_REQUEST_TIMEOUT_S (once), its slot freed; when a worker settles it later, the
-    confirmation arrives as a plain event, not as a second reply."""
+    """With no worker, a gift request is answered `error timeout` once, after GIFTWIRE_REQUEST_TIMEOUT_S."""
+    # Its slot is freed; when a worker settles it later, the confirmation arrives as a plain event, not as a
+    # second reply.
     url = fresh_valkey().url
     gateway = start("gateway", url, None, {"GIFTWIRE_REQUEST_TIMEOUT_S": "1"})
     async with Admin(gateway) as admin:

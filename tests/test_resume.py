@@ -45,8 +45,8 @@ async def test_resume_gets_exactly_the_missed_events(server: Proc, admin: Admin)
 
 
 async def test_resume_racing_live_gifts_has_no_gap_or_duplicate(server: Proc, admin: Admin) -> None:
-    """A recipient reconnecting repeatedly with `since` while gifts keep arriving gets every
-    event once, in order, as the server sends them (raw frames: no client dedupe)."""
+    """A recipient reconnecting with `since` while gifts arrive gets every event once, in order."""
+    # Repeatedly, as the server sends them; raw frames, so no client dedupe.
     r = uid("r")
     await admin.user(r)
     senders = []
@@ -121,8 +121,8 @@ async def test_gift_through_one_gateway_reaches_another(
 
 async def test_client_reconnects_by_itself_only_when_told(
         valkey: EmbeddedValkey, server: Proc, admin: Admin, start: Callable[..., Proc]) -> None:
-    """Closed with 4000 (gateway shutting down) the client moves to another gateway by itself and
-    resumes; closed with 4009 (abuse) it stays closed."""
+    """Closed 4000 the client moves to another gateway by itself and resumes; closed 4009 it stays closed."""
+    # 4000 is a gateway shutting down, 4009 abuse.
     leaving = start("gateway", valkey.url, server.data_dir, {"GIFTWIRE_BAD_FRAMES_MAX": "3"})
     s, r = await admin.pair(5)
     targets = iter([server.ws] * 20)
@@ -153,9 +153,9 @@ async def test_client_reconnects_by_itself_only_when_told(
 
 async def test_an_event_lost_live_is_filled_in_from_the_log(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """An event that reached the log but never the channel (a publish on a slot's new node
-    before the gateway's subscription moved there): the next live event shows the gap, and
-    the connection gets the lost one from the log first — in order, once, no reconnect."""
+    """An event logged but lost live is filled in from the log once the next shows the gap: once, in order."""
+    # It never reached the channel: a publish on a slot's new node before the gateway's subscription moved
+    # there. No reconnect is needed.
     srv, vk = own_server()
     async with Admin(srv) as admin:
         s, r = await admin.pair(20)
@@ -181,8 +181,8 @@ async def test_an_event_lost_live_is_filled_in_from_the_log(
 
 
 async def test_since_in_the_url_past_any_log_is_not_recovered(server: Proc, admin: Admin) -> None:
-    """`?since=` with a whole number past the log, however long, answers recovered: false
-    (as the same `since` in an `auth` frame does); one that is not a whole number is ignored."""
+    """`?since=` past the log, however long, answers recovered: false; not a whole number, it is ignored."""
+    # As the same `since` in an `auth` frame does.
     u = uid()
     await admin.user(u)
     for since, recovered in (("99", False), ("9" * 19, False), ("9" * 40, False),
@@ -194,8 +194,8 @@ async def test_since_in_the_url_past_any_log_is_not_recovered(server: Proc, admi
 
 async def test_reconnect_stops_at_a_final_close_code_of_its_own_attempt(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A reconnection whose attempt is refused with a final code (the token expired: 4003)
-    stops at once with that code instead of retrying for seconds."""
+    """A reconnection refused with a final code (token expired: 4003) stops at once with that code."""
+    # Instead of retrying for seconds.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
         u = uid()
@@ -213,10 +213,10 @@ async def test_reconnect_stops_at_a_final_close_code_of_its_own_attempt(
 
 async def test_fresh_connections_while_offers_and_grants_flow_miss_no_event(
         own_server: OwnServer) -> None:
-    """A user who confirms gifts connects afresh again and again while gifts to them (each
-    an offer, an event) and grants (`balance.changed`) interleave: every connection gets every
-    event after its welcome's seq, none lost between reading the seq and the waiting offers
-    (an offer made in between once made the events before it look seen)."""
+    """Fresh connections amid interleaved offers and grants each get every event after their welcome's seq."""
+    # The user confirms gifts, so each gift is an offer and an event; grants are `balance.changed`. None is
+    # lost between reading the seq and the waiting offers: an offer made in between once made the events
+    # before it look seen.
     srv, _ = own_server({"GIFTWIRE_GIFTS_PER_DAY": "1000", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000"})
     async with Admin(srv) as admin:
         s, r = await admin.pair(100, recipient={"confirm_gifts": True})

@@ -138,9 +138,9 @@ async def cases_for(admin: Admin, users: list[str]) -> list[dict[str, Any]]:
 
 async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Three accounts on one device gift freely; the fourth is warned and restricted from
-    gifting (on the gateway and in settlement, and the admin's view of the user says until
-    when); face verification lifts it."""
+    """Three accounts on one device gift freely; the fourth is warned and restricted until face-verified."""
+    # Restricted from gifting on the gateway and in settlement, and the admin's view of the user says until
+    # when; face verification lifts it.
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
         recipient, users, clients = await four_on_one_device(srv, admin, "dev-shared")
@@ -173,8 +173,8 @@ async def test_shared_device_restricts_the_fourth_account_and_an_appeal_lifts_it
 
 async def test_ip_cluster_of_20_is_frozen_not_19_and_the_freeze_lapses_after_48h(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]], start: Callable[..., Proc]) -> None:
-    """19 accounts of one /24 gifting one recipient are left alone; 20 of another /24 are
-    frozen — refused on a second gateway too — until 48 h have passed."""
+    """19 accounts of one /24 gifting one recipient are left alone; 20 are frozen until 48 h have passed."""
+    # The 20 are of another /24, and are refused on a second gateway too.
     srv, vk = own_server(RISK)
     other = start("gateway", vk.url, srv.data_dir, RISK)
     async with Admin(srv) as admin:
@@ -212,8 +212,8 @@ async def test_ip_cluster_of_20_is_frozen_not_19_and_the_freeze_lapses_after_48h
 
 async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Without the peer in GIFTWIRE_TRUSTED_PROXIES, 20 accounts claiming one /24 are judged
-    by their real (loopback, exempt) address: nobody is frozen."""
+    """20 accounts claiming one /24 via an untrusted peer are judged by their real address: none frozen."""
+    # The peer is not in GIFTWIRE_TRUSTED_PROXIES; the real address is loopback, which is exempt.
     srv, _ = own_server({**RISK, "GIFTWIRE_TRUSTED_PROXIES": ""})
     async with Admin(srv) as admin:
         recipient, _, clients = await one_network_gifting(srv, admin, 20, "10.3.3")
@@ -240,9 +240,9 @@ async def likes_at(c: Raw, room: str, gaps_ms: list[int]) -> None:
 async def test_automation_rate_10_vs_11_actions_a_second(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]], gaps: tuple[int, int],
         banned: bool) -> None:
-    """Uneven gaps of 100 ms on average (under 10 actions/s) for 6 s are human; of 85 ms
-    (over 11/s) automation: banned for good, the device blacklisted, a new account on it
-    refused at connect, and notarization lifts both."""
+    """Uneven actions under 10/s for 6 s are human; over 11/s automation: banned, the device blacklisted."""
+    # Gaps of 100 ms on average vs 85 ms. A new account on the blacklisted device is refused at connect, and
+    # notarization lifts both.
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
         streamer, u = uid("st"), uid("bot")
@@ -311,9 +311,9 @@ async def on_schedule(c: Raw, gaps_ms: list[int], frame: Callable[[], dict[str, 
 
 async def test_machine_regular_intervals_are_automation_even_when_slow(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """50 gift requests 200 ms apart (5 a second, under the rate) are too even to be a
-    person: banned with reason automation_regular; unevenly spaced ones are not, and nor
-    are likes sent on a timer (clients batch taps: likes are judged by their rate only)."""
+    """50 gifts 200 ms apart (5/s, under the rate) are banned automation_regular: too even for a person."""
+    # Unevenly spaced ones are not, nor are likes sent on a timer (clients batch taps: likes are judged by
+    # their rate only).
     # a looser threshold than the default 0.05 (the exact threshold is tested in
     # test_risk_rules.py): a busy CI machine's scheduling noise alone can bend 200 ms
     # intervals by that much; the uneven gaps below have a CV of about 0.4. Every action is
@@ -342,9 +342,9 @@ async def test_machine_regular_intervals_are_automation_even_when_slow(
 
 async def test_likes_between_regular_gifts_do_not_hide_them(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """Gifts on an exact grid with a like between each two (under the rate): the likes do not
-    push the gifts out of what the regularity measure sees (it keeps the judged actions
-    apart), so the account is banned `automation_regular` as one sending the gifts alone."""
+    """Likes between gifts on an exact grid do not hide them: the account is banned `automation_regular`."""
+    # Under the rate. The regularity measure keeps the judged actions apart, so the likes do not push the
+    # gifts out of what it sees, and the account is banned as one sending the gifts alone.
     # a small record: 5 a second over 1 s keeps 6 actions, 3 gifts and their likes, fewer
     # than the 5 intervals (6 gifts) judged
     srv, _ = own_server({**RISK, "GIFTWIRE_BOT_REGULAR_CV": "0.25",
@@ -368,11 +368,10 @@ async def test_likes_between_regular_gifts_do_not_hide_them(
 
 async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A freeze that has landed on the user's slot but not yet reached the gateway (the
-    instant between a decision and its notice): the grab passes the gateway and is refused by
-    settlement's re-check with no share decided (and counted in
-    `giftwire_envelope_grabs_total`); a clean member's grab is unaffected, and stays theirs
-    when they resend it after being frozen."""
+    """A grab racing a freeze not yet at the gateway is refused by settlement, no share decided."""
+    # The freeze has landed on the user's slot (the instant between a decision and its notice); the refusal is
+    # counted in `giftwire_envelope_grabs_total`. A clean member's grab is unaffected, and stays theirs when
+    # they resend it after being frozen.
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
         sender, recipient = await admin.pair(50)
@@ -436,8 +435,7 @@ async def test_a_grab_that_raced_a_freeze_is_refused_by_settlement(
 
 async def test_a_deployment_can_require_device_tokens(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """With GIFTWIRE_TOKEN_DEVICE_REQUIRED=1 a v1 token (no device) is closed 4012
-    `auth_device_required`, final; a v2 token for the same user connects."""
+    """With GIFTWIRE_TOKEN_DEVICE_REQUIRED=1 a v1 token is closed 4012 (final); a v2 token connects."""
     srv, _ = own_server({**RISK, "GIFTWIRE_TOKEN_DEVICE_REQUIRED": "1"})
     async with Admin(srv) as admin:
         u = uid("u")
@@ -453,8 +451,8 @@ async def test_a_deployment_can_require_device_tokens(
 
 async def test_an_ip_clusters_cases_page_whole_7_at_a_time(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The 20 cases of one IP cluster (all opened in one ms) paged 7 at a time come back all
-    20, each once; a cursor whose case has since gone (trimmed) goes on where it would have."""
+    """An IP cluster's 20 cases paged 7 at a time come back all 20, each once, with a trimmed cursor too."""
+    # All opened in one ms. A cursor whose case has since gone (trimmed) goes on where it would have.
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
         _, hot, clients = await one_network_gifting(srv, admin, 20, "10.4.4")
@@ -498,10 +496,10 @@ async def test_an_ip_clusters_cases_page_whole_7_at_a_time(
 
 async def test_settlement_refuses_what_raced_a_restriction_or_a_ban(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A restriction, then a ban, that landed on the user's slot but has not reached the
-    gateway: the gift passes the gateway and settlement refuses it (`sender_restricted`,
-    then `sender_banned`), the like is refused by the like step (`risk_banned`, not counted),
-    so is a group post (nothing posted), and no card moves."""
+    """Gifts, likes, posts racing a restriction or ban not yet at the gateway are refused; no card moves."""
+    # The decision has landed on the user's slot. The gift passes the gateway and settlement refuses it
+    # (`sender_restricted`, then `sender_banned`); the like is refused by the like step (`risk_banned`, not
+    # counted); so is a group post (nothing posted).
     srv, vk = own_server(RISK)
     async with Admin(srv) as admin:
         sender, recipient = await admin.pair(10)
@@ -541,10 +539,9 @@ async def test_settlement_refuses_what_raced_a_restriction_or_a_ban(
 
 async def test_an_appeal_after_the_restriction_ran_out_still_clears_the_account(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A restriction that ran out before its appeal: resolving it (six appeals at once: one
-    resolves it, five are told `case_resolved`) clears the account for 24 h all the same, so
-    coming back on the device within the device's window restricts it no more. An appeal's
-    `note` that is not a string is `bad_field`."""
+    """An appeal resolved after its restriction ran out still clears the account for 24 h."""
+    # Six appeals at once: one resolves it, five are told `case_resolved`. Coming back on the device within
+    # the device's window restricts it no more. An appeal's `note` that is not a string is `bad_field`.
     srv, _ = own_server({**RISK, "GIFTWIRE_RESTRICTION_S": "3600",
                          "GIFTWIRE_DEVICE_WINDOW_S": "604800"})
     async with Admin(srv) as admin:
@@ -577,8 +574,8 @@ async def test_an_appeal_after_the_restriction_ran_out_still_clears_the_account(
 
 async def test_a_shared_device_restriction_lapses_after_24h(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The fourth account on a device is still refused a second before its restriction's end
-    on the moved clock, and gifts again a second after it."""
+    """A device's fourth account is refused a second before its restriction ends, and gifts a second after."""
+    # On the moved clock.
     srv, _ = own_server(RISK)
     async with Admin(srv) as admin:
         recipient, _, clients = await four_on_one_device(srv, admin, "dev-lapse")

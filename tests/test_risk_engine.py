@@ -24,8 +24,9 @@ T0 = 1_800_000_000_000
 
 async def test_a_backlog_is_caught_up_and_a_bad_entry_dropped_alone(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """5 reads' worth of like-speed entries, one unreadable batch and a batch of 51 gifts of
-    one user in 5 s all go in one tick: the user is banned for their rate."""
+    """A backlog with an unreadable batch is caught up in one tick; 51 gifts in 5 s still ban for the rate."""
+    # 5 reads' worth of like-speed entries, one unreadable batch and a batch of 51 gifts of one user in 5 s
+    # all go in one tick.
     vk = fresh_valkey()
     redis = connect(vk.url)
     scripts = Scripts(redis)
@@ -52,9 +53,8 @@ async def test_a_backlog_is_caught_up_and_a_bad_entry_dropped_alone(
 
 async def test_entries_a_killed_engine_left_are_dropped_not_judged_twice(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """A batch read by an engine that died before acknowledging it stays pending; the next
-    engine's check drops it once idle past GIFTWIRE_CLAIM_IDLE_MS, without counting its
-    actions again."""
+    """A batch a dead engine left pending is dropped once idle past GIFTWIRE_CLAIM_IDLE_MS, not rejudged."""
+    # The next engine's check drops it without counting its actions again.
     vk = fresh_valkey()
     redis = connect(vk.url)
     scripts = Scripts(redis)
@@ -80,9 +80,8 @@ async def test_entries_a_killed_engine_left_are_dropped_not_judged_twice(
 
 async def test_the_like_speed_rules_refusals_count_for_the_rate(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """40 likes in 4 s with 11 of them refused by the like speed rule are 51 actions: banned
-    for their rate, the device blacklisted; with 10 refused (50 actions) the fan is left
-    alone."""
+    """40 likes in 4 s with 11 refused by the like speed rule make 51 actions: banned for the rate."""
+    # The device is blacklisted too. With 10 refused (50 actions) the fan is left alone.
     vk = fresh_valkey()
     redis = connect(vk.url)
     scripts = Scripts(redis)

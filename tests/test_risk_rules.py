@@ -34,8 +34,8 @@ def test_rate_is_judged_at_more_than_rate_times_window_actions() -> None:
 
 
 def test_regularity_is_judged_by_the_coefficient_of_variation() -> None:
-    """20 intervals of 200 ms ± 8 (CV 0.04) are a machine; ± 12 (CV 0.06) pass, as do 19
-    perfectly even intervals (too few to judge)."""
+    """20 intervals of 200 ms ± 8 (CV 0.04) are a machine; ± 12 (CV 0.06) pass."""
+    # So do 19 perfectly even intervals: too few to judge.
     assert automation(newest_first([192, 208] * 10), S) == "automation_regular"
     assert automation(newest_first([188, 212] * 10), S) is None
     assert automation(newest_first([200] * 19), S) is None
@@ -43,8 +43,8 @@ def test_regularity_is_judged_by_the_coefficient_of_variation() -> None:
 
 
 def test_likes_count_for_the_rate_but_not_the_regularity() -> None:
-    """Likes on a timer are clients batching taps: never automation_regular; 51 of them in
-    5 s are still automation_rate."""
+    """Likes on a timer are never automation_regular; 51 of them in 5 s are still automation_rate."""
+    # Likes on a timer are clients batching taps.
     assert automation(newest_first([200] * 30, kind="like"), S) is None
     assert automation(newest_first([90] * 50, kind="like"), S) == "automation_rate"
 
@@ -56,8 +56,7 @@ def test_an_empty_record_is_clean_and_entries_parse() -> None:
 
 
 def test_the_like_speed_rules_refusals_count_for_the_rate_only() -> None:
-    """Refused likes on a timer are never automation_regular; 51 actions in 5 s, some of them
-    likes the speed rule refused, are automation_rate."""
+    """Refused likes on a timer are never automation_regular, but count toward automation_rate (51 in 5 s)."""
     assert automation(newest_first([200] * 30, kind=LIKE_REFUSED), S) is None
     mixed = [(t, LIKE_REFUSED if i % 3 else "like") for i, (t, _) in
              enumerate(newest_first([90] * 50))]

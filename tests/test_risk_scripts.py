@@ -35,8 +35,8 @@ async def cluster(scripts: Scripts, key: str, gifts: list[tuple[str, int]],
 
 
 async def test_cluster_count_reaches_the_threshold_at_the_20th_account(scripts: Scripts) -> None:
-    """19 accounts in one call stay under; the 20th, in the next call, reaches it at its own
-    gift's time and names all 20; a repeat gift of a counted account adds nothing."""
+    """19 accounts in one call stay under; the 20th, in the next, reaches it and names all 20."""
+    # It reaches the threshold at its own gift's time; a repeat gift of a counted account adds nothing.
     key = keys.cluster_gifts("10.1.2.0/24", uid("r"))
     first = [(f"a{i}", T0 + i) for i in range(19)]
     assert await cluster(scripts, key, first) == ["applied", 19, "", 0]
@@ -49,8 +49,8 @@ async def test_cluster_count_reaches_the_threshold_at_the_20th_account(scripts: 
 
 
 async def test_cluster_count_inside_one_call_and_its_window(scripts: Scripts) -> None:
-    """25 accounts in one call: the threshold is reached at the 20th account's gift; accounts
-    whose gift left the window no longer count."""
+    """Of 25 accounts in one call the threshold is reached at the 20th's gift; old gifts leave the window."""
+    # Accounts whose gift left the window no longer count.
     key = keys.cluster_gifts("10.9.9.0/24", uid("r"))
     gifts = [(f"b{i}", T0 + 1000 * i) for i in range(25)]
     got = await cluster(scripts, key, gifts)
@@ -69,9 +69,9 @@ async def test_cluster_record_is_bounded(scripts: Scripts) -> None:
 
 async def test_action_record_replies_with_what_each_action_saw(scripts: Scripts,
                                                                redis: Redis) -> None:
-    """With 5 times kept, a call adding 3 actions answers 7 entries newest first (the 5 kept
-    after its oldest action, and the 2 newer) and keeps 5; the judged actions (not likes)
-    are kept apart, 3 of them, so likes between them never push them out."""
+    """With 5 times kept, adding 3 actions answers 7 entries newest first and keeps 5; judged ones apart."""
+    # The 7 are the 5 kept after its oldest action and the 2 newer. The judged actions (not likes) are kept
+    # apart, 3 of them, so likes between them never push them out.
     uk = keys.user(uid("u"))
     key, judged_key = uk.risk_actions, uk.risk_judged
 
@@ -101,10 +101,10 @@ async def test_action_record_replies_with_what_each_action_saw(scripts: Scripts,
 
 async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scripts,
                                                                     redis: Redis) -> None:
-    """risk_apply: a restriction applies once; the same decision run again (an engine that died
-    after it) answers `exists` with its own case, another one with the first case, so the
-    engine keeps exactly the case that is in force; a ban likewise; a lift clears it, and
-    only its own case's (another case's appeal lifts nothing)."""
+    """risk_apply applies a restriction or ban once and answers re-runs with the case in force."""
+    # The same decision run again (an engine that died after it) answers `exists` with its own case, another
+    # one with the first case, so the engine keeps exactly the case that is in force. A lift clears it, and
+    # only its own case's (another case's appeal lifts nothing).
     user = uid("rk")
     uk = keys.user(user)
     await redis.hset(uk.profile, "registered_at_ms", T0)
@@ -129,8 +129,8 @@ async def test_a_decision_in_force_names_the_case_that_put_it_there(scripts: Scr
 
 
 async def test_the_largest_device_threshold_is_still_reached(scripts: Scripts) -> None:
-    """With GIFTWIRE_DEVICE_ACCOUNTS_MAX at its bound (200), the 201st account on a device is
-    placed 201st, and so is every later one once the oldest fall out: the rule fires."""
+    """At GIFTWIRE_DEVICE_ACCOUNTS_MAX's bound (200) the 201st account on a device still fires the rule."""
+    # It is placed 201st, and so is every later one once the oldest fall out.
     from server.risk.rules import DEVICE_ACCOUNTS_KEPT
 
     assert DEVICE_ACCOUNTS_KEPT == 201  # the bound (200) and the one that trips it

@@ -70,8 +70,8 @@ def room_events(c: Client, kind: str) -> list[dict[str, Any]]:
 
 async def test_session_and_audience_across_two_gateways(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """Viewers on two gateways count in one audience; the streamer's `room.live` reaches them
-    all as one live event each; a non-streamer is refused."""
+    """Viewers on two gateways count in one audience and each get the streamer's `room.live` once."""
+    # A non-streamer is refused.
     room, streamer = await new_room(admin)
     a1, snap = await watch(server, room)
     assert (snap["live"], snap["streamer"], snap["board"]) == (False, streamer, [])
@@ -99,8 +99,8 @@ async def test_session_and_audience_across_two_gateways(
 
 async def test_gift_in_a_room_reaches_every_viewer_once_and_the_board(
         server: Proc, second_gateway: Proc, admin: Admin) -> None:
-    """A gift sent in a live room is broadcast once to viewers on both gateways and lands on
-    the board; the same gift sent again (a retry) is neither broadcast nor counted again."""
+    """A room gift is broadcast once to viewers on both gateways and lands on the board; a retry does not."""
+    # The same gift sent again is neither broadcast nor counted again.
     s, r = await admin.pair(20)
     room, streamer = await new_room(admin, r)
     async with await Client.connect(server.ws, server.token(streamer)) as st:
@@ -128,8 +128,8 @@ async def test_gift_in_a_room_reaches_every_viewer_once_and_the_board(
 
 
 async def test_room_events_are_coalesced_per_tick(server: Proc, admin: Admin) -> None:
-    """Twenty gifts in one room within a tick or two reach a viewer as a few frames, each
-    gift exactly once, in room order with no gap."""
+    """Twenty room gifts within a tick or two reach a viewer as a few frames, each gift once, in order."""
+    # In room order with no gap.
     room, streamer = await new_room(admin)
     async with await Client.connect(server.ws, server.token(streamer)) as st:
         await st.request("room.live", room=room, live=True)
@@ -150,8 +150,8 @@ async def test_room_events_are_coalesced_per_tick(server: Proc, admin: Admin) ->
 
 
 async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None:
-    """An unknown room is refused `room_unknown` (a gift naming one `no_such_room`, stored like
-    any refusal, nothing paid); a connection watches at most 8 rooms."""
+    """An unknown room is refused `room_unknown`; a connection watches at most 8 rooms."""
+    # A gift naming an unknown room is `no_such_room`, stored like any refusal, nothing paid.
     async with await Client.connect(server.ws, server.token(uid("v"))) as c:
         missing = await c.request("room.join", room=uid("nope"))
         assert (missing["type"], missing["code"]) == ("error", "room_unknown")
@@ -178,9 +178,9 @@ async def test_room_limits_and_unknown_rooms(server: Proc, admin: Admin) -> None
 
 async def test_a_dead_gateways_viewers_stop_counting(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]], start: Callable[..., Proc]) -> None:
-    """Two of three viewers watch through a gateway that is SIGKILLed: within the share's
-    lifetime the audience drops to one, the remaining viewer is told, and the admin API
-    says one."""
+    """Viewers on a SIGKILLed gateway stop counting within the share's lifetime; the rest are told."""
+    # Two of three viewers watch through it: the audience drops to one, the remaining viewer is told, and the
+    # admin API says one.
     env = {"GIFTWIRE_ROOM_SHARE_TTL_MS": "1000", "GIFTWIRE_ROOM_SHARE_REFRESH_MS": "200"}
     srv, vk = own_server(env)
     doomed = start("gateway", vk.url, srv.data_dir, env)
@@ -205,9 +205,9 @@ async def test_a_dead_gateways_viewers_stop_counting(
 
 async def test_board_under_200_concurrent_gifts_matches_audit_and_rebuild(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """200 gifts in a live room at once: the board equals what each sender paid, viewers
-    get a pushed board, `room.rank` answers; the audit checks the board against the recorded
-    gifts, names a corrupted one, and the rebuild restores it, also after the session ended."""
+    """After 200 simultaneous room gifts the board equals what each sender paid; audit and rebuild agree."""
+    # Viewers get a pushed board, `room.rank` answers; the audit checks the board against the recorded gifts,
+    # names a corrupted one, and the rebuild restores it, also after the session ended.
     srv, vk = own_server({"GIFTWIRE_GIFTS_PER_DAY": "1000", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "1000"})
     async with Admin(srv) as admin:
         streamer = uid("st")
@@ -271,9 +271,9 @@ async def audience_is(c: Client, room: str, n: int) -> None:
 
 async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """While the streamer's wish is open, a gift of its asset costs ceil(count × tier) by the
-    audience at that moment (tiers at each boundary); a retry pays the quoted price; progress,
-    the target and the end time (moved clock) reach viewers; after the end gifts cost plain."""
+    """An open wish prices its asset's gifts at ceil(count × tier) by audience; after its end, plain price."""
+    # Tiers are tested at each boundary, by the audience at that moment; a retry pays the quoted price;
+    # progress, the target and the end time (moved clock) reach viewers.
     srv, vk = own_server({"GIFTWIRE_WISH_TIERS": "2:1/1,3:2/1,*:3/1", "GIFTWIRE_TEST_CLOCK": "1",
                           "GIFTWIRE_GIFTS_PER_DAY": "100", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
     async with Admin(srv) as admin:
@@ -330,8 +330,8 @@ async def test_gift_wish_prices_by_audience_tier_and_ends_on_time(
 
 async def test_gift_recorded_in_the_room_after_a_crash_past_settlement(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """A worker SIGKILLed after the gift settled but before the room step: the next worker's
-    re-run records it in the room (once), though the gift itself is done."""
+    """A worker killed after settling, before the room step: the next one's re-run records the room gift."""
+    # Once, though the gift itself is done.
     url = fresh_valkey().url
     gateway = start("gateway", url)
     async with Admin(gateway) as admin:
@@ -361,9 +361,9 @@ async def test_gift_recorded_in_the_room_after_a_crash_past_settlement(
 
 async def test_likes_reach_levels_at_exact_totals_and_the_speed_rule_refuses(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A fan's likes for a streamer reach levels exactly at the thresholds (an event each);
-    likes faster than the limit are refused, said so in the reply, and reported to the risk
-    stream; a moved second lets them count again."""
+    """A fan's likes reach levels at exactly the thresholds; likes past the speed limit are refused."""
+    # An event for each level. Refused likes are said so in the reply and reported to the risk stream; a moved
+    # second lets them count again.
     srv, vk = own_server({"GIFTWIRE_LIKE_LEVELS": "10,20,30", "GIFTWIRE_LIKES_PER_WINDOW_MAX": "15",
                           "GIFTWIRE_TEST_CLOCK": "1"})
     async with Admin(srv) as admin:
@@ -391,9 +391,8 @@ async def test_likes_reach_levels_at_exact_totals_and_the_speed_rule_refuses(
 
 async def test_like_storm_room_total_is_exact_and_effects_fire_once(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """200 clients like a live room at once: the room's session total equals every counted
-    like (acknowledged totals are exact), viewers see it in the frames, and each effect's
-    threshold is broadcast once."""
+    """200 clients liking a live room at once: the session total is exact, each effect broadcast once."""
+    # The total equals every counted like (acknowledged totals are exact); viewers see it in the frames.
     srv, _ = own_server({"GIFTWIRE_ROOM_EFFECTS": "300:hearts,600:fireworks"})
     async with Admin(srv) as admin:
         room, streamer, viewer = await go_live(srv, admin)
@@ -431,11 +430,10 @@ async def test_like_storm_room_total_is_exact_and_effects_fire_once(
 
 async def test_daily_like_task_and_streak_over_moved_days(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The first N likes of a local day for a streamer earn one small card of the streamer's
-    fan club (once a day); N-day streaks earn a rare one; a missed day restarts the streak (and
-    the admin's likes view shows 0 once a day went by without the task).
-    Days pass on the moved clock; the cards come from mint through the ledger and the audit
-    stays clean."""
+    """A day's first N likes for a streamer earn a small card; N-day streaks a rare one; a miss restarts."""
+    # One small card of the streamer's fan club, once a day; the admin's likes view shows 0 once a day went by
+    # without the task. Days pass on the moved clock; the cards come from mint through the ledger and the
+    # audit stays clean.
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "5", "GIFTWIRE_LIKE_STREAK_DAYS": "3",
                           "GIFTWIRE_LIKES_PER_WINDOW_MAX": "100", "GIFTWIRE_TEST_CLOCK": "1"})
     day = 86_400_000
@@ -476,10 +474,10 @@ async def test_daily_like_task_and_streak_over_moved_days(
 
 async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """One fan's daily tasks for two streamers land in two assets (`small_card.<streamer>`),
-    which the admin's likes view shows as they are; a gift or red envelope of them is refused,
-    and so is an admin grant; a revocation takes them back (to burn), so a fan who earned
-    some can be erased; the audit stays clean."""
+    """Small cards are an asset per streamer and never move: gifts, envelopes, grants of them are refused."""
+    # One fan's daily tasks for two streamers land in two assets (`small_card.<streamer>`), shown as they are
+    # in the admin's likes view. A revocation takes them back (to burn), so a fan who earned some can be
+    # erased; the audit stays clean.
     srv, vk = own_server({"GIFTWIRE_LIKE_TASK_LIKES": "1"})
     async with Admin(srv) as admin:
         (room_a, a), (room_b, b) = await new_room(admin), await new_room(admin)
@@ -518,8 +516,7 @@ async def test_each_creators_small_cards_are_their_own_asset_and_never_move(
 
 async def test_a_fans_badge_travels_with_their_gifts(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A fan who reached a fan-club level with the streamer by liking shows it as the badge of
-    the gifts they send in the streamer's room."""
+    """A fan's fan-club level with the streamer, reached by liking, is their gifts' badge in the room."""
     srv, _ = own_server({"GIFTWIRE_LIKE_LEVELS": "5,10"})
     async with Admin(srv) as admin:
         s, streamer, room, viewer = await live_room(srv, admin, 10)
@@ -532,8 +529,8 @@ async def test_a_fans_badge_travels_with_their_gifts(
 
 
 async def test_admin_starts_sessions_and_reads_a_fans_likes(server: Proc, admin: Admin) -> None:
-    """The platform starts and ends a room's session through the admin API, and reads a fan's
-    likes, level and small cards by streamer."""
+    """The admin API starts and ends a room's session and reads a fan's likes, level and small cards."""
+    # Likes, level and small cards are by streamer.
     room, streamer = await new_room(admin)
     on = await admin.call("POST", f"/rooms/{room}/live", {"live": True})
     assert (on["live"], on["session"]) == (True, f"{room}:1")
@@ -556,8 +553,8 @@ async def test_admin_starts_sessions_and_reads_a_fans_likes(server: Proc, admin:
 
 async def test_levels_at_exactly_100_1000_10000_likes(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """With the default thresholds a fan reaches Lv.1, Lv.2 and Lv.3 exactly at 100, 1,000 and
-    10,000 likes for a streamer: one event each, none before."""
+    """By default a fan reaches Lv.1, 2, 3 at exactly 100, 1,000, 10,000 likes: one event each, none early."""
+    # Likes for one streamer.
     srv, _ = own_server({"GIFTWIRE_LIKES_PER_WINDOW_MAX": "1000000", "GIFTWIRE_REQUESTS_PER_S": "10000",
                          "GIFTWIRE_REQUEST_BURST": "10000"})
     async with Admin(srv) as admin:
@@ -580,8 +577,8 @@ async def test_levels_at_exactly_100_1000_10000_likes(
 
 async def test_seven_day_streak_with_the_defaults(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """With the defaults (30 likes a day, 15 a second): seven days of 30 likes for one streamer
-    earn seven small cards and, on the seventh, one rare small card."""
+    """With the defaults, seven days of 30 likes earn seven small cards and, on the seventh, a rare one."""
+    # The defaults: 30 likes a day, 15 a second; all likes for one streamer.
     srv, _ = own_server({"GIFTWIRE_TEST_CLOCK": "1"})
     async with Admin(srv) as admin:
         room, streamer = await new_room(admin)
@@ -600,10 +597,9 @@ async def test_seven_day_streak_with_the_defaults(
 
 
 async def test_a_rooms_own_wish_tiers_set_through_the_admin_api(server: Proc, admin: Admin) -> None:
-    """The platform sets a room's own wish tiers (checked like the configured ones, a
-    multiplier past 100× or a term past 10^6 refused: an unbounded one stalled the room's
-    boosted gifts in settlement): gifts in that room are priced by them, the room shows
-    them, and null restores the default."""
+    """A room's own wish tiers, set via the admin API, price its gifts and show; null restores the default."""
+    # They are checked like the configured ones: a multiplier past 100× or a term past 10^6 is refused (an
+    # unbounded one stalled the room's boosted gifts in settlement).
     s, streamer = await admin.pair(100)
     room, _ = await new_room(admin, streamer)
     for bad in (["*:1/2"], ["10:2/1"], ["5:1/1", "3:2/1", "*:3/1"], [], "1:1/1", ["x" * 40],
@@ -631,8 +627,8 @@ async def test_a_rooms_own_wish_tiers_set_through_the_admin_api(server: Proc, ad
 
 async def test_a_slow_viewer_misses_room_frames_never_its_own_events(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A viewer that stops reading while its own events pile up misses room frames (counted,
-    and the gap shows in the room seq), is not cut off, and then gets every own event."""
+    """A viewer that stops reading misses room frames but is not cut off and then gets every own event."""
+    # Its own events pile up meanwhile; the missed frames are counted and the gap shows in the room seq.
     srv, _ = own_server({"GIFTWIRE_SEND_QUEUE_MAX_BYTES": "16000000",
                          "GIFTWIRE_ROOM_QUEUE_MAX_BYTES": "4096"})
     async with Admin(srv) as admin:
@@ -674,9 +670,9 @@ async def test_a_slow_viewer_misses_room_frames_never_its_own_events(
 
 async def test_a_like_batch_lost_on_its_way_or_back_counts_once(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """The gateway's first like batch never reaches Redis and its second is applied with the
-    answer lost (`GIFTWIRE_FAULT=lose_like_batches`): both are sent again, and the room's
-    total is every acknowledged like exactly once."""
+    """Like batches lost on the way or with the answer lost are resent; the room counts each like once."""
+    # `GIFTWIRE_FAULT=lose_like_batches`: the first batch never reaches Redis, the second is applied with the
+    # answer lost. The total is every acknowledged like exactly once.
     srv, _ = own_server({"GIFTWIRE_FAULT": "lose_like_batches"})
     async with Admin(srv) as admin:
         room, _, viewer = await go_live(srv, admin)
@@ -696,10 +692,9 @@ async def test_a_like_batch_lost_on_its_way_or_back_counts_once(
 
 async def test_festival_and_wish_prices_multiply(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """On a festival day, a gift of an open wish's asset in a room whose audience sets ×2
-    costs ceil(count × 6/5 × 2): 5 cards cost 12; the recipient gets 5, the 7 over them
-    burn, the ledger line says so, the board ranks the sender by the 12, and the audit is
-    clean."""
+    """Festival and wish prices multiply: 5 cards on a festival day at wish ×2 cost ceil(5 × 6/5 × 2) = 12."""
+    # The gift is of an open wish's asset in a room whose audience sets ×2. The recipient gets 5, the 7 over
+    # them burn, the ledger line says so, the board ranks the sender by the 12, and the audit is clean.
     srv, vk = own_server({"GIFTWIRE_WISH_TIERS": "1:1/1,*:2/1", "GIFTWIRE_TEST_CLOCK": "1"})
     async with Admin(srv) as admin:
         s, streamer = await admin.pair(20)
@@ -732,8 +727,8 @@ async def test_festival_and_wish_prices_multiply(
 
 async def test_board_changes_reach_viewers_at_most_once_a_second(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """20 gifts 100 ms apart change the board every tick, yet `room.board` reaches a viewer at
-    most once a second (one a tick would be ten times as many), the last with the final top."""
+    """20 gifts 100 ms apart change the board every tick, yet `room.board` reaches a viewer at most 1/s."""
+    # One a tick would be ten times as many; the last carries the final top.
     srv, _ = own_server({"GIFTWIRE_GIFTS_PER_DAY": "50", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "50"})
     async with Admin(srv) as admin:
         s, streamer, room, viewer = await live_room(srv, admin, 40)
@@ -752,8 +747,9 @@ async def test_board_changes_reach_viewers_at_most_once_a_second(
 
 async def test_a_gift_the_streamer_accepts_later_is_recorded_in_the_room_then(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A gift in the room to a streamer who confirms gifts is not broadcast nor on the board
-    while it waits; accepted, it is (once, an accept retried too); a declined one never is."""
+    """A room gift awaiting the streamer's confirmation shows only once accepted; a declined one never."""
+    # While it waits it is neither broadcast nor on the board; accepted, it is, once, even if the accept is
+    # retried.
     srv, _ = own_server()
     async with Admin(srv) as admin:
         s, streamer = await admin.pair(20, recipient={"confirm_gifts": True})

@@ -22,8 +22,8 @@ from tests.support import uid
 
 
 async def test_a_round_answers_like_a_pipeline(valkey: EmbeddedValkey) -> None:
-    """The same commands through a Round and through redis-py's pipeline: the same replies,
-    a refused command's error in its place while the others land."""
+    """A Round answers commands as redis-py's pipeline does, a refused command's error in its place."""
+    # The other commands land.
     rounds = connect(valkey.url, reply_timeouts=False)
     try:
         k = uid("round")
@@ -46,8 +46,8 @@ async def test_a_round_answers_like_a_pipeline(valkey: EmbeddedValkey) -> None:
 @pytest.mark.parametrize("protocol", [2, 3])
 async def test_xreadgroup_is_shaped_as_redis_py_shapes_it(valkey: EmbeddedValkey,
                                                           protocol: int) -> None:
-    """Entries read in a Round look like redis-py's own XREADGROUP reply, over RESP2 and RESP3
-    (the worker destructures them), and an empty read is an empty list."""
+    """XREADGROUP in a Round is shaped as redis-py shapes it, over RESP2 and RESP3; an empty read is []."""
+    # The worker destructures the entries.
     client = Redis.from_url(valkey.url, decode_responses=True, protocol=protocol)
     try:
         s = uid("rs")
@@ -72,8 +72,8 @@ async def test_xreadgroup_is_shaped_as_redis_py_shapes_it(valkey: EmbeddedValkey
 
 async def test_a_lost_connection_fails_the_round_and_the_next_one_works(
         valkey: EmbeddedValkey) -> None:
-    """A connection killed from the server's side under a round: the round raises a
-    transient error, nothing is left half-read, and the next round on the client works."""
+    """A connection killed under a round fails it with a transient error; the next round works."""
+    # Killed from the server's side; nothing is left half-read.
     rounds = connect(valkey.url, reply_timeouts=False)
     admin = Redis.from_url(valkey.url, decode_responses=True)
     try:
@@ -127,9 +127,9 @@ async def test_rounds_client_pipelines_on_valkey(valkey: EmbeddedValkey) -> None
 
 async def test_a_silent_redis_times_a_round_out(
         monkeypatch: pytest.MonkeyPatch, fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """A Valkey that stops answering (SIGSTOP) after the connection is made: the round fails
-    as a whole within its bound (0.3 s here; a transient error: the worker re-runs its
-    batch), it does not hang the caller; a blocking read's bound adds its block."""
+    """A round on a Valkey that stops answering (SIGSTOP) fails as a whole within its bound, not hanging."""
+    # 0.3 s here, a transient error: the worker re-runs its batch. The connection was made before; a blocking
+    # read's bound adds its block.
     vk = fresh_valkey()
     assert vk.process is not None
     monkeypatch.setattr(pipeline, "ROUND_S", 0.3)

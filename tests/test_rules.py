@@ -56,9 +56,9 @@ def test_token_roundtrip_forgery_and_expiry() -> None:
 
 
 def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
-    """A boost below 1×, tiers out of order or without `*`, zero periods or partitions and a
-    lease too short to renew are configuration problems (the server refuses to start with
-    them); room frames never take more than half the send queue."""
+    """Unsafe wish tiers, periods, partitions, leases are refused; room frames take at most half the queue."""
+    # A boost below 1×, tiers out of order or without `*`, zero periods or partitions and a lease too short to
+    # renew are configuration problems: the server refuses to start with them.
     from server.config import Settings, problems
 
     assert problems(Settings()) == []
@@ -115,10 +115,10 @@ def test_unsafe_wish_tiers_and_queue_bounds_are_refused() -> None:
 
 
 def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:
-    """Zero ticks, windows and batch sizes (a loop at 100% CPU, a division by zero, no
-    progress), sign-in points or card prices a request would crash on, networks that do not
-    parse, non-ASCII digits, unknown log levels, faults and assets: refused at start-up, each
-    naming its variable."""
+    """Settings that would spin, crash or stall are refused at start-up, each naming its variable."""
+    # Zero ticks, windows and batch sizes (a loop at 100% CPU, a division by zero, no progress), sign-in
+    # points or card prices a request would crash on, networks that do not parse, non-ASCII digits, unknown
+    # log levels, faults and assets.
     from server.config import POSITIVE, Settings, problems
 
     for name in POSITIVE:
@@ -153,8 +153,8 @@ def test_settings_that_would_spin_crash_or_stall_are_refused() -> None:
 
 
 def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:
-    """At UTC+8 the weekly cycle runs Monday to Sunday in local days: Sunday 23:59:59 local
-    (15:59:59 UTC) is the old cycle, Monday 00:00 local the new one; and ISO years hold."""
+    """At UTC+8 the weekly cycle turns at local Monday 00:00, not a second before; ISO years hold."""
+    # Sunday 23:59:59 local (15:59:59 UTC) is the old cycle.
     from server.popularity.rules import cycle_key
 
     tz = rules.parse_timezone("+08:00")
@@ -167,10 +167,10 @@ def test_the_creator_task_cycle_turns_at_local_monday_midnight() -> None:
 
 
 def test_the_ad_matcher_sees_through_inserted_punctuation_but_not_into_words() -> None:
-    """A term split by a little punctuation, symbols, spaces or zero-width marks between
-    its letters, in full-width forms or another case, is found; a term's own punctuation must
-    be there, a sentence's end does not split a Latin term and a Latin term is a whole word,
-    so ordinary sentences that contain its letters are not ads."""
+    """The ad matcher finds a term split by punctuation, spaces or zero-width marks, not one inside words."""
+    # Also symbols, full-width forms or another case. A term's own punctuation must be there, a sentence's end
+    # does not split a Latin term and a Latin term is a whole word, so ordinary sentences that contain its
+    # letters are not ads.
     terms = Settings().group_ad_terms
     for ad in ("加.微.信", "加!微!信", "加:微:信", "加/微/信", "加。微。信", "加 微 信", "加\u200b微信",
                "we.chat", "wei.xin", "W-E-C-H-A-T", "t.m.e/x", "h.t.t.p://x", "w.w.w.x", "ｗｗｗ．ｘ",

@@ -180,8 +180,8 @@ def lab(redis: Redis, scripts: Scripts) -> Lab:
 # == grant ===========================================================================
 
 async def test_grant_moves_balance_against_mint(lab: Lab) -> None:
-    """A grant raises the balance and lowers `mint:<asset>` by as much, with a ledger line
-    and a balance.changed event."""
+    """A grant raises the balance and lowers `mint:<asset>` by as much, with a ledger line and an event."""
+    # The event is balance.changed.
     u = uid()
     await lab.user(u)
     assert await lab.grant(u, "g1", 40) == ["applied", "40"]
@@ -199,8 +199,8 @@ async def test_grant_moves_balance_against_mint(lab: Lab) -> None:
 
 
 async def test_a_revocation_is_not_held_back_by_a_balance_past_the_bound(lab: Lab) -> None:
-    """A balance already past GIFTWIRE_AMOUNT_MAX (refunds are never refused) can still be
-    revoked from, while a grant on top of it is refused `amount_too_large`."""
+    """A balance past GIFTWIRE_AMOUNT_MAX can still be revoked from; a grant on it is `amount_too_large`."""
+    # A balance gets past the bound because refunds are never refused.
     u = uid()
     await lab.user(u)
     await lab.grant(u, "g1", 10**12)
@@ -211,8 +211,7 @@ async def test_a_revocation_is_not_held_back_by_a_balance_past_the_bound(lab: La
 
 
 async def test_grant_replay_exists_and_other_amount_conflicts(lab: Lab) -> None:
-    """The same grant id again is `exists` (the stored balance), with another amount a
-    `conflict`; neither moves anything."""
+    """The same grant id again is `exists` (the stored balance), another amount `conflict`; nothing moves."""
     u = uid()
     await lab.user(u)
     await lab.grant(u, "g1", 40)
@@ -320,8 +319,8 @@ Setup = Callable[[Lab, str, str], Awaitable[None]]
 
 
 async def test_debit_unknown_sender_refused_without_a_write(lab: Lab) -> None:
-    """An unregistered sender is refused `sender_unknown` as a reply to the request only:
-    no profile, record or event is written (an event would make them a user)."""
+    """An unregistered sender is refused `sender_unknown` in the reply only: no profile, record or event."""
+    # An event would make them a user.
     s, r = await lab.pair()
     await _no_profile(lab, s, r)
     item = gift(s, r, 3)
@@ -343,8 +342,8 @@ async def test_debit_unknown_sender_refused_without_a_write(lab: Lab) -> None:
     (_poor, "insufficient_balance"),
 ])
 async def test_debit_sender_rule_refuses_and_records(lab: Lab, setup: Setup, code: str) -> None:
-    """Each sender rule refuses with its code: nothing moves, the refusal is recorded and
-    logged, and a replay answers the stored refusal."""
+    """Each sender rule refuses with its code, nothing moving; the refusal is recorded, logged, replayed."""
+    # A replay answers the stored refusal.
     s, r = await lab.pair()
     await setup(lab, s, r)
     before = await lab.money(s)
@@ -363,9 +362,9 @@ async def test_debit_sender_rule_refuses_and_records(lab: Lab, setup: Setup, cod
 
 
 async def test_refusals_past_the_days_bound_are_kept_only_with_the_day(lab: Lab) -> None:
-    """With 2 refusals recorded a day, a third is kept in the day's counters instead (which
-    expire): a resend of any of them gets the same refusal, the next day too; once the day's
-    counters are gone, the third is judged again (and passes when the rule does)."""
+    """Past 2 recorded refusals a day, a third is kept only in the day's counters, judged again after them."""
+    # The counters expire. A resend of any of them gets the same refusal, the next day too; once the day's
+    # counters are gone, the third is judged again (and passes when the rule does).
     s, r = await lab.pair()
     await lab.r.hdel(keys.user(s).follows, r)
     capped = lab.under(refusals_recorded_per_day=2)
@@ -418,8 +417,8 @@ async def test_rejection_lands_in_event_log_with_seq_and_route(lab: Lab) -> None
 
 
 async def test_daily_limit_after_the_days_sends(lab: Lab) -> None:
-    """`gifts_per_day` sends pass (3 to one, 2 to another), the next is `daily_limit`;
-    a VIP gets `vip_bonus_gifts` (2) more, then `daily_limit` again."""
+    """After `gifts_per_day` sends the next is `daily_limit`; a VIP gets `vip_bonus_gifts` (2) more first."""
+    # The day's sends go 3 to one recipient, 2 to another; the VIP then hits `daily_limit` again.
     s, r = await lab.pair()
     r2 = uid("r")
     await lab.user(r2)
@@ -461,8 +460,8 @@ async def test_pair_limit_after_three_to_one_recipient(lab: Lab) -> None:
 
 
 async def test_debit_moves_cost_into_escrow(lab: Lab) -> None:
-    """A debit takes the count from the balance into escrow, counts the day, writes a
-    ledger line and the escrowed record (no event: the sender hears at finalize)."""
+    """A debit moves the count from the balance into escrow, counts the day, writes ledger line and record."""
+    # The record is the escrowed one. No event: the sender hears at finalize.
     s, r = await lab.pair(cards=10)
     item = gift(s, r, 4, room="room1")
     reply = await lab.debit(item)
@@ -483,8 +482,8 @@ async def test_debit_moves_cost_into_escrow(lab: Lab) -> None:
 
 
 async def test_festival_surplus_burns_and_newcomer_cards_come_from_promo(lab: Lab) -> None:
-    """At 6/5, count 5 costs 6 and 1 is burnt; a newcomer's free cards are paid by promo
-    and counted in `free_used`, the rest by the balance."""
+    """At 6/5 a count of 5 costs 6, 1 burnt; a newcomer's free cards are paid by promo, rest by balance."""
+    # Free cards are counted in `free_used`.
     s, r = await lab.pair(cards=10, sender={"registered_ms": NOW - DAY_MS})
     reply = await lab.debit(gift(s, r, 5), FESTIVAL)
     rec = json.loads(reply[1])
@@ -502,8 +501,7 @@ async def test_festival_surplus_burns_and_newcomer_cards_come_from_promo(lab: La
 
 
 async def test_debit_replay_exists_and_other_count_conflicts(lab: Lab) -> None:
-    """The same gift id again returns the stored record (`exists`), with another count a
-    `conflict`; neither moves anything."""
+    """A repeated gift id returns the stored record (`exists`), another count a `conflict`; nothing moves."""
     s, r = await lab.pair(cards=10)
     item = gift(s, r, 2)
     first = await lab.debit(item)
@@ -518,8 +516,7 @@ async def test_debit_replay_exists_and_other_count_conflicts(lab: Lab) -> None:
 @pytest.mark.parametrize("count", ["three", "1.5", "nan", "inf", "-inf", "1e300",
                                    "4503599627370497", ""])
 async def test_debit_bad_integer_is_an_error_before_any_write(lab: Lab, count: str) -> None:
-    """A count that is no integer (a fraction, NaN, infinity, beyond 2^52) is an error
-    reply; no key is touched."""
+    """A count that is no integer (a fraction, NaN, infinity, beyond 2^52) is an error; no key is touched."""
     s, r = await lab.pair()
     call = lab.gift.debit_call(gift(s, r, 1), TODAY)
     call[1][4] = count
@@ -533,8 +530,8 @@ async def test_debit_bad_integer_is_an_error_before_any_write(lab: Lab, count: s
 # == recv_credit =====================================================================
 
 async def test_credit_delivers_from_escrow(lab: Lab) -> None:
-    """The recipient's balance rises by the count against its slot's escrow, with a
-    ledger line and a gift.received event; a replay is `exists` with the same outcome."""
+    """A credit moves the count from its slot's escrow to the recipient's balance; a replay is `exists`."""
+    # With a ledger line and a gift.received event; the replay has the same outcome.
     s, r = await lab.pair()
     item = gift(s, r, 3, room="rm")
     await lab.debit(item)
@@ -557,8 +554,8 @@ async def test_credit_delivers_from_escrow(lab: Lab) -> None:
 
 
 async def test_credit_offers_when_recipient_confirms(lab: Lab) -> None:
-    """With `confirm=1` the cards stay in escrow and an offer is held, expiring at now +
-    the offer timeout; a replay is `exists` with the same expiry."""
+    """With `confirm=1` the cards stay in escrow as an offer expiring at now + the offer timeout."""
+    # A replay is `exists` with the same expiry.
     s, r = await lab.pair(recipient={"confirm": 1})
     item = gift(s, r, 3)
     await lab.debit(item)
@@ -578,9 +575,9 @@ async def test_credit_offers_when_recipient_confirms(lab: Lab) -> None:
 
 
 async def test_a_gift_held_for_approval_says_so_to_its_sender(lab: Lab) -> None:
-    """A gift to a user of a region whose gifts need a third party's approval is held as an
-    offer the approver decides (`approver`, the approval timeout), and the sender's
-    confirmation says `approval: true`; a replay of either step answers the same."""
+    """A gift needing a third party's approval is held as the approver's offer; the sender sees `approval`."""
+    # The region's gifts need approval: the offer has `approver` and the approval timeout, and the sender's
+    # confirmation says `approval: true`; a replay of either step answers the same.
     held = lab.under(regions=("ky:approval",))
     s, r = await held.pair(recipient={"region": "ky"})
     item = gift(s, r, 2)
@@ -628,8 +625,8 @@ async def _r_offers_full(lab: Lab, s: str, r: str) -> None:
     (_r_offers_full, "offers_full"),
 ])
 async def test_credit_recipient_rule_rejects(lab: Lab, setup: Setup, code: str) -> None:
-    """Each recipient rule rejects with its code: nothing moves on the recipient's slot,
-    the outcome is recorded, and a replay is `exists` with the same code."""
+    """Each recipient rule rejects with its code: nothing moves on the recipient's slot; a replay agrees."""
+    # The outcome is recorded, and a replay is `exists` with the same code.
     bounded = lab.under(amount_max=100, offers_per_user_max=2)
     s, r = await lab.pair()
     await setup(lab, s, r)
@@ -674,8 +671,8 @@ async def test_credit_unknown_mode_is_an_error(lab: Lab) -> None:
 # == send_finalize ===================================================================
 
 async def test_finalize_delivered_confirms_with_quota_left(lab: Lab) -> None:
-    """Delivered: a routed gift.confirmed with the balance and the quota left; a second
-    finalize is `exists` with the same event json and publishes nothing new."""
+    """Delivered: a routed gift.confirmed with the balance and quota left; a second finalize is `exists`."""
+    # The second answers with the same event json and publishes nothing new.
     s, r = await lab.pair(cards=10)
     item = gift(s, r, 4)
     await lab.debit(item)
@@ -695,8 +692,8 @@ async def test_finalize_delivered_confirms_with_quota_left(lab: Lab) -> None:
 
 
 async def test_finalize_rejected_refunds_everything(lab: Lab) -> None:
-    """A rejection refunds the paid cards, the free quota, the burnt surplus and the
-    day's counters: the sender's slot is back where it was, zero-sum throughout."""
+    """A rejection refunds the paid cards, the free quota, the burnt surplus and the day's counters."""
+    # The sender's slot is back where it was, zero-sum throughout.
     s, r = await lab.pair(cards=10, sender={"registered_ms": NOW - DAY_MS},
                           recipient={"banned": 1})
     before = await lab.money(s)
@@ -726,8 +723,8 @@ async def test_finalize_rejected_refunds_everything(lab: Lab) -> None:
 
 
 async def test_finalize_outcome_that_does_not_follow_is_stale(lab: Lab) -> None:
-    """`accepted` on an escrowed record, or `rejected` after delivery, is `stale` with the
-    record's latest event (if any): nothing moves."""
+    """`accepted` on an escrowed record, or `rejected` after delivery, is `stale`; nothing moves."""
+    # It answers with the record's latest event, if any.
     s, r = await lab.pair()
     item = gift(s, r, 3)
     await lab.debit(item)
@@ -776,8 +773,8 @@ async def test_finalize_rejected_with_unknown_code_moves_nothing(lab: Lab) -> No
 
 
 async def test_mentor_rewarded_on_first_delivered_gift_only(lab: Lab) -> None:
-    """A newcomer's first delivered gift pays them from promo and names the mentor (third
-    element, also on a replay); the second gift names no one."""
+    """A newcomer's first delivered gift pays them from promo and names the mentor; the second, no one."""
+    # The mentor is the third element, also on a replay.
     m = uid("m")
     await lab.user(m)
     s, r = await lab.pair(cards=10, sender={"registered_ms": NOW - DAY_MS, "mentor": m})
@@ -823,8 +820,8 @@ async def test_latest_event_after_mentor_reward_shows_the_real_balance(lab: Lab)
 # == offer_resolve ===================================================================
 
 async def test_accept_credits_and_then_answers_from_the_record(lab: Lab) -> None:
-    """Accept credits from escrow with a routed gift.received; accept again is `exists`,
-    a later decline `lost` with `offer_accepted`; the sender is told gift.accepted."""
+    """Accept credits from escrow; accept again is `exists`, a later decline `lost` with `offer_accepted`."""
+    # The credit comes with a routed gift.received; the sender is told gift.accepted.
     s, r, item = await lab.offered(3)
     reply = await lab.resolve(r, item.tid, "accept", route="cr/1")
     assert reply[0:2] == ["applied", "accepted"] and reply[3] == ""
@@ -849,8 +846,8 @@ async def test_accept_credits_and_then_answers_from_the_record(lab: Lab) -> None
 
 
 async def test_decline_voids_and_refunds(lab: Lab) -> None:
-    """Decline voids the offer (no credit), the sender is refunded; decline again is
-    `exists`, a later accept `lost` with `offer_declined`."""
+    """Decline voids the offer and refunds the sender; again it is `exists`, a later accept `lost`."""
+    # No credit. The later accept is `lost` with `offer_declined`.
     s, r, item = await lab.offered(3)
     reply = await lab.resolve(r, item.tid, "decline")
     assert reply[0:2] == ["applied", "voided"] and json.loads(reply[2])["reason"] == "declined"
@@ -880,9 +877,8 @@ async def test_timeout_before_expiry_is_not_due(lab: Lab) -> None:
 
 @pytest.mark.parametrize("action", ["accept", "decline"])
 async def test_accept_or_decline_after_deadline_voids_as_expired(lab: Lab, action: str) -> None:
-    """An accept or a decline at or after the expiry (before the sweep came) times the offer
-    out instead: `applied` voided with `offer_expired`, its event unrouted; the sender's
-    refund follows, as after the sweep."""
+    """An accept or decline at or after the expiry times the offer out: `applied`, voided `offer_expired`."""
+    # Before the sweep came. Its event is unrouted; the sender's refund follows, as after the sweep.
     s, r, item = await lab.offered(3)
     exp = NOW + S.offer_timeout_s * 1000
     reply = await lab.resolve(r, item.tid, action, now_ms=exp, route="cr/2")
@@ -899,8 +895,7 @@ async def test_accept_or_decline_after_deadline_voids_as_expired(lab: Lab, actio
 
 
 async def test_accept_over_amount_bound_keeps_the_offer(lab: Lab) -> None:
-    """An accept that would take the balance over the bound is `rejected amount_too_large`
-    and the offer stays open."""
+    """An accept taking the balance over the bound is `rejected amount_too_large`; the offer stays open."""
     s, r, item = await lab.offered(3)
     before = await lab.money(r)
     assert await lab.under(amount_max=2).resolve(r, item.tid, "accept") == [
@@ -929,8 +924,8 @@ async def test_resolve_unknown_action_or_offer(lab: Lab) -> None:
 # == dead_letter =====================================================================
 
 async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
-    """A pending entry is acked, deleted and copied to the dead stream with its fields,
-    error and attempts, and its failure counts cleared; a second call is `not_found`."""
+    """A pending entry is acked, deleted and copied to the dead stream once; a second call is `not_found`."""
+    # The copy keeps its fields, error and attempts; its failure counts are cleared.
     part = 1_000_000 + uuid.uuid4().int % 1_000_000  # a partition no other test uses
     stream, dead, fails = keys.settle_stream(part), keys.dead_letters(part), keys.settle_failures(part)
     group = keys.SETTLE_GROUP
@@ -959,9 +954,9 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
 # == partition_lease, worker_beat ====================================================
 
 async def test_partition_lease_is_held_by_one_worker_until_released_or_lapsed(lab: Lab) -> None:
-    """A free partition is taken, renewed by its holder, refused to another (naming the
-    holder); a release by another is `not_found`; after the holder's release, or once its
-    lease lapses, the other takes it."""
+    """A partition lease is held by one worker until released or lapsed, then another takes it."""
+    # A free partition is taken, renewed by its holder, refused to another (naming the holder); a release by
+    # another is `not_found`.
     owner = keys.settle_owner(1_000_000 + uuid.uuid4().int % 1_000_000)
     lease = lab.sc["partition_lease"]
 
@@ -987,8 +982,8 @@ async def test_partition_lease_is_held_by_one_worker_until_released_or_lapsed(la
 
 
 async def test_worker_beat_counts_the_live_workers_and_drops_the_silent(lab: Lab) -> None:
-    """Each beat counts the workers whose beat has not lapsed; one that stops beating for a
-    lease drops out; one that leaves drops out at once."""
+    """Each beat counts the workers whose beat has not lapsed; a silent one drops out after a lease."""
+    # One that leaves drops out at once.
     live = f"{keys.SETTLE_WORKERS}:{uuid.uuid4().hex}"  # not the shared server's workers
     beat = lab.sc["worker_beat"]
 
@@ -1007,9 +1002,9 @@ async def test_worker_beat_counts_the_live_workers_and_drops_the_silent(lab: Lab
 
 
 async def test_like_batches_add_once_and_forget_silent_gateways(redis: Redis) -> None:
-    """like_room adds a (gateway, batch) once (a resent batch answers `exists` with the
-    total), past 32 gateways forgets the ones silent for longer than kept (and an older
-    version's entries), not the rest, and keeps at most 256."""
+    """like_room adds a (gateway, batch) once and, past 32 gateways, forgets only the silent; at most 256."""
+    # A resent batch answers `exists` with the total. It forgets the ones silent for longer than kept (and an
+    # older version's entries), not the rest.
     sc = Scripts(redis)
     sc.load("server.rooms")
     rk = keys.room(f"lb-{NOW}")
@@ -1053,10 +1048,10 @@ def _package(root: Any, name: str, scripts: dict[str, str]) -> str:
 
 async def test_a_script_is_refused_a_helpers_name_and_a_compile_error_names_its_line(
         redis: Redis, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A subsystem's script named like a prelude helper (`ledger.lua`) would silently take
-    that helper's place in its library: refused when the package is loaded, as is a name
-    that is no Lua name. A script that does not compile fails its first call with its own
-    file and line (a library is one text: Valkey's line number names no file)."""
+    """A script named like a prelude helper is refused at load; a compile error names its file and line."""
+    # Named like `ledger.lua` it would silently take that helper's place in its library; a name that is no Lua
+    # name is refused too. The broken script fails its first call; a library is one text, so Valkey's line
+    # number names no file.
     from server.store.scripts import Scripts
 
     monkeypatch.syspath_prepend(str(tmp_path))

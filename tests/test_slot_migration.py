@@ -94,9 +94,9 @@ async def sender_loop(conn: RawConn, recipient: str, confirmed: list[str],
 
 async def test_slots_move_while_gifts_flow(cluster: list[EmbeddedValkey],
                                            start: Callable[..., Proc]) -> None:
-    """Every slot of the busy users moves to another master mid-flow: each gift confirmed once,
-    received once, no seq twice on any connection, nothing stuck, audit clean, and a gift
-    after the move arrives live."""
+    """Busy users' slots moving mid-flow: each gift confirmed and received once, no seq twice, audit clean."""
+    # Every slot of the busy users moves to another master. Nothing is stuck, and a gift after the move
+    # arrives live.
     srv = start("serve", cluster[0].url, None, ENV)
     start("worker", cluster[1].url, srv.data_dir, ENV)
     cs = clients(cluster)
@@ -152,10 +152,10 @@ async def test_slots_move_while_gifts_flow(cluster: list[EmbeddedValkey],
 
 async def test_a_slow_reshard_is_waited_for_never_dead_lettered(
         cluster: list[EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """The recipients' slots move one after another as `valkey-cli --cluster reshard` moves
-    them, but slowly (three keys at a time, 0.4 s apart), while gifts to them flow (their steps
-    meet ASK and TRYAGAIN for seconds): no request is answered `settlement_failed`, nothing is
-    dead-lettered, each gift is confirmed and received once, audit clean."""
+    """Gifts during a slow reshard are waited for: no `settlement_failed`, no dead letter, each once."""
+    # The recipients' slots move one after another as `valkey-cli --cluster reshard` moves them, but slowly
+    # (three keys at a time, 0.4 s apart); the steps meet ASK and TRYAGAIN for seconds. Each gift is confirmed
+    # and received once, audit clean.
     srv = start("serve", cluster[0].url, None, ENV)
     start("worker", cluster[1].url, srv.data_dir, ENV)
     cs = clients(cluster)
@@ -188,11 +188,11 @@ async def test_a_slow_reshard_is_waited_for_never_dead_lettered(
 
 async def test_a_step_on_a_half_moved_slot_waits_for_the_move(cluster: list[EmbeddedValkey],
                                                               start: Callable[..., Proc]) -> None:
-    """A recipient's slot stays half moved for 3 s (some keys on each master: its step gets
-    TRYAGAIN until redis-py gives up, `TTL exhausted`): the gift waits for the move instead of
-    failing its attempts (2, 200 ms apart here) into the dead letters, and settles after it.
-    Past GIFTWIRE_SETTLE_STALL_ALERT_S (1 s here) the wait is an error in the log and in
-    `giftwire_settlement_stalled_seconds`, which is 0 again once the gift settles."""
+    """A gift to a slot half moved for 3 s waits for the move and settles, not dead-lettered."""
+    # Some keys are on each master: the step gets TRYAGAIN until redis-py gives up (`TTL exhausted`); the gift
+    # does not fail its attempts (2, 200 ms apart here) into the dead letters. Past
+    # GIFTWIRE_SETTLE_STALL_ALERT_S (1 s here) the wait is an error in the log and in
+    # `giftwire_settlement_stalled_seconds`, which is 0 again once the gift settles.
     env = {**ENV, "GIFTWIRE_CLAIM_IDLE_MS": "200", "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "2",
            "GIFTWIRE_SETTLE_STALL_ALERT_S": "1"}
     srv = start("serve", cluster[0].url, None, env)

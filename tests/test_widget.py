@@ -207,9 +207,9 @@ def states(entry_states: str) -> list[str]:
 
 async def test_alice_gifts_bob_from_the_widget_and_his_widget_shows_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """pending → confirmed on alice's page; bob's page shows the gift and his balance live;
-    a second gift sent from the keyboard alone, its outcome in the form's status line; bob
-    reads it in Chinese."""
+    """alice's page shows pending → confirmed; bob's page shows the gift and his balance live."""
+    # A second gift is sent from the keyboard alone, its outcome in the form's status line; bob reads it in
+    # Chinese.
     alice, bob = await people(admin, "alice", "bob", 10)
     await admin.grant(alice, 4, asset="note.mi")
     b = await Widget.open(context, server, bob)
@@ -249,8 +249,8 @@ async def test_alice_gifts_bob_from_the_widget_and_his_widget_shows_it(
 
 async def test_offers_survive_a_reload_one_accepted_one_declined(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """bob confirms gifts: alice's two gifts wait as offers (kept across his page reload);
-    he accepts one and declines the other; alice's page follows both outcomes."""
+    """bob's offers survive his page reload; he accepts one, declines the other; alice's page follows both."""
+    # bob confirms gifts, so alice's two gifts wait as offers.
     alice, bob = await people(admin, "alice", "bob", 10, confirm_gifts=True)
     a = await Widget.open(context, server, alice, to=bob)
     b = await Widget.open(context, server, bob)
@@ -288,9 +288,9 @@ async def test_offers_survive_a_reload_one_accepted_one_declined(
 
 async def test_red_envelope_grabbed_from_three_pages(
         server: Proc, admin: Admin, browser: Browser) -> None:
-    """Three members of an iron-fan group (one joins from the widget): one sends a red
-    envelope of 6 cards for 3 shares, each page grabs one; the shares sum to 6 and every
-    page saw every grab."""
+    """A red envelope of 6 cards for 3 shares, grabbed from three pages: shares sum to 6, each grab seen."""
+    # Three members of an iron-fan group, one joining from the widget; one sends, each page grabs one, and
+    # every page saw every grab.
     owner = uid("owner")
     await admin.user(owner)
     group = uid("fans")
@@ -349,9 +349,9 @@ async def test_red_envelope_grabbed_from_three_pages(
 
 async def test_a_gift_held_for_approval_says_who_decides(
         own_server: OwnServer, context: BrowserContext) -> None:
-    """bob's region holds every gift for a third party's approval: alice's page says the
-    gift waits for that approval (not for bob), and bob's shows the offer with no accept or
-    decline button; approved, both pages follow."""
+    """A gift held for a third party's approval says so on alice's page; bob's offer has no buttons."""
+    # bob's region holds every gift: alice's page says it waits for that approval (not for bob), and bob's
+    # shows the offer with no accept or decline button; approved, both pages follow.
     srv, _ = own_server({"GIFTWIRE_REGIONS": "ky:approval"})
     async with Admin(srv) as admin:
         alice, bob = await people(admin, "alice", "bob", 10, region="ky")
@@ -376,10 +376,10 @@ async def test_a_gift_held_for_approval_says_who_decides(
 
 async def test_server_restart_under_open_pages_loses_and_doubles_nothing(
         own_server: OwnServer, start: Callable[..., Proc], context: BrowserContext) -> None:
-    """The server stops under two open pages (4000: reconnect) and comes back on the same
-    port: a gift sent while it was down waits and goes once (same gift id); a gift sent while
-    bob's page was closed shows when he opens it again (resumed from the seq his browser
-    kept), and none shows twice."""
+    """A server restart under two open pages loses no gift and shows none twice."""
+    # It stops (4000: reconnect) and comes back on the same port. A gift sent while it was down waits and goes
+    # once (same gift id); a gift sent while bob's page was closed shows when he opens it again (resumed from
+    # the seq his browser kept).
     env = {"GIFTWIRE_GIFTS_PER_DAY": "20", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "20"}
     srv, vk = own_server(env)
     async with Admin(srv) as admin:
@@ -421,8 +421,8 @@ async def test_server_restart_under_open_pages_loses_and_doubles_nothing(
 
 
 async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """A gift to someone alice does not follow, and one larger than her balance, are refused
-    with the reason in words (the server's, and in Chinese after switching)."""
+    """A gift to someone alice does not follow, or past her balance, is refused with the reason in words."""
+    # The server's words, and Chinese after switching.
     alice, bob = await people(admin, "alice", "bob", 5)
     stranger = uid("carol")
     await admin.user(stranger)
@@ -454,8 +454,9 @@ async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: Brow
 
 async def test_joining_a_group_from_the_widget_says_what_came_of_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """An approval group files the request and says so; a fan-club-level group the user does
-    not qualify for says why; both in words, where the Join button is."""
+    """Joining from the widget says the outcome where the Join button is: request filed, or why not."""
+    # An approval group files the request and says so; a fan-club-level group the user does not qualify for
+    # says why; both in words.
     owner, fan = await people(admin, "owner", "fan", 1)
     approval, level = uid("ask"), uid("lvl")
     await admin.call("PUT", f"/groups/{approval}", {"owner": owner, "type": "core", "rule": "approval"})
@@ -474,9 +475,9 @@ async def test_joining_a_group_from_the_widget_says_what_came_of_it(
 
 async def test_an_invite_link_joins_an_invite_only_group(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """An invite-only group: a wrong code is refused in words (`invite_invalid`), one that is
-    not a code is said before anything is sent, and the code of an invite link (the `invite`
-    parameter, filled in) makes the user a member who sees the group."""
+    """An invite link joins an invite-only group; a wrong code is refused in words (`invite_invalid`)."""
+    # One that is not a code is said before anything is sent; the link's `invite` parameter fills the code in,
+    # and the user becomes a member who sees the group.
     owner, fan = await people(admin, "owner", "fan", 1)
     group = uid("inv")
     await admin.call("PUT", f"/groups/{group}", {"owner": owner, "type": "core", "rule": "invite"})
@@ -505,9 +506,8 @@ async def test_an_invite_link_joins_an_invite_only_group(
 async def test_a_gift_with_no_answer_in_time_says_so_then_shows_how_it_ended(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc],
         context: BrowserContext) -> None:
-    """The worker stalls: the server answers `timeout`, and the widget says there is no answer
-    yet (not "not sent": it may still go through); when the worker goes on, the gift settles
-    and its line says so."""
+    """A gift answered `timeout` while the worker stalls reads as no answer yet, then shows how it ended."""
+    # Not "not sent": it may still go through; when the worker goes on, the gift settles and its line says so.
     vk = fresh_valkey()
     env = {"GIFTWIRE_REQUEST_TIMEOUT_S": "1"}
     gw = start("gateway", vk.url, None, env)
@@ -530,10 +530,10 @@ async def test_a_gift_with_no_answer_in_time_says_so_then_shows_how_it_ended(
 
 async def test_live_room_feed_badges_board_wish_and_batched_likes(
         own_server: OwnServer, context: BrowserContext) -> None:
-    """In a live room with an open wish: six quick taps (a click, then Enter on the focused
-    button) go as one `room.like` of 6 (fan-club level 1 here); alice's gift to the streamer
-    (the default recipient) reaches the other viewer's feed with her badge, the board and the
-    wish's progress."""
+    """In a live room six quick taps go as one `room.like` of 6; a gift reaches feed, board and wish."""
+    # With an open wish: a click, then Enter on the focused button (fan-club level 1 here); alice's gift to
+    # the streamer (the default recipient) reaches the other viewer's feed with her badge, the board and the
+    # wish's progress.
     srv, _ = own_server({"GIFTWIRE_LIKE_LEVELS": "5,10"})
     async with Admin(srv) as admin:
         alice, streamer = await people(admin, "alice", "star", 20)
@@ -573,8 +573,8 @@ async def test_live_room_feed_badges_board_wish_and_batched_likes(
 
 async def test_an_expired_token_is_final_and_said_so(server: Proc, admin: Admin,
                                                      context: BrowserContext) -> None:
-    """4003 auth_expired says not to reconnect: the widget stays offline and says why, in
-    words, instead of hammering the gateway."""
+    """On 4003 auth_expired the widget stays offline and says why in words, not reconnecting."""
+    # 4003 says not to reconnect; the widget does not hammer the gateway.
     alice = uid("alice")
     await admin.user(alice)
     page = await context.new_page()
@@ -596,8 +596,8 @@ def embed_snippet() -> str:
 
 
 def test_the_readme_shows_the_same_embed_snippet_as_docs_widget_md() -> None:
-    """The snippet a platform copies from the README is docs/widget.md's, the one these
-    tests run in a browser."""
+    """The README's embed snippet is docs/widget.md's, the one these tests run in a browser."""
+    # The snippet a platform copies.
     readme = (ROOT / "README.md").read_text()
     section = re.search(r"^## The gifting widget\n(.*?)(?=^## |\Z)", readme, re.S | re.M)
     assert section, "README.md lost its 'The gifting widget' section"
@@ -663,8 +663,8 @@ async def heard(page: Page, ready: int = 1) -> list[dict[str, Any]]:
 
 async def test_the_documented_embed_snippet_works_from_another_origin(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """docs/widget.md's snippet, on a page of another origin: the host passes the token by
-    postMessage, the widget signs in inside the iframe and gifts; the host hears about it."""
+    """docs/widget.md's snippet works on another origin: token by postMessage, sign-in, gift, host told."""
+    # The widget signs in inside the iframe and gifts; the host hears about it.
     alice, bob = await people(admin, "alice", "bob", 5)
     async with Platform() as host:
         host.embed(server, server.token(alice), bob)
@@ -687,8 +687,8 @@ async def embedded_gift(w: Widget, admin: Admin, bob: str) -> None:
 
 async def test_the_host_hears_how_an_awaiting_gift_was_answered(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """bob confirms gifts: the host hears alice's gifts `awaiting`, then each answer as it
-    comes (`accepted`; `voided` with `reason: declined`)."""
+    """The host hears gifts to bob `awaiting`, then each answer as it comes."""
+    # bob confirms gifts. The answers: `accepted`; `voided` with `reason: declined`.
     alice, bob = await people(admin, "alice", "bob", 10, confirm_gifts=True)
     async with Platform() as host:
         host.embed(server, server.token(alice), bob)
@@ -717,8 +717,8 @@ async def test_the_host_hears_how_an_awaiting_gift_was_answered(
 
 async def test_the_host_changes_the_recipient_without_reloading_the_widget(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """`giftwire:context` puts another recipient in the picker of the open widget (same page,
-    same connection) and the next gift goes to them; the host hears it went there."""
+    """`giftwire:context` changes the open widget's recipient; the next gift goes there; the host hears so."""
+    # Same page, same connection: the new recipient is put in the picker.
     alice, bob = await people(admin, "alice", "bob", 5)
     carol = uid("carol")
     await admin.user(carol)
@@ -743,8 +743,8 @@ async def test_the_host_changes_the_recipient_without_reloading_the_widget(
 
 async def test_a_fresh_token_from_the_host_brings_back_a_widget_whose_token_expired(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """Signed in with an expired token the widget is offline and says why; `giftwire:token`
-    with a fresh one brings it online at once, and it gifts."""
+    """A widget offline on an expired token comes online at once on `giftwire:token` with a fresh one."""
+    # Offline, it says why; once online, it gifts.
     alice, bob = await people(admin, "alice", "bob", 5)
     async with Platform() as host:
         host.embed(server, server.token(alice, ttl_s=-60), bob)
@@ -765,9 +765,10 @@ async def test_a_fresh_token_from_the_host_brings_back_a_widget_whose_token_expi
 
 async def test_a_fresh_token_handed_over_while_an_expired_one_is_tried_is_not_lost(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """The host passes its cached token, already expired, and the fresh one right after (its
-    refresh came back): the widget, refused the first, signs in with the second instead of
-    staying offline with it in hand."""
+    """A fresh token handed over while an expired one is tried signs the widget in; it is not lost."""
+    # The host passes its cached token, already expired, and the fresh one right after (its refresh came
+    # back): the widget, refused the first, signs in with the second instead of staying offline with it in
+    # hand.
     alice, bob = await people(admin, "alice", "bob", 5)
     expired, fresh = server.token(alice, ttl_s=-60), server.token(alice)
     async with Platform() as host:
@@ -789,9 +790,9 @@ async def test_a_fresh_token_handed_over_while_an_expired_one_is_tried_is_not_lo
 
 async def test_a_token_of_another_user_is_ignored_before_any_welcome_too(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """Signed in first with alice's expired token (no welcome yet), the widget is alice's:
-    a token of bob's handed over is ignored (it stays offline, nothing is kept under bob's
-    name), and alice's fresh one brings it online as her."""
+    """A widget signed in with alice's expired token ignores a token of bob's; her fresh one signs her in."""
+    # No welcome yet, but the widget is alice's: with bob's token it stays offline and keeps nothing under his
+    # name.
     alice, bob = await people(admin, "alice", "bob", 5)
     async with Platform() as host:
         host.embed(server, server.token(alice, ttl_s=-60), bob)
@@ -809,9 +810,9 @@ async def test_a_token_of_another_user_is_ignored_before_any_welcome_too(
 
 async def test_a_token_handed_over_before_the_old_one_expires_signs_the_next_connection_in(
         own_server: OwnServer, start: Callable[..., Proc], context: BrowserContext) -> None:
-    """The host hands a fresh token while the first is still good; the first expires, the
-    server restarts under the page, and the widget comes back online with the fresh one
-    (not offline with auth_expired) and gifts."""
+    """A fresh token handed over before the old one expires signs in the connection after a server restart."""
+    # The first token expires and the server restarts under the page; the widget comes back online with the
+    # fresh one (not offline with auth_expired) and gifts.
     srv, vk = own_server(TEST_CLOCK)
     async with Admin(srv) as admin, Platform() as host:
         alice, bob = await people(admin, "alice", "bob", 5)
@@ -837,9 +838,9 @@ async def test_a_token_handed_over_before_the_old_one_expires_signs_the_next_con
 
 async def test_a_page_on_an_origin_the_widget_does_not_trust_can_neither_drive_nor_hear_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """Told to trust only its platform's origin, a widget framed by another page ignores that
-    page's token and recipient (one stays waiting to be signed in, one keeps its recipient)
-    and tells it nothing of the gifts sent (only `ready`, which carries nothing)."""
+    """A widget trusting only its platform's origin ignores another framing page and tells it nothing."""
+    # That page's token and recipient are ignored (one stays waiting to be signed in, one keeps its
+    # recipient); of the gifts sent it hears nothing (only `ready`, which carries nothing).
     alice, bob = await people(admin, "alice", "bob", 5)
     carol = uid("carol")
     await admin.user(carol)
@@ -868,9 +869,9 @@ async def test_a_page_on_an_origin_the_widget_does_not_trust_can_neither_drive_n
 
 async def test_told_its_hosts_origin_the_widget_obeys_only_the_parent_page_and_reports_to_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
-    """With `origin` set to the platform's (written with a trailing slash, as a URL): a frame
-    beside the widget, of that same origin, cannot sign it in; the page that embeds it does,
-    and hears its state and its gifts."""
+    """With `origin` set, only the embedding page signs the widget in and hears its state and gifts."""
+    # `origin` is the platform's, written with a trailing slash, as a URL. A frame beside the widget, of that
+    # same origin, cannot sign it in.
     alice, bob = await people(admin, "alice", "bob", 5)
     async with Platform() as host:
         host.body = (f'<iframe id="giftwire" src="{server.http}/widget/?lang=en&to={bob}'
@@ -895,9 +896,8 @@ async def test_told_its_hosts_origin_the_widget_obeys_only_the_parent_page_and_r
 
 
 async def test_widget_responses_carry_a_strict_content_security_policy(server: Proc) -> None:
-    """The page, its files and the client all come with the CSP: self only, the gateway's
-    WebSocket, no inline code; a missing file is the API's JSON 404, and it and the redirect
-    to the page carry the CSP too."""
+    """Widget page, files and client carry a CSP: self only, the gateway's WebSocket, no inline code."""
+    # A missing file is the API's JSON 404, and it and the redirect to the page carry the CSP too.
     async with httpx.AsyncClient(base_url=server.http) as http:
         for path in ("/widget/", "/widget/widget.js", "/widget/giftwire.js", "/widget/i18n.js",
                      "/widget/widget.css", "/widget/icon.svg"):
@@ -925,8 +925,8 @@ async def test_widget_responses_carry_a_strict_content_security_policy(server: P
 
 
 def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(tmp_path: Path) -> None:
-    """i18n.js: the Chinese for every rejection and error code (and only for known codes),
-    words for every final close, and the same keys in English and Chinese."""
+    """i18n.js: Chinese for every rejection and error code, words for each final close, same keys in both."""
+    # Only known codes have words; English and Chinese have the same keys.
     from protocol.errors import ERRORS
 
     node = shutil.which("node")
@@ -954,8 +954,8 @@ def test_every_rejection_has_chinese_words_and_both_languages_have_every_string(
 
 async def test_a_complete_set_is_redeemed_from_the_widget(server: Proc, admin: Admin,
                                                           context: BrowserContext) -> None:
-    """With one card of each kind the widget counts one complete set and its reward; pressing
-    Redeem burns them and grants 100 coin, says so, and the count drops to 0 (the button off)."""
+    """One card of each kind is a complete set in the widget; Redeem burns them for 100 coin and says so."""
+    # The widget counts the set and its reward; after redeeming the count drops to 0 (the button off).
     u = uid("dana")
     await admin.user(u)
     kinds = (await admin.call("GET", "/notes"))["set_kinds"]

@@ -23,8 +23,8 @@ from tests.support import Admin, Proc, metric
 
 async def test_applied_batches_leave_the_stream_with_the_next_read(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """60 gifts from 3 senders in small batches: each confirmed once, and moments later the
-    settlement stream holds no entry and none is pending (acknowledged, then deleted)."""
+    """60 gifts in small batches confirm once; moments later the settlement stream is empty, none pending."""
+    # From 3 senders; entries are acknowledged, then deleted.
     srv, vk = own_server({"GIFTWIRE_WORKER_BATCH_MAX": "4", "GIFTWIRE_GIFTS_PER_DAY": "100",
                           "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"})
     raw = redis.Redis(unix_socket_path=str(vk.socket), decode_responses=True)
@@ -75,10 +75,10 @@ async def seconds_until(check: Callable[[], bool], timeout_s: float) -> float:
 
 async def test_one_users_gifts_settle_in_send_order_with_competing_workers(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """Three workers read one partition a gift at a time while 6 senders each send 12 gifts
-    at once: every sender's confirmations carry rising event numbers in the order the gifts
-    were sent (one worker holds the partition; with all three reading it, batches of one
-    gift interleaved across workers and settled a sender's gifts out of order)."""
+    """With 3 workers on one partition, each sender's confirmations rise in the order the gifts were sent."""
+    # The workers read a gift at a time while 6 senders each send 12 gifts at once. One worker holds the
+    # partition; with all three reading it, batches of one gift interleaved across workers and settled a
+    # sender's gifts out of order.
     url = fresh_valkey().url
     env = {"GIFTWIRE_WORKER_BATCH_MAX": "1", "GIFTWIRE_GIFTS_PER_DAY": "100",
            "GIFTWIRE_PAIR_GIFTS_PER_DAY": "100"}
@@ -107,9 +107,9 @@ async def test_one_users_gifts_settle_in_send_order_with_competing_workers(
 
 async def test_partitions_are_shared_out_and_a_stopping_worker_hands_them_on_at_once(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """Four partitions: a lone worker holds all four; a second worker gets two of them; when
-    the first stops, the second holds all four at its next beat, well before the first's
-    leases would have lapsed, and gifts of every partition settle again."""
+    """Workers share 4 partitions; a stopping worker hands its own on at once, not when its leases lapse."""
+    # A lone worker holds all four; a second gets two of them; when the first stops, the second holds all four
+    # at its next beat, and gifts of every partition settle again.
     vk = fresh_valkey()
     raw = redis.Redis(unix_socket_path=str(vk.socket), decode_responses=True)
     lease_s = 6.0  # a beat every 2 s
@@ -145,9 +145,9 @@ async def test_partitions_are_shared_out_and_a_stopping_worker_hands_them_on_at_
 
 async def test_a_dead_workers_pending_gift_settles_before_its_senders_next_one(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """A worker SIGKILLed between a gift's steps keeps its lease until it lapses; the sender's
-    next gift waits behind the stranded one, and the next worker settles the stranded gift
-    first: the confirmations come in the order sent, each once."""
+    """A gift stranded by a SIGKILLed worker settles before its sender's next gift: in order, each once."""
+    # The dead worker keeps its lease until it lapses; the sender's next gift waits behind the stranded one,
+    # and the next worker settles the stranded gift first.
     url = fresh_valkey().url
     env = {"GIFTWIRE_PARTITION_LEASE_MS": "1000"}
     gateway = start("gateway", url, None, env)
@@ -170,9 +170,9 @@ async def test_a_dead_workers_pending_gift_settles_before_its_senders_next_one(
 
 async def test_a_lease_granted_unknowingly_is_read_and_a_stop_releases_every_one(
         fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
-    """A hold whose reply was lost leaves the lease in the worker's name: its next beat takes
-    the partition (pending entries first) instead of renewing it unread for ever; leaving
-    releases every lease in its name, known or not, and drops it from the live workers."""
+    """A lease whose grant reply was lost is taken at the next beat; leaving releases every lease held."""
+    # The next beat takes the partition (pending entries first) instead of renewing it unread for ever.
+    # Leaving releases every lease in the worker's name, known or not, and drops it from the live workers.
     vk = fresh_valkey()
     r = connect(vk.url)
     try:
@@ -196,10 +196,10 @@ async def test_a_lease_granted_unknowingly_is_read_and_a_stop_releases_every_one
 
 async def test_a_hung_redis_is_a_stall_even_when_the_leases_lapse(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
-    """Valkey stops answering (SIGSTOP) for longer than a lease: the worker holds partitions
-    it cannot renew, reads nothing and settles nothing, and says so as a stall past
-    GIFTWIRE_SETTLE_STALL_ALERT_S (1 s here) rather than looking idle; once Valkey answers
-    again it says settlement resumed."""
+    """A Valkey hung past a lease is reported as a settlement stall, not idleness, then as resumed."""
+    # SIGSTOP for longer than a lease: the worker holds partitions it cannot renew, reads and settles nothing,
+    # and says so as a stall past GIFTWIRE_SETTLE_STALL_ALERT_S (1 s here); once Valkey answers again it says
+    # settlement resumed.
     vk = fresh_valkey()
     worker = start("worker", vk.url, None, {"GIFTWIRE_SETTLE_STALL_ALERT_S": "1"})
     assert vk.process is not None
