@@ -77,9 +77,10 @@ ERRORS = _codes(
     ErrorCode("too_many_envelopes", "the group has as many open red envelopes as it may"),
     ErrorCode("insufficient_points", "not enough popularity points"),
     ErrorCode("points_frozen", "your points are frozen by a fraud finding until an admin lifts it"),
-    ErrorCode("use_limit", "you used 3 cards today; more tomorrow", temporary=True),
+    ErrorCode("use_limit", "today's card uses are used up (3 a day by default); more "
+              "tomorrow", temporary=True),
     ErrorCode("category_mismatch", "points only boost into your own content category"),
-    ErrorCode("not_enough_followers", "fan reach needs 10,000 followers"),
+    ErrorCode("not_enough_followers", "fan reach needs more followers (10,000 by default)"),
     ErrorCode("not_mature", "advanced cards are for mature accounts"),
     ErrorCode("content_taken", "another account already boosted this content (a re-upload)"),
     ErrorCode("targeting_region", "region: give radius_km (1–500) or provinces (1–34 names)"),

@@ -826,7 +826,7 @@ DOCS: dict[str, str] = {
                            "request still waits for its `settlement_failed`)",
     "settle_deliveries_max": "deliveries of an entry that no worker acknowledged (each died on "
                              "it) before it is moved to the dead-letter stream",
-    "dead_letters_max": "dead-letter entries kept per partition (oldest trimmed)",
+    "dead_letters_max": "dead-letter entries kept per partition (exactly; the oldest trimmed)",
     "settle_stall_alert_s": "a worker whose entries in hand keep failing this long (Redis "
                             "away, a slot that never finishes moving) logs an error, again "
                             "every this long, until they settle; "
@@ -933,7 +933,8 @@ DOCS: dict[str, str] = {
     "bot_regular_intervals": "the last intervals between actions judged for regularity (at "
                              "least 3)",
     "bot_regular_cv": "a coefficient of variation of those intervals below this is automation",
-    "risk_cases_max": "risk cases kept",
+    "risk_cases_max": "risk cases kept: past it the oldest resolved ones are trimmed (an "
+                      "open case is never dropped, so more may be open)",
     "events_per_user_max": "events kept in each user's event log (about; trimmed in blocks)",
     "events_max_age_s": "a user's event log disappears this long after its newest event",
     "resume_page_max": "events read per round trip when a client resumes",

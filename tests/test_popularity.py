@@ -343,6 +343,24 @@ async def test_card_use_rules_targeting_and_hash_ownership(
         assert code == 0, out
 
 
+async def test_refusals_whose_bound_is_a_setting_name_the_configured_bound(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """`not_enough_followers` and `use_limit` say the deployment's bounds, not the defaults."""
+    srv, _ = own_server({"GIFTWIRE_CARD_USES_PER_DAY": "1", "GIFTWIRE_FAN_REACH_FOLLOWERS": "50"})
+    async with Admin(srv) as admin:
+        u = await creator(admin, followers=10, days_ago=10)
+        await buy(admin, u, 2000)
+        async with await Client.connect(srv.ws, srv.token(u)) as c:
+            few = await c.request("popularity.use", timeout_s=20, **use(1, card="fan_reach"))
+            assert (few["code"], few["message"]) == ("not_enough_followers",
+                                                     "fan reach needs 50 followers")
+            assert (await c.request("popularity.use", timeout_s=20, **use(2)))["type"] \
+                == "popularity.used"
+            spent = await c.request("popularity.use", timeout_s=20, **use(3))
+            assert (spent["code"], spent["message"]) == (
+                "use_limit", "today's card uses are used up (1 a day); more tomorrow")
+
+
 async def test_an_identical_use_retry_replays_and_a_changed_one_conflicts(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A `popularity.use` sent again later replays its first reply, charged once; a changed one conflicts."""

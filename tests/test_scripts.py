@@ -951,6 +951,21 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     await lab.r.delete(stream, dead, fails)
 
 
+async def test_dead_letters_are_trimmed_to_their_bound_exactly(lab: Lab) -> None:
+    """Past `dead_letters_max` (2 here) the oldest dead letters go, exactly: 4 moved, the 2 newest kept."""
+    part = 1_000_000 + uuid.uuid4().int % 1_000_000  # a partition no other test uses
+    stream, dead, fails = keys.settle_stream(part), keys.dead_letters(part), keys.settle_failures(part)
+    group = keys.SETTLE_GROUP
+    await lab.r.xgroup_create(stream, group, id="0", mkstream=True)
+    ids = [await lab.r.xadd(stream, {"kind": "send", "user": f"u{i}"}) for i in range(4)]
+    await lab.r.xreadgroup(group, "w1", {stream: ">"}, count=4)
+    for i, eid in enumerate(ids):
+        args = [group, eid, "{}", "boom", 5, NOW, 2, f"u{i}"]
+        assert (await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args))[0] == "applied"
+    assert [e["entry"] for _, e in await lab.r.xrange(dead)] == ids[2:]
+    await lab.r.delete(stream, dead, fails)
+
+
 # == partition_lease, worker_beat ====================================================
 
 async def test_partition_lease_is_held_by_one_worker_until_released_or_lapsed(lab: Lab) -> None:

@@ -462,8 +462,9 @@ class Gateway:
                 return
         await self.requests.get(msg.type).handler(self, conn, msg.data)
 
-    def error(self, conn: Connection, code: str, request_id: str | None) -> None:
-        conn.push(error_frame(code, request_id))
+    def error(self, conn: Connection, code: str, request_id: str | None,
+              detail: str | None = None) -> None:
+        conn.push(error_frame(code, request_id, detail))
 
     async def enqueue(self, conn: Connection, rid: str, kind: str, payload: dict[str, Any]) -> None:
         """Queue a request for settlement as an entry of flow `kind`; its reply comes back

@@ -120,13 +120,16 @@ class UseFlow(DayFlow):
         st = status(reply)
         if st is Status.REJECTED or st is Status.CONFLICT:
             code = "use_id_conflict" if st is Status.CONFLICT else str(reply[1])
-            await self.replies.send(item.user, item.route, error_frame(code))
+            await self.replies.send(item.user, item.route,
+                                    error_frame(code, detail=rules.refusal_detail(code, self.s)))
             item.done = True
         elif st is Status.APPLIED or st is Status.EXISTS:
             rec = orjson.loads(reply[1])
             item.starts, item.ends = int(rec["starts"]), int(rec["ends"])
             if rec["st"] == "refused":  # refused and refunded before: the same answer again
-                await self.replies.send(item.user, item.route, error_frame(rec["code"]))
+                code = rec["code"]
+                await self.replies.send(item.user, item.route,
+                                        error_frame(code, detail=rules.refusal_detail(code, self.s)))
                 item.done = True
             elif rec["st"] != "paid":  # settled before (maybe cancelled since): its windows
                 item.outcome = "settled"  # are never added again; the settle step replays

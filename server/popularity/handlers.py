@@ -89,7 +89,8 @@ async def exchange(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         event.pop("type", None)
         conn.push(encode("popularity.points", id=rid, **event).decode())
     else:
-        gw.error(conn, "exchange_id_conflict" if st is Status.CONFLICT else str(reply[1]), rid)
+        code = "exchange_id_conflict" if st is Status.CONFLICT else str(reply[1])
+        gw.error(conn, code, rid, rules.refusal_detail(code, s))
 
 
 async def use(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:

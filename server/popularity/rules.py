@@ -75,6 +75,18 @@ def use_fingerprint(d: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
+def refusal_detail(code: str, s: Settings) -> str | None:
+    """The message of a refusal whose bound is a setting, naming the configured bound (the
+    protocol's table gives the defaults); None for the others."""
+    if code == "use_limit":
+        return f"today's card uses are used up ({s.card_uses_per_day} a day); more tomorrow"
+    if code == "not_enough_followers":
+        return f"fan reach needs {s.fan_reach_followers:,} followers"
+    if code == "exchange_unit":
+        return f"small cards exchange in whole units of {s.exchange_cards}"
+    return None
+
+
 def prices(s: Settings) -> dict[str, int]:
     return {card: int(points) for card, _, points in (x.partition(":") for x in s.card_prices)}
 
