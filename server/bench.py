@@ -132,7 +132,7 @@ class GiftwireProcess:
         self.terminated = False  # SIGTERM sent to the current process
 
     def start(self, timeout_s: float = 30.0) -> GiftwireProcess:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, as serve makes it
         self.terminated = False
         argv = [sys.executable, "-m", "server.cli", self.command, "--data-dir", str(self.data_dir)]
         env = dict(self.env)

@@ -254,8 +254,9 @@ def _lock_data_dir(data_dir: Path) -> Any:
     import fcntl
 
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        lock = (data_dir / "serve.lock").open("a")
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # (a new one: private)
+        lock = os.fdopen(os.open(data_dir / "serve.lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                 0o600), "a")
     except OSError as exc:  # read-only, or not ours: Valkey could not write there either
         sys.exit(f"giftwire: cannot use the data dir {data_dir}: {exc.strerror or exc}")
     try:

@@ -43,7 +43,7 @@ def load_or_create(data_dir: Path, token_secret: str = "", admin_key: str = "") 
     if missing or stale:  # the file keeps only keys that work
         keep = {k: v for k, v in stored.items() if k not in stale}
         keep.update((k, secrets.token_urlsafe(GENERATED_BYTES[k])) for k in missing)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # (a new one: private)
         _write(path, keep, fresh=not stored)
         stored = keep
     return Secrets(token_secret or stored["token_secret"], admin_key or stored["admin_key"],

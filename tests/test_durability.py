@@ -37,6 +37,24 @@ def test_strict_embedded_server_fsyncs_always() -> None:
         assert srv.stop() == 0
 
 
+def test_a_new_data_dir_and_the_stored_files_are_the_owners_alone() -> None:
+    """A data dir `serve` creates is 0700, and no file in it (the AOF, secrets) is readable by others."""
+    # The append-only file holds every balance, profile and group message.
+    data = short_tmpdir() / "fresh"
+    srv = GiftwireProcess("serve", data, {"REDIS_URL": ""}).start()
+    try:
+        client = redis.Redis(unix_socket_path=str(data / "valkey.sock"), decode_responses=True)
+        client.set("probe", "1")
+        client.bgrewriteaof()
+        client.close()
+        assert data.stat().st_mode & 0o777 == 0o700
+        files = [f for f in data.rglob("*") if f.is_file() and not f.name.endswith(".log")]
+        assert any(f.suffix == ".aof" for f in files) and (data / "secrets.json") in files
+        assert {f.name: f.stat().st_mode & 0o077 for f in files} == {f.name: 0 for f in files}
+    finally:
+        assert srv.stop() == 0
+
+
 async def test_confirmed_gifts_survive_a_redis_kill_under_load(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """Valkey SIGKILLed under load and restarted: every gift confirmed to a client is in the balances."""

@@ -240,4 +240,7 @@ async def test_cannot_act_as_another_user(server: Proc, admin: Admin) -> None:
         assert (err["type"], err["code"]) == ("error", "unknown_field")
         bad = await a.request("gift.accept", offer_id=f"{victim}:whatever")
         assert bad["code"] == "offer_not_found"
+        for system in ("$pz:v1", "$grant:g1"):  # a system transfer is never an offer
+            bad = await a.request("gift.decline", offer_id=system)
+            assert bad["code"] == "offer_not_found", system
     assert await admin.balances(victim) == {"note.do": 5}

@@ -18,7 +18,7 @@ from protocol.client import Client
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
 from server.store.scripts import Scripts
-from tests.support import TEST_CLOCK, Admin, Proc, metric, run_audit, uid, until
+from tests.support import TEST_CLOCK, Admin, Proc, RawConn, metric, run_audit, uid, until
 
 DAY_MS = 86_400_000
 
@@ -126,6 +126,50 @@ async def test_entry_by_fan_club_level(own_server: Callable[..., tuple[Proc, Emb
             assert (await c.request("group.join", group=group))["code"] == "not_eligible"
             await c.request("room.like", room=room, count=1)  # 6 likes: level 2
             assert (await c.request("group.join", group=group))["role"] == "member"
+
+
+async def test_a_post_keeps_its_answer_in_a_key_of_its_own_that_expires(
+        server: Proc, admin: Admin, redis: Redis) -> None:
+    """A post's answer for its retries is a key of its own (GIFTWIRE_GROUP_POSTED_TTL_S), no shared hash."""
+    # One hash of every post's answer was kept alive by each new post: in an active group it never expired.
+    group, owner = await new_group(admin)
+    async with await Client.connect(server.ws, server.token(owner)) as boss:
+        sent = await boss.request("group.post", group=group, msg_id="k1", text="once")
+        again = await boss.request("group.post", group=group, msg_id="k1", text="once")
+    assert again["message"] == sent["message"]
+    g = keys.group(group)
+    assert 0 < await redis.ttl(g.posted(owner, "k1")) <= 86400
+    assert await redis.exists(g.dedupe) == 0
+
+
+async def test_an_outsider_opening_a_group_never_sees_its_frames(server: Proc, admin: Admin) -> None:
+    """`group.open` by a non-member is `not_member` and no frame of the group reaches them meanwhile."""
+    # It used to subscribe first and ask after: ticks in between wrote the group's messages to the outsider
+    # (8 connections opening every 5 ms while the owner posts caught some every run).
+    group, owner = await new_group(admin)
+    outsider = uid("out")
+    await admin.user(outsider)
+    spies = [await RawConn.open(server, outsider) for _ in range(8)]
+    async with await Client.connect(server.ws, server.token(owner)) as boss:
+        await boss.request("group.open", group=group)  # watched: the channel's frames flow
+
+        async def chatter() -> None:
+            for i in range(60):
+                await boss.request("group.post", group=group, msg_id=f"s{i}", text=f"secret {i}")
+                await asyncio.sleep(0.01)
+
+        async def pry(spy: RawConn) -> None:
+            for i in range(60):
+                await spy.send("group.open", id=f"o{i}", group=group)
+                await asyncio.sleep(0.005)
+            await spy.wait_for(lambda f: f.get("id") == "o59")
+
+        await asyncio.gather(chatter(), *(pry(spy) for spy in spies))
+        await asyncio.sleep(0.3)
+    for spy in spies:
+        assert {f.get("code") for f in spy.frames if "id" in f} == {"not_member"}
+        assert [f for f in spy.frames if f["type"] == "group.frame"] == []
+        await spy.close()
 
 
 async def test_messages_reach_members_on_both_gateways_with_role_badge_and_mentions(
@@ -330,15 +374,16 @@ async def test_a_refused_in_chat_gift_is_refused_again_only_for_its_request(redi
     async def check(route: str) -> list[Any]:
         return list(await scripts["group_check"](
             keys=[g.profile, g.members, g.gift_check(tid), g.gift_checks],
-            args=[sender, recipient, tid, 3600, route]))
+            args=[sender, recipient, tid, 86400, route, 600]))
 
     assert await check("c1/1") == ["rejected", "not_group_member"]
+    assert 0 < await redis.ttl(g.gift_check(tid)) <= 600  # a no is kept briefly, a yes long
     await redis.hset(g.members, recipient, "member")  # the recipient joins
     assert await check("c1/1") == ["rejected", "not_group_member"]  # a re-run of that request
     assert await check("c1/2") == ["applied", ""]  # sent again: judged again
     await redis.hdel(g.members, recipient)
     assert await check("c1/2") == ["exists", ""]  # a yes holds (it may be paid for)
-    assert 0 < await redis.ttl(g.gift_check(tid)) <= 3600
+    assert 600 < await redis.ttl(g.gift_check(tid)) <= 86400
 
 
 async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(
@@ -815,7 +860,7 @@ async def test_poll_results_reach_the_group_at_most_once_per_throttle(
 
 async def test_a_mute_runs_out_by_itself_on_the_moved_clock(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
-    """A one-minute mute refuses posts `group_muted` and runs out by itself on the moved clock."""
+    """A one-minute mute refuses posts `group_muted`, outlasts a rejoin, and runs out on the moved clock."""
     # Their snapshot shows until when; once the minute has passed they post again, nobody unmuting them.
     srv, _ = own_server(TEST_CLOCK)
     async with Admin(srv) as admin:
@@ -825,6 +870,11 @@ async def test_a_mute_runs_out_by_itself_on_the_moved_clock(
         muted = await boss.request("group.manage", group=group, action="mute", user=um, minutes=1)
         assert muted["type"] == "group.managed"
         assert (await m.request("group.post", group=group, msg_id="q1", text="hi"))["code"] \
+            == "group_muted"
+        # leaving and joining again does not lift it
+        assert (await m.request("group.leave", group=group))["type"] == "group.left"
+        assert (await m.request("group.join", group=group))["muted_until_ms"] > 0
+        assert (await m.request("group.post", group=group, msg_id="q0", text="hi"))["code"] \
             == "group_muted"
         now = await admin.now_ms()
         assert now < (await m.request("group.state", group=group))["muted_until_ms"] <= now + 60_000

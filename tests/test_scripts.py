@@ -819,6 +819,16 @@ async def test_latest_event_after_mentor_reward_shows_the_real_balance(lab: Lab)
 
 # == offer_resolve ===================================================================
 
+async def test_a_record_that_is_no_gift_is_no_offer(lab: Lab) -> None:
+    """An accept naming a record that is not a gift's (a `$` id's number) is `not_found`, not a Lua error."""
+    # A Lua error was a poison entry: retried, dead-lettered, and a user could repeat it at will.
+    s, r = await lab.pair()
+    await lab.r.hset(keys.user(r).transfers, "$pz:v1", "5")
+    assert (await lab.resolve(r, "$pz:v1", "accept"))[0] == "not_found"
+    await lab.r.hset(keys.user(r).transfers, f"{s}:x", json.dumps({"st": "escrowed", "to": r}))
+    assert (await lab.resolve(r, f"{s}:x", "decline"))[0] == "not_found"  # a sender's record
+
+
 async def test_accept_credits_and_then_answers_from_the_record(lab: Lab) -> None:
     """Accept credits from escrow; accept again is `exists`, a later decline `lost` with `offer_accepted`."""
     # The credit comes with a routed gift.received; the sender is told gift.accepted.

@@ -48,7 +48,8 @@ async def decline(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 
 async def _offer_action(gw: Gateway, conn: Connection, d: dict[str, Any], action: str) -> None:
     sender, gift_id = rules.split_transfer_id(d["offer_id"])
-    if sender == conn.user:  # a sender's own record is never an offer to them
+    # a sender's own record is never an offer to them, nor is a system transfer (`$…`)
+    if sender == conn.user or sender.startswith("$"):
         conn.push(rejection(d["offer_id"], gift_id, "offer_not_found", d["id"]))
         return
     await gw.enqueue(conn, d["id"], action, offers.payload(d))

@@ -173,6 +173,11 @@ async def open_(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if watch_full(gw, conn, d["group"]):
         gw.error(conn, "too_many_groups", d["id"])
         return
+    # a member before subscribing: an outsider on the channel, even until the snapshot said
+    # no, was written the group's frames (its messages) meanwhile
+    if await gw.redis.hget(keys.group(d["group"]).members, conn.user) is None:
+        gw.error(conn, "not_member", d["id"])
+        return
     await watch(gw).open(conn, d["group"])
     await _send_snapshot(gw, conn, d["group"], d["id"])
 
@@ -194,7 +199,7 @@ async def leave(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     g = keys.group(d["group"])
     reply = await watch(gw).p.scripts["group_leave"](
         keys=[g.profile, g.members, g.mutes, g.channel, g.applications],
-        args=[conn.user, gw.s.publish_mode])
+        args=[conn.user, gw.s.publish_mode, gw.clock.now_ms()])
     if status(reply) is Status.REJECTED:
         gw.error(conn, str(reply[1]), d["id"])
         return
@@ -223,8 +228,9 @@ async def post(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     now = gw.clock.now_ms()
     day = days.today_key(now, s.timezone)
     reply = await w.p.scripts["group_post"](
-        keys=[g.profile, g.members, g.mutes, g.removed, g.warnings, g.history, g.dedupe, g.flood,
-              g.modlog, g.day(day), g.speakers(day), g.channel],
+        keys=[g.profile, g.members, g.mutes, g.removed, g.warnings, g.history,
+              g.posted(conn.user, d["msg_id"]), g.flood, g.modlog, g.day(day), g.speakers(day),
+              g.channel, g.dedupe],
         args=[conn.user, d["msg_id"], d["text"], orjson.dumps(d.get("mentions", [])),
               1 if d.get("all") else 0, 1 if ad_found(d["text"], s.group_ad_terms) else 0,
               badge, now, s.group_flood_messages, s.group_flood_window_ms, s.group_history_max,

@@ -96,7 +96,7 @@ class EmbeddedValkey:
     def spawn(self, stop_with_parent: bool = False, keep_fds: tuple[int, ...] = ()) -> None:
         """The server process, started (not yet answering)."""
         self._spawned_with = (stop_with_parent, keep_fds)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # (a new one: private)
         if self.socket.exists():
             self.socket.unlink()
         args = [
@@ -119,7 +119,8 @@ class EmbeddedValkey:
         # have stopped the gateway and the worker; we stop it last, with SHUTDOWN
         parent = os.getpid()
         self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=keep_fds,
+            # umask 077: its files (every balance and message in the AOF) are the owner's alone
+            args, stdin=subprocess.DEVNULL, start_new_session=True, pass_fds=keep_fds, umask=0o077,
             preexec_fn=(lambda: stop_when_parent_dies(parent)) if stop_with_parent else None)
 
     def _command(self, command: bytes) -> bytes:

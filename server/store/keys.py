@@ -221,6 +221,7 @@ class RoomKeys:
 
     @property
     def quotes(self) -> str:
+        """Quotes stored before this release (transfer id → price): read, no longer written."""
         return f"{self.tag}:q"
 
     @property
@@ -301,7 +302,13 @@ class GroupKeys:
 
     @property
     def dedupe(self) -> str:
+        """Posts answered before this release (`<sender>:<msg_id>` → answer): read, no longer
+        written (a field's expiry was the whole hash's, refreshed by every post)."""
         return f"{self.tag}:dd"
+
+    def posted(self, sender: str, msg_id: str) -> str:
+        """A post's answer, for its retries, kept `GIFTWIRE_GROUP_POSTED_TTL_S` on its own."""
+        return f"{self.tag}:pp:{sender}:{msg_id}"
 
     @property
     def flood(self) -> str:

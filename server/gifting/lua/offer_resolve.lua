@@ -37,6 +37,8 @@ local route = ARGV[6]
 local stored = redis.call('HGET', k_transfers, tid)
 if not stored then return {'not_found', '', '', ''} end
 local rec = cjson.decode(stored)
+-- only a gift's record is an offer (other records share the hash: a `$` id's may be a number)
+if type(rec) ~= 'table' or not rec.from then return {'not_found', '', '', ''} end
 
 -- how the offer ended, in the words of a rejection code
 local function ended_by()

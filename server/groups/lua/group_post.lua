@@ -4,9 +4,10 @@
 -- window) is a violation: a warning, and removal at the `strikes`-th. A posted message goes to the
 -- bounded history, the day's metrics and the group's channel.
 -- KEYS[1] - profile  KEYS[2] - members  KEYS[3] - mutes  KEYS[4] - removed
--- KEYS[5] - warnings  KEYS[6] - history  KEYS[7] - posted (dedupe)  KEYS[8] - flood windows
--- KEYS[9] - moderation log  KEYS[10] - the day's counters  KEYS[11] - the day's speakers
--- KEYS[12] - channel
+-- KEYS[5] - warnings  KEYS[6] - history  KEYS[7] - this post's answer (its retries')
+-- KEYS[8] - flood windows  KEYS[9] - moderation log  KEYS[10] - the day's counters
+-- KEYS[11] - the day's speakers  KEYS[12] - channel
+-- KEYS[13] - the answers of the release before (one hash: read only)
 -- ARGV[1] - sender  ARGV[2] - msg_id  ARGV[3] - text  ARGV[4] - mentions (JSON list)
 -- ARGV[5] - @all (0|1)  ARGV[6] - ad found (0|1)  ARGV[7] - sender's badge  ARGV[8] - now ms
 -- ARGV[9] - flood max  ARGV[10] - flood window ms  ARGV[11] - history max count
@@ -16,6 +17,7 @@
 local k_profile, k_members, k_mutes, k_removed, k_warnings, k_history, k_posted, k_flood,
   k_log, k_day, k_speakers, k_channel = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6],
   KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12]
+local k_posted_before = KEYS[13]
 local sender, msg_id, text = ARGV[1], ARGV[2], ARGV[3]
 local mentions, all, ad = cjson.decode(ARGV[4]), ARGV[5] == '1', ARGV[6] == '1'
 local badge, now = int_arg(ARGV[7], 'badge'), int_arg(ARGV[8], 'now')
@@ -27,7 +29,9 @@ local strikes = int_arg(ARGV[17], 'strikes')
 
 if redis.call('EXISTS', k_profile) == 0 then return {'rejected', 'group_unknown'} end
 local key = sender .. ':' .. msg_id
-local stored = redis.call('HGET', k_posted, key)
+-- each answer a key of its own that expires (in one hash, every post kept the whole hash alive)
+local stored = redis.call('GET', k_posted)
+if not stored and k_posted_before then stored = redis.call('HGET', k_posted_before, key) end
 if stored then
   local s = cjson.decode(stored)
   if s.r then return {'rejected', s.r} end  -- a retried violation counts once
@@ -64,8 +68,7 @@ if violation then
   else
     modlog(k_log, log_max, 'system', 'warning', sender, violation, now)
   end
-  redis.call('HSET', k_posted, key, cjson.encode({r = code}))
-  redis.call('EXPIRE', k_posted, I(posted_ttl))
+  redis.call('SET', k_posted, cjson.encode({r = code}), 'EX', I(posted_ttl))
   return {'rejected', code}
 end
 
@@ -93,8 +96,7 @@ local id = redis.call('XADD', k_history, 'MAXLEN', I(history_max), I(ms) .. '-*'
 local oldest = now - history_age
 if oldest > 0 then redis.call('XTRIM', k_history, 'MINID', '~', I(oldest)) end
 message.id = id
-redis.call('HSET', k_posted, key, cjson.encode({m = message, n = mentioned}))
-redis.call('EXPIRE', k_posted, I(posted_ttl))
+redis.call('SET', k_posted, cjson.encode({m = message, n = mentioned}), 'EX', I(posted_ttl))
 redis.call('HINCRBY', k_day, 'messages', 1)
 redis.call('SADD', k_speakers, sender)
 redis.call('EXPIRE', k_day, I(day_ttl))

@@ -1,18 +1,19 @@
 -- The live-stream boost: before the sender pays, the room quotes the price of a gift
 -- sent in it, on the room's slot. While the streamer's gift wish is open for the gift's
 -- asset, the price multiplier is the tier of the room's audience at this moment; else 1.
--- The quote is stored by transfer id, so a retried gift pays what was quoted first.
--- KEYS[1] - room profile   KEYS[2] - quotes (transfer id → `num/den/tier/audience`)
+-- A quote is not stored: the sender's step records the price it charged, and a retried gift
+-- is answered from that record (stored quotes, one per gift named in the room, grew with
+-- every request, refused ones too). Quotes a release before this one stored are still read.
+-- KEYS[1] - room profile   KEYS[2] - quotes stored before (transfer id → `num/den/tier/audience`)
 -- KEYS[3] - audience shares   KEYS[4] - their expiries (the audience is summed now: a
 --           dead gateway's viewers are not paid for)
 -- ARGV[1] - transfer id    ARGV[2] - asset    ARGV[3] - now ms
 -- ARGV[4] - tiers `<viewers below or *>:<num>:<den>,…` in ascending order (the default: a
 --           room's own `wish_tiers`, set through the admin API, come first)
--- ARGV[5] - how long a quote is kept (s)
+-- ARGV[5] - (unused: how long a quote was kept, s)
 -- Returns {'applied' | 'exists', num, den, tier (0: no wish; -1: no such room), audience}
 local k_profile, k_quotes, k_shares, k_expiry = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local transfer_id, asset, now = ARGV[1], ARGV[2], int_arg(ARGV[3], 'now')
-local kept = int_arg(ARGV[5], 'quote_ttl')
 
 local stored = redis.call('HGET', k_quotes, transfer_id)
 if stored then
@@ -40,6 +41,4 @@ if p[1] == '1' and p[2] == asset and (ends == 0 or now < ends) then
     end
   end
 end
-redis.call('HSET', k_quotes, transfer_id, I(num) .. '/' .. I(den) .. '/' .. I(tier) .. '/' .. I(audience))
-redis.call('EXPIRE', k_quotes, I(kept))
 return {'applied', I(num), I(den), I(tier), I(audience)}
