@@ -37,6 +37,7 @@ from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
+from server.store.pipeline import TRANSIENT
 
 SEQ_BEYOND = 2**63  # a `since` past any seq a log can reach
 
@@ -259,12 +260,14 @@ class Gateway:
         if missed is not None:
             for event_json, _ in missed:
                 conn.push(event_json)
-        else:  # a fresh start: offers still waiting for an answer come again
-            for offer in await self.redis.hvals(keys.user(conn.user).offers):
+        else:  # a fresh start: offers still waiting for an answer come again, oldest first
+            offers = sorted((int(orjson.loads(offer).get("seq", 0)), offer)
+                            for offer in await self.redis.hvals(keys.user(conn.user).offers))
+            for seq, offer in offers:
                 # one made after `current` was read is buffered live (the subscription came
                 # first) and comes from there, in its place: sent here too, it would have
                 # made the events buffered before it look seen, and they were dropped
-                if int(orjson.loads(offer).get("seq", 0)) <= current:
+                if seq <= current:
                     conn.push(offer)
         conn.go_live(current)
 
@@ -441,8 +444,9 @@ class Gateway:
                 continue
             try:
                 await self._handle(conn, decoded)
-            except (RedisConnectionError, RedisTimeoutError, TimeoutError,
+            except (*TRANSIENT, RedisConnectionError, RedisTimeoutError, TimeoutError,
                     RedisClusterException) as exc:
+                # (TRANSIENT: a cluster's slot moving, MOVED/ASK run out: retry, not a bug)
                 # Redis away, hung (a round's own bound: the built-in TimeoutError), a cluster
                 # out of reach, or every pooled connection busy (an overload): one line each,
                 # not a traceback per request, which flooded the log when it mattered most

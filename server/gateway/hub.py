@@ -168,6 +168,10 @@ class Hub:
         # channels whose users left
         self._pubsub.shard_channels.pop(channel, None)
         getattr(self._pubsub, "_shard_channel_to_node", {}).pop(channel, None)
+        # nor the node it lived on before its slot moved (the SUNSUBSCRIBE went to the new
+        # owner): that node's pubsub would SSUBSCRIBE it again on every reconnect
+        for node_pubsub in self._pubsub.node_pubsub_mapping.values():
+            node_pubsub.shard_channels.pop(channel, None)
 
     # -- what arrives ---------------------------------------------------------------
     async def probe(self, timeout_s: float) -> bool:
@@ -220,6 +224,14 @@ class Hub:
     async def _listen(self, pubsub: Any, node: str = "") -> None:
         failing = False  # one line when reads start failing, one when they work again
         while True:
+            if node and pubsub.connection is None:
+                # redis-py retired this node's pubsub (its last channel moved away, or the node
+                # left): it reads nothing ever again, and a later SSUBSCRIBE there gets a new one
+                # with a listener of its own (it raised "connection not set" every 0.5 s)
+                if self._listeners.get(id(pubsub)) is asyncio.current_task():
+                    del self._listeners[id(pubsub)]
+                log.info("shard pub/sub on %s retired", node)
+                return
             try:
                 # block without a timeout: redis-py's per-call timeout costs more than a message
                 msg = await pubsub.get_message(timeout=None)

@@ -30,7 +30,7 @@ from server.risk import rules, signals
 from server.risk.gate import SIGNALS_DROPPED
 from server.store import keys
 from server.store.outcomes import Status, status
-from server.store.pipeline import Call, run_calls
+from server.store.pipeline import TRANSIENT, Call, run_calls
 from server.store.scripts import Scripts
 
 log = logging.getLogger("giftwire.risk")
@@ -106,10 +106,15 @@ class Engine:
             except (ValueError, TypeError):  # a malformed entry is dropped alone, not its neighbours
                 log.error("risk stream entry %s unreadable: %r", eid, fields)
         for i in range(0, len(sigs), JUDGE_MAX):
+            batch = sigs[i:i + JUDGE_MAX]
             try:
-                await self.judge(sigs[i:i + JUDGE_MAX])
+                await self.judge(batch)
+            except TRANSIENT as exc:  # Redis away (a cluster's failed calls are their own)
+                log.warning("%d risk signals not judged: %s", len(batch), exc)
+                SIGNALS_DROPPED.inc(len(batch))
             except Exception:  # a bad batch never stops the engine
                 log.exception("risk signals not judged")
+                SIGNALS_DROPPED.inc(len(batch))
 
     async def drop_stale(self, stream: str) -> None:
         """Entries an engine read and never acknowledged (it was killed mid-batch): dropped,
@@ -146,7 +151,7 @@ class Engine:
         replies = await self.calls("risk_device", [
             ([keys.device_accounts(f["device"]), keys.device_ban(f["device"])],
              [f["user"], int(f["at_ms"]), s.device_window_s * 1000, rules.DEVICE_ACCOUNTS_KEPT])
-            for f in connects])
+            for f in connects], [1] * len(connects))
         for f, r in zip(connects, replies, strict=True):
             if r is not None and int(r[1]) > s.device_accounts_max:
                 at = int(f["at_ms"])
@@ -172,7 +177,7 @@ class Engine:
             ([keys.cluster_gifts(net, to)],
              [s.cluster_window_s * 1000, s.cluster_accounts, rules.CLUSTER_ACCOUNTS_KEPT,
               *(x for f in fs for x in (f["user"], int(f["at_ms"])))])
-            for (net, to), fs in clusters.items()])
+            for (net, to), fs in clusters.items()], [len(fs) for fs in clusters.values()])
         for (net, to), r in zip(clusters, replies, strict=True):
             if r is not None and r[2]:
                 at, accounts = int(r[3]), orjson.loads(r[2])
@@ -195,7 +200,7 @@ class Engine:
             ([keys.user(user).risk_actions, keys.user(user).risk_judged],
              [keep, s.device_window_s * 1000, keep_judged, len(fs), *recorded[user],
               *judged_of[user]])
-            for user, fs in acts.items()])
+            for user, fs in acts.items()], [len(fs) for fs in acts.values()])
         for (user, fs), r in zip(acts.items(), replies, strict=True):
             if r is None:
                 continue
@@ -234,15 +239,19 @@ class Engine:
                 await self.scripts["device_ban"](keys=[keys.device_ban(device)],
                                                  args=["set", opened[0]])
 
-    async def calls(self, script: str, calls: list[Call]) -> list[Any]:
-        """One pipelined round trip; a failed call's reply is None (logged)."""
+    async def calls(self, script: str, calls: list[Call], signals_of: list[int]) -> list[Any]:
+        """One pipelined round trip; a failed call's reply is None (logged, its signals counted
+        dropped). On a cluster a call that meets trouble (its slot moving, its node away)
+        fails alone: the other users' signals are judged."""
         if not calls:
             return []
-        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts[script], calls)
+        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts[script], calls,
+                                  transient="return")
         out: list[Any] = []
-        for reply in replies:
+        for reply, n in zip(replies, signals_of, strict=True):
             if isinstance(reply, Exception):
                 log.error("%s failed: %r", script, reply)
+                SIGNALS_DROPPED.inc(n)
                 out.append(None)
             else:
                 out.append(reply)

@@ -168,6 +168,8 @@ class RoomViewers:
                     await self.report()
                 except asyncio.CancelledError:
                     raise
+                except TRANSIENT as exc:  # Redis away, a room's slot moving: the next tick
+                    log.warning("room tick failed: %s", exc)  # tries again (one line, no trace)
                 except Exception:
                     log.exception("room tick failed")
                 stop_if_cancelled()
