@@ -374,16 +374,22 @@ async def test_a_refused_in_chat_gift_is_refused_again_only_for_its_request(redi
     async def check(route: str) -> list[Any]:
         return list(await scripts["group_check"](
             keys=[g.profile, g.members, g.gift_check(tid), g.gift_checks],
-            args=[sender, recipient, tid, 86400, route, 600]))
+            args=[sender, recipient, tid, 86400, route]))
 
     assert await check("c1/1") == ["rejected", "not_group_member"]
-    assert 0 < await redis.ttl(g.gift_check(tid)) <= 600  # a no is kept briefly, a yes long
+    assert 0 < await redis.ttl(g.gift_check(tid)) <= 86400  # as long as a yes (a dead letter's
+    # retry may re-run it days later)
     await redis.hset(g.members, recipient, "member")  # the recipient joins
     assert await check("c1/1") == ["rejected", "not_group_member"]  # a re-run of that request
     assert await check("c1/2") == ["applied", ""]  # sent again: judged again
     await redis.hdel(g.members, recipient)
     assert await check("c1/2") == ["exists", ""]  # a yes holds (it may be paid for)
-    assert 600 < await redis.ttl(g.gift_check(tid)) <= 86400
+    assert 0 < await redis.ttl(g.gift_check(tid)) <= 86400
+    nowhere = keys.group(uid("none"))  # a group that does not exist: refused, nothing kept
+    assert list(await scripts["group_check"](
+        keys=[nowhere.profile, nowhere.members, nowhere.gift_check(tid), nowhere.gift_checks],
+        args=[sender, recipient, tid, 86400, "c1/3"])) == ["rejected", "not_group_member"]
+    assert await redis.exists(nowhere.gift_check(tid)) == 0
 
 
 async def test_red_envelope_shares_sum_exactly_and_each_member_grabs_once(

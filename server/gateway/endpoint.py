@@ -113,6 +113,7 @@ class Gateway:
         self.connect_checks: list[Callable[[Connection], Awaitable[str | None]]] = []
         self.guards: list[Callable[[Connection, str, dict[str, Any]], str | None]] = []
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
+        self.appended = 0  # entries this gateway appended since the sample in `backlog` was read
         self.draining = False  # shutting down: a connection that still gets in is sent away
         # a user's connections past the limit check but not yet on the hub (joining it waits
         # for a subscription): counted too, or logins at one instant all passed the check
@@ -140,6 +141,7 @@ class Gateway:
         failing = False  # one line when samples start failing, not one every 250 ms
         while True:
             try:
+                counted = self.appended  # appends from here on may miss this sample: kept
                 pipe = self.redis.pipeline(transaction=False)
                 for p in parts:
                     pipe.xlen(keys.settle_stream(p))
@@ -150,8 +152,10 @@ class Gateway:
                     BACKLOG.set(length, partition=str(p))
                     HELD.set(held, partition=str(p))
                 self.backlog = max(lengths)
+                self.appended -= counted
                 failing = False
-            except RedisError as exc:
+            except (RedisError, RedisClusterException, TimeoutError) as exc:  # (a cluster's
+                # errors are no RedisError: uncaught, they ended the sampling for good)
                 if not failing:
                     log.warning("backlog sample failed (%s); partitions shown unheld", exc)
                 failing = True
@@ -476,14 +480,14 @@ class Gateway:
         if conn.pending_count >= self.s.pending_requests_max:
             conn.push(error_frame("too_many_pending", rid))
             return
-        if self.backlog >= self.s.stream_backlog_max:
+        if self.backlog + self.appended >= self.s.stream_backlog_max:
             conn.push(error_frame("overloaded", rid))
             return
         request_no = conn.expect(rid)
         fields = entries.encode(entries.Envelope(kind, conn.user, conn.id, request_no), payload)
         # counted at once (the sample comes every 250 ms): a burst cannot pass the bound by
         # more than what other gateways add within a sample (any partition counts: at most early)
-        self.backlog += 1
+        self.appended += 1
         try:
             await self.producer.add(keys.settle_stream_for(conn.user, self.s.partitions), fields)
         except RedisError:

@@ -19,10 +19,6 @@ from server.store.pipeline import Call
 
 log = logging.getLogger("giftwire.groups")
 
-# a refused check is kept for re-runs of its request (a batch re-run, a claim after a worker
-# died, its settle attempts: minutes), not the week a yes is: refusals cost a key each
-REFUSAL_KEPT_S = 3600
-
 
 class GroupGift(Protocol):
     tid: str
@@ -40,8 +36,7 @@ def check_step(s: Settings, replies: Replies) -> Step:
             return None
         g = keys.group(item.group)
         return ([g.profile, g.members, g.gift_check(item.tid), g.gift_checks],
-                [item.sender, item.to, item.tid, s.room_recorded_ttl_s, item.route,
-                 min(REFUSAL_KEPT_S, s.room_recorded_ttl_s)])
+                [item.sender, item.to, item.tid, s.room_recorded_ttl_s, item.route])
 
     async def after(item: GroupGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)

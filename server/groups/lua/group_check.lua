@@ -8,22 +8,20 @@
 -- KEYS[4] - the checks kept before this release (transfer id → answer; read only)
 -- ARGV[1] - sender  ARGV[2] - recipient  ARGV[3] - transfer id  ARGV[4] - kept (s)
 -- ARGV[5] - route of the request ('' if none)
--- ARGV[6] - how long a no is kept (s): only as long as its request may be re-run (a check
---           of a group that does not exist, or by an outsider, costs a key: a week of them
---           was a way to fill memory); absent (a caller of the release before): `kept`
 -- Returns {'applied' | 'exists', ''} | {'rejected', 'not_group_member'}
 local k_profile, k_members, k_check, k_old = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local tid, kept, route = ARGV[3], int_arg(ARGV[4], 'kept'), ARGV[5]
-local no_kept = kept
-if ARGV[6] then no_kept = int_arg(ARGV[6], 'no_kept') end
 local before = redis.call('GET', k_check) or redis.call('HGET', k_old, tid)
 if before == 'ok' then return {'exists', ''} end
 if before == 'no:' .. route then return {'rejected', 'not_group_member'} end
-local ok = redis.call('EXISTS', k_profile) == 1
-    and redis.call('HEXISTS', k_members, ARGV[1]) == 1
+-- no such group: refused, and nothing kept (naming made-up groups must not fill memory);
+-- a re-run finds no group again
+if redis.call('EXISTS', k_profile) == 0 then return {'rejected', 'not_group_member'} end
+local ok = redis.call('HEXISTS', k_members, ARGV[1]) == 1
     and redis.call('HEXISTS', k_members, ARGV[2]) == 1
 if not ok then
-  redis.call('SET', k_check, 'no:' .. route, 'EX', I(no_kept))
+  -- kept as long as a yes: a re-run may come days later (an operator's dead-letter retry)
+  redis.call('SET', k_check, 'no:' .. route, 'EX', I(kept))
   return {'rejected', 'not_group_member'}
 end
 redis.call('SET', k_check, 'ok', 'EX', I(kept))
