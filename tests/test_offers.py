@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from protocol.client import Client
 from server.store.embedded import EmbeddedValkey
-from tests.support import TEST_CLOCK, Admin, Proc
+from tests.support import TEST_CLOCK, Admin, Proc, RawConn
 
 CONFIRM = {"confirm_gifts": True}
 
@@ -113,3 +113,20 @@ async def test_accept_racing_timeout_has_one_outcome(
                 assert (bal_s, bal_r) == ({"note.do": 10}, {})
             outcomes.append(answer["type"])
         assert set(outcomes) == {"gift.received", "gift.rejected"}, outcomes
+
+
+async def test_a_fresh_connection_gets_the_waiting_offers_oldest_first(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A connection without `since` gets every waiting offer again, in the order they were made (by seq)."""
+    # They came in the offers hash's order, which is no order (an offer's JSON is past a listpack's bound).
+    srv, _ = own_server({"GIFTWIRE_GIFTS_PER_DAY": "20", "GIFTWIRE_PAIR_GIFTS_PER_DAY": "20"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(20, recipient=CONFIRM)
+        async with await connect(srv, s) as a:
+            for i in range(10):
+                assert (await a.send_gift(r, "note.do", 1, gift_id=f"o{i}"))["delivery"] == "pending"
+        fresh = await RawConn.open(srv, r)
+        offers = await fresh.wait_for(lambda f: f["type"] == "gift.offer", count=10)
+        assert [o["gift_id"] for o in offers] == [f"o{i}" for i in range(10)]
+        assert [o["seq"] for o in offers] == sorted(o["seq"] for o in offers)
+        await fresh.close()
