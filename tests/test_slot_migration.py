@@ -228,3 +228,58 @@ async def test_a_step_on_a_half_moved_slot_waits_for_the_move(cluster: list[Embe
         assert "settlement resumed after" in srv.log_path.read_text()
     code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
     assert code == 0 and "(0 in flight)" in out, out
+
+
+async def test_a_moving_users_risk_signals_fail_alone(cluster: list[EmbeddedValkey],
+                                                     start: Callable[..., Proc]) -> None:
+    """While one user's slot is half moved, another user's burst is still judged: banned in time."""
+    # One user's failing call used to fail the engine's whole batch: every user's signals in it went
+    # unjudged and uncounted for as long as the slot was split.
+    env = {**ENV, "GIFTWIRE_RISK_ENABLED": "1", "GIFTWIRE_BOT_ACTIONS_PER_S": "3",
+           "GIFTWIRE_BOT_WINDOW_S": "1", "GIFTWIRE_RISK_TICK_MS": "50",
+           "GIFTWIRE_RISK_ENGINE_TICK_MS": "50"}
+    srv = start("serve", cluster[0].url, None, env)
+    cs = clients(cluster)
+    async with Admin(srv) as admin:
+        mover, bot = f"mv{time.time_ns() % 10**9}", f"bt{time.time_ns() % 10**9}"
+        for u in (mover, bot):
+            await admin.user(u)
+        cm, cb = await RawConn.open(srv, mover), await RawConn.open(srv, bot)
+
+        async def act(conn: RawConn, n: int, gap_s: float, tag: str) -> None:
+            for i in range(n):
+                await conn.send("gift.send", id=f"{tag}{i}", gift_id=f"{tag}{i}", to="nobody-at-all",
+                                asset="note.do", count=1)
+                await asyncio.sleep(gap_s)
+
+        await act(cm, 2, 0.6, "w")  # slowly: its recorded and judged actions exist, no ban
+        uk = keys.user(mover)
+        slot = int(cs[0].execute_command("CLUSTER KEYSLOT", uk.risk_actions))
+        src = owner(cs, slot)
+        for _ in range(100):
+            if cs[src].exists(uk.risk_actions, uk.risk_judged) == 2:
+                break
+            await asyncio.sleep(0.1)
+        assert cs[src].exists(uk.risk_actions, uk.risk_judged) == 2
+        dst = (src + 1) % len(cluster)
+        src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
+        cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        # split: its two risk keys on two masters, so each call on them gets TRYAGAIN
+        cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS",
+                                uk.risk_judged)
+        try:
+            # the mover in every batch the engine reads (its signals flushed every 50 ms)
+            await asyncio.gather(act(cm, 120, 0.025, "m"), act(cb, 20, 0.1, "b"))
+            notices = await cb.wait_for(lambda f: f["type"] == "risk.notice", timeout_s=10)
+            # judged while the slot was split
+            assert (notices[0]["action"], notices[0]["reason"]) == ("banned", "automation_rate")
+        finally:
+            rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+            if rest:
+                cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000,
+                                        "KEYS", *rest)
+            for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
+                cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        for conn in (cm, cb):
+            await conn.close()
