@@ -189,6 +189,8 @@ export declare class GiftwireClient {
   readonly welcome: WelcomeMessage | null;
   readonly state: ClientState;
   readonly reconnects: number;
+  /** events dropped because their seq was seen already (a server keeping its promise: 0) */
+  readonly duplicates: number;
   /** rooms joined and groups opened: joined and opened again after every reconnect */
   readonly rooms: ReadonlySet<string>;
   readonly groups: ReadonlySet<string>;

@@ -165,6 +165,7 @@ export class GiftwireClient {
     this.welcome = null;
     this.state = "idle"; // idle | connecting | open | reconnecting | closed
     this.reconnects = 0;
+    this.duplicates = 0; // events (not replies) dropped as seen already: the server sends none
     this.rooms = new Set(); // rooms joined: joined again after a reconnect
     this.groups = new Set(); // groups opened: opened again after a reconnect
     this._offers = {};
@@ -391,7 +392,11 @@ export class GiftwireClient {
     const waiting = id === null ? undefined : this._waiting.get(id);
     if (waiting) this._waiting.delete(id);
     const verdict = accept(this.lastSeq, msg, waiting !== undefined);
-    if (!verdict.deliver) return;
+    if (!verdict.deliver) {
+      // (a late reply to a request given up on, answered again since, is no repeated event)
+      if (id === null) this.duplicates += 1;
+      return;
+    }
     const offers = trackOffers(this._offers, msg);
     const changed = verdict.lastSeq !== this.lastSeq
       || Object.keys(offers).length !== Object.keys(this._offers).length;

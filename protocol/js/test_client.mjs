@@ -239,6 +239,7 @@ const tests = {
     ws.push({ type: "gift.confirmed", id: send.id, transfer_id: "bob:g1", seq: 4 });
     assert.equal((await retry).seq, 4);
     assert.deepEqual(got, [6, 2]);
+    assert.equal(c.duplicates, 1); // the second seq 6, counted
     assert.equal(c.lastSeq, 6);
     assert.deepEqual(c.offers.map((o) => o.transfer_id), ["a:0"]);
     c.close();
