@@ -282,3 +282,17 @@ def test_a_risk_notice_for_the_longest_case_id_fits_its_schema() -> None:
               "reason": "automation_regular", "case": case, "appeal": "notarization", "seq": 1}
     assert len(case) == 97
     assert isinstance(decode_server(orjson.dumps(notice)), Decoded)
+
+
+def test_the_readmes_one_line_token_signer_signs_as_the_server_does() -> None:
+    """The Python signer the README's "Tokens" gives makes the very signature the server checks."""
+    import base64
+    import hmac
+
+    from server.gateway.auth import make_token
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (snippet,) = re.findall(r"`(base64\.urlsafe_b64encode\(hmac\.new\([^`]*)`", readme)
+    secret, payload = "a-shared-secret-of-some-length", "v1.bob.2000000000"
+    signed = eval(snippet, {"base64": base64, "hmac": hmac, "secret": secret, "payload": payload})
+    assert f"{payload}.{signed.decode()}" == make_token(secret, "bob", 2_000_000_000)
