@@ -9,15 +9,12 @@ that fails breaks the barrier, so nobody waits for it; its traceback is reported
 from __future__ import annotations
 
 import asyncio
-import atexit
 import gc
 import importlib
 import multiprocessing as mp
 import os
-import shlex
-import shutil
+import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -51,6 +48,8 @@ class Ctl:
 
 def _entry(fn_name: str, cfg: dict[str, Any], barrier: Any, progress: Any, results: Any,
            timeout_s: float, parent_pid: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # (a Ctrl-C held since the start: discarded)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     stop_when_parent_dies(parent_pid)  # a harness killed outright leaves no generator behind
     module, name = fn_name.split(":")
     fn = getattr(importlib.import_module(module), name)
@@ -64,31 +63,9 @@ def _entry(fn_name: str, cfg: dict[str, Any], barrier: Any, progress: Any, resul
     results.put(out)
 
 
-_WRAPPER: list[str] = []  # this process's python behind `trap '' INT`, once written
-
-
-def _python_ignoring_sigint() -> str:
-    """An executable that runs this Python with SIGINT ignored from its first instruction
-    (a shell's `trap '' INT`, kept across exec; Python leaves an ignored SIGINT ignored). The
-    harness never ignores SIGINT itself: with its disposition switched while the generators
-    started, a Ctrl-C taken by another of its threads meanwhile was lost, and the run went on."""
-    if not _WRAPPER:
-        folder = tempfile.mkdtemp(prefix="giftwire-loadtest-")
-        path = os.path.join(folder, "python")
-        with open(path, "w") as f:
-            f.write(f"#!/bin/sh\ntrap '' INT\nexec {shlex.quote(sys.executable)} \"$@\"\n")
-        os.chmod(path, 0o700)
-        atexit.register(shutil.rmtree, folder, True)
-        _WRAPPER.append(path)
-    return _WRAPPER[0]
-
-
 class Shards:
     def __init__(self, fn_name: str, cfgs: list[dict[str, Any]], timeout_s: float) -> None:
         ctx = mp.get_context("spawn")
-        # started with SIGINT ignored, which they keep: a terminal's Ctrl-C reaches the whole
-        # process group, and the harness stops its generators itself (each a traceback else)
-        ctx.set_executable(_python_ignoring_sigint())
         self.timeout_s = timeout_s
         self.barrier = ctx.Barrier(len(cfgs) + 1)
         self.progress = ctx.Value("q", 0)
@@ -99,8 +76,17 @@ class Shards:
                       for cfg in cfgs]
 
     def __enter__(self) -> Shards:
-        for p in self.procs:
-            p.start()
+        # the generators ignore SIGINT (a terminal's Ctrl-C reaches the whole process group,
+        # and the harness stops them itself: each a traceback else): they start with it
+        # blocked, inherited from this thread, and ignore it before unblocking (`_entry`). The
+        # harness itself never ignores it: switched to ignored around the start, a Ctrl-C that
+        # another of its threads took meanwhile was lost, and the run went on
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for p in self.procs:
+                p.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:

@@ -37,7 +37,7 @@ from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
-from server.store.pipeline import TRANSIENT
+from server.store.pipeline import CLUSTER_MOVING
 
 SEQ_BEYOND = 2**63  # a `since` past any seq a log can reach
 
@@ -448,9 +448,9 @@ class Gateway:
                 continue
             try:
                 await self._handle(conn, decoded)
-            except (*TRANSIENT, RedisConnectionError, RedisTimeoutError, TimeoutError,
-                    RedisClusterException) as exc:
-                # (TRANSIENT: a cluster's slot moving, MOVED/ASK run out: retry, not a bug)
+            except (RedisConnectionError, RedisTimeoutError, TimeoutError, RedisClusterException,
+                    *CLUSTER_MOVING) as exc:
+                # (CLUSTER_MOVING: a cluster's slot moving, MOVED/ASK run out: retry, not a bug)
                 # Redis away, hung (a round's own bound: the built-in TimeoutError), a cluster
                 # out of reach, or every pooled connection busy (an overload): one line each,
                 # not a traceback per request, which flooded the log when it mattered most

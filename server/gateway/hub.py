@@ -225,13 +225,17 @@ class Hub:
         failing = False  # one line when reads start failing, one when they work again
         while True:
             if node and pubsub.connection is None:
-                # redis-py retired this node's pubsub (its last channel moved away, or the node
-                # left): it reads nothing ever again, and a later SSUBSCRIBE there gets a new one
-                # with a listener of its own (it raised "connection not set" every 0.5 s)
-                if self._listeners.get(id(pubsub)) is asyncio.current_task():
-                    del self._listeners[id(pubsub)]
-                log.info("shard pub/sub on %s retired", node)
-                return
+                if self._pubsub.node_pubsub_mapping.get(node) is not pubsub:
+                    # redis-py retired this node's pubsub (its last channel moved away, or the
+                    # node left): it reads nothing ever again, and a later SSUBSCRIBE there gets
+                    # a new one with a listener of its own (it raised "connection not set"
+                    # with a traceback every 0.5 s)
+                    if self._listeners.get(id(pubsub)) is asyncio.current_task():
+                        del self._listeners[id(pubsub)]
+                    log.info("shard pub/sub on %s retired", node)
+                    return
+                await asyncio.sleep(0.5)  # still mapped, not connected yet (its first connect
+                continue  # failed): the next SSUBSCRIBE there connects it
             try:
                 # block without a timeout: redis-py's per-call timeout costs more than a message
                 msg = await pubsub.get_message(timeout=None)

@@ -61,6 +61,7 @@ class Engine:
         self.redis = scripts.redis
         self.s = s
         self.consumer = f"risk-{uuid.uuid4().hex[:8]}"
+        self.dropped_now = 0  # signals of the batch in hand whose calls failed (counted)
         self.ready: set[str] = set()
         self.exempt_networks = parse_trusted(s.risk_exempt_networks)
         self.next_stale_check = 0.0
@@ -107,14 +108,15 @@ class Engine:
                 log.error("risk stream entry %s unreadable: %r", eid, fields)
         for i in range(0, len(sigs), JUDGE_MAX):
             batch = sigs[i:i + JUDGE_MAX]
+            self.dropped_now = 0  # counted by `calls` for the calls that failed alone
             try:
                 await self.judge(batch)
             except TRANSIENT as exc:  # Redis away (a cluster's failed calls are their own)
                 log.warning("%d risk signals not judged: %s", len(batch), exc)
-                SIGNALS_DROPPED.inc(len(batch))
+                SIGNALS_DROPPED.inc(max(0, len(batch) - self.dropped_now))
             except Exception:  # a bad batch never stops the engine
                 log.exception("risk signals not judged")
-                SIGNALS_DROPPED.inc(len(batch))
+                SIGNALS_DROPPED.inc(max(0, len(batch) - self.dropped_now))
 
     async def drop_stale(self, stream: str) -> None:
         """Entries an engine read and never acknowledged (it was killed mid-batch): dropped,
@@ -252,6 +254,7 @@ class Engine:
             if isinstance(reply, Exception):
                 log.error("%s failed: %r", script, reply)
                 SIGNALS_DROPPED.inc(n)
+                self.dropped_now += n
                 out.append(None)
             else:
                 out.append(reply)
@@ -281,7 +284,9 @@ class Engine:
             pipe.set(keys.risk_case(cases[user]), orjson.dumps(record))
             pipe.zadd(keys.RISK_CASES, {cases[user]: at})
         await pipe.execute()
-        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts["risk_apply"], calls)
+        # (on a cluster a user whose slot is moving fails alone: dropped below, case removed)
+        replies = await run_calls(self.redis, self.s.redis_cluster, self.scripts["risk_apply"], calls,
+                                  transient="return")
         opened: list[str | None] = []
         dropped: list[str] = []
         for user, reply in zip(users, replies, strict=True):

@@ -146,8 +146,8 @@ async def execute(pipe: Any, raise_on_error: bool = True, block_ms: int = 0) -> 
 # redirections redis-py gave up on while a slot moves): the batch is re-run, never failed.
 # ClusterError is also redis-py's "TTL exhausted": the MOVED/ASK/TRYAGAIN redirections of
 # one command ran out while a slot's keys were still moving (ClusterDownError is one too)
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, AskError, TryAgainError,
-             ClusterError, SlotNotCoveredError)
+CLUSTER_MOVING = (AskError, TryAgainError, ClusterError, SlotNotCoveredError)
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_MOVING)
 
 
 async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call],
