@@ -55,9 +55,9 @@ async def no_body(request: Request) -> None:
     not go ahead on a request that was meant otherwise)."""
     if request.headers.get("content-length") == "0":
         return
-    chunks = [chunk async for chunk in _bounded(request)]
-    if b"".join(chunks).strip():
-        v.obj(_parse(b"".join(chunks)), set())
+    body = b"".join([chunk async for chunk in _bounded(request)])
+    if body.strip():
+        v.obj(_parse(body), set())
 
 
 async def _bounded(request: Request) -> Any:

@@ -37,7 +37,7 @@ from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
-from server.store.pipeline import CLUSTER_MOVING
+from server.store.pipeline import CLUSTER_MOVING, STORAGE_AWAY
 
 SEQ_BEYOND = 2**63  # a `since` past any seq a log can reach
 
@@ -154,8 +154,8 @@ class Gateway:
                 self.backlog = max(lengths)
                 self.appended -= counted
                 failing = False
-            except (RedisError, RedisClusterException, TimeoutError) as exc:  # (a cluster's
-                # errors are no RedisError: uncaught, they ended the sampling for good)
+            except STORAGE_AWAY as exc:  # (cluster errors too: uncaught, they ended the
+                # sampling for good)
                 if not failing:
                     log.warning("backlog sample failed (%s); partitions shown unheld", exc)
                 failing = True
@@ -207,7 +207,7 @@ class Gateway:
         self.admitting[user] = self.admitting.get(user, 0) + 1
         try:
             await self.hub.add(conn)
-        except (RedisError, RedisClusterException, TimeoutError):  # Redis is away: later
+        except STORAGE_AWAY:  # Redis is away: the client reconnects later
             await self._unavailable(ws)
             return
         finally:  # on the hub now (counted there), or never
@@ -237,7 +237,7 @@ class Gateway:
                 await self._close(ws, reason)
         except (WebSocketDisconnect, RuntimeError):
             pass
-        except (RedisError, RedisClusterException, TimeoutError):
+        except STORAGE_AWAY:
             # Redis went away (restarting), hung, or a cluster is out of reach: the client
             # reconnects and resumes
             conn.kick_reason = "unavailable"
@@ -250,8 +250,7 @@ class Gateway:
             conn.close()
             try:
                 await self.hub.remove(conn)
-            except (RedisError, RedisClusterException, TimeoutError):  # the UNSUBSCRIBE could
-                # not go out: off the hub all the same
+            except STORAGE_AWAY:  # the UNSUBSCRIBE could not go out: off the hub all the same
                 log.debug("unsubscribe failed for a closed connection")
 
     async def _catch_up(self, conn: Connection, request_id: str | None, since: int | None) -> None:

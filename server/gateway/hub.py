@@ -23,11 +23,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from redis.exceptions import AskError, RedisClusterException, RedisError
+from redis.exceptions import AskError, RedisError
 
 from server.gateway.connection import Connection
 from server.store import keys
 from server.store.channels import publish
+from server.store.pipeline import STORAGE_AWAY
 
 log = logging.getLogger("giftwire.hub")
 PROBE_PREFIX = "P"  # health probes on the gateway's own channel
@@ -111,8 +112,8 @@ class Hub:
         for channel in list(conn.channels):
             try:
                 await self.leave(conn, channel)
-            except (RedisError, RedisClusterException, TimeoutError) as exc:  # (cluster
-                failed = exc  # errors are no RedisError; a hung round times out)
+            except STORAGE_AWAY as exc:
+                failed = exc
         if failed is not None:
             raise failed
 

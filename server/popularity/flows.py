@@ -119,22 +119,22 @@ class UseFlow(DayFlow):
     async def after_use(self, item: UseItem, reply: list[Any], _now: Now) -> None:
         st = status(reply)
         if st is Status.REJECTED or st is Status.CONFLICT:
-            code = "use_id_conflict" if st is Status.CONFLICT else str(reply[1])
-            await self.replies.send(item.user, item.route,
-                                    error_frame(code, detail=rules.refusal_detail(code, self.s)))
-            item.done = True
+            await self._refuse(item, "use_id_conflict" if st is Status.CONFLICT else str(reply[1]))
         elif st is Status.APPLIED or st is Status.EXISTS:
             rec = orjson.loads(reply[1])
             item.starts, item.ends = int(rec["starts"]), int(rec["ends"])
             if rec["st"] == "refused":  # refused and refunded before: the same answer again
-                code = rec["code"]
-                await self.replies.send(item.user, item.route,
-                                        error_frame(code, detail=rules.refusal_detail(code, self.s)))
-                item.done = True
+                await self._refuse(item, rec["code"])
             elif rec["st"] != "paid":  # settled before (maybe cancelled since): its windows
                 item.outcome = "settled"  # are never added again; the settle step replays
         else:
             raise UnknownStatus(f"pop_use answered {reply!r}")
+
+    async def _refuse(self, item: UseItem, code: str) -> None:
+        """The use's request is answered `error` `code` (naming a configured bound), and done."""
+        await self.replies.send(item.user, item.route,
+                                error_frame(code, detail=rules.refusal_detail(code, self.s)))
+        item.done = True
 
     def claim_call(self, item: UseItem, _now: Now) -> Call | None:
         if item.outcome != "ok":  # settled before (maybe cancelled since: never claim again)

@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import (
     AskError,
     ClusterError,
+    RedisClusterException,
     RedisError,
     ResponseError,
     SlotNotCoveredError,
@@ -148,6 +149,9 @@ async def execute(pipe: Any, raise_on_error: bool = True, block_ms: int = 0) -> 
 # one command ran out while a slot's keys were still moving (ClusterDownError is one too)
 CLUSTER_MOVING = (AskError, TryAgainError, ClusterError, SlotNotCoveredError)
 TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError, *CLUSTER_MOVING)
+# Storage out of reach for a request or a background loop: any Redis error, redis-py's cluster
+# errors (which are no RedisError) and a round's own bound (the built-in TimeoutError)
+STORAGE_AWAY = (RedisError, RedisClusterException, TimeoutError)
 
 
 async def run_calls(redis: Any, cluster: bool, script: Script, calls: list[Call],
