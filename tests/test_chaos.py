@@ -88,6 +88,7 @@ async def test_chaos_kills_and_restarts(backend: tuple[str, dict[str, str]],
     # this one SIGKILLs itself right after the escrow step of the first gift it takes; started
     # first, it holds a partition before the others share them out, so it takes one for sure
     doomed = start("worker", url, g1.data_dir, {**FAST, "GIFTWIRE_FAULT": "kill_after_escrow"})
+    await asyncio.sleep(1.5)  # alone, it takes the partitions; the others get theirs from it
     w1 = start("worker", url, g1.data_dir, FAST)
     start("worker", url, g1.data_dir, FAST)
     gateways = [g1, g2]
