@@ -140,3 +140,23 @@ async def test_the_largest_device_threshold_is_still_reached(scripts: Scripts) -
         keys=k, args=[f"a{i}", T0 + i, WINDOW, DEVICE_ACCOUNTS_KEPT]))[1]) for i in range(203)]
     assert places[199] == 200  # the 200th: allowed
     assert places[200:] == [201, 201, 201]  # the 201st and every later one: over the bound
+
+
+async def test_case_hold_is_taken_once_and_released_only_by_its_holder(scripts: Scripts,
+                                                                      redis: Redis) -> None:
+    """A second appeal cannot take a held case; a release with another token leaves the hold."""
+    # Once the holder releases it, the next appeal takes it; a hold that lapsed is not deleted
+    # by its former holder after another appeal took it.
+    hold = [keys.risk_case_resolving(uid("case"))]
+    assert await scripts["case_hold"](keys=hold, args=["take", "a", 30_000]) == ["applied", ""]
+    assert await scripts["case_hold"](keys=hold, args=["take", "b", 30_000]) == ["exists", ""]
+    assert await scripts["case_hold"](keys=hold, args=["release", "b"]) == ["exists", ""]
+    assert await redis.get(hold[0]) == "a"
+    assert await scripts["case_hold"](keys=hold, args=["release", "a"]) == ["applied", ""]
+    assert await redis.exists(hold[0]) == 0
+    assert await scripts["case_hold"](keys=hold, args=["take", "b", 30_000]) == ["applied", ""]
+    assert 0 < await redis.pttl(hold[0]) <= 30_000
+    await redis.delete(hold[0])  # b's hold lapsed; c takes the case and a late b leaves it be
+    assert await scripts["case_hold"](keys=hold, args=["take", "c", 30_000]) == ["applied", ""]
+    assert await scripts["case_hold"](keys=hold, args=["release", "b"]) == ["exists", ""]
+    assert await redis.get(hold[0]) == "c"

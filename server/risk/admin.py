@@ -56,8 +56,9 @@ def install(p: Parts) -> None:
         if d["evidence"] != EVIDENCE[rec["level"]]:
             raise AdminError("wrong_evidence")
         # one appeal at a time resolves a case; another meanwhile is told it is resolved
-        lock, mine = keys.risk_case_resolving(rec["case"]), uuid.uuid4().hex
-        if not await p.redis.set(lock, mine, nx=True, px=RESOLVING_MS):
+        hold, mine = [keys.risk_case_resolving(rec["case"])], uuid.uuid4().hex
+        taken, _ = await p.scripts["case_hold"](keys=hold, args=["take", mine, RESOLVING_MS])
+        if taken != "applied":
             raise AdminError("case_resolved")
         try:
             raw = await p.redis.get(keys.risk_case(rec["case"]))  # (resolved just before?)
@@ -77,8 +78,7 @@ def install(p: Parts) -> None:
             await p.redis.set(keys.risk_case(rec["case"]), orjson.dumps(rec))
         finally:
             # (only its own hold: one that outlived RESOLVING_MS may be another appeal's now)
-            if await p.redis.get(lock) == mine:
-                await p.redis.delete(lock)
+            await p.scripts["case_hold"](keys=hold, args=["release", mine])
         return rec
 
     p.admin.add("GET", "/risk/cases", cases)
