@@ -68,6 +68,7 @@ ERRORS = _codes(
     ErrorCode("envelope_expired", "this red envelope expired; what was left went back"),
     ErrorCode("envelope_id_conflict", "this envelope id was used with different parameters"),
     ErrorCode("envelope_insufficient", "not enough cards for this red envelope"),
+    ErrorCode("account_banned", "your account is banned: it may not send or grab red envelopes"),
     ErrorCode("envelope_asset", "red envelopes carry note cards only"),
     ErrorCode("balance_full", "your share would take your balance past what an account may "
               "hold; it stays yours: grab again once there is room", temporary=True),
@@ -220,6 +221,8 @@ ADMIN_ERRORS = {
         AdminCode("issuance_id_conflict", 409, "this issuance id was used with other cards or users"),
         AdminCode("settling", 409, "the gift is still settling; send the same request again "
                   "shortly"),
+        AdminCode("recipient_banned", 409, "the gift's recipient is banned (by the platform or "
+                  "the risk engine): no cards reach the account; deny the gift, or it times out"),
         AdminCode("offer_resolved", 409, "the gift held for approval was resolved already (the "
                   "message says how: accepted, denied, expired)"),
         AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "

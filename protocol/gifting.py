@@ -43,7 +43,9 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
         "gift.accept",
         "client",
         "Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. "
-        "`offer_expired` after the timeout, `offer_declined` after a decline).",
+        "`offer_expired` after the timeout, `offer_declined` after a decline, "
+        "`recipient_banned` when your account was banned since: the offer waits for a "
+        "decline or its timeout).",
         (req_id(), _OFFER_ID),
     ),
     MessageType(

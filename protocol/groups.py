@@ -143,7 +143,7 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` "
                 "(an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, "
                 "`not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`, "
-                "`bad_field`: more shares than cards, `not_registered`, `risk_restricted`, "
+                "`bad_field`: more shares than cards, `not_registered`, `account_banned`, `risk_restricted`, "
                 "`risk_frozen`, `risk_banned`, `settlement_failed`).",
                 (req_id(), _GROUP, _ENVELOPE, Field("asset", "str", "a note card kind",
                                                     pattern=ASSET_PATTERN),
@@ -153,7 +153,7 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
     MessageType("envelope.grab", "client",
                 "Grab a share of a red envelope (once per member). Replied by "
                 "`envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, "
-                "`envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, "
+                "`envelope_expired`, `envelope_unknown`, `not_member`, `account_banned`, `risk_frozen`, "
                 "`risk_banned`, `balance_full`: the share would take your balance past the "
                 "bound; it stays yours, and grabbing again credits it once there is room).",
                 (req_id(), _GROUP, Field("envelope", "str", "the envelope's id as the group "

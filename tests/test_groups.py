@@ -965,3 +965,34 @@ async def test_an_in_chat_gift_keeps_gifting_rules_block_follow_age_and_confirma
     assert await admin.balances(s) == {"note.do": 16} and await admin.balances(r) == {}
     for x in (a, b, y, c):
         await x.close()
+
+
+async def test_a_banned_account_may_neither_send_nor_grab_a_red_envelope(
+        server: Proc, admin: Admin, valkey: EmbeddedValkey) -> None:
+    """Under the platform's ban envelope.send and envelope.grab are refused `account_banned`."""
+    # Unbanned, the same member grabs the share; the sender's balance is untouched by the refusal.
+    group, owner = await new_group(admin)
+    sender, _ = await admin.pair(20)
+    s, _ = await iron_member(server, admin, group, owner, sender)
+    g, grabber = await iron_member(server, admin, group, owner)
+    await admin.call("PUT", f"/users/{sender}", {"banned": True})
+    refused = await s.request("envelope.send", group=group, envelope="b", asset="note.do",
+                              total=4, shares=2, timeout_s=20)
+    assert (refused["type"], refused["code"]) == ("error", "account_banned"), refused
+    assert await admin.balances(sender) == {"note.do": 20}
+    await admin.call("PUT", f"/users/{sender}", {"banned": False})
+    name = (await s.request("envelope.send", group=group, envelope="b2", asset="note.do",
+                            total=4, shares=1, timeout_s=20))["envelope"]
+    await admin.call("PUT", f"/users/{grabber}", {"banned": True})
+    no = await g.request("envelope.grab", group=group, envelope=name, timeout_s=20)
+    assert (no["type"], no["code"]) == ("error", "account_banned"), no
+    assert await admin.balances(grabber) == {}
+    state = await admin.call("GET", f"/groups/{group}/envelopes/{name}")
+    assert (state["left"], state["grabs"]) == (4, {})
+    await admin.call("PUT", f"/users/{grabber}", {"banned": False})
+    won = await g.request("envelope.grab", group=group, envelope=name, timeout_s=20)
+    assert (won["type"], won["share"]) == ("envelope.grabbed", 4), won
+    code, out = await run_audit(valkey.url)
+    assert code == 0 and "ok   envelopes_exact" in out, out
+    for c in (s, g):
+        await c.close()

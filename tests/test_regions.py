@@ -229,3 +229,35 @@ async def test_a_refund_after_an_erasure_is_named_by_the_audit_and_revoked(
         assert nothing.json()["error"]["code"] == "user_unknown"  # a grant still does not reach it
     rc, out = await run_audit(vk.url)
     assert rc == 0 and "ok   erased_hold_nothing" in out, out
+
+
+async def test_no_cards_reach_a_recipient_banned_while_a_gift_waits(
+        region_server: tuple[Proc, EmbeddedValkey]) -> None:
+    """Banned after the gift was held: an approval or the own accept is refused `recipient_banned`."""
+    # Each gift stays held and nothing is credited; a denial and a decline give the sender's cards back.
+    srv, vk = region_server
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10, recipient={"region": "ky"})
+        s2, r2 = await admin.pair(10, recipient={"confirm_gifts": True})
+        async with await Client.connect(srv.ws, srv.token(s)) as a, \
+                await Client.connect(srv.ws, srv.token(s2)) as a2:
+            held = (await a.send_gift(r, "note.do", 3))["transfer_id"]
+            plain = (await a2.send_gift(r2, "note.do", 2))["transfer_id"]
+            for u in (r, r2):
+                await admin.call("PUT", f"/users/{u}", {"banned": True})
+            no = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": held,
+                                                         "approve": True}, ok=False)
+            assert (no.status_code, no.json()["error"]["code"]) == (409, "recipient_banned")
+            async with await Client.connect(srv.ws, srv.token(r2)) as b2:
+                refused = await b2.request("gift.accept", offer_id=plain)
+                assert (refused["type"], refused["code"]) == ("gift.rejected", "recipient_banned")
+                assert await admin.balances(r2) == {}
+                assert (await b2.request("gift.decline", offer_id=plain))["type"] == "gift.voided"
+            assert (await a2.next_event("gift.voided"))["balance"] == 10
+            assert await admin.balances(r) == {}
+            denied = await admin.call("POST", "/approvals", {"recipient": r, "transfer_id": held,
+                                                             "approve": False})
+            assert denied["outcome"] == "denied"
+            assert (await a.next_event("gift.voided"))["balance"] == 10
+    rc, out = await run_audit(vk.url)
+    assert rc == 0, out

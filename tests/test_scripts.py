@@ -604,6 +604,10 @@ async def _r_banned(lab: Lab, s: str, r: str) -> None:
     await lab.r.hset(keys.user(r).profile, "banned", "1")
 
 
+async def _r_risk_banned(lab: Lab, s: str, r: str) -> None:
+    await lab.r.hset(keys.user(r).profile, "risk_banned", "1")
+
+
 async def _r_blocks(lab: Lab, s: str, r: str) -> None:
     await lab.r.sadd(keys.user(r).blocks, s)
 
@@ -620,6 +624,7 @@ async def _r_offers_full(lab: Lab, s: str, r: str) -> None:
 @pytest.mark.parametrize(("setup", "code"), [
     (_r_no_profile, "recipient_unknown"),
     (_r_banned, "recipient_banned"),
+    (_r_risk_banned, "recipient_banned"),
     (_r_blocks, "blocked"),
     (_r_rich, "amount_too_large"),
     (_r_offers_full, "offers_full"),
@@ -913,6 +918,22 @@ async def test_accept_over_amount_bound_keeps_the_offer(lab: Lab) -> None:
     assert await lab.money(r) == before
     assert (await lab.record(r, item.tid))["st"] == "offered"
     assert (await lab.resolve(r, item.tid, "accept"))[1] == "accepted"
+    await lab.zero_sum(s, r)
+
+
+@pytest.mark.parametrize("field", ["banned", "risk_banned"])
+async def test_a_recipient_banned_while_an_offer_waits_cannot_accept_it(lab: Lab, field: str) -> None:
+    """Banned since the offer (by the platform or the risk engine), the accept is `recipient_banned`."""
+    # Nothing moves and the offer stays open; a decline still voids it, so the sender's cards
+    # can go back.
+    s, r, item = await lab.offered(3)
+    await lab.r.hset(keys.user(r).profile, field, "1")
+    before = await lab.money(r)
+    assert await lab.resolve(r, item.tid, "accept") == ["rejected", "", "", "recipient_banned"]
+    assert await lab.money(r) == before
+    assert (await lab.record(r, item.tid))["st"] == "offered"
+    assert (await lab.resolve(r, item.tid, "decline"))[1] == "voided"
+    assert (await lab.record(r, item.tid))["reason"] == "declined"
     await lab.zero_sum(s, r)
 
 

@@ -50,7 +50,7 @@ export interface GiftSendMessage {
   group?: string;
 }
 
-/** Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. `offer_expired` after the timeout, `offer_declined` after a decline). */
+/** Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. `offer_expired` after the timeout, `offer_declined` after a decline, `recipient_banned` when your account was banned since: the offer waits for a decline or its timeout). */
 export interface GiftAcceptMessage {
   type: "gift.accept";
   /** client-chosen request id, echoed by the reply */
@@ -293,7 +293,7 @@ export interface GroupPollGetMessage {
   poll: string;
 }
 
-/** Put `total` cards of `asset` into a red envelope for `shares` grabbers in a group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` (an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, `not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`, `bad_field`: more shares than cards, `not_registered`, `risk_restricted`, `risk_frozen`, `risk_banned`, `settlement_failed`). */
+/** Put `total` cards of `asset` into a red envelope for `shares` grabbers in a group (1 ≤ shares ≤ total). Settled like a gift: replied by `envelope.sent` (an event of yours), or `error` (`envelope_insufficient`, `envelope_asset`, `not_member`, `envelope_id_conflict`, `group_unknown`, `too_many_envelopes`, `bad_field`: more shares than cards, `not_registered`, `account_banned`, `risk_restricted`, `risk_frozen`, `risk_banned`, `settlement_failed`). */
 export interface EnvelopeSendMessage {
   type: "envelope.send";
   /** client-chosen request id, echoed by the reply */
@@ -310,7 +310,7 @@ export interface EnvelopeSendMessage {
   shares: number;
 }
 
-/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`, `risk_frozen`, `risk_banned`, `balance_full`: the share would take your balance past the bound; it stays yours, and grabbing again credits it once there is room). */
+/** Grab a share of a red envelope (once per member). Replied by `envelope.grabbed` (an event of yours), or `error` (`envelope_empty`, `envelope_expired`, `envelope_unknown`, `not_member`, `account_banned`, `risk_frozen`, `risk_banned`, `balance_full`: the share would take your balance past the bound; it stays yours, and grabbing again credits it once there is room). */
 export interface EnvelopeGrabMessage {
   type: "envelope.grab";
   /** client-chosen request id, echoed by the reply */
@@ -1233,6 +1233,7 @@ export type ErrorCode =
   | "envelope_expired"
   | "envelope_id_conflict"
   | "envelope_insufficient"
+  | "account_banned"
   | "envelope_asset"
   | "balance_full"
   | "owner_cannot_leave"

@@ -2,7 +2,8 @@
 always in escrow between them (SPEC "Scale and durability").
 
     envelope.send:  env_debit (sender) → env_open (group) → env_settle (sender)
-    envelope.grab:  env_grab (group: decides the share, once) → env_credit (grabber)
+    envelope.grab:  env_grab_check (grabber: not banned or frozen) → env_grab (group: decides
+                    the share, once) → env_credit (grabber)
     refund sweep:   env_expire (group: takes what is left, once) → env_credit (sender)
 
 Record ids on a user's slot: `$es:<group>:<envelope id>` (the sender's envelope),
@@ -189,12 +190,31 @@ class GrabFlow(DayFlow):
     def __init__(self, scripts: Scripts, settings: Settings, replies: Replies) -> None:
         super().__init__(scripts, settings, replies)
         self.steps: tuple[Step, ...] = (
+            Step("env_grab_check", self.check_call, self.after_check),
             Step("env_grab", self.grab_call, self.after_grab),
             Step("env_credit", self.credit_call, self.after_credit),
         )
 
     def decode(self, env: Envelope, f: dict[str, str]) -> GrabItem:
         return GrabItem(env.user, f["group"], f["envelope"], env.route)
+
+    def check_call(self, item: GrabItem, now: Now) -> Call:
+        # The grabber's own state, on the grabber's slot (the group's slot, where the share is
+        # decided, cannot read it). Per request: a re-run of this request passes as it did (its
+        # share may be decided and owed), while a later request is checked afresh (an earlier
+        # one may have passed and then been refused by the group, deciding nothing).
+        uk = keys.user(item.user)
+        return ([uk.profile, uk.grab_check(item.group, item.envelope, item.route), uk.transfers],
+                [now.now_ms, self.s.envelope_ttl_s * 1000, grab_record(item.group, item.envelope)])
+
+    async def after_check(self, item: GrabItem, reply: list[Any], _now: Now) -> None:
+        st = status(reply)
+        if st is Status.REJECTED:  # nothing decided yet: the refusal is the reply
+            GRABS.inc(outcome=str(reply[1]))
+            await self.replies.send(item.user, item.route, error_frame(str(reply[1])))
+            item.done = True
+        elif st is not Status.APPLIED and st is not Status.EXISTS:
+            raise UnknownStatus(f"env_grab_check answered {reply!r}")
 
     def grab_call(self, item: GrabItem, now: Now) -> Call:
         g = keys.group(item.group)

@@ -6,7 +6,6 @@ and re-checked by the settlement steps; cases and appeals. Where things are:
     engine.py             the judging (a consumer group on the risk streams), a job apart
                           from settlement: `giftwire jobs`
     rules.py              the automation measure (pure)
-    grabs.py              settlement's re-check of a red-envelope grab (a step of the grab flow)
     lua/risk_apply.lua    where a decision lands (the user's slot) and reaches gateways
     lua/risk_device.lua / risk_cluster.lua / risk_actions.lua   the counts, each on its
                           owner's slot
@@ -17,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.groups.envelopes import GRAB
 from server.parts import Parts
-from server.risk import admin, grabs
+from server.risk import admin
 from server.risk.engine import Engine
 from server.risk.gate import RiskGate
 
@@ -29,7 +27,6 @@ def install(p: Parts) -> None:
     admin.install(p)
     if not p.settings.risk_enabled:
         return
-    p.flows.add_step(GRAB, grabs.check_step(p.settings, p.replies), first=True)
     engine = Engine(p.scripts, p.settings)
     p.periodic.add("risk-engine", engine.run, every_ms=p.settings.risk_engine_tick_ms,
                    apart=True)

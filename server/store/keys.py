@@ -138,9 +138,9 @@ class UserKeys:
         """The actions the automation rule judges for regularity (not likes), newest first."""
         return f"{self.tag}:rj"
 
-    def risk_grab_check(self, group: str, envelope: str, route: str) -> str:
-        """A red-envelope grab request (its route) that passed the risk check (expires with
-        the envelope)."""
+    def grab_check(self, group: str, envelope: str, route: str) -> str:
+        """A red-envelope grab request (its route) whose grabber passed the check (not banned
+        or frozen; expires with the envelope)."""
         return f"{self.tag}:rg:{group}:{envelope}:{route}"
 
     @property

@@ -76,6 +76,12 @@ if action ~= 'timeout' and by_approver ~= (rec.by == 'approver') then
   if by_approver then return {'not_found', '', '', ''} end
   return {'rejected', '', '', 'approval_pending'}
 end
+if action == 'accept' then
+  -- banned since the offer was made (by the platform or the risk engine): no cards reach the
+  -- account; the offer waits for a decline or its timeout, which give them back
+  local b = redis.call('HMGET', k_profile, 'banned', 'risk_banned')
+  if b[1] == '1' or b[2] == '1' then return {'rejected', '', '', 'recipient_banned'} end
+end
 if action == 'accept' and hget_int(k_balances, rec.asset) + rec.count > amount_max then
   return {'rejected', '', '', 'amount_too_large'}
 end

@@ -48,9 +48,11 @@ local function reject(code)
 end
 
 if mode == 'void' then return reject('operator_voided') end
-local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'confirm', 'region', 'gender')
+local p = redis.call('HMGET', k_profile, 'registered_at_ms', 'banned', 'confirm', 'region', 'gender',
+                    'risk_banned')
 if not p[1] then return reject('recipient_unknown') end
-if p[2] == '1' then return reject('recipient_banned') end
+-- the platform's ban or the risk engine's (permanent): either way no cards reach the account
+if p[2] == '1' or p[6] == '1' then return reject('recipient_banned') end
 if redis.call('SISMEMBER', k_blocks, sender) == 1 then return reject('blocked') end
 if hget_int(k_balances, asset) + count > amount_max then return reject('amount_too_large') end
 

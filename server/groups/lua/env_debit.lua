@@ -21,9 +21,11 @@ end
 if redis.call('HEXISTS', k_profile, 'registered_at_ms') == 0 then
   return {'rejected', 'not_registered'}
 end
+local risk = redis.call('HMGET', k_profile, 'risk_banned', 'risk_frozen_until', 'risk_restricted_until',
+                       'banned')
+if risk[4] == '1' then return {'rejected', 'account_banned'} end  -- the platform's own ban
 -- the risk engine's decisions, re-checked here (a request queued before one reached the
 -- gateway): a red envelope is gifting
-local risk = redis.call('HMGET', k_profile, 'risk_banned', 'risk_frozen_until', 'risk_restricted_until')
 if risk[1] == '1' then return {'rejected', 'risk_banned'} end
 if tonumber(risk[2] or '0') > now then return {'rejected', 'risk_frozen'} end
 if tonumber(risk[3] or '0') > now then return {'rejected', 'risk_restricted'} end
