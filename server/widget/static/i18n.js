@@ -271,6 +271,7 @@ export const REASONS_ZH = {
   envelope_id_conflict: "这个红包编号已用于其他参数",
   envelope_insufficient: "卡片不足，发不了这个红包",
   envelope_asset: "红包只能装音符卡",
+  account_banned: "你的账号已被封禁，不能发红包或抢红包",
   balance_full: "你的余额已到上限，这份红包先为你保留，腾出余额后再抢一次即可到账",
   too_many_envelopes: "群里未领完的红包太多了",
   risk_restricted: "你的账号暂时不能送礼（一台设备登录了太多账号），可以申诉",
