@@ -93,6 +93,11 @@ ERRORS = _codes(
     ErrorCode("use_unknown", "no such card use of yours"),
     ErrorCode("use_started", "the use has started (or ended): it can no longer be cancelled"),
     ErrorCode("insufficient_cards", "not enough of that creator's small cards"),
+    ErrorCode("points_full", "the points would take your balance past what an account may "
+              "hold; nothing was spent", temporary=True),
+    ErrorCode("insufficient_coin", "not enough coin"),
+    ErrorCode("buy_unit", "coin buys points in whole yuan (GIFTWIRE_COIN_PER_YUAN coin a yuan)"),
+    ErrorCode("buy_id_conflict", "this purchase id was used with another amount of coin"),
     ErrorCode("exchange_unit", "small cards exchange in whole units (10 by default)"),
     ErrorCode("exchange_id_conflict", "this exchange id was used with different parameters"),
     ErrorCode("set_incomplete", "you hold fewer complete sets than that (one card of each set "

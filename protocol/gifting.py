@@ -158,10 +158,11 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                   "enterprise account issued you cards: a brand's batch, an order's gift, a "
                   "fan-level tier), exchange (`popularity.exchange` burned these fan-club "
                   "cards for popularity points: `delta: -cards`, `transfer_id` "
-                  "`$px:<exchange>`)",
+                  "`$px:<exchange>`), purchase (`popularity.buy` spent this coin on "
+                  "popularity points: `delta: -coin`, `transfer_id` `$pc:<buy>`)",
                   enum=("grant", "revoke", "mentor_reward", "like_task", "like_streak",
                         "envelope_refund", "task_reward", "set_redeem", "set_reward",
-                        "enterprise", "exchange")),
+                        "enterprise", "exchange", "purchase")),
             _BALANCE, _SEQ,
         ),
     ),

@@ -31,12 +31,23 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
                 "Exchange one creator's fan-club small cards (`small_card.<creator>`) for points "
                 "(10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. "
                 "Replied by `popularity.points`, or `error` (`insufficient_cards`, "
-                "`exchange_unit`, `exchange_id_conflict`: the id used with other `cards` or "
+                "`exchange_unit`, `points_full`, `exchange_id_conflict`: the id used with other `cards` or "
                 "another `creator`).",
                 (req_id(), Field("exchange", "str", "your id for this exchange (idempotent)",
                                  pattern=ID_PATTERN),
                  user_field("creator", "whose fan club's small cards"),
                  Field("cards", "int", "small cards to exchange", minimum=1, maximum=AMOUNT_MAX))),
+    MessageType("popularity.buy", "client",
+                "Spend coin on points: 8 points per yuan of coin (`GIFTWIRE_POINTS_PER_YUAN`; "
+                "a yuan is `GIFTWIRE_COIN_PER_YUAN` coin, 1 by default, and `coin` a whole "
+                "number of yuan), no cap, as a fresh lot. The coin goes (a `balance.changed`, "
+                "reason `purchase`, to every connection); replied by `popularity.points` "
+                "(`reason: purchase`), or `error` (`insufficient_coin`, `buy_unit`, "
+                "`points_full`, `buy_id_conflict`: the id used with another `coin`, "
+                "`not_registered`).",
+                (req_id(), Field("buy", "str", "your id for this purchase (idempotent)",
+                                 pattern=ID_PATTERN),
+                 Field("coin", "int", "coin to spend", minimum=1, maximum=AMOUNT_MAX))),
     MessageType("popularity.use", "client",
                 "Spend points on a card use boosting your content in your own category, now "
                 "or at `start_at_ms` (points are taken when it is scheduled). Replied by "

@@ -228,6 +228,7 @@ class Settings:
     task_posts: int = 6  # on-topic posts in a weekly cycle that earn the task reward, once
     task_points: int = 500
     points_per_yuan: int = 8  # purchase: points = fen × 8 // 100 (whole points, floored)
+    coin_per_yuan: int = 1  # coin a yuan: `popularity.buy` spends whole yuan of coin
     exchange_cards: int = 10  # small cards that exchange into `exchange_points` points
     exchange_points: int = 100
     card_prices: tuple[str, ...] = ("video_heating:100", "live_recommendation:200", "fan_reach:300")
@@ -398,7 +399,7 @@ POSITIVE = ("room_tick_ms", "partitions", "worker_block_ms", "festival_cost_den"
             "ledger_page_max", "bulk_items_max", "reward_cards_max", "note_draw_ttl_s",
             "sets_per_redemption_max", "approval_timeout_s", "issuance_users_max",
             "handshakes_max", "handshakes_per_address_max", "http_keep_alive_s",
-            "settle_stall_alert_s",
+            "settle_stall_alert_s", "coin_per_yuan", "exchange_cards",
             # and the risk engine's: a zero threshold, count or length judges nothing (or
             # everything), or divides by zero
             "device_accounts_max", "cluster_accounts", "bot_actions_per_s",
@@ -890,6 +891,8 @@ DOCS: dict[str, str] = {
     "task_posts": "on-topic posts in a weekly cycle that earn the creator task's points, once a cycle",
     "task_points": "points of the creator task",
     "points_per_yuan": "purchased points per yuan (whole points: fen × this // 100)",
+    "coin_per_yuan": "coin a yuan is worth: `popularity.buy` spends coin in whole yuan (a "
+                     "multiple of this) for `GIFTWIRE_POINTS_PER_YUAN` points a yuan",
     "exchange_cards": "small cards that exchange into `GIFTWIRE_EXCHANGE_POINTS` points",
     "exchange_points": "points those small cards give (a fresh lot)",
     "card_prices": "points each card use costs, `<card>:<points>`, each of the three cards once",

@@ -211,6 +211,42 @@ async def test_one_creators_small_cards_exchange_into_points(
         assert code == 0, out
 
 
+async def test_a_user_spends_coin_on_points_in_whole_yuan(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """popularity.buy: 8 points a yuan of coin (10 coin a yuan here), the coin burned, idempotent by `buy`."""
+    # Part of a yuan is `buy_unit`, more than held `insufficient_coin`, the same id with other coin
+    # `buy_id_conflict`, points past the bound `points_full`: nothing moves on a refusal.
+    srv, vk = own_server({**TEST_CLOCK, "GIFTWIRE_COIN_PER_YUAN": "10",
+                          "GIFTWIRE_AMOUNT_MAX": "10000"})
+    async with Admin(srv) as admin:
+        u = await creator(admin)
+        await admin.grant(u, 1500, "coin")
+        async with await Client.connect(srv.ws, srv.token(u)) as c:
+            assert (await c.request("popularity.buy", buy="b0", coin=15))["code"] == "buy_unit"
+            assert (await c.request("popularity.buy", buy="b0", coin=1510))["code"] == \
+                "insufficient_coin"
+            got = await c.request("popularity.buy", buy="b1", coin=1000)
+            assert (got["type"], got["delta"], got["reason"], got["balance"]) == (
+                "popularity.points", 800, "purchase", 800)
+            spent = [e for e in c.events() if e["type"] == "balance.changed"]
+            assert [(e["transfer_id"], e["asset"], e["delta"], e["reason"], e["balance"])
+                    for e in spent] == [("$pc:b1", "coin", -1000, "purchase", 500)]
+            same = await c.request("popularity.buy", buy="b1", coin=1000)
+            assert {**same, "id": got["id"]} == got  # answered as the first time
+            assert (await c.request("popularity.buy", buy="b1", coin=500))["code"] == \
+                "buy_id_conflict"
+            await admin.call("POST", "/popularity/purchases",
+                             {"order": uid("o"), "user": u, "fen": 115000})  # 9,200 points
+            full = await c.request("popularity.buy", buy="b2", coin=500)  # 400 more: past 10,000
+            assert (full["type"], full["code"]) == ("error", "points_full")
+        assert await admin.balances(u) == {"coin": 500, "popularity": 10000}
+        ledger = (await admin.call("GET", f"/users/{u}/ledger?limit=50"))["entries"]
+        pair = [(e["asset"], e["delta"], e["account"]) for e in ledger if e["transfer_id"] == "$pc:b1"]
+        assert sorted(pair) == [("coin", -1000, "burn"), ("popularity", 800, "mint")]
+        code, out = await run_audit(vk.url)
+        assert code == 0, out
+
+
 async def test_an_order_is_one_payment_platform_wide(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A purchase reported again replays; its order with another amount or user is 409 `order_id_conflict`."""

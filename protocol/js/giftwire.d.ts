@@ -335,7 +335,7 @@ export interface PopularitySigninMessage {
   id: string;
 }
 
-/** Exchange one creator's fan-club small cards (`small_card.<creator>`) for points (10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. Replied by `popularity.points`, or `error` (`insufficient_cards`, `exchange_unit`, `exchange_id_conflict`: the id used with other `cards` or another `creator`). */
+/** Exchange one creator's fan-club small cards (`small_card.<creator>`) for points (10 cards → 100 points by default; `cards` a multiple of 10) as a fresh lot. Replied by `popularity.points`, or `error` (`insufficient_cards`, `exchange_unit`, `points_full`, `exchange_id_conflict`: the id used with other `cards` or another `creator`). */
 export interface PopularityExchangeMessage {
   type: "popularity.exchange";
   /** client-chosen request id, echoed by the reply */
@@ -346,6 +346,17 @@ export interface PopularityExchangeMessage {
   creator: string;
   /** small cards to exchange */
   cards: number;
+}
+
+/** Spend coin on points: 8 points per yuan of coin (`GIFTWIRE_POINTS_PER_YUAN`; a yuan is `GIFTWIRE_COIN_PER_YUAN` coin, 1 by default, and `coin` a whole number of yuan), no cap, as a fresh lot. The coin goes (a `balance.changed`, reason `purchase`, to every connection); replied by `popularity.points` (`reason: purchase`), or `error` (`insufficient_coin`, `buy_unit`, `points_full`, `buy_id_conflict`: the id used with another `coin`, `not_registered`). */
+export interface PopularityBuyMessage {
+  type: "popularity.buy";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** your id for this purchase (idempotent) */
+  buy: string;
+  /** coin to spend */
+  coin: number;
 }
 
 /** Spend points on a card use boosting your content in your own category, now or at `start_at_ms` (points are taken when it is scheduled). Replied by `popularity.used`, or `error` (`insufficient_points`, `points_frozen`, `use_limit`, `category_mismatch`, `not_enough_followers`, `not_mature`, `content_taken`, `targeting_region`, `targeting_age`, `targeting_gender`, `targeting_interests`, `use_id_conflict`, `not_registered`, `bad_field`: `start_at_ms` in the past or more than 30 days ahead). */
@@ -431,6 +442,7 @@ export type ClientMessage =
   | PopularityGetMessage
   | PopularitySigninMessage
   | PopularityExchangeMessage
+  | PopularityBuyMessage
   | PopularityUseMessage
   | PopularityCancelMessage
   | NotesGetMessage
@@ -468,6 +480,7 @@ export interface ClientMessages {
   "popularity.get": PopularityGetMessage;
   "popularity.signin": PopularitySigninMessage;
   "popularity.exchange": PopularityExchangeMessage;
+  "popularity.buy": PopularityBuyMessage;
   "popularity.use": PopularityUseMessage;
   "popularity.cancel": PopularityCancelMessage;
   "notes.get": NotesGetMessage;
@@ -684,8 +697,8 @@ export interface BalanceChangedMessage {
   asset: string;
   /** signed change */
   delta: number;
-  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a redemption burned `sets` cards of each set kind: one event per kind, `delta: -sets`) and set_reward (what the sets earned), enterprise (an enterprise account issued you cards: a brand's batch, an order's gift, a fan-level tier), exchange (`popularity.exchange` burned these fan-club cards for popularity points: `delta: -cards`, `transfer_id` `$px:<exchange>`) */
-  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund" | "task_reward" | "set_redeem" | "set_reward" | "enterprise" | "exchange";
+  /** grant, revoke, mentor_reward, like_task (a day's like task for a streamer done: a small card of their fan club, `small_card.<streamer>`), like_streak (7 days in a row: a rare one, `small_card_rare.<streamer>`), envelope_refund (what was left in your red envelope came back, or the group refused it), task_reward (a task's note cards, drawn by the published odds), set_redeem (a redemption burned `sets` cards of each set kind: one event per kind, `delta: -sets`) and set_reward (what the sets earned), enterprise (an enterprise account issued you cards: a brand's batch, an order's gift, a fan-level tier), exchange (`popularity.exchange` burned these fan-club cards for popularity points: `delta: -cards`, `transfer_id` `$px:<exchange>`), purchase (`popularity.buy` spent this coin on popularity points: `delta: -coin`, `transfer_id` `$pc:<buy>`) */
+  reason: "grant" | "revoke" | "mentor_reward" | "like_task" | "like_streak" | "envelope_refund" | "task_reward" | "set_redeem" | "set_reward" | "enterprise" | "exchange" | "purchase";
   /** your balance of `asset` after this event */
   balance: number;
   /** per-user event sequence number */
@@ -1255,6 +1268,10 @@ export type ErrorCode =
   | "use_unknown"
   | "use_started"
   | "insufficient_cards"
+  | "points_full"
+  | "insufficient_coin"
+  | "buy_unit"
+  | "buy_id_conflict"
   | "exchange_unit"
   | "exchange_id_conflict"
   | "set_incomplete"

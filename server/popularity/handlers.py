@@ -67,14 +67,30 @@ async def signin(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 
 
 async def exchange(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
-    s, rid, now = gw.s, d["id"], gw.clock.now_ms()
+    """One creator's small cards for points, in whole units."""
+    await _to_points(gw, conn, d["id"], "exchange", d["exchange"], d["cards"],
+                     fan_card(d["creator"]), gw.s.exchange_cards, gw.s.exchange_points)
+
+
+async def buy(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    """Coin spent on points (SPEC: 8 points per yuan of coin), in whole yuan."""
+    await _to_points(gw, conn, d["id"], "purchase", d["buy"], d["coin"], "coin",
+                     gw.s.coin_per_yuan, gw.s.points_per_yuan)
+
+
+CONFLICT = {"exchange": "exchange_id_conflict", "purchase": "buy_id_conflict"}
+
+
+async def _to_points(gw: Gateway, conn: Connection, rid: str, kind: str, ref: str, amount: int,
+                     asset: str, unit: int, unit_points: int) -> None:
+    """Something held turns into points in one call on the user's slot (`pop_exchange`)."""
+    s, now = gw.s, gw.clock.now_ms()
     no = conn.expect(rid)
     try:
         reply = await _scripts(gw)["pop_exchange"](
             keys=flows.user_keys(conn.user),
-            args=[d["exchange"], d["cards"], s.exchange_cards, s.exchange_points,
-                  now, s.points_lot_ttl_s * 1000, s.events_bound, keys.route(conn.id, no),
-                  fan_card(d["creator"])])
+            args=[ref, amount, unit, unit_points, now, s.points_lot_ttl_s * 1000, s.events_bound,
+                  keys.route(conn.id, no), asset, kind, s.amount_max])
     except BaseException:
         conn.forget(no)
         raise
@@ -89,7 +105,7 @@ async def exchange(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
         event.pop("type", None)
         conn.push(encode("popularity.points", id=rid, **event).decode())
     else:
-        code = "exchange_id_conflict" if st is Status.CONFLICT else str(reply[1])
+        code = CONFLICT[kind] if st is Status.CONFLICT else str(reply[1])
         gw.error(conn, code, rid, rules.refusal_detail(code, s))
 
 

@@ -32,6 +32,7 @@ def install(p: Parts) -> None:
     p.requests.add("popularity.get", handlers.get, ("popularity.points",))
     p.requests.add("popularity.signin", handlers.signin, ("popularity.points", "error"))
     p.requests.add("popularity.exchange", handlers.exchange, ("popularity.points", "error"))
+    p.requests.add("popularity.buy", handlers.buy, ("popularity.points", "error"))
     p.requests.add("popularity.use", handlers.use, ("popularity.used", "error"))
     p.requests.add("popularity.cancel", handlers.cancel, ("popularity.use.state", "error"))
     p.flows.add(flows.UseFlow(p.scripts, p.settings, p.replies))

@@ -84,6 +84,8 @@ def refusal_detail(code: str, s: Settings) -> str | None:
         return f"fan reach needs {s.fan_reach_followers:,} followers"
     if code == "exchange_unit":
         return f"small cards exchange in whole units of {s.exchange_cards}"
+    if code == "buy_unit":
+        return f"coin buys points in whole yuan of {s.coin_per_yuan} coin"
     return None
 
 
