@@ -601,7 +601,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.SettingError as exc:  # a mistyped setting: say which, no traceback
         sys.exit(f"giftwire: {exc}")
     configure_logs(env.log_level, env.log_format)
-    return int(COMMANDS[args.command](args))
+    try:
+        return int(COMMANDS[args.command](args))
+    except KeyboardInterrupt:  # Ctrl-C before a command took SIGINT over (the wait for Redis)
+        print("giftwire: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

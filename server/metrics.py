@@ -104,6 +104,9 @@ GAPS_FILLED = REGISTRY.add(Counter(
     "giftwire_event_gaps_filled_total",
     "events a connection missed live (a slot move) and got from the log before the next one"))
 DISCONNECTS = REGISTRY.add(Counter("giftwire_disconnects_total", "connections ended, by reason"))
+REFUSED = REGISTRY.add(Counter("giftwire_requests_refused_total",
+                               "requests the gateway refused for its own bounds before any "
+                               "handler ran or anything was queued, by code"))
 CLAIMED = REGISTRY.add(Counter("giftwire_claimed_entries_total",
                                "stream entries taken over: from a dead worker, or a worker's "
                                "own failed ones run again"))

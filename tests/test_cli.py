@@ -161,6 +161,24 @@ def test_a_gateway_on_an_unreachable_redis_exits_1_with_one_line() -> None:
     assert "Traceback" not in out.stderr and "does not answer" in out.stderr, out.stderr
 
 
+def test_ctrl_c_while_waiting_for_redis_exits_without_a_traceback() -> None:
+    """SIGINT during the start-up wait for an unreachable Redis ends in one line and exit 130."""
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "gateway", "--data-dir",
+                             str(short_tmpdir())],
+                            env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(2.0)  # well inside the 10 s wait
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted" in err, err
+
+
 def test_serve_on_an_unusable_data_dir_exits_1_with_a_message() -> None:
     """A data dir that cannot be made (under a file, here) stops serve with one line, not a traceback."""
     blocker = short_tmpdir() / "a-file"
@@ -185,6 +203,23 @@ def test_a_cluster_flag_on_a_redis_that_is_no_cluster_is_one_line(
                      REDIS_URL="redis://:sekret@127.0.0.1:1")
     assert audit.returncode == 2 and "unreachable" in audit.stderr, audit.stderr
     assert "Traceback" not in audit.stderr and "sekret" not in audit.stderr, audit.stderr
+
+
+def test_a_data_dir_too_deep_for_a_socket_is_found_again_by_audit() -> None:
+    """A data dir too long for a unix socket: `giftwire audit --data-dir` finds its Valkey's socket."""
+    # The socket is in one private dir named after the data dir (the same each time, so restarts
+    # leave nothing new behind), mode 0700.
+    deep = short_tmpdir() / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    vk = EmbeddedValkey(deep)
+    assert len(str(deep / "valkey.sock")) > 104 and vk.socket == EmbeddedValkey(deep).socket
+    assert vk.socket.parent.stat().st_mode & 0o777 == 0o700
+    vk.start()
+    try:
+        out = giftwire("audit", "--data-dir", str(deep))
+        assert out.returncode == 0 and "audit passed" in out.stdout, (out.stdout, out.stderr)
+    finally:
+        vk.stop()
 
 
 def test_audit_without_a_reachable_redis_exits_2_not_1() -> None:

@@ -996,3 +996,19 @@ async def test_a_banned_account_may_neither_send_nor_grab_a_red_envelope(
     assert code == 0 and "ok   envelopes_exact" in out, out
     for c in (s, g):
         await c.close()
+
+
+async def test_an_in_chat_gift_refused_for_a_non_member_is_counted(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """`not_group_member` is counted in giftwire_gifts_rejected_total like every other refusal."""
+    srv, _ = own_server({})
+    async with Admin(srv) as admin:
+        group, owner = await new_group(admin)
+        s, r = await admin.pair(5)
+        a, _ = await iron_member(srv, admin, group, owner, s)
+        before = await metric(srv, 'giftwire_gifts_rejected_total{reason="not_group_member"}')
+        refused = await a.send_gift(r, "note.do", 1, gift_id="out", group=group)
+        assert refused["code"] == "not_group_member"
+        assert await metric(srv, 'giftwire_gifts_rejected_total{reason="not_group_member"}') \
+            == before + 1
+        await a.close()

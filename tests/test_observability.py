@@ -57,7 +57,7 @@ async def test_the_backlog_counts_gifts_no_worker_settles(
         fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
     """With no worker, waiting gifts show in `giftwire_stream_backlog`; past the bound, `overloaded`."""
     # `giftwire_partition_held` is 0 (page someone). A burst past GIFTWIRE_STREAM_BACKLOG_MAX (3) is answered
-    # `overloaded` at once, between samples.
+    # `overloaded` at once, between samples, each counted in `giftwire_requests_refused_total`.
     gateway = start("gateway", fresh_valkey().url, None, {"GIFTWIRE_STREAM_BACKLOG_MAX": "3"})
     async with Admin(gateway) as admin:
         s, r = await admin.pair(5)
@@ -76,6 +76,7 @@ async def test_the_backlog_counts_gifts_no_worker_settles(
                 await asyncio.sleep(0.1)
         assert metric(text, 'giftwire_stream_backlog{partition="0"}') == 3
         assert metric(text, 'giftwire_partition_held{partition="0"}') == 0
+        assert metric(text, 'giftwire_requests_refused_total{code="overloaded"}') == 3
         assert [f["id"] for f in conn.frames if "id" in f] == ["q3", "q4", "q5"]  # the rest wait
         await conn.close()
         assert await admin.balances(s) == {"note.do": 5}  # nothing settled
@@ -157,3 +158,18 @@ async def test_health_proves_pubsub_and_recovers(own_server: OwnServer) -> None:
                 async with await Client.connect(srv.ws, srv.token(s)) as a:
                     reply = await a.send_gift(r, "note.do", 1)
                 assert (await b.next_event("gift.received"))["transfer_id"] == reply["transfer_id"]
+
+
+async def test_a_connection_refused_while_redis_is_away_is_counted(
+        fresh_valkey: Callable[..., EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """A WebSocket that arrives while Redis is away closes 1011 and counts `{reason="unavailable"}`."""
+    vk = fresh_valkey()
+    gateway = start("gateway", vk.url, None, {})
+    vk.stop()
+    async with websockets.connect(f"{gateway.ws}?token={gateway.token('alice')}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await asyncio.wait_for(ws.recv(), 30)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+    async with httpx.AsyncClient(base_url=gateway.http) as http:
+        text = (await http.get("/metrics")).text
+    assert metric(text, 'giftwire_disconnects_total{reason="unavailable"}') == 1

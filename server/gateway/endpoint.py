@@ -33,7 +33,7 @@ from server.gateway.hub import Hub
 from server.gateway.peers import client_address, parse_trusted
 from server.gateway.requests import Requests
 from server.lifetime import stop_if_cancelled
-from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD
+from server.metrics import BACKLOG, DISCONNECTS, FRAMES_IN, GAPS_FILLED, HELD, REFUSED
 from server.settlement import entries
 from server.settlement.producer import StreamProducer
 from server.store import keys
@@ -208,6 +208,7 @@ class Gateway:
         try:
             await self.hub.add(conn)
         except STORAGE_AWAY:  # Redis is away: the client reconnects later
+            DISCONNECTS.inc(reason="unavailable")
             await self._unavailable(ws)
             return
         finally:  # on the hub now (counted there), or never
@@ -443,6 +444,7 @@ class Gateway:
                     return "abuse"
                 continue
             if not bucket.take(time.monotonic()):
+                REFUSED.inc(code="rate_limited")
                 conn.push(error_frame("rate_limited", decoded.data.get("id")))
                 continue
             try:
@@ -477,9 +479,11 @@ class Gateway:
         """Queue a request for settlement as an entry of flow `kind`; its reply comes back
         addressed to `<conn>/<n>`."""
         if conn.pending_count >= self.s.pending_requests_max:
+            REFUSED.inc(code="too_many_pending")
             conn.push(error_frame("too_many_pending", rid))
             return
         if self.backlog + self.appended >= self.s.stream_backlog_max:
+            REFUSED.inc(code="overloaded")
             conn.push(error_frame("overloaded", rid))
             return
         request_no = conn.expect(rid)

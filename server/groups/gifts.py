@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from protocol.messages import rejection
 from server.config import Settings
 from server.gifting.flow import ReceivedGift
+from server.gifting.metrics import REJECTED
 from server.settlement.flows import Step
 from server.settlement.replies import Replies
 from server.store import keys
@@ -41,6 +42,7 @@ def check_step(s: Settings, replies: Replies) -> Step:
     async def after(item: GroupGift, reply: list[Any], _batch: Any) -> None:
         st = status(reply)
         if st is Status.REJECTED:  # nothing was paid: the refusal is the reply
+            REJECTED.inc(reason=str(reply[1]))
             await replies.send(item.sender, item.route,
                                rejection(item.tid, item.gift_id, str(reply[1])))
             item.done = True

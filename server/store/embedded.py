@@ -7,8 +7,10 @@ flushed. Whoever starts it owns its PID and stops it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -33,8 +35,20 @@ def _socket_path(data_dir: Path) -> Path:
     path = data_dir.resolve() / "valkey.sock"
     if len(str(path)) <= SOCKET_PATH_MAX:
         return path
-    # a deep data dir cannot hold a unix socket: use a short private directory
-    return Path(tempfile.mkdtemp(prefix="gw-")) / "valkey.sock"
+    # A deep data dir cannot hold a unix socket: a short private directory named after the
+    # data dir, so every command given that data dir (`audit`, `worker`) finds the same one
+    # and a restart reuses it rather than leaving a new one behind each time.
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    short = Path(tempfile.gettempdir()) / f"gw-{os.getuid()}-{digest}"
+    try:
+        short.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    st = short.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        # someone else's, or not private: never put the socket there
+        return Path(tempfile.mkdtemp(prefix="gw-")) / "valkey.sock"
+    return short / "valkey.sock"
 
 
 # The append-only file is rewritten (Valkey forks and writes a compact copy) once it has
