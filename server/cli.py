@@ -26,6 +26,7 @@ from server.gateway.auth import EXPIRES_MAX_S, make_token
 from server.gateway.http_limits import HandshakeLimits, http_protocol
 from server.gifting.rules import is_valid_id
 from server.lifetime import stop_when_parent_dies
+from server.logs import LEVELS
 from server.logs import configure as configure_logs
 from server.metrics import serve_metrics
 from server.secrets import Secrets, load_or_create
@@ -147,14 +148,18 @@ def _stop_event() -> asyncio.Event:
 
 
 def uvicorn_config(app: Any, host: str, port: int, ws_max_bytes: int = 65536,
-                   handshake: HandshakeLimits | None = None) -> uvicorn.Config:
+                   handshake: HandshakeLimits | None = None,
+                   log_level: str = "warning") -> uvicorn.Config:
     """The gateway's uvicorn settings (the load test's echo ceiling uses the same).
     Per-message-deflate is off (CPU for tiny JSON frames); the message limit is ours,
     not uvicorn's 16 MiB. HTTP is h11 with our handshake bounds (http_limits), not
-    `auto`: httptools would replace it if some package pulled it in."""
+    `auto`: httptools would replace it if some package pulled it in. Its log lines go
+    through ours (`log_config=None`: JSON, GIFTWIRE_LOG_LEVEL), never below warning."""
     limits = handshake or HandshakeLimits.of(Settings())
+    quietest = max(LEVELS["warning"], LEVELS.get(log_level.lower(), logging.WARNING))
     return uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        app, host=host, port=port, log_level=quietest, log_config=None, access_log=False,
+        lifespan="on",
         http=http_protocol(limits), h11_max_incomplete_event_size=limits.head_max_bytes,
         ws=WS_IMPL, ws_max_size=ws_max_bytes, ws_per_message_deflate=False,
         ws_ping_interval=20.0, ws_ping_timeout=20.0, timeout_graceful_shutdown=5,
@@ -170,7 +175,8 @@ async def _serve_http(s: Settings, with_worker: bool, children: list[Child] | No
     from server.app import build_app
 
     app = build_app(s, _secrets(s), with_worker)
-    server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes, HandshakeLimits.of(s)))
+    server = _Server(uvicorn_config(app, s.host, s.port, s.ws_max_bytes, HandshakeLimits.of(s),
+                                    s.log_level))
     stop = _stop_event()
     task = asyncio.create_task(server.serve())
     watch = asyncio.create_task(_supervise(children or [], embedded))

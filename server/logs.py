@@ -30,6 +30,34 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+# uvicorn logs a line for every malformed HTTP request: any client could fill the log with
+# them, so at most one a window, saying how many were held back
+REPEAT_WINDOW_S = 10.0
+
+
+class OncePerWindow(logging.Filter):
+    """Lets one record of each message through per window; the next one says how many of
+    that message were dropped meanwhile."""
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.seen: dict[str, tuple[float, int]] = {}  # message → (when let through, dropped)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = str(record.msg), time.monotonic()
+        at, dropped = self.seen.get(key, (-self.window_s, 0))
+        if now - at < self.window_s:
+            self.seen[key] = (at, dropped + 1)
+            return False
+        if len(self.seen) > 1000:  # bounded: messages are uvicorn's few fixed texts
+            self.seen.clear()
+        self.seen[key] = (now, 0)
+        if dropped:
+            record.repeated = dropped  # (a field of the JSON line)
+        return True
+
+
 def configure(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -38,3 +66,6 @@ def configure(level: str, fmt: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=LEVELS.get(level.lower(), logging.INFO), handlers=[handler],
                         force=True)
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, OncePerWindow) for f in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(OncePerWindow())

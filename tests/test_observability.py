@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 
 import httpx
+import orjson
 import pytest
 import redis
 import websockets
@@ -173,3 +174,19 @@ async def test_a_connection_refused_while_redis_is_away_is_counted(
     async with httpx.AsyncClient(base_url=gateway.http) as http:
         text = (await http.get("/metrics")).text
     assert metric(text, 'giftwire_disconnects_total{reason="unavailable"}') == 1
+
+
+async def test_malformed_http_requests_log_one_json_line_a_window(own_server: OwnServer) -> None:
+    """Twenty garbage HTTP requests are each answered 400 but logged once, as JSON, not twenty plain lines."""
+    srv, _ = own_server({})
+    host, port = srv.http.removeprefix("http://").rsplit(":", 1)
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"GARBAGE\r\n\r\n")
+        await writer.drain()
+        assert (await asyncio.wait_for(reader.read(64), 10)).startswith(b"HTTP/1.1 400")
+        writer.close()
+    await asyncio.sleep(0.3)
+    lines = [line for line in srv.log_path.read_text().splitlines() if "Invalid HTTP" in line]
+    assert len(lines) == 1, lines
+    assert orjson.loads(lines[0])["logger"] == "uvicorn.error"
