@@ -14,7 +14,7 @@ async def full_audit(redis: Any, settings: Settings | None = None) -> tuple[Audi
     from server import parts
 
     p = parts.build(settings or Settings(), redis)
-    result = await audit(redis, p.escrow_holders)
+    result = await audit(p.scripts, p.escrow_holders)
     for _, check in p.audits:
-        await check(redis, result)
+        await check(p.scripts, result)
     return result, report(result, (*CORE_INVARIANTS, *(name for name, _ in p.audits)))

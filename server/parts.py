@@ -29,7 +29,7 @@ from server.store.scripts import Scripts
 AdminHandler = Callable[[Request], Awaitable[Any]]  # returns JSON-able; raises AdminError
 # called once per gateway process with the Gateway; may return a coroutine function the
 # gateway runs as a task for its lifetime (a module's per-gateway state and ticker)
-AuditCheck = Callable[[Any, Any], Awaitable[None]]  # (redis, AuditResult): records its problems
+AuditCheck = Callable[[Any, Any], Awaitable[None]]  # (Scripts, AuditResult): records its problems
 GatewaySetup = Callable[[Any], Callable[[], Coroutine[Any, Any, None]] | None]
 BulkHandler = Callable[[Any], Awaitable[Any]]  # one item of `POST /bulk`
 # a step on one user's own slot that brings their balances up to now (user, now ms): run

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from server.ledger.audit import SCAN_COUNT, AuditResult
+from server.ledger.audit import SCAN_COUNT, AuditResult, read_slots
 from server.store import keys
 
 INVARIANT = "envelopes_exact"
@@ -33,14 +33,16 @@ def escrow_held(records: dict[str, dict[str, str]]) -> dict[str, int]:
     return dict(held)
 
 
-async def check_envelopes(redis: Any, r: AuditResult) -> None:
-    async for key in redis.scan_iter(match=keys.SCAN_GROUP_ENVELOPES, count=SCAN_COUNT):
-        group = key[key.index("{g:") + 3: key.index("}")]
-        envelope = key.split(":env:", 1)[1]
-        e = await redis.hgetall(key)
+async def check_envelopes(scripts: Any, r: AuditResult) -> None:
+    found = [(key[key.index("{g:") + 3: key.index("}")], key.split(":env:", 1)[1])
+             async for key in scripts.redis.scan_iter(match=keys.SCAN_GROUP_ENVELOPES,
+                                                      count=SCAN_COUNT)]
+    slots = [[keys.group(g).envelope(e), keys.group(g).grabs(e)] for g, e in found]
+    for (group, envelope), (e, grabbed) in zip(found, await read_slots(scripts, slots),
+                                               strict=True):
         if e.get("state") == "void":  # a tombstone: an operator voided it before it opened
             continue
-        grabs = [int(x) for x in (await redis.hvals(keys.group(group).grabs(envelope)))]
+        grabs = [int(x) for x in grabbed.values()]
         total, left, refunded = int(e["total"]), int(e["left"]), int(e.get("refunded", 0))
         where = f"group {group} envelope {envelope}"
         if sum(grabs) + left + refunded != total:

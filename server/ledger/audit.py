@@ -22,6 +22,8 @@ PIPE_BATCH = 500
 PROBLEMS_MAX = 50
 IN_FLIGHT = ("escrowed", "offered")
 SENDER_POSTED = ("delivered", "accepted")
+# the sender's records while its slot's escrow holds the gift's cards (debited, not refunded)
+SENDER_HOLDS = ("escrowed", "offered", "delivered", "accepted")
 RECIPIENT_POSTED = ("delivered", "accepted")
 
 
@@ -34,6 +36,8 @@ class AuditResult:
     dead_letters: int = 0  # entries set aside for an operator (not a broken invariant)
     dead_listed: list[str] = field(default_factory=list)
     problems: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    # pairs of records that disagreed in the slots' reads: (kind, transfer, owner, other side)
+    suspects: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -44,15 +48,32 @@ class AuditResult:
             self.problems[invariant].append(detail)
 
 
-async def _hashes(redis: Any, pattern: str) -> dict[str, dict[str, str]]:
-    names = [k async for k in redis.scan_iter(match=pattern, count=SCAN_COUNT)]
-    out: dict[str, dict[str, str]] = {}
-    for i in range(0, len(names), PIPE_BATCH):
-        pipe = redis.pipeline(transaction=False)
-        for name in names[i : i + PIPE_BATCH]:
-            pipe.hgetall(name)
-        for name, value in zip(names[i : i + PIPE_BATCH], await pipe.execute(), strict=True):
-            out[keys.owner_of(name)] = value
+async def _owners(redis: Any) -> list[str]:
+    found: set[str] = set()
+    for pattern in (keys.SCAN_BALANCES, keys.SCAN_SYSTEM, keys.SCAN_TRANSFERS):
+        found.update([keys.owner_of(k) async for k in redis.scan_iter(match=pattern,
+                                                                      count=SCAN_COUNT)])
+    return sorted(found)
+
+
+def _pairs(flat: list[Any]) -> dict[str, str]:
+    return {str(flat[i]): str(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+async def read_slots(scripts: Any, slots: list[list[str]],
+                     how: Sequence[str] = ()) -> list[list[dict[str, str]]]:
+    """Each slot's keys read at one instant (one `audit_read` call per slot, pipelined):
+    under traffic, what one slot's Lua calls keep equal stays equal in what is read. `how`
+    says how to read each key of a slot (`hash`, the default, or `zset`: member → score)."""
+    if not slots:
+        return []
+    read, args = scripts["audit_read"], list(how)
+    out = [[_pairs(h) for h in await read(keys=slots[0], args=args)]]  # (loads the library)
+    for i in range(1, len(slots), PIPE_BATCH):
+        pipe = scripts.redis.pipeline(transaction=False)
+        for names in slots[i : i + PIPE_BATCH]:
+            await read(keys=names, args=args, client=pipe)
+        out += [[_pairs(h) for h in reply] for reply in await pipe.execute()]
     return out
 
 
@@ -69,12 +90,19 @@ def amount_of(value: str, where: str) -> int:
         raise ValueError(f"{where} holds {value[:40]!r}, not an integer amount") from None
 
 
-async def audit(redis: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResult:
-    r = AuditResult()
-    balances = await _hashes(redis, keys.SCAN_BALANCES)
-    system = await _hashes(redis, keys.SCAN_SYSTEM)
-    records = await _hashes(redis, keys.SCAN_TRANSFERS)
-    r.users = len(set(balances) | set(system) | set(records))
+async def audit(scripts: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResult:
+    """The ledger's invariants on a live Redis: each user's slot is read at one instant, and
+    a pair of records that disagree is read again in the order the steps write them, so a
+    gift between its steps is never taken for a broken one."""
+    r, redis = AuditResult(), scripts.redis
+    owners = await _owners(redis)
+    slots = [[uk.balances, uk.system, uk.transfers] for uk in map(keys.user, owners)]
+    balances: dict[str, dict[str, str]] = {}
+    system: dict[str, dict[str, str]] = {}
+    records: dict[str, dict[str, str]] = {}
+    for owner, (hb, hs, hx) in zip(owners, await read_slots(scripts, slots), strict=True):
+        balances[owner], system[owner], records[owner] = hb, hs, hx
+    r.users = len(owners)
 
     sums: dict[str, int] = defaultdict(int)
     for user, hb in balances.items():
@@ -100,7 +128,8 @@ async def audit(redis: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResult
     for holder in holders:
         for held_asset, held_amount in holder(records).items():
             held[held_asset] += held_amount
-    _check_transfers(r, records, escrow, held)
+    _check_transfers(r, records, await _gifts(redis, records), escrow, held)
+    await _recheck_pairs(redis, r)
     await _dead_letters(redis, r)
     return r
 
@@ -120,7 +149,13 @@ async def _dead_letters(redis: Any, r: AuditResult) -> None:
 
 
 def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
-                     escrow: dict[str, int], held: dict[str, int]) -> None:
+                     gifts: dict[str, tuple[str, int]], escrow: dict[str, int],
+                     held: dict[str, int]) -> None:
+    # Escrow against what the records say it holds, slot by slot (each read at one instant):
+    # a sender's slot holds a gift's cards from its debit until a refund (while the sender's
+    # record is escrowed, offered, delivered or accepted), the recipient's slot gives them
+    # out when it credits them (its record delivered or accepted). Summed over the slots,
+    # that is the gifts in flight; other subsystems add theirs (`held`).
     in_flight: dict[str, int] = defaultdict(int, held)
     for owner, hx in records.items():
         for tid, raw in hx.items():
@@ -130,25 +165,79 @@ def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
             rec = orjson.loads(raw)
             if sender != owner:
                 if rec["st"] in RECIPIENT_POSTED:
+                    if tid in gifts:
+                        asset, count = gifts[tid]
+                        in_flight[asset] -= count
+                    else:
+                        r.fail("settled_once", f"{tid} credited to {owner}; the sender has "
+                                               f"no record of it")
                     theirs = records.get(sender, {}).get(tid)
                     st = orjson.loads(theirs)["st"] if theirs else None
-                    if st not in SENDER_POSTED:
-                        r.fail("settled_once", f"{tid} credited to {owner}; sender says {st}")
+                    if st not in SENDER_HOLDS:  # (read again below, in the steps' order)
+                        r.suspects.append(("credited", tid, owner, sender))
                 continue
             r.transfers += 1
             if rec["st"] in IN_FLIGHT:
                 r.in_flight += 1
+            if rec["st"] in SENDER_HOLDS:
                 in_flight[rec["asset"]] += rec["count"]
             if rec["st"] in SENDER_POSTED:
                 theirs = records.get(rec["to"], {}).get(tid)
                 st = orjson.loads(theirs)["st"] if theirs else None
                 if st not in RECIPIENT_POSTED:
-                    r.fail("settled_once", f"{tid} debited as {rec['st']}; recipient says {st}")
+                    r.suspects.append(("debited", tid, owner, rec["to"]))
     for asset in sorted(set(escrow) | set(in_flight)):
         if escrow.get(asset, 0) != in_flight.get(asset, 0):
             r.fail("escrow_matches_in_flight",
                    f"escrow holds {escrow.get(asset, 0)} {asset}, gifts and envelopes "
                    f"in flight {in_flight.get(asset, 0)}")
+
+
+async def _gifts(redis: Any, records: dict[str, dict[str, str]]) -> dict[str, tuple[str, int]]:
+    """Each gift's asset and count (a recipient's record of a delivered gift keeps neither:
+    the sender's says them), from the slots' reads, or read now for a gift whose sender's
+    slot was read before its debit (the debit ran before the credit the recipient's shows)."""
+    gifts: dict[str, tuple[str, int]] = {}
+    wanted: list[tuple[str, str]] = []
+    for owner, hx in records.items():
+        for tid, raw in hx.items():
+            if tid.startswith("$"):
+                continue
+            sender, _, _ = tid.partition(":")
+            rec = orjson.loads(raw)
+            if sender == owner and "asset" in rec:  # (one refused at its debit has none)
+                gifts[tid] = (str(rec["asset"]), int(rec["count"]))
+            elif sender != owner and rec["st"] in RECIPIENT_POSTED:
+                wanted.append((sender, tid))
+    for sender, tid in wanted:
+        if tid not in gifts:
+            raw = await redis.hget(keys.user(sender).transfers, tid)
+            rec = orjson.loads(raw) if raw is not None else {}
+            if "asset" in rec:
+                gifts[tid] = (str(rec["asset"]), int(rec["count"]))
+    return gifts
+
+
+async def _recheck_pairs(redis: Any, r: AuditResult) -> None:
+    """A pair of records that disagreed, read again now in the order the steps write them:
+    the sender's side first when it said posted (its last step runs after the recipient's),
+    the recipient's first when it said credited (the sender's debit ran before it). Only a
+    disagreement that survives that is a broken gift."""
+    for kind, tid, owner, other in r.suspects:
+        if kind == "debited":
+            mine = await redis.hget(keys.user(owner).transfers, tid)
+            theirs = await redis.hget(keys.user(other).transfers, tid)
+            st = orjson.loads(mine)["st"] if mine else None
+            their_st = orjson.loads(theirs)["st"] if theirs else None
+            if st in SENDER_POSTED and their_st not in RECIPIENT_POSTED:
+                r.fail("settled_once", f"{tid} debited as {st}; recipient says {their_st}")
+        else:
+            mine = await redis.hget(keys.user(owner).transfers, tid)
+            theirs = await redis.hget(keys.user(other).transfers, tid)
+            st = orjson.loads(mine)["st"] if mine else None
+            their_st = orjson.loads(theirs)["st"] if theirs else None
+            if st in RECIPIENT_POSTED and their_st not in SENDER_HOLDS:
+                r.fail("settled_once", f"{tid} credited to {owner}; sender says {their_st}")
 
 
 CORE_INVARIANTS = ("sum_zero", "no_negative_balance", "escrow_matches_in_flight", "settled_once")

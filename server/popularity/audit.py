@@ -6,17 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.ledger.audit import SCAN_COUNT, AuditResult
+from server.ledger.audit import SCAN_COUNT, AuditResult, read_slots
 from server.store import keys
 
 INVARIANT = "lots_match_points"
 
 
-async def check_lots(redis: Any, r: AuditResult) -> None:
-    async for key in redis.scan_iter(match=keys.SCAN_LOTS, count=SCAN_COUNT):
-        user = keys.owner_of(key)
-        lots = sum(int(x) for x in await redis.hvals(key))
-        balance = int(await redis.hget(keys.user(user).balances, "popularity") or 0)
+async def check_lots(scripts: Any, r: AuditResult) -> None:
+    redis = scripts.redis
+    users = [keys.owner_of(key) async for key in redis.scan_iter(match=keys.SCAN_LOTS,
+                                                                 count=SCAN_COUNT)]
+    slots = [[keys.user(u).lot_points, keys.user(u).balances] for u in users]
+    for user, (points, balances) in zip(users, await read_slots(scripts, slots), strict=True):
+        lots = sum(int(x) for x in points.values())
+        balance = int(balances.get("popularity") or 0)
         if lots != balance:
             r.fail(INVARIANT, f"{user}: lots hold {lots} points, the balance says {balance}")
     # points that no lot backs: a balance with no lots key (the walk above never sees it)

@@ -12,7 +12,8 @@ from server.store import keys
 INVARIANT = "erased_hold_nothing"
 
 
-async def check_erased(redis: Any, r: AuditResult) -> None:
+async def check_erased(scripts: Any, r: AuditResult) -> None:
+    redis = scripts.redis
     async for key in redis.scan_iter(match=keys.SCAN_ERASED, count=SCAN_COUNT):
         user = key[key.index("{u:") + 3: key.index("}")]
         held = {a: int(n) for a, n in (await redis.hgetall(keys.user(user).balances)).items()

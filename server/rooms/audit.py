@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from server.ledger.audit import SCAN_COUNT, AuditResult
+from server.ledger.audit import SCAN_COUNT, AuditResult, read_slots
 from server.store import keys
 
 INVARIANT = "board_matches_gifts"
@@ -28,12 +28,14 @@ def expected_board(profile: dict[str, str], recorded: dict[str, str]) -> dict[st
     return dict(board)
 
 
-async def check_boards(redis: Any, r: AuditResult) -> None:
-    async for profile_key in redis.scan_iter(match=keys.SCAN_ROOM_PROFILES, count=SCAN_COUNT):
-        rk = keys.room(keys.room_of(profile_key))
-        profile = await redis.hgetall(rk.profile)
-        want = expected_board(profile, await redis.hgetall(rk.recorded))
-        have = {u: int(c) for u, c in await redis.zrange(rk.board, 0, -1, withscores=True)}
+async def check_boards(scripts: Any, r: AuditResult) -> None:
+    rooms = [keys.room(keys.room_of(k)) async for k in scripts.redis.scan_iter(
+        match=keys.SCAN_ROOM_PROFILES, count=SCAN_COUNT)]
+    slots = [[rk.profile, rk.recorded, rk.board] for rk in rooms]
+    read = await read_slots(scripts, slots, ("hash", "hash", "zset"))
+    for rk, (profile, recorded, board) in zip(rooms, read, strict=True):
+        want = expected_board(profile, recorded)
+        have = {u: int(float(c)) for u, c in board.items()}
         if profile.get("live") == "1" and have != want:
             r.fail(INVARIANT, f"room {rk.room}: board {have} but its recorded gifts say {want}")
 
