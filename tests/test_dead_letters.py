@@ -132,6 +132,43 @@ async def test_gift_stuck_in_escrow_is_refunded_by_void(
         assert code == 0 and "(0 in flight)" in out and "dead letters: 0" in out, out
 
 
+async def test_a_request_sent_again_while_its_dead_letter_waits_is_not_run_again(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """Resending a dead-lettered gift is answered `settlement_failed` at once; no second dead letter."""
+    # Once voided, the same gift id answers `operator_voided`; voiding again is 404, and a void of a gift
+    # settled before says `already_<state>`.
+    srv, vk = own_server({**FAST_RETRY, "GIFTWIRE_FAULT": "poison_credit"})
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(10)
+        async with await Client.connect(srv.ws, srv.token(s)) as a:
+            first = await a.send_gift(r, "note.do", 2, gift_id="poison-again", timeout_s=20)
+            assert first.get("code") == "settlement_failed", first
+            (dead,) = (await dead_letters(admin, 1))["dead_letters"]
+            for _ in range(2):
+                again = await a.send_gift(r, "note.do", 2, gift_id="poison-again", timeout_s=5)
+                assert (again["type"], again["code"]) == ("error", "settlement_failed"), again
+            await asyncio.sleep(0.5)  # past the retry interval: nothing was left to re-run
+            page = await dead_letters(admin, 1)
+            assert [d["id"] for d in page["dead_letters"]] == [dead["id"]]
+            assert await metric(srv, "giftwire_dead_lettered_total") == 1
+            voided = await admin.call("POST", f"/dead-letters/0/{dead['id']}/void")
+            assert voided["outcome"] == "refunded"
+            after = await a.send_gift(r, "note.do", 2, gift_id="poison-again")
+            assert (after["type"], after["code"]) == ("gift.rejected", "operator_voided")
+        flow_void = await admin.call("POST", f"/dead-letters/0/{dead['id']}/void", ok=False)
+        assert flow_void.status_code == 404
+        assert await admin.balances(s) == {"note.do": 10}
+        # an entry of a gift settled before, voided by hand: it did nothing, and says so
+        raw_redis(vk).xadd(keys.dead_letters(0), {"entry": "0-1", "error": "x", "attempts": "1",
+                                                   "at": "0", "fields": orjson.dumps(
+            {"kind": "send", "user": s, "gift_id": "poison-again", "to": r, "asset": "note.do",
+             "count": "2", "room": ""}).decode()})
+        (stale,) = (await dead_letters(admin, 1))["dead_letters"]
+        done = await admin.call("POST", f"/dead-letters/0/{stale['id']}/void")
+        assert done["outcome"] == "already_refunded"
+        assert await admin.balances(s) == {"note.do": 10}
+
+
 async def test_a_failing_entry_holds_back_the_same_users_later_requests(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """A user's later gift waits until their earlier, failing one is set aside; another user's is not held."""

@@ -214,8 +214,8 @@ class GiftFlow(GiftingFlow):
             return "nothing_moved"
         item.rec = orjson.loads(stored)
         assert item.rec is not None
-        if item.rec["st"] != "escrowed":
-            return str(item.rec["st"])  # settled one way or the other already
+        if item.rec["st"] != "escrowed":  # settled one way or the other already: it did nothing
+            return f"already_{item.rec['st']}"
         item.void, item.route = True, ""
         today = await self.prepare(now_ms)
         after_debit = [s.script for s in self.steps].index("send_debit") + 1

@@ -85,6 +85,49 @@ class DeadLetters:
                     await self.redis.hdel(keys.settle_failures(self.partition[stream]), f"user:{user}")
         return {u: eid for u, (_, eid) in out.items()}
 
+    async def dead_requests(self, entries: list[Entry]) -> dict[tuple[str, str], str]:
+        """(stream, id) → dead letter, for entries that send again a request whose entry is a
+        dead letter still waiting for an operator (one round trip; a mark whose dead letter
+        was trimmed since is dropped)."""
+        asked = [(stream, eid, key) for stream, eid, fields in entries
+                 if (key := self.request_key(fields))]
+        if not asked:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, _, key in asked:
+            pipe.hget(keys.settle_failures(self.partition[stream]), f"dead:{key}")
+        out: dict[tuple[str, str], str] = {}
+        for (stream, eid, key), dead_id in zip(asked, await pipe.execute(), strict=True):
+            if not dead_id:
+                continue
+            p = self.partition[stream]
+            if await self.redis.xrange(keys.dead_letters(p), min=dead_id, max=dead_id):
+                out[stream, eid] = dead_id
+            else:  # trimmed (GIFTWIRE_DEAD_LETTERS_MAX): nobody can retry it; run it again
+                await self.redis.hdel(keys.settle_failures(p), f"dead:{key}")
+        return out
+
+    async def answer_dead(self, entries: list[Entry], dead: dict[tuple[str, str], str]) -> None:
+        """Each request sent again while its first entry is a dead letter: `settlement_failed`
+        again (the error says an operator decides), nothing run."""
+        e = ERRORS["settlement_failed"]
+        frame = encode("error", code=e.code, message=e.message, temporary=e.temporary).decode()
+        for stream, eid, fields in entries:
+            if (stream, eid) in dead:
+                log.warning("entry %s sends again the request of dead letter %s: answered "
+                            "settlement_failed", eid, dead[stream, eid], extra=self._named(fields))
+                try:
+                    env = codec.decode(fields)
+                except (KeyError, ValueError):
+                    continue
+                await self.replies.send(env.user, env.route, frame)
+
+    def request_key(self, fields: dict[str, str]) -> str:
+        """`<kind>:<user>:<transfer id>`: what makes an entry the same request as another
+        ('' for an entry whose item names no transfer)."""
+        tid = self.transfer_id(fields)
+        return f"{fields.get('kind', '')}:{fields.get('user', '')}:{tid}" if tid else ""
+
     async def record(self, entries: list[Entry],
                      failed: dict[tuple[str, str], tuple[str, bool]]) -> None:
         """Count a failed attempt of each entry (`failed` by stream and id); bury those out of
@@ -148,7 +191,8 @@ class DeadLetters:
         reply = await self.scripts["dead_letter"](
             keys=[stream, keys.dead_letters(p), keys.settle_failures(p)],
             args=[keys.SETTLE_GROUP, eid, orjson.dumps(fields).decode(), error[:ERROR_MAX_CHARS],
-                  attempts, self.clock.now_ms(), self.s.dead_letters_max, fields.get("user", "")])
+                  attempts, self.clock.now_ms(), self.s.dead_letters_max, fields.get("user", ""),
+                  self.request_key(fields)])
         if status(reply) is not Status.APPLIED:
             return  # another worker finished it or buried it first
         DEAD_LETTERED.inc(partition=str(p))
@@ -190,10 +234,18 @@ class DeadLetters:
         fields: dict[str, str] = orjson.loads(found[0][1]["fields"])
         return fields
 
+    async def _unmark(self, partition: int, fields: dict[str, str]) -> None:
+        """The request may run again: a retry runs it, and after a void its steps answer
+        from what the void recorded."""
+        key = self.request_key(fields)
+        if key:
+            await self.redis.hdel(keys.settle_failures(partition), f"dead:{key}")
+
     async def retry(self, partition: int, dead_id: str) -> dict[str, Any]:
         """Put the entry back on its stream (its steps are idempotent); its request's
         connection no longer waits, so nobody is answered twice."""
         fields = await self._take(partition, dead_id)
+        await self._unmark(partition, fields)
         entry_id = await self.redis.xadd(keys.settle_stream(partition), fields)
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
         # an operator's hand on money in flight: on the record, with what it names
@@ -213,6 +265,7 @@ class DeadLetters:
             outcome = "dropped"  # unreadable: nothing it names can have moved
         else:
             outcome = await flow.void(item, self.clock.now_ms())
+        await self._unmark(partition, fields)
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
         log.warning("dead letter %s of partition %d voided by an operator: %s", dead_id,
                     partition, outcome, extra=self._named(fields))

@@ -366,12 +366,18 @@ class Worker:
         # on another worker): their newer entries wait too, so each user's order holds
         blocked = await self.dead.blocked_users(entries) if marked else {}
         marks = dict(blocked)  # as read: a mark is cleared on ack only if it names that entry
+        # a request sent again while its first entry waits for an operator: answered, not run
+        dead = await self.dead.dead_requests(entries) if marked else {}
+        if dead:
+            await self.dead.answer_dead(entries, dead)
         stuck: set[str] = set()  # users whose entry failed in this batch
         prepared: dict[str, Any] = {}  # flow kind → what its calls share in this batch
         for round_ in rounds(entries):
             by_kind: dict[str, list[tuple[EntryKey, Item]]] = {}
             for stream, eid, fields in round_:
                 user = fields.get("user", "")
+                if (stream, eid) in dead:
+                    continue  # answered above; acknowledged with the batch
                 if user in stuck or blocked.get(user, eid) != eid:
                     # keep the user's order: this waits for the failed one, and comes back with
                     # it (XAUTOCLAIM hands out in id order)

@@ -7,6 +7,9 @@
 -- ARGV[1] - consumer group   ARGV[2] - entry id   ARGV[3] - the entry's fields (JSON)
 -- ARGV[4] - error   ARGV[5] - attempts   ARGV[6] - now ms   ARGV[7] - dead letters kept
 -- ARGV[8] - the entry's user (their newer entries wait while this one is retried)
+-- ARGV[9] - the request's key (`<kind>:<user>:<transfer id>`, '' none): the same request sent
+--           again is answered `settlement_failed` from this mark, not run into another dead
+--           letter, until an operator retries or voids this one
 -- Returns {'applied', dead-letter id} | {'not_found', ''} (no longer pending: done already)
 local k_stream, k_dead, k_failures = KEYS[1], KEYS[2], KEYS[3]
 local group, entry, fields, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -21,4 +24,5 @@ local id = redis.call('XADD', k_dead, 'MAXLEN', I(kept), '*', 'entry', entry,
 redis.call('XDEL', k_stream, entry)
 redis.call('HDEL', k_failures, entry, entry .. ':error')
 if redis.call('HGET', k_failures, user_mark) == entry then redis.call('HDEL', k_failures, user_mark) end
+if ARGV[9] ~= '' then redis.call('HSET', k_failures, 'dead:' .. ARGV[9], id) end
 return {'applied', id}
