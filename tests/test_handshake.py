@@ -89,6 +89,17 @@ async def test_long_request_line_gets_414_and_is_closed(own_server: OwnServer) -
     assert refused and float(refused.group(1)) == 2
 
 
+async def test_a_request_line_of_exactly_the_limit_is_not_longer_than_it(own_server: OwnServer) -> None:
+    """A request line of exactly 8,192 bytes is no 414; its head, past the limit with its end, is 431."""
+    # One byte more is 414.
+    srv, _ = own_server()
+    for size, status in ((8192, 431), (8193, 414)):
+        target = b"/ws?token=" + b"a" * (size - len(b"GET  HTTP/1.1") - len(b"/ws?token="))
+        line = b"GET " + target + b" HTTP/1.1"
+        assert len(line) == size
+        assert await refused_with(srv, line + b"\r\nHost: x\r\n\r\n") == status, size
+
+
 async def test_too_many_headers_get_431_and_are_closed(own_server: OwnServer) -> None:
     """An upgrade with 200 headers, or a head over 8 KiB, gets 431 and is closed."""
     srv, _ = own_server()

@@ -277,7 +277,10 @@ class HandshakeProtocol(H11Protocol):
         end = HEAD_END.search(self.head, search_from)
         size = len(self.head) if end is None else end.end()
         line_end = self.head.find(b"\n", 0, size)
-        if (size if line_end < 0 else line_end) > head_max:
+        line = size if line_end < 0 else line_end
+        if line > 0 and self.head[line - 1] == ord("\r"):
+            line -= 1  # the line's end is no part of it: a line of exactly the limit is not over
+        if line > head_max:
             return HTTPStatus.REQUEST_URI_TOO_LONG
         headers = self.head.count(b"\n", 0, size) - (1 if end is None else 2)
         if size > head_max or headers > self.limits.headers_max:

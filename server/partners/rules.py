@@ -77,7 +77,7 @@ def secret_problems(partners: dict[str, Partner], configured: tuple[str, ...],
         elif channel in seen:
             out.append(f"item {i} names {channel!r} a second time")
         elif secret in secrets:  # one secret for two signers: one could sign as the other
-            out.append(f"item {i}: {channel!r}'s secret is another partner's or the "
+            out.append(f"item {i}: the secret of {channel} is another partner's or the "
                        "platform's token secret")
         seen.add(channel)
         secrets.add(secret)
