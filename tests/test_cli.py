@@ -84,7 +84,7 @@ def test_a_partner_secret_equal_to_the_data_dirs_token_secret_is_refused_in_one_
         out = giftwire(*args, "--data-dir", str(data), **env)
         assert out.returncode == 1, (args, out)
         assert out.stderr.strip().splitlines() == [
-            "giftwire: GIFTWIRE_PARTNER_SECRETS: item 1: 'a''s secret is another partner's or "
+            "giftwire: GIFTWIRE_PARTNER_SECRETS: item 1: the secret of a is another partner's or "
             "the platform's token secret"], (args, out.stderr)
         assert out.stdout == "" and mine not in out.stderr
 
