@@ -417,6 +417,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     s = _require_redis(_settings(args))
     check_durability(s)
     uvloop.run(_serve_http(s, with_worker=False))
+    print("giftwire: gateway stopped", flush=True)
     return 0
 
 
@@ -484,6 +485,7 @@ def _worker(args: argparse.Namespace, jobs_only: bool) -> int:
             listener.close()
         clock.cancel()
         await p.aclose()
+        print(f"giftwire: {'jobs' if jobs_only else f'worker {worker.name}'} stopped", flush=True)
 
     uvloop.run(main())
     return 0

@@ -636,3 +636,28 @@ def test_a_wheel_carries_every_file_the_server_reads() -> None:
         inside = "/".join(rel.parts[2:] if rel.parts[0] == "server" else rel.parts[1:])
         patterns = data.get(package, []) + data.get("*", [])
         assert any(fnmatch.fnmatch(inside, pat) for pat in patterns), rel
+
+
+def test_gateway_and_worker_say_they_stopped(fresh_valkey: Callable[..., EmbeddedValkey]) -> None:
+    """SIGTERM ends `giftwire gateway` and `giftwire worker` cleanly, each with its stop line on stdout."""
+    vk = fresh_valkey()
+    for command, said in (("gateway", "giftwire: gateway stopped"), ("worker", " stopped")):
+        proc = subprocess.Popen([sys.executable, "-m", "server.cli", command, "--port", "0",
+                                 "--data-dir", str(short_tmpdir())] if command == "gateway" else
+                                [sys.executable, "-m", "server.cli", command, "--data-dir",
+                                 str(short_tmpdir())],
+                                env={**os.environ, "REDIS_URL": vk.url},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # up once it says where it listens, or that it started
+                if "listening on" in line or "started" in line:
+                    break
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 0, err
+        assert out.strip().splitlines()[-1].endswith(said) and "Traceback" not in err, (out, err)

@@ -60,6 +60,11 @@ class LeasesLapsing(Exception):
     """What a stall is said to be while Redis does not answer the lease keeper."""
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception in words, never empty (a bare TimeoutError says nothing by itself)."""
+    return str(exc) or type(exc).__name__
+
+
 class _Stall:
     """How long settlement has failed without a batch applied in between: a blip (a slot
     move's redirections, a failover) is a warning; past `alert_s` it is an error, said again
@@ -70,8 +75,9 @@ class _Stall:
         self.since: float | None = None
         self.said: float | None = None  # when it was last said as an error
 
-    def failed(self, exc: BaseException) -> bool:
-        """Count one failed attempt; True when it was said as an error here."""
+    def failed(self, exc: BaseException, in_hand: bool = True) -> bool:
+        """Count one failed attempt (`in_hand`: of entries being settled, else of Redis not
+        answering with nothing in hand); True when it was said as an error here."""
         now = time.monotonic()
         if self.since is None:
             self.since = now
@@ -80,8 +86,13 @@ class _Stall:
         if stalled < self.alert_s or (self.said is not None and now - self.said < self.alert_s):
             return False
         self.said = now
-        log.error("settlement stalled for %.0f s: the entries in hand keep failing (%s); "
-                  "nothing after them in their partitions settles until they do", stalled, exc)
+        if in_hand:
+            log.error("settlement stalled for %.0f s: the entries in hand keep failing (%s); "
+                      "nothing after them in their partitions settles until they do", stalled,
+                      _reason(exc))
+        else:
+            log.error("settlement stalled for %.0f s: Redis does not answer (%s); nothing "
+                      "settles until it does", stalled, _reason(exc))
         return True
 
     def ended(self) -> None:
@@ -170,7 +181,8 @@ class Worker:
                 self.leases.taken -= caught_up  # their pending entries are applied: read on
                 settling = False
                 if self.leases.lapsing():  # Redis away: nothing in hand, nothing settles
-                    stall.failed(LeasesLapsing("the partition leases are not being renewed"))
+                    stall.failed(LeasesLapsing("the partition leases are not being renewed"),
+                                 in_hand=False)
                 else:
                     stall.ended()
                 handled = await self._periodic(burst)
@@ -182,8 +194,9 @@ class Worker:
                     self.leases.rerun_pending()
                 backoff_s = min(RETRY_MAX_S, max(0.05, backoff_s * 2))
                 # (a periodic job's failure counts too while the leases lapse: Redis is away)
-                if not ((settling or self.leases.lapsing()) and stall.failed(exc)):
-                    log.warning("redis unavailable (%s); retrying in %.2fs", exc, backoff_s)
+                if not ((settling or self.leases.lapsing()) and stall.failed(exc, settling)):
+                    log.warning("redis unavailable (%s); retrying in %.2fs", _reason(exc),
+                                backoff_s)
                 await asyncio.sleep(backoff_s)
                 continue
             except Exception as exc:
@@ -312,7 +325,8 @@ class Worker:
             out.extend((await self._autoclaim(self.streams[p], self.s.claim_idle_ms, "0-0"))[1])
         if out:
             CLAIMED.inc(len(out))
-            log.warning("took over %d entries left pending by another worker", len(out))
+            log.warning("took over %d entries pending for %d ms (a dead worker's, or failed ones "
+                        "to run again)", len(out), self.s.claim_idle_ms)
         return out
 
     async def _autoclaim(self, stream: str, idle_ms: int, start: str) -> tuple[str, list[Entry]]:
