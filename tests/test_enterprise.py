@@ -4,11 +4,14 @@ a shop window (a gift above the threshold, the ROI counted once), cards by fan-c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redis.asyncio import Redis
 
 from protocol.client import Client
 from server.store import keys
-from tests.support import Admin, Proc, uid
+from server.store.embedded import EmbeddedValkey
+from tests.support import Admin, Proc, run_audit, uid
 
 
 async def enterprise(admin: Admin, **figures: object) -> str:
@@ -17,6 +20,18 @@ async def enterprise(admin: Admin, **figures: object) -> str:
     if figures:
         await admin.call("PUT", f"/enterprises/{e}", figures)
     return e
+
+
+async def refill(admin: Admin, asset: str, cards: int) -> int:
+    """The platform's stock of `asset` grows by `cards` (issuances draw from it); the stock now."""
+    out = await admin.call("POST", "/notes/stock", {"id": uid("fill"), "asset": asset,
+                                                     "amount": cards})
+    return int(out["stock"])
+
+
+async def stock_of(admin: Admin, asset: str) -> int:
+    kinds = (await admin.call("GET", "/notes"))["kinds"]
+    return int(next(k["stock"] for k in kinds if k["asset"] == asset))
 
 
 async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, admin: Admin) -> None:
@@ -33,6 +48,7 @@ async def test_a_brand_issues_cards_once_and_sees_who_got_them(server: Proc, adm
     body = {"id": "launch", "asset": "note.mi", "cards": 2, "users": [*users, ghost]}
     no = await admin.call("POST", f"/enterprises/{e}/issuances", body, ok=False)
     assert (no.status_code, no.json()["error"]["code"]) == (409, "enterprise_not_eligible")
+    await refill(admin, "note.mi", 8)
     got = await admin.call("PUT", f"/enterprises/{e}", {"fans": 500_000})
     assert got["eligible"] == {"brand_marketing": True, "ecommerce": False,
                                "user_operations": False}
@@ -77,6 +93,7 @@ async def test_an_issuance_may_name_as_many_users_as_the_bound(server: Proc, adm
         await admin.user(u)
     users = [*known, *(f"{uid('n')}-{i}" for i in range(10_000 - len(known)))]
     body = {"id": "wide", "asset": "note.do", "cards": 1, "users": users}
+    await refill(admin, "note.do", 10_000)
     first = await admin.call("POST", f"/enterprises/{e}/issuances", body)
     assert (first["credited"], len(first["unknown"]), first["complete"]) == (3, 100, False)
     again = await admin.call("POST", f"/enterprises/{e}/issuances", body)
@@ -98,6 +115,7 @@ async def test_orders_in_a_shop_window_gift_their_buyer_and_count_once(admin: Ad
                           {"order": "o1", "buyer": buyer, "fen": 20_000}, ok=False)
     assert no.json()["error"]["code"] == "enterprise_not_eligible"
     await admin.call("PUT", f"/enterprises/{e}", {"shop_window": True})
+    await refill(admin, "note.do", 2)
     big = await admin.call("POST", f"/enterprises/{e}/orders",
                            {"order": "o1", "buyer": buyer, "fen": 20_000})
     assert (big["gift"], big["replayed"]) == ({"asset": "note.do", "cards": 1}, False)
@@ -150,6 +168,7 @@ async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) ->
     no = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body, ok=False)
     assert no.json()["error"]["code"] == "enterprise_not_eligible"
     await admin.call("PUT", f"/enterprises/{e}", {"group_active": True})
+    await refill(admin, "note.sol", 4)
     out = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body)
     assert (out["credited"], out["below_tiers"], out["unknown"]) == (1, 1, [ghost])
     assert await admin.balances(fan) == {"note.sol": 4}
@@ -161,3 +180,46 @@ async def test_user_operations_issue_by_fan_level(admin: Admin, redis: Redis) ->
     await redis.hset(keys.user(cold).like_levels, e, 9)  # levels reached since: no new plan
     again = await admin.call("POST", f"/enterprises/{e}/tiered-issuances", body)
     assert again["replayed"] is True and await admin.balances(cold) == {}
+
+
+async def test_issuances_and_order_gifts_draw_from_the_stock_and_stop_when_it_is_empty(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """An issuance takes its plan's cards from the stock once; short of them: 409 `stock_empty`."""
+    # Refilled, the same issuance goes through; an order is counted without its gift while the stock is
+    # empty, and the same report grants it after a refill. Replays take nothing again; the audit passes.
+    srv, vk = own_server({})
+    async with Admin(srv) as admin:
+        e = await enterprise(admin, brand_verified=True, fans=500_000, shop_window=True)
+        users = [uid() for _ in range(3)]
+        for u in users:
+            await admin.user(u)
+        body = {"id": "drop", "asset": "note.la", "cards": 2, "users": users}
+        await refill(admin, "note.la", 5)
+        short = await admin.call("POST", f"/enterprises/{e}/issuances", body, ok=False)
+        assert (short.status_code, short.json()["error"]["code"]) == (409, "stock_empty")
+        assert "6 note.la" in short.json()["error"]["message"]
+        assert [await admin.balances(u) for u in users] == [{}, {}, {}]
+        assert await stock_of(admin, "note.la") == 5
+        await refill(admin, "note.la", 3)
+        done = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+        assert (done["credited"], done["complete"]) == (3, True)
+        again = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+        assert again["replayed"] is True and await stock_of(admin, "note.la") == 2
+        kinds = {k["asset"]: k for k in (await admin.call("GET", "/notes"))["kinds"]}
+        assert kinds["note.la"]["drawn"] == 6  # issued from the stock
+        buyer = users[0]
+        no_gift = await admin.call("POST", f"/enterprises/{e}/orders",
+                                   {"order": "o1", "buyer": buyer, "fen": 10_000}, ok=False)
+        assert (no_gift.status_code, no_gift.json()["error"]["code"]) == (409, "stock_empty")
+        roi = (await admin.call("GET", f"/enterprises/{e}"))["roi"]
+        assert (roi["orders"], roi["cards"]) == (1, 0)  # counted; its gift waits
+        await refill(admin, "note.do", 1)
+        granted = await admin.call("POST", f"/enterprises/{e}/orders",
+                                   {"order": "o1", "buyer": buyer, "fen": 10_000})
+        assert granted["gift"] == {"asset": "note.do", "cards": 1}
+        replay = await admin.call("POST", f"/enterprises/{e}/orders",
+                                  {"order": "o1", "buyer": buyer, "fen": 10_000})
+        assert replay["replayed"] is True and await stock_of(admin, "note.do") == 0
+        assert await admin.balances(buyer) == {"note.la": 2, "note.do": 1}
+    code, out = await run_audit(vk.url)
+    assert code == 0, out

@@ -18,6 +18,7 @@ from server.admin.http import path_user, read_json
 from server.admin.validate import AdminError
 from server.ledger.admin import require_users
 from server.ledger.grants import grant
+from server.notes.economy import Refused, take
 from server.parts import Parts
 from server.store import keys
 from server.store.outcomes import Status, status
@@ -90,6 +91,13 @@ def install(p: Parts) -> None:
             raise AdminError("issuance_id_conflict")
         flat = claim[1]
         plan = {str(u): int(n) for u, n in zip(flat[0::2], flat[1::2], strict=True)}
+        # the plan's cards leave the platform's stock first, all at once (SPEC: issuance draws
+        # from it and stops when it is empty); an issuance completed before issuances drew
+        # from the stock takes nothing now
+        if sum(plan.values()) and await p.redis.hget(ik[0], "complete") != "1":
+            await _from_stock(f"ent:{ent}:{iid}", asset, sum(plan.values()),
+                              "the issuance's plan is kept: refill the stock, then send the "
+                              "same issuance again")
         unknown: list[str] = []
         refused: list[str] = []
         credited = 0
@@ -202,7 +210,9 @@ def install(p: Parts) -> None:
         if st is Status.CONFLICT:
             raise AdminError("order_id_conflict")
         asset, cards = str(claim[1]), int(claim[2])  # the gift as the first report fixed it
-        if cards:
+        if cards and claim[3] != "1":  # (a gift granted before takes nothing again)
+            await _from_stock(f"eorder:{ent}:{oid}", asset, cards, "the order is counted; "
+                              "refill the stock, then report the same order again for its gift")
             got, detail = await grant(p.scripts, s, buyer, f"$eorder:{ent}:{oid}", asset, cards,
                                       "mint", "enterprise", p.clock.now_ms())
             if got is Status.REJECTED:  # counted, its gift not yet: the same report grants it
@@ -212,6 +222,15 @@ def install(p: Parts) -> None:
         return {"order": oid, "enterprise": ent, "buyer": buyer, "fen": fen,
                 "gift": {"asset": asset, "cards": cards} if cards else None,
                 "replayed": st is Status.EXISTS}
+
+    async def _from_stock(issuance_id: str, asset: str, cards: int, then: str) -> None:
+        try:
+            await take(p.scripts, issuance_id, asset, cards)
+        except Refused as exc:
+            if exc.code != "stock_empty":
+                raise
+            raise AdminError("stock_empty", f"the note-card stock holds fewer than {cards} "
+                                            f"{asset}: nothing was issued; {then}") from None
 
     def note_asset(value: Any) -> str:
         if not isinstance(value, str) or value not in s.note_assets:

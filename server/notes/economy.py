@@ -36,6 +36,16 @@ def odds(weights: dict[str, int], stock: dict[str, int] | None = None) -> dict[s
     return {a: round(live.get(a, 0) / total, 6) if total else 0.0 for a in weights}
 
 
+async def take(scripts: Scripts, issuance_id: str, asset: str, cards: int) -> int:
+    """`cards` of `asset` leave the stock for an issuance (another module's: an enterprise's
+    batch, an order's gift), once per id; the stock left. Refused `stock_empty` when it
+    holds fewer: nothing is taken."""
+    reply = await scripts["note_take"](keys=[keys.NOTE_STOCK, keys.NOTE_TAKEN],
+                                       args=[issuance_id, asset, cards])
+    _outcome(reply, "note_take", "issuance_id_conflict")
+    return int(reply[1])
+
+
 @dataclass(frozen=True)
 class Reward:
     drawn: dict[str, int]  # asset → cards, in the order of GIFTWIRE_NOTE_KINDS

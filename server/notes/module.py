@@ -10,6 +10,7 @@ sets redeemed for a reward. Where things are:
     lua/note_redeem.lua   where a set is checked complete, burned and rewarded
     lua/note_settle.lua   where a draw is settled: credited, or its cards back in stock
     lua/note_stock.lua    where the stock is refilled
+    lua/note_take.lua     where an enterprise's issuance (another module's) takes its kind
 """
 
 from __future__ import annotations

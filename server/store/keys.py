@@ -416,6 +416,7 @@ def cluster_gifts(network: str, recipient: str) -> str:
 # the note economy's stock, one owner (`{notes}`): a draw and the stock it takes are one call
 NOTE_STOCK = f"{PREFIX}:{{notes}}:stock"  # hash: `<asset>` → cards left, `issued:<asset>` → drawn
 NOTE_REFILLS = f"{PREFIX}:{{notes}}:refills"  # hash: refill id → `<asset>|<amount>|<stock after>`
+NOTE_TAKEN = f"{PREFIX}:{{notes}}:taken"  # hash: issuance id → `<asset>|<cards>` it took
 # draws not yet settled (credited, or returned to the stock): `<user> <reward>` → the draw's
 # JSON, and the same fields by the ms they were drawn (the sweep returns the forgotten ones)
 NOTE_PENDING = f"{PREFIX}:{{notes}}:pending"
