@@ -533,7 +533,8 @@ async def test_live_room_feed_badges_board_wish_and_batched_likes(
     """In a live room six quick taps go as one `room.like` of 6; a gift reaches feed, board and wish."""
     # With an open wish: a click, then Enter on the focused button (fan-club level 1 here); alice's gift to
     # the streamer (the default recipient) reaches the other viewer's feed with her badge, the board and the
-    # wish's progress.
+    # wish's progress. A viewer who joins later sees the session's likes at once; steady tapping goes in
+    # small batches none of which is too fast; a new session starts with an empty board and no likes.
     srv, _ = own_server({"GIFTWIRE_LIKE_LEVELS": "5,10"})
     async with Admin(srv) as admin:
         alice, streamer = await people(admin, "alice", "star", 20)
@@ -567,8 +568,24 @@ async def test_live_room_feed_badges_board_wish_and_batched_likes(
             await expect(v.q("#likes-text")).to_contain_text("Likes this session: 6")
             await expect(v.q("#room-live")).to_contain_text("Live · 2 watching")
             await a.shot("live-room")
+            late = await Widget.open(context, srv, uid("carol"), room=room)  # the count at once
+            await expect(late.q("#likes-text")).to_have_text("Likes this session: 6")
+            for _ in range(8):  # a steady 5 taps a second: small batches, none refused
+                await like.click()
+                await asyncio.sleep(0.2)
+            await expect(a.q("#likes-text")).to_contain_text("Your likes: 14")
+            steady = [f["count"] for f in a.frames_sent if f["type"] == "room.like"][1:]
+            assert sum(steady) == 8 and max(steady) <= 3, steady
+            await expect(a.q("#likes-text")).not_to_contain_text("too fast")
+            # a new session: the board and the likes start empty (the ended one's stayed shown)
+            assert (await st.request("room.live", room=room, live=False))["live"] is False
+            await expect(v.q("#board li")).to_have_text([f"{alice}: 3 cards"])
+            assert (await st.request("room.live", room=room, live=True))["live"] is True
+            await expect(v.q("#board li")).to_have_count(0)
+            await expect(v.q("#likes-text")).to_have_text("Likes this session: 0")
             a.check_clean()
             v.check_clean()
+            late.check_clean()
 
 
 async def test_an_expired_token_is_final_and_said_so(server: Proc, admin: Admin,

@@ -9,7 +9,10 @@ const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const KIND_ORDER = ["do", "re", "mi", "fa", "sol", "la", "ti", "rare"];
 const LIST_MAX = 50; // entries kept per list
 const LIKE_BATCH_MAX = 50; // taps one room.like may carry (protocol/rooms.py)
-const LIKE_FLUSH_MS = 400; // taps within this of each other go in one request
+// taps go out at most this often, each batch the taps since the last: a fixed window, so a
+// steady tapper's batch stays small (the server counts a batch as arriving at once, and more
+// than its speed rule allows in a second would be refused and reported as too fast)
+const LIKE_FLUSH_MS = 400;
 const SETTLE_TIMEOUT_MS = 70000; // the server answers `timeout` after 60 s itself
 const RETRYABLE = new Set(["disconnected", "closed"]);
 
@@ -455,6 +458,7 @@ function applyRoomSnapshot(s) {
   r.streamer = s.streamer ?? null;
   r.board = s.board;
   r.wish = s.wish ?? null;
+  r.likes = s.live ? s.likes ?? 0 : null;
   if (!ctx.to && r.streamer && r.streamer !== model.user && !$("to").value) $("to").value = r.streamer;
 }
 
@@ -472,6 +476,8 @@ function applyRoomFrame(frame) {
   checkGap(`room:${frame.room}`, frame, () => refill("room.state", { room: frame.room }));
   for (const e of frame.events) {
     if (e.kind === "live") {
+      // a new session starts with an empty board and no likes; an ended one's board stays
+      if (e.live && !r.live) { r.board = []; r.likes = 0; }
       r.live = e.live;
       if (!e.live) r.wish = null;
     } else if (e.kind === "audience") r.audience = e.audience;
@@ -829,9 +835,13 @@ async function joinRoom() {
 function tapLike() {
   const r = model.room;
   r.pending += 1;
-  clearTimeout(r.timer);
-  if (r.pending >= LIKE_BATCH_MAX) flushLikes();
-  else r.timer = setTimeout(flushLikes, LIKE_FLUSH_MS);
+  if (r.pending >= LIKE_BATCH_MAX) {
+    clearTimeout(r.timer);
+    r.timer = null;
+    flushLikes();
+  } else if (!r.timer) {
+    r.timer = setTimeout(() => { r.timer = null; flushLikes(); }, LIKE_FLUSH_MS);
+  }
   render();
 }
 
@@ -854,7 +864,7 @@ async function flushLikes() {
     r.status = why(err); // likes are not idempotent: a lost batch is not sent again
   }
   r.inFlight = false;
-  if (r.pending) r.timer = setTimeout(flushLikes, LIKE_FLUSH_MS);
+  if (r.pending && !r.timer) r.timer = setTimeout(() => { r.timer = null; flushLikes(); }, LIKE_FLUSH_MS);
   render();
 }
 
