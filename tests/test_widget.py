@@ -914,7 +914,8 @@ async def test_told_its_hosts_origin_the_widget_obeys_only_the_parent_page_and_r
 
 async def test_widget_responses_carry_a_strict_content_security_policy(server: Proc) -> None:
     """Widget page, files and client carry a CSP: self only, the gateway's WebSocket, no inline code."""
-    # A missing file is the API's JSON 404, and it and the redirect to the page carry the CSP too.
+    # A missing file is the API's JSON 404, a method other than GET or HEAD 405 (with `Allow`); they and
+    # the redirect to the page carry the CSP too.
     async with httpx.AsyncClient(base_url=server.http) as http:
         for path in ("/widget/", "/widget/widget.js", "/widget/giftwire.js", "/widget/i18n.js",
                      "/widget/widget.css", "/widget/icon.svg"):
@@ -934,7 +935,13 @@ async def test_widget_responses_carry_a_strict_content_security_policy(server: P
         assert again.status_code == 307 and again.headers["location"] == "widget/?lang=zh"
         missing = await http.get("/widget/nothing-here.js")
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
-        for r in (again, missing):  # every widget response, not only the files found
+        refused = [await http.request(method, path) for method, path in (
+            ("POST", "/widget/"), ("DELETE", "/widget/widget.js"), ("POST", "/widget/giftwire.js"),
+            ("PUT", "/widget"))]
+        for r in refused:
+            assert (r.status_code, r.json()["error"]["code"]) == (405, "method_not_allowed"), r.url
+            assert r.headers["allow"] == "GET, HEAD"
+        for r in (again, missing, *refused):  # every widget response, not only the files found
             assert r.headers["content-security-policy"] == csp, r.url
             assert r.headers["x-content-type-options"] == "nosniff"
         page = (await http.get("/widget/")).text

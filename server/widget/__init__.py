@@ -40,6 +40,9 @@ def _host(scope: Scope) -> str:
     return host if ok else ""
 
 
+READ_METHODS = ("GET", "HEAD")
+
+
 class Secured:
     """Adds the widget's security headers to every response of `app`."""
 
@@ -58,6 +61,11 @@ class Secured:
                 headers["Cache-Control"] = "no-cache"  # revalidate: a new server, new files
             await send(message)
 
+        if scope.get("method") not in READ_METHODS:  # answered here, so with the headers too
+            refused = error_response("method_not_allowed")
+            refused.headers["Allow"] = ", ".join(READ_METHODS)
+            await refused(scope, receive, send_secured)
+            return
         try:
             await self.app(scope, receive, send_secured)
         except HTTPException as exc:  # a file that is not there: answered here, headers too
@@ -84,7 +92,8 @@ async def _to_page(scope: Scope, receive: Receive, send: Send) -> None:
 def routes() -> list[BaseRoute]:
     """`/widget/` (the page and its files) and `/widget/giftwire.js` (the client)."""
     return [
-        Route(PREFIX, Secured(_to_page), methods=["GET", "HEAD"]),
-        Route(f"{PREFIX}/giftwire.js", Secured(_client), methods=["GET", "HEAD"]),
+        # every method reaches Secured, which refuses all but GET and HEAD with the headers
+        Route(PREFIX, Secured(_to_page)),
+        Route(f"{PREFIX}/giftwire.js", Secured(_client)),
         Mount(PREFIX, app=Secured(StaticFiles(directory=STATIC, html=True))),
     ]
