@@ -133,6 +133,7 @@ SERVER_TYPES: tuple[MessageType, ...] = (
                   "timeout", enum=("declined", "denied", "timeout")),
             Field("balance", "int", "your balance of `asset` now", False, minimum=0),
             Field("quota_left", "int", "sender only: gifts left today", False, minimum=0),
+            Field("to", "str", "sender only: the recipient", False, pattern=ID_PATTERN),
             _SEQ,
         ),
     ),

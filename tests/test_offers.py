@@ -45,6 +45,7 @@ async def test_offer_decline_returns_cards_and_quota(server: Proc, admin: Admin)
         assert (voided["type"], voided["reason"]) == ("gift.voided", "declined")
         told = await a.next_event("gift.voided")
         assert (told["balance"], told["quota_left"]) == (10, sent["quota_left"] + 1)
+        assert told["to"] == r and "to" not in voided  # the sender's names the recipient
         late = await b.request("gift.accept", offer_id=offer["transfer_id"])
         assert (late["type"], late["code"]) == ("gift.rejected", "offer_declined")  # says why
     assert await admin.balances(s) == {"note.do": 10}

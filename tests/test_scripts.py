@@ -967,7 +967,7 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     await lab.r.hset(fails, mapping={eid: 5, f"{eid}:error": "boom", keep: 1, "user:u1": eid,
                                      "user:u2": keep})
     fields = json.dumps({"kind": "send", "user": "u1"})
-    args = [group, eid, fields, "boom", 5, NOW, S.dead_letters_max, "u1"]
+    args = [group, eid, fields, "boom", 5, NOW, S.dead_letters_max, "u1", "send:u1:u1:g1"]
     reply = await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args)
     assert reply[0] == "applied"
     [(did, entry)] = await lab.r.xrange(dead)
@@ -976,7 +976,8 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     assert [i for i, _ in await lab.r.xrange(stream)] == [keep]
     pending = await lab.r.xpending_range(stream, group, min="-", max="+", count=10)
     assert [p["message_id"] for p in pending] == [keep]
-    assert await lab.r.hgetall(fails) == {keep: "1", "user:u2": keep}  # u1's later entries go on
+    # u1's later entries go on, and the request sent again is marked as this dead letter's
+    assert await lab.r.hgetall(fails) == {keep: "1", "user:u2": keep, "dead:send:u1:u1:g1": did}
     assert await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args) == ["not_found", ""]
     assert await lab.r.xlen(dead) == 1
     await lab.r.delete(stream, dead, fails)
@@ -991,7 +992,7 @@ async def test_dead_letters_are_trimmed_to_their_bound_exactly(lab: Lab) -> None
     ids = [await lab.r.xadd(stream, {"kind": "send", "user": f"u{i}"}) for i in range(4)]
     await lab.r.xreadgroup(group, "w1", {stream: ">"}, count=4)
     for i, eid in enumerate(ids):
-        args = [group, eid, "{}", "boom", 5, NOW, 2, f"u{i}"]
+        args = [group, eid, "{}", "boom", 5, NOW, 2, f"u{i}", ""]
         assert (await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args))[0] == "applied"
     assert [e["entry"] for _, e in await lab.r.xrange(dead)] == ids[2:]
     await lab.r.delete(stream, dead, fails)

@@ -684,6 +684,8 @@ export interface GiftVoidedMessage {
   balance?: number;
   /** sender only: gifts left today */
   quota_left?: number;
+  /** sender only: the recipient */
+  to?: string;
   /** per-user event sequence number */
   seq: number;
 }

@@ -89,8 +89,8 @@ if outcome == 'rejected' then
                     {asset = asset, balance = hget_int(k_balances, asset)})
 elseif outcome == 'voided' then
   refund()
-  ev = {type = 'gift.voided', transfer_id = transfer_id, gift_id = rec.gift_id, asset = asset,
-        count = count, reason = detail, balance = hget_int(k_balances, asset),
+  ev = {type = 'gift.voided', transfer_id = transfer_id, gift_id = rec.gift_id, to = rec.to,
+        asset = asset, count = count, reason = detail, balance = hget_int(k_balances, asset),
         quota_left = quota_left()}
 elseif outcome == 'accepted' then
   ev = {type = 'gift.accepted', transfer_id = transfer_id, gift_id = rec.gift_id, to = rec.to,

@@ -16,6 +16,8 @@ local group, entry, fields, err = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local attempts, now = int_arg(ARGV[5], 'attempts'), int_arg(ARGV[6], 'now')
 local kept = int_arg(ARGV[7], 'dead_letters_max')
 local user_mark = 'user:' .. ARGV[8]
+local request = ARGV[9]
+if request == nil then fail('the request key (or an empty one) is ARGV[9]') end
 
 if redis.call('XACK', k_stream, group, entry) == 0 then return {'not_found', ''} end
 -- trimmed exactly (`~` trims whole nodes of ~100 entries: a small bound did nothing)
@@ -24,5 +26,5 @@ local id = redis.call('XADD', k_dead, 'MAXLEN', I(kept), '*', 'entry', entry,
 redis.call('XDEL', k_stream, entry)
 redis.call('HDEL', k_failures, entry, entry .. ':error')
 if redis.call('HGET', k_failures, user_mark) == entry then redis.call('HDEL', k_failures, user_mark) end
-if ARGV[9] ~= '' then redis.call('HSET', k_failures, 'dead:' .. ARGV[9], id) end
+if request ~= '' then redis.call('HSET', k_failures, 'dead:' .. request, id) end
 return {'applied', id}
