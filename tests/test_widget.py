@@ -996,3 +996,42 @@ async def test_a_complete_set_is_redeemed_from_the_widget(server: Proc, admin: A
     await w.page.get_by_role("button", name="切换到中文").click()
     await expect(have).to_have_text(re.compile("^已集齐 0 套"))
     w.check_clean()
+
+
+def _contrast(fg: str, bg: str) -> float:
+    """WCAG contrast ratio of two `rgb(...)` colours."""
+    def luminance(css: str) -> float:
+        parts = [int(x) / 255 for x in re.findall(r"\d+", css)[:3]]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in parts]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    hi, lo = sorted((luminance(fg), luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+async def test_filled_buttons_and_badges_keep_their_contrast_in_light_and_dark(
+        server: Proc, browser: Browser) -> None:
+    """Send, Accept, Grab, Like and the badge have text at 4.5:1 or more on their fill, light and dark."""
+    for scheme in ("light", "dark"):
+        ctx = await browser.new_context(viewport=PHONE, color_scheme=scheme)
+        try:
+            page = await ctx.new_page()
+            await page.goto(f"{server.http}/widget/?lang=en")
+            colours = await page.evaluate("""() => {
+                const make = (tag, cls, parent) => {
+                  const outer = parent ? document.createElement("div") : null;
+                  if (outer) { outer.className = parent; document.body.append(outer); }
+                  const e = document.createElement(tag);
+                  e.className = cls;
+                  e.textContent = "x";
+                  (outer ?? document.body).append(e);
+                  const st = getComputedStyle(e);
+                  return [cls, st.color, st.backgroundColor];
+                };
+                return [make("button", "primary"), make("button", "accept", "offers"),
+                        make("button", "grab", "envelopes"), make("button", "like"),
+                        make("span", "badge")];
+            }""")
+            for cls, fg, bg in colours:
+                assert _contrast(fg, bg) >= 4.5, (scheme, cls, fg, bg)
+        finally:
+            await ctx.close()
