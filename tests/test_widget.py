@@ -312,6 +312,9 @@ async def test_red_envelope_grabbed_from_three_pages(
         sender, _, late = pages
         await late.page.get_by_role("button", name="Join the group").click()
         await expect(late.q("#envelope-form")).to_be_visible()
+        # said where it stays shown, and focus goes there (the join block and its button are gone)
+        await expect(late.q("#grab-status")).to_have_text("You joined the group")
+        await expect(late.q("#grab-status")).to_be_focused()
         await sender.q("#env-kind").select_option("note.do")
         await sender.q("#env-total").fill("6")
         await sender.q("#env-shares").fill("3")
@@ -326,7 +329,9 @@ async def test_red_envelope_grabbed_from_three_pages(
         for p in pages:
             await p.page.get_by_role("button", name=f"Grab a share of {members[0]}'s red envelope").click()
             await expect(p.q("#envelopes li .mine")).to_have_text(re.compile(r"^You got \d+ do!$"))
-            await expect(p.q("#grab-status")).to_have_text("")
+            # the grab is said in the live status line, where focus goes from the hidden button
+            await expect(p.q("#grab-status")).to_have_text(re.compile(r"^You got \d+ do!$"))
+            await expect(p.q("#grab-status")).to_be_focused()
         shares = []
         for p, m in zip(pages, members, strict=True):
             got = int(re.findall(r"\d+", await p.q("#envelopes li .mine").inner_text())[0])
@@ -520,6 +525,9 @@ async def test_a_gift_with_no_answer_in_time_says_so_then_shows_how_it_ended(
             stalled = await a.send(bob, 2)
             await expect(stalled).to_have_attribute("data-state", "unknown", timeout=10_000)
             await expect(stalled).to_have_text(
+                f"No answer yet for 2 do to {bob}: it may still go through, and will show here if it does")
+            # and said in the form's live status line, not only in the list
+            await expect(a.q("#send-status")).to_have_text(
                 f"No answer yet for 2 do to {bob}: it may still go through, and will show here if it does")
         finally:
             worker.signal(signal.SIGCONT)

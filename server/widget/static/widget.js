@@ -142,7 +142,7 @@ function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (k === "class") node.className = v;
-    else if (k.startsWith("data-") || k.startsWith("aria-")) node.setAttribute(k, v);
+    else if (k === "role" || k.startsWith("data-") || k.startsWith("aria-")) node.setAttribute(k, v);
     else node[k] = v;
   }
   node.append(...children);
@@ -336,6 +336,8 @@ function drawRoom() {
     $("wish-progress").hidden = true;
   }
   setText($("like-pending"), r.pending ? `+${r.pending}` : "");
+  // the button's label stands for its content: the taps waiting to go are said in it too
+  $("like").setAttribute("aria-label", t("like_label") + (r.pending ? ` (+${r.pending})` : ""));
   const lines = [];
   if (r.likes !== null) lines.push(t("likes", { likes: r.likes }));
   if (r.mine) lines.push(t("your_likes", r.mine));
@@ -354,7 +356,7 @@ function drawRoom() {
       setText(li.querySelector(".text"), t("feed_gift", { from: f.from, to: f.to, count: f.count, kind: kindOf(f.asset) }));
       let badge = li.querySelector(".badge");
       if (f.badge && !badge) {
-        badge = el("span", { class: "badge" });
+        badge = el("span", { class: "badge", role: "img" }); // (a plain span's label is not read)
         li.append(badge);
       }
       if (badge) {
@@ -411,6 +413,7 @@ function ourGift(msg, state) {
 function unanswered(g) {
   setState(g, "unknown");
   g.reason = "";
+  model.notice = () => sentText(g); // said in the live status line too, not only in the list
 }
 
 function onGiftReply(g, reply) {
@@ -623,6 +626,7 @@ function onEvent(msg) {
 async function sendGift(g) {
   if (!client || client.state !== "open") {
     setState(g, "queued"); // sent (with the same gift id) when the connection is back
+    model.notice = () => sentText(g);
     render();
     return;
   }
@@ -725,7 +729,10 @@ async function joinGroup() {
   field.removeAttribute("aria-invalid");
   try {
     const reply = await client.joinGroup(ctx.group, invite || undefined);
-    if (reply.type === "group.snapshot") applyGroupSnapshot(reply);
+    if (reply.type === "group.snapshot") {
+      applyGroupSnapshot(reply);
+      model.group.grab = say("group_joined"); // said where it stays shown: the join block goes
+    }
     // an approval group: filed; the group's admins decide (the widget hears it on a reload)
     else if (reply.type === "group.applied") model.group.joinStatus = say("group_applied");
     else model.group.joinStatus = why(reply);
@@ -733,6 +740,7 @@ async function joinGroup() {
     model.group.joinStatus = why(err);
   }
   render();
+  keepFocus($("join-group"), $("grab-status"));
 }
 
 async function onSubmitEnvelope(ev) {
@@ -772,7 +780,7 @@ async function grab(envelope, li) {
     const env = model.group.envelopes.get(envelope);
     if (reply.type === "envelope.grabbed") {
       if (env) env.mine = reply.share; // shown beside the envelope
-      model.group.grab = "";
+      model.group.grab = say("grabbed", { share: reply.share, kind: kindOf(env?.asset ?? "") });
     } else {
       if (env && reply.code === "envelope_empty") env.state = "done";
       if (env && reply.code === "envelope_expired") env.state = "expired";
@@ -783,6 +791,16 @@ async function grab(envelope, li) {
   }
   button.disabled = false;
   render();
+  keepFocus(button, $("grab-status"));
+}
+
+/** A control that was used and is now hidden (a grabbed envelope's button, a join done):
+ * focus goes to the line that says how it went, not to the page's start. */
+function keepFocus(used, status) {
+  queueMicrotask(() => { // after the render queued before it has drawn
+    const lost = document.activeElement === document.body || document.activeElement === used;
+    if (used.offsetParent === null && lost) status.focus();
+  });
 }
 
 async function readSets() {
