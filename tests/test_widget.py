@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -439,10 +440,14 @@ async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: Brow
     too_many = await a.send(bob, 6)
     await expect(too_many).to_have_text(
         f"Not sent (6 do to {bob}): {REJECTIONS['insufficient_balance'].message}")
+    # a code whose protocol message speaks to a developer has the widget's own words
+    huge = await a.send(bob, 1000)
+    await expect(huge).to_have_text(f"Not sent (1000 do to {bob}): too many cards: more than one gift "
+                                    "may carry, or more than the account may hold")
     await a.page.get_by_role("button", name="切换到中文").click()
     await expect(refused).to_have_text(re.compile("未送出.*需要先关注对方才能送礼"))
     # the last gift's outcome, in the form's status line too (read out by a screen reader)
-    await expect(a.q("#send-status")).to_have_text(re.compile("未送出（6 张 do.*卡片不足"))
+    await expect(a.q("#send-status")).to_have_text(re.compile("未送出（1000 张 do"))
     await a.q("#to").fill("")
     await a.page.get_by_role("button", name="送出", exact=True).click()
     await expect(a.q("#send-status")).to_have_text("请填写收礼人")
@@ -1043,3 +1048,32 @@ async def test_filled_buttons_and_badges_keep_their_contrast_in_light_and_dark(
                 assert _contrast(fg, bg) >= 4.5, (scheme, cls, fg, bg)
         finally:
             await ctx.close()
+
+
+async def test_a_risk_decision_is_said_in_words(server: Proc, admin: Admin, redis: Any,
+                                                context: BrowserContext) -> None:
+    """A `risk.notice` (the account frozen until a time, then lifted) shows in the status line."""
+    from server.store import keys
+    from server.store.scripts import Scripts
+
+    alice = uid("alice")
+    await admin.user(alice, real_name_verified=True)
+    a = await Widget.open(context, server, alice)
+    scripts = Scripts(redis)
+    scripts.load("server.risk")
+    uk = keys.user(alice)
+    now = int(time.time() * 1000)  # (the shared server's clock is the real one)
+
+    async def decide(action: str) -> None:
+        await scripts["risk_apply"](
+            keys=[uk.profile, uk.events, uk.channel, uk.risk_actions, uk.risk_judged],
+            args=[action, now + 48 * 3_600_000, "case-1", "medium", "ip_cluster", "phone_bill",
+                  now, "100:3600:p"])
+
+    await decide("freeze")
+    await expect(a.q("#send-status")).to_have_text(
+        re.compile(r"^Your account is frozen until .+\. You can appeal\.$"))
+    await decide("lift")
+    await expect(a.q("#send-status")).to_have_text(
+        "Your appeal succeeded: your account is back to normal.")
+    a.check_clean()

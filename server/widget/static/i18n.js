@@ -43,6 +43,10 @@ export const STRINGS = {
     unknown: "No answer yet for {count} {kind} to {to}: it may still go through, and will show here if it does",
     group_applied: "Your request to join was sent: the group's admins decide",
     group_joined: "You joined the group",
+    risk_restricted_notice: "Your account may not send gifts until {until} (one device served too many accounts). You can appeal.",
+    risk_frozen_notice: "Your account is frozen until {until}. You can appeal.",
+    risk_banned_notice: "Your account is banned (automated use). You can appeal.",
+    risk_lifted_notice: "Your appeal succeeded: your account is back to normal.",
     incoming: "Gifts for you",
     none_yet: "Nothing yet",
     received: "{from} sent you {count} {kind}",
@@ -148,6 +152,10 @@ export const STRINGS = {
     unknown: "给 {to} 的 {count} 张 {kind} 暂无回复：可能仍会送出，送出后会显示在这里",
     group_applied: "入群申请已提交，由群管理员决定",
     group_joined: "你已加入这个群",
+    risk_restricted_notice: "在 {until} 之前你的账号不能送礼（一台设备登录了太多账号），可以申诉。",
+    risk_frozen_notice: "你的账号被冻结到 {until}，可以申诉。",
+    risk_banned_notice: "你的账号已被封禁（自动化操作），可以申诉。",
+    risk_lifted_notice: "申诉成功，你的账号已恢复正常。",
     incoming: "收到的礼物",
     none_yet: "暂无",
     received: "{from} 送给你 {count} 张 {kind}",
@@ -214,6 +222,18 @@ export const STRINGS = {
     closed_account_erased: "此账号的数据已被删除",
   },
 };
+
+// English words for the few codes whose protocol message speaks to a developer (the rest:
+// the server's message as it is)
+export const REASONS_EN = {
+  amount_too_large: "too many cards: more than one gift may carry, or more than the account may hold",
+  risk_restricted: "your account may not send gifts for now (one device served too many accounts); you can appeal",
+  risk_frozen: "your account is frozen for now; you can appeal",
+  risk_banned: "your account is banned (automated use); you can appeal",
+};
+
+// Room effects by the names the default configuration gives them (another name shows as it is)
+export const EFFECTS_ZH = { hearts: "爱心", fireworks: "烟花" };
 
 // The server's rejection and error messages, in Chinese (English comes from the server).
 export const REASONS_ZH = {

@@ -3,7 +3,7 @@
 // gift feed, board, wish and like button. Configured by its URL (query or #fragment) and/or
 // by postMessage from the page that embeds it: see docs/widget.md.
 import { CLOSE_CODES, GiftwireClient, newId, userOfToken } from "./giftwire.js";
-import { REASONS_ZH, STRINGS } from "./i18n.js";
+import { EFFECTS_ZH, REASONS_EN, REASONS_ZH, STRINGS } from "./i18n.js";
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 const KIND_ORDER = ["do", "re", "mi", "fa", "sol", "la", "ti", "rare"];
@@ -72,7 +72,7 @@ function reasonOf(msg) {
     return lang === "zh" ? REASONS_ZH.timeout : "no answer in time";
   }
   if (lang === "zh" && REASONS_ZH[msg.code]) return REASONS_ZH[msg.code];
-  return msg.message || msg.code || "?";
+  return REASONS_EN[msg.code] ?? (msg.message || msg.code || "?");
 }
 
 /** Words decided now but said in the language of the moment they are shown. */
@@ -350,7 +350,8 @@ function drawRoom() {
     (f) => el("li", { "data-transfer": f.key }, el("span", { class: "text" })),
     (li, f) => {
       if (f.effect) {
-        setText(li.querySelector(".text"), t("effect", f));
+        const effect = lang === "zh" ? EFFECTS_ZH[f.effect] ?? f.effect : f.effect;
+        setText(li.querySelector(".text"), t("effect", { ...f, effect }));
         return;
       }
       setText(li.querySelector(".text"), t("feed_gift", { from: f.from, to: f.to, count: f.count, kind: kindOf(f.asset) }));
@@ -610,6 +611,11 @@ function onEvent(msg) {
     case "envelope.grabbed": {
       const env = model.group.envelopes.get(msg.envelope);
       if (env) env.mine = msg.share;
+      break;
+    }
+    case "risk.notice": { // the risk engine acted on this account: said in words, with the date
+      const until = msg.until_ms ? new Date(msg.until_ms).toLocaleString(lang === "zh" ? "zh-CN" : "en") : "";
+      model.notice = say(`risk_${msg.action}_notice`, { until });
       break;
     }
     case "error":
