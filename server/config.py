@@ -234,6 +234,10 @@ class Settings:
     card_prices: tuple[str, ...] = ("video_heating:100", "live_recommendation:200", "fan_reach:300")
     card_uses_per_day: int = 3
     fan_reach_followers: int = 10_000
+    # a card use's interest targeting: 3-5 core tags and at most 2 extended ones (SPEC)
+    interest_core_min: int = 3
+    interest_core_max: int = 5
+    interest_extended_max: int = 2
     mature_days: int = 90  # advanced cards: registered this long and `mature_followers` followers
     mature_followers: int = 1000
     boost_duration_s: int = 6 * 3600  # a use boosts for this long from its start
@@ -265,6 +269,8 @@ class Settings:
     device_window_s: int = 24 * 3600
     restriction_s: int = 24 * 3600  # a shared-device restriction (gifting) lasts this long
     cluster_accounts: int = 20  # accounts of one /24 (/64) gifting one recipient in the window
+    cluster_prefix_v4: int = 24  # an IP cluster: the addresses of one IPv4 network this long
+    cluster_prefix_v6: int = 64  # ... and of one IPv6 network this long
     cluster_window_s: int = 600
     # addresses the IP-cluster rule does not judge (local tools; behind a proxy set
     # `trusted_proxies`, or every client looks like the proxy)
@@ -450,6 +456,15 @@ def _range_problems(s: Settings) -> list[str]:
         out.append(f"GIFTWIRE_FESTIVAL_COST_NUM must be at least GIFTWIRE_FESTIVAL_COST_DEN and "
                    f"at most {RATIO_MAX}: a festival never makes a gift cheaper (it is "
                    f"{s.festival_cost_num}/{s.festival_cost_den})")
+    for name, low, high in (("cluster_prefix_v4", 8, 32), ("cluster_prefix_v6", 16, 128),
+                            ("interest_core_min", 1, 20), ("interest_core_max", 1, 20),
+                            ("interest_extended_max", 0, 20)):
+        if not low <= getattr(s, name) <= high:
+            out.append(f"GIFTWIRE_{name.upper()} must be from {low} to {high} (it is "
+                       f"{getattr(s, name)})")
+    if s.interest_core_min > s.interest_core_max:
+        out.append(f"GIFTWIRE_INTEREST_CORE_MIN must be at most GIFTWIRE_INTEREST_CORE_MAX (they "
+                   f"are {s.interest_core_min} and {s.interest_core_max})")
     if s.partition_lease_ms > LEASE_MAX_MS:
         out.append(f"GIFTWIRE_PARTITION_LEASE_MS must be at most {LEASE_MAX_MS} (it is "
                    f"{s.partition_lease_ms})")
@@ -898,6 +913,9 @@ DOCS: dict[str, str] = {
     "card_prices": "points each card use costs, `<card>:<points>`, each of the three cards once",
     "card_uses_per_day": "card uses per account per local day",
     "fan_reach_followers": "followers an account needs for fan reach",
+    "interest_core_min": "a card use's interest targeting names at least this many core tags (1-20)",
+    "interest_core_max": "... and at most this many (1-20)",
+    "interest_extended_max": "... and at most this many extended tags (0-20)",
     "mature_days": "days since registration that make an account mature (advanced cards)",
     "mature_followers": "followers that make an account mature (with `GIFTWIRE_MATURE_DAYS`)",
     "boost_duration_s": "how long a card use boosts from its start",
@@ -925,9 +943,12 @@ DOCS: dict[str, str] = {
                            "each one beyond is warned and restricted from gifting",
     "device_window_s": "the shared-device rule's window",
     "restriction_s": "how long a shared-device gifting restriction lasts",
-    "cluster_accounts": "accounts from one /24 (IPv6: /64) gifting one recipient within the cluster "
-                        "window that are frozen (1–1,000); every gift request counts, one the "
-                        "gateway or settlement refused too",
+    "cluster_prefix_v4": "the risk engine's IP cluster: IPv4 addresses in one network of this "
+                         "prefix length (8-32)",
+    "cluster_prefix_v6": "the same for IPv6 addresses (16-128)",
+    "cluster_accounts": "accounts from one cluster network (/24, IPv6 /64 by default) gifting "
+                        "one recipient within the cluster window that are frozen (1–1,000); "
+                        "every gift request counts, one the gateway or settlement refused too",
     "cluster_window_s": "the IP-cluster rule's window",
     "freeze_s": "how long a cluster freeze (gifting and grabbing) lasts",
     "risk_exempt_networks": "addresses the IP-cluster rule does not judge (loopback: local tools)",

@@ -57,3 +57,13 @@ def test_a_malformed_address_is_its_own_network() -> None:
     """An unparseable address is kept as it is (its own cluster of one), never a crash."""
     assert network_of("garbage") == "garbage"
     assert not in_networks("garbage", PROXIES)
+
+
+def test_cluster_networks_follow_the_configured_prefixes() -> None:
+    """GIFTWIRE_CLUSTER_PREFIX_V4/_V6 set how wide one IP cluster is; out-of-range values are refused."""
+    from server.config import Settings, problems
+
+    assert network_of("203.0.113.77", 16, 48) == "203.0.0.0/16"
+    assert network_of("2001:db8:1:2::1", 16, 48) == "2001:db8:1::/48"
+    for bad in ({"cluster_prefix_v4": 33}, {"cluster_prefix_v4": 7}, {"cluster_prefix_v6": 129}):
+        assert any(p.startswith("GIFTWIRE_CLUSTER_PREFIX") for p in problems(Settings(**bad))), bad

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from protocol.client import Client
 from server import days
-from server.config import Settings
+from server.config import Settings, problems
 from server.popularity.flows import user_keys
 from server.store import keys
 from server.store.embedded import EmbeddedValkey
@@ -209,6 +209,22 @@ async def test_one_creators_small_cards_exchange_into_points(
         assert sorted(pair) == [("popularity", 200, "mint"), (f"small_card.{a}", -20, "burn")]
         code, out = await run_audit(vk.url)
         assert code == 0, out
+
+
+def test_interest_targeting_follows_the_configured_tag_counts() -> None:
+    """GIFTWIRE_INTEREST_CORE_MIN/MAX and _EXTENDED_MAX bound a use's interests; the message names them."""
+    from server.popularity.rules import refusal_detail, targeting_problem
+
+    wide = Settings(interest_core_min=1, interest_core_max=8, interest_extended_max=0)
+    one = {**TARGETING, "interests": {"core": ["a"]}}
+    eight = {**TARGETING, "interests": {"core": [f"t{i}" for i in range(8)]}}
+    extended = {**TARGETING, "interests": {"core": ["a"], "extended": ["b"]}}
+    assert targeting_problem(one, wide) is None and targeting_problem(eight, wide) is None
+    assert targeting_problem(extended, wide) == "targeting_interests"
+    assert targeting_problem(one, Settings()) == "targeting_interests"  # 3-5 by default
+    assert "1–8 core tags and at most 0 extended" in (refusal_detail("targeting_interests", wide) or "")
+    bad = problems(Settings(interest_core_min=6))
+    assert any("GIFTWIRE_INTEREST_CORE_MIN must be at most" in p for p in bad), bad
 
 
 async def test_a_user_spends_coin_on_points_in_whole_yuan(

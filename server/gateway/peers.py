@@ -49,10 +49,11 @@ def client_address(peer: str, forwarded_for: str | None, trusted: tuple[Network,
 
 
 @functools.lru_cache(maxsize=65_536)  # the risk engine asks once per gift signal
-def network_of(address: str) -> str:
-    """The address's /24 (IPv4) or /64 (IPv6): one cluster of the risk engine."""
+def network_of(address: str, v4: int = 24, v6: int = 64) -> str:
+    """The address's network, /24 (IPv4) or /64 (IPv6) unless told: one cluster of the risk
+    engine (GIFTWIRE_CLUSTER_PREFIX_V4/_V6), one client of the handshake bound (IPv6)."""
     ip = parse_address(address)
     if ip is None:
         return address
-    prefix = 24 if ip.version == 4 else 64
+    prefix = v4 if ip.version == 4 else v6
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))

@@ -111,9 +111,9 @@ async def _to_points(gw: Gateway, conn: Connection, rid: str, kind: str, ref: st
 
 async def use(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     """Targeting is checked here (pure, one code per field); the rest in settlement."""
-    problem = rules.targeting_problem(d["targeting"])
+    problem = rules.targeting_problem(d["targeting"], gw.s)
     if problem:
-        gw.error(conn, problem, d["id"])
+        gw.error(conn, problem, d["id"], rules.refusal_detail(problem, gw.s))
         return
     now = gw.clock.now_ms()
     if not now <= d.get("start_at_ms", now) <= now + SCHEDULE_HORIZON_MS:

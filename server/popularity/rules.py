@@ -18,9 +18,9 @@ PROVINCES_MAX = 34
 _TAG = re.compile(TAG_PATTERN)
 
 
-def targeting_problem(t: Any) -> str | None:
+def targeting_problem(t: Any, s: Settings) -> str | None:
     """The error code of the first field of `targeting` that is wrong, or None. One clear
-    code per field: region, age, gender, interests."""
+    code per field: region, age, gender, interests (their bounds `s`'s)."""
     if not isinstance(t, dict) or set(t) - {"region", "age", "gender", "interests"}:
         return "targeting_region" if not isinstance(t, dict) else _unknown(t)
     region = t.get("region")
@@ -50,7 +50,8 @@ def targeting_problem(t: Any) -> str | None:
         return "targeting_interests"
     core, extended = interests.get("core"), interests.get("extended", [])
     if not (isinstance(core, list) and isinstance(extended, list)
-            and 3 <= len(core) <= 5 and len(extended) <= 2):
+            and s.interest_core_min <= len(core) <= s.interest_core_max
+            and len(extended) <= s.interest_extended_max):
         return "targeting_interests"
     tags = core + extended
     if not all(isinstance(x, str) and _TAG.fullmatch(x) for x in tags) or len(set(tags)) != len(tags):
@@ -82,6 +83,10 @@ def refusal_detail(code: str, s: Settings) -> str | None:
         return f"today's card uses are used up ({s.card_uses_per_day} a day); more tomorrow"
     if code == "not_enough_followers":
         return f"fan reach needs {s.fan_reach_followers:,} followers"
+    if code == "targeting_interests":
+        return (f"interests: {s.interest_core_min}–{s.interest_core_max} core tags and at most "
+                f"{s.interest_extended_max} extended tags, each 1–24 characters without spaces "
+                f"or commas, none repeated")
     if code == "exchange_unit":
         return f"small cards exchange in whole units of {s.exchange_cards}"
     if code == "buy_unit":

@@ -174,7 +174,8 @@ class Engine:
             if ip not in exempt:
                 exempt[ip] = self.exempt(ip)
             if not exempt[ip]:
-                clusters.setdefault((network_of(ip), f["to"]), []).append(f)
+                net = network_of(ip, s.cluster_prefix_v4, s.cluster_prefix_v6)
+                clusters.setdefault((net, f["to"]), []).append(f)
         replies = await self.calls("risk_cluster", [
             ([keys.cluster_gifts(net, to)],
              [s.cluster_window_s * 1000, s.cluster_accounts, rules.CLUSTER_ACCOUNTS_KEPT,
