@@ -68,6 +68,10 @@ ERRORS = _codes(
     ErrorCode("envelope_expired", "this red envelope expired; what was left went back"),
     ErrorCode("envelope_id_conflict", "this envelope id was used with different parameters"),
     ErrorCode("envelope_insufficient", "not enough cards for this red envelope"),
+    ErrorCode("not_festival", "today is not a festival day: the festival's avatar frame is "
+              "redeemed on one"),
+    ErrorCode("frame_needs_gift", "send a gift today first: the festival's avatar frame is for "
+              "those who gift on the festival"),
     ErrorCode("account_banned", "your account is banned: it may not send or grab red envelopes"),
     ErrorCode("envelope_asset", "red envelopes carry note cards only"),
     ErrorCode("balance_full", "your share would take your balance past what an account may "

@@ -49,6 +49,15 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
         (req_id(), _OFFER_ID),
     ),
     MessageType(
+        "festival.frame",
+        "client",
+        "Redeem the festival's time-limited avatar frame: on a festival day (the platform's "
+        "calendar), once you sent a gift that day. Replied by `festival.framed` (the same "
+        "frame again when asked again that day), or `error` (`not_festival`, "
+        "`frame_needs_gift`, `not_registered`).",
+        (req_id(),),
+    ),
+    MessageType(
         "gift.decline",
         "client",
         "Decline a pending offer. Replied by `gift.voided` or `gift.rejected` (e.g. "
@@ -136,6 +145,17 @@ SERVER_TYPES: tuple[MessageType, ...] = (
             Field("to", "str", "sender only: the recipient", False, pattern=ID_PATTERN),
             _SEQ,
         ),
+    ),
+    MessageType(
+        "festival.framed",
+        "server",
+        "Your festival avatar frame (the reply to `festival.frame`): the festival day it was "
+        "redeemed on and until when it shows (the end of that day plus "
+        "`GIFTWIRE_FESTIVAL_FRAME_DAYS`). The platform shows it on your avatar "
+        "(`GET /admin/v1/users/{id}` `avatar_frame`).",
+        (req_id(), Field("day", "str", "the festival day, `YYYY-MM-DD`",
+                         pattern=r"^\d{4}-\d{2}-\d{2}$", max_length=10),
+         Field("expires_at_ms", "int", "until when the frame shows", minimum=0)),
     ),
     MessageType(
         "balance.changed",

@@ -86,6 +86,7 @@ class Settings:
     amount_max: int = 10**12  # any balance; far below 2**53 (Lua numbers are doubles)
     festival_cost_num: int = 6  # festival price = ceil(count * 6 / 5)
     festival_cost_den: int = 5
+    festival_frame_days: int = 7  # a festival's avatar frame shows this long after its day
     newcomer_window_s: int = 7 * 86400
     newcomer_free_cards: int = 5
     mentor_reward_asset: str = "note.do"
@@ -750,6 +751,9 @@ DOCS: dict[str, str] = {
                   "small daily rewards are never refused, so a balance may pass it by those",
     "festival_cost_num": "festival price numerator (price = ceil(count × num / den))",
     "festival_cost_den": "festival price denominator",
+    "festival_frame_days": "a festival's time-limited avatar frame (`festival.frame`, redeemed "
+                           "on a festival day after a gift) shows until the end of that day plus "
+                           "this many days",
     "newcomer_window_s": "how long after registration a user is a newcomer",
     "newcomer_free_cards": "cards a newcomer may gift free, paid by the promotion account",
     "mentor_reward_asset": "asset of the mentor reward: a note card (`note.<kind>`)",

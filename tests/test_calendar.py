@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from protocol.client import Client
+from server import days
 from server.gifting import rules
 from server.store.embedded import EmbeddedValkey
 from tests.support import TEST_CLOCK, Admin, Proc, run_audit, uid
@@ -73,3 +74,32 @@ async def test_festival_costs_1_2x_and_burns_the_surplus(own_server: OwnServer) 
         code, out = await run_audit(vk.url)
         assert code == 0, out
 
+
+
+async def test_a_festival_avatar_frame_is_redeemed_after_a_gift_that_day(own_server: OwnServer) -> None:
+    """On a festival day a user who gifted redeems the avatar frame; it shows 7 days past the day."""
+    # Before a gift: `frame_needs_gift`; on another day: `not_festival`; asked again the same day: the same
+    # frame; the admin view shows it until it expires, then null.
+    srv, _ = own_server(TEST_CLOCK)
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(5)
+        tz = rules.parse_timezone("+08:00")
+        now = await admin.now_ms()
+        today = rules.local_day(now, tz)
+        async with await Client.connect(srv.ws, srv.token(s, ttl_s=30 * 86400)) as a:
+            assert (await a.request("festival.frame"))["code"] == "not_festival"
+            await admin.call("PUT", "/festivals", {"days": [today.isoformat()]})
+            assert (await a.request("festival.frame"))["code"] == "frame_needs_gift"
+            assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
+            framed = await a.request("festival.frame")
+            assert (framed["type"], framed["day"]) == ("festival.framed", today.isoformat())
+            end_of_day = now + int(days.seconds_to_midnight(now, tz) * 1000)
+            assert framed["expires_at_ms"] == end_of_day + 7 * 86_400_000
+            again = await a.request("festival.frame")
+            assert again["expires_at_ms"] == framed["expires_at_ms"]
+            shown = (await admin.call("GET", f"/users/{s}"))["avatar_frame"]
+            assert shown == {"day": today.isoformat(), "expires_at_ms": framed["expires_at_ms"]}
+            assert (await admin.call("GET", f"/users/{r}"))["avatar_frame"] is None
+            await admin.advance(framed["expires_at_ms"] - now)
+            assert (await admin.call("GET", f"/users/{s}"))["avatar_frame"] is None
+            assert (await a.request("festival.frame"))["code"] == "not_festival"  # days later

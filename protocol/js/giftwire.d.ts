@@ -59,6 +59,13 @@ export interface GiftAcceptMessage {
   offer_id: string;
 }
 
+/** Redeem the festival's time-limited avatar frame: on a festival day (the platform's calendar), once you sent a gift that day. Replied by `festival.framed` (the same frame again when asked again that day), or `error` (`not_festival`, `frame_needs_gift`, `not_registered`). */
+export interface FestivalFrameMessage {
+  type: "festival.frame";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+}
+
 /** Decline a pending offer. Replied by `gift.voided` or `gift.rejected` (e.g. `offer_accepted` when it was accepted first). */
 export interface GiftDeclineMessage {
   type: "gift.decline";
@@ -417,6 +424,7 @@ export type ClientMessage =
   | BalanceGetMessage
   | GiftSendMessage
   | GiftAcceptMessage
+  | FestivalFrameMessage
   | GiftDeclineMessage
   | RoomJoinMessage
   | RoomLeaveMessage
@@ -455,6 +463,7 @@ export interface ClientMessages {
   "balance.get": BalanceGetMessage;
   "gift.send": GiftSendMessage;
   "gift.accept": GiftAcceptMessage;
+  "festival.frame": FestivalFrameMessage;
   "gift.decline": GiftDeclineMessage;
   "room.join": RoomJoinMessage;
   "room.leave": RoomLeaveMessage;
@@ -688,6 +697,17 @@ export interface GiftVoidedMessage {
   to?: string;
   /** per-user event sequence number */
   seq: number;
+}
+
+/** Your festival avatar frame (the reply to `festival.frame`): the festival day it was redeemed on and until when it shows (the end of that day plus `GIFTWIRE_FESTIVAL_FRAME_DAYS`). The platform shows it on your avatar (`GET /admin/v1/users/{id}` `avatar_frame`). */
+export interface FestivalFramedMessage {
+  type: "festival.framed";
+  /** client-chosen request id, echoed by the reply */
+  id: string;
+  /** the festival day, `YYYY-MM-DD` */
+  day: string;
+  /** until when the frame shows */
+  expires_at_ms: number;
 }
 
 /** A grant, revocation or reward changed your balance. */
@@ -1133,6 +1153,7 @@ export type ServerMessage =
   | GiftOfferMessage
   | GiftAcceptedMessage
   | GiftVoidedMessage
+  | FestivalFramedMessage
   | BalanceChangedMessage
   | RoomSnapshotMessage
   | RoomLeftMessage
@@ -1174,6 +1195,7 @@ export interface ServerMessages {
   "gift.offer": GiftOfferMessage;
   "gift.accepted": GiftAcceptedMessage;
   "gift.voided": GiftVoidedMessage;
+  "festival.framed": FestivalFramedMessage;
   "balance.changed": BalanceChangedMessage;
   "room.snapshot": RoomSnapshotMessage;
   "room.left": RoomLeftMessage;
@@ -1248,6 +1270,8 @@ export type ErrorCode =
   | "envelope_expired"
   | "envelope_id_conflict"
   | "envelope_insufficient"
+  | "not_festival"
+  | "frame_needs_gift"
   | "account_banned"
   | "envelope_asset"
   | "balance_full"

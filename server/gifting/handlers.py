@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from protocol.messages import rejection
+from protocol.messages import encode, rejection
+from server import days
 from server.config import Settings
 from server.gateway.connection import Connection
 from server.gifting import flow, offers, rules
 from server.gifting.metrics import REJECTED
+from server.store import keys
+from server.store.outcomes import Status, UnknownStatus, status
 
 if TYPE_CHECKING:
     from server.gateway.endpoint import Gateway
@@ -53,3 +56,29 @@ async def _offer_action(gw: Gateway, conn: Connection, d: dict[str, Any], action
         conn.push(rejection(d["offer_id"], gift_id, "offer_not_found", d["id"]))
         return
     await gw.enqueue(conn, d["id"], action, offers.payload(d))
+
+
+async def frame(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
+    """The festival's avatar frame: on a festival day, for a user who gifted that day; it
+    shows until the day's end plus GIFTWIRE_FESTIVAL_FRAME_DAYS (a pure date sum, then one
+    call on the user's slot that checks the day's gifts and records the frame once)."""
+    now, tz = gw.clock.now_ms(), days.parse_timezone(gw.s.timezone)
+    today = days.local_day(now, tz)
+    day = days.day_key(today)
+    if not await gw.redis.sismember(keys.FESTIVALS, day):
+        gw.error(conn, "not_festival", d["id"])
+        return
+    until = now + int(days.seconds_to_midnight(now, tz) * 1000) + gw.s.festival_frame_days * 86_400_000
+    uk = keys.user(conn.user)
+    reply = await gw.ext[FRAME_EXT](keys=[uk.profile, uk.day(day)], args=[day, until])
+    st = status(reply)
+    if st is Status.REJECTED:
+        gw.error(conn, str(reply[1]), d["id"])
+    elif st is Status.APPLIED or st is Status.EXISTS:
+        conn.push(encode("festival.framed", id=d["id"], day=days.iso_day(str(reply[1])),
+                         expires_at_ms=int(reply[2])).decode())
+    else:
+        raise UnknownStatus(f"frame_redeem answered {reply!r}")
+
+
+FRAME_EXT = "gifting.frame"  # the frame script, in `Gateway.ext`

@@ -7,9 +7,12 @@ offer the recipient accepts or declines. Where things are:
     lua/send_debit.lua   where the daily limit and every sender rule is enforced
     lua/recv_credit.lua  where blocks, bans and confirmation are applied
     admin.py             follows, blocks, mentors, the festival calendar
+    lua/frame_redeem.lua where a festival's avatar frame is redeemed (after a gift that day)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from server.gifting import admin, handlers
 from server.gifting.flow import GiftFlow
@@ -26,9 +29,15 @@ def install(p: Parts) -> None:
     p.requests.add("gift.send", handlers.send, GIFT_REPLIES)
     p.requests.add("gift.accept", handlers.accept, ACCEPT_REPLIES)
     p.requests.add("gift.decline", handlers.decline, DECLINE_REPLIES)
+    p.requests.add("festival.frame", handlers.frame, ("festival.framed", "error"))
     p.flows.add(GiftFlow(p.redis, p.scripts, p.settings, p.replies))
     for action in ACTIONS:
         p.flows.add(OfferFlow(action, p.redis, p.scripts, p.settings, p.replies))
     sweep = Sweep(OfferFlow("timeout", p.redis, p.scripts, p.settings, p.replies))
     p.periodic.add("offer-timeouts", sweep.run, every_ms=p.settings.sweep_interval_ms)
     admin.install(p)
+
+    def setup(gw: Any) -> None:
+        gw.ext[handlers.FRAME_EXT] = p.scripts["frame_redeem"]
+
+    p.gateway.append(setup)

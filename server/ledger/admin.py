@@ -8,6 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from server import days
 from server.admin import validate as v
 from server.admin.http import path_user, read_json
 from server.admin.validate import AdminError
@@ -96,8 +97,16 @@ class LedgerAdmin:
             "gender": p.get("gender"),
             "free_cards_used": int(p.get("free_used", 0)),
             "risk": self.risk_state(p),
+            "avatar_frame": self.frame(p),
             "balances": await self.balances(uid),
         }
+
+    def frame(self, p: dict[str, str]) -> dict[str, Any] | None:
+        """The festival avatar frame the user shows now (`festival.frame`), or None."""
+        until = int(p.get("frame_until_ms") or 0)
+        if until <= self.p.clock.now_ms():
+            return None
+        return {"day": days.iso_day(p["frame_day"]), "expires_at_ms": until}
 
     def risk_state(self, p: dict[str, str]) -> dict[str, Any]:
         """The risk engine's decisions in force on the account (support's view: a user who

@@ -298,6 +298,8 @@ export const REASONS_ZH = {
   buy_unit: "DOU+ 币需按整元购买人气值",
   buy_id_conflict: "这个购买编号已用于其他数量",
   account_banned: "你的账号已被封禁，不能发红包或抢红包",
+  not_festival: "今天不是节日，节日头像框只能在节日当天兑换",
+  frame_needs_gift: "先在今天送一次礼，才能兑换节日头像框",
   balance_full: "你的余额已到上限，这份红包先为你保留，腾出余额后再抢一次即可到账",
   too_many_envelopes: "群里未领完的红包太多了",
   risk_restricted: "你的账号暂时不能送礼（一台设备登录了太多账号），可以申诉",
