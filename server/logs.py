@@ -37,7 +37,8 @@ REPEAT_WINDOW_S = 10.0
 
 class OncePerWindow(logging.Filter):
     """Lets one record of each message through per window; the next one says how many of
-    that message were dropped meanwhile."""
+    that message were dropped meanwhile. A record with a traceback always goes through
+    (uvicorn logs every unhandled exception with the same text)."""
 
     def __init__(self, window_s: float = REPEAT_WINDOW_S) -> None:
         super().__init__()
@@ -45,6 +46,8 @@ class OncePerWindow(logging.Filter):
         self.seen: dict[str, tuple[float, int]] = {}  # message → (when let through, dropped)
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:  # a failure with its traceback is a bug to read: never held back
+            return True
         key, now = str(record.msg), time.monotonic()
         at, dropped = self.seen.get(key, (-self.window_s, 0))
         if now - at < self.window_s:

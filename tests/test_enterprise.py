@@ -193,7 +193,8 @@ async def test_issuances_and_order_gifts_draw_from_the_stock_and_stop_when_it_is
         users = [uid() for _ in range(3)]
         for u in users:
             await admin.user(u)
-        body = {"id": "drop", "asset": "note.la", "cards": 2, "users": users}
+        ghost = uid("ghost")  # not registered: takes nothing from the stock until it is
+        body = {"id": "drop", "asset": "note.la", "cards": 2, "users": [*users, ghost]}
         await refill(admin, "note.la", 5)
         short = await admin.call("POST", f"/enterprises/{e}/issuances", body, ok=False)
         assert (short.status_code, short.json()["error"]["code"]) == (409, "stock_empty")
@@ -202,11 +203,23 @@ async def test_issuances_and_order_gifts_draw_from_the_stock_and_stop_when_it_is
         assert await stock_of(admin, "note.la") == 5
         await refill(admin, "note.la", 3)
         done = await admin.call("POST", f"/enterprises/{e}/issuances", body)
-        assert (done["credited"], done["complete"]) == (3, True)
+        assert (done["credited"], done["unknown"], done["complete"]) == (3, [ghost], False)
         again = await admin.call("POST", f"/enterprises/{e}/issuances", body)
         assert again["replayed"] is True and await stock_of(admin, "note.la") == 2
         kinds = {k["asset"]: k for k in (await admin.call("GET", "/notes"))["kinds"]}
-        assert kinds["note.la"]["drawn"] == 6  # issued from the stock
+        assert kinds["note.la"]["drawn"] == 6  # issued from the stock: only what someone holds
+        await admin.user(ghost)  # registered since: the same issuance again takes its 2 and credits
+        last = await admin.call("POST", f"/enterprises/{e}/issuances", body)
+        assert (last["credited"], last["complete"]) == (4, True)
+        assert await stock_of(admin, "note.la") == 0
+        full = uid("full")  # a balance at the bound: refused, and its cards go back to the stock
+        await admin.user(full)
+        await admin.grant(full, 10**12, "note.la")
+        await refill(admin, "note.la", 2)
+        over = await admin.call("POST", f"/enterprises/{e}/issuances",
+                                {"id": "over", "asset": "note.la", "cards": 2, "users": [full]})
+        assert (over["refused"], over["complete"]) == ([full], False)
+        assert await stock_of(admin, "note.la") == 2
         buyer = users[0]
         no_gift = await admin.call("POST", f"/enterprises/{e}/orders",
                                    {"order": "o1", "buyer": buyer, "fen": 10_000}, ok=False)
@@ -221,5 +234,7 @@ async def test_issuances_and_order_gifts_draw_from_the_stock_and_stop_when_it_is
                                   {"order": "o1", "buyer": buyer, "fen": 10_000})
         assert replay["replayed"] is True and await stock_of(admin, "note.do") == 0
         assert await admin.balances(buyer) == {"note.la": 2, "note.do": 1}
+        kinds = {k["asset"]: k for k in (await admin.call("GET", "/notes"))["kinds"]}
+        assert (kinds["note.la"]["drawn"], kinds["note.do"]["drawn"]) == (8, 1)
     code, out = await run_audit(vk.url)
     assert code == 0, out

@@ -190,3 +190,20 @@ async def test_malformed_http_requests_log_one_json_line_a_window(own_server: Ow
     lines = [line for line in srv.log_path.read_text().splitlines() if "Invalid HTTP" in line]
     assert len(lines) == 1, lines
     assert orjson.loads(lines[0])["logger"] == "uvicorn.error"
+
+
+def test_the_log_filter_never_holds_back_a_traceback() -> None:
+    """uvicorn's repeated messages are held back, but each unhandled exception's traceback goes through."""
+    import logging
+
+    from server.logs import OncePerWindow
+
+    f = OncePerWindow(window_s=60)
+
+    def record(msg: str, exc: BaseException | None = None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc else None
+        return logging.LogRecord("uvicorn.error", logging.ERROR, "", 0, msg, (), info)
+
+    assert [f.filter(record("Invalid HTTP request received.")) for _ in range(3)] == [True, False, False]
+    failures = [record("Exception in ASGI application\n", ValueError(str(i))) for i in range(3)]
+    assert all(f.filter(r) for r in failures)

@@ -18,7 +18,7 @@ from server.admin.http import path_user, read_json
 from server.admin.validate import AdminError
 from server.ledger.admin import require_users
 from server.ledger.grants import grant
-from server.notes.economy import Refused, take
+from server.notes.economy import Refused, give_back, take
 from server.parts import Parts
 from server.store import keys
 from server.store.outcomes import Status, status
@@ -80,8 +80,10 @@ def install(p: Parts) -> None:
 
     async def credit(ent: str, iid: str, asset: str, cards_of: dict[str, int], fp: str,
                      kind: str) -> dict[str, Any]:
-        """Fix the issuance's plan once (a replay answers the first plan), then credit each
-        planned user (bounded concurrency); `complete` once every one is."""
+        """Fix the issuance's plan once (a replay answers the first plan), then give each
+        planned user their cards (bounded concurrency): taken from the note-card stock, then
+        minted to them; a credit refused gives its cards back to the stock. `complete` once
+        every one is credited."""
         ik = [keys.issuance(ent, iid), keys.issuance_plan(ent, iid)]
         claim = await p.scripts["ent_issuance"](
             keys=ik, args=["plan", asset, kind, fp, p.clock.now_ms(),
@@ -91,37 +93,60 @@ def install(p: Parts) -> None:
             raise AdminError("issuance_id_conflict")
         flat = claim[1]
         plan = {str(u): int(n) for u, n in zip(flat[0::2], flat[1::2], strict=True)}
-        # the plan's cards leave the platform's stock first, all at once (SPEC: issuance draws
-        # from it and stops when it is empty); an issuance completed before issuances drew
-        # from the stock takes nothing now
-        if sum(plan.values()) and await p.redis.hget(ik[0], "complete") != "1":
-            await _from_stock(f"ent:{ent}:{iid}", asset, sum(plan.values()),
-                              "the issuance's plan is kept: refill the stock, then send the "
-                              "same issuance again")
+        done = set(await p.redis.smembers(keys.issuance_recipients(ent, iid)))
+        await enough_stock(asset, {u: n for u, n in plan.items() if u not in done},
+                           "the issuance's plan is kept: refill the stock, then send the same "
+                           "issuance again")
         unknown: list[str] = []
         refused: list[str] = []
+        short: list[str] = []
         credited = 0
         sem = asyncio.Semaphore(CONCURRENCY)
 
         async def one(user: str, cards: int) -> None:
             nonlocal credited
             async with sem:
+                take_id = f"ent:{ent}:{iid}:{user}"
+                if user not in done:  # (credited before: its cards left the stock then)
+                    try:
+                        await take(p.scripts, take_id, asset, cards)
+                    except Refused:  # another issuance took the stock meanwhile
+                        short.append(user)
+                        return
                 got, detail = await grant(p.scripts, s, user, f"$ent:{ent}:{iid}", asset, cards,
                                           "mint", "enterprise", p.clock.now_ms())
-                if got is Status.REJECTED and detail == "user_unknown":
-                    unknown.append(user)
-                elif got is not Status.APPLIED and got is not Status.EXISTS:
-                    refused.append(user)  # past the bound (or a grant id used otherwise)
-                else:
+                if got is Status.APPLIED or got is Status.EXISTS:
                     await p.redis.sadd(keys.issuance_recipients(ent, iid), user)
                     credited += 1
+                    return
+                await give_back(p.scripts, take_id, asset, cards)  # nobody holds them
+                if got is Status.REJECTED and detail == "user_unknown":
+                    unknown.append(user)
+                else:
+                    refused.append(user)  # past the bound (or a grant id used otherwise)
 
         await asyncio.gather(*(one(u, n) for u, n in plan.items()))
-        if not unknown and not refused:
+        complete = not unknown and not refused and not short
+        if complete:
             await p.scripts["ent_issuance"](keys=ik, args=["complete"])
         return {"id": iid, "enterprise": ent, "asset": asset, "credited": credited,
                 "unknown": sorted(unknown)[:LISTED_MAX], "refused": sorted(refused)[:LISTED_MAX],
-                "complete": not unknown and not refused, "replayed": st is Status.EXISTS}
+                "short": sorted(short)[:LISTED_MAX], "complete": complete,
+                "replayed": st is Status.EXISTS}
+
+    async def enough_stock(asset: str, wanted: dict[str, int], then: str) -> None:
+        """Refuse at once (`stock_empty`, nothing issued) when the stock holds fewer cards
+        than the registered users among `wanted` would take."""
+        users = list(wanted)
+        pipe = p.redis.pipeline(transaction=False)
+        for u in users:
+            pipe.hexists(keys.user(u).profile, "registered_at_ms")
+        pipe.hget(keys.NOTE_STOCK, asset)
+        *known, stock = await pipe.execute()
+        need = sum(wanted[u] for u, k in zip(users, known, strict=True) if k)
+        if need > int(stock or 0):
+            raise AdminError("stock_empty", f"the note-card stock holds fewer than {need} "
+                                            f"{asset}: nothing was issued; {then}")
 
     async def eligible_or_recorded(ent: str, iid: str, service: str) -> None:
         """A recorded issuance completes whatever the figures now (it was eligible then)."""
@@ -211,26 +236,24 @@ def install(p: Parts) -> None:
             raise AdminError("order_id_conflict")
         asset, cards = str(claim[1]), int(claim[2])  # the gift as the first report fixed it
         if cards and claim[3] != "1":  # (a gift granted before takes nothing again)
-            await _from_stock(f"eorder:{ent}:{oid}", asset, cards, "the order is counted; "
-                              "refill the stock, then report the same order again for its gift")
+            take_id = f"eorder:{ent}:{oid}"
+            try:
+                await take(p.scripts, take_id, asset, cards)
+            except Refused:
+                raise AdminError("stock_empty", f"the note-card stock holds fewer than {cards} "
+                                                f"{asset}: the order is counted; refill the stock, "
+                                                f"then report the same order again for its "
+                                                f"gift") from None
             got, detail = await grant(p.scripts, s, buyer, f"$eorder:{ent}:{oid}", asset, cards,
                                       "mint", "enterprise", p.clock.now_ms())
             if got is Status.REJECTED:  # counted, its gift not yet: the same report grants it
+                await give_back(p.scripts, take_id, asset, cards)
                 raise AdminError("amount_too_large" if detail == "amount_too_large"
                                  else "user_unknown")
             await p.scripts["ent_order"](keys=ok, args=["granted", oid, buyer, fen, asset, cards])
         return {"order": oid, "enterprise": ent, "buyer": buyer, "fen": fen,
                 "gift": {"asset": asset, "cards": cards} if cards else None,
                 "replayed": st is Status.EXISTS}
-
-    async def _from_stock(issuance_id: str, asset: str, cards: int, then: str) -> None:
-        try:
-            await take(p.scripts, issuance_id, asset, cards)
-        except Refused as exc:
-            if exc.code != "stock_empty":
-                raise
-            raise AdminError("stock_empty", f"the note-card stock holds fewer than {cards} "
-                                            f"{asset}: nothing was issued; {then}") from None
 
     def note_asset(value: Any) -> str:
         if not isinstance(value, str) or value not in s.note_assets:

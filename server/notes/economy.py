@@ -36,14 +36,21 @@ def odds(weights: dict[str, int], stock: dict[str, int] | None = None) -> dict[s
     return {a: round(live.get(a, 0) / total, 6) if total else 0.0 for a in weights}
 
 
-async def take(scripts: Scripts, issuance_id: str, asset: str, cards: int) -> int:
-    """`cards` of `asset` leave the stock for an issuance (another module's: an enterprise's
-    batch, an order's gift), once per id; the stock left. Refused `stock_empty` when it
-    holds fewer: nothing is taken."""
+async def take(scripts: Scripts, take_id: str, asset: str, cards: int) -> int:
+    """`cards` of `asset` leave the stock for one recipient of an issuance (another module's:
+    an enterprise's batch, an order's gift), once per id; the stock left. Refused
+    `stock_empty` when it holds fewer: nothing is taken."""
     reply = await scripts["note_take"](keys=[keys.NOTE_STOCK, keys.NOTE_TAKEN],
-                                       args=[issuance_id, asset, cards])
+                                       args=["take", take_id, asset, cards])
     _outcome(reply, "note_take", "issuance_id_conflict")
     return int(reply[1])
+
+
+async def give_back(scripts: Scripts, take_id: str, asset: str, cards: int) -> None:
+    """The cards of a take whose credit was refused go back to the stock (once)."""
+    reply = await scripts["note_take"](keys=[keys.NOTE_STOCK, keys.NOTE_TAKEN],
+                                       args=["return", take_id, asset, cards])
+    _checked(reply, "note_take", Status.APPLIED, Status.EXISTS, Status.NOT_FOUND)
 
 
 @dataclass(frozen=True)
