@@ -111,23 +111,26 @@ async def audit(scripts: Any, holders: Sequence[EscrowHolder] = ()) -> AuditResu
             sums[asset] += n
             if n < 0:
                 r.fail("no_negative_balance", f"{user} holds {n} {asset}")
-    escrow: dict[str, int] = defaultdict(int)
+    escrow: dict[str, dict[str, int]] = {}  # owner → asset → its slot's escrow
     for owner, hs in system.items():
         for account, amount in hs.items():
             _, _, asset = account.partition(":")
             n = amount_of(amount, f"{keys.user(owner).system} field {account}")
             sums[asset] += n
-            if account.startswith("escrow:"):
-                escrow[asset] += n
+            if account.startswith("escrow:") and n:
+                escrow.setdefault(owner, {})[asset] = n
     r.totals = dict(sums)
     for asset, total in sorted(sums.items()):
         if total != 0:
             r.fail("sum_zero", f"{asset} sums to {total} over all accounts")
 
-    held: dict[str, int] = defaultdict(int)
-    for holder in holders:
-        for held_asset, held_amount in holder(records).items():
-            held[held_asset] += held_amount
+    held: dict[str, dict[str, int]] = {}  # owner → asset → what other subsystems hold there
+    for owner, hx in records.items():
+        for holder in holders:
+            for held_asset, held_amount in holder({owner: hx}).items():
+                if held_amount:
+                    mine = held.setdefault(owner, {})
+                    mine[held_asset] = mine.get(held_asset, 0) + held_amount
     _check_transfers(r, records, await _gifts(redis, records), escrow, held)
     await _recheck_pairs(redis, r)
     await _dead_letters(redis, r)
@@ -149,14 +152,19 @@ async def _dead_letters(redis: Any, r: AuditResult) -> None:
 
 
 def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
-                     gifts: dict[str, tuple[str, int]], escrow: dict[str, int],
-                     held: dict[str, int]) -> None:
-    # Escrow against what the records say it holds, slot by slot (each read at one instant):
-    # a sender's slot holds a gift's cards from its debit until a refund (while the sender's
-    # record is escrowed, offered, delivered or accepted), the recipient's slot gives them
-    # out when it credits them (its record delivered or accepted). Summed over the slots,
-    # that is the gifts in flight; other subsystems add theirs (`held`).
-    in_flight: dict[str, int] = defaultdict(int, held)
+                     gifts: dict[str, tuple[str, int]], escrow: dict[str, dict[str, int]],
+                     held: dict[str, dict[str, int]]) -> None:
+    # Escrow against what the records say it holds, slot by slot (each read at one instant,
+    # so exact under traffic too): a sender's slot holds a gift's cards from its debit until
+    # a refund (while the sender's record is escrowed, offered, delivered or accepted), the
+    # recipient's slot gives them out when it credits them (its record delivered or
+    # accepted); other subsystems add what their records hold there (`held`).
+    in_flight: dict[str, dict[str, int]] = {o: dict(h) for o, h in held.items()}
+
+    def add(owner: str, asset: str, n: int) -> None:
+        mine = in_flight.setdefault(owner, {})
+        mine[asset] = mine.get(asset, 0) + n
+
     for owner, hx in records.items():
         for tid, raw in hx.items():
             if tid.startswith("$"):
@@ -167,30 +175,32 @@ def _check_transfers(r: AuditResult, records: dict[str, dict[str, str]],
                 if rec["st"] in RECIPIENT_POSTED:
                     if tid in gifts:
                         asset, count = gifts[tid]
-                        in_flight[asset] -= count
+                        add(owner, asset, -count)
+                        theirs = records.get(sender, {}).get(tid)
+                        st = orjson.loads(theirs)["st"] if theirs else None
+                        if st not in SENDER_HOLDS:  # (read again below, in the steps' order)
+                            r.suspects.append(("credited", tid, owner, sender))
                     else:
                         r.fail("settled_once", f"{tid} credited to {owner}; the sender has "
                                                f"no record of it")
-                    theirs = records.get(sender, {}).get(tid)
-                    st = orjson.loads(theirs)["st"] if theirs else None
-                    if st not in SENDER_HOLDS:  # (read again below, in the steps' order)
-                        r.suspects.append(("credited", tid, owner, sender))
                 continue
             r.transfers += 1
             if rec["st"] in IN_FLIGHT:
                 r.in_flight += 1
             if rec["st"] in SENDER_HOLDS:
-                in_flight[rec["asset"]] += rec["count"]
+                add(owner, rec["asset"], rec["count"])
             if rec["st"] in SENDER_POSTED:
                 theirs = records.get(rec["to"], {}).get(tid)
                 st = orjson.loads(theirs)["st"] if theirs else None
                 if st not in RECIPIENT_POSTED:
                     r.suspects.append(("debited", tid, owner, rec["to"]))
-    for asset in sorted(set(escrow) | set(in_flight)):
-        if escrow.get(asset, 0) != in_flight.get(asset, 0):
-            r.fail("escrow_matches_in_flight",
-                   f"escrow holds {escrow.get(asset, 0)} {asset}, gifts and envelopes "
-                   f"in flight {in_flight.get(asset, 0)}")
+    for owner in sorted(set(escrow) | set(in_flight)):
+        holds, flying = escrow.get(owner, {}), in_flight.get(owner, {})
+        for asset in sorted(set(holds) | set(flying)):
+            if holds.get(asset, 0) != flying.get(asset, 0):
+                r.fail("escrow_matches_in_flight",
+                       f"{owner}'s escrow holds {holds.get(asset, 0)} {asset}, its gifts and "
+                       f"envelopes in flight say {flying.get(asset, 0)}")
 
 
 async def _gifts(redis: Any, records: dict[str, dict[str, str]]) -> dict[str, tuple[str, int]]:
