@@ -1094,3 +1094,23 @@ async def test_points_parked_in_a_use_keep_the_life_a_lifted_freeze_gave_every_l
             assert abs(lot["expires_at_ms"] - (bought + 120 * HOUR)) < 5_000, lot
         code, out = await run_audit(vk.url)
         assert code == 0 and "ok   lots_match_points" in out, out
+
+
+async def test_the_audit_names_points_no_lot_backs(
+        own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
+    """A balance of points with no lots, or lots that hold another sum, fail lots_match_points by name."""
+    srv, vk = own_server({})
+    async with Admin(srv) as admin:
+        u, w = await creator(admin), await creator(admin)
+        await buy(admin, u, 80)
+        raw = Redis.from_url(vk.url, decode_responses=True)
+        try:
+            await raw.hincrby(keys.user(u).balances, "popularity", 5)
+            await raw.hincrby(keys.user(w).balances, "popularity", 7)  # w has no lots at all
+            await raw.hincrby(keys.user(w).system, "mint:popularity", -12)
+        finally:
+            await raw.aclose()
+        code, out = await run_audit(vk.url)
+        assert code == 1 and "FAIL lots_match_points" in out, out
+        assert f"{u}: lots hold 80 points, the balance says 85" in out, out
+        assert f"{w}: no lots, the balance says 7" in out, out

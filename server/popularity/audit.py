@@ -13,18 +13,18 @@ INVARIANT = "lots_match_points"
 
 
 async def check_lots(scripts: Any, r: AuditResult) -> None:
+    """Every account with lots or a balance: what its lots hold equals its points, both read
+    at one instant (an empty lots hash is no key: a balance without one has no lots)."""
     redis = scripts.redis
-    users = [keys.owner_of(key) async for key in redis.scan_iter(match=keys.SCAN_LOTS,
-                                                                 count=SCAN_COUNT)]
-    slots = [[keys.user(u).lot_points, keys.user(u).balances] for u in users]
-    for user, (points, balances) in zip(users, await read_slots(scripts, slots), strict=True):
+    users: set[str] = set()
+    for pattern in (keys.SCAN_LOTS, keys.SCAN_BALANCES):
+        users.update([keys.owner_of(k) async for k in redis.scan_iter(match=pattern,
+                                                                      count=SCAN_COUNT)])
+    ordered = sorted(users)
+    slots = [[keys.user(u).lot_points, keys.user(u).balances] for u in ordered]
+    for user, (points, balances) in zip(ordered, await read_slots(scripts, slots), strict=True):
         lots = sum(int(x) for x in points.values())
         balance = int(balances.get("popularity") or 0)
         if lots != balance:
-            r.fail(INVARIANT, f"{user}: lots hold {lots} points, the balance says {balance}")
-    # points that no lot backs: a balance with no lots key (the walk above never sees it)
-    async for key in redis.scan_iter(match=keys.SCAN_BALANCES, count=SCAN_COUNT):
-        balance = int(await redis.hget(key, "popularity") or 0)
-        user = keys.owner_of(key)
-        if balance and not await redis.exists(keys.user(user).lot_points):
-            r.fail(INVARIANT, f"{user}: no lots, the balance says {balance}")
+            r.fail(INVARIANT, f"{user}: lots hold {lots} points, the balance says {balance}"
+                   if points else f"{user}: no lots, the balance says {balance}")
