@@ -1000,8 +1000,9 @@ async def test_content_claim_release_keeps_a_hash_claimed_before_uses_were_kept(
 async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
         own_server: Callable[..., tuple[Proc, EmbeddedValkey]]) -> None:
     """Voiding a dead-lettered use takes its boost away, gives its hash back and refunds the price."""
-    # Its last step always fails (a fault), after it claimed its hash and boosted its content. After the void:
-    # nothing charged, nothing boosted, the audit clean.
+    # Its last step always fails (a fault), after it claimed its hash and boosted its content; sent again
+    # meanwhile it is not run again (one dead letter). After the void: nothing charged, nothing boosted, the
+    # audit clean.
     srv, vk = own_server({**TEST_CLOCK, "GIFTWIRE_CLAIM_IDLE_MS": "100",
                           "GIFTWIRE_SETTLE_ATTEMPTS_MAX": "3", "GIFTWIRE_FAULT": "poison_use_settle"})
     async with Admin(srv) as admin:
@@ -1009,6 +1010,11 @@ async def test_a_voided_use_is_refunded_unboosted_and_its_hash_given_back(
             poisoned = {**use(1), "use": "poison-1"}
             failed = await ca.request("popularity.use", timeout_s=30, **poisoned)
             assert (failed["type"], failed["code"]) == ("error", "settlement_failed")
+            # sent again while its dead letter waits: answered at once, not run into another one
+            for _ in range(2):
+                again = await ca.request("popularity.use", timeout_s=10, **poisoned)
+                assert (again["type"], again["code"]) == ("error", "settlement_failed")
+            await asyncio.sleep(0.4)  # past the retry interval: nothing was left to re-run
             boost = f"/content/{poisoned['content']}/boost"
             assert (await admin.call("GET", boost))["weight"] == 1.0  # step 3 ran
             (dead,) = (await dead_letters(admin, 1))["dead_letters"]

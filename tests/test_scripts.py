@@ -959,6 +959,7 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
     # The copy keeps its fields, error and attempts; its failure counts are cleared.
     part = 1_000_000 + uuid.uuid4().int % 1_000_000  # a partition no other test uses
     stream, dead, fails = keys.settle_stream(part), keys.dead_letters(part), keys.settle_failures(part)
+    marks = keys.settle_dead_marks(part)
     group = keys.SETTLE_GROUP
     await lab.r.xgroup_create(stream, group, id="0", mkstream=True)
     eid = await lab.r.xadd(stream, {"kind": "send", "user": "u1"})
@@ -968,34 +969,41 @@ async def test_dead_letter_moves_a_pending_entry_once(lab: Lab) -> None:
                                      "user:u2": keep})
     fields = json.dumps({"kind": "send", "user": "u1"})
     args = [group, eid, fields, "boom", 5, NOW, S.dead_letters_max, "u1", "send:u1:u1:g1"]
-    reply = await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args)
+    reply = await lab.sc["dead_letter"](keys=[stream, dead, fails, marks], args=args)
     assert reply[0] == "applied"
     [(did, entry)] = await lab.r.xrange(dead)
     assert did == reply[1]
-    assert entry == {"entry": eid, "error": "boom", "attempts": "5", "at": str(NOW), "fields": fields}
+    assert entry == {"entry": eid, "error": "boom", "attempts": "5", "at": str(NOW), "fields": fields,
+                     "request": "send:u1:u1:g1"}
     assert [i for i, _ in await lab.r.xrange(stream)] == [keep]
     pending = await lab.r.xpending_range(stream, group, min="-", max="+", count=10)
     assert [p["message_id"] for p in pending] == [keep]
-    # u1's later entries go on, and the request sent again is marked as this dead letter's
-    assert await lab.r.hgetall(fails) == {keep: "1", "user:u2": keep, "dead:send:u1:u1:g1": did}
-    assert await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args) == ["not_found", ""]
+    assert await lab.r.hgetall(fails) == {keep: "1", "user:u2": keep}  # u1's later entries go on
+    assert await lab.r.hgetall(marks) == {"send:u1:u1:g1": did}  # a resend is answered from it
+    assert await lab.sc["dead_letter"](keys=[stream, dead, fails, marks], args=args) == [
+        "not_found", ""]
     assert await lab.r.xlen(dead) == 1
-    await lab.r.delete(stream, dead, fails)
+    await lab.r.delete(stream, dead, fails, marks)
 
 
 async def test_dead_letters_are_trimmed_to_their_bound_exactly(lab: Lab) -> None:
-    """Past `dead_letters_max` (2 here) the oldest dead letters go, exactly: 4 moved, the 2 newest kept."""
+    """Past `dead_letters_max` (2 here) the oldest dead letters go, exactly, and their marks with them."""
     part = 1_000_000 + uuid.uuid4().int % 1_000_000  # a partition no other test uses
     stream, dead, fails = keys.settle_stream(part), keys.dead_letters(part), keys.settle_failures(part)
+    marks = keys.settle_dead_marks(part)
     group = keys.SETTLE_GROUP
     await lab.r.xgroup_create(stream, group, id="0", mkstream=True)
     ids = [await lab.r.xadd(stream, {"kind": "send", "user": f"u{i}"}) for i in range(4)]
     await lab.r.xreadgroup(group, "w1", {stream: ">"}, count=4)
     for i, eid in enumerate(ids):
-        args = [group, eid, "{}", "boom", 5, NOW, 2, f"u{i}", ""]
-        assert (await lab.sc["dead_letter"](keys=[stream, dead, fails], args=args))[0] == "applied"
-    assert [e["entry"] for _, e in await lab.r.xrange(dead)] == ids[2:]
-    await lab.r.delete(stream, dead, fails)
+        args = [group, eid, "{}", "boom", 5, NOW, 2, f"u{i}", f"send:u{i}:r{i}"]
+        assert (await lab.sc["dead_letter"](keys=[stream, dead, fails, marks], args=args))[0] == "applied"
+    kept = await lab.r.xrange(dead)
+    assert [e["entry"] for _, e in kept] == ids[2:]
+    # the trimmed ones took their marks along: a resend of theirs runs again
+    assert await lab.r.hgetall(marks) == {f"send:u{i}:r{i}": did for i, (did, _) in
+                                          zip((2, 3), kept, strict=True)}
+    await lab.r.delete(stream, dead, fails, marks)
 
 
 # == partition_lease, worker_beat ====================================================

@@ -87,6 +87,12 @@ class UseItem:
     outcome: str = "ok"
     code: str = ""
 
+    @property
+    def request_key(self) -> str:
+        """The use as its client asked for it (a resend is the same use: its start, when
+        none was asked, is the time each was sent)."""
+        return f"{self.use}|{self.fp}"
+
 
 class UseFlow(DayFlow):
     kind = USE

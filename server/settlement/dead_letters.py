@@ -14,6 +14,7 @@ refunded to the sender through the normal recipient and sender steps).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 
@@ -35,6 +36,8 @@ log = logging.getLogger("giftwire.worker")
 
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
 ERROR_MAX_CHARS = 1000  # of an error kept with a dead letter
+ROUTING = ("conn", "request")  # an entry's fields that name where its reply goes, not what it asks
+REQUEST_DIGEST_CHARS = 20  # of a request's key: 80 bits, no two requests of a user alike
 
 
 class DeadLetterError(Exception):
@@ -95,7 +98,7 @@ class DeadLetters:
             return {}
         pipe = self.redis.pipeline(transaction=False)
         for stream, _, key in asked:
-            pipe.hget(keys.settle_failures(self.partition[stream]), f"dead:{key}")
+            pipe.hget(keys.settle_dead_marks(self.partition[stream]), key)
         out: dict[tuple[str, str], str] = {}
         for (stream, eid, key), dead_id in zip(asked, await pipe.execute(), strict=True):
             if not dead_id:
@@ -103,8 +106,8 @@ class DeadLetters:
             p = self.partition[stream]
             if await self.redis.xrange(keys.dead_letters(p), min=dead_id, max=dead_id):
                 out[stream, eid] = dead_id
-            else:  # trimmed (GIFTWIRE_DEAD_LETTERS_MAX): nobody can retry it; run it again
-                await self.redis.hdel(keys.settle_failures(p), f"dead:{key}")
+            else:  # gone by another way than retry, void or trim: run it again
+                await self.redis.hdel(keys.settle_dead_marks(p), key)
         return out
 
     async def answer_dead(self, entries: list[Entry], dead: dict[tuple[str, str], str]) -> None:
@@ -123,10 +126,19 @@ class DeadLetters:
                 await self.replies.send(env.user, env.route, frame)
 
     def request_key(self, fields: dict[str, str]) -> str:
-        """`<kind>:<user>:<transfer id>`: what makes an entry the same request as another
-        ('' for an entry whose item names no transfer)."""
-        tid = self.transfer_id(fields)
-        return f"{fields.get('kind', '')}:{fields.get('user', '')}:{tid}" if tid else ""
+        """`<kind>:<user>:<digest>`: what makes an entry the same request as another, of any
+        kind: its fields but the connection and request number, which a resend changes, or
+        what its item names as its identity (`request_key`: a card use's start, when none
+        was asked, is the time it was sent)."""
+        try:
+            env = codec.decode(fields)
+            own = getattr(self.flows.get(env.kind).decode(env, fields), "request_key", None)
+        except Exception:  # unreadable: its fields are all it is
+            own = None
+        payload: Any = own if isinstance(own, str) else sorted(
+            (k, v) for k, v in fields.items() if k not in ROUTING)
+        digest = hashlib.sha1(orjson.dumps(payload)).hexdigest()[:REQUEST_DIGEST_CHARS]
+        return f"{fields.get('kind', '')}:{fields.get('user', '')}:{digest}"
 
     async def record(self, entries: list[Entry],
                      failed: dict[tuple[str, str], tuple[str, bool]]) -> None:
@@ -189,7 +201,7 @@ class DeadLetters:
         stream, eid, fields = entry
         p = self.partition[stream]
         reply = await self.scripts["dead_letter"](
-            keys=[stream, keys.dead_letters(p), keys.settle_failures(p)],
+            keys=[stream, keys.dead_letters(p), keys.settle_failures(p), keys.settle_dead_marks(p)],
             args=[keys.SETTLE_GROUP, eid, orjson.dumps(fields).decode(), error[:ERROR_MAX_CHARS],
                   attempts, self.clock.now_ms(), self.s.dead_letters_max, fields.get("user", ""),
                   self.request_key(fields)])
@@ -237,9 +249,7 @@ class DeadLetters:
     async def _unmark(self, partition: int, fields: dict[str, str]) -> None:
         """The request may run again: a retry runs it, and after a void its steps answer
         from what the void recorded."""
-        key = self.request_key(fields)
-        if key:
-            await self.redis.hdel(keys.settle_failures(partition), f"dead:{key}")
+        await self.redis.hdel(keys.settle_dead_marks(partition), self.request_key(fields))
 
     async def retry(self, partition: int, dead_id: str) -> dict[str, Any]:
         """Put the entry back on its stream (its steps are idempotent); its request's

@@ -288,8 +288,8 @@ class Worker:
         pipe.xreadgroup(keys.SETTLE_GROUP, self.name, dict.fromkeys(streams, ">"),
                         count=self.s.worker_batch_max,
                         block=self.s.worker_block_ms if block else None)
-        for p in parts:
-            pipe.exists(keys.settle_failures(p))
+        for p in parts:  # a failed entry waits, or a dead letter's resend may come
+            pipe.exists(keys.settle_failures(p), keys.settle_dead_marks(p))
         out = await execute(pipe, block_ms=self.s.worker_block_ms if block else 0)
         self._acked()
         reply, marks = out[acks], out[acks + 1:]

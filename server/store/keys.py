@@ -476,6 +476,12 @@ def settle_failures(partition: int) -> str:
     return f"{PREFIX}:{{settle:{partition}}}:fail"
 
 
+def settle_dead_marks(partition: int) -> str:
+    """Hash: a request's key (`<kind>:<user>:<digest of its fields>`) → the dead letter it is
+    (a resend is answered from it, not run); cleared on retry, void or trim."""
+    return f"{PREFIX}:{{settle:{partition}}}:deadmarks"
+
+
 def settle_owner(partition: int) -> str:
     """String: the worker holding the partition's lease (expires unless renewed)."""
     return f"{PREFIX}:{{settle:{partition}}}:owner"

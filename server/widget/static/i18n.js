@@ -274,7 +274,7 @@ export const REASONS_ZH = {
   unavailable: "服务暂不可用，请稍后再试",
   internal: "内部错误，请稍后再试",
   timeout: "没有及时得到回复，请再试一次",
-  settlement_failed: "请求未能结算，请再试一次",
+  settlement_failed: "请求未能结算，已交由运维处理；处理后再发同一请求即可看到结果",
   not_registered: "你的账号尚未在 giftwire 注册",
   room_unknown: "没有这个直播间",
   not_live: "直播间未开播",
