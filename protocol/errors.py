@@ -232,6 +232,8 @@ ADMIN_ERRORS = {
                   "shortly"),
         AdminCode("recipient_banned", 409, "the gift's recipient is banned (by the platform or "
                   "the risk engine): no cards reach the account; deny the gift, or it times out"),
+        AdminCode("dead_letter_busy", 409, "another retry or void of this dead letter is "
+                  "running; look again shortly"),
         AdminCode("offer_resolved", 409, "the gift held for approval was resolved already (the "
                   "message says how: accepted, denied, expired)"),
         AdminCode("wrong_evidence", 409, "this case's level needs other evidence: face "

@@ -46,3 +46,11 @@ def seconds_to_midnight(now_ms: int, tz: tzinfo) -> float:
     now = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz)
     nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tz)
     return (nxt - now).total_seconds()
+
+
+def next_midnight_ms(now_ms: int, tz: tzinfo) -> int:
+    """The ms of the platform's next midnight after `now_ms` (exact: a midnight is a whole
+    second, so no float rounding reaches the ms)."""
+    now = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(tz)
+    nxt = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), tz)
+    return round(nxt.timestamp()) * 1000

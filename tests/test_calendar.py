@@ -93,8 +93,9 @@ async def test_a_festival_avatar_frame_is_redeemed_after_a_gift_that_day(own_ser
             assert (await a.send_gift(r, "note.do", 1))["type"] == "gift.confirmed"
             framed = await a.request("festival.frame")
             assert (framed["type"], framed["day"]) == ("festival.framed", today.isoformat())
-            end_of_day = now + int(days.seconds_to_midnight(now, tz) * 1000)
+            end_of_day = days.next_midnight_ms(now, tz)
             assert framed["expires_at_ms"] == end_of_day + 7 * 86_400_000
+            assert end_of_day % 1000 == 0  # a midnight to the ms, never 1 ms short
             again = await a.request("festival.frame")
             assert again["expires_at_ms"] == framed["expires_at_ms"]
             shown = (await admin.call("GET", f"/users/{s}"))["avatar_frame"]
@@ -103,3 +104,12 @@ async def test_a_festival_avatar_frame_is_redeemed_after_a_gift_that_day(own_ser
             await admin.advance(framed["expires_at_ms"] - now)
             assert (await admin.call("GET", f"/users/{s}"))["avatar_frame"] is None
             assert (await a.request("festival.frame"))["code"] == "not_festival"  # days later
+
+
+def test_the_next_midnight_is_exact_to_the_ms() -> None:
+    """The next local midnight is a whole second for every ms of a day (float rounding once made it .999)."""
+    tz = rules.parse_timezone("+08:00")
+    base = 1_799_270_492_119 - 300
+    for step in range(0, 86_400_000, 86_400_000 // 5000 + 7):
+        got = days.next_midnight_ms(base + step, tz)
+        assert got % 1000 == 0 and 0 < got - (base + step) <= 86_400_000

@@ -151,8 +151,19 @@ async def test_a_request_sent_again_while_its_dead_letter_waits_is_not_run_again
             page = await dead_letters(admin, 1)
             assert [d["id"] for d in page["dead_letters"]] == [dead["id"]]
             assert await metric(srv, "giftwire_dead_lettered_total") == 1
-            voided = await admin.call("POST", f"/dead-letters/0/{dead['id']}/void")
-            assert voided["outcome"] == "refunded"
+            # two operators at once (a void racing a retry): one acts, the other is told
+            both = await asyncio.gather(
+                admin.call("POST", f"/dead-letters/0/{dead['id']}/void", ok=False),
+                admin.call("POST", f"/dead-letters/0/{dead['id']}/retry", ok=False))
+            acted = [x for x in both if x.status_code == 200]
+            assert len(acted) == 1, [x.json() for x in both]
+            other = next(x for x in both if x.status_code != 200)
+            assert (other.status_code, other.json()["error"]["code"]) in (
+                (409, "dead_letter_busy"), (404, "not_found")), other.json()
+            if "voided" not in acted[0].json():  # the retry won: it fails into a new dead letter
+                (dead,) = (await dead_letters(admin, 1))["dead_letters"]
+                acted = [await admin.call("POST", f"/dead-letters/0/{dead['id']}/void", ok=False)]
+            assert acted[0].json()["outcome"] == "refunded"
             after = await a.send_gift(r, "note.do", 2, gift_id="poison-again")
             assert (after["type"], after["code"]) == ("gift.rejected", "operator_voided")
         flow_void = await admin.call("POST", f"/dead-letters/0/{dead['id']}/void", ok=False)

@@ -68,7 +68,7 @@ async def frame(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if not await gw.redis.sismember(keys.FESTIVALS, day):
         gw.error(conn, "not_festival", d["id"])
         return
-    until = now + int(days.seconds_to_midnight(now, tz) * 1000) + gw.s.festival_frame_days * 86_400_000
+    until = days.next_midnight_ms(now, tz) + gw.s.festival_frame_days * 86_400_000
     uk = keys.user(conn.user)
     reply = await gw.ext[FRAME_EXT](keys=[uk.profile, uk.day(day)], args=[day, until])
     st = status(reply)

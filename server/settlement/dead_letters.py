@@ -14,8 +14,10 @@ refunded to the sender through the normal recipient and sender steps).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -36,6 +38,7 @@ log = logging.getLogger("giftwire.worker")
 
 Entry = tuple[str, str, dict[str, str]]  # (stream, id, fields)
 ERROR_MAX_CHARS = 1000  # of an error kept with a dead letter
+CLAIM_MS = 60_000  # an operator's retry or void holds its dead letter at most this long
 ROUTING = ("conn", "request")  # an entry's fields that name where its reply goes, not what it asks
 REQUEST_DIGEST_CHARS = 20  # of a request's key: 80 bits, no two requests of a user alike
 
@@ -251,10 +254,30 @@ class DeadLetters:
         from what the void recorded."""
         await self.redis.hdel(keys.settle_dead_marks(partition), self.request_key(fields))
 
+    @contextlib.asynccontextmanager
+    async def _claimed(self, partition: int, dead_id: str) -> AsyncIterator[dict[str, str]]:
+        """One operator's action at a time on a dead letter: a retry and a void (or two of
+        either) racing each other would both act. The claim lapses by itself after
+        CLAIM_MS (the dead letter is gone by then: another action finds nothing); one that
+        failed is let go at once, so it can be tried again."""
+        await self._take(partition, dead_id)  # (not there: 404 before any claim)
+        claim = keys.dead_letter_claim(partition, dead_id)
+        if not await self.redis.set(claim, "1", nx=True, px=CLAIM_MS):
+            raise DeadLetterError("dead_letter_busy", f"another retry or void of dead letter "
+                                                      f"{dead_id} is running; look again shortly")
+        try:
+            yield await self._take(partition, dead_id)  # (done by the one before: 404)
+        except BaseException:
+            await self.redis.delete(claim)
+            raise
+
     async def retry(self, partition: int, dead_id: str) -> dict[str, Any]:
         """Put the entry back on its stream (its steps are idempotent); its request's
         connection no longer waits, so nobody is answered twice."""
-        fields = await self._take(partition, dead_id)
+        async with self._claimed(partition, dead_id) as fields:
+            return await self._retry(partition, dead_id, fields)
+
+    async def _retry(self, partition: int, dead_id: str, fields: dict[str, str]) -> dict[str, Any]:
         await self._unmark(partition, fields)
         entry_id = await self.redis.xadd(keys.settle_stream(partition), fields)
         await self.redis.xdel(keys.dead_letters(partition), dead_id)
@@ -266,7 +289,10 @@ class DeadLetters:
     async def void(self, partition: int, dead_id: str) -> dict[str, Any]:
         """Give up on the entry: its flow undoes what can be undone (a gift still in escrow is
         refunded through its normal steps) and says what it did."""
-        fields = await self._take(partition, dead_id)
+        async with self._claimed(partition, dead_id) as fields:
+            return await self._void(partition, dead_id, fields)
+
+    async def _void(self, partition: int, dead_id: str, fields: dict[str, str]) -> dict[str, Any]:
         try:
             env = codec.decode(fields)
             flow = self.flows.get(env.kind)

@@ -476,6 +476,11 @@ def settle_failures(partition: int) -> str:
     return f"{PREFIX}:{{settle:{partition}}}:fail"
 
 
+def dead_letter_claim(partition: int, dead_id: str) -> str:
+    """String: an operator's retry or void of one dead letter is running (expires)."""
+    return f"{PREFIX}:{{settle:{partition}}}:deadclaim:{dead_id}"
+
+
 def settle_dead_marks(partition: int) -> str:
     """Hash: a request's key (`<kind>:<user>:<digest of its fields>`) → the dead letter it is
     (a resend is answered from it, not run); cleared on retry, void or trim."""
