@@ -465,8 +465,8 @@ async def test_a_refused_gift_says_why(server: Proc, admin: Admin, context: Brow
 async def test_joining_a_group_from_the_widget_says_what_came_of_it(
         server: Proc, admin: Admin, context: BrowserContext) -> None:
     """Joining from the widget says the outcome where the Join button is: request filed, or why not."""
-    # An approval group files the request and says so; a fan-club-level group the user does not qualify for
-    # says why; both in words.
+    # An approval group files the request and says so, after a reload too; a fan-club-level group the user
+    # does not qualify for says why; both in words.
     owner, fan = await people(admin, "owner", "fan", 1)
     approval, level = uid("ask"), uid("lvl")
     await admin.call("PUT", f"/groups/{approval}", {"owner": owner, "type": "core", "rule": "approval"})
@@ -474,6 +474,9 @@ async def test_joining_a_group_from_the_widget_says_what_came_of_it(
                                                  "min_level": 2})
     w = await Widget.open(context, server, fan, group=approval)
     await w.page.get_by_role("button", name="Join the group").click()
+    await expect(w.q("#join-status")).to_have_text(
+        "Your request to join was sent: the group's admins decide")
+    await w.page.reload()  # the request still waits: said again after a reload
     await expect(w.q("#join-status")).to_have_text(
         "Your request to join was sent: the group's admins decide")
     w2 = await Widget.open(context, server, fan, group=level)

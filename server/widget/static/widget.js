@@ -710,11 +710,29 @@ async function answerOffer(offer, yes, li) {
   if (!focused || focused === document.body) $("offer-status").focus(); // (not if it moved on)
 }
 
+/** Whether this user's application to join the group waits (the server tells the applicant
+ * only in the reply: kept across reloads in the page's storage, when it has any). */
+function applied(value) {
+  const key = `giftwire:${owner ?? "default"}:applied:${ctx.group}`;
+  try {
+    if (value === true) localStorage.setItem(key, "1");
+    else if (value === false) localStorage.removeItem(key);
+    return localStorage.getItem(key) === "1";
+  } catch {
+    return false; // a sandboxed or storage-partitioned frame: only this page's reply says it
+  }
+}
+
 async function openGroup() {
   try {
     const reply = await client.openGroup(ctx.group);
-    if (reply.type === "group.snapshot") applyGroupSnapshot(reply);
-    else if (reply.code === "not_member") model.group.joined = false;
+    if (reply.type === "group.snapshot") {
+      applyGroupSnapshot(reply);
+      applied(false);
+    } else if (reply.code === "not_member") {
+      model.group.joined = false;
+      if (applied()) model.group.joinStatus = say("group_applied");
+    }
     else model.group.grab = why(reply); // said where it shows (the envelope form is hidden)
   } catch (err) {
     model.group.grab = why(err);
@@ -737,10 +755,13 @@ async function joinGroup() {
     const reply = await client.joinGroup(ctx.group, invite || undefined);
     if (reply.type === "group.snapshot") {
       applyGroupSnapshot(reply);
+      applied(false);
       model.group.grab = say("group_joined"); // said where it stays shown: the join block goes
+    } else if (reply.type === "group.applied") {
+      // an approval group: filed; the group's admins decide (the widget hears it on a reload)
+      applied(true);
+      model.group.joinStatus = say("group_applied");
     }
-    // an approval group: filed; the group's admins decide (the widget hears it on a reload)
-    else if (reply.type === "group.applied") model.group.joinStatus = say("group_applied");
     else model.group.joinStatus = why(reply);
   } catch (err) {
     model.group.joinStatus = why(err);
