@@ -137,9 +137,10 @@ REJECTIONS = _codes(
     ErrorCode("pair_limit", "the recipient has taken today's gifts from you", temporary=True),
     ErrorCode("insufficient_balance", "not enough cards"),
     ErrorCode("amount_too_large",
-              "too many cards: more than one gift may carry, or more than an account may hold "
-              "(refusing an accept, it leaves the offer open: accept again once your balance "
-              "has room)"),
+              "too many cards: more than one gift may carry, or more than an account may hold"),
+    ErrorCode("accept_balance_full", "accepting would take your balance past what an account "
+              "may hold; the offer stays open: accept again once your balance has room",
+              temporary=True),
     ErrorCode("offers_full", "the recipient has too many pending offers", temporary=True),
     ErrorCode("gift_id_conflict", "this gift id was used with different parameters"),
     ErrorCode("offer_not_found", "no such pending offer"),

@@ -45,7 +45,8 @@ CLIENT_TYPES: tuple[MessageType, ...] = (
         "Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. "
         "`offer_expired` after the timeout, `offer_declined` after a decline, "
         "`recipient_banned` when your account was banned since: the offer waits for a "
-        "decline or its timeout).",
+        "decline or its timeout; `accept_balance_full`, temporary: your balance would pass "
+        "what an account may hold, the offer stays open).",
         (req_id(), _OFFER_ID),
     ),
     MessageType(

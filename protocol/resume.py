@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 # the `gift.rejected` codes that end an offer (any other rejection leaves it waiting,
-# e.g. `amount_too_large` on an accept)
+# e.g. `accept_balance_full`)
 OFFER_ENDED = frozenset({"offer_accepted", "offer_declined", "offer_expired", "offer_not_found",
                          "approval_denied", "operator_voided"})
 

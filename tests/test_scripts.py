@@ -910,11 +910,11 @@ async def test_accept_or_decline_after_deadline_voids_as_expired(lab: Lab, actio
 
 
 async def test_accept_over_amount_bound_keeps_the_offer(lab: Lab) -> None:
-    """An accept taking the balance over the bound is `rejected amount_too_large`; the offer stays open."""
+    """An accept taking the balance over the bound is `rejected accept_balance_full`; the offer stays open."""
     s, r, item = await lab.offered(3)
     before = await lab.money(r)
     assert await lab.under(amount_max=2).resolve(r, item.tid, "accept") == [
-        "rejected", "", "", "amount_too_large"]
+        "rejected", "", "", "accept_balance_full"]
     assert await lab.money(r) == before
     assert (await lab.record(r, item.tid))["st"] == "offered"
     assert (await lab.resolve(r, item.tid, "accept"))[1] == "accepted"

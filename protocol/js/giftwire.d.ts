@@ -50,7 +50,7 @@ export interface GiftSendMessage {
   group?: string;
 }
 
-/** Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. `offer_expired` after the timeout, `offer_declined` after a decline, `recipient_banned` when your account was banned since: the offer waits for a decline or its timeout). */
+/** Accept a pending offer. Replied by `gift.received` or `gift.rejected` (e.g. `offer_expired` after the timeout, `offer_declined` after a decline, `recipient_banned` when your account was banned since: the offer waits for a decline or its timeout; `accept_balance_full`, temporary: your balance would pass what an account may hold, the offer stays open). */
 export interface GiftAcceptMessage {
   type: "gift.accept";
   /** client-chosen request id, echoed by the reply */
@@ -1324,6 +1324,7 @@ export type RejectionCode =
   | "pair_limit"
   | "insufficient_balance"
   | "amount_too_large"
+  | "accept_balance_full"
   | "offers_full"
   | "gift_id_conflict"
   | "offer_not_found"

@@ -31,7 +31,7 @@ async def decide(p: Parts, recipient: str, tid: str, approve: bool) -> dict[str,
         raise AdminError("not_found", "no gift to this user waits for approval with this id")
     if st is Status.REJECTED and code == "recipient_banned":  # it stays held
         raise AdminError("recipient_banned")
-    if st is Status.REJECTED:  # the cards would pass the recipient's bound: it stays held
+    if st is Status.REJECTED:  # accept_balance_full: past the recipient's bound, it stays held
         raise AdminError("amount_too_large", "the recipient's balance would pass "
                                              "GIFTWIRE_AMOUNT_MAX; the gift stays held")
     await first.after(item, reply, today)

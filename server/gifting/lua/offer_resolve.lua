@@ -18,7 +18,7 @@
 --   'exists'    resolved before by the same action: the stored event is the reply
 --   'lost'      resolved before by another action: `code` says how (offer_accepted,
 --               offer_declined, offer_expired)
---   'rejected'  not resolved (the offer stays): `code`, e.g. amount_too_large
+--   'rejected'  not resolved (the offer stays): `code`, e.g. accept_balance_full
 --   'not_found' no offer with this id for this user;  'not_due' a timeout too early
 -- `record` is the transfer record (`from`, `asset`, `count`, `day`, `reason`, `ev`).
 local k_profile, k_balances, k_system, k_transfers = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -83,7 +83,7 @@ if action == 'accept' then
   if b[1] == '1' or b[2] == '1' then return {'rejected', '', '', 'recipient_banned'} end
 end
 if action == 'accept' and hget_int(k_balances, rec.asset) + rec.count > amount_max then
-  return {'rejected', '', '', 'amount_too_large'}
+  return {'rejected', '', '', 'accept_balance_full'}
 end
 
 redis.call('HDEL', k_offers, tid)

@@ -253,6 +253,7 @@ export const REASONS_ZH = {
   pair_limit: "对方今天已收满你的礼物",
   insufficient_balance: "卡片不足",
   amount_too_large: "数量超出账户上限",
+  accept_balance_full: "接受后余额将超出账户上限，礼物仍为你保留，余额有空间后再接受",
   offers_full: "对方待确认的礼物太多了",
   gift_id_conflict: "这个礼物编号已用于其他参数",
   offer_not_found: "没有这份待确认的礼物",
