@@ -12,6 +12,7 @@ from protocol.schema import (
     FRAME_EVENTS_MAX,
     ID_PATTERN,
     INVISIBLE,
+    SPACES,
     Field,
     MessageType,
     req_id,
@@ -27,8 +28,8 @@ ENVELOPE_SHARES_MAX = 1000  # grabbers one red envelope may have
 ROLES = ("owner", "admin", "member")
 GROUP_TYPES = ("core", "cocreation", "perks")
 ENTRY_RULES = ("iron_fan", "level", "invite", "approval")
-NOT_BLANK = rf"^[\s\S]*[^\s{INVISIBLE}][\s\S]*$"  # some character that shows
-OPTION_PATTERN = rf"^(?=[\s\S]*[^\s{INVISIBLE}])[\s\S]{{1,{POLL_OPTION_MAX}}}$"  # not blank, bounded
+NOT_BLANK = rf"^[\s\S]*[^{SPACES}{INVISIBLE}][\s\S]*$"  # some character that shows
+OPTION_PATTERN = rf"^(?=[\s\S]*[^{SPACES}{INVISIBLE}])[\s\S]{{1,{POLL_OPTION_MAX}}}$"  # not blank, bounded
 MANAGE_ACTIONS = ("promote", "demote", "remove", "mute", "unmute", "approve", "reject")
 
 _GROUP = Field("group", "str", "group id", pattern=ID_PATTERN)

@@ -5,13 +5,22 @@ their targeting. Every change of points is an event of the user's (exactly once)
 
 from __future__ import annotations
 
-from protocol.schema import AMOUNT_MAX, ID_PATTERN, INVISIBLE, Field, MessageType, req_id, user_field
+from protocol.schema import (
+    AMOUNT_MAX,
+    ID_PATTERN,
+    INVISIBLE,
+    SPACES,
+    Field,
+    MessageType,
+    req_id,
+    user_field,
+)
 
 CARDS = ("video_heating", "live_recommendation", "fan_reach")
 COVERS = ("basic", "advanced")
 GENDERS = ("any", "female", "male")
 LOTS_SHOWN_MAX = 50  # lots one `popularity.points` lists, soonest to expire first
-TAG_PATTERN = rf"^[^\s,\x00-\x1f\x7f{INVISIBLE}]{{1,24}}$"  # no commas, spaces, controls
+TAG_PATTERN = rf"^[^{SPACES},\x00-\x1f\x7f{INVISIBLE}]{{1,24}}$"  # no commas, spaces, controls
 
 _USE_ID = Field("use", "str", "your id for this card use (idempotent)", pattern=ID_PATTERN)
 _SEQ = Field("seq", "int", "per-user event sequence number", minimum=1)

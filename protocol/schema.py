@@ -28,6 +28,9 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 # characters that show nothing: format characters (zero-width spaces and joiners, bidi marks,
 # the BOM, the soft hyphen); text made only of them and spaces is blank (in `[...]`, with \s)
 INVISIBLE = r"\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff"
+# white space as Python's `\s` reads it, spelt so that an ECMAScript reader of the published
+# patterns (asyncapi.json) agrees: its `\s` leaves out the separators \x1c-\x1f and NEL
+SPACES = r"\s\x1c-\x1f\x85"
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 # (the part after the first colon holds up to two ids: an enterprise's `$ent:<enterprise>:<id>`)
 TRANSFER_ID_PATTERN = r"^\$?[A-Za-z0-9_-]{1,64}:[A-Za-z0-9_:$-]{1,160}$"

@@ -297,3 +297,28 @@ def test_the_readmes_one_line_token_signer_signs_as_the_server_does() -> None:
     signed = eval(snippet, {"base64": base64, "hmac": hmac, "secret": secret, "payload": payload})
     assert isinstance(signed, str)  # ready for the f-string the README shows
     assert f"{payload}.{signed}" == make_token(secret, "bob", 2_000_000_000)
+
+
+def test_published_patterns_read_white_space_alike_in_python_and_ecmascript() -> None:
+    """A published pattern's `\\s` in a class spells out what ECMAScript's `\\s` lacks (\\x1c-\\x1f, NEL)."""
+    # The server validates with Python's `re`; a client validating with asyncapi.json in JavaScript
+    # would otherwise accept text the server refuses.
+    from protocol.asyncapi import generate
+
+    patterns: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k == "pattern":
+                    patterns.add(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(generate())
+    assert patterns
+    for p in patterns:
+        for m in re.finditer(r"\[\^?\\s(?!\\S)", p):
+            assert p[m.end():].startswith(r"\x1c-\x1f\x85"), p
