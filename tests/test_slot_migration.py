@@ -283,3 +283,37 @@ async def test_a_moving_users_risk_signals_fail_alone(cluster: list[EmbeddedValk
                 cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
         for conn in (cm, cb):
             await conn.close()
+
+
+async def test_a_decision_lifted_unheard_is_read_again_after_the_users_slot_moves(
+        cluster: list[EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """A lift the gateway never heard (published mid-move) is read again once it follows the slot."""
+    # The gateway's cached view comes from the user's channel, which is not in the log: after it
+    # follows the channel to the slot's new owner it reads the user's decisions again, so a lift it
+    # missed no longer keeps refusing their gifts until they reconnect.
+    env = {**ENV, "GIFTWIRE_RISK_ENABLED": "1"}
+    srv = start("serve", cluster[0].url, None, env)
+    cs = clients(cluster)
+    async with Admin(srv) as admin:
+        s, r = await admin.pair(5)
+        uk = keys.user(s)
+        slot = int(cs[0].execute_command("CLUSTER KEYSLOT", uk.profile))
+        far = int(time.time() * 1000) + 86_400_000
+        cs[owner(cs, slot)].hset(uk.profile, "risk_restricted_until", far)  # read on connect
+        conn = await RawConn.open(srv, s)
+        await conn.send("gift.send", id="g0", gift_id="g0", to=r, asset="note.do", count=1)
+        (refused,) = await conn.wait_for(lambda f: f.get("id") == "g0")
+        assert refused["code"] == "risk_restricted"
+        cs[owner(cs, slot)].hdel(uk.profile, "risk_restricted_until")  # lifted, never told
+        migrate_slot(cluster, cs, slot)
+        deadline = time.monotonic() + 15
+        for i in range(1, 1000):
+            await conn.send("gift.send", id=f"g{i}", gift_id=f"g{i}", to=r, asset="note.do",
+                            count=1)
+            (got,) = await conn.wait_for(lambda f, rid=f"g{i}": f.get("id") == rid)
+            if got["type"] == "gift.confirmed":
+                break
+            assert got.get("code") in ("risk_restricted", "unavailable"), got
+            assert time.monotonic() < deadline, "the lift was never read again"
+            await asyncio.sleep(0.3)
+        await conn.close()

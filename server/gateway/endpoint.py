@@ -111,6 +111,10 @@ class Gateway:
         # on every request before its handler (an error code refuses it): in memory, so a
         # clean request costs no Redis call
         self.connect_checks: list[Callable[[Connection], Awaitable[str | None]]] = []
+        # run for a user's channel after the hub followed it to its slot's new node: state a
+        # module keeps from the channel's messages that are not in the log may have been
+        # missed (a publish on the new node before the subscription got there)
+        self.recover_hooks: list[Callable[[str], Awaitable[None]]] = []
         self.guards: list[Callable[[Connection, str, dict[str, Any]], str | None]] = []
         self.backlog = 0  # sampled stream length, refreshed by `sample_backlog`
         self.appended = 0  # entries this gateway appended since the sample in `backlog` was read
@@ -294,6 +298,12 @@ class Gateway:
             return
         for conn in list(self.hub.on(channel)):
             await self._from_log(conn, ok)
+        for hook in self.recover_hooks:
+            try:
+                await hook(keys.owner_of(channel))
+            except RedisError:  # the next connection or decision brings it
+                log.warning("re-reading %s's state after a slot move failed", channel,
+                            exc_info=True)
 
     def _gap(self, conn: Connection) -> None:
         """An event came past the next seq: the one before it was lost live (a publish on a

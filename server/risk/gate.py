@@ -54,6 +54,7 @@ class RiskGate:
         self.view: dict[str, State] = {}  # only users under a decision are kept
         self.signals: list[dict[str, str]] = []
         gw.connect_checks.append(self.on_connect)
+        gw.recover_hooks.append(self.refresh)
         gw.guards.append(self.guard)
         gw.hub.risk_sink = self.on_state
 
@@ -71,6 +72,15 @@ class RiskGate:
         self.remember(conn.user, State(int(restricted or 0), int(frozen or 0), banned == "1"))
         self.signal(conn, "connect", "")
         return None
+
+    async def refresh(self, user: str) -> None:
+        """The user's decisions read again: a lift (or a decision) published while their
+        channel's slot moved never reached this gateway, and a lift missed would keep
+        refusing them here until they reconnect."""
+        got = await self.gw.redis.hmget(keys.user(user).profile, "risk_restricted_until",
+                                        "risk_frozen_until", "risk_banned")
+        restricted, frozen, banned = got
+        self.remember(user, State(int(restricted or 0), int(frozen or 0), banned == "1"))
 
     def remember(self, user: str, state: State) -> None:
         if state.banned or state.restricted_until or state.frozen_until:
