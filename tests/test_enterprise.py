@@ -220,6 +220,14 @@ async def test_issuances_and_order_gifts_draw_from_the_stock_and_stop_when_it_is
                                 {"id": "over", "asset": "note.la", "cards": 2, "users": [full]})
         assert (over["refused"], over["complete"]) == ([full], False)
         assert await stock_of(admin, "note.la") == 2
+        # an unregistered name first in the plan takes nothing: the registered one gets the stock
+        first, last = f"a{uid()}", f"z{uid()}"
+        await admin.user(last)
+        tight = await admin.call("POST", f"/enterprises/{e}/issuances",
+                                 {"id": "tight", "asset": "note.la", "cards": 2,
+                                  "users": [first, last]})
+        assert (tight["credited"], tight["unknown"], tight["short"]) == (1, [first], [])
+        assert await stock_of(admin, "note.la") == 0
         buyer = users[0]
         no_gift = await admin.call("POST", f"/enterprises/{e}/orders",
                                    {"order": "o1", "buyer": buyer, "fen": 10_000}, ok=False)
@@ -235,6 +243,6 @@ async def test_issuances_and_order_gifts_draw_from_the_stock_and_stop_when_it_is
         assert replay["replayed"] is True and await stock_of(admin, "note.do") == 0
         assert await admin.balances(buyer) == {"note.la": 2, "note.do": 1}
         kinds = {k["asset"]: k for k in (await admin.call("GET", "/notes"))["kinds"]}
-        assert (kinds["note.la"]["drawn"], kinds["note.do"]["drawn"]) == (8, 1)
+        assert (kinds["note.la"]["drawn"], kinds["note.do"]["drawn"]) == (10, 1)
     code, out = await run_audit(vk.url)
     assert code == 0, out

@@ -94,9 +94,9 @@ def install(p: Parts) -> None:
         flat = claim[1]
         plan = {str(u): int(n) for u, n in zip(flat[0::2], flat[1::2], strict=True)}
         done = set(await p.redis.smembers(keys.issuance_recipients(ent, iid)))
-        await enough_stock(asset, {u: n for u, n in plan.items() if u not in done},
-                           "the issuance's plan is kept: refill the stock, then send the same "
-                           "issuance again")
+        registered = await enough_stock(asset, {u: n for u, n in plan.items() if u not in done},
+                                        "the issuance's plan is kept: refill the stock, then "
+                                        "send the same issuance again")
         unknown: list[str] = []
         refused: list[str] = []
         short: list[str] = []
@@ -107,11 +107,14 @@ def install(p: Parts) -> None:
             nonlocal credited
             async with sem:
                 take_id = f"ent:{ent}:{iid}:{user}"
+                if user not in done and user not in registered:  # nothing to take for yet
+                    unknown.append(user)
+                    return
                 if user not in done:  # (credited before: its cards left the stock then)
                     try:
                         await take(p.scripts, take_id, asset, cards)
-                    except Refused:  # another issuance took the stock meanwhile
-                        short.append(user)
+                    except Refused:  # taken meanwhile (another issuance; or one of this
+                        short.append(user)  # plan's own, given back later: tried again below)
                         return
                 got, detail = await grant(p.scripts, s, user, f"$ent:{ent}:{iid}", asset, cards,
                                           "mint", "enterprise", p.clock.now_ms())
@@ -126,6 +129,11 @@ def install(p: Parts) -> None:
                     refused.append(user)  # past the bound (or a grant id used otherwise)
 
         await asyncio.gather(*(one(u, n) for u, n in plan.items()))
+        # a take that met the stock held for a credit since refused (and given back) gets its
+        # turn again, one at a time: only what another issuance took is short for good
+        again, short[:] = list(short), []
+        for user in again:
+            await one(user, plan[user])
         complete = not unknown and not refused and not short
         if complete:
             await p.scripts["ent_issuance"](keys=ik, args=["complete"])
@@ -134,19 +142,21 @@ def install(p: Parts) -> None:
                 "short": sorted(short)[:LISTED_MAX], "complete": complete,
                 "replayed": st is Status.EXISTS}
 
-    async def enough_stock(asset: str, wanted: dict[str, int], then: str) -> None:
+    async def enough_stock(asset: str, wanted: dict[str, int], then: str) -> set[str]:
         """Refuse at once (`stock_empty`, nothing issued) when the stock holds fewer cards
-        than the registered users among `wanted` would take."""
+        than the registered users among `wanted` would take; those users."""
         users = list(wanted)
         pipe = p.redis.pipeline(transaction=False)
         for u in users:
             pipe.hexists(keys.user(u).profile, "registered_at_ms")
         pipe.hget(keys.NOTE_STOCK, asset)
         *known, stock = await pipe.execute()
-        need = sum(wanted[u] for u, k in zip(users, known, strict=True) if k)
+        registered = {u for u, k in zip(users, known, strict=True) if k}
+        need = sum(wanted[u] for u in registered)
         if need > int(stock or 0):
             raise AdminError("stock_empty", f"the note-card stock holds fewer than {need} "
                                             f"{asset}: nothing was issued; {then}")
+        return registered
 
     async def eligible_or_recorded(ent: str, iid: str, service: str) -> None:
         """A recorded issuance completes whatever the figures now (it was eligible then)."""
