@@ -317,3 +317,39 @@ async def test_a_decision_lifted_unheard_is_read_again_after_the_users_slot_move
             assert time.monotonic() < deadline, "the lift was never read again"
             await asyncio.sleep(0.3)
         await conn.close()
+
+
+async def test_a_moving_partition_shows_only_itself_unheld(cluster: list[EmbeddedValkey],
+                                                          start: Callable[..., Proc]) -> None:
+    """While one settlement partition's slot is half moved, the other partitions stay shown held."""
+    # The gateway's sample of every partition was one pipeline: the moving slot failed it, and every
+    # partition's `giftwire_partition_held` read 0 (page someone) though workers held them all.
+    srv = start("serve", cluster[0].url, None, ENV)
+    cs = clients(cluster)
+
+    async def held(p: int) -> float:
+        return await metric(srv, f'giftwire_partition_held{{partition="{p}"}}')
+
+    for _ in range(100):
+        if all([await held(p) == 1 for p in range(3)]):
+            break
+        await asyncio.sleep(0.1)
+    stream = keys.settle_stream(1)
+    slot = int(cs[0].execute_command("CLUSTER KEYSLOT", stream))
+    src = owner(cs, slot)
+    dst = (src + 1) % len(cluster)
+    src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
+    cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+    cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+    cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS", stream)
+    try:
+        for _ in range(8):  # two seconds of samples (every 250 ms)
+            assert (await held(0), await held(2)) == (1, 1)
+            await asyncio.sleep(0.25)
+    finally:
+        rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+        if rest:
+            cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000,
+                                    "KEYS", *rest)
+        for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
+            cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)

@@ -146,15 +146,12 @@ class Gateway:
         while True:
             try:
                 counted = self.appended  # appends from here on may miss this sample: kept
-                pipe = self.redis.pipeline(transaction=False)
-                for p in parts:
-                    pipe.xlen(keys.settle_stream(p))
-                    pipe.exists(keys.settle_owner(p))
-                found = await pipe.execute()
-                lengths = found[0::2]
-                for p, length, held in zip(parts, lengths, found[1::2], strict=True):
-                    BACKLOG.set(length, partition=str(p))
-                    HELD.set(held, partition=str(p))
+                found = await self._sample(parts)
+                lengths = [x[0] for x in found if x is not None]
+                for p, got in zip(parts, found, strict=True):
+                    if got is not None:
+                        BACKLOG.set(got[0], partition=str(p))
+                    HELD.set(got[1] if got is not None else 0, partition=str(p))
                 self.backlog = max(lengths)
                 self.appended -= counted
                 failing = False
@@ -167,6 +164,34 @@ class Gateway:
                     HELD.set(0, partition=str(p))
             stop_if_cancelled()
             await asyncio.sleep(0.25)
+
+    async def _sample(self, parts: range) -> list[tuple[int, int] | None]:
+        """Each partition's (backlog, held), in one round trip; on a cluster where that fails
+        (a partition's slot moving), each partition alone, so only the moving one is shown
+        unknown (None) and the others keep their figures. None of them: raised."""
+        pipe = self.redis.pipeline(transaction=False)
+        for p in parts:
+            pipe.xlen(keys.settle_stream(p))
+            pipe.exists(keys.settle_owner(p))
+        try:
+            found = await pipe.execute()
+            return [(int(found[2 * i]), int(found[2 * i + 1])) for i in range(len(parts))]
+        except STORAGE_AWAY:
+            if not self.s.redis_cluster or len(parts) == 1:
+                raise
+        out: list[tuple[int, int] | None] = []
+        for p in parts:
+            try:
+                one = self.redis.pipeline(transaction=False)  # (one slot: one node)
+                one.xlen(keys.settle_stream(p))
+                one.exists(keys.settle_owner(p))
+                length, held = await one.execute()
+                out.append((int(length), int(held)))
+            except STORAGE_AWAY:
+                out.append(None)
+        if all(x is None for x in out):
+            raise RedisConnectionError("no partition could be sampled")
+        return out
 
     async def serve(self, ws: WebSocket) -> None:
         # a handshake (GIFTWIRE_HANDSHAKES_MAX) until the token is checked, not just accepted
