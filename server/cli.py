@@ -537,9 +537,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     async def main() -> int:
         from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
+        from server.store.pipeline import CLUSTER_MOVING
+
         client = connect(url, s.redis_cluster)
         try:
             result, text = await full_audit(client, s.replace(redis_url=url))
+        except CLUSTER_MOVING as exc:  # (TRYAGAIN is a ResponseError: caught before it)
+            print(f"giftwire: cannot audit while a slot is moving ({exc}); run it again once "
+                  f"the reshard is over", file=sys.stderr)
+            return 2
         except ResponseError as exc:  # Redis answered: a key holds what giftwire never wrote
             print(f"giftwire: audit failed: Redis refused to read giftwire's data as giftwire "
                   f"writes it (a corrupt or foreign key): {exc}", file=sys.stderr)

@@ -353,3 +353,33 @@ async def test_a_moving_partition_shows_only_itself_unheld(cluster: list[Embedde
                                     "KEYS", *rest)
         for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
             cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+
+async def test_the_audit_during_a_slot_move_says_so_and_gives_no_verdict(
+        cluster: list[EmbeddedValkey], start: Callable[..., Proc]) -> None:
+    """`giftwire audit` meeting a half-moved user slot exits 2 saying a slot is moving: no verdict."""
+    srv = start("serve", cluster[0].url, None, ENV)
+    cs = clients(cluster)
+    async with Admin(srv) as admin:
+        s, _ = await admin.pair(5)
+        uk = keys.user(s)
+        slot = int(cs[0].execute_command("CLUSTER KEYSLOT", uk.balances))
+        src = owner(cs, slot)
+        dst = (src + 1) % len(cluster)
+        src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
+        cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+        cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+        cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS",
+                                uk.balances)
+        try:
+            code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+            assert code == 2 and "while a slot is moving" in out, out
+        finally:
+            rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+            if rest:
+                cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000,
+                                        "KEYS", *rest)
+            for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
+                cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
+        assert code == 0, out
