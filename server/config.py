@@ -843,7 +843,8 @@ DOCS: dict[str, str] = {
     "settle_attempts_max": "failed attempts (or deliveries never acknowledged) before an entry "
                            "is moved to the dead-letter stream (retried every CLAIM_IDLE_MS: "
                            "keep (attempts - 1) × CLAIM_IDLE_MS under REQUEST_TIMEOUT_S, so the "
-                           "request still waits for its `settlement_failed`)",
+                           "request still waits for its `settlement_failed`; the same user's "
+                           "later requests wait behind it and may be answered `timeout` first)",
     "settle_deliveries_max": "deliveries of an entry that no worker acknowledged (each died on "
                              "it) before it is moved to the dead-letter stream",
     "dead_letters_max": "dead-letter entries kept per partition (exactly; the oldest trimmed)",
