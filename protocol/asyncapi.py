@@ -15,7 +15,11 @@ import orjson
 from protocol import PROTOCOL_VERSION
 from protocol.errors import CLOSE_CODES, ERRORS, REJECTIONS
 from protocol.messages import CLIENT_TYPES, SERVER_TYPES, Field, MessageType
-from protocol.schema import AMOUNT_MAX, DEFAULT_LENGTH
+from protocol.schema import AMOUNT_MAX, ASSET_PATTERN, DEFAULT_LENGTH, ID_PATTERN, REQUEST_ID_PATTERN
+
+# patterns the Rules above the tables describe once (ids, assets): not repeated per field
+RULES_PATTERNS = frozenset({ID_PATTERN, REQUEST_ID_PATTERN, ASSET_PATTERN})
+SHOWN_PATTERN_MAX = 40  # a longer pattern is left to asyncapi.json (its field says the form)
 
 
 def _schema(f: Field) -> dict[str, Any]:
@@ -125,8 +129,11 @@ def _bounds(f: Field) -> str:
             out.append(f"{num(f.minimum)}–{num(f.maximum)}")
     if f.kind in ("ints", "strs", "objects"):
         out.append(f"≤ {num(f.max_length)} items")
-    elif f.kind == "str" and f.pattern is None and not f.enum and f.max_length != DEFAULT_LENGTH:
-        out.append(f"≤ {num(f.max_length)} characters")
+    elif f.kind == "str" and not f.enum:
+        if f.pattern is not None and f.pattern not in RULES_PATTERNS and len(f.pattern) <= SHOWN_PATTERN_MAX:
+            out.append(f"`{f.pattern}`")  # a short form of its own: said here
+        if f.max_length != DEFAULT_LENGTH and f.pattern not in RULES_PATTERNS:
+            out.append(f"≤ {num(f.max_length)} characters")
     return f" ({', '.join(out)})" if out else ""
 
 
