@@ -1012,3 +1012,21 @@ async def test_an_in_chat_gift_refused_for_a_non_member_is_counted(
         assert await metric(srv, 'giftwire_gifts_rejected_total{reason="not_group_member"}') \
             == before + 1
         await a.close()
+
+
+async def test_refusals_checked_after_decoding_name_what_is_wrong(server: Proc, admin: Admin) -> None:
+    """More shares than cards, a mute without minutes, a one-option poll: each message names the rule."""
+    group, owner = await new_group(admin)
+    sender, _ = await admin.pair(5)
+    m, _ = await iron_member(server, admin, group, owner, sender)
+    async with await Client.connect(server.ws, server.token(owner)) as o:
+        shares = await m.request("envelope.send", group=group, envelope="e", asset="note.do",
+                                 total=2, shares=3)
+        assert (shares["code"], shares["message"]) == (
+            "bad_field", "shares must be at most total (each share is 1 card or more)")
+        mute = await o.request("group.manage", group=group, action="mute", user=sender)
+        assert (mute["code"], mute["message"]) == ("missing_field", "group.manage mute needs 'minutes'")
+        poll = await o.request("group.poll.create", group=group, poll="p", question="q?",
+                               options=["only"], ends_at_ms=2**40)
+        assert (poll["code"], poll["message"]) == ("bad_field", "a poll needs at least 2 options")
+    await m.close()

@@ -285,7 +285,7 @@ async def history(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def manage(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     g, s = keys.group(d["group"]), gw.s
     if d["action"] == "mute" and "minutes" not in d:
-        gw.error(conn, "missing_field", d["id"])
+        gw.error(conn, "missing_field", d["id"], "group.manage mute needs 'minutes'")
         return
     reply = await watch(gw).p.scripts["group_manage"](
         keys=[g.profile, g.members, g.mutes, g.removed, g.applications, g.modlog, g.channel],
@@ -315,7 +315,7 @@ async def invite(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 async def poll_create(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     g, s = keys.group(d["group"]), gw.s
     if len(d["options"]) < 2:
-        gw.error(conn, "bad_field", d["id"])
+        gw.error(conn, "bad_field", d["id"], "a poll needs at least 2 options")
         return
     reply = await watch(gw).p.scripts["poll_create"](
         keys=[g.profile, g.members, g.poll(d["poll"]), g.polls, g.channel],
@@ -366,7 +366,7 @@ async def envelope_send(gw: Gateway, conn: Connection, d: dict[str, Any]) -> Non
         gw.error(conn, "envelope_asset", d["id"])
         return
     if d["shares"] > d["total"]:
-        gw.error(conn, "bad_field", d["id"])
+        gw.error(conn, "bad_field", d["id"], "shares must be at most total (each share is 1 card or more)")
         return
     await gw.enqueue(conn, d["id"], envelopes.SEND, envelopes.send_payload(d))
 

@@ -150,10 +150,10 @@ async def rank(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
 
 async def wish(gw: Gateway, conn: Connection, d: dict[str, Any]) -> None:
     if d["open"] and ("asset" not in d or "target" not in d):
-        gw.error(conn, "missing_field", d["id"])
+        gw.error(conn, "missing_field", d["id"], "opening a wish needs 'asset' and 'target'")
         return
     if d["open"] and d["asset"] not in gw.s.note_assets:
-        gw.error(conn, "bad_field", d["id"])
+        gw.error(conn, "bad_field", d["id"], f"asset must be a note card: {', '.join(gw.s.note_assets)}")
         return
     rk = keys.room(d["room"])
     ends = int(d.get("ends_at_ms", 0))
