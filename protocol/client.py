@@ -98,9 +98,11 @@ class Client:
     @staticmethod
     async def _open(url: str, token: str, since: int | None, token_in_query: bool,
                     timeout_s: float) -> tuple[ClientConnection, dict[str, Any]]:
-        query = f"?token={quote(token)}" if token_in_query else ""
+        query = f"token={quote(token)}" if token_in_query else ""
         if since is not None and token_in_query:
             query += f"&since={since}"
+        if query:  # after any query the URL has already (`/ws?x=1` → `/ws?x=1&token=…`)
+            query = ("&" if "?" in url else "?") + query
         ws = await connect(url + query, max_size=1 << 20, compression=None, open_timeout=timeout_s)
         if not token_in_query:
             auth: dict[str, Any] = {"type": "auth", "id": "auth", "token": token}

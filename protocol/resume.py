@@ -1,7 +1,8 @@
 """The resume and dedupe rules of a protocol v1 client, as pure functions (no I/O, no clock).
 
-`protocol/client.py` and the JavaScript client (`protocol/js/giftwire.js`) both follow
-them, and both run the same test vectors (`protocol/js/vectors.json`):
+`protocol/client.py` and the JavaScript client (`protocol/js/giftwire.js`) both follow them
+and run the same test vectors (`protocol/js/vectors.json`), except `track_offers`: only the
+JavaScript client keeps the pending offers (the Python client leaves them to its user):
 
 - `seq_after_welcome`: where a connection's event numbering stands after its `welcome`;
 - `accept`: whether a frame is passed on, and the newest `seq` seen after it;

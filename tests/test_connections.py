@@ -127,3 +127,12 @@ async def test_the_client_backs_off_from_a_server_that_closes_each_connection_at
     assert len(opened) == RECONNECT_ATTEMPTS, opened
     gaps = [b - a for a, b in itertools.pairwise(opened)]
     assert gaps[-1] > gaps[0] and gaps[-1] > 0.5, gaps  # backed off, not at once
+
+
+async def test_the_python_client_adds_its_token_after_a_query_the_url_has(server: Proc,
+                                                                           admin: Admin) -> None:
+    """`Client.connect` on a URL that has a query already appends `&token=…` (it built `?x=1?token=…`)."""
+    u = uid("q")
+    await admin.user(u)
+    async with await Client.connect(f"{server.ws}?x=1", server.token(u), timeout_s=10) as c:
+        assert (await c.request("ping"))["type"] == "pong"
