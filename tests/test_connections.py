@@ -64,7 +64,10 @@ async def test_logins_at_one_instant_do_not_get_past_the_connection_limit(server
 
 async def test_slow_consumer_is_cut_off(own_server: OwnServer) -> None:
     """A client that stops reading while events pile up is closed with 4008; others are served."""
-    srv, _ = own_server({"GIFTWIRE_SEND_QUEUE_MAX_BYTES": "20000"})
+    # (the close frame waits behind the megabytes this client reads one frame at a time: on a
+    # slow machine that took longer than the default 10 s GIFTWIRE_CLOSE_TIMEOUT_S, and the
+    # socket was dropped without it)
+    srv, _ = own_server({"GIFTWIRE_SEND_QUEUE_MAX_BYTES": "20000", "GIFTWIRE_CLOSE_TIMEOUT_S": "60"})
     async with Admin(srv) as admin:
         slow, other = uid("slow"), uid("ok")
         await admin.user(slow)
