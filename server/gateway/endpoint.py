@@ -463,8 +463,9 @@ class Gateway:
             msg = await ws.receive()
             if msg["type"] == "websocket.disconnect":
                 # closed by the WebSocket layer itself (a message too big, bad UTF-8): counted
-                # under its reason, not as the client's leaving
-                conn.kick_reason = TRANSPORT_CLOSES.get(msg.get("code", 0), "")
+                # under its reason, not as the client's leaving; a close the gateway began (a
+                # slow consumer cut off) keeps its own reason
+                conn.kick_reason = conn.kick_reason or TRANSPORT_CLOSES.get(msg.get("code", 0), "")
                 return None
             FRAMES_IN.inc()
             text = msg.get("text")
