@@ -67,6 +67,31 @@ def migrate_slot(nodes: list[EmbeddedValkey], cs: list[redis.Redis], slot: int,
         cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
 
 
+def split_slot(nodes: list[EmbeddedValkey], cs: list[redis.Redis], slot: int,
+               *moved: str) -> tuple[int, int]:
+    """Begin moving `slot` to the next master and MIGRATE only the keys `moved`: the slot is
+    left half moved, its keys split between two nodes. (source, target) indices."""
+    src = owner(cs, slot)
+    dst = (src + 1) % len(nodes)
+    src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
+    cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
+    cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
+    if moved:
+        cs[src].execute_command("MIGRATE", "127.0.0.1", nodes[dst].port, "", 0, 5000, "KEYS", *moved)
+    return src, dst
+
+
+def finish_move(nodes: list[EmbeddedValkey], cs: list[redis.Redis], slot: int, src: int,
+                dst: int) -> None:
+    """The rest of a split slot's keys moved, and its new owner announced to every master."""
+    rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
+    if rest:
+        cs[src].execute_command("MIGRATE", "127.0.0.1", nodes[dst].port, "", 0, 5000, "KEYS", *rest)
+    dst_id = cs[dst].execute_command("CLUSTER MYID")
+    for i in (dst, src, *(i for i in range(len(nodes)) if i not in (src, dst))):
+        cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+
+
 async def sender_loop(conn: RawConn, recipient: str, confirmed: list[str],
                       pace_s: float = 0.0) -> None:
     """GIFTS sends one after another (`pace_s` apart); a lost reply is answered by sending the
@@ -261,13 +286,8 @@ async def test_a_moving_users_risk_signals_fail_alone(cluster: list[EmbeddedValk
                 break
             await asyncio.sleep(0.1)
         assert cs[src].exists(uk.risk_actions, uk.risk_judged) == 2
-        dst = (src + 1) % len(cluster)
-        src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
-        cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-        cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
         # split: its two risk keys on two masters, so each call on them gets TRYAGAIN
-        cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS",
-                                uk.risk_judged)
+        src, dst = split_slot(cluster, cs, slot, uk.risk_judged)
         try:
             # the mover in every batch the engine reads (its signals flushed every 50 ms)
             await asyncio.gather(act(cm, 120, 0.025, "m"), act(cb, 20, 0.1, "b"))
@@ -275,12 +295,7 @@ async def test_a_moving_users_risk_signals_fail_alone(cluster: list[EmbeddedValk
             # judged while the slot was split
             assert (notices[0]["action"], notices[0]["reason"]) == ("banned", "automation_rate")
         finally:
-            rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
-            if rest:
-                cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000,
-                                        "KEYS", *rest)
-            for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
-                cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+            finish_move(cluster, cs, slot, src, dst)
         for conn in (cm, cb):
             await conn.close()
 
@@ -336,23 +351,13 @@ async def test_a_moving_partition_shows_only_itself_unheld(cluster: list[Embedde
         await asyncio.sleep(0.1)
     stream = keys.settle_stream(1)
     slot = int(cs[0].execute_command("CLUSTER KEYSLOT", stream))
-    src = owner(cs, slot)
-    dst = (src + 1) % len(cluster)
-    src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
-    cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-    cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-    cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS", stream)
+    src, dst = split_slot(cluster, cs, slot, stream)
     try:
         for _ in range(8):  # two seconds of samples (every 250 ms)
             assert (await held(0), await held(2)) == (1, 1)
             await asyncio.sleep(0.25)
     finally:
-        rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
-        if rest:
-            cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000,
-                                    "KEYS", *rest)
-        for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
-            cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+        finish_move(cluster, cs, slot, src, dst)
 
 
 async def test_the_audit_during_a_slot_move_says_so_and_gives_no_verdict(
@@ -364,22 +369,11 @@ async def test_the_audit_during_a_slot_move_says_so_and_gives_no_verdict(
         s, _ = await admin.pair(5)
         uk = keys.user(s)
         slot = int(cs[0].execute_command("CLUSTER KEYSLOT", uk.balances))
-        src = owner(cs, slot)
-        dst = (src + 1) % len(cluster)
-        src_id, dst_id = (cs[i].execute_command("CLUSTER MYID") for i in (src, dst))
-        cs[dst].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", src_id)
-        cs[src].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", dst_id)
-        cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000, "KEYS",
-                                uk.balances)
+        src, dst = split_slot(cluster, cs, slot, uk.balances)
         try:
             code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
             assert code == 2 and "while a slot is moving" in out, out
         finally:
-            rest = cs[src].execute_command("CLUSTER GETKEYSINSLOT", slot, 100)
-            if rest:
-                cs[src].execute_command("MIGRATE", "127.0.0.1", cluster[dst].port, "", 0, 5000,
-                                        "KEYS", *rest)
-            for i in (dst, src, *(i for i in range(len(cluster)) if i not in (src, dst))):
-                cs[i].execute_command("CLUSTER SETSLOT", slot, "NODE", dst_id)
+            finish_move(cluster, cs, slot, src, dst)
         code, out = await run_audit(cluster[0].url, {"GIFTWIRE_REDIS_CLUSTER": "1"})
         assert code == 0, out

@@ -234,21 +234,16 @@ async def _recheck_pairs(redis: Any, r: AuditResult) -> None:
     the recipient's first when it said credited (the sender's debit ran before it). Only a
     disagreement that survives that is a broken gift."""
     for kind, tid, owner, other in r.suspects:
+        # the suspect's own side (`owner`: the one that said posted or credited) first
+        mine = await redis.hget(keys.user(owner).transfers, tid)
+        theirs = await redis.hget(keys.user(other).transfers, tid)
+        st = orjson.loads(mine)["st"] if mine else None
+        their_st = orjson.loads(theirs)["st"] if theirs else None
         if kind == "debited":
-            mine = await redis.hget(keys.user(owner).transfers, tid)
-            theirs = await redis.hget(keys.user(other).transfers, tid)
-            st = orjson.loads(mine)["st"] if mine else None
-            their_st = orjson.loads(theirs)["st"] if theirs else None
             if st in SENDER_POSTED and their_st not in RECIPIENT_POSTED:
                 r.fail("settled_once", f"{tid} debited as {st}; recipient says {their_st}")
-        else:
-            mine = await redis.hget(keys.user(owner).transfers, tid)
-            theirs = await redis.hget(keys.user(other).transfers, tid)
-            st = orjson.loads(mine)["st"] if mine else None
-            their_st = orjson.loads(theirs)["st"] if theirs else None
-            if st in RECIPIENT_POSTED and their_st not in SENDER_HOLDS:
-                r.fail("settled_once", f"{tid} credited to {owner}; sender says {their_st}")
-
+        elif st in RECIPIENT_POSTED and their_st not in SENDER_HOLDS:
+            r.fail("settled_once", f"{tid} credited to {owner}; sender says {their_st}")
 
 CORE_INVARIANTS = ("sum_zero", "no_negative_balance", "escrow_matches_in_flight", "settled_once")
 
